@@ -1,0 +1,56 @@
+# Everything a fresh machine needs goes through these targets.
+#   make run    install and run the platform on embedded defaults (no external services)
+#   make test   install, provision the real servers and run the whole suite
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+NODE_STAMP := workerd/node_modules/.package-lock.json
+PYTEST_ARGS ?=
+
+.PHONY: install run test test-unit test-integration lint services services-down services-status bench clean
+
+install: $(STAMP) $(NODE_STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required, found " + sys.version' 
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+$(NODE_STAMP): workerd/package.json workerd/package-lock.json
+	npm ci --prefix workerd --no-audit --no-fund --loglevel=error
+	touch $(NODE_STAMP)
+
+run: install
+	$(VENV)/bin/wdl dev
+
+services: install
+	$(PY) -m harness up
+
+services-down:
+	$(PY) -m harness down
+
+services-status:
+	$(PY) -m harness status
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy .
+
+test-unit: install
+	$(PY) -m pytest -m unit $(PYTEST_ARGS)
+
+test-integration: services
+	set -a && . .wdl/services.env && set +a && $(PY) -m pytest -m integration $(PYTEST_ARGS)
+
+test: lint services
+	set -a && . .wdl/services.env && set +a && $(PY) -m pytest $(PYTEST_ARGS)
+
+bench: services
+	set -a && . .wdl/services.env && set +a && $(PY) -m bench $(BENCH)
+
+clean: services-down
+	rm -rf .wdl
