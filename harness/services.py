@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import os
 import secrets
 import shutil
@@ -297,10 +298,8 @@ async def _kafka_ready(bootstrap: str) -> bool:
     except Exception:
         return False
     finally:
-        try:
+        with contextlib.suppress(Exception):
             await asyncio.wait_for(admin.close(), 3)
-        except Exception:
-            pass
 
 
 # --------------------------------------------------------------------------- Redis
@@ -564,10 +563,10 @@ def down() -> None:
 
 def status() -> int:
     existing = parse_env_file(SERVICES_ENV)
-    checks: list[tuple[Managed, Callable[[], bool]]] = []
     s3 = S3(existing.get("S3_ACCESS_KEY_ID", ""), existing.get("S3_SECRET_ACCESS_KEY", ""))
-    for m in (Kafka(), Redis(), Postgres(), s3):
-        checks.append((m, m.healthy))  # type: ignore[attr-defined]
+    checks: list[tuple[Managed, Callable[[], bool]]] = [
+        (m, m.healthy) for m in (Kafka(), Redis(), Postgres(), s3)
+    ]
     bad = 0
     for m, healthy in checks:
         pid = m.pid()

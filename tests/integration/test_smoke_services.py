@@ -89,7 +89,7 @@ async def test_kafka_idempotent_producer_and_transaction(
 
 async def test_redis_multi_exec_is_atomic(services: Endpoints) -> None:
     assert services.redis_url is not None
-    client = aioredis.from_url(services.redis_url)
+    client = aioredis.Redis.from_url(services.redis_url)
     key = f"smoke:{uuid.uuid4().hex}"
     try:
         async with client.pipeline(transaction=True) as pipe:
@@ -120,10 +120,9 @@ def test_postgres_transaction_rolls_back(fresh_database: str) -> None:
         assert version is not None and str(version[0]).startswith("15")
         conn.execute("CREATE TABLE t (id int PRIMARY KEY)")
         conn.commit()
-        with pytest.raises(psycopg.errors.UniqueViolation):
-            with conn.transaction():
-                conn.execute("INSERT INTO t VALUES (1)")
-                conn.execute("INSERT INTO t VALUES (1)")
+        with pytest.raises(psycopg.errors.UniqueViolation), conn.transaction():
+            conn.execute("INSERT INTO t VALUES (1)")
+            conn.execute("INSERT INTO t VALUES (1)")
         row = conn.execute("SELECT count(*) FROM t").fetchone()
         assert row is not None and row[0] == 0
 
