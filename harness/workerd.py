@@ -453,16 +453,16 @@ def listening_socket(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
 PROBE_TIMEOUT = 1.0  # seconds one readiness probe may take
 
 
-async def http_answers(addr: Address) -> bool:
-    """True when `addr` accepts a TCP connection and answers `GET /` with an HTTP status line."""
+async def http_answers(addr: Address, path: str = "/") -> bool:
+    """True when `addr` accepts a TCP connection and answers `GET path` with an HTTP status
+    line (any status: a 500 from the worker still proves workerd is serving)."""
     host, port = addr
     try:
         async with asyncio.timeout(PROBE_TIMEOUT):
             reader, writer = await asyncio.open_connection(host, port)
             try:
-                writer.write(
-                    f"GET / HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n\r\n".encode()
-                )
+                request = f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n\r\n"
+                writer.write(request.encode())
                 await writer.drain()
                 status = await reader.readline()
             finally:
@@ -478,16 +478,21 @@ async def http_answers(addr: Address) -> bool:
 class _Output:
     lines: deque[str] = field(default_factory=lambda: deque(maxlen=2000))
 
-    def text(self) -> str:
-        return "\n".join(self.lines)
+    def text(self, last: int | None = None) -> str:
+        lines = list(self.lines)
+        return "\n".join(lines if last is None else lines[-last:])
 
 
 class WorkerdProcess:
     """`workerd serve [--experimental] <config> [const]` with an explicit async lifecycle.
 
-    `ready` lists HTTP addresses that must answer before `start()` returns; sockets passed in
-    `socket_fds` (socket name -> listening socket) are handed over with `--socket-fd` and
-    waited for too. The caller keeps ownership of those Python socket objects.
+    `ready` lists HTTP addresses that must answer `GET ready_path` before `start()` returns;
+    sockets passed in `socket_fds` (socket name -> listening socket) are handed over with
+    `--socket-fd` and waited for too. The caller keeps ownership of those socket objects.
+
+    Note: workerd drops the connection without any response when the handler fails with a
+    "disconnected" error (e.g. a service binding to an external server that is down), so point
+    `ready_path` at a route that does not depend on other services.
     """
 
     def __init__(
@@ -498,6 +503,7 @@ class WorkerdProcess:
         binary: Path | str | None = None,
         const_name: str | None = None,
         ready: Sequence[Address] = (),
+        ready_path: str = "/",
         socket_fds: Mapping[str, socket.socket] | None = None,
         extra_args: Sequence[str] = (),
         env: Mapping[str, str] | None = None,
@@ -510,6 +516,7 @@ class WorkerdProcess:
         self.const_name = const_name
         self.socket_fds = dict(socket_fds or {})
         self.ready = list(ready)
+        self.ready_path = ready_path
         for sock in self.socket_fds.values():
             host, port = sock.getsockname()[:2]
             self.ready.append(("127.0.0.1" if host in ("0.0.0.0", "") else host, port))
@@ -585,14 +592,14 @@ class WorkerdProcess:
                     await self._settle_output()
                     raise WorkerdStartError(
                         f"workerd exited with status {self._proc.returncode} before serving "
-                        f"{pending}:\n{self.output()}"
+                        f"{pending}:\n{self._output.text(last=60)}"
                     )
                 if loop.time() > deadline:
                     raise WorkerdStartError(
                         f"workerd did not answer HTTP on {pending} within "
-                        f"{self.startup_timeout}s:\n{self.output()}"
+                        f"{self.startup_timeout}s:\n{self._output.text(last=60)}"
                     )
-                if await http_answers(pending[0]):
+                if await http_answers(pending[0], self.ready_path):
                     pending.pop(0)
                     continue
                 # Poll again soon, but wake immediately if the process dies.
