@@ -1,0 +1,35 @@
+"""Aggregate kinds, their ids and the one partition-key rule everyone shares."""
+
+from __future__ import annotations
+
+import enum
+
+
+class AggregateKind(enum.StrEnum):
+    NAMESPACE = "namespace"
+    WORKER = "worker"
+    HOST = "host"
+    LEASE = "lease"
+    TOKEN = "token"
+
+
+_KEYED_BY_NAMESPACE = frozenset({AggregateKind.NAMESPACE, AggregateKind.WORKER})
+
+
+def worker_aggregate_id(namespace: str, worker: str) -> str:
+    return f"{namespace}/{worker}"
+
+
+def partition_key(kind: AggregateKind, aggregate_id: str) -> str:
+    """The key that decides an event's partition.
+
+    Namespace and worker aggregates are keyed by the namespace, so every event
+    of one namespace is totally ordered on one partition and the projector can
+    check cross-aggregate rules (a worker needs its namespace) without
+    coordination. Hosts, leases and tokens are global and keyed by their own
+    id, so they spread across partitions.
+    """
+    if kind in _KEYED_BY_NAMESPACE:
+        namespace, _, _ = aggregate_id.partition("/")
+        return namespace
+    return aggregate_id

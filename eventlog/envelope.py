@@ -1,0 +1,115 @@
+"""The envelope every event travels in: identity, causality and its precondition."""
+
+from __future__ import annotations
+
+import uuid
+
+import msgspec
+
+from eventlog import validation as v
+from eventlog.aggregates import AggregateKind, partition_key
+from eventlog.errors import InvalidEvent
+from eventlog.events import EVENT_TYPES, Event
+from eventlog.ids import new_event_id, now_ms
+
+
+class Precondition(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """What the writer believed when it decided; the projector checks it.
+
+    `expected_version` counts only the ACCEPTED events of the aggregate (0 for
+    an aggregate with none); None means unconditional. `expected_generation`
+    is the lease generation the writer saw (leases only).
+    """
+
+    expected_version: int | None = None
+    expected_generation: int | None = None
+
+
+NO_PRECONDITION = Precondition()
+
+
+class Envelope(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    event_id: uuid.UUID
+    type: str
+    schema_version: int
+    aggregate_kind: AggregateKind
+    aggregate_id: str
+    precondition: Precondition = NO_PRECONDITION
+    actor: str
+    idempotency_key: str | None = None
+    causation_id: uuid.UUID | None = None
+    correlation_id: uuid.UUID | None = None
+    occurred_at: int
+    payload: Event
+
+    @classmethod
+    def new(
+        cls,
+        payload: Event,
+        *,
+        actor: str,
+        expected_version: int | None = None,
+        expected_generation: int | None = None,
+        idempotency_key: str | None = None,
+        causation_id: uuid.UUID | None = None,
+        correlation_id: uuid.UUID | None = None,
+        event_id: uuid.UUID | None = None,
+        occurred_at: int | None = None,
+    ) -> Envelope:
+        """Wrap and validate an event; raises InvalidEvent for bad input."""
+        kind, aggregate_id = payload.aggregate()
+        envelope = cls(
+            event_id=event_id if event_id is not None else new_event_id(),
+            type=payload.TYPE,
+            schema_version=payload.SCHEMA_VERSION,
+            aggregate_kind=kind,
+            aggregate_id=aggregate_id,
+            precondition=(
+                NO_PRECONDITION
+                if expected_version is None and expected_generation is None
+                else Precondition(
+                    expected_version=expected_version, expected_generation=expected_generation
+                )
+            ),
+            actor=actor,
+            idempotency_key=idempotency_key,
+            causation_id=causation_id,
+            correlation_id=correlation_id,
+            occurred_at=occurred_at if occurred_at is not None else now_ms(),
+            payload=payload,
+        )
+        envelope.validate()
+        return envelope
+
+    @property
+    def partition_key(self) -> str:
+        return partition_key(self.aggregate_kind, self.aggregate_id)
+
+    def validate(self) -> None:
+        """Every rule an append enforces before writing anything."""
+        payload = self.payload
+        cls = EVENT_TYPES.get(self.type)
+        if cls is None or type(payload) is not cls:
+            raise InvalidEvent("type", f"{self.type!r} does not name a {type(payload).__name__}")
+        if self.schema_version != cls.SCHEMA_VERSION:
+            raise InvalidEvent(
+                "schema_version", f"new events are written at version {cls.SCHEMA_VERSION}"
+            )
+        if not isinstance(self.event_id, uuid.UUID):
+            raise InvalidEvent("event_id", "must be a UUID")
+        for field in ("causation_id", "correlation_id"):
+            value = getattr(self, field)
+            if value is not None and not isinstance(value, uuid.UUID):
+                raise InvalidEvent(field, "must be a UUID or None")
+        payload.validate()
+        if (self.aggregate_kind, self.aggregate_id) != payload.aggregate():
+            raise InvalidEvent("aggregate_id", "does not match the payload's aggregate")
+        if not isinstance(self.precondition, Precondition):
+            raise InvalidEvent("precondition", "must be a Precondition")
+        if self.precondition.expected_version is not None:
+            v.non_negative("precondition.expected_version", self.precondition.expected_version)
+        payload.check_precondition(self.precondition)
+        v.text("actor", self.actor, max_len=v.ACTOR_MAX)
+        if self.idempotency_key is not None:
+            v.text("idempotency_key", self.idempotency_key, max_len=256)
+        v.positive("occurred_at", self.occurred_at)

@@ -1,0 +1,166 @@
+"""Rules for names and values carried by events, applied before anything is written.
+
+Decoding never re-applies these rules: history written under looser rules
+must stay readable, so a replay reaches the same verdicts it did before.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Iterable, Mapping
+from functools import lru_cache
+
+from croniter import croniter
+
+from eventlog.errors import InvalidEvent
+
+NAME_RE = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+SECRET_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+BINDING_NAME_RE = SECRET_NAME_RE
+VAR_NAME_RE = SECRET_NAME_RE
+ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")
+SHA256_HEX_RE = re.compile(r"[0-9a-f]{64}")
+DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
+FLAG_RE = re.compile(r"[a-z0-9_]{1,128}")
+HOST_LABEL_RE = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+PATH_RE = re.compile(r"/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*")
+LEASE_SCOPE_RE = re.compile(r"[a-z0-9][a-z0-9_.:/-]{0,199}")
+MODULE_NAME_MAX = 512
+REASON_MAX = 1024
+ACTOR_MAX = 256
+MAX_CRONS = 32
+
+
+def name(field: str, value: object) -> str:
+    """Namespace and worker names: lowercase DNS labels of 1-63 characters."""
+    if not isinstance(value, str) or NAME_RE.fullmatch(value) is None:
+        raise InvalidEvent(field, f"{value!r} is not a lowercase DNS label (a-z, 0-9, '-', 1-63)")
+    return value
+
+
+def identifier(field: str, value: object) -> str:
+    if not isinstance(value, str) or ID_RE.fullmatch(value) is None:
+        raise InvalidEvent(field, f"{value!r} is not an id ([A-Za-z0-9_.:-], 1-128)")
+    return value
+
+
+def secret_name(field: str, value: object) -> str:
+    if not isinstance(value, str) or SECRET_NAME_RE.fullmatch(value) is None:
+        raise InvalidEvent(field, f"{value!r} is not an identifier ([A-Za-z_][A-Za-z0-9_]*)")
+    return value
+
+
+def sha256_hex(field: str, value: object) -> str:
+    if not isinstance(value, str) or SHA256_HEX_RE.fullmatch(value) is None:
+        raise InvalidEvent(field, "must be a lowercase hex sha256 digest (64 characters)")
+    return value
+
+
+def sha256_bytes(field: str, value: object) -> bytes:
+    if not isinstance(value, bytes) or len(value) != 32:
+        raise InvalidEvent(field, "must be a 32-byte sha256 digest")
+    return value
+
+
+def non_negative(field: str, value: object) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise InvalidEvent(field, f"{value!r} must be an integer >= 0")
+    return value
+
+
+def positive(field: str, value: object) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise InvalidEvent(field, f"{value!r} must be an integer > 0")
+    return value
+
+
+def text(field: str, value: object, *, max_len: int, allow_empty: bool = False) -> str:
+    if not isinstance(value, str):
+        raise InvalidEvent(field, "must be a string")
+    if not allow_empty and not value:
+        raise InvalidEvent(field, "must not be empty")
+    if len(value) > max_len:
+        raise InvalidEvent(field, f"longer than {max_len} characters")
+    return value
+
+
+def non_empty_bytes(field: str, value: object, *, max_len: int | None = None) -> bytes:
+    if not isinstance(value, bytes) or not value:
+        raise InvalidEvent(field, "must be non-empty bytes")
+    if max_len is not None and len(value) > max_len:
+        raise InvalidEvent(field, f"longer than {max_len} bytes")
+    return value
+
+
+def compatibility_date(field: str, value: object) -> str:
+    if not isinstance(value, str) or DATE_RE.fullmatch(value) is None:
+        raise InvalidEvent(field, f"{value!r} is not a YYYY-MM-DD date")
+    try:
+        dt.date.fromisoformat(value)
+    except ValueError as exc:
+        raise InvalidEvent(field, f"{value!r} is not a calendar date") from exc
+    return value
+
+
+def compatibility_flags(field: str, values: Iterable[object]) -> None:
+    seen: set[str] = set()
+    for flag in values:
+        if not isinstance(flag, str) or FLAG_RE.fullmatch(flag) is None:
+            raise InvalidEvent(field, f"{flag!r} is not a compatibility flag")
+        if flag in seen:
+            raise InvalidEvent(field, f"{flag!r} appears twice")
+        seen.add(flag)
+
+
+@lru_cache(maxsize=4096)
+def _cron_ok(expr: str) -> bool:
+    # Deploys repeat the same few schedules, so the parse is cached.
+    return bool(croniter.is_valid(expr))
+
+
+def cron(field: str, value: object) -> str:
+    if not isinstance(value, str) or not value.strip() or len(value) > 256:
+        raise InvalidEvent(field, f"{value!r} is not a cron expression")
+    if not _cron_ok(value):
+        raise InvalidEvent(field, f"{value!r} is not a valid cron expression")
+    return value
+
+
+def crons(field: str, values: Iterable[object]) -> None:
+    items = list(values)
+    if len(items) > MAX_CRONS:
+        raise InvalidEvent(field, f"more than {MAX_CRONS} cron triggers")
+    if len(set(map(str, items))) != len(items):
+        raise InvalidEvent(field, "cron triggers must be unique")
+    for expr in items:
+        cron(field, expr)
+
+
+def host_pattern(field: str, value: object) -> str:
+    """A lowercase host name with an optional path, e.g. `api.example.com/v1/`."""
+    if not isinstance(value, str) or not value or len(value) > 512:
+        raise InvalidEvent(field, f"{value!r} is not a host pattern")
+    host, slash, path = value.partition("/")
+    labels = host.split(".")
+    if len(host) > 253 or any(HOST_LABEL_RE.fullmatch(label) is None for label in labels):
+        raise InvalidEvent(field, f"{host!r} is not a lowercase host name")
+    if slash and PATH_RE.fullmatch("/" + path) is None:
+        raise InvalidEvent(field, f"{'/' + path!r} is not a URL path")
+    return value
+
+
+def lease_scope(field: str, value: object) -> str:
+    if not isinstance(value, str) or LEASE_SCOPE_RE.fullmatch(value) is None:
+        raise InvalidEvent(field, f"{value!r} is not a lease scope ([a-z0-9_.:/-], 1-200)")
+    return value
+
+
+def string_map(
+    field: str, values: Mapping[str, str], key_re: re.Pattern[str], *, max_value: int
+) -> None:
+    for key, value in values.items():
+        if not isinstance(key, str) or key_re.fullmatch(key) is None:
+            raise InvalidEvent(field, f"{key!r} is not a valid key")
+        if not isinstance(value, str) or len(value) > max_value:
+            raise InvalidEvent(f"{field}.{key}", f"must be a string of at most {max_value} chars")
