@@ -1,0 +1,150 @@
+"""One realistic instance of every event type, shared by the event log tests."""
+
+from __future__ import annotations
+
+import hashlib
+
+from eventlog import (
+    Binding,
+    Envelope,
+    Event,
+    HostClaimed,
+    HostReleased,
+    LeaseAcquired,
+    LeaseReleased,
+    LeaseRenewed,
+    LeaseTakenOver,
+    ModuleRef,
+    NamespaceCreated,
+    SealedSecret,
+    SecretDeleted,
+    SecretPut,
+    TokenIssued,
+    TokenRevoked,
+    VersionDeleted,
+    VersionPromoted,
+    WorkerDeleted,
+    WorkerPurged,
+    WorkerRolledBack,
+    WorkerVersionUploaded,
+)
+
+T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
+
+
+def digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def upload(
+    namespace: str = "acme", worker: str = "api", version: str = "v1"
+) -> WorkerVersionUploaded:
+    return WorkerVersionUploaded(
+        namespace=namespace,
+        worker=worker,
+        version_id=version,
+        bundle_sha256=digest(f"{namespace}/{worker}/{version}"),
+        bundle_size=2048,
+        modules=(
+            ModuleRef(name="index.js", type="esm", sha256=digest("index"), size=1800),
+            ModuleRef(name="data.bin", type="data", sha256=digest("data"), size=248),
+        ),
+        main_module="index.js",
+        compatibility_date="2025-09-01",
+        compatibility_flags=("nodejs_compat",),
+        vars={"GREETING": "hello", "MODE": "prod"},
+        bindings=(
+            Binding(name="AUTH", kind="service", target="auth"),
+            Binding(name="CONFIG", kind="json", value='{"retries": 3}'),
+            Binding(name="API_KEY", kind="secret", target="API_KEY"),
+        ),
+        cron_triggers=("*/5 * * * *", "0 3 * * mon"),
+    )
+
+
+def sealed() -> SealedSecret:
+    return SealedSecret(
+        key_id="root-2026-01",
+        wrapped_key=bytes(range(40)),
+        nonce=bytes(12),
+        ciphertext=b"\x8f\x00ciphertext-bytes\xff",
+    )
+
+
+def every_event() -> list[tuple[Event, dict[str, int]]]:
+    """Each event type once, with the precondition it is normally appended with."""
+    return [
+        (NamespaceCreated(namespace="acme", description="Acme Corp"), {"expected_version": 0}),
+        (upload(), {"expected_version": 0}),
+        (VersionPromoted(namespace="acme", worker="api", version_id="v1"), {"expected_version": 1}),
+        (
+            WorkerRolledBack(namespace="acme", worker="api", version_id="v1", reason="5xx spike"),
+            {"expected_version": 3},
+        ),
+        (VersionDeleted(namespace="acme", worker="api", version_id="v2"), {}),
+        (WorkerDeleted(namespace="acme", worker="api"), {}),
+        (WorkerPurged(namespace="acme", worker="api"), {}),
+        (SecretPut(namespace="acme", worker="api", name="API_KEY", sealed=sealed()), {}),
+        (SecretPut(namespace="acme", name="SHARED", sealed=sealed()), {}),
+        (SecretDeleted(namespace="acme", worker=None, name="SHARED"), {}),
+        (HostClaimed(pattern="api.acme.example", namespace="acme"), {}),
+        (HostClaimed(pattern="acme.example/app/", match="prefix", namespace="acme"), {}),
+        (HostReleased(pattern="api.acme.example", namespace="acme"), {}),
+        (
+            LeaseAcquired(
+                scope="cron/acme",
+                holder="sched-1",
+                generation=1,
+                ttl_ms=10_000,
+                expires_at=T0 + 10_000,
+            ),
+            {"expected_generation": 0},
+        ),
+        (
+            LeaseRenewed(
+                scope="cron/acme",
+                holder="sched-1",
+                generation=1,
+                ttl_ms=10_000,
+                expires_at=T0 + 20_000,
+            ),
+            {"expected_generation": 1},
+        ),
+        (
+            LeaseTakenOver(
+                scope="cron/acme",
+                holder="sched-2",
+                previous_holder="sched-1",
+                generation=2,
+                ttl_ms=10_000,
+                expires_at=T0 + 30_000,
+            ),
+            {"expected_generation": 1},
+        ),
+        (
+            LeaseReleased(scope="cron/acme", holder="sched-2", generation=2),
+            {"expected_generation": 2},
+        ),
+        (
+            TokenIssued(
+                token_id="tok_01",
+                token_sha256=hashlib.sha256(b"secret").digest(),
+                role="deployer",
+                namespaces=("acme",),
+                label="ci",
+            ),
+            {},
+        ),
+        (TokenRevoked(token_id="tok_01", reason="rotated"), {}),
+    ]
+
+
+def envelope(event: Event, precondition: dict[str, int] | None = None) -> Envelope:
+    pre = precondition or {}
+    return Envelope.new(
+        event,
+        actor="user:alice",
+        occurred_at=T0,
+        expected_version=pre.get("expected_version"),
+        expected_generation=pre.get("expected_generation"),
+    )
