@@ -144,6 +144,19 @@ class Managed:
         self.pidfile.write_text(str(proc.pid))
         return int(proc.pid)
 
+    def healthy(self) -> bool:
+        raise NotImplementedError
+
+    def running_healthy(self) -> bool:
+        """True if our process answers; a stale or unhealthy one is stopped first."""
+        if self.pid() is None:
+            return False
+        if self.healthy():
+            return True
+        log(f"{self.name} is running but not healthy; restarting it")
+        self.terminate()
+        return False
+
     def terminate(self, timeout: float = 20.0) -> None:
         pid = self.pid()
         if pid is None:
@@ -257,7 +270,7 @@ class Kafka(Managed):
         return props
 
     def start(self) -> None:
-        if self.pid() is not None and self.healthy():
+        if self.running_healthy():
             return
         jars = self.jars()
         java = self._java()
@@ -314,7 +327,7 @@ class Redis(Managed):
         return f"redis://{HOST}:{REDIS_PORT}/0"
 
     def start(self) -> None:
-        if self.pid() is not None and self.healthy():
+        if self.running_healthy():
             return
         binary = shutil.which("redis-server")
         if binary is None:
@@ -373,7 +386,7 @@ class Postgres(Managed):
         return "postgres" if os.geteuid() == 0 else None
 
     def start(self) -> None:
-        if self.pid() is not None and self.healthy():
+        if self.running_healthy():
             return
         bindir = self.bindir()
         data = self.dir / "data"
@@ -458,7 +471,7 @@ class S3(Managed):
         return exe
 
     def start(self) -> None:
-        if self.pid() is not None and self.healthy():
+        if self.running_healthy():
             return
         exe = self.binary()
         root = self.dir / "data"

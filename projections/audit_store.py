@@ -1,0 +1,302 @@
+"""The audit projection: append-only tables of every event and its verdict.
+
+Each batch is one database transaction holding the rows *and* the new applied
+positions, after a compare-and-set on the stored positions (row locks on
+PostgreSQL, the database write lock on SQLite), so a crash or a stale
+replica can neither lose rows nor write a position twice. PostgreSQL takes
+bulk rows through COPY, which is what lets a rebuild keep up with the log.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import time
+import uuid
+from pathlib import Path
+from collections.abc import AsyncIterator, Mapping, Sequence
+from types import TracebackType
+from typing import Any, Self
+
+import msgspec
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, Table, delete, func, insert, select, text, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from projections.audit_db import drop_generation_storage, make_async_engine
+from projections.audit_models import (
+    AUDIT_SCHEMA,
+    AppliedPosition,
+    AuditEvent,
+    AuditGeneration,
+    CurrentGeneration,
+    DeadLetter,
+    Deployment,
+    LeaseHistory,
+    generation_schema,
+)
+from projections.changes import Changes
+from projections.store import GenerationMissing, StalePosition
+
+_json = msgspec.json.Encoder(order="sorted")
+ROOT = Path(__file__).resolve().parent.parent
+
+ROW_TABLES: tuple[tuple[str, Table], ...] = (
+    ("audit", AuditEvent.__table__),  # type: ignore[arg-type]
+    ("deployments", Deployment.__table__),  # type: ignore[arg-type]
+    ("lease_history", LeaseHistory.__table__),  # type: ignore[arg-type]
+    ("dead_letters", DeadLetter.__table__),  # type: ignore[arg-type]
+)
+
+
+def alembic_config() -> Config:
+    cfg = Config(str(ROOT / "alembic.ini"))
+    cfg.set_main_option("script_location", str(ROOT / "migrations"))
+    return cfg
+
+
+def run_migrations(connection: Connection, *, schemas: Sequence[str] | None = None,
+                   revision: str = "head", downgrade: bool = False) -> None:
+    cfg = alembic_config()
+    cfg.attributes["connection"] = connection
+    if schemas is not None:
+        cfg.attributes["schemas"] = list(schemas)
+    if downgrade:
+        command.downgrade(cfg, revision)
+    else:
+        command.upgrade(cfg, revision)
+
+
+class AuditStore:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._engine: AsyncEngine | None = None
+
+    async def start(self) -> None:
+        self._engine = make_async_engine(self.url)
+        async with self._engine.begin() as conn:
+            await conn.run_sync(lambda c: run_migrations(c))
+
+    async def stop(self) -> None:
+        if self._engine is not None:
+            await self._engine.dispose()
+            self._engine = None
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        await self.stop()
+
+    @property
+    def engine(self) -> AsyncEngine:
+        if self._engine is None:
+            raise RuntimeError("AuditStore is not started")
+        return self._engine
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.engine.dialect.name == "postgresql"
+
+    @contextlib.asynccontextmanager
+    async def connect(self, generation: int) -> AsyncIterator[AsyncConnection]:
+        """A connection whose `audit` schema is the given generation."""
+        async with self.engine.connect() as conn:
+            await conn.execution_options(
+                schema_translate_map={AUDIT_SCHEMA: generation_schema(generation)})
+            yield conn
+
+    # --- generations ------------------------------------------------------
+
+    async def current_generation(self) -> int:
+        async with self.engine.connect() as conn:
+            value = await conn.scalar(select(CurrentGeneration.generation).where(
+                CurrentGeneration.id == 1))
+        if value is None:
+            raise GenerationMissing("no current audit generation; run the migrations")
+        return int(value)
+
+    async def generations(self) -> list[int]:
+        async with self.engine.connect() as conn:
+            rows = await conn.scalars(select(AuditGeneration.generation))
+            return sorted(int(r) for r in rows)
+
+    async def new_generation(self) -> int:
+        async with self.engine.begin() as conn:
+            top = await conn.scalar(select(func.max(AuditGeneration.generation)))
+            gen = int(top or 0) + 1
+            await conn.execute(insert(AuditGeneration).values(
+                generation=gen, created_at_ms=int(time.time() * 1000), state="building"))
+            schema = generation_schema(gen)
+            await conn.run_sync(lambda c: run_migrations(c, schemas=[schema]))
+        return gen
+
+    async def switch(self, generation: int, *, not_behind: int | None = None) -> bool:
+        async with self.engine.begin() as conn:
+            # Lock the pointer row so concurrent switches serialise.
+            stmt = select(CurrentGeneration.generation).where(CurrentGeneration.id == 1)
+            if self.is_postgres:
+                stmt = stmt.with_for_update()
+            await conn.scalar(stmt)
+            if not_behind is not None:
+                mine = await self._applied(conn, generation)
+                theirs = await self._applied(conn, not_behind)
+                if any(mine.get(p, 0) < o for p, o in theirs.items()):
+                    return False
+            await conn.execute(update(CurrentGeneration).where(CurrentGeneration.id == 1)
+                               .values(generation=generation))
+            await conn.execute(update(AuditGeneration)
+                               .where(AuditGeneration.generation == generation)
+                               .values(state="live"))
+        return True
+
+    async def drop_generation(self, generation: int) -> None:
+        if generation == await self.current_generation():
+            raise ValueError("cannot drop the current generation")
+        async with self.engine.begin() as conn:
+            await conn.execute(delete(AuditGeneration)
+                               .where(AuditGeneration.generation == generation))
+            schema = generation_schema(generation)
+            await conn.run_sync(lambda c: drop_generation_storage(c, schema))
+
+    # --- positions and writes ---------------------------------------------
+
+    async def _applied(self, conn: AsyncConnection, generation: int,
+                       *, lock: bool = False) -> dict[int, int]:
+        schema = generation_schema(generation)
+        tname = f'"{schema}".applied_positions' if self.is_postgres else \
+            f"{schema}.applied_positions"
+        sql = f"SELECT log_partition, next_offset FROM {tname}"
+        if lock and self.is_postgres:
+            sql += " FOR UPDATE"
+        rows = (await conn.execute(text(sql))).all()
+        return {int(p): int(o) for p, o in rows}
+
+    async def applied(self, generation: int) -> dict[int, int]:
+        async with self.engine.connect() as conn:
+            return await self._applied(conn, generation)
+
+    async def apply(self, generation: int, changes: Changes,
+                    expected: Mapping[int, int]) -> None:
+        if not changes.positions:
+            return
+        async with self.engine.connect() as conn:
+            await conn.execution_options(
+                schema_translate_map={AUDIT_SCHEMA: generation_schema(generation)})
+            if not self.is_postgres:
+                # Take SQLite's write lock first so the CAS read and the write are atomic.
+                await conn.exec_driver_sql("BEGIN IMMEDIATE")
+            else:
+                await conn.begin()
+            try:
+                stored = await self._applied(conn, generation, lock=True)
+                for partition in changes.positions:
+                    if stored.get(partition, 0) != expected.get(partition, 0):
+                        raise StalePosition(
+                            f"audit partition {partition} is at {stored.get(partition, 0)}, "
+                            f"writer expected {expected.get(partition, 0)}")
+                rows = _rows_after(changes, stored)
+                if self.is_postgres:
+                    await self._copy(conn, generation, rows)
+                else:
+                    for name, table in ROW_TABLES:
+                        if rows[name]:
+                            await conn.execute(insert(table), rows[name])
+                await self._set_positions(conn, generation, changes.positions, stored)
+                if self.is_postgres:
+                    await conn.commit()
+                else:
+                    await conn.exec_driver_sql("COMMIT")
+            except BaseException:
+                if self.is_postgres:
+                    await conn.rollback()
+                else:
+                    await conn.exec_driver_sql("ROLLBACK")
+                raise
+
+    async def _set_positions(self, conn: AsyncConnection, generation: int,
+                             positions: Mapping[int, int], stored: Mapping[int, int]) -> None:
+        table = AppliedPosition.__table__
+        for partition, offset in positions.items():
+            if partition in stored:
+                await conn.execute(update(table)  # type: ignore[arg-type]
+                                   .where(table.c.log_partition == partition)
+                                   .values(next_offset=offset))
+            else:
+                await conn.execute(insert(table).values(  # type: ignore[arg-type]
+                    log_partition=partition, next_offset=offset))
+
+    async def _copy(self, conn: AsyncConnection, generation: int,
+                    rows: Mapping[str, list[dict[str, Any]]]) -> None:
+        raw = await conn.get_raw_connection()
+        pg: Any = raw.driver_connection
+        schema = generation_schema(generation)
+        async with pg.cursor() as cur:
+            for name, table in ROW_TABLES:
+                batch = rows[name]
+                if not batch:
+                    continue
+                columns = [c.name for c in table.columns if c.name != "id"]
+                sql = (f'COPY "{schema}"."{table.name}" ('
+                       + ", ".join(f'"{c}"' for c in columns) + ") FROM STDIN")
+                async with cur.copy(sql) as copy:
+                    for row in batch:
+                        await copy.write_row(tuple(_pg_value(row.get(c)) for c in columns))
+
+    # --- digests ----------------------------------------------------------
+
+    async def digest(self, generation: int) -> str:
+        """Content digest of every audit table of a generation, in log order."""
+        h = hashlib.sha256()
+        async with self.connect(generation) as conn:
+            for _, table in ROW_TABLES:
+                columns = [c for c in table.columns if c.name != "id"]
+                h.update(table.name.encode())
+                result = await conn.stream(select(*columns).order_by(
+                    table.c.log_partition, table.c.log_offset))
+                async for row in result:
+                    h.update(_json.encode([_canonical(v) for v in row]))
+            for p, o in sorted((await self._applied(conn, generation)).items()):
+                h.update(f"{p}:{o};".encode())
+        return h.hexdigest()
+
+    async def count_positions(self, generation: int) -> tuple[int, int]:
+        """(rows, distinct positions) of audit_events: equal unless a position repeats."""
+        async with self.connect(generation) as conn:
+            table = AuditEvent.__table__
+            total = await conn.scalar(select(func.count()).select_from(table))
+            distinct = await conn.scalar(select(func.count()).select_from(
+                select(table.c.log_partition, table.c.log_offset).distinct().subquery()))
+        return int(total or 0), int(distinct or 0)
+
+
+def _rows_after(changes: Changes, stored: Mapping[int, int]) -> dict[str, list[dict[str, Any]]]:
+    """Rows of events at or past the stored position (a restart may refold a few)."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    sources = {"audit": changes.audit, "deployments": changes.deployments,
+               "lease_history": changes.lease_history, "dead_letters": changes.dead_letters}
+    for name, rows in sources.items():
+        out[name] = [r for r in rows if r["log_offset"] >= stored.get(r["log_partition"], 0)]
+    return out
+
+
+def _pg_value(value: Any) -> Any:
+    if isinstance(value, dict):
+        return _json.encode(value).decode()
+    return value
+
+
+def _canonical(value: Any) -> Any:
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value).hex()
+    if isinstance(value, str) and value[:1] in "{[":
+        try:
+            return msgspec.json.decode(value)
+        except msgspec.DecodeError:
+            return value
+    return value

@@ -1,0 +1,45 @@
+"""Names of the projection's keys, relative to a generation.
+
+Every projected key is a hash. Stores prefix these names with their
+generation (``wdl:g{N}:`` in Redis), so a rebuild can fill a shadow
+generation while readers keep using the current one. `docs/redis-keys.md`
+documents the layout.
+"""
+
+from __future__ import annotations
+
+NAMESPACES = "namespaces"
+HOSTS = "hosts"
+CRON = "cron"
+LEASES = "leases"
+TOKENS = "tokens"
+TOKEN_HASHES = "token_hashes"
+APPLIED = "applied"
+
+
+def workers(namespace: str) -> str:
+    return f"workers:{namespace}"
+
+
+def routes(namespace: str) -> str:
+    return f"routes:{namespace}"
+
+
+def versions(namespace: str, worker: str) -> str:
+    return f"versions:{namespace}/{worker}"
+
+
+def secrets(namespace: str, worker: str | None) -> str:
+    return f"secrets:{namespace}" if worker is None else f"secrets:{namespace}/{worker}"
+
+
+def verdicts(partition: int) -> str:
+    return f"verdicts:{partition}"
+
+
+def idempotency(partition: int) -> str:
+    return f"idem:{partition}"
+
+
+def dead_letters(partition: int) -> str:
+    return f"dead:{partition}"

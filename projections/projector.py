@@ -1,0 +1,209 @@
+"""The projector: folds the log into the projection stores, exactly once.
+
+The fold's state lives in memory and is a pure function of the log prefix,
+so the projector always starts folding at offset 0 and *writes* only what a
+store has not applied yet. For each partition and store, with the batch
+covering offsets [S, E) and the store's applied position Q:
+
+- Q >= E: the store already has these effects; skip.
+- S <= Q < E: write. Effects are level-triggered values as of E, so fields
+  touched before Q are rewritten with their (unchanged) current values.
+- Q < S: the store lost effects this batch cannot reproduce (someone dropped
+  data under us); restart the fold from offset 0.
+
+Every write is a compare-and-set on Q; losing it to another replica means
+re-reading Q and deciding again. Generations are followed: when a rebuild
+switches the current generation, the next batch goes to the new one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from eventlog.port import EventLog, Positions, Record
+from projections.changes import Changes
+from projections.fold import Fold, PartitionBatch
+from projections.metrics import ProjectorMetrics
+from projections.store import StalePosition
+
+log = logging.getLogger("wdl.projector")
+
+
+class Target(Protocol):
+    """What the projector needs of a store (ProjectionStore and AuditStore both fit)."""
+
+    async def current_generation(self) -> int: ...
+    async def applied(self, generation: int) -> dict[int, int]: ...
+    async def apply(self, generation: int, changes: Changes,
+                    expected: Mapping[int, int]) -> None: ...
+
+
+class RestartFold(Exception):
+    """A store is behind the fold's batch start; refold from the beginning."""
+
+
+@dataclass
+class _Sink:
+    name: str
+    store: Target
+    follow: bool  # follow the current generation (live) or stick to `generation`
+    generation: int = 0
+    applied: dict[int, int] = field(default_factory=dict)
+
+    async def refresh(self) -> None:
+        if self.follow:
+            self.generation = await self.store.current_generation()
+        self.applied = await self.store.applied(self.generation)
+
+    async def write(self, batches: Mapping[int, PartitionBatch], attempts: int = 8) -> None:
+        for _ in range(attempts):
+            parts: dict[int, Changes] = {}
+            for p, b in batches.items():
+                q = self.applied.get(p, 0)
+                if q >= b.end:
+                    continue
+                if q < b.start:
+                    raise RestartFold(f"{self.name} partition {p} is at {q}, batch starts "
+                                      f"at {b.start}")
+                parts[p] = b.changes
+            if not parts:
+                return
+            merged = _merge(parts)
+            expected = {p: self.applied.get(p, 0) for p in parts}
+            try:
+                await self.store.apply(self.generation, merged, expected)
+            except StalePosition:
+                # Another writer (a replica, a rebuild, or a generation switch)
+                # moved the store; look again and decide per partition.
+                await self.refresh()
+                continue
+            for p in parts:
+                self.applied[p] = batches[p].end
+            return
+        raise StalePosition(f"{self.name}: gave up after {attempts} lost races")
+
+
+def _merge(parts: Mapping[int, Changes]) -> Changes:
+    if len(parts) == 1:
+        return next(iter(parts.values()))
+    merged = Changes()
+    for changes in parts.values():
+        merged.merge(changes)
+    return merged
+
+
+Progress = Callable[[int], None]
+
+
+class Projector:
+    """Folds one event log into a projection store and (optionally) the audit store."""
+
+    def __init__(self, log_: EventLog, store: Target, audit: Target | None = None, *,
+                 generation: int | None = None, audit_generation: int | None = None,
+                 batch_size: int = 5000, metrics: ProjectorMetrics | None = None,
+                 on_batch: Callable[[dict[int, PartitionBatch]], Awaitable[None]] | None = None,
+                 ) -> None:
+        self.log = log_
+        self.sinks = [_Sink("redis", store, follow=generation is None,
+                            generation=generation or 0)]
+        if audit is not None:
+            self.sinks.append(_Sink("audit", audit, follow=audit_generation is None,
+                                    generation=audit_generation or 0))
+        self.batch_size = batch_size
+        self.metrics = metrics
+        self.fold = Fold()
+        self.on_batch = on_batch
+        self.events = 0
+        self.dead_letters = 0
+
+    async def _reset(self) -> None:
+        self.fold = Fold()
+        for sink in self.sinks:
+            await sink.refresh()
+
+    def positions(self) -> dict[int, int]:
+        return {p: f.next_offset for p, f in self.fold.partitions.items()}
+
+    async def catch_up(self, *, until: Positions | None = None,
+                       progress: Progress | None = None) -> dict[int, int]:
+        """Fold everything up to `until` (default: the log end now) and return positions."""
+        while True:
+            await self._reset()
+            try:
+                await self._consume(self.log.read_batches(None, until=until,
+                                                          max_batch=self.batch_size),
+                                    progress)
+                return self.positions()
+            except RestartFold as exc:
+                log.warning("restarting fold: %s", exc)
+
+    async def run(self, stop: asyncio.Event, *, progress: Progress | None = None) -> None:
+        """Fold and follow the log until `stop` is set."""
+        while not stop.is_set():
+            await self._reset()
+            batches = self.log.tail_batches(dict.fromkeys(range(self.log.partitions), 0),
+                                            max_batch=self.batch_size)
+            consumer = asyncio.ensure_future(self._consume(batches, progress, follow=True))
+            stopper = asyncio.ensure_future(stop.wait())
+            try:
+                done, _ = await asyncio.wait({consumer, stopper},
+                                             return_when=asyncio.FIRST_COMPLETED)
+                if consumer in done:
+                    consumer.result()
+            except RestartFold as exc:
+                log.warning("restarting fold: %s", exc)
+            finally:
+                for task in (consumer, stopper):
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, RestartFold):
+                        await task
+                await batches.aclose()
+
+    async def _consume(self, batches: AsyncIterator[list[Record]], progress: Progress | None,
+                       *, follow: bool = False) -> None:
+        # Fold the next batch while the previous one is written.
+        pending: asyncio.Task[None] | None = None
+        last_gen_check = 0.0
+        try:
+            async for records in batches:
+                started = time.perf_counter()
+                folded = self.fold.apply_batch(records)
+                if pending is not None:
+                    await pending
+                if follow and time.monotonic() - last_gen_check > 0.5:
+                    last_gen_check = time.monotonic()
+                    await self._follow_generations()
+                pending = asyncio.ensure_future(self._write(folded, len(records), started))
+                if progress is not None:
+                    progress(len(records))
+            if pending is not None:
+                await pending
+                pending = None
+        finally:
+            if pending is not None:
+                pending.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await pending
+
+    async def _follow_generations(self) -> None:
+        for sink in self.sinks:
+            if sink.follow and await sink.store.current_generation() != sink.generation:
+                log.info("%s: following the new current generation", sink.name)
+                await sink.refresh()
+
+    async def _write(self, folded: dict[int, PartitionBatch], count: int,
+                     started: float) -> None:
+        await asyncio.gather(*(sink.write(folded) for sink in self.sinks))
+        self.events += count
+        dead = sum(len(b.changes.dead_letters) for b in folded.values())
+        self.dead_letters += dead
+        if self.on_batch is not None:
+            await self.on_batch(folded)
+        if self.metrics is not None:
+            self.metrics.observe_batch(folded, count, dead, time.perf_counter() - started)

@@ -1,0 +1,253 @@
+"""The production projection store on Redis.
+
+Layout (see docs/redis-keys.md): ``{prefix}current`` names the generation
+readers use; generation N's keys live under ``{prefix}g{N}:``. Reads of the
+current generation go through small Lua scripts so the pointer lookup and the
+read are one atomic step: a reader can never mix two generations.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import WatchError
+
+from projections import keys
+from projections.changes import Changes
+from projections.store import GenerationMissing, ProjectionStore, StalePosition
+
+_HGET = """
+local g = redis.call('GET', KEYS[1])
+if not g then return false end
+return redis.call('HGET', ARGV[1] .. 'g' .. g .. ':' .. ARGV[2], ARGV[3])
+"""
+
+_HGETALL = """
+local g = redis.call('GET', KEYS[1])
+if not g then return {} end
+return redis.call('HGETALL', ARGV[1] .. 'g' .. g .. ':' .. ARGV[2])
+"""
+
+# Switch only when the new generation is not behind the reference one on any
+# partition; evaluated atomically with the SET so no write can slip between.
+_SWITCH = """
+if ARGV[2] ~= '' then
+  local theirs = redis.call('HGETALL', KEYS[3])
+  for i = 1, #theirs, 2 do
+    local mine = redis.call('HGET', KEYS[2], theirs[i])
+    if (not mine) or tonumber(mine) < tonumber(theirs[i + 1]) then return 0 end
+  end
+end
+redis.call('SET', KEYS[1], ARGV[1])
+redis.call('PUBLISH', KEYS[4], cjson.encode({generation = tonumber(ARGV[1]), switched = true}))
+return 1
+"""
+
+
+class RedisProjectionStore(ProjectionStore):
+    def __init__(self, url: str, *, prefix: str = "wdl:") -> None:
+        self.url = url
+        self.prefix = prefix
+        self._client: aioredis.Redis | None = None
+        self._scripts: dict[str, Any] = {}
+        self._listener: asyncio.Task[None] | None = None
+        self._changed = asyncio.Event()
+
+    # --- lifecycle --------------------------------------------------------
+
+    async def start(self) -> None:
+        self._client = aioredis.Redis.from_url(self.url, decode_responses=True)
+        await self._client.ping()
+        self._scripts = {
+            "hget": self._client.register_script(_HGET),
+            "hgetall": self._client.register_script(_HGETALL),
+            "switch": self._client.register_script(_SWITCH),
+        }
+
+    async def stop(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._listener
+            self._listener = None
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    @property
+    def client(self) -> aioredis.Redis:
+        if self._client is None:
+            raise RuntimeError("RedisProjectionStore is not started")
+        return self._client
+
+    # --- names ------------------------------------------------------------
+
+    @property
+    def _current_key(self) -> str:
+        return f"{self.prefix}current"
+
+    @property
+    def _registry_key(self) -> str:
+        return f"{self.prefix}generations"
+
+    @property
+    def changes_channel(self) -> str:
+        return f"{self.prefix}changes"
+
+    def key(self, generation: int, name: str) -> str:
+        return f"{self.prefix}g{generation}:{name}"
+
+    # --- generations ------------------------------------------------------
+
+    async def current_generation(self) -> int:
+        value = await self.client.get(self._current_key)
+        if value is not None:
+            return int(value)
+        gen = await self.new_generation()
+        # Another process may have initialised the store first: keep theirs.
+        if await self.client.set(self._current_key, gen, nx=True):
+            return gen
+        await self.drop_generation(gen)
+        return int(await self.client.get(self._current_key))
+
+    async def new_generation(self) -> int:
+        gen = int(await self.client.incr(f"{self.prefix}next_generation"))
+        await self.client.sadd(self._registry_key, gen)
+        return gen
+
+    async def generations(self) -> list[int]:
+        return sorted(int(g) for g in await self.client.smembers(self._registry_key))
+
+    async def switch(self, generation: int, *, not_behind: int | None = None) -> bool:
+        if not await self.client.sismember(self._registry_key, generation):
+            raise GenerationMissing(f"generation {generation} does not exist")
+        ref = self.key(not_behind, keys.APPLIED) if not_behind is not None else "-"
+        done = await self._scripts["switch"](
+            keys=[self._current_key, self.key(generation, keys.APPLIED), ref,
+                  self.changes_channel],
+            args=[generation, "" if not_behind is None else str(not_behind)],
+        )
+        return bool(done)
+
+    async def drop_generation(self, generation: int) -> None:
+        current = await self.client.get(self._current_key)
+        if current is not None and int(current) == generation:
+            raise ValueError("cannot drop the current generation")
+        await self.client.srem(self._registry_key, generation)
+        batch: list[str] = []
+        async for key in self.client.scan_iter(match=self.key(generation, "*"), count=2000):
+            batch.append(key)
+            if len(batch) >= 2000:
+                await self.client.unlink(*batch)
+                batch.clear()
+        if batch:
+            await self.client.unlink(*batch)
+
+    # --- writing ----------------------------------------------------------
+
+    async def applied(self, generation: int) -> dict[int, int]:
+        raw = await self.client.hgetall(self.key(generation, keys.APPLIED))
+        return {int(p): int(o) for p, o in raw.items()}
+
+    async def apply(self, generation: int, changes: Changes,
+                    expected: Mapping[int, int]) -> None:
+        applied_key = self.key(generation, keys.APPLIED)
+        async with self.client.pipeline(transaction=True) as pipe:
+            try:
+                await pipe.watch(applied_key, self._registry_key)
+                if not await pipe.sismember(self._registry_key, generation):
+                    raise GenerationMissing(f"generation {generation} was dropped")
+                stored = {int(p): int(o) for p, o in (await pipe.hgetall(applied_key)).items()}
+                for partition in changes.positions:
+                    if stored.get(partition, 0) != expected.get(partition, 0):
+                        raise StalePosition(
+                            f"partition {partition} is at {stored.get(partition, 0)}, "
+                            f"writer expected {expected.get(partition, 0)}")
+                pipe.multi()
+                if changes.dropped:
+                    pipe.unlink(*(self.key(generation, k) for k in changes.dropped))
+                for name, fields in changes.fields.items():
+                    full = self.key(generation, name)
+                    sets = {f: v for f, v in fields.items() if v is not None}
+                    dels = [f for f, v in fields.items() if v is None]
+                    if dels:
+                        pipe.hdel(full, *dels)
+                    if sets:
+                        pipe.hset(full, mapping=sets)  # type: ignore[arg-type]
+                if changes.positions:
+                    pipe.hset(applied_key, mapping={  # type: ignore[arg-type]
+                        str(p): str(o) for p, o in changes.positions.items()})
+                pipe.publish(self.changes_channel, _change_message(generation, changes))
+                await pipe.execute()
+            except WatchError:
+                raise StalePosition("applied positions changed during the write") from None
+
+    # --- reading ----------------------------------------------------------
+
+    async def hget(self, key: str, field: str, *, generation: int | None = None) -> str | None:
+        if generation is not None:
+            value = await self.client.hget(self.key(generation, key), field)
+            return None if value is None else str(value)
+        value = await self._scripts["hget"](keys=[self._current_key],
+                                            args=[self.prefix, key, field])
+        return None if value is None else str(value)
+
+    async def hgetall(self, key: str, *, generation: int | None = None) -> dict[str, str]:
+        if generation is not None:
+            return dict(await self.client.hgetall(self.key(generation, key)))
+        flat = await self._scripts["hgetall"](keys=[self._current_key],
+                                              args=[self.prefix, key])
+        return {flat[i]: flat[i + 1] for i in range(0, len(flat), 2)}
+
+    async def dump(self, generation: int) -> dict[str, dict[str, str]]:
+        strip = len(self.key(generation, ""))
+        names: list[str] = [k async for k in self.client.scan_iter(
+            match=self.key(generation, "*"), count=2000)]
+        out: dict[str, dict[str, str]] = {}
+        for i in range(0, len(names), 500):
+            chunk = names[i:i + 500]
+            async with self.client.pipeline(transaction=False) as pipe:
+                for name in chunk:
+                    pipe.hgetall(name)
+                values = await pipe.execute()
+            for name, value in zip(chunk, values, strict=True):
+                if value:
+                    out[name[strip:]] = dict(value)
+        return out
+
+    async def wait_for_change(self, timeout: float) -> None:
+        if self._listener is None:
+            self._listener = asyncio.create_task(self._listen())
+        changed = self._changed
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(changed.wait(), timeout)
+
+    async def _listen(self) -> None:
+        # Wake-ups only; callers re-read positions, so a missed message costs
+        # at most one timeout, never correctness.
+        pubsub = self.client.pubsub()
+        await pubsub.subscribe(self.changes_channel)
+        try:
+            async for message in pubsub.listen():
+                if message.get("type") == "message":
+                    self._changed.set()
+                    self._changed = asyncio.Event()
+        finally:
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()
+
+
+def _change_message(generation: int, changes: Changes) -> str:
+    routing = sorted(k for k in changes.fields
+                     if k.startswith(("routes:", "versions:")) or k == keys.HOSTS)
+    return json.dumps({
+        "generation": generation,
+        "positions": {str(p): o for p, o in changes.positions.items()},
+        "keys": routing[:200],
+        "truncated": len(routing) > 200,
+    }, separators=(",", ":"))
