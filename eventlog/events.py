@@ -326,9 +326,14 @@ class HostClaimed(_HostEvent, frozen=True, kw_only=True):
     TYPE: ClassVar[str] = "host.claimed"
 
     match: HostMatch = "exact"
+    worker: str | None = None
+    """The worker that serves the pattern; None routes like the namespace host
+    (the first path segment names the worker)."""
 
     def validate(self) -> None:
         super().validate()
+        if self.worker is not None:
+            v.name("worker", self.worker)
         if self.match not in ("exact", "prefix"):
             raise InvalidEvent("match", f"{self.match!r} is not 'exact' or 'prefix'")
 

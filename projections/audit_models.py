@@ -126,7 +126,9 @@ class DeadLetter(AuditBase):
     """Events that could not be decoded or applied, kept with their raw bytes."""
 
     __tablename__ = "dead_letters"
-    __table_args__ = (UniqueConstraint("log_partition", "log_offset", name="uq_dead_letters_position"),)
+    __table_args__ = (
+        UniqueConstraint("log_partition", "log_offset", name="uq_dead_letters_position"),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
                                     primary_key=True, autoincrement=True)

@@ -13,8 +13,8 @@ import contextlib
 import hashlib
 import time
 import uuid
-from pathlib import Path
 from collections.abc import AsyncIterator, Mapping, Sequence
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
@@ -42,11 +42,10 @@ from projections.store import GenerationMissing, StalePosition
 _json = msgspec.json.Encoder(order="sorted")
 ROOT = Path(__file__).resolve().parent.parent
 
-ROW_TABLES: tuple[tuple[str, Table], ...] = (
-    ("audit", AuditEvent.__table__),  # type: ignore[arg-type]
-    ("deployments", Deployment.__table__),  # type: ignore[arg-type]
-    ("lease_history", LeaseHistory.__table__),  # type: ignore[arg-type]
-    ("dead_letters", DeadLetter.__table__),  # type: ignore[arg-type]
+ROW_TABLES: tuple[tuple[str, Table], ...] = tuple(
+    (name, model.__table__)  # type: ignore[misc]
+    for name, model in (("audit", AuditEvent), ("deployments", Deployment),
+                        ("lease_history", LeaseHistory), ("dead_letters", DeadLetter))
 )
 
 
@@ -192,6 +191,10 @@ class AuditStore:
             else:
                 await conn.begin()
             try:
+                registered = await conn.scalar(select(AuditGeneration.generation).where(
+                    AuditGeneration.generation == generation))
+                if registered is None:
+                    raise GenerationMissing(f"audit generation {generation} was dropped")
                 stored = await self._applied(conn, generation, lock=True)
                 for partition in changes.positions:
                     if stored.get(partition, 0) != expected.get(partition, 0):
@@ -249,19 +252,17 @@ class AuditStore:
     # --- digests ----------------------------------------------------------
 
     async def digest(self, generation: int) -> str:
-        """Content digest of every audit table of a generation, in log order."""
-        h = hashlib.sha256()
+        """Content digest of every audit table of a generation (see AuditDigest)."""
+        digest = AuditDigest()
         async with self.connect(generation) as conn:
-            for _, table in ROW_TABLES:
+            for name, table in ROW_TABLES:
                 columns = [c for c in table.columns if c.name != "id"]
-                h.update(table.name.encode())
                 result = await conn.stream(select(*columns).order_by(
                     table.c.log_partition, table.c.log_offset))
                 async for row in result:
-                    h.update(_json.encode([_canonical(v) for v in row]))
-            for p, o in sorted((await self._applied(conn, generation)).items()):
-                h.update(f"{p}:{o};".encode())
-        return h.hexdigest()
+                    digest.add(name, dict(zip([c.name for c in columns], row, strict=True)))
+            digest.positions(await self._applied(conn, generation))
+        return digest.hexdigest()
 
     async def count_positions(self, generation: int) -> tuple[int, int]:
         """(rows, distinct positions) of audit_events: equal unless a position repeats."""
@@ -294,9 +295,49 @@ def _canonical(value: Any) -> Any:
         return str(value)
     if isinstance(value, (bytes, bytearray, memoryview)):
         return bytes(value).hex()
-    if isinstance(value, str) and value[:1] in "{[":
-        try:
-            return msgspec.json.decode(value)
-        except msgspec.DecodeError:
-            return value
     return value
+
+
+class AuditDigest:
+    """Digest of audit rows that does not depend on the order partitions arrive in.
+
+    Rows are chained per (table, partition) in offset order, and the chains
+    are combined in a fixed order, so the fold's interleaved output and the
+    database's sorted read-back give the same value.
+    """
+
+    def __init__(self) -> None:
+        self._chains: dict[tuple[str, int], Any] = {}
+        self._positions: dict[int, int] = {}
+
+    def add(self, table: str, row: Mapping[str, Any]) -> None:
+        key = (table, int(row["log_partition"]))
+        chain = self._chains.get(key)
+        if chain is None:
+            chain = self._chains[key] = hashlib.sha256()
+        columns = _COLUMNS[table]
+        chain.update(_json.encode([_canonical(row.get(c)) for c in columns]))
+
+    def add_changes(self, changes: Changes) -> None:
+        for name, rows in (("audit", changes.audit), ("deployments", changes.deployments),
+                           ("lease_history", changes.lease_history),
+                           ("dead_letters", changes.dead_letters)):
+            for row in rows:
+                self.add(name, row)
+
+    def positions(self, positions: Mapping[int, int]) -> None:
+        self._positions.update(positions)
+
+    def hexdigest(self) -> str:
+        h = hashlib.sha256()
+        for key in sorted(self._chains):
+            h.update(f"{key[0]}/{key[1]}:".encode())
+            h.update(self._chains[key].digest())
+        for p, o in sorted(self._positions.items()):
+            h.update(f"{p}:{o};".encode())
+        return h.hexdigest()
+
+
+_COLUMNS: dict[str, list[str]] = {
+    name: [c.name for c in table.columns if c.name != "id"] for name, table in ROW_TABLES
+}

@@ -175,7 +175,7 @@ class PartitionFold:
             return None
         try:
             return self._apply(envelope, partition, offset, out)
-        except Exception as exc:  # noqa: BLE001 - a poison event must not stop the fold
+        except Exception as exc:
             # A bug or an impossible payload: dead-letter it with the reason.
             # _apply checks every rule before the first effect, so nothing
             # from this event is in `out` yet.

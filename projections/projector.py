@@ -30,7 +30,7 @@ from eventlog.port import EventLog, Positions, Record
 from projections.changes import Changes
 from projections.fold import Fold, PartitionBatch
 from projections.metrics import ProjectorMetrics
-from projections.store import StalePosition
+from projections.store import GenerationMissing, StalePosition
 
 log = logging.getLogger("wdl.projector")
 
@@ -78,7 +78,7 @@ class _Sink:
             expected = {p: self.applied.get(p, 0) for p in parts}
             try:
                 await self.store.apply(self.generation, merged, expected)
-            except StalePosition:
+            except (StalePosition, GenerationMissing):
                 # Another writer (a replica, a rebuild, or a generation switch)
                 # moved the store; look again and decide per partition.
                 await self.refresh()
@@ -142,6 +142,15 @@ class Projector:
                 return self.positions()
             except RestartFold as exc:
                 log.warning("restarting fold: %s", exc)
+
+    async def advance(self, *, until: Positions | None = None,
+                      progress: Progress | None = None) -> dict[int, int]:
+        """Continue folding from where this projector is, up to `until` (default: the end)."""
+        start = dict.fromkeys(range(self.log.partitions), 0)
+        start.update(self.positions())
+        await self._consume(self.log.read_batches(start, until=until,
+                                                  max_batch=self.batch_size), progress)
+        return self.positions()
 
     async def run(self, stop: asyncio.Event, *, progress: Progress | None = None) -> None:
         """Fold and follow the log until `stop` is set."""

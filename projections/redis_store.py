@@ -80,7 +80,9 @@ class RedisProjectionStore(ProjectionStore):
             self._client = None
 
     @property
-    def client(self) -> aioredis.Redis:
+    def client(self) -> Any:
+        # Typed as Any: redis-py's asyncio stubs mark every command as
+        # "Awaitable[T] | T", which strict mypy cannot await.
         if self._client is None:
             raise RuntimeError("RedisProjectionStore is not started")
         return self._client
@@ -178,9 +180,9 @@ class RedisProjectionStore(ProjectionStore):
                     if dels:
                         pipe.hdel(full, *dels)
                     if sets:
-                        pipe.hset(full, mapping=sets)  # type: ignore[arg-type]
+                        pipe.hset(full, mapping=sets)
                 if changes.positions:
-                    pipe.hset(applied_key, mapping={  # type: ignore[arg-type]
+                    pipe.hset(applied_key, mapping={
                         str(p): str(o) for p, o in changes.positions.items()})
                 pipe.publish(self.changes_channel, _change_message(generation, changes))
                 await pipe.execute()
@@ -199,7 +201,8 @@ class RedisProjectionStore(ProjectionStore):
 
     async def hgetall(self, key: str, *, generation: int | None = None) -> dict[str, str]:
         if generation is not None:
-            return dict(await self.client.hgetall(self.key(generation, key)))
+            raw = await self.client.hgetall(self.key(generation, key))
+            return dict(raw)
         flat = await self._scripts["hgetall"](keys=[self._current_key],
                                               args=[self.prefix, key])
         return {flat[i]: flat[i + 1] for i in range(0, len(flat), 2)}

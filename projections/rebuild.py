@@ -1,0 +1,272 @@
+"""Rebuild, verify and inspect projections (DESIGN invariants 1 and 5).
+
+A rebuild replays the log from offset 0 into *new* generations of the
+projection store and the audit store while the live projector and readers
+keep using the current ones; it checks the shadow against an in-memory fold
+of the same events, then switches each store's readers in one atomic step,
+keeps applying for a grace period so the live projectors can follow, and
+finally drops the old generations.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from eventlog.port import EventLog, Positions
+from projections.audit_store import AuditDigest, AuditStore
+from projections.fold import PartitionBatch
+from projections.memory_store import MemoryProjectionStore
+from projections.projector import Projector
+from projections.store import ProjectionStore, digest_of, first_differences
+
+Progress = Callable[[int], None]
+
+
+class VerificationFailed(Exception):
+    code = "verification_failed"
+
+    def __init__(self, message: str, differences: list[str]) -> None:
+        super().__init__(message)
+        self.differences = differences
+
+
+@dataclass
+class RebuildReport:
+    generation: int
+    audit_generation: int | None
+    positions: dict[int, int]
+    events: int
+    dead_letters: int
+    digest: str
+    audit_digest: str | None
+    switched: bool
+    seconds: float
+    verify_seconds: float = 0.0
+    dropped: list[int] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "generation": self.generation, "audit_generation": self.audit_generation,
+            "positions": {str(p): o for p, o in sorted(self.positions.items())},
+            "events": self.events, "dead_letters": self.dead_letters, "digest": self.digest,
+            "audit_digest": self.audit_digest, "switched": self.switched,
+            "seconds": round(self.seconds, 3), "verify_seconds": round(self.verify_seconds, 3),
+            "dropped_generations": self.dropped,
+        }
+
+
+class _Mirror:
+    """Collects the expected state of a rebuild in memory to check the shadow against."""
+
+    def __init__(self) -> None:
+        self.store = MemoryProjectionStore()
+        self.audit = AuditDigest()
+        self.generation = 0
+
+    async def start(self) -> None:
+        self.generation = await self.store.current_generation()
+
+    async def __call__(self, folded: dict[int, PartitionBatch]) -> None:
+        for batch in folded.values():
+            await self.store.apply(self.generation, batch.changes, await self.store.applied(
+                self.generation))
+            self.audit.add_changes(batch.changes)
+
+    def apply_positions(self, positions: Mapping[int, int]) -> None:
+        self.audit.positions(positions)
+
+
+async def positions_at_time(log: EventLog, until_ms: int) -> dict[int, int]:
+    """Per partition, the first offset of an event that occurred after `until_ms`."""
+    ends = await log.end_positions()
+    out = dict(ends)
+    async for batch in log.read_batches(None):
+        for record in batch:
+            p, o = record.position
+            if o >= out[p]:
+                continue
+            occurred = (record.envelope.occurred_at if record.envelope is not None
+                        else record.timestamp_ms)
+            if occurred > until_ms:
+                out[p] = o
+    return out
+
+
+async def rebuild(log: EventLog, store: ProjectionStore, audit: AuditStore | None, *,
+                  until: Positions | None = None, switch: bool = True,
+                  verify: bool = True, grace_s: float = 2.0, drop_old: bool = True,
+                  progress: Progress | None = None, batch_size: int = 5000) -> RebuildReport:
+    started = time.perf_counter()
+    generation = await store.new_generation()
+    audit_generation = await audit.new_generation() if audit is not None else None
+    mirror = _Mirror() if verify else None
+    if mirror is not None:
+        await mirror.start()
+    projector = Projector(log, store, audit, generation=generation,
+                          audit_generation=audit_generation, batch_size=batch_size,
+                          on_batch=mirror)
+    positions = await projector.catch_up(until=until, progress=progress)
+    built = time.perf_counter()
+    digest, audit_digest = await _verify(store, audit, generation, audit_generation, mirror,
+                                         positions)
+    verified = time.perf_counter()
+    switched = False
+    dropped: list[int] = []
+    if switch and until is None:
+        switched = await _switch(projector, store, audit, generation, audit_generation,
+                                 progress)
+        if switched:
+            # Keep applying while live projectors notice the switch and follow.
+            deadline = time.monotonic() + grace_s
+            while time.monotonic() < deadline:
+                await projector.advance(progress=progress)
+                await asyncio.sleep(0.05)
+            if drop_old:
+                dropped = await _drop_old(store, audit, generation, audit_generation)
+    return RebuildReport(
+        generation=generation, audit_generation=audit_generation,
+        positions=projector.positions(), events=projector.events,
+        dead_letters=projector.dead_letters, digest=digest, audit_digest=audit_digest,
+        switched=switched, seconds=built - started, verify_seconds=verified - built,
+        dropped=dropped,
+    )
+
+
+async def _verify(store: ProjectionStore, audit: AuditStore | None, generation: int,
+                  audit_generation: int | None, mirror: _Mirror | None,
+                  positions: Mapping[int, int]) -> tuple[str, str | None]:
+    dump = await store.dump(generation)
+    digest = digest_of(dump)
+    audit_digest = await audit.digest(audit_generation) if (
+        audit is not None and audit_generation is not None) else None
+    if mirror is None:
+        return digest, audit_digest
+    expected = await mirror.store.dump(mirror.generation)
+    if digest_of(expected) != digest:
+        raise VerificationFailed("the shadow generation differs from the fold",
+                                 first_differences(dump, expected))
+    if audit_digest is not None:
+        mirror.apply_positions(positions)
+        if mirror.audit.hexdigest() != audit_digest:
+            raise VerificationFailed("the shadow audit tables differ from the fold", [])
+    return digest, audit_digest
+
+
+async def _switch(projector: Projector, store: ProjectionStore, audit: AuditStore | None,
+                  generation: int, audit_generation: int | None,
+                  progress: Progress | None, attempts: int = 50) -> bool:
+    redis_done = audit_done = False
+    for _ in range(attempts):
+        await projector.advance(progress=progress)
+        if not redis_done:
+            live = await store.current_generation()
+            redis_done = await store.switch(generation, not_behind=live)
+        if audit is not None and audit_generation is not None and not audit_done:
+            live_a = await audit.current_generation()
+            audit_done = await audit.switch(audit_generation, not_behind=live_a)
+        if redis_done and (audit is None or audit_done):
+            return True
+        await asyncio.sleep(0.02)
+    return False
+
+
+async def _drop_old(store: ProjectionStore, audit: AuditStore | None, generation: int,
+                    audit_generation: int | None) -> list[int]:
+    dropped: list[int] = []
+    for gen in await store.generations():
+        if gen != generation and gen != await store.current_generation():
+            await store.drop_generation(gen)
+            dropped.append(gen)
+    if audit is not None:
+        current = await audit.current_generation()
+        for gen in await audit.generations():
+            if gen not in (audit_generation, current):
+                await audit.drop_generation(gen)
+    return dropped
+
+
+@dataclass
+class VerifyReport:
+    ok: bool
+    generation: int
+    positions: dict[int, int]
+    digest: str
+    expected_digest: str
+    differences: list[str]
+    audit_ok: bool | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "generation": self.generation,
+                "positions": {str(p): o for p, o in sorted(self.positions.items())},
+                "digest": self.digest, "expected_digest": self.expected_digest,
+                "differences": self.differences, "audit_ok": self.audit_ok}
+
+
+async def verify_live(log: EventLog, store: ProjectionStore, audit: AuditStore | None = None,
+                      *, attempts: int = 5, progress: Progress | None = None) -> VerifyReport:
+    """Compare the live projections with a fresh replay up to the same positions."""
+    report: VerifyReport | None = None
+    for _ in range(attempts):
+        generation = await store.current_generation()
+        positions = await store.applied(generation)
+        mirror = _Mirror()
+        await mirror.start()
+        projector = Projector(log, mirror.store, generation=mirror.generation)
+        await projector.catch_up(until=_until(log, positions), progress=progress)
+        live = await store.dump(generation)
+        if await store.applied(generation) != positions:
+            continue  # the live projector moved on while we read; try again
+        expected = await mirror.store.dump(mirror.generation)
+        digest, expected_digest = digest_of(live), digest_of(expected)
+        report = VerifyReport(digest == expected_digest, generation, positions, digest,
+                              expected_digest, first_differences(live, expected))
+        if audit is not None:
+            report.audit_ok = await _verify_audit(log, audit)
+            report.ok = report.ok and bool(report.audit_ok)
+        return report
+    raise RuntimeError("the projection kept moving; verify on a quieter system")
+
+
+def _until(log: EventLog, positions: Mapping[int, int]) -> dict[int, int]:
+    return {p: positions.get(p, 0) for p in range(log.partitions)}
+
+
+async def _verify_audit(log: EventLog, audit: AuditStore) -> bool:
+    generation = await audit.current_generation()
+    positions = await audit.applied(generation)
+    digest = AuditDigest()
+    folder = Projector(log, MemoryProjectionStore())
+
+    async def collect(folded: dict[int, PartitionBatch]) -> None:
+        for batch in folded.values():
+            digest.add_changes(batch.changes)
+
+    folder.on_batch = collect
+    await folder.catch_up(until=_until(log, positions))
+    digest.positions(positions)
+    return digest.hexdigest() == await audit.digest(generation)
+
+
+async def status(log: EventLog, store: ProjectionStore,
+                 audit: AuditStore | None = None) -> list[dict[str, Any]]:
+    """Per projection and partition: applied position, log end and lag."""
+    ends = await log.end_positions()
+    rows: list[dict[str, Any]] = []
+    targets: list[tuple[str, Any]] = [("redis", store)]
+    if audit is not None:
+        targets.append(("audit", audit))
+    for name, target in targets:
+        generation = await target.current_generation()
+        applied = await target.applied(generation)
+        for partition in sorted(ends):
+            end = ends[partition]
+            at = applied.get(partition, 0)
+            rows.append({"projection": name, "generation": generation,
+                         "partition": partition, "applied": at, "log_end": end,
+                         "lag": max(0, end - at)})
+    return rows
+
