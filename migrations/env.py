@@ -26,13 +26,15 @@ config = context.config
 
 
 def _run(connection: Connection, target: str, schema: str | None) -> None:
-    opts: dict[str, object] = {
-        "wdl_target": target,
-        "wdl_schema": schema,
-        "version_table": "alembic_version_control" if target == "control" else "alembic_version",
-        "version_table_schema": schema,
-    }
-    context.configure(connection=connection, target_metadata=None, **opts)
+    context.configure(
+        connection=connection,
+        target_metadata=None,
+        version_table="alembic_version_control" if target == "control" else "alembic_version",
+        version_table_schema=schema,
+        # Extra options reach the migration scripts as op.get_context().opts.
+        wdl_target=target,
+        wdl_schema=schema,
+    )
     with context.begin_transaction():
         context.run_migrations()
 

@@ -228,7 +228,7 @@ class PartitionFold:
     def _remember(self, event_id: str, idem: str | None, out: Changes) -> None:
         self._recent.append((event_id, idem))
         self._recent_ids.add(event_id)
-        if idem is not None:
+        if idem is not None and idem not in self._recent_idem:
             self._recent_idem[idem] = event_id
             out.set(keys.idempotency(self.partition), idem, event_id)
         if len(self._recent) > VERDICT_WINDOW:

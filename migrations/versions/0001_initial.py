@@ -20,7 +20,7 @@ def _big() -> sa.types.TypeEngine[int]:
     return sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 
-def _position_columns() -> list[sa.Column[object]]:
+def _position_columns() -> list[sa.Column[int]]:
     return [
         sa.Column("id", _big(), primary_key=True, autoincrement=True),
         sa.Column("log_partition", sa.Integer(), nullable=False),
