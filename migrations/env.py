@@ -56,10 +56,18 @@ def run_migrations_online() -> None:
         engine.dispose()
 
 
+def _downgrading() -> bool:
+    """Direction of this run: generations go first on the way down."""
+    if "downgrading" in config.attributes:
+        return bool(config.attributes["downgrading"])
+    cmd = getattr(config.cmd_opts, "cmd", None)  # the `alembic` command line
+    fn = cmd[0] if isinstance(cmd, tuple) and cmd else None
+    return getattr(fn, "__name__", "") == "downgrade"
+
+
 def _migrate(connection: Connection) -> None:
     only = config.attributes.get("schemas")
-    destination = str(context.get_revision_argument())
-    downgrading = destination == "base" or destination.startswith("-")
+    downgrading = _downgrading()
     if only is None:
         # Generations first on the way down, control tables first on the way up.
         gens = registered_generations(connection)

@@ -61,6 +61,7 @@ def run_migrations(connection: Connection, *, schemas: Sequence[str] | None = No
     cfg.attributes["connection"] = connection
     if schemas is not None:
         cfg.attributes["schemas"] = list(schemas)
+    cfg.attributes["downgrading"] = downgrade
     if downgrade:
         command.downgrade(cfg, revision)
     else:
