@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 
+from eventlog.kafka import KafkaEventLog
+from projections.membership import KafkaGroupMembership
 from projections.projector import Projector
 from projections.runtime import open_backends
 from services.settings import Settings
@@ -18,7 +21,14 @@ async def main() -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     async with open_backends(settings) as b:
-        await Projector(b.log, b.store, b.audit).run(stop)
+        membership = None
+        # An empty group name means this replica owns every partition by itself.
+        group = os.environ.get("WDL_PROJECTOR_GROUP", "wdl-projector")
+        if isinstance(b.log, KafkaEventLog) and group:
+            membership = KafkaGroupMembership(b.log.settings.bootstrap_servers, b.log.topic,
+                                              f"{group}.{b.log.topic}")
+        await Projector(b.log, b.store, b.audit).run(
+            stop, membership=membership.__aiter__() if membership else None)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from eventlog.port import EventLog, Positions, Record
 from projections.changes import Changes
@@ -87,6 +87,14 @@ class _Sink:
                 self.applied[p] = batches[p].end
             return
         raise StalePosition(f"{self.name}: gave up after {attempts} lost races")
+
+
+async def _cancel(task: asyncio.Future[Any] | None) -> None:
+    if task is None:
+        return
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, RestartFold, StopAsyncIteration):
+        await task
 
 
 def _merge(parts: Mapping[int, Changes]) -> Changes:
@@ -152,27 +160,57 @@ class Projector:
                                                   max_batch=self.batch_size), progress)
         return self.positions()
 
-    async def run(self, stop: asyncio.Event, *, progress: Progress | None = None) -> None:
-        """Fold and follow the log until `stop` is set."""
-        while not stop.is_set():
-            await self._reset()
-            batches = self.log.tail_batches(dict.fromkeys(range(self.log.partitions), 0),
-                                            max_batch=self.batch_size)
-            consumer = asyncio.ensure_future(self._consume(batches, progress, follow=True))
-            stopper = asyncio.ensure_future(stop.wait())
-            try:
-                done, _ = await asyncio.wait({consumer, stopper},
-                                             return_when=asyncio.FIRST_COMPLETED)
-                if consumer in done:
-                    consumer.result()
-            except RestartFold as exc:
-                log.warning("restarting fold: %s", exc)
-            finally:
-                for task in (consumer, stopper):
-                    task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError, RestartFold):
-                        await task
-                await batches.aclose()
+    async def run(self, stop: asyncio.Event, *, progress: Progress | None = None,
+                  membership: AsyncIterator[frozenset[int]] | None = None) -> None:
+        """Fold and follow the log until `stop` is set.
+
+        `membership` yields the partitions this replica owns (default: all);
+        on every change the fold restarts for the new set.
+        """
+        from projections.membership import static_membership
+
+        assignments = membership if membership is not None else static_membership(
+            self.log.partitions)
+        current: asyncio.Task[None] | None = None
+        next_assignment = asyncio.ensure_future(anext(assignments))
+        stopper = asyncio.ensure_future(stop.wait())
+        try:
+            while not stop.is_set():
+                waiting: set[asyncio.Future[Any]] = {next_assignment, stopper}
+                if current is not None:
+                    waiting.add(current)
+                done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+                if stopper in done:
+                    break
+                if next_assignment in done:
+                    owned = next_assignment.result()
+                    next_assignment = asyncio.ensure_future(anext(assignments))
+                    await _cancel(current)
+                    log.info("projector owns partitions %s", sorted(owned))
+                    current = (asyncio.ensure_future(self._follow(owned, progress))
+                               if owned else None)
+                elif current is not None and current in done:
+                    exc = current.exception()
+                    if exc is not None and not isinstance(exc, (RestartFold, StalePosition)):
+                        raise exc
+                    if exc is not None:
+                        log.warning("restarting fold: %s", exc)
+                    current = asyncio.ensure_future(self._follow(owned, progress))
+        finally:
+            await _cancel(current)
+            await _cancel(next_assignment)
+            await _cancel(stopper)
+            with contextlib.suppress(Exception):
+                await assignments.aclose()  # type: ignore[attr-defined]
+
+    async def _follow(self, owned: frozenset[int], progress: Progress | None) -> None:
+        await self._reset()
+        batches = self.log.tail_batches(dict.fromkeys(sorted(owned), 0),
+                                        max_batch=self.batch_size)
+        try:
+            await self._consume(batches, progress, follow=True)
+        finally:
+            await batches.aclose()
 
     async def _consume(self, batches: AsyncIterator[list[Record]], progress: Progress | None,
                        *, follow: bool = False) -> None:
