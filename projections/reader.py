@@ -1,0 +1,147 @@
+"""Typed reads of the projection, and read-your-writes waits, for the API and data plane.
+
+Everything here reads the *current* generation through the store, so a
+rebuild's switch is invisible to callers. Values are the JSON documents the
+fold renders (projections/fold.py); docs/redis-keys.md lists them.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from projections import keys
+from projections.store import ProjectionStore
+
+_decode = msgspec.json.Decoder()
+
+
+class VerdictTimeout(Exception):
+    """The projector did not reach the event in time; its outcome is still pending."""
+
+    code = "verdict_timeout"
+
+
+@dataclass(frozen=True)
+class VerdictView:
+    event_id: str
+    accepted: bool
+    code: str | None
+    message: str
+    partition: int
+    offset: int
+    aggregate_version: int
+
+
+def _json(value: str | None) -> Any:
+    return None if value is None else _decode.decode(value)
+
+
+class ProjectionReader:
+    def __init__(self, store: ProjectionStore) -> None:
+        self.store = store
+
+    # --- read-your-writes ---------------------------------------------------
+
+    async def applied(self) -> dict[int, int]:
+        return await self.store.applied(await self.store.current_generation())
+
+    async def wait_applied(self, partition: int, offset: int, timeout: float = 10.0) -> None:
+        """Return once the current generation has applied `offset` of `partition`."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if (await self.applied()).get(partition, 0) > offset:
+                return
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise VerdictTimeout(
+                    f"position {partition}:{offset} not projected within {timeout:.1f}s")
+            # A change notification wakes us early; the poll bounds a missed one.
+            await self.store.wait_for_change(min(remaining, 0.05))
+
+    async def verdict(self, event_id: str, partition: int) -> VerdictView | None:
+        doc = _json(await self.store.hget(keys.verdicts(partition), event_id))
+        if doc is None:
+            return None
+        return VerdictView(event_id, bool(doc["accepted"]), doc["code"], doc["message"],
+                           int(doc["partition"]), int(doc["offset"]),
+                           int(doc["aggregate_version"]))
+
+    async def wait_verdict(self, event_id: str, partition: int, offset: int,
+                           timeout: float = 10.0) -> VerdictView:
+        await self.wait_applied(partition, offset, timeout)
+        found = await self.verdict(event_id, partition)
+        if found is None:
+            # Applied but not recorded: the record was dead-lettered.
+            return VerdictView(event_id, False, "dead_lettered",
+                               "the event could not be applied; see dead letters",
+                               partition, offset, 0)
+        return found
+
+    async def idempotent_event(self, key: str, partition: int) -> str | None:
+        return await self.store.hget(keys.idempotency(partition), key)
+
+    # --- namespaces and workers -----------------------------------------------
+
+    async def namespace(self, name: str) -> dict[str, Any] | None:
+        return _json(await self.store.hget(keys.NAMESPACES, name))  # type: ignore[no-any-return]
+
+    async def namespaces(self) -> dict[str, dict[str, Any]]:
+        return {k: _json(v) for k, v in (await self.store.hgetall(keys.NAMESPACES)).items()}
+
+    async def worker(self, namespace: str, worker: str) -> dict[str, Any] | None:
+        return _json(await self.store.hget(keys.workers(namespace), worker))  # type: ignore[no-any-return]
+
+    async def workers(self, namespace: str) -> dict[str, dict[str, Any]]:
+        raw = await self.store.hgetall(keys.workers(namespace))
+        return {k: _json(v) for k, v in raw.items()}
+
+    async def active_version(self, namespace: str, worker: str) -> str | None:
+        return await self.store.hget(keys.routes(namespace), worker)
+
+    async def routes(self, namespace: str) -> dict[str, str]:
+        return await self.store.hgetall(keys.routes(namespace))
+
+    async def version(self, namespace: str, worker: str, version: str) -> dict[str, Any] | None:
+        return _json(await self.store.hget(keys.versions(namespace, worker), version))  # type: ignore[no-any-return]
+
+    async def versions(self, namespace: str, worker: str) -> dict[str, dict[str, Any]]:
+        raw = await self.store.hgetall(keys.versions(namespace, worker))
+        return {k: _json(v) for k, v in raw.items()}
+
+    # --- secrets (sealed envelopes only) ---------------------------------------
+
+    async def secrets(self, namespace: str, worker: str | None) -> dict[str, dict[str, Any]]:
+        raw = await self.store.hgetall(keys.secrets(namespace, worker))
+        return {k: _json(v) for k, v in raw.items()}
+
+    # --- hosts, cron, leases, tokens -------------------------------------------
+
+    async def hosts(self) -> dict[str, dict[str, Any]]:
+        return {k: _json(v) for k, v in (await self.store.hgetall(keys.HOSTS)).items()}
+
+    async def cron_schedule(self) -> dict[str, dict[str, Any]]:
+        return {k: _json(v) for k, v in (await self.store.hgetall(keys.CRON)).items()}
+
+    async def lease(self, scope: str) -> dict[str, Any] | None:
+        return _json(await self.store.hget(keys.LEASES, scope))  # type: ignore[no-any-return]
+
+    async def leases(self) -> dict[str, dict[str, Any]]:
+        return {k: _json(v) for k, v in (await self.store.hgetall(keys.LEASES)).items()}
+
+    async def token_id_for_hash(self, sha256_hex: str) -> str | None:
+        return await self.store.hget(keys.TOKEN_HASHES, sha256_hex)
+
+    async def token(self, token_id: str) -> dict[str, Any] | None:
+        return _json(await self.store.hget(keys.TOKENS, token_id))  # type: ignore[no-any-return]
+
+    async def tokens(self) -> dict[str, dict[str, Any]]:
+        return {k: _json(v) for k, v in (await self.store.hgetall(keys.TOKENS)).items()}
+
+    async def dead_letters(self, partition: int) -> dict[str, dict[str, Any]]:
+        raw = await self.store.hgetall(keys.dead_letters(partition))
+        return {k: _json(v) for k, v in raw.items()}
+
