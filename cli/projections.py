@@ -1,0 +1,179 @@
+"""`wdl projections …`: status, verify, rebuild and dead letters (operator tools).
+
+These talk to the backends directly (Kafka/Redis/PostgreSQL from the
+environment, e.g. `.wdl/services.env`), which is what an operator rebuilding
+projections has. Exit codes: 0 ok, 1 failure or difference, 2 usage error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from projections.dead_letters import list_dead_letters, redrive
+from projections.rebuild import (
+    VerificationFailed,
+    positions_at_time,
+    rebuild,
+    status,
+    verify_live,
+)
+from projections.runtime import Backends, open_backends
+from services.settings import Settings
+
+app = typer.Typer(help="Inspect, verify and rebuild the Redis and audit projections.",
+                  no_args_is_help=True)
+console = Console(stderr=True)
+T = TypeVar("T")
+
+
+def _run(work: Callable[[Backends], Awaitable[T]]) -> T:
+    try:
+        settings = Settings.from_env()
+    except ValueError as exc:
+        console.print(f"[red]configuration error:[/] {exc}")
+        raise typer.Exit(2) from None
+
+    async def go() -> T:
+        async with open_backends(settings) as backends:
+            return await work(backends)
+
+    return asyncio.run(go())
+
+
+def _print_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, indent=2, sort_keys=True) + "\n")
+
+
+@app.command("status")
+def status_cmd(as_json: bool = typer.Option(False, "--json", help="machine-readable output")
+               ) -> None:
+    """Per projection and partition: applied position, log end and lag."""
+    rows = _run(lambda b: status(b.log, b.store, b.audit))
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table("projection", "generation", "partition", "applied", "log end", "lag")
+    for r in rows:
+        table.add_row(r["projection"], str(r["generation"]), str(r["partition"]),
+                      str(r["applied"]), str(r["log_end"]), str(r["lag"]))
+    Console().print(table)
+
+
+@app.command("verify")
+def verify_cmd(as_json: bool = typer.Option(False, "--json")) -> None:
+    """Compare a digest of the live projections with a fresh replay; exit 1 on any difference."""
+    report = _run(lambda b: verify_live(b.log, b.store, b.audit))
+    if as_json:
+        _print_json(report.as_dict())
+    elif report.ok:
+        console.print(f"[green]ok[/] generation {report.generation} digest {report.digest}")
+    else:
+        console.print(f"[red]DIFFERENT[/] live {report.digest} replay {report.expected_digest}")
+        for line in report.differences:
+            console.print(f"  {line}")
+        if report.audit_ok is False:
+            console.print("  audit tables differ from the replay")
+    raise typer.Exit(0 if report.ok else 1)
+
+
+def _parse_until(value: str | None) -> tuple[dict[int, int] | None, int | None]:
+    """`P:O[,P:O…]` log positions, or an ISO-8601 time / unix milliseconds."""
+    if value is None:
+        return None, None
+    if ":" in value and all(part.count(":") == 1 and part.replace(":", "").isdigit()
+                            for part in value.split(",")):
+        positions = {}
+        for part in value.split(","):
+            p, o = part.split(":")
+            positions[int(p)] = int(o)
+        return positions, None
+    if value.isdigit():
+        return None, int(value)
+    try:
+        return None, int(datetime.fromisoformat(value).timestamp() * 1000)
+    except ValueError:
+        raise typer.BadParameter(
+            "expected partition:offset[,…], unix milliseconds or an ISO-8601 time") from None
+
+
+@app.command("rebuild")
+def rebuild_cmd(
+    until: str | None = typer.Option(None, help="stop at partition:offset[,…] or a time "
+                                     "(forensics: builds a shadow generation, no switch)"),
+    grace: float = typer.Option(2.0, help="seconds to keep applying after the switch"),
+    keep_old: bool = typer.Option(False, help="keep the previous generations"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Replay the log into shadow generations, verify them, switch readers atomically."""
+    positions, until_ms = _parse_until(until)
+
+    async def work(b: Backends) -> dict[str, Any]:
+        limit = positions
+        if until_ms is not None:
+            limit = await positions_at_time(b.log, until_ms)
+        ends = await b.log.end_positions()
+        total = sum((limit or ends).get(p, 0) for p in ends)
+        with Progress(TextColumn("rebuild"), BarColumn(), MofNCompleteColumn(),
+                      TimeRemainingColumn(), console=console,
+                      disable=as_json or not console.is_terminal) as bar:
+            task = bar.add_task("events", total=total)
+            report = await rebuild(b.log, b.store, b.audit, until=limit,
+                                   switch=limit is None, grace_s=grace,
+                                   drop_old=not keep_old,
+                                   progress=lambda n: bar.advance(task, n))
+        return report.as_dict()
+
+    try:
+        result = _run(work)
+    except VerificationFailed as exc:
+        console.print(f"[red]verification failed:[/] {exc}")
+        for line in exc.differences:
+            console.print(f"  {line}")
+        raise typer.Exit(1) from None
+    if as_json:
+        _print_json(result)
+        return
+    console.print(f"generation {result['generation']} (audit {result['audit_generation']}): "
+                  f"{result['events']} events in {result['seconds']}s, "
+                  f"dead letters {result['dead_letters']}, "
+                  f"{'switched' if result['switched'] else 'NOT switched (shadow kept)'}")
+    console.print(f"digest {result['digest']}")
+    if result["dead_letters"]:
+        console.print(f"[yellow]{result['dead_letters']} dead letters[/]: "
+                      "see `wdl projections dead-letters`")
+
+
+@app.command("dead-letters")
+def dead_letters_cmd(
+    redrive_: bool = typer.Option(False, "--redrive", help="retry them with the current code "
+                                  "(a rebuild folds the ones that now decode in place)"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """List events that could not be decoded or applied, or re-drive them."""
+    if redrive_:
+        result = _run(lambda b: redrive(b.log, b.store, b.audit))
+        if as_json:
+            _print_json(result)
+        else:
+            console.print(f"{result['recoverable']} of {result['dead_letters']} dead letters "
+                          f"now decode; rebuilt: {result['rebuilt']}")
+        raise typer.Exit(0 if result["remaining"] == 0 else 1)
+    rows = _run(lambda b: list_dead_letters(b.audit))
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table("partition", "offset", "code", "reason", "bytes")
+    for r in rows:
+        table.add_row(str(r["partition"]), str(r["offset"]), r["code"], r["reason"],
+                      str(r["size"]))
+    Console().print(table)
