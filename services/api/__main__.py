@@ -1,0 +1,54 @@
+"""`python -m services.api`: serve the control API from the environment.
+
+Backends come from `Settings.from_env()`; the root keys from `WDL_ROOT_KEYS`
+(embedded mode falls back to a dev key file under the data directory). In
+embedded mode the projector runs in this process (the in-memory projection
+lives here); with Redis a separate `python -m projections` runs it, unless
+`--projector` asks for one here too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+
+import uvicorn
+
+from projections.runtime import open_backends
+from services.api.app import create_app
+from services.blobstore.factory import open_blob_store
+from services.crypto.config import load_keyring
+from services.settings import Settings
+
+
+async def serve(host: str, port: int, projector: bool | None) -> None:
+    settings = Settings.from_env()
+    keyring = load_keyring(dev_key_file=settings.data_dir / "root.keys"
+                           if settings.embedded else None)
+    async with contextlib.AsyncExitStack() as stack:
+        backends = await stack.enter_async_context(open_backends(settings))
+        blobs = await stack.enter_async_context(open_blob_store(settings.blob_url))
+        app = create_app(settings, backends, keyring, blobs,
+                         run_projector=settings.embedded if projector is None else projector)
+        config = uvicorn.Config(app, host=host, port=port, lifespan="on",
+                                log_level="info", access_log=True)
+        await uvicorn.Server(config).serve()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m services.api")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8787)
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--projector", dest="projector", action="store_true", default=None,
+                       help="also run a projector in this process")
+    group.add_argument("--no-projector", dest="projector", action="store_false")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO)
+    asyncio.run(serve(args.host, args.port, args.projector))
+
+
+if __name__ == "__main__":
+    main()

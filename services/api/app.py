@@ -1,0 +1,74 @@
+"""The control API's FastAPI application.
+
+`create_app` only wires already-opened backends together; the caller owns
+their lifecycle (`projections.runtime.open_backends`, `open_blob_store`).
+With `run_projector=True` (the embedded, single-process `wdl dev`) the app's
+lifespan also runs a projector over the same backends; in production a
+separate `python -m projections` does that and the API only reads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+
+from projections.projector import Projector
+from projections.reader import ProjectionReader
+from projections.runtime import Backends
+from services.api.context import ApiContext
+from services.api.errors import install_handlers
+from services.api.limits import BodyLimit
+from services.api.routes import (
+    audit,
+    deploy,
+    hosts,
+    leases,
+    namespaces,
+    secrets,
+    system,
+    tokens,
+    workers,
+)
+from services.blobstore.port import BlobStore
+from services.crypto.keyring import Keyring
+from services.settings import Settings
+
+log = logging.getLogger("wdl.api")
+API_VERSION = "1"
+
+
+def create_app(settings: Settings, backends: Backends, keyring: Keyring, blobs: BlobStore, *,
+               run_projector: bool = False) -> FastAPI:
+    ctx = ApiContext(settings=settings, log=backends.log, store=backends.store,
+                     audit=backends.audit, keyring=keyring, blobs=blobs,
+                     reader=ProjectionReader(backends.store))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await ctx.store.current_generation()  # make sure a generation exists to read
+        stop = asyncio.Event()
+        task: asyncio.Task[None] | None = None
+        if run_projector:
+            task = asyncio.create_task(Projector(ctx.log, ctx.store, ctx.audit).run(stop),
+                                       name="wdl-embedded-projector")
+        try:
+            yield
+        finally:
+            stop.set()
+            if task is not None:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    app = FastAPI(title="WDL control API", version=API_VERSION, lifespan=lifespan,
+                  description="Namespaces, versions, secrets, hosts, leases, audit and "
+                  "tokens. Every change is an event; responses carry its verdict.")
+    app.state.ctx = ctx
+    install_handlers(app)
+    for module in (system, namespaces, workers, deploy, secrets, hosts, leases, audit, tokens):
+        app.include_router(module.router)
+    app.add_middleware(BodyLimit, max_bytes=ctx.limits.max_request_bytes)
+    return app

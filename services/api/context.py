@@ -1,0 +1,35 @@
+"""What every request handler needs, built once per app (no module globals)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from fastapi import Request
+
+from eventlog.port import EventLog
+from projections.audit_store import AuditStore
+from projections.reader import ProjectionReader
+from projections.store import ProjectionStore
+from services.blobstore.port import BlobStore
+from services.bundles import BundleLimits
+from services.crypto.keyring import Keyring
+from services.settings import Settings
+
+
+@dataclass
+class ApiContext:
+    settings: Settings
+    log: EventLog
+    store: ProjectionStore
+    audit: AuditStore
+    keyring: Keyring
+    blobs: BlobStore
+    reader: ProjectionReader
+    limits: BundleLimits = field(default_factory=BundleLimits)
+    verdict_timeout_s: float = 10.0
+    audit_catch_up_s: float = 3.0
+
+
+def get_ctx(request: Request) -> ApiContext:
+    ctx: ApiContext = request.app.state.ctx
+    return ctx

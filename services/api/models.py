@@ -1,0 +1,124 @@
+"""Request and response bodies (pydantic), which the OpenAPI schema is built from."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+NAME_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$"
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
+SECRET_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
+LEASE_SCOPE_PATTERN = r"^[a-z0-9][a-z0-9_.:/-]{0,199}$"
+MAX_SECRET_BYTES = 64 * 1024 - 16
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Position(BaseModel):
+    partition: int
+    offset: int
+
+
+class VerdictBody(BaseModel):
+    accepted: bool
+    code: str | None
+    message: str
+
+
+class CommandResult(BaseModel):
+    """The outcome of one event: where it landed and what the fold decided."""
+
+    event_id: str
+    type: str
+    position: Position
+    verdict: VerdictBody
+    aggregate_version: int
+    replayed: bool = Field(description="true when an Idempotency-Key returned the first "
+                           "outcome instead of appending a new event")
+
+
+class ErrorDetail(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    code: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+class NamespaceCreate(_Strict):
+    name: str = Field(pattern=NAME_PATTERN)
+    description: str = Field("", max_length=1024)
+
+
+class ModuleUpload(_Strict):
+    name: str = Field(min_length=1, max_length=512)
+    type: Literal["esm", "commonjs", "text", "data", "wasm", "json", "python"] | None = Field(
+        None, description="default: guessed from the extension (.js/.mjs esm, .cjs commonjs, "
+        ".wasm, .json, .py python, .txt/.html/.css/.md text, else data)")
+    content_b64: str = Field(description="the module's bytes, standard base64")
+
+
+class BindingIn(_Strict):
+    name: str = Field(pattern=SECRET_NAME_PATTERN)
+    kind: Literal["service", "json", "text", "secret"]
+    target: str = Field("", max_length=128)
+    value: str = Field("", max_length=5 * 1024)
+
+
+class DeployRequest(_Strict):
+    main_module: str = Field(min_length=1, max_length=512)
+    modules: list[ModuleUpload] = Field(min_length=1)
+    compatibility_date: str = Field(pattern=r"^\d{4}-\d{2}-\d{2}$")
+    compatibility_flags: list[str] = Field(default_factory=list, max_length=128)
+    vars: dict[str, str] = Field(default_factory=dict)
+    bindings: list[BindingIn] = Field(default_factory=list, max_length=256)
+    cron_triggers: list[str] = Field(default_factory=list, max_length=32)
+
+
+class PromoteRequest(_Strict):
+    version_id: str = Field(pattern=ID_PATTERN)
+    expected_version: int | None = Field(
+        None, ge=0, description="the worker aggregate version the caller saw; default: the "
+        "projection's current one")
+
+
+class RollbackRequest(_Strict):
+    to: str | None = Field(None, pattern=ID_PATTERN,
+                           description="default: the worker's previous active version")
+    reason: str = Field("rollback", min_length=1, max_length=1024)
+    expected_version: int | None = Field(None, ge=0)
+
+
+class SecretValue(_Strict):
+    value: str = Field(min_length=1, max_length=MAX_SECRET_BYTES)
+
+
+class HostClaimRequest(_Strict):
+    pattern: str = Field(min_length=1, max_length=512)
+    match: Literal["exact", "prefix"] = "exact"
+    worker: str | None = Field(None, pattern=NAME_PATTERN)
+
+
+class LeaseTakeoverRequest(_Strict):
+    holder: str = Field(pattern=ID_PATTERN)
+    ttl_ms: int = Field(30_000, gt=0, le=7 * 24 * 3600 * 1000)
+    expected_generation: int | None = Field(None, ge=0)
+
+
+class TokenIssueRequest(_Strict):
+    role: Literal["admin", "deployer", "observer"]
+    namespaces: list[str] = Field(default_factory=list, max_length=256)
+    label: str = Field("", max_length=256)
+    ttl_seconds: int | None = Field(None, gt=0, le=10 * 365 * 24 * 3600)
+
+
+class TokenRevokeRequest(_Strict):
+    reason: str = Field("", max_length=1024)
+
+
+JsonDict = dict[str, Any]

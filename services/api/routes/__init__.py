@@ -1,0 +1,1 @@
+"""HTTP routes of the control API, one module per resource."""

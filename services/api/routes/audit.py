@@ -1,0 +1,39 @@
+"""Audit queries over every event and its verdict."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+
+from services.api.audit_query import AuditFilter, Page, query_audit, wait_audit_caught_up
+from services.api.auth import Auth, require_read
+from services.api.models import NAME_PATTERN
+from services.api.routes.common import READ_ERRORS, Ctx
+
+router = APIRouter(prefix="/v1/audit", tags=["audit"])
+
+
+@router.get("", responses=READ_ERRORS)
+async def audit_query(
+    ctx: Ctx, principal: Auth, page: Page,
+    namespace: Annotated[str | None, Query(pattern=NAME_PATTERN)] = None,
+    worker: Annotated[str | None, Query(pattern=NAME_PATTERN)] = None,
+    actor: Annotated[str | None, Query(max_length=256)] = None,
+    type: Annotated[list[str] | None, Query(
+        description="event type (`worker.version_promoted`) or action (`version_promoted`); "
+        "repeatable")] = None,
+    verdict: Annotated[str | None, Query(
+        max_length=64, description="`accepted`, `rejected`, or a reason code")] = None,
+    since: Annotated[int | None, Query(ge=0, description="unix ms, inclusive")] = None,
+    until: Annotated[int | None, Query(ge=0, description="unix ms, exclusive")] = None,
+) -> dict[str, Any]:
+    """Events with their verdicts. Scoped tokens only see their namespaces' events."""
+    if namespace is not None:
+        require_read(principal, namespace)
+    scope = None if principal.is_admin else principal.namespaces
+    types = tuple(t[:64] for t in (type or ()))[:32]
+    await wait_audit_caught_up(ctx)
+    return await query_audit(ctx.audit, AuditFilter(
+        namespace=namespace, worker=worker, actor=actor, types=types, verdict=verdict,
+        since_ms=since, until_ms=until, scope=scope), page)

@@ -1,0 +1,82 @@
+"""Deploy: upload an immutable version (JSON, modules as base64), optionally promote it.
+
+Order: decode and check every limit and rule, build and encode the event;
+then store each module and the manifest in the blob store under their
+sha256; then append and await the verdict; then (with `promote=true`)
+append the promote. A refused request writes nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+
+from eventlog.events import Binding, VersionPromoted, WorkerVersionUploaded
+from services.api.auth import Auth
+from services.api.commands import build, first_outcome, idempotency_key, submit
+from services.api.models import DeployRequest
+from services.api.routes.common import WRITE_ERRORS, Ctx, IdemKey, Namespace, WorkerName
+from services.api.routes.common import namespace_doc as _namespace_doc
+from services.api.versions import new_version_id
+from services.bundles import BundleError, BundleLimits, Module, build_bundle, guess_module_type
+
+router = APIRouter(prefix="/v1/namespaces/{ns}/workers", tags=["workers"])
+
+
+def _decode(index: int, text: str, limits: BundleLimits) -> bytes:
+    field = f"modules[{index}].content_b64"
+    if len(text) > (limits.max_module_bytes + 2) * 4 // 3 + 4:
+        raise BundleError(field, f"over the {limits.max_module_bytes} byte module limit",
+                          too_large=True)
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise BundleError(field, "is not valid base64") from None
+
+
+@router.post("/{worker}/versions", status_code=201, responses=WRITE_ERRORS)
+async def deploy(ns: Namespace, worker: WorkerName, body: DeployRequest, ctx: Ctx,
+                 principal: Auth, idem: IdemKey = None,
+                 promote: Annotated[bool, Query(description="promote once uploaded")] = False,
+                 ) -> dict[str, Any]:
+    """Upload a version. Returns its server-generated `version_id` and the verdicts."""
+    await _namespace_doc(ctx, principal, ns, write=True)
+    modules = [Module(m.name, m.type or guess_module_type(m.name), _decode(i, m.content_b64,
+                                                                          ctx.limits))
+               for i, m in enumerate(body.modules)]
+    bundle = build_bundle(body.main_module, modules, ctx.limits)
+    payload = WorkerVersionUploaded(
+        namespace=ns, worker=worker, version_id=new_version_id(),
+        bundle_sha256=bundle.sha256, bundle_size=bundle.size, modules=bundle.module_refs(),
+        main_module=bundle.main_module, compatibility_date=body.compatibility_date,
+        compatibility_flags=tuple(body.compatibility_flags), vars=dict(body.vars),
+        bindings=tuple(Binding(name=b.name, kind=b.kind, target=b.target, value=b.value)
+                       for b in body.bindings),
+        cron_triggers=tuple(body.cron_triggers),
+    )
+    env = build(ctx, principal, payload, idempotency=idempotency_key(principal, idem))
+    outcome = await first_outcome(ctx, env) if env.idempotency_key is not None else None
+    if outcome is None:
+        for module in bundle.modules:
+            await ctx.blobs.put(module.content, expected_sha256=module.sha256)
+        await ctx.blobs.put(bundle.manifest, expected_sha256=bundle.sha256)
+        outcome = await submit(ctx, env)
+    uploaded = outcome.envelope.payload
+    assert isinstance(uploaded, WorkerVersionUploaded)
+    outcome.require_accepted(version_id=uploaded.version_id)
+    result: dict[str, Any] = {**outcome.as_dict(), "version_id": uploaded.version_id,
+                              "bundle_sha256": uploaded.bundle_sha256,
+                              "bundle_size": uploaded.bundle_size, "promote": None}
+    if promote:
+        promote_env = build(
+            ctx, principal, VersionPromoted(namespace=ns, worker=worker,
+                                            version_id=uploaded.version_id),
+            idempotency=idempotency_key(principal, idem, ":promote"),
+            expected_version=outcome.aggregate_version)
+        promoted = await submit(ctx, promote_env)
+        promoted.require_accepted(version_id=uploaded.version_id, upload=outcome.as_dict())
+        result["promote"] = promoted.as_dict()
+    return result
