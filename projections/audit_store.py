@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import operator
 import time
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -208,7 +209,7 @@ class AuditStore:
                 else:
                     for name, table in ROW_TABLES:
                         if rows[name]:
-                            await conn.execute(insert(table), rows[name])
+                            await conn.execute(insert(table), [_decoded(r) for r in rows[name]])
                 await self._set_positions(conn, generation, changes.positions, stored)
                 if self.is_postgres:
                     await conn.commit()
@@ -243,12 +244,13 @@ class AuditStore:
                 batch = rows[name]
                 if not batch:
                     continue
-                columns = [c.name for c in table.columns if c.name != "id"]
+                columns = _COLUMNS[name]
                 sql = (f'COPY "{schema}"."{table.name}" ('
                        + ", ".join(f'"{c}"' for c in columns) + ") FROM STDIN")
+                pick = operator.itemgetter(*columns)  # rows carry every column
                 async with cur.copy(sql) as copy:
                     for row in batch:
-                        await copy.write_row(tuple(_pg_value(row.get(c)) for c in columns))
+                        await copy.write_row(pick(row))
 
     # --- digests ----------------------------------------------------------
 
@@ -285,10 +287,11 @@ def _rows_after(changes: Changes, stored: Mapping[int, int]) -> dict[str, list[d
     return out
 
 
-def _pg_value(value: Any) -> Any:
-    if isinstance(value, dict):
-        return _json.encode(value).decode()
-    return value
+def _decoded(row: dict[str, Any]) -> dict[str, Any]:
+    payload = row.get("payload")
+    if isinstance(payload, str):
+        return {**row, "payload": msgspec.json.decode(payload)}
+    return row
 
 
 def _canonical(value: Any) -> Any:
@@ -317,7 +320,11 @@ class AuditDigest:
         if chain is None:
             chain = self._chains[key] = hashlib.sha256()
         columns = _COLUMNS[table]
-        chain.update(_json.encode([_canonical(row.get(c)) for c in columns]))
+        values = [_canonical(row.get(c)) for c in columns]
+        if "payload" in row and isinstance(row["payload"], str):
+            # The fold hands over JSON text; the database gives it back decoded.
+            values[columns.index("payload")] = msgspec.json.decode(row["payload"])
+        chain.update(_json.encode(values))
 
     def add_changes(self, changes: Changes) -> None:
         for name, rows in (("audit", changes.audit), ("deployments", changes.deployments),

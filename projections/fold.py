@@ -13,7 +13,6 @@ wall clock, for the same reason.
 
 from __future__ import annotations
 
-import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -52,6 +51,7 @@ class Reject(Exception):
 class VersionState:
     meta: dict[str, Any]
     deleted: bool = False
+    rendered: str = ""  # JSON of meta + deleted, cached: versions never change otherwise
 
 
 @dataclass(slots=True)
@@ -65,6 +65,7 @@ class WorkerState:
     created_at: int = 0
     updated_at: int = 0
     secrets: set[str] = field(default_factory=set)
+    live: int = 0  # versions not deleted
 
 
 @dataclass(slots=True)
@@ -264,7 +265,7 @@ class PartitionFold:
         out.audit.append({
             "log_partition": verdict.partition,
             "log_offset": verdict.offset,
-            "event_id": uuid.UUID(verdict.event_id),
+            "event_id": env.event_id,
             "event_type": env.type,
             "schema_version": env.schema_version,
             "aggregate_kind": str(env.aggregate_kind),
@@ -367,6 +368,7 @@ class PartitionFold:
         meta["uploaded_at"] = env.occurred_at
         meta["uploaded_by"] = env.actor
         w.versions[e.version_id] = VersionState(meta=meta)
+        w.live += 1
         w.version += 1
         w.updated_at = env.occurred_at
         self._render_version(e.namespace, e.worker, e.version_id, w, out)
@@ -405,6 +407,7 @@ class PartitionFold:
             raise Reject("version_active",
                          f"version {e.version_id} is active; promote another version first")
         version.deleted = True
+        w.live -= 1
         if w.active == e.version_id:
             w.active = None
         w.history = [h for h in w.history if h != e.version_id]
@@ -430,6 +433,7 @@ class PartitionFold:
         w.purged = True
         w.version += 1
         w.versions.clear()
+        w.live = 0
         w.secrets.clear()
         w.active = None
         w.history.clear()
@@ -441,7 +445,9 @@ class PartitionFold:
     def _render_version(self, ns: str, name: str, vid: str, w: WorkerState,
                         out: Changes) -> None:
         v = w.versions[vid]
-        out.set(keys.versions(ns, name), vid, dumps({**v.meta, "deleted": v.deleted}))
+        if not v.rendered or v.deleted:
+            v.rendered = dumps({**v.meta, "deleted": v.deleted})
+        out.set(keys.versions(ns, name), vid, v.rendered)
 
     def _render_worker(self, ns: str, name: str, w: WorkerState, out: Changes) -> None:
         cron_field = f"{ns}/{name}"
@@ -450,13 +456,12 @@ class PartitionFold:
             out.delete(keys.routes(ns), name)
             out.delete(keys.CRON, cron_field)
             return
-        live = [vid for vid, v in w.versions.items() if not v.deleted]
         previous = next((h for h in reversed(w.history)
                          if h in w.versions and not w.versions[h].deleted
                          and h != w.active), None)
         out.set(keys.workers(ns), name, dumps({
             "active_version": w.active, "previous_version": previous,
-            "version": w.version, "deleted": w.deleted, "versions": len(live),
+            "version": w.version, "deleted": w.deleted, "versions": w.live,
             "created_at": w.created_at, "updated_at": w.updated_at,
         }))
         serving = w.active if not w.deleted else None
@@ -633,13 +638,15 @@ class PartitionFold:
         return t.version
 
 
-def _audit_payload(payload: Any) -> dict[str, Any]:
-    data: dict[str, Any] = msgspec.to_builtins(payload)
+def _audit_payload(payload: Any) -> str:
+    """The payload as JSON text (encoded once; the audit store writes it as is)."""
     if isinstance(payload, ev.SecretPut):
         # Ciphertext is safe to keep, but the audit trail only needs which key sealed it.
+        data: dict[str, Any] = msgspec.to_builtins(payload)
         data["sealed"] = {"key_id": payload.sealed.key_id,
                           "algorithm": payload.sealed.algorithm}
-    return data
+        return dumps(data)
+    return _json.encode(payload).decode()
 
 
 class Fold:

@@ -1,0 +1,161 @@
+"""`python -m bench rebuild [--events N]`: full rebuild of Redis + PostgreSQL from Kafka.
+
+Writes a realistic history to a fresh topic, then measures, in the same run,
+(1) the bare consume-and-decode rate of that topic with aiokafka and the
+codec (the baseline: no projector can be faster than reading its input), and
+(2) a full rebuild of both projections into shadow generations, switched in.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import resource
+import time
+import uuid
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from bench.history import history
+from eventlog.codec import DEFAULT_CODEC
+from eventlog.kafka import KafkaEventLog, KafkaSettings
+from harness.endpoints import load
+from projections.audit_store import AuditStore
+from projections.rebuild import rebuild, verify_live
+from projections.redis_store import RedisProjectionStore
+
+
+async def _write(log: KafkaEventLog, events: int, chunk: int = 5000) -> float:
+    started = time.perf_counter()
+    buf = []
+    for envelope in history(events):
+        buf.append(envelope)
+        if len(buf) >= chunk:
+            await log.append_many(buf)
+            buf.clear()
+    if buf:
+        await log.append_many(buf)
+    return time.perf_counter() - started
+
+
+async def _baseline(bootstrap: str, topic: str, ends: dict[int, int]) -> tuple[int, float]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                max_partition_fetch_bytes=8 * 1024 * 1024,
+                                fetch_max_bytes=64 * 1024 * 1024)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in ends]
+        consumer.assign(tps)
+        for tp in tps:
+            consumer.seek(tp, 0)
+        decode = DEFAULT_CODEC.decode
+        count = 0
+        total = sum(ends.values())
+        started = time.perf_counter()
+        while count < total:
+            batch = await consumer.getmany(timeout_ms=1000, max_records=10_000)
+            for messages in batch.values():
+                for m in messages:
+                    decode(m.value)
+                count += len(messages)
+        return count, time.perf_counter() - started
+    finally:
+        await consumer.stop()
+
+
+async def _fresh_database(url: str) -> str:
+    import psycopg
+
+    name = f"bench_{uuid.uuid4().hex[:10]}"
+    base = url.rsplit("/", 1)[0]
+    async with await psycopg.AsyncConnection.connect(f"{base}/postgres",
+                                                     autocommit=True) as conn:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    return f"{base}/{name}"
+
+
+async def _drop_database(url: str) -> None:
+    import psycopg
+
+    base, name = url.rsplit("/", 1)
+    async with await psycopg.AsyncConnection.connect(f"{base}/postgres",
+                                                     autocommit=True) as conn:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def run(events: int, partitions: int, batch: int, verify: bool) -> dict[str, Any]:
+    ep = load()
+    if not (ep.kafka_bootstrap_servers and ep.redis_url and ep.database_url):
+        raise SystemExit("needs KAFKA_BOOTSTRAP_SERVERS, REDIS_URL, DATABASE_URL "
+                         "(make services && . .wdl/services.env)")
+    topic = f"bench-rebuild-{uuid.uuid4().hex[:8]}"
+    prefix = f"bench-{uuid.uuid4().hex[:8]}:"
+    database = await _fresh_database(ep.database_url)
+    settings = KafkaSettings(bootstrap_servers=ep.kafka_bootstrap_servers, topic=topic,
+                             partitions=partitions)
+    store = RedisProjectionStore(ep.redis_url, prefix=prefix)
+    try:
+        async with KafkaEventLog(settings) as log, store, AuditStore(database) as audit:
+            write_s = await _write(log, events)
+            ends = await log.end_positions()
+            total = sum(ends.values())
+            base_count, base_s = await _baseline(ep.kafka_bootstrap_servers, topic, ends)
+            report = await rebuild(log, store, audit, verify=False, grace_s=0.0,
+                                   batch_size=batch)
+            verify_s = None
+            verified = None
+            if verify:
+                started = time.perf_counter()
+                verified = (await verify_live(log, store, audit)).ok
+                verify_s = round(time.perf_counter() - started, 2)
+            result = {
+                "events": total,
+                "partitions": partitions,
+                "write_s": round(write_s, 2),
+                "rebuild_s": round(report.seconds, 2),
+                "events_per_s": round(total / report.seconds),
+                "baseline_events_per_s": round(base_count / base_s),
+                "ratio": round((total / report.seconds) / (base_count / base_s), 3),
+                "dead_letters": report.dead_letters,
+                "switched": report.switched,
+                "verify_ok": verified,
+                "verify_s": verify_s,
+                "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+            }
+    finally:
+        async with store:
+            batch_keys: list[str] = []
+            async for key in store.client.scan_iter(match=f"{prefix}*", count=5000):
+                batch_keys.append(key)
+                if len(batch_keys) >= 5000:
+                    await store.client.unlink(*batch_keys)
+                    batch_keys.clear()
+            if batch_keys:
+                await store.client.unlink(*batch_keys)
+        await _drop_database(database)
+        await _delete_topic(ep.kafka_bootstrap_servers, topic)
+    return result
+
+
+async def _delete_topic(bootstrap: str, topic: str) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.delete_topics([topic])
+    finally:
+        await admin.close()
+
+
+def main(argv: list[str]) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(prog="python -m bench rebuild")
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--partitions", type=int, default=int(os.environ.get(
+        "WDL_PARTITIONS", "8")))
+    parser.add_argument("--batch", type=int, default=10_000)
+    parser.add_argument("--no-verify", action="store_true")
+    args = parser.parse_args(argv)
+    return asyncio.run(run(args.events, args.partitions, args.batch, not args.no_verify))
