@@ -1,17 +1,36 @@
-"""`python -m projections`: run one live projector replica from the environment."""
+"""`python -m projections`: run one live projector replica from the environment.
+
+`WDL_METRICS_PORT` serves Prometheus metrics on 127.0.0.1 (or
+`WDL_METRICS_HOST`); `WDL_PROJECTOR_GROUP` names the consumer group replicas
+share partitions through (empty: this replica owns every partition).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
 
+from prometheus_client import start_http_server
+
 from eventlog.kafka import KafkaEventLog
+from eventlog.port import EventLog
 from projections.membership import KafkaGroupMembership
+from projections.metrics import ProjectorMetrics
 from projections.projector import Projector
 from projections.runtime import open_backends
 from services.settings import Settings
+
+log = logging.getLogger("wdl.projector")
+
+
+async def _watch_lag(log_: EventLog, projector: Projector, metrics: ProjectorMetrics) -> None:
+    while True:
+        with contextlib.suppress(Exception):
+            metrics.observe_log_end(await log_.end_positions(), projector.positions())
+        await asyncio.sleep(5)
 
 
 async def main() -> None:
@@ -20,17 +39,28 @@ async def main() -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    metrics = ProjectorMetrics()
+    port = os.environ.get("WDL_METRICS_PORT")
+    if port:
+        start_http_server(int(port), addr=os.environ.get("WDL_METRICS_HOST", "127.0.0.1"),
+                          registry=metrics.registry)
     async with open_backends(settings) as b:
         membership = None
-        # An empty group name means this replica owns every partition by itself.
         group = os.environ.get("WDL_PROJECTOR_GROUP", "wdl-projector")
         if isinstance(b.log, KafkaEventLog) and group:
             membership = KafkaGroupMembership(b.log.settings.bootstrap_servers, b.log.topic,
                                               f"{group}.{b.log.topic}")
-        await Projector(b.log, b.store, b.audit).run(
-            stop, membership=membership.__aiter__() if membership else None)
+        projector = Projector(b.log, b.store, b.audit, metrics=metrics)
+        lag = asyncio.create_task(_watch_lag(b.log, projector, metrics))
+        try:
+            await projector.run(stop, membership=membership.__aiter__() if membership else None)
+        finally:
+            lag.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await lag
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO)
+    logging.basicConfig(level=logging.INFO,
+                        format='{"level":"%(levelname)s","logger":"%(name)s","msg":"%(message)s"}')
     asyncio.run(main())
