@@ -133,7 +133,7 @@ def history(events: int, *, namespaces: int = 100, workers_per_ns: int = 100,
                 kind = ev.LeaseTakenOver if holder else ev.LeaseAcquired
                 extra = {"previous_holder": holder} if holder else {}
                 yield env(kind(scope=scope, holder=new_holder, generation=gen + 1, ttl_ms=ttl,
-                               expires_at=clock + 10 + ttl, **extra),  # type: ignore[arg-type]
+                               expires_at=clock + 10 + ttl, **extra),
                           expected_generation=gen)
                 leases[scope] = (new_holder, gen + 1, clock + 10 + ttl)
         else:

@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import inspect
 
+from eventlog import events as ev
 from projections.audit_db import make_sync_engine
 from projections.audit_store import AuditDigest, AuditStore, run_migrations
 from projections.changes import Changes
 from projections.fold import Fold
 from projections.store import GenerationMissing, StalePosition
 from tests.factories import LogBuilder, env, upload
-from eventlog import events as ev
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 
 import pytest
 
@@ -27,7 +27,7 @@ async def store(request: pytest.FixtureRequest, services: Endpoints
         yield s
 
 
-def changes(positions: dict[int, int], **fields: dict[str, str | None]) -> Changes:
+def changes(positions: dict[int, int], **fields: Mapping[str, str | None]) -> Changes:
     c = Changes()
     for key, values in fields.items():
         for name, value in values.items():

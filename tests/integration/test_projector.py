@@ -6,7 +6,6 @@ import asyncio
 import os
 import random
 import signal
-import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AsyncExitStack
@@ -258,23 +257,25 @@ async def test_sigkill_during_replay_applies_everything_exactly_once(
     kills = 0
     progress: list[int] = []
     for _ in range(20):
-        proc = subprocess.Popen([sys.executable, "-m", "projections"], cwd=ROOT, env=proc_env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "projections", cwd=ROOT, env=proc_env,
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
         await asyncio.sleep(rnd.uniform(1.5, 4.0))
         proc.send_signal(signal.SIGKILL)
-        proc.wait()
+        await proc.wait()
         kills += 1
         gen = await stack.store.current_generation()
         progress.append(sum((await stack.store.applied(gen)).values()))
     assert kills == 20
     assert progress[-1] > 0  # the kills landed while work was being applied
-    final = subprocess.Popen([sys.executable, "-m", "projections"], cwd=ROOT, env=proc_env,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    final = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "projections", cwd=ROOT, env=proc_env,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
     try:
         await wait_applied(stack.store, stack.log, timeout=240, audit=stack.audit)
     finally:
         final.send_signal(signal.SIGTERM)
-        final.wait(timeout=30)
+        await asyncio.wait_for(final.wait(), 30)
     live = await stack.store.digest(await stack.store.current_generation())
     audit_gen = await stack.audit.current_generation()
     total, distinct = await stack.audit.count_positions(audit_gen)

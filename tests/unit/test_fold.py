@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import random
+from typing import Any
 
 from eventlog import events as ev
 from eventlog.partitioning import partition_for
+from eventlog.port import Record
 from projections import keys
 from projections.changes import Changes
 from projections.fold import VERDICT_WINDOW, Fold, Verdict
@@ -21,7 +23,7 @@ class Harness:
         self.fold = Fold()
         self.state: dict[str, dict[str, str]] = {}
 
-    def send(self, payload: object, **kw: object) -> Verdict:
+    def send(self, payload: Any, **kw: Any) -> Verdict:
         record = self.log.add(env(payload, **kw))
         out = Changes()
         verdict = self.fold.apply(record, out)
@@ -151,7 +153,8 @@ def test_host_claims_are_exclusive_per_namespace() -> None:
                                           worker="x")))
 
 
-def _lease(kind: type, gen: int, expected: int, holder: str, at: int, **kw: object) -> tuple:
+def _lease(kind: type, gen: int, expected: int, holder: str, at: int,
+           **kw: object) -> tuple[Any, dict[str, Any]]:
     fields: dict[str, object] = {"scope": "cron/acme", "holder": holder, "generation": gen}
     if kind is not ev.LeaseReleased:
         fields.update(ttl_ms=10_000, expires_at=at + 10_000)
@@ -250,7 +253,7 @@ def _history(seed: int) -> LogBuilder:
     return lb
 
 
-async def _dump_of(records: list) -> dict[str, dict[str, str]]:
+async def _dump_of(records: list[Record]) -> dict[str, dict[str, str]]:
     fold, store = Fold(), MemoryProjectionStore()
     gen = await store.current_generation()
     for batch in fold.apply_batch(records).values():
