@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from cli import projections
+from cli import control, projections
 
 app = typer.Typer(
     name="wdl",
@@ -13,6 +13,7 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 app.add_typer(projections.app, name="projections")
+control.register(app)
 
 
 def main() -> None:

@@ -1,0 +1,111 @@
+"""Options, output and error handling shared by the control-plane commands."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from cli.client import (
+    EXIT_FAILURE,
+    ApiFailure,
+    ConfigError,
+    ControlClient,
+    resolve_config,
+)
+
+err = Console(stderr=True)
+
+UrlOpt = Annotated[str | None, typer.Option("--url", help="control API URL "
+                                            "[env WDL_CONTROL_URL]", show_default=False)]
+TokenOpt = Annotated[str | None, typer.Option("--token", help="bearer token [env WDL_TOKEN]",
+                                              show_default=False)]
+ProfileOpt = Annotated[str | None, typer.Option("--profile", help="profile of "
+                                                "~/.config/wdl/config.toml")]
+NsOpt = Annotated[str | None, typer.Option("--ns", "-n", help="namespace [env WDL_NAMESPACE]",
+                                           show_default=False)]
+JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output")]
+
+
+@contextmanager
+def connect(url: str | None, token: str | None, profile: str | None,
+            namespace: str | None = None, *, need_namespace: bool = False,
+            ) -> Iterator[tuple[ControlClient, str]]:
+    """A client and the namespace; exits with the right code on any failure."""
+    try:
+        config = resolve_config(url, token, namespace, profile)
+    except ConfigError as exc:
+        err.print(f"[red]configuration error:[/] {exc}")
+        raise typer.Exit(exc.exit_code) from None
+    if need_namespace and not config.namespace:
+        err.print("[red]error:[/] a namespace is required (--ns, WDL_NAMESPACE or a profile)")
+        raise typer.Exit(2)
+    client = ControlClient(config)
+    try:
+        yield client, config.namespace or ""
+    except ApiFailure as exc:
+        report(exc)
+        raise typer.Exit(exc.exit_code) from None
+    finally:
+        client.close()
+
+
+def report(exc: ApiFailure) -> None:
+    where = f" (field {exc.body['field']})" if exc.body.get("field") else ""
+    label = "refused" if exc.status == 409 else "error"
+    err.print(f"[red]{label}:[/] {exc.code}: {exc.message}{where}", highlight=False)
+    if exc.body.get("event_id"):
+        err.print(f"  event {exc.body['event_id']}", highlight=False)
+
+
+def print_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, indent=2, sort_keys=True) + "\n")
+
+
+def when(ms: Any) -> str:
+    if not isinstance(ms, int):
+        return ""
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str]],
+          formatters: dict[str, Callable[[Any], str]] | None = None) -> None:
+    t = Table(*(title for _, title in columns))
+    fmt = formatters or {}
+    for row in rows:
+        t.add_row(*(fmt.get(key, _cell)(row.get(key)) for key, _ in columns))
+    Console().print(t)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, (list, dict)):
+        return json.dumps(value)
+    return str(value)
+
+
+def outcome(result: dict[str, Any], what: str, as_json: bool) -> None:
+    if as_json:
+        print_json(result)
+        return
+    pos = result.get("position") or {}
+    err.print(f"[green]ok[/] {what} (event {result.get('event_id')} at "
+              f"{pos.get('partition')}:{pos.get('offset')})", highlight=False)
+
+
+def fail(message: str, code: int = EXIT_FAILURE) -> typer.Exit:
+    err.print(f"[red]error:[/] {message}", highlight=False)
+    return typer.Exit(code)
+
+
+__all__ = ["ApiFailure"]

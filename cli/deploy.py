@@ -1,0 +1,85 @@
+"""`wdl deploy [DIR]`: bundle a wrangler project and upload it as a new version."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+from cli.common import JsonOpt, NsOpt, ProfileOpt, TokenOpt, UrlOpt, connect, err, print_json
+from cli.wrangler import ProjectError, bundle, read_project, split_vars
+
+CHUNK = 64 * 1024
+
+
+def _request_body(project_dir: Path, no_bundle: bool) -> tuple[str, dict[str, Any], str]:
+    project = read_project(project_dir)
+    if no_bundle:
+        project.no_bundle = True
+    main, modules, how = bundle(project)
+    plain_vars, bindings = split_vars(project.vars)
+    body = {
+        "main_module": main,
+        "modules": [{"name": m.name, "type": m.type,
+                     "content_b64": base64.b64encode(m.content).decode("ascii")}
+                    for m in modules],
+        "compatibility_date": project.compatibility_date,
+        "compatibility_flags": project.compatibility_flags,
+        "vars": plain_vars,
+        "bindings": bindings,
+        "cron_triggers": project.crons,
+    }
+    return project.name, body, how
+
+
+def _chunks(raw: bytes, progress: Progress, task: Any) -> Iterator[bytes]:
+    for i in range(0, len(raw), CHUNK):
+        piece = raw[i:i + CHUNK]
+        yield piece
+        progress.advance(task, len(piece))
+
+
+def deploy(
+    directory: Annotated[Path, typer.Argument(help="project directory")] = Path("."),
+    ns: NsOpt = None,
+    name: Annotated[str | None, typer.Option("--name", help="worker name "
+                                             "(default: `name` of the wrangler config)")] = None,
+    no_promote: Annotated[bool, typer.Option("--no-promote", help="upload only (stage)")] = False,
+    no_bundle: Annotated[bool, typer.Option("--no-bundle", help="upload the modules as "
+                                            "they are, without Wrangler")] = False,
+    idempotency_key: Annotated[str | None, typer.Option("--idempotency-key")] = None,
+    as_json: JsonOpt = False,
+    url: UrlOpt = None, token: TokenOpt = None, profile: ProfileOpt = None,
+) -> None:
+    """Bundle (wrangler --dry-run) and upload a version; promote it unless --no-promote."""
+    try:
+        project_name, body, how = _request_body(directory.resolve(), no_bundle)
+    except ProjectError as exc:
+        err.print(f"[red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+    worker = name or project_name
+    raw = json.dumps(body).encode("utf-8")
+    with connect(url, token, profile, ns, need_namespace=True) as (client, namespace):
+        path = f"/v1/namespaces/{namespace}/workers/{worker}/versions"
+        with Progress(TextColumn(f"upload {worker} ({len(body['modules'])} modules, {how})"),
+                      BarColumn(), DownloadColumn(), TransferSpeedColumn(), console=err,
+                      disable=as_json or not err.is_terminal) as progress:
+            task = progress.add_task("upload", total=len(raw))
+            headers = {"Content-Length": str(len(raw))}
+            if idempotency_key:
+                headers["Idempotency-Key"] = idempotency_key
+            result = client.request(
+                "POST", path, params={"promote": "false" if no_promote else "true"},
+                content=_chunks(raw, progress, task), headers=headers)
+    if as_json:
+        print_json(result)
+        return
+    state = "promoted" if result.get("promote") else "uploaded (not promoted)"
+    err.print(f"[green]ok[/] {namespace}/{worker} version {result['version_id']} {state}",
+              highlight=False)
+    typer.echo(result["version_id"])

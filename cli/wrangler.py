@@ -1,0 +1,206 @@
+"""Read a wrangler project and turn it into the modules of one version.
+
+`wrangler.toml`, `wrangler.jsonc` or `wrangler.json`: name, main,
+compatibility_date, compatibility_flags, vars, triggers.crons (and
+`no_bundle`). Bundling runs the pinned Wrangler's dry run
+(`wrangler deploy --dry-run --outdir DIR`), which builds locally and sends
+nothing to Cloudflare. Without Wrangler, or with `no_bundle`, the modules
+are uploaded as they are: the main module and the module files beside it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from services.bundles import guess_module_type
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CONFIG_NAMES = ("wrangler.toml", "wrangler.jsonc", "wrangler.json")
+_SOURCE_SUFFIXES = {".js", ".mjs", ".cjs", ".wasm", ".json", ".txt", ".html", ".bin", ".py"}
+_SKIP_DIRS = {"node_modules", ".git", ".wrangler", "dist"}
+
+
+class ProjectError(Exception):
+    """The project cannot be read or bundled (a usage error for the CLI)."""
+
+
+@dataclass
+class Project:
+    root: Path
+    name: str
+    main: str
+    compatibility_date: str
+    compatibility_flags: list[str] = field(default_factory=list)
+    vars: dict[str, Any] = field(default_factory=dict)
+    crons: list[str] = field(default_factory=list)
+    no_bundle: bool = False
+
+
+@dataclass
+class BuiltModule:
+    name: str
+    type: str
+    content: bytes
+
+
+def strip_jsonc(text: str) -> str:
+    """Drop // and /* */ comments and trailing commas, leaving strings untouched."""
+    out: list[str] = []
+    i, n = 0, len(text)
+    in_string = False
+    while i < n:
+        c = text[i]
+        if in_string:
+            out.append(c)
+            if c == "\\" and i + 1 < n:
+                out.append(text[i + 1])
+                i += 2
+                continue
+            if c == '"':
+                in_string = False
+            i += 1
+        elif c == '"':
+            in_string = True
+            out.append(c)
+            i += 1
+        elif text.startswith("//", i):
+            while i < n and text[i] != "\n":
+                i += 1
+        elif text.startswith("/*", i):
+            end = text.find("*/", i + 2)
+            i = n if end < 0 else end + 2
+        elif c in "]}":
+            # Remove a trailing comma (and the whitespace after it) before a closer.
+            j = len(out) - 1
+            while j >= 0 and out[j].isspace():
+                j -= 1
+            if j >= 0 and out[j] == ",":
+                del out[j]
+            out.append(c)
+            i += 1
+        else:
+            out.append(c)
+            i += 1
+    return "".join(out)
+
+
+def find_config(root: Path) -> Path:
+    for name in CONFIG_NAMES:
+        if (root / name).is_file():
+            return root / name
+    raise ProjectError(f"no {', '.join(CONFIG_NAMES)} in {root}")
+
+
+def read_project(root: Path) -> Project:
+    path = find_config(root)
+    try:
+        text = path.read_text(encoding="utf-8")
+        doc: dict[str, Any] = (tomllib.loads(text) if path.suffix == ".toml"
+                               else json.loads(strip_jsonc(text)))
+    except (OSError, ValueError) as exc:
+        raise ProjectError(f"cannot parse {path.name}: {exc}") from None
+    name, main = doc.get("name"), doc.get("main")
+    if not isinstance(name, str) or not name:
+        raise ProjectError(f"{path.name}: `name` is required")
+    if not isinstance(main, str) or not main:
+        raise ProjectError(f"{path.name}: `main` is required")
+    if not (root / main).is_file():
+        raise ProjectError(f"{path.name}: main module {main!r} does not exist")
+    date = doc.get("compatibility_date")
+    if not isinstance(date, str):
+        raise ProjectError(f"{path.name}: `compatibility_date` is required (YYYY-MM-DD)")
+    triggers = doc.get("triggers") or {}
+    return Project(root=root, name=name, main=main, compatibility_date=date,
+                   compatibility_flags=list(doc.get("compatibility_flags") or []),
+                   vars=dict(doc.get("vars") or {}), crons=list(triggers.get("crons") or []),
+                   no_bundle=bool(doc.get("no_bundle", False)))
+
+
+def wrangler_command() -> list[str] | None:
+    configured = os.environ.get("WDL_WRANGLER")
+    if configured:
+        return [configured]
+    local = REPO_ROOT / "workerd" / "node_modules" / ".bin" / "wrangler"
+    if local.exists():
+        return [str(local)]
+    npx = shutil.which("npx")
+    if npx and (REPO_ROOT / "workerd" / "package.json").exists():
+        return [npx, "--prefix", str(REPO_ROOT / "workerd"), "wrangler"]
+    return None
+
+
+def bundle(project: Project) -> tuple[str, list[BuiltModule], str]:
+    """(main module name, modules, how): bundled by Wrangler, or as they are."""
+    command = None if project.no_bundle else wrangler_command()
+    if command is None:
+        main, modules = _as_is(project)
+        return main, modules, "as-is"
+    with tempfile.TemporaryDirectory(prefix="wdl-bundle-") as out:
+        env = {**os.environ, "CLOUDFLARE_API_TOKEN": os.environ.get("CLOUDFLARE_API_TOKEN",
+                                                                    "dummy"),
+               "WRANGLER_SEND_METRICS": "false", "CI": "true", "NO_COLOR": "1"}
+        try:
+            done = subprocess.run([*command, "deploy", "--dry-run", "--outdir", out],
+                                  cwd=project.root, env=env, capture_output=True, text=True,
+                                  timeout=300, check=False)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise ProjectError(f"wrangler could not run: {exc}") from None
+        if done.returncode != 0:
+            tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-15:])
+            raise ProjectError(f"wrangler bundling failed:\n{tail}")
+        main, modules = _collect_outdir(Path(out), project)
+    return main, modules, "wrangler"
+
+
+def _collect_outdir(out: Path, project: Project) -> tuple[str, list[BuiltModule]]:
+    modules: list[BuiltModule] = []
+    for path in sorted(p for p in out.rglob("*") if p.is_file()):
+        rel = path.relative_to(out).as_posix()
+        if rel.endswith(".map") or rel == "README.md":
+            continue
+        modules.append(BuiltModule(rel, guess_module_type(rel), path.read_bytes()))
+    stem = Path(project.main).stem
+    names = {m.name for m in modules}
+    for candidate in (f"{stem}.js", f"{stem}.mjs", "index.js"):
+        if candidate in names:
+            return candidate, modules
+    scripts = [m.name for m in modules if m.type in ("esm", "commonjs")]
+    if len(scripts) == 1:
+        return scripts[0], modules
+    raise ProjectError(f"cannot tell the entry module among {sorted(names)}")
+
+
+def _as_is(project: Project) -> tuple[str, list[BuiltModule]]:
+    main_path = (project.root / project.main).resolve()
+    base = main_path.parent
+    modules: list[BuiltModule] = []
+    for path in sorted(base.rglob("*")):
+        if not path.is_file() or path.suffix not in _SOURCE_SUFFIXES:
+            continue
+        rel_parts = path.relative_to(base).parts
+        if any(part in _SKIP_DIRS or part.startswith(".") for part in rel_parts):
+            continue
+        rel = path.relative_to(base).as_posix()
+        modules.append(BuiltModule(rel, guess_module_type(rel), path.read_bytes()))
+    return main_path.relative_to(base).as_posix(), modules
+
+
+def split_vars(values: dict[str, Any]) -> tuple[dict[str, str], list[dict[str, str]]]:
+    """String vars stay vars; any other JSON value becomes a `json` binding."""
+    plain: dict[str, str] = {}
+    bindings: list[dict[str, str]] = []
+    for key, value in values.items():
+        if isinstance(value, str):
+            plain[key] = value
+        else:
+            bindings.append({"name": key, "kind": "json",
+                             "value": json.dumps(value, separators=(",", ":"))})
+    return plain, bindings
