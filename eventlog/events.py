@@ -433,6 +433,61 @@ class LeaseTakenOver(_TimedLeaseEvent, frozen=True, kw_only=True):
         self._require_next_generation(precondition)
 
 
+# --- cron runs (fenced by the scheduler's lease) ---------------------------
+
+
+class _CronEvent(_LeaseEvent, frozen=True, kw_only=True):
+    """A scheduler action on one slot of one trigger.
+
+    Its aggregate is the scheduler's lease, so it lands on the lease's
+    partition and the fold can check the holder's generation: a replica that
+    lost its lease cannot claim or report anything (it fails closed).
+    """
+
+    namespace: str
+    worker: str
+    version_id: str
+    cron: str
+    slot_ms: int
+
+    def validate(self) -> None:
+        super().validate()
+        v.name("namespace", self.namespace)
+        v.name("worker", self.worker)
+        v.identifier("version_id", self.version_id)
+        v.cron("cron", self.cron)
+        v.positive("slot_ms", self.slot_ms)
+
+    def check_precondition(self, precondition: Precondition) -> None:
+        self._require_generation(precondition)
+
+
+class CronSlotClaimed(_CronEvent, frozen=True, kw_only=True):
+    """The lease holder takes a slot before dispatching it: at most one claim per slot."""
+
+    TYPE: ClassVar[str] = "cron.slot_claimed"
+
+
+CronStatus = Literal["ok", "error", "timeout"]
+
+
+class CronRunCompleted(_CronEvent, frozen=True, kw_only=True):
+    """Outcome of a dispatched slot."""
+
+    TYPE: ClassVar[str] = "cron.run_completed"
+
+    status: CronStatus
+    duration_ms: int
+    error: str = ""
+
+    def validate(self) -> None:
+        super().validate()
+        if self.status not in ("ok", "error", "timeout"):
+            raise InvalidEvent("status", f"{self.status!r} is not ok, error or timeout")
+        v.non_negative("duration_ms", self.duration_ms)
+        v.text("error", self.error, max_len=2048, allow_empty=True)
+
+
 # --- API tokens -----------------------------------------------------------
 
 
@@ -508,6 +563,8 @@ Event = (
     | LeaseTakenOver
     | TokenIssued
     | TokenRevoked
+    | CronSlotClaimed
+    | CronRunCompleted
 )
 
 EVENT_CLASSES: tuple[type[Event], ...] = (
@@ -528,6 +585,8 @@ EVENT_CLASSES: tuple[type[Event], ...] = (
     LeaseTakenOver,
     TokenIssued,
     TokenRevoked,
+    CronSlotClaimed,
+    CronRunCompleted,
 )
 
 EVENT_TYPES: dict[str, type[Event]] = {cls.TYPE: cls for cls in EVENT_CLASSES}

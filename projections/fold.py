@@ -30,6 +30,8 @@ from projections.changes import Changes
 # most recent events of each partition; the audit table keeps all of them.
 VERDICT_WINDOW = 20_000
 PROMOTION_HISTORY = 50
+# Recent cron slots kept per worker (claims dedupe against these; runs are listed from them).
+CRON_RUNS_KEPT = 200
 
 _json = msgspec.json.Encoder(order="sorted")
 
@@ -132,6 +134,7 @@ class PartitionFold:
         self.hosts: dict[str, HostState] = {}
         self.leases: dict[str, LeaseState] = {}
         self.tokens: dict[str, TokenState] = {}
+        self.cron_runs: dict[str, dict[str, dict[str, Any]]] = {}
         self._recent: deque[tuple[str, str | None]] = deque()
         self._recent_ids: set[str] = set()
         self._recent_idem: dict[str, str] = {}
@@ -153,6 +156,8 @@ class PartitionFold:
             ev.LeaseTakenOver: self._lease_taken_over,
             ev.TokenIssued: self._token_issued,
             ev.TokenRevoked: self._token_revoked,
+            ev.CronSlotClaimed: self._slot_claimed,
+            ev.CronRunCompleted: self._run_completed,
         }
 
     # ------------------------------------------------------------------ entry
@@ -605,6 +610,50 @@ class PartitionFold:
             "released": lease.released, "version": lease.version,
         }))
 
+    # ------------------------------------------------------------------ cron runs
+
+    def _fenced(self, e: ev.CronSlotClaimed | ev.CronRunCompleted, env: Envelope) -> LeaseState:
+        """A write by the scheduler is valid only from the lease's current holder."""
+        lease = self._lease_state(e.scope)
+        self._check_generation(lease, env)
+        if lease.released or lease.holder != e.holder:
+            raise Reject("lease_not_held", f"{e.holder} does not hold lease {e.scope}")
+        if lease.expires_at <= env.occurred_at:
+            raise Reject("lease_expired", f"lease {e.scope} expired")
+        return lease
+
+    def _slot_claimed(self, e: ev.CronSlotClaimed, env: Envelope, out: Changes) -> int:
+        lease = self._fenced(e, env)
+        owner = f"{e.namespace}/{e.worker}"
+        slot = f"{e.slot_ms}|{e.cron}"
+        runs = self.cron_runs.setdefault(owner, {})
+        if slot in runs:
+            raise Reject("slot_already_claimed", f"slot {slot} of {owner} was already claimed")
+        runs[slot] = {"status": "claimed", "version_id": e.version_id, "holder": e.holder,
+                      "generation": e.generation, "claimed_at": env.occurred_at,
+                      "duration_ms": None, "error": ""}
+        out.set(keys.cron_runs(e.namespace, e.worker), slot, dumps(runs[slot]))
+        if len(runs) > CRON_RUNS_KEPT:
+            oldest = min(runs, key=_slot_order)
+            del runs[oldest]
+            out.delete(keys.cron_runs(e.namespace, e.worker), oldest)
+        lease.version += 1
+        self._render_lease(e.scope, lease, out)
+        return lease.version
+
+    def _run_completed(self, e: ev.CronRunCompleted, env: Envelope, out: Changes) -> int:
+        lease = self._fenced(e, env)
+        slot = f"{e.slot_ms}|{e.cron}"
+        run = self.cron_runs.get(f"{e.namespace}/{e.worker}", {}).get(slot)
+        if run is None or run["status"] != "claimed":
+            raise Reject("slot_not_claimed", f"slot {slot} is not claimed and running")
+        run.update(status=e.status, duration_ms=e.duration_ms, error=e.error,
+                   completed_at=env.occurred_at)
+        out.set(keys.cron_runs(e.namespace, e.worker), slot, dumps(run))
+        lease.version += 1
+        self._render_lease(e.scope, lease, out)
+        return lease.version
+
     # ------------------------------------------------------------------ tokens
 
     def _token_issued(self, e: ev.TokenIssued, env: Envelope, out: Changes) -> int:
@@ -636,6 +685,11 @@ class PartitionFold:
         t.record["revoked_at"] = env.occurred_at
         out.set(keys.TOKENS, e.token_id, dumps(t.record))
         return t.version
+
+
+def _slot_order(slot: str) -> tuple[int, str]:
+    ms, _, cron = slot.partition("|")
+    return int(ms), cron
 
 
 def _audit_payload(payload: Any) -> str:

@@ -33,6 +33,10 @@ def secrets(namespace: str, worker: str | None) -> str:
     return f"secrets:{namespace}" if worker is None else f"secrets:{namespace}/{worker}"
 
 
+def cron_runs(namespace: str, worker: str) -> str:
+    return f"cron_runs:{namespace}/{worker}"
+
+
 def verdicts(partition: int) -> str:
     return f"verdicts:{partition}"
 

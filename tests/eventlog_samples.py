@@ -6,6 +6,8 @@ import hashlib
 
 from eventlog import (
     Binding,
+    CronRunCompleted,
+    CronSlotClaimed,
     Envelope,
     Event,
     HostClaimed,
@@ -136,6 +138,13 @@ def every_event() -> list[tuple[Event, dict[str, int]]]:
             {},
         ),
         (TokenRevoked(token_id="tok_01", reason="rotated"), {}),
+        (CronSlotClaimed(scope="scheduler", holder="sched-a", generation=3, namespace="acme",
+                         worker="api", version_id="v2", cron="*/5 * * * *",
+                         slot_ms=T0 + 300_000), {"expected_generation": 3}),
+        (CronRunCompleted(scope="scheduler", holder="sched-a", generation=3, namespace="acme",
+                          worker="api", version_id="v2", cron="*/5 * * * *",
+                          slot_ms=T0 + 300_000, status="error", duration_ms=12,
+                          error="Error: upstream down"), {"expected_generation": 3}),
     ]
 
 

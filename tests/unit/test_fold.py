@@ -279,3 +279,38 @@ def test_verdict_window_is_bounded_and_deterministic() -> None:
     verdicts = {k: v for k, v in out.fields[keys.verdicts(0)].items() if v is not None}
     assert len(verdicts) == VERDICT_WINDOW
     assert partition_for("t0", 1) == 0
+
+
+def _cron(kind: type, holder: str, gen: int, slot: int, **kw: Any) -> Any:
+    return kind(scope="scheduler", holder=holder, generation=gen, namespace="acme",
+                worker="api", version_id="v1", cron="* * * * *", slot_ms=slot, **kw)
+
+
+def test_cron_slots_are_claimed_once_and_fenced_by_the_lease() -> None:
+    h = Harness()
+    grant = ev.LeaseAcquired(scope="scheduler", holder="a", generation=1, ttl_ms=10_000,
+                             expires_at=T0 + 10_000)
+    assert accepted(h.send(grant, expected_generation=0, at=T0))
+    slot = T0 + 60_000
+    claim = _cron(ev.CronSlotClaimed, "a", 1, slot)
+    assert accepted(h.send(claim, expected_generation=1, at=T0 + 100))
+    again = h.send(_cron(ev.CronSlotClaimed, "a", 1, slot), expected_generation=1, at=T0 + 200)
+    assert again.code == "slot_already_claimed"
+    done = _cron(ev.CronRunCompleted, "a", 1, slot, status="ok", duration_ms=7)
+    assert accepted(h.send(done, expected_generation=1, at=T0 + 300))
+    run = h.get(keys.cron_runs("acme", "api"), f"{slot}|* * * * *")
+    assert isinstance(run, dict) and run["status"] == "ok" and run["duration_ms"] == 7
+    # Operator takeover: the old holder's claims are refused from now on (fails closed).
+    takeover = ev.LeaseTakenOver(scope="scheduler", holder="b", generation=2, ttl_ms=10_000,
+                                 expires_at=T0 + 20_000, previous_holder="a")
+    assert accepted(h.send(takeover, expected_generation=1, at=T0 + 400))
+    stale = h.send(_cron(ev.CronSlotClaimed, "a", 1, slot + 60_000), expected_generation=1,
+                   at=T0 + 500)
+    assert stale.code == "stale_generation"
+    fresh = h.send(_cron(ev.CronSlotClaimed, "b", 2, slot + 60_000), expected_generation=2,
+                   at=T0 + 600)
+    assert accepted(fresh)
+    # An expired holder cannot claim either, even with the right generation.
+    late = h.send(_cron(ev.CronSlotClaimed, "b", 2, slot + 120_000), expected_generation=2,
+                  at=T0 + 25_000)
+    assert late.code == "lease_expired"
