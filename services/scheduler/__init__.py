@@ -1,0 +1,1 @@
+"""The cron scheduler: fires the projected schedule once per slot across replicas."""
