@@ -52,7 +52,7 @@ async def platform(tmp_path: Path) -> AsyncIterator[tuple[EmbeddedEventLog, Proj
 
 
 async def deploy_with_cron(log: EmbeddedEventLog, reader: ProjectionReader) -> None:
-    events = [ev.NamespaceCreated(namespace="acme"),
+    events: list[ev.Event] = [ev.NamespaceCreated(namespace="acme"),
               upload("acme", "tick", "v1", crons=("* * * * *",)),
               ev.VersionPromoted(namespace="acme", worker="tick", version_id="v1")]
     for payload in events:
