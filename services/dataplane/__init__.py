@@ -1,0 +1,1 @@
+"""The workerd side of the data plane: gateway config, process supervision, recycling."""

@@ -1,0 +1,105 @@
+"""Version bundles for the workerLoader: modules from the blob store, env with secrets.
+
+This is the only place in the platform where a secret is decrypted: the
+plaintext goes into the JSON answer to the gateway (over loopback), which
+hands it to the tenant isolate as `env`, and nowhere else — not into logs,
+errors or any other response.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from eventlog.events import SealedSecret
+from projections.reader import ProjectionReader
+from services.blobstore import BlobStore
+from services.crypto import Keyring, SecretContext, SecretCryptoError
+from services.state.view import RouteView, loader_id
+
+# workerLoader module shapes, by the module type recorded at upload.
+_TEXT_KINDS = {"esm": "js", "commonjs": "cjs", "text": "text", "python": "py"}
+_BINARY_KINDS = {"data": "data", "wasm": "wasm"}
+_decode = msgspec.json.Decoder()
+
+
+class BundleError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+@dataclass
+class BundleSource:
+    view: RouteView
+    blobs: BlobStore
+    keyring: Keyring
+
+    async def bundle(self, ns: str, worker: str, version: str) -> dict[str, Any]:
+        reader = ProjectionReader(self.view.store)
+        meta = await reader.version(ns, worker, version)
+        if meta is None or meta.get("deleted"):
+            raise BundleError(404, "version_not_found",
+                              f"version {version} of {ns}/{worker} does not exist")
+        shared, own = await self.view.secret_scopes(ns, worker)
+        envelopes = {**shared, **own}
+        modules: dict[str, Any] = {}
+        for ref in meta["modules"]:
+            modules[ref["name"]] = _module(ref["type"], await self.blobs.get(ref["sha256"]))
+        plain = {name: self._open(ns, None, name, raw) for name, raw in shared.items()}
+        plain.update({name: self._open(ns, worker, name, raw) for name, raw in own.items()})
+        env = _env(meta, plain)
+        return {
+            "id": loader_id(ns, worker, version, envelopes),
+            "compatibilityDate": meta["compatibility_date"],
+            "compatibilityFlags": list(meta.get("compatibility_flags") or ()),
+            "mainModule": meta["main_module"],
+            "modules": modules,
+            "env": env,
+        }
+
+    def _open(self, ns: str, worker: str | None, name: str, raw: str) -> str:
+        doc = _decode.decode(raw)
+        doc.pop("updated_at", None)
+        try:
+            sealed = msgspec.convert(doc, SealedSecret)
+            return self.keyring.open(SecretContext(ns, worker, name), sealed).decode("utf-8")
+        except (SecretCryptoError, msgspec.ValidationError, UnicodeDecodeError) as exc:
+            where = ns if worker is None else f"{ns}/{worker}"
+            code = getattr(exc, "code", type(exc).__name__)
+            raise BundleError(500, "secret_unavailable",
+                              f"secret {name!r} of {where} cannot be opened ({code})") from None
+
+
+def _env(meta: dict[str, Any], secrets: dict[str, str]) -> dict[str, Any]:
+    """vars, then every secret in scope, then the version's explicit bindings."""
+    env: dict[str, Any] = dict(meta.get("vars") or {})
+    env.update(secrets)
+    for binding in meta.get("bindings") or ():
+        kind, name = binding["kind"], binding["name"]
+        if kind == "text":
+            env[name] = binding.get("value", "")
+        elif kind == "json":
+            env[name] = json.loads(binding.get("value") or "null")
+        elif kind == "secret" and binding.get("target", "") in secrets:
+            env[name] = secrets[binding["target"]]
+        # "service" bindings between dynamic workers are not supported yet
+        # (docs/dataplane.md, "Limits").
+    return env
+
+
+def _module(kind: str, data: bytes) -> dict[str, Any]:
+    if kind in _TEXT_KINDS:
+        return {_TEXT_KINDS[kind]: data.decode("utf-8")}
+    if kind in _BINARY_KINDS:
+        # JSON cannot carry bytes: the gateway decodes `b64` into an ArrayBuffer.
+        return {"b64": base64.b64encode(data).decode("ascii"), "kind": _BINARY_KINDS[kind]}
+    if kind == "json":
+        return {"json": json.loads(data)}
+    raise BundleError(500, "unsupported_module", f"module type {kind!r} is not supported")

@@ -1,0 +1,282 @@
+"""The state service's route cache over the projection, with an invalidation journal.
+
+What is cached, per namespace that someone asked about (including namespaces
+that do not exist, so 404 floods stay cheap): the raw namespace record, the
+`workers:{ns}` hash and the `routes:{ns}` hash, plus the loader ids computed
+from them. Host claims are cached whole.
+
+Freshness (docs/dataplane.md, "Read-your-writes"): `sync()` reads the
+projection's applied position (generation + per-partition offsets). When it
+moved, every cached namespace that *may* have changed (those on a partition
+whose offset moved, or all of them when the partition count is unknown) is
+re-read and compared; the ones that differ, and the host table if it differs,
+are recorded in a journal under a new epoch. Gateways ask "what changed since
+epoch E" and drop exactly those entries. A generation switch (rebuild), an
+evicted entry or a journal that no longer reaches back to E means "flush".
+
+All loads and refreshes hold one lock, so a load can never insert data that
+is older than a refresh that already ran.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import secrets
+from collections import OrderedDict, deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from eventlog.partitioning import partition_for
+from projections import keys
+from projections.store import ProjectionStore
+from services.state.coalesce import Coalescer
+from services.state.routing import HostClaim
+
+_decode = msgspec.json.Decoder()
+
+
+@dataclass(frozen=True)
+class Route:
+    namespace: str
+    worker: str
+    version: str
+    loader_id: str
+
+
+@dataclass(frozen=True)
+class Missing:
+    code: str  # namespace_not_found | worker_not_found
+    message: str
+
+
+@dataclass
+class _Namespace:
+    record: str | None
+    workers: dict[str, str]
+    routes: dict[str, str]
+    loader_ids: dict[str, tuple[str, str]] = field(default_factory=dict)  # worker -> (version, id)
+
+    def same_as(self, other: _Namespace) -> bool:
+        return (self.record, self.workers, self.routes) == (
+            other.record, other.workers, other.routes)
+
+
+@dataclass(frozen=True)
+class Changes:
+    epoch: int
+    flush: bool
+    namespaces: frozenset[str]
+    hosts: bool
+
+
+@dataclass(frozen=True)
+class _Entry:
+    epoch: int
+    namespaces: frozenset[str]
+    hosts: bool
+    flush: bool
+
+
+Position = tuple[int, dict[int, int]]
+
+
+def loader_id(namespace: str, worker: str, version: str,
+              secret_envelopes: Mapping[str, str]) -> str:
+    """`ns:worker:version`, plus a digest of the sealed secrets when the worker has any.
+
+    The workerLoader caches an isolate (and its `env`) by id forever, so the id
+    must change whenever what goes into `env` changes. Versions are immutable;
+    secrets are not, so their sealed envelopes (never plaintext) are hashed in.
+    """
+    base = f"{namespace}:{worker}:{version}"
+    if not secret_envelopes:
+        return base
+    h = hashlib.sha256()
+    for name in sorted(secret_envelopes):
+        h.update(name.encode() + b"\x00" + secret_envelopes[name].encode() + b"\x01")
+    return f"{base}:s{h.hexdigest()[:12]}"
+
+
+class RouteView:
+    def __init__(self, store: ProjectionStore, *, partitions: int | None = None,
+                 max_namespaces: int = 100_000, journal_size: int = 4096) -> None:
+        self.store = store
+        self.partitions = partitions
+        self.max_namespaces = max_namespaces
+        self.boot = secrets.token_hex(8)
+        self.epoch = 0
+        self.refreshes = 0
+        self._position: Position | None = None
+        self._namespaces: OrderedDict[str, _Namespace] = OrderedDict()
+        self._hosts: dict[str, str] | None = None
+        self._claims: dict[str, HostClaim] = {}
+        self._journal: deque[_Entry] = deque(maxlen=journal_size)
+        self._evicted: set[str] = set()
+        self._lock = asyncio.Lock()
+        self._sync = Coalescer(self._sync_once)
+
+    # --- freshness -------------------------------------------------------------
+
+    async def sync(self) -> int:
+        """Bring the cache up to the projection's position as of (at least) now; the epoch."""
+        return await self._sync.run()
+
+    async def _sync_once(self) -> int:
+        gen = await self.store.current_generation()
+        applied = await self.store.applied(gen)
+        if self._position == (gen, applied):
+            return self.epoch
+        async with self._lock:
+            await self._refresh((gen, applied))
+        return self.epoch
+
+    async def _refresh(self, position: Position) -> None:
+        old = self._position
+        self._position = position
+        self.refreshes += 1
+        if old is None:
+            return
+        if old[0] != position[0]:
+            self._namespaces.clear()
+            self._hosts = None
+            self._claims = {}
+            self._record(frozenset(), hosts=True, flush=True)
+            return
+        moved = {p for p in set(old[1]) | set(position[1])
+                 if old[1].get(p, 0) != position[1].get(p, 0)}
+        if not moved:
+            return
+        changed: set[str] = set()
+        for ns in list(self._namespaces):
+            if self.partitions is not None and partition_for(ns, self.partitions) not in moved:
+                continue
+            fresh = await self._read_namespace(ns)
+            if not fresh.same_as(self._namespaces[ns]):
+                self._namespaces[ns] = fresh
+                changed.add(ns)
+        hosts_changed = False
+        if self._hosts is not None:
+            raw = await self.store.hgetall(keys.HOSTS)
+            if raw != self._hosts:
+                self._set_hosts(raw)
+                hosts_changed = True
+        if changed or hosts_changed:
+            self._record(frozenset(changed), hosts=hosts_changed, flush=False)
+
+    def _record(self, namespaces: frozenset[str], *, hosts: bool, flush: bool) -> None:
+        if self._evicted:
+            namespaces = namespaces | self._evicted
+            self._evicted = set()
+        self.epoch += 1
+        self._journal.append(_Entry(self.epoch, namespaces, hosts, flush))
+
+    def changes_since(self, epoch: int, boot: str | None = None) -> Changes:
+        """What a cache synced at `epoch` (of boot `boot`) must drop to be current."""
+        if boot != self.boot or epoch > self.epoch:
+            return Changes(self.epoch, True, frozenset(), True)
+        if epoch == self.epoch:
+            return Changes(self.epoch, False, frozenset(), False)
+        oldest = self._journal[0].epoch if self._journal else self.epoch + 1
+        if epoch < oldest - 1:
+            return Changes(self.epoch, True, frozenset(), True)
+        namespaces: set[str] = set()
+        hosts = flush = False
+        for entry in self._journal:
+            if entry.epoch > epoch:
+                namespaces |= entry.namespaces
+                hosts |= entry.hosts
+                flush |= entry.flush
+        return Changes(self.epoch, flush, frozenset(namespaces), hosts)
+
+    @property
+    def position(self) -> Position | None:
+        return self._position
+
+    # --- reads -----------------------------------------------------------------
+
+    async def _read_namespace(self, ns: str) -> _Namespace:
+        record = await self.store.hget(keys.NAMESPACES, ns)
+        if record is None:
+            return _Namespace(None, {}, {})
+        workers = await self.store.hgetall(keys.workers(ns))
+        routes = await self.store.hgetall(keys.routes(ns))
+        return _Namespace(record, workers, routes)
+
+    async def _namespace(self, ns: str) -> _Namespace:
+        view = self._namespaces.get(ns)
+        if view is not None:
+            self._namespaces.move_to_end(ns)
+            return view
+        async with self._lock:
+            view = self._namespaces.get(ns)
+            if view is None:
+                if self._position is None:
+                    gen = await self.store.current_generation()
+                    self._position = (gen, await self.store.applied(gen))
+                view = await self._read_namespace(ns)
+                self._namespaces[ns] = view
+                while len(self._namespaces) > self.max_namespaces:
+                    evicted, _ = self._namespaces.popitem(last=False)
+                    # Gateways may hold it: the next epoch tells them to drop it.
+                    self._evicted.add(evicted)
+                if self._evicted:
+                    self._record(frozenset(), hosts=False, flush=False)
+        return view
+
+    async def route(self, ns: str, worker: str) -> Route | Missing:
+        view = await self._namespace(ns)
+        if view.record is None:
+            return Missing("namespace_not_found", f"namespace {ns!r} does not exist")
+        version = view.routes.get(worker)
+        if version is None:
+            state = _worker_state(view.workers.get(worker))
+            return Missing("worker_not_found",
+                           f"worker {worker!r} of namespace {ns!r} {state}")
+        cached = view.loader_ids.get(worker)
+        if cached is not None and cached[0] == version:
+            return Route(ns, worker, version, cached[1])
+        lid = loader_id(ns, worker, version, await self.secret_envelopes(ns, worker))
+        view.loader_ids[worker] = (version, lid)
+        return Route(ns, worker, version, lid)
+
+    async def secret_scopes(self, ns: str, worker: str) -> tuple[dict[str, str], dict[str, str]]:
+        """Sealed envelopes by name: (namespace scope, worker scope)."""
+        return (await self.store.hgetall(keys.secrets(ns, None)),
+                await self.store.hgetall(keys.secrets(ns, worker)))
+
+    async def secret_envelopes(self, ns: str, worker: str) -> dict[str, str]:
+        """Sealed envelopes by name (namespace scope, overridden by worker scope)."""
+        shared, own = await self.secret_scopes(ns, worker)
+        return {**shared, **own}
+
+    async def claims(self) -> dict[str, HostClaim]:
+        if self._hosts is None:
+            async with self._lock:
+                if self._hosts is None:
+                    self._set_hosts(await self.store.hgetall(keys.HOSTS))
+        return self._claims
+
+    def _set_hosts(self, raw: dict[str, str]) -> None:
+        self._hosts = raw
+        claims: dict[str, HostClaim] = {}
+        for pattern, value in raw.items():
+            doc: dict[str, Any] = _decode.decode(value)
+            claims[pattern] = HostClaim(pattern, str(doc["namespace"]), doc.get("worker"),
+                                        "prefix" if doc.get("match") == "prefix" else "exact")
+        self._claims = claims
+
+    def cached_namespaces(self) -> int:
+        return len(self._namespaces)
+
+
+def _worker_state(raw: str | None) -> str:
+    if raw is None:
+        return "does not exist"
+    doc = _decode.decode(raw)
+    if doc.get("deleted"):
+        return "is deleted"
+    return "has no active version"

@@ -1,0 +1,273 @@
+// The WDL gateway: a system worker in workerd that routes each request to the
+// active version of a tenant worker and runs it in a dynamically loaded
+// isolate (env.LOADER, a workerLoader binding). Route data and bundles come
+// from the Python state service (env.STATE, an external service binding).
+//
+// Freshness (docs/dataplane.md): before routing, every request waits for a
+// "barrier" - a /sync round trip to the state service that *started after the
+// request arrived* and tells which cached namespaces/hosts changed. Concurrent
+// requests share one round, so the state service sees at most ~2 syncs per
+// round-trip time however high the request rate, and a promote acknowledged
+// before a request arrived is always visible to it (read-your-writes).
+import { resolveTarget } from "./routing.js";
+
+const STATE = "http://state";
+const SYNC_TIMEOUT_MS = 3000;
+const BUNDLE_TIMEOUT_MS = 15000;
+// When the state service cannot be reached, cached routes are used for at most
+// this long after the last successful sync; after that requests get a 503.
+const STALE_BOUND_MS = 2000;
+const MAX_CACHED_ROUTES = 100000;
+
+const st = {
+  boot: "",
+  epoch: -1,
+  syncedAt: 0,
+  claims: null,           // Map pattern -> claim, or null when not loaded
+  routes: new Map(),      // namespace -> Map worker -> {version, id} | {missing}
+  cachedRoutes: 0,
+  ready: new Set(),       // loader ids handed to LOADER with their code
+  pending: new Map(),     // loader id -> {startedAt, promise} of a bundle fetch
+};
+let arrivals = 0;   // requests that asked for a barrier so far
+let round = null;   // the sync round in flight: {seq, startedAt, promise}
+
+class PlatformError extends Error {
+  constructor(status, code, message) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+function reply(status, code, message) {
+  return new Response(JSON.stringify({ error: code, message }) + "\n", {
+    status,
+    headers: { "content-type": "application/json", "cache-control": "no-store" },
+  });
+}
+
+function withTimeout(promise, ms, what) {
+  let timer;
+  const timeout = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new PlatformError(503, "state_unavailable",
+      `${what} did not answer within ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+async function stateGet(env, path) {
+  let response;
+  try {
+    response = await env.STATE.fetch(STATE + path);
+  } catch (err) {
+    throw new PlatformError(503, "state_unavailable", "the state service is unreachable");
+  }
+  const body = await response.json();
+  if (!response.ok) {
+    throw new PlatformError(response.status === 404 ? 404 : 502, body.code || "state_error",
+      body.message || `state service answered ${response.status}`);
+  }
+  return body;
+}
+
+// --- the barrier -------------------------------------------------------------
+
+function applyChanges(c) {
+  if (c.boot !== st.boot || c.flush) {
+    st.routes.clear();
+    st.cachedRoutes = 0;
+    st.claims = null;
+  } else {
+    for (const ns of c.namespaces) {
+      const byWorker = st.routes.get(ns);
+      if (byWorker) {
+        st.cachedRoutes -= byWorker.size;
+        st.routes.delete(ns);
+      }
+    }
+    if (c.hosts) st.claims = null;
+  }
+  st.boot = c.boot;
+  st.epoch = c.epoch;
+  st.syncedAt = Date.now();
+}
+
+async function syncOnce(env) {
+  applyChanges(await stateGet(env, `/sync?boot=${st.boot}&epoch=${st.epoch}`));
+}
+
+// Each round is started by a request that itself waits for it (never from a
+// promise reaction of another request, whose I/O context may be gone), and
+// shared with every request that arrived before it started.
+async function barrier(env) {
+  const arrival = ++arrivals;
+  for (;;) {
+    const r = round;
+    if (r !== null && Date.now() - r.startedAt > SYNC_TIMEOUT_MS) {
+      round = null; // its request was cancelled before the round settled
+      continue;
+    }
+    if (r === null) {
+      const mine = { seq: arrivals, startedAt: Date.now(), promise: null };
+      mine.promise = syncOnce(env).finally(() => { if (round === mine) round = null; });
+      round = mine;
+      return mine.promise;
+    }
+    if (r.seq >= arrival) return r.promise; // started after this request arrived
+    await r.promise.then(() => {}, () => {});
+  }
+}
+
+async function fresh(env) {
+  try {
+    await withTimeout(barrier(env), SYNC_TIMEOUT_MS, "the state service");
+  } catch (err) {
+    if (st.epoch >= 0 && Date.now() - st.syncedAt <= STALE_BOUND_MS) return;
+    throw err instanceof PlatformError ? err
+      : new PlatformError(503, "state_unavailable", "the state service is unreachable");
+  }
+}
+
+// --- routes --------------------------------------------------------------------
+
+async function claims(env) {
+  if (st.claims !== null) return st.claims;
+  const epoch = st.epoch;
+  const body = await stateGet(env, "/hosts");
+  const map = new Map(body.claims.map((c) => [c.pattern, c]));
+  if (body.boot === st.boot && body.epoch >= st.epoch && st.epoch === epoch) st.claims = map;
+  return map;
+}
+
+async function lookup(env, ns, worker) {
+  const byWorker = st.routes.get(ns);
+  const hit = byWorker && byWorker.get(worker);
+  if (hit) return hit;
+  const body = await stateGet(env,
+    `/route?ns=${encodeURIComponent(ns)}&worker=${encodeURIComponent(worker)}`);
+  const entry = body.route ? { version: body.route.version, id: body.route.id }
+    : { missing: body.missing };
+  // Keep it only if no invalidation newer than the answer reached us meanwhile.
+  if (body.boot === st.boot && body.epoch >= st.epoch) {
+    if (st.cachedRoutes >= MAX_CACHED_ROUTES) {
+      st.routes.clear();
+      st.cachedRoutes = 0;
+    }
+    let m = st.routes.get(ns);
+    if (!m) st.routes.set(ns, (m = new Map()));
+    if (!m.has(worker)) st.cachedRoutes += 1;
+    m.set(worker, entry);
+  }
+  return entry;
+}
+
+function dropRoute(ns, worker) {
+  const m = st.routes.get(ns);
+  if (m && m.delete(worker)) st.cachedRoutes -= 1;
+}
+
+// --- code ----------------------------------------------------------------------
+
+function fromBase64(text) {
+  const bin = atob(text);
+  const out = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
+  return out.buffer;
+}
+
+async function fetchCode(env, ns, worker, version) {
+  const body = await stateGet(env, `/bundle?ns=${encodeURIComponent(ns)}` +
+    `&worker=${encodeURIComponent(worker)}&version=${encodeURIComponent(version)}` +
+    `&instance=${encodeURIComponent(env.INSTANCE)}`);
+  const modules = {};
+  for (const [name, m] of Object.entries(body.modules)) {
+    modules[name] = m.b64 !== undefined ? { [m.kind]: fromBase64(m.b64) } : m;
+  }
+  return {
+    id: body.id,
+    code: {
+      compatibilityDate: body.compatibilityDate,
+      compatibilityFlags: body.compatibilityFlags,
+      mainModule: body.mainModule,
+      modules,
+      env: body.env,
+      globalOutbound: null, // no network for tenants unless the platform grants it
+    },
+  };
+}
+
+// The code is fetched *before* LOADER.get(): a failing callback would poison
+// the id for the life of the process, a failed fetch here only fails this request.
+async function stubFor(env, ns, worker, entry) {
+  let id = entry.id;
+  if (st.ready.has(id)) {
+    return env.LOADER.get(id, async () => (await fetchCode(env, ns, worker, entry.version)).code);
+  }
+  let pending = st.pending.get(id);
+  if (!pending || Date.now() - pending.startedAt > BUNDLE_TIMEOUT_MS) {
+    const mine = { startedAt: Date.now(), promise: null };
+    mine.promise = fetchCode(env, ns, worker, entry.version).finally(() => {
+      if (st.pending.get(id) === mine) st.pending.delete(id);
+    });
+    st.pending.set(id, mine);
+    pending = mine;
+  }
+  const loaded = await withTimeout(pending.promise, BUNDLE_TIMEOUT_MS, "the bundle fetch");
+  if (loaded.id !== id) {
+    // Secrets changed between the route answer and the bundle: name the isolate
+    // after what it really contains and re-resolve the route next time.
+    dropRoute(ns, worker);
+    id = loaded.id;
+  }
+  const stub = env.LOADER.get(id, () => loaded.code);
+  st.ready.add(id);
+  return stub;
+}
+
+// --- entry ---------------------------------------------------------------------
+
+async function handle(request, env) {
+  const url = new URL(request.url);
+  if (url.pathname === "/__wdl/healthz") {
+    return new Response(JSON.stringify({ ok: true, instance: env.INSTANCE }) + "\n", {
+      headers: { "content-type": "application/json", "cache-control": "no-store" },
+    });
+  }
+  await fresh(env);
+  const host = request.headers.get("host") || url.host;
+  const domain = env.PLATFORM_DOMAIN;
+  const bare = host.toLowerCase().split(":")[0];
+  const onPlatform = bare.endsWith("." + domain);
+  const target = resolveTarget(host, url.pathname, domain,
+    onPlatform ? new Map() : await claims(env));
+  if (target.code) return reply(404, target.code, target.message);
+  const entry = await lookup(env, target.namespace, target.worker);
+  if (entry.missing) return reply(404, entry.missing.code, entry.missing.message);
+  const stub = await stubFor(env, target.namespace, target.worker, entry);
+  const inner = new Request(url.origin + target.path + url.search, request);
+  try {
+    return await stub.getEntrypoint().fetch(inner);
+  } catch (err) {
+    const text = String(err && err.message || err);
+    console.error(`wdl: ${entry.id}: ${text}`);
+    if (text.includes("Failed to start Worker")) {
+      return reply(502, "worker_start_failed",
+        `version ${entry.version} of ${target.namespace}/${target.worker} failed to start`);
+    }
+    return reply(500, "worker_exception",
+      `${target.namespace}/${target.worker} threw an exception`);
+  }
+}
+
+export default {
+  async fetch(request, env) {
+    try {
+      return await handle(request, env);
+    } catch (err) {
+      if (err instanceof PlatformError) return reply(err.status, err.code, err.message);
+      console.error(`wdl gateway: ${err && err.stack || err}`);
+      return reply(500, "gateway_error", "the gateway failed to handle the request");
+    }
+  },
+};
