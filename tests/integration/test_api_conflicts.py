@@ -94,9 +94,9 @@ async def test_conflicting_promotes_through_two_replicas(stack: ControlStack) ->
 
     outcomes: dict[str, tuple[bool, str | None, int]] = {}
     for i in range(PAIRS):
-        pair = responses[2 * i:2 * i + 2]
-        assert sorted(r.status_code for r in pair) == [200, 409], [r.text for r in pair]
-        for r in pair:
+        answers = responses[2 * i:2 * i + 2]
+        assert sorted(r.status_code for r in answers) == [200, 409], [r.text for r in answers]
+        for r in answers:
             body = r.json()
             if r.status_code == 200:
                 assert body["verdict"]["accepted"] is True

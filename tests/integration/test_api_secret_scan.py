@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import secrets
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psycopg
@@ -98,28 +100,26 @@ def test_planted_secret_is_absent_from_every_store_and_log(stack: ControlStack) 
     asyncio.run(scan_kafka())
 
     sealed_doc = None
-    r = redis.Redis.from_url(env["REDIS_URL"])
-    for key in r.scan_iter(match=f"{env['WDL_REDIS_PREFIX']}*", count=1000):
-        kind = r.type(key)
+    rc: Any = redis.Redis.from_url(env["REDIS_URL"])
+    for key in rc.scan_iter(match=f"{env['WDL_REDIS_PREFIX']}*", count=1000):
+        kind = rc.type(key)
         blobs: list[bytes] = [key]
         if kind == b"hash":
-            for name, value in r.hgetall(key).items():
+            for name, value in rc.hgetall(key).items():
                 blobs += [name, value]
                 if key.endswith(b":secrets:vault/api") and name == b"DB_PASSWORD":
                     sealed_doc = value
         elif kind == b"string":
-            blobs.append(r.get(key) or b"")
+            blobs.append(rc.get(key) or b"")
         elif kind == b"set":
-            blobs += list(r.smembers(key))
+            blobs += list(rc.smembers(key))
         scanned["redis"] += 1
         for blob in blobs:
             for needle in needles(plant) + needles(ns_plant):
                 assert needle not in blob, f"found in Redis key {key!r}"
-    r.close()
+    rc.close()
     # The sealed copy is there and opens to the value: the scan looked in the right place.
     assert sealed_doc is not None
-    import json
-
     doc = json.loads(sealed_doc)
     sealed = SealedSecret(key_id=doc["key_id"], wrapped_key=base64.b64decode(doc["wrapped_key"]),
                           nonce=base64.b64decode(doc["nonce"]),
