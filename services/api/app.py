@@ -21,6 +21,7 @@ from projections.reader import ProjectionReader
 from projections.runtime import Backends
 from services.api.context import ApiContext
 from services.api.errors import install_handlers
+from services.api.guard import ErrorGuard
 from services.api.limits import BodyLimit
 from services.api.routes import (
     audit,
@@ -70,5 +71,6 @@ def create_app(settings: Settings, backends: Backends, keyring: Keyring, blobs: 
     install_handlers(app)
     for module in (system, namespaces, workers, deploy, secrets, hosts, leases, audit, tokens):
         app.include_router(module.router)
+    app.add_middleware(ErrorGuard)
     app.add_middleware(BodyLimit, max_bytes=ctx.limits.max_request_bytes)
     return app

@@ -7,7 +7,6 @@ secret value sent in a malformed request cannot come back in the response.
 from __future__ import annotations
 
 import logging
-import traceback
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -106,11 +105,3 @@ def install_handlers(app: FastAPI) -> None:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return _respond(exc.status_code, error_body(code, str(exc.detail)),
                         dict(exc.headers) if exc.headers else None)
-
-    @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
-        # Type and place only: an exception's text could quote request data.
-        frames = traceback.extract_tb(exc.__traceback__)
-        where = f"{frames[-1].filename}:{frames[-1].lineno}" if frames else "?"
-        log.error("unhandled %s at %s", type(exc).__name__, where)
-        return _respond(500, error_body("internal_error", "internal error"))

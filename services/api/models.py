@@ -11,6 +11,7 @@ ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
 SECRET_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
 LEASE_SCOPE_PATTERN = r"^[a-z0-9][a-z0-9_.:/-]{0,199}$"
 MAX_SECRET_BYTES = 64 * 1024 - 16
+MAX_INT = 2**53  # integers beyond this are refused, not passed to encoders
 
 
 class _Strict(BaseModel):
@@ -83,15 +84,15 @@ class DeployRequest(_Strict):
 class PromoteRequest(_Strict):
     version_id: str = Field(pattern=ID_PATTERN)
     expected_version: int | None = Field(
-        None, ge=0, description="the worker aggregate version the caller saw; default: the "
-        "projection's current one")
+        None, ge=0, le=MAX_INT, description="the worker aggregate version the caller saw; "
+        "default: the projection's current one")
 
 
 class RollbackRequest(_Strict):
     to: str | None = Field(None, pattern=ID_PATTERN,
                            description="default: the worker's previous active version")
     reason: str = Field("rollback", min_length=1, max_length=1024)
-    expected_version: int | None = Field(None, ge=0)
+    expected_version: int | None = Field(None, ge=0, le=MAX_INT)
 
 
 class SecretValue(_Strict):
@@ -107,7 +108,7 @@ class HostClaimRequest(_Strict):
 class LeaseTakeoverRequest(_Strict):
     holder: str = Field(pattern=ID_PATTERN)
     ttl_ms: int = Field(30_000, gt=0, le=7 * 24 * 3600 * 1000)
-    expected_generation: int | None = Field(None, ge=0)
+    expected_generation: int | None = Field(None, ge=0, le=MAX_INT)
 
 
 class TokenIssueRequest(_Strict):

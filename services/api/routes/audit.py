@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 
 from services.api.audit_query import AuditFilter, Page, query_audit, wait_audit_caught_up
 from services.api.auth import Auth, require_read
-from services.api.models import NAME_PATTERN
+from services.api.models import MAX_INT, NAME_PATTERN
 from services.api.routes.common import READ_ERRORS, Ctx
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
@@ -25,8 +25,8 @@ async def audit_query(
         "repeatable")] = None,
     verdict: Annotated[str | None, Query(
         max_length=64, description="`accepted`, `rejected`, or a reason code")] = None,
-    since: Annotated[int | None, Query(ge=0, description="unix ms, inclusive")] = None,
-    until: Annotated[int | None, Query(ge=0, description="unix ms, exclusive")] = None,
+    since: Annotated[int | None, Query(ge=0, le=MAX_INT, description="unix ms, inclusive")] = None,
+    until: Annotated[int | None, Query(ge=0, le=MAX_INT, description="unix ms, exclusive")] = None,
 ) -> dict[str, Any]:
     """Events with their verdicts. Scoped tokens only see their namespaces' events."""
     if namespace is not None:
