@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from cli import control, projections
+from cli import control, projections, run
 
 app = typer.Typer(
     name="wdl",
@@ -14,6 +14,7 @@ app = typer.Typer(
 )
 app.add_typer(projections.app, name="projections")
 control.register(app)
+run.register(app)
 
 
 def main() -> None:

@@ -1,0 +1,153 @@
+"""`wdl dev`, `wdl up` and `wdl health`: run the platform's processes.
+
+* `wdl dev`: everything in one process on embedded backends under
+  `WDL_DATA_DIR` (default `.wdl/dev`): control API, projector, state service
+  and the gateway workerd. No external servers. State survives a restart.
+* `wdl up`: the same against Kafka/Redis/PostgreSQL/S3 from the environment
+  (e.g. `set -a; . .wdl/services.env; set +a`); `--only api|projector|state|gateway`
+  runs one of them alone, for multi-replica deployments.
+* `wdl health api|projector|state|gateway`: exit 0 if that process answers.
+
+Ctrl-C (SIGINT) or SIGTERM stops everything cleanly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+from typing import Annotated
+
+import httpx
+import typer
+from rich.console import Console
+
+from services.crypto import NoRootKey
+from services.dataplane.gateway import RecyclePolicy
+from services.platform import (
+    COMPONENTS,
+    Platform,
+    PlatformOptions,
+    dev_admin_token,
+    summary,
+)
+from services.settings import Settings
+
+console = Console(stderr=True)
+
+ApiPort = Annotated[int, typer.Option("--api-port", help="control API port")]
+ApiHost = Annotated[str, typer.Option("--api-host", help="control API address")]
+GwPort = Annotated[int, typer.Option("--gateway-port", "--port", help="gateway port")]
+GwHost = Annotated[str, typer.Option("--gateway-host", help="gateway address")]
+StatePort = Annotated[int, typer.Option("--state-port", help="state service port (0: any)")]
+Domain = Annotated[str, typer.Option("--domain", help="platform domain: <ns>.<domain>")]
+MaxStale = Annotated[int, typer.Option("--recycle-stale", help="recycle workerd when this "
+                                       "many loaded versions are no longer routed")]
+
+
+def _run(settings: Settings, options: PlatformOptions, admin_token: str | None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        async with Platform(settings, options) as platform:
+            for line in summary(platform, admin_token):
+                console.print(line, highlight=False, soft_wrap=True)
+            console.print("ready; Ctrl-C stops", highlight=False)
+            failed = asyncio.ensure_future(platform.wait())
+            stopping = asyncio.ensure_future(stop.wait())
+            await asyncio.wait({failed, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            for task in (failed, stopping):
+                task.cancel()
+            if failed.done() and not failed.cancelled() and failed.exception() is not None:
+                console.print(f"[red]a component failed:[/] {failed.exception()}")
+            console.print("stopping", highlight=False)
+
+    try:
+        asyncio.run(main())
+    except (ValueError, NoRootKey) as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    except OSError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(1) from None
+
+
+def dev(api_port: ApiPort = 8787, api_host: ApiHost = "127.0.0.1",
+        gateway_port: GwPort = 8080, gateway_host: GwHost = "127.0.0.1",
+        state_port: StatePort = 0, domain: Domain = "workers.local",
+        recycle_stale: MaxStale = 64) -> None:
+    """Run the whole platform in one process on embedded backends (what `make run` does)."""
+    settings = Settings.from_env(embedded=True)
+    token = dev_admin_token(settings)
+    options = PlatformOptions(api_host=api_host, api_port=api_port, gateway_host=gateway_host,
+                              gateway_port=gateway_port, state_port=state_port, domain=domain,
+                              recycle=RecyclePolicy(max_stale=recycle_stale))
+    _run(settings, options, token)
+
+
+def up(only: Annotated[list[str] | None, typer.Option(
+           "--only", help="run only these components (repeatable): "
+           + ", ".join(COMPONENTS))] = None,
+       api_port: ApiPort = 8787, api_host: ApiHost = "127.0.0.1",
+       gateway_port: GwPort = 8080, gateway_host: GwHost = "127.0.0.1",
+       state_port: StatePort = 8790,
+       state_host: Annotated[str, typer.Option("--state-host")] = "127.0.0.1",
+       state_url: Annotated[str | None, typer.Option(
+           "--state-url", help="state service URL, for --only gateway "
+           "[env WDL_STATE_URL]")] = None,
+       projector_health_port: Annotated[int, typer.Option("--projector-health-port")] = 8791,
+       domain: Domain = "workers.local", recycle_stale: MaxStale = 64) -> None:
+    """Run the platform against Kafka/Redis/PostgreSQL/S3 configured in the environment."""
+    try:
+        settings = Settings.from_env(embedded=False)
+    except ValueError as exc:
+        console.print(f"[red]configuration error:[/] {exc}")
+        raise typer.Exit(2) from None
+    components = frozenset(only) if only else frozenset(COMPONENTS)
+    options = PlatformOptions(
+        components=components, api_host=api_host, api_port=api_port,
+        gateway_host=gateway_host, gateway_port=gateway_port, state_host=state_host,
+        state_port=state_port, projector_health_port=projector_health_port, domain=domain,
+        state_url=state_url or os.environ.get("WDL_STATE_URL"),
+        recycle=RecyclePolicy(max_stale=recycle_stale))
+    _run(settings, options, None)
+
+
+HEALTH_DEFAULTS = {
+    "api": "http://127.0.0.1:8787/healthz",
+    "projector": "http://127.0.0.1:8791/healthz",
+    "state": "http://127.0.0.1:8790/healthz",
+    "gateway": "http://127.0.0.1:8080/__wdl/healthz",
+}
+
+
+def health(component: Annotated[str, typer.Argument(help=", ".join(COMPONENTS))],
+           url: Annotated[str | None, typer.Option("--url", help="health URL to probe")] = None,
+           timeout: Annotated[float, typer.Option("--timeout")] = 3.0) -> None:
+    """Exit 0 if the component's health endpoint answers 200, else 1."""
+    if component not in HEALTH_DEFAULTS:
+        console.print(f"[red]error:[/] unknown component {component!r}")
+        raise typer.Exit(2)
+    target = url or HEALTH_DEFAULTS[component]
+    try:
+        response = httpx.get(target, timeout=timeout)
+    except httpx.HTTPError as exc:
+        console.print(f"{component}: unreachable at {target}: {exc}")
+        raise typer.Exit(1) from None
+    ok = response.status_code == 200
+    with contextlib.suppress(UnicodeDecodeError):
+        sys.stdout.write(response.text.rstrip() + "\n")
+    raise typer.Exit(0 if ok else 1)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("dev")(dev)
+    app.command("up")(up)
+    app.command("health")(health)

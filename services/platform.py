@@ -1,0 +1,220 @@
+"""One process running any subset of the platform: control API, projector, state
+service and the gateway (workerd). `wdl dev` runs all four on embedded
+backends; `wdl up` on Kafka/Redis/PostgreSQL/S3; `wdl up --only X` one alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+from collections.abc import Awaitable
+from dataclasses import dataclass, field, replace
+from types import TracebackType
+from typing import Any, Self
+from urllib.parse import parse_qs, urlsplit
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from projections.projector import Projector
+from projections.runtime import Backends, open_backends
+from services.blobstore import BlobStore, open_blob_store
+from services.crypto import Keyring, load_keyring
+from services.dataplane.config import GatewayOptions
+from services.dataplane.gateway import Gateway, RecyclePolicy
+from services.serving import HttpServer
+from services.settings import Settings
+from services.state.service import StateService
+
+log = logging.getLogger("wdl.platform")
+COMPONENTS = ("api", "projector", "state", "gateway")
+DEV_KEY_FILE = "root.keys"  # same file the control API uses in embedded mode
+TOKEN_FILE = "admin.token"
+
+
+@dataclass(frozen=True)
+class PlatformOptions:
+    components: frozenset[str] = frozenset(COMPONENTS)
+    api_host: str = "127.0.0.1"
+    api_port: int = 8787
+    gateway_host: str = "127.0.0.1"
+    gateway_port: int = 8080
+    state_host: str = "127.0.0.1"
+    state_port: int = 8790
+    projector_health_port: int = 8791
+    domain: str = "workers.local"
+    state_url: str | None = None  # gateway alone: where the state service is
+    workerd_bin: str | None = None
+    recycle: RecyclePolicy = field(default_factory=RecyclePolicy)
+
+
+def dev_admin_token(settings: Settings) -> str:
+    """WDL_ADMIN_TOKEN, else the token kept under the data dir (created once, mode 0600)."""
+    if settings.admin_token:
+        return settings.admin_token
+    path = settings.data_dir / TOKEN_FILE
+    if not path.exists():
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="ascii") as f:
+            f.write("wdl_admin_" + secrets.token_urlsafe(24) + "\n")
+    return path.read_text(encoding="ascii").strip()
+
+
+def log_partitions(settings: Settings) -> int | None:
+    query = parse_qs(urlsplit(settings.event_log_url).query)
+    values = query.get("partitions")
+    return int(values[0]) if values else None
+
+
+class Platform:
+    def __init__(self, settings: Settings, options: PlatformOptions) -> None:
+        unknown = options.components - set(COMPONENTS)
+        if unknown:
+            raise ValueError(f"unknown components: {sorted(unknown)}")
+        if settings.embedded and options.components != frozenset(COMPONENTS) and \
+                options.components != {"gateway"}:
+            raise ValueError("the embedded projection lives in one process: run all "
+                             "components together (`wdl dev`), or configure REDIS_URL")
+        if options.components == {"gateway"} and not options.state_url:
+            raise ValueError("the gateway alone needs --state-url")
+        self.settings = settings
+        self.options = options
+        self.api: HttpServer | None = None
+        self.state: StateService | None = None
+        self.gateway: Gateway | None = None
+        self.projector_health: HttpServer | None = None
+        self._stack = contextlib.AsyncExitStack()
+        self._stop_projector = asyncio.Event()
+        self._projector: asyncio.Task[None] | None = None
+        self._projector_ref: Projector | None = None
+
+    def wants(self, name: str) -> bool:
+        return name in self.options.components
+
+    async def start(self) -> None:
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self) -> None:
+        o, s = self.options, self.settings
+        state_url = o.state_url
+        if self.options.components - {"gateway"}:
+            backends = await self._stack.enter_async_context(open_backends(s))
+            keyring = load_keyring(dev_key_file=s.data_dir / DEV_KEY_FILE
+                                   if s.embedded else None)
+            blobs = await self._stack.enter_async_context(open_blob_store(s.blob_url))
+            if self.wants("api"):
+                await self._start_api(backends, keyring, blobs)
+            elif self.wants("projector"):
+                await self._start_projector(backends)
+            if self.wants("state"):
+                self.state = StateService(backends.store, blobs, keyring, host=o.state_host,
+                                          port=o.state_port, domain=o.domain,
+                                          partitions=log_partitions(s))
+                await self.state.start()
+                self._stack.push_async_callback(self.state.stop)
+                state_url = self.state.url
+        if self.wants("gateway"):
+            assert state_url is not None
+            address = urlsplit(state_url).netloc
+            self.gateway = Gateway(GatewayOptions(address, o.domain), state_url=state_url,
+                                   host=o.gateway_host, port=o.gateway_port,
+                                   binary=o.workerd_bin, policy=o.recycle)
+            await self.gateway.start()
+            self._stack.push_async_callback(self.gateway.stop)
+
+    async def _start_api(self, backends: Backends, keyring: Keyring, blobs: BlobStore) -> None:
+        from services.api.app import create_app
+
+        settings = self.settings
+        if settings.embedded:
+            settings = replace(settings, admin_token=dev_admin_token(settings))
+        app = create_app(settings, backends, keyring, blobs,
+                         run_projector=self.wants("projector"))
+        self.api = HttpServer(app, host=self.options.api_host, port=self.options.api_port,
+                              name="api", lifespan="on")
+        await self.api.start()
+        self._stack.push_async_callback(self.api.stop)
+
+    async def _start_projector(self, backends: Backends) -> None:
+        projector = Projector(backends.log, backends.store, backends.audit)
+        self._projector_ref = projector
+        self._projector = asyncio.create_task(projector.run(self._stop_projector),
+                                              name="wdl-projector")
+        self._stack.push_async_callback(self._stop_projector_task)
+
+        async def health(request: Request) -> JSONResponse:
+            task = self._projector
+            alive = task is not None and not task.done()
+            return JSONResponse({"ok": alive, "events": projector.events,
+                                 "positions": {str(p): o for p, o in
+                                               projector.positions().items()}},
+                                status_code=200 if alive else 503)
+
+        self.projector_health = HttpServer(Starlette(routes=[Route("/healthz", health)]),
+                                           host="127.0.0.1",
+                                           port=self.options.projector_health_port,
+                                           name="projector-health")
+        await self.projector_health.start()
+        self._stack.push_async_callback(self.projector_health.stop)
+
+    async def _stop_projector_task(self) -> None:
+        self._stop_projector.set()
+        if self._projector is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._projector
+
+    async def wait(self) -> None:
+        """Until a component fails on its own (a normal stop goes through `stop()`)."""
+        waits: list[Awaitable[Any]] = []
+        if self.api is not None:
+            waits.append(self.api.wait())
+        if self._projector is not None:
+            waits.append(asyncio.shield(self._projector))
+        if not waits:
+            await asyncio.Event().wait()
+        done, pending = await asyncio.wait([asyncio.ensure_future(w) for w in waits],
+                                           return_when=asyncio.FIRST_COMPLETED)
+        for task in pending:
+            task.cancel()
+        for task in done:
+            task.result()
+
+    async def stop(self) -> None:
+        await self._stack.aclose()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        await self.stop()
+
+
+def summary(platform: Platform, admin_token: str | None) -> list[str]:
+    lines: list[str] = []
+    if platform.gateway is not None:
+        lines.append(f"gateway      {platform.gateway.url}  "
+                     f"(https://<namespace>.{platform.options.domain}/<worker>/...)")
+    if platform.api is not None:
+        lines.append(f"control API  {platform.api.url}")
+    if platform.state is not None:
+        lines.append(f"state        {platform.state.url}")
+    if platform.projector_health is not None:
+        lines.append(f"projector    {platform.projector_health.url}/healthz")
+    if platform.settings.embedded and platform.options.components - {"gateway"}:
+        lines.append(f"data         {platform.settings.data_dir}")
+    if admin_token:
+        lines.append(f"admin token  {admin_token}")
+    return lines
+
