@@ -16,7 +16,12 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError
+from aiokafka.errors import (
+    KafkaError,
+    OutOfOrderSequenceNumber,
+    ProducerFenced,
+    UnknownProducerId,
+)
 
 from eventlog.codec import DEFAULT_CODEC, Codec
 from eventlog.errors import LogUnavailable, PartitionCountMismatch
@@ -62,6 +67,10 @@ class KafkaEventLog(EventLog):
             raise ValueError("partitions must be positive")
         self.settings = settings
         self._producer: AIOKafkaProducer | None = None
+        self._replace_lock = asyncio.Lock()
+        self._retiring: set[asyncio.Task[None]] = set()
+        self.producer_replacements = 0
+        """How often a broken producer was replaced (observability and tests)."""
         self._meta: AIOKafkaConsumer | None = None
         self._partitions: int | None = None
         self._tps: list[TopicPartition] = []
@@ -82,15 +91,7 @@ class KafkaEventLog(EventLog):
         if self._producer is not None:
             return
         s = self.settings
-        producer = AIOKafkaProducer(
-            bootstrap_servers=s.bootstrap_servers,
-            client_id=s.client_id,
-            acks="all",
-            enable_idempotence=True,
-            linger_ms=s.linger_ms,
-            request_timeout_ms=s.request_timeout_ms,
-            max_request_size=s.max_event_bytes + _RECORD_OVERHEAD,
-        )
+        producer = self._new_producer()
         meta = self._consumer()
         try:
             async with asyncio.timeout(s.connect_timeout_s):
@@ -114,13 +115,57 @@ class KafkaEventLog(EventLog):
         self._producer = self._meta = None
         self._partitions = None
         await self._close_quietly(producer, meta)
+        retiring, self._retiring = self._retiring, set()
+        if retiring:
+            await asyncio.gather(*retiring, return_exceptions=True)
 
-    @staticmethod
-    async def _close_quietly(*clients: AIOKafkaProducer | AIOKafkaConsumer | None) -> None:
+    async def _close_quietly(self, *clients: AIOKafkaProducer | AIOKafkaConsumer | None) -> None:
         for client in clients:
-            if client is not None:
-                with contextlib.suppress(KafkaError, OSError):
+            if client is None:
+                continue
+            # Bounded: an idempotent producer flushes forever while the broker is down.
+            with contextlib.suppress(KafkaError, OSError, TimeoutError):
+                async with asyncio.timeout(self.settings.connect_timeout_s):
                     await client.stop()
+
+    def _new_producer(self) -> AIOKafkaProducer:
+        s = self.settings
+        return AIOKafkaProducer(
+            bootstrap_servers=s.bootstrap_servers,
+            client_id=s.client_id,
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=s.linger_ms,
+            request_timeout_ms=s.request_timeout_ms,
+            max_request_size=s.max_event_bytes + _RECORD_OVERHEAD,
+        )
+
+    async def _replace_producer(self, broken: AIOKafkaProducer) -> None:
+        """Swap in a new producer (new producer id, sequences from 0).
+
+        aiokafka never resets an idempotent producer's sequence state: after
+        OutOfOrderSequenceNumber (seen when the broker restarts with batches in
+        flight) every later batch of that partition is refused again. A fresh
+        producer id is the way out; callers retry with the same event id.
+        """
+        async with self._replace_lock:
+            if self._producer is not broken:
+                return  # another append already replaced it
+            fresh = self._new_producer()
+            try:
+                async with asyncio.timeout(self.settings.connect_timeout_s):
+                    await fresh.start()
+            except (KafkaError, OSError, TimeoutError) as exc:
+                await self._close_quietly(fresh)
+                raise LogUnavailable(
+                    f"Kafka producer needs replacing and the broker is unavailable: {exc!r}",
+                    outcome_unknown=True,
+                ) from exc
+            self._producer = fresh
+            self.producer_replacements += 1
+            task = asyncio.create_task(self._close_quietly(broken))
+            self._retiring.add(task)
+            task.add_done_callback(self._retiring.discard)
 
     def _consumer(self) -> AIOKafkaConsumer:
         s = self.settings
@@ -216,6 +261,8 @@ class KafkaEventLog(EventLog):
         remaining = max(0.0, deadline - loop.time())
         _, pending = await asyncio.wait(futures, timeout=remaining)
         if pending:
+            if _sender_died(producer):
+                await self._replace_producer(producer)
             raise LogUnavailable(
                 f"{len(pending)} of {len(events)} appends not acknowledged within "
                 f"{self.settings.append_timeout_s}s; they may still be written",
@@ -225,9 +272,11 @@ class KafkaEventLog(EventLog):
         for event, future in zip(events, futures, strict=True):
             error = future.exception()
             if error is not None:
+                if isinstance(error, _PRODUCER_STATE_ERRORS) or _sender_died(producer):
+                    await self._replace_producer(producer)
                 raise LogUnavailable(
                     f"Kafka refused an append to partition {event.partition}: {error!r}",
-                    outcome_unknown=len(events) > 1,
+                    outcome_unknown=True,
                 ) from error
             offset = future.result().offset
             if offset < 0:
@@ -327,6 +376,16 @@ class KafkaEventLog(EventLog):
                     break
                 records.append(make(tp.partition, m.offset, m.value, m.timestamp))
         return records
+
+
+_PRODUCER_STATE_ERRORS = (OutOfOrderSequenceNumber, UnknownProducerId, ProducerFenced)
+
+
+def _sender_died(producer: AIOKafkaProducer) -> bool:
+    # aiokafka's sender task exits on fatal producer errors and then nothing is
+    # ever delivered; there is no public flag for it.
+    task = getattr(getattr(producer, "_sender", None), "sender_task", None)
+    return task is not None and task.done()
 
 
 def _consume_outcome(future: asyncio.Future[Any]) -> None:
