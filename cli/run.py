@@ -50,6 +50,7 @@ MaxStale = Annotated[int, typer.Option("--recycle-stale", help="recycle workerd 
 
 def _run(settings: Settings, options: PlatformOptions, admin_token: str | None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
     async def main() -> None:
         stop = asyncio.Event()

@@ -1,0 +1,108 @@
+"""`wdl dev` from scratch: a fresh data dir, the hello example deployed with the CLI,
+served through the gateway, and still served after Ctrl-C and a restart."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from harness.endpoints import ROOT, Endpoints
+from harness.workerd import free_port
+
+WDL = str(Path(sys.executable).with_name("wdl"))
+
+
+class Dev:
+    def __init__(self, data_dir: Path, workerd_bin: str) -> None:
+        self.api_port, self.gateway_port = free_port(), free_port()
+        self.env = {k: v for k, v in os.environ.items()
+                    if not k.startswith("WDL_") and k not in (
+                        "REDIS_URL", "KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL")}
+        self.env.update({"WDL_DATA_DIR": str(data_dir), "WORKERD_BIN": workerd_bin,
+                         "PYTHONUNBUFFERED": "1"})
+        self.log = data_dir.parent / "dev.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        seen = self.log.stat().st_size if self.log.exists() else 0
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [WDL, "dev", "--api-port", str(self.api_port),
+                 "--gateway-port", str(self.gateway_port)],
+                env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, self.log.read_text()[-3000:]
+            if b"ready; Ctrl-C stops" in self.log.read_bytes()[seen:]:
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"wdl dev did not start:\n{self.log.read_text()[-3000:]}")
+
+    def interrupt(self) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGINT)
+        code = self.proc.wait(timeout=30)
+        self.proc = None
+        return code
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def cli(self, *args: str, stdin: str | None = None) -> str:
+        token = (Path(self.env["WDL_DATA_DIR"]) / "admin.token").read_text().strip()
+        env = {**self.env, "WDL_CONTROL_URL": f"http://127.0.0.1:{self.api_port}",
+               "WDL_TOKEN": token, "WDL_CONFIG": str(Path(self.env["WDL_DATA_DIR"]) / "x.toml")}
+        done = subprocess.run([WDL, *args], env=env, input=stdin, capture_output=True,
+                              text=True, timeout=120, cwd=ROOT)
+        assert done.returncode == 0, done.stderr + done.stdout
+        return done.stdout
+
+    def get(self, host: str, path: str) -> httpx.Response:
+        return httpx.get(f"http://127.0.0.1:{self.gateway_port}{path}",
+                         headers={"host": host}, timeout=10)
+
+
+@pytest.fixture
+def dev(services: Endpoints, tmp_path: Path) -> Iterator[Dev]:
+    assert services.workerd_bin
+    d = Dev(tmp_path / "data", services.workerd_bin)
+    try:
+        yield d
+    finally:
+        d.kill()
+
+
+def test_wdl_dev_serves_the_hello_example_and_survives_a_restart(dev: Dev) -> None:
+    dev.start()
+    token_file = Path(dev.env["WDL_DATA_DIR"]) / "admin.token"
+    assert token_file.stat().st_mode & 0o077 == 0
+    assert token_file.read_text().strip() in dev.log.read_text()  # printed for the user
+    dev.cli("ns", "create", "demo")
+    dev.cli("deploy", str(ROOT / "examples" / "hello"), "--ns", "demo")
+    r = dev.get("demo.workers.local", "/hello/there")
+    assert (r.status_code, r.text) == (200, "Hello from WDL! You asked for /there\n")
+    dev.cli("deploy", str(ROOT / "examples" / "greeter"), "--ns", "demo")
+    dev.cli("secret", "put", "API_TOKEN", "--ns", "demo", "--worker", "greeter",
+            stdin="dev-token")
+    assert dev.get("demo.workers.local", "/greeter/?at=work").text == "Howdy from Berlin!\n"
+    assert dev.interrupt() == 0
+    log = dev.log.read_text()
+    assert "stopping" in log and "Traceback" not in log
+
+    dev.start()
+    r = dev.get("demo.workers.local", "/hello/again")
+    assert (r.status_code, r.text) == (200, "Hello from WDL! You asked for /again\n")
+    r = httpx.get(f"http://127.0.0.1:{dev.gateway_port}/greeter/whoami", timeout=10,
+                  headers={"host": "demo.workers.local", "authorization": "Bearer dev-token"})
+    assert r.json() == {"authorized": True, "secretConfigured": True}
+    assert dev.interrupt() == 0
