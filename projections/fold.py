@@ -223,6 +223,10 @@ class PartitionFold:
                 new_version = handler(payload, env, out)
                 verdict = Verdict(event_id, True, None, "accepted", partition, offset,
                                   new_version)
+                # Every aggregate's version, even after its document is gone (purge,
+                # release), so writers can always state the version they expect.
+                out.set(keys.AGGREGATES, f"{env.aggregate_kind}:{env.aggregate_id}",
+                        str(new_version))
             except Reject as rej:
                 verdict = Verdict(event_id, False, rej.code, rej.message, partition, offset,
                                   agg_version)

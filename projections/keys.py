@@ -15,6 +15,7 @@ LEASES = "leases"
 TOKENS = "tokens"
 TOKEN_HASHES = "token_hashes"
 APPLIED = "applied"
+AGGREGATES = "aggregates"
 
 
 def workers(namespace: str) -> str:

@@ -81,6 +81,11 @@ class ProjectionReader:
                                partition, offset, 0)
         return found
 
+    async def aggregate_version(self, kind: str, aggregate_id: str) -> int:
+        """Accepted events of an aggregate so far (0 if none): the `expected_version` to send."""
+        value = await self.store.hget(keys.AGGREGATES, f"{kind}:{aggregate_id}")
+        return 0 if value is None else int(value)
+
     async def idempotent_event(self, key: str, partition: int) -> str | None:
         return await self.store.hget(keys.idempotency(partition), key)
 
