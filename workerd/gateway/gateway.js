@@ -100,7 +100,7 @@ async function syncOnce(env) {
 // Each round is started by a request that itself waits for it (never from a
 // promise reaction of another request, whose I/O context may be gone), and
 // shared with every request that arrived before it started.
-async function barrier(env) {
+async function barrier(env, ctx) {
   const arrival = ++arrivals;
   for (;;) {
     const r = round;
@@ -112,16 +112,19 @@ async function barrier(env) {
       const mine = { seq: arrivals, startedAt: Date.now(), promise: null };
       mine.promise = syncOnce(env).finally(() => { if (round === mine) round = null; });
       round = mine;
+      // Other requests wait for this round: keep it running even if this
+      // request's client goes away (its handler is then cancelled).
+      ctx.waitUntil(mine.promise.catch(() => {}));
       return mine.promise;
     }
     if (r.seq >= arrival) return r.promise; // started after this request arrived
-    await r.promise.then(() => {}, () => {});
+    await withTimeout(r.promise, SYNC_TIMEOUT_MS, "the state service").catch(() => {});
   }
 }
 
-async function fresh(env) {
+async function fresh(env, ctx) {
   try {
-    await withTimeout(barrier(env), SYNC_TIMEOUT_MS, "the state service");
+    await withTimeout(barrier(env, ctx), SYNC_TIMEOUT_MS, "the state service");
   } catch (err) {
     if (st.epoch >= 0 && Date.now() - st.syncedAt <= STALE_BOUND_MS) return;
     throw err instanceof PlatformError ? err
@@ -199,7 +202,7 @@ async function fetchCode(env, ns, worker, version) {
 
 // The code is fetched *before* LOADER.get(): a failing callback would poison
 // the id for the life of the process, a failed fetch here only fails this request.
-async function stubFor(env, ns, worker, entry) {
+async function stubFor(env, ctx, ns, worker, entry) {
   let id = entry.id;
   if (st.ready.has(id)) {
     return env.LOADER.get(id, async () => (await fetchCode(env, ns, worker, entry.version)).code);
@@ -211,6 +214,7 @@ async function stubFor(env, ns, worker, entry) {
       if (st.pending.get(id) === mine) st.pending.delete(id);
     });
     st.pending.set(id, mine);
+    ctx.waitUntil(mine.promise.catch(() => {}));
     pending = mine;
   }
   const loaded = await withTimeout(pending.promise, BUNDLE_TIMEOUT_MS, "the bundle fetch");
@@ -227,14 +231,14 @@ async function stubFor(env, ns, worker, entry) {
 
 // --- entry ---------------------------------------------------------------------
 
-async function handle(request, env) {
+async function handle(request, env, ctx) {
   const url = new URL(request.url);
   if (url.pathname === "/__wdl/healthz") {
     return new Response(JSON.stringify({ ok: true, instance: env.INSTANCE }) + "\n", {
       headers: { "content-type": "application/json", "cache-control": "no-store" },
     });
   }
-  await fresh(env);
+  await fresh(env, ctx);
   const host = request.headers.get("host") || url.host;
   const domain = env.PLATFORM_DOMAIN;
   const bare = host.toLowerCase().split(":")[0];
@@ -244,7 +248,7 @@ async function handle(request, env) {
   if (target.code) return reply(404, target.code, target.message);
   const entry = await lookup(env, target.namespace, target.worker);
   if (entry.missing) return reply(404, entry.missing.code, entry.missing.message);
-  const stub = await stubFor(env, target.namespace, target.worker, entry);
+  const stub = await stubFor(env, ctx, target.namespace, target.worker, entry);
   const inner = new Request(url.origin + target.path + url.search, request);
   try {
     return await stub.getEntrypoint().fetch(inner);
@@ -261,9 +265,9 @@ async function handle(request, env) {
 }
 
 export default {
-  async fetch(request, env) {
+  async fetch(request, env, ctx) {
     try {
-      return await handle(request, env);
+      return await handle(request, env, ctx);
     } catch (err) {
       if (err instanceof PlatformError) return reply(err.status, err.code, err.message);
       console.error(`wdl gateway: ${err && err.stack || err}`);

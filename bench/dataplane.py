@@ -1,0 +1,187 @@
+"""`python -m bench dataplane`: throughput and latency of the workerd data plane.
+
+One run, on the embedded backends in a temporary directory (the data path is
+gateway -> state service -> projection, the same code as on Redis):
+
+* `gateway_rps`: wrk through the gateway to a dynamically loaded tenant worker;
+* `baseline_rps`: the same wrk against bare workerd serving that worker statically;
+* `cold_load_p50_ms`: first request to never-seen versions (route miss, bundle
+  fetch, isolate load), one worker each;
+* `promote_to_served_p99_ms`: promote acknowledged by the control API -> first
+  response from the new version (polling from the ack on);
+* plus warm latency, a recycle's duration, and the wrk parameters.
+
+Needs `wrk` (Debian: `apt-get install wrk`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import re
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from harness.workerd import (
+    Config,
+    EsModule,
+    ServiceRef,
+    Socket,
+    Worker,
+    WorkerdProcess,
+    listening_socket,
+    write_config,
+)
+from services.dataplane.gateway import RecyclePolicy
+from services.platform import Platform, PlatformOptions
+from services.settings import Settings
+
+TOKEN = "wdl_admin_bench"
+HOST = "bench.workers.local"
+
+
+def tenant_source(marker: str) -> str:
+    return ("export default { async fetch(req) { return new Response("
+            f"'hello world {marker}\\n'); }} }};")
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+async def wrk(url: str, host: str, *, seconds: int, connections: int, threads: int) -> float:
+    binary = shutil.which("wrk")
+    if binary is None:
+        raise SystemExit("wrk is not installed: apt-get install wrk (Debian)")
+    proc = await asyncio.create_subprocess_exec(
+        binary, f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "-H", f"Host: {host}", url,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await proc.communicate()
+    text = out.decode()
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    if proc.returncode != 0 or bad:
+        raise RuntimeError(f"wrk failed or got errors:\n{text}{err.decode()}")
+    found = re.search(r"Requests/sec:\s+([\d.]+)", text)
+    if found is None:
+        raise RuntimeError(f"unexpected wrk output:\n{text}")
+    return float(found.group(1))
+
+
+class Api:
+    def __init__(self, client: httpx.AsyncClient, ns: str) -> None:
+        self.client = client
+        self.ns = ns
+
+    async def upload(self, worker: str, source: str, *, promote: bool) -> float:
+        """Upload (and maybe promote) a version; returns the monotonic time of the ack."""
+        body = {"main_module": "index.js", "compatibility_date": "2025-06-01",
+                "modules": [{"name": "index.js", "type": "esm",
+                             "content_b64": base64.b64encode(source.encode()).decode()}]}
+        r = await self.client.post(f"/v1/namespaces/{self.ns}/workers/{worker}/versions",
+                                   json=body, params={"promote": str(promote).lower()})
+        r.raise_for_status()
+        return time.perf_counter()
+
+
+async def baseline(source: str, args: argparse.Namespace, work: Path) -> float:
+    config = Config(services=[Worker("tenant", [EsModule("index.js", source)], "2025-06-01")],
+                    sockets=[Socket("http", ServiceRef("tenant"))])
+    path = write_config(config, work / "baseline.capnp")
+    with listening_socket("127.0.0.1", 0) as sock:
+        async with WorkerdProcess(path, socket_fds={"http": sock}, binary=args.workerd):
+            url = f"http://127.0.0.1:{sock.getsockname()[1]}/hello/"
+            await wrk(url, HOST, seconds=2, connections=args.connections, threads=args.threads)
+            return await wrk(url, HOST, seconds=args.seconds, connections=args.connections,
+                             threads=args.threads)
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="wdl-bench-") as tmp:
+        work = Path(tmp)
+        settings = Settings.from_env({"WDL_DATA_DIR": str(work / "data"),
+                                      "WDL_ADMIN_TOKEN": TOKEN}, embedded=True)
+        options = PlatformOptions(api_port=0, gateway_port=0, state_port=0,
+                                  workerd_bin=args.workerd, recycle=RecyclePolicy(interval=0))
+        async with Platform(settings, options) as platform, httpx.AsyncClient(
+                base_url=platform.api.url if platform.api else "", timeout=30,
+                headers={"authorization": f"Bearer {TOKEN}"}) as client, \
+                httpx.AsyncClient(timeout=30, headers={"host": HOST}) as web:
+            assert platform.gateway is not None
+            gw = platform.gateway.url
+            (await client.post("/v1/namespaces", json={"name": "bench"})).raise_for_status()
+            api = Api(client, "bench")
+
+            # Throughput: gateway -> dynamically loaded worker.
+            await api.upload("hello", tenant_source("v0"), promote=True)
+            await wrk(gw + "/hello/", HOST, seconds=2, connections=args.connections,
+                      threads=args.threads)
+            gateway_rps = await wrk(gw + "/hello/", HOST, seconds=args.seconds,
+                                    connections=args.connections, threads=args.threads)
+            warm = []
+            for _ in range(50):
+                t0 = time.perf_counter()
+                (await web.get(gw + "/hello/")).raise_for_status()
+                warm.append((time.perf_counter() - t0) * 1000)
+
+            # Cold loads: one never-seen version per worker, first request timed.
+            for i in range(args.samples):
+                await api.upload(f"cold-{i}", tenant_source(f"cold{i}"), promote=True)
+            cold = []
+            for i in range(args.samples):
+                t0 = time.perf_counter()
+                r = await web.get(f"{gw}/cold-{i}/")
+                cold.append((time.perf_counter() - t0) * 1000)
+                assert r.text == f"hello world cold{i}\n", r.text
+
+            # Promote acknowledged -> first response from the new version.
+            promote = []
+            for i in range(args.samples):
+                marker = f"p{i}"
+                acked = await api.upload("hello", tenant_source(marker), promote=True)
+                polls = 0
+                while True:
+                    polls += 1
+                    r = await web.get(gw + "/hello/")
+                    if r.text == f"hello world {marker}\n":
+                        break
+                promote.append((time.perf_counter() - acked) * 1000)
+                if polls != 1:
+                    raise RuntimeError(f"read-your-writes broken: {polls} requests after the ack")
+
+            stats = await platform.gateway.stats()
+            report = await platform.gateway.recycle("bench")
+
+        base = await baseline(tenant_source("v0"), args, work)
+    return {
+        "gateway_rps": round(gateway_rps, 1),
+        "baseline_rps": round(base, 1),
+        "ratio": round(gateway_rps / base, 3),
+        "cold_load_p50_ms": round(statistics.median(cold), 2),
+        "cold_load_p99_ms": round(percentile(cold, 0.99), 2),
+        "promote_to_served_p50_ms": round(statistics.median(promote), 2),
+        "promote_to_served_p99_ms": round(percentile(promote, 0.99), 2),
+        "warm_request_p50_ms": round(statistics.median(warm), 2),
+        "recycle_ms": round(report.seconds * 1000, 1),
+        "isolates_before_recycle": stats,
+        "wrk": {"threads": args.threads, "connections": args.connections,
+                "seconds": args.seconds},
+        "samples": args.samples,
+    }
+
+
+def main(argv: list[str]) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(prog="python -m bench dataplane")
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--samples", type=int, default=40)
+    parser.add_argument("--workerd", default=None, help="workerd binary (default: pinned)")
+    return asyncio.run(run(parser.parse_args(argv)))
