@@ -143,15 +143,19 @@ class WorkerVersionUploaded(_WorkerEvent, frozen=True, kw_only=True):
             raise InvalidEvent("modules", f"more than {MAX_MODULES} modules")
         names: set[str] = set()
         for i, module in enumerate(self.modules):
-            field = f"modules[{i}]"
-            if not isinstance(module, ModuleRef):
-                raise InvalidEvent(field, "must be a ModuleRef")
-            v.text(f"{field}.name", module.name, max_len=v.MODULE_NAME_MAX)
-            if module.name in names:
-                raise InvalidEvent(f"{field}.name", f"{module.name!r} appears twice")
+            # Fast path first; the precise message is only worked out on failure.
+            if not (
+                type(module) is ModuleRef
+                and type(module.name) is str
+                and 0 < len(module.name) <= v.MODULE_NAME_MAX
+                and module.name not in names
+                and type(module.sha256) is str
+                and v.SHA256_HEX_RE.fullmatch(module.sha256) is not None
+                and type(module.size) is int
+                and module.size >= 0
+            ):
+                _refuse_module(i, module, names)
             names.add(module.name)
-            v.sha256_hex(f"{field}.sha256", module.sha256)
-            v.non_negative(f"{field}.size", module.size)
         main = next((m for m in self.modules if m.name == self.main_module), None)
         if main is None:
             raise InvalidEvent("main_module", f"{self.main_module!r} is not one of the modules")
@@ -191,6 +195,18 @@ class WorkerVersionUploaded(_WorkerEvent, frozen=True, kw_only=True):
                 raise InvalidEvent(f"{field}.kind", f"unknown binding kind {binding.kind!r}")
             if len(binding.value) > MAX_VAR_BYTES:
                 raise InvalidEvent(f"{field}.value", f"longer than {MAX_VAR_BYTES} characters")
+
+
+def _refuse_module(i: int, module: object, names: set[str]) -> None:
+    field = f"modules[{i}]"
+    if not isinstance(module, ModuleRef):
+        raise InvalidEvent(field, "must be a ModuleRef")
+    v.text(f"{field}.name", module.name, max_len=v.MODULE_NAME_MAX)
+    if module.name in names:
+        raise InvalidEvent(f"{field}.name", f"{module.name!r} appears twice")
+    v.sha256_hex(f"{field}.sha256", module.sha256)
+    v.non_negative(f"{field}.size", module.size)
+    raise InvalidEvent(field, "is not a valid module")
 
 
 class VersionPromoted(_WorkerEvent, frozen=True, kw_only=True):
