@@ -376,6 +376,23 @@ def ns_list(as_json: JsonOpt = False, url: UrlOpt = None, token: TokenOpt = None
                  ("created_at", "created")], {"created_at": when})
 
 
+cron_app = typer.Typer(help="Cron triggers and their runs.", no_args_is_help=True)
+
+
+@cron_app.command("runs")
+def cron_runs(worker: str, ns: NsOpt = None, as_json: JsonOpt = False, url: UrlOpt = None,
+              token: TokenOpt = None, profile: ProfileOpt = None) -> None:
+    """Recent cron slots of WORKER, newest first: claimed, ok, error or timeout."""
+    with connect(url, token, profile, ns, need_namespace=True) as (client, namespace):
+        rows = client.get(f"{_ws(namespace, worker)}/cron-runs")
+    if as_json:
+        print_json(rows)
+        return
+    table(rows, [("slot_ms", "slot"), ("cron", "cron"), ("status", "status"),
+                 ("duration_ms", "ms"), ("version_id", "version"), ("holder", "replica"),
+                 ("error", "error")], {"slot_ms": when})
+
+
 def register(app: typer.Typer) -> None:
     """Add the control-plane commands to the `wdl` app."""
     app.command("deploy")(deploy_cmd.deploy)
@@ -390,6 +407,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(lease_app, name="lease")
     app.add_typer(tokens_app, name="tokens")
     app.add_typer(ns_app, name="ns")
+    app.add_typer(cron_app, name="cron")
 
 
 __all__ = ["ApiFailure", "register"]

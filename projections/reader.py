@@ -131,6 +131,10 @@ class ProjectionReader:
     async def cron_schedule(self) -> dict[str, dict[str, Any]]:
         return {k: _json(v) for k, v in (await self.store.hgetall(keys.CRON)).items()}
 
+    async def cron_runs(self, namespace: str, worker: str) -> dict[str, dict[str, Any]]:
+        raw = await self.store.hgetall(keys.cron_runs(namespace, worker))
+        return {k: _json(v) for k, v in raw.items()}
+
     async def lease(self, scope: str) -> dict[str, Any] | None:
         return _json(await self.store.hget(keys.LEASES, scope))  # type: ignore[no-any-return]
 

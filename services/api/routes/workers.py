@@ -29,6 +29,7 @@ from services.api.routes.common import (
     namespace_doc,
     worker_doc,
 )
+from services.scheduler.scheduler import runs_of
 
 router = APIRouter(prefix="/v1/namespaces/{ns}/workers", tags=["workers"])
 VersionId = Annotated[str, Path(pattern=ID_PATTERN)]
@@ -65,6 +66,15 @@ async def show_worker(ns: Namespace, worker: WorkerName, ctx: Ctx,
                       principal: Auth) -> dict[str, Any]:
     await namespace_doc(ctx, principal, ns)
     return _worker_view(worker, await worker_doc(ctx, ns, worker))
+
+
+@router.get("/{worker}/cron-runs", responses=READ_ERRORS)
+async def cron_runs(ns: Namespace, worker: WorkerName, ctx: Ctx,
+                    principal: Auth) -> list[dict[str, Any]]:
+    """Recent cron slots of a worker (newest first): claimed, ok, error or timeout."""
+    await namespace_doc(ctx, principal, ns)
+    await worker_doc(ctx, ns, worker)
+    return runs_of(await ctx.reader.cron_runs(ns, worker))
 
 
 @router.get("/{worker}/versions", responses=READ_ERRORS)
