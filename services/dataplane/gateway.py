@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import secrets
 import socket
 import tempfile
@@ -72,7 +73,8 @@ class Gateway:
         self.state_url = state_url.rstrip("/")
         self.host = host
         self.port = port
-        self.binary = binary
+        # WORKERD_BIN (set by the harness and the Docker image) before the pinned npm copy.
+        self.binary = binary or os.environ.get("WORKERD_BIN") or None
         self.policy = policy or RecyclePolicy()
         self.stop_timeout = stop_timeout
         self.recycles: list[RecycleReport] = []
