@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -107,6 +108,35 @@ def _merge(parts: Mapping[int, Changes]) -> Changes:
 
 
 Progress = Callable[[int], None]
+
+# Folding allocates several container objects per event while the fold state
+# (hundreds of thousands of long-lived objects) sits in the old generations.
+# With the default thresholds the collector runs every 700 allocations and
+# cost a quarter of a rebuild's time finding nothing: the fold builds no
+# reference cycles. While any projector folds, collect young objects less
+# often and freeze what existed before (modules, settings); both are undone
+# when the last one stops. Memory is unaffected except for real cycles,
+# which are still collected, only later.
+_RELAXED_GC = (50_000, 20, 10)
+_gc_users = 0
+_gc_saved: tuple[int, int, int] = gc.get_threshold()
+
+
+@contextlib.contextmanager
+def relaxed_gc() -> Iterator[None]:
+    global _gc_users, _gc_saved
+    if _gc_users == 0:
+        _gc_saved = gc.get_threshold()
+        gc.freeze()
+        gc.set_threshold(*_RELAXED_GC)
+    _gc_users += 1
+    try:
+        yield
+    finally:
+        _gc_users -= 1
+        if _gc_users == 0:
+            gc.set_threshold(*_gc_saved)
+            gc.unfreeze()
 
 
 class Projector:
@@ -214,6 +244,11 @@ class Projector:
 
     async def _consume(self, batches: AsyncIterator[list[Record]], progress: Progress | None,
                        *, follow: bool = False) -> None:
+        with relaxed_gc():
+            await self._consume_batches(batches, progress, follow)
+
+    async def _consume_batches(self, batches: AsyncIterator[list[Record]],
+                               progress: Progress | None, follow: bool) -> None:
         # Fold the next batch while the previous one is written.
         pending: asyncio.Task[None] | None = None
         last_gen_check = 0.0
