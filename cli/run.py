@@ -2,9 +2,11 @@
 
 * `wdl dev`: everything in one process on embedded backends under
   `WDL_DATA_DIR` (default `.wdl/dev`): control API, projector, state service
-  and the gateway workerd. No external servers. State survives a restart.
+  the gateway workerd and the cron scheduler. No external servers. State
+  survives a restart.
 * `wdl up`: the same against Kafka/Redis/PostgreSQL/S3 from the environment
-  (e.g. `set -a; . .wdl/services.env; set +a`); `--only api|projector|state|gateway`
+  (e.g. `set -a; . .wdl/services.env; set +a`);
+  `--only api|projector|state|gateway|scheduler`
   runs one of them alone, for multi-replica deployments.
 * `wdl health api|projector|state|gateway`: exit 0 if that process answers.
 
@@ -104,6 +106,9 @@ def up(only: Annotated[list[str] | None, typer.Option(
            "--state-url", help="state service URL, for --only gateway "
            "[env WDL_STATE_URL]")] = None,
        projector_health_port: Annotated[int, typer.Option("--projector-health-port")] = 8791,
+       gateway_url: Annotated[str | None, typer.Option(
+           "--gateway-url", help="gateway URL, for --only scheduler "
+           "[env WDL_GATEWAY_URL]")] = None,
        domain: Domain = "workers.local", recycle_stale: MaxStale = 64) -> None:
     """Run the platform against Kafka/Redis/PostgreSQL/S3 configured in the environment."""
     try:
@@ -117,6 +122,7 @@ def up(only: Annotated[list[str] | None, typer.Option(
         gateway_host=gateway_host, gateway_port=gateway_port, state_host=state_host,
         state_port=state_port, projector_health_port=projector_health_port, domain=domain,
         state_url=state_url or os.environ.get("WDL_STATE_URL"),
+        gateway_url=gateway_url or os.environ.get("WDL_GATEWAY_URL"),
         recycle=RecyclePolicy(max_stale=recycle_stale))
     _run(settings, options, None)
 

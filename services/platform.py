@@ -10,6 +10,7 @@ import contextlib
 import logging
 import os
 import secrets
+import socket
 from collections.abc import Awaitable
 from dataclasses import dataclass, field, replace
 from types import TracebackType
@@ -22,17 +23,22 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from projections.projector import Projector
+from projections.reader import ProjectionReader
 from projections.runtime import Backends, open_backends
 from services.blobstore import BlobStore, open_blob_store
 from services.crypto import Keyring, load_keyring
 from services.dataplane.config import GatewayOptions
 from services.dataplane.gateway import Gateway, RecyclePolicy
+from services.leases import LeaseClient
+from services.scheduler.clock import SystemClock
+from services.scheduler.dispatch import GatewayDispatcher
+from services.scheduler.scheduler import Scheduler
 from services.serving import HttpServer
 from services.settings import Settings
 from services.state.service import StateService
 
 log = logging.getLogger("wdl.platform")
-COMPONENTS = ("api", "projector", "state", "gateway")
+COMPONENTS = ("api", "projector", "state", "gateway", "scheduler")
 DEV_KEY_FILE = "root.keys"  # same file the control API uses in embedded mode
 TOKEN_FILE = "admin.token"
 
@@ -51,6 +57,10 @@ class PlatformOptions:
     state_url: str | None = None  # gateway alone: where the state service is
     workerd_bin: str | None = None
     recycle: RecyclePolicy = field(default_factory=RecyclePolicy)
+    gateway_url: str | None = None  # scheduler alone: where to dispatch
+    # Shared by the gateway and the scheduler (WDL_INTERNAL_TOKEN); one per process if unset.
+    internal_token: str = field(
+        default_factory=lambda: os.environ.get("WDL_INTERNAL_TOKEN") or secrets.token_urlsafe(32))
 
 
 def dev_admin_token(settings: Settings) -> str:
@@ -93,6 +103,9 @@ class Platform:
         self._stop_projector = asyncio.Event()
         self._projector: asyncio.Task[None] | None = None
         self._projector_ref: Projector | None = None
+        self.scheduler: Scheduler | None = None
+        self._stop_scheduler = asyncio.Event()
+        self._scheduler_task: asyncio.Task[None] | None = None
 
     def wants(self, name: str) -> bool:
         return name in self.options.components
@@ -107,6 +120,7 @@ class Platform:
     async def _start(self) -> None:
         o, s = self.options, self.settings
         state_url = o.state_url
+        backends: Backends | None = None
         if self.options.components - {"gateway"}:
             backends = await self._stack.enter_async_context(open_backends(s))
             keyring = load_keyring(dev_key_file=s.data_dir / DEV_KEY_FILE
@@ -126,11 +140,39 @@ class Platform:
         if self.wants("gateway"):
             assert state_url is not None
             address = urlsplit(state_url).netloc
-            self.gateway = Gateway(GatewayOptions(address, o.domain), state_url=state_url,
+            self.gateway = Gateway(GatewayOptions(address, o.domain, o.internal_token),
+                                   state_url=state_url,
                                    host=o.gateway_host, port=o.gateway_port,
                                    binary=o.workerd_bin, policy=o.recycle)
             await self.gateway.start()
             self._stack.push_async_callback(self.gateway.stop)
+        if self.wants("scheduler"):
+            assert backends is not None
+            gateway_url = self.gateway.url if self.gateway is not None else o.gateway_url
+            if not gateway_url:
+                raise ValueError("the scheduler alone needs --gateway-url")
+            await self._start_scheduler(backends, gateway_url)
+
+    async def _start_scheduler(self, backends: Backends, gateway_url: str) -> None:
+        dispatcher = GatewayDispatcher(gateway_url, self.options.internal_token)
+        await dispatcher.start()
+        self._stack.push_async_callback(dispatcher.stop)
+        reader = ProjectionReader(backends.store)
+        holder = os.environ.get("WDL_SCHEDULER_ID") or f"{socket.gethostname()}-{os.getpid()}"
+        clock = SystemClock()
+        self.scheduler = Scheduler(
+            leases=LeaseClient(backends.log, reader, clock, actor=f"scheduler:{holder}"),
+            reader=reader, dispatcher=dispatcher, clock=clock, holder=holder)
+        self._scheduler_task = asyncio.create_task(self.scheduler.run(self._stop_scheduler),
+                                                   name="wdl-scheduler")
+
+        async def stop_scheduler() -> None:
+            self._stop_scheduler.set()
+            if self._scheduler_task is not None:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._scheduler_task
+
+        self._stack.push_async_callback(stop_scheduler)
 
     async def _start_api(self, backends: Backends, keyring: Keyring, blobs: BlobStore) -> None:
         from services.api.app import create_app
@@ -180,6 +222,8 @@ class Platform:
             waits.append(self.api.wait())
         if self._projector is not None:
             waits.append(asyncio.shield(self._projector))
+        if self._scheduler_task is not None:
+            waits.append(asyncio.shield(self._scheduler_task))
         if not waits:
             await asyncio.Event().wait()
         done, pending = await asyncio.wait([asyncio.ensure_future(w) for w in waits],
@@ -210,6 +254,8 @@ def summary(platform: Platform, admin_token: str | None) -> list[str]:
         lines.append(f"control API  {platform.api.url}")
     if platform.state is not None:
         lines.append(f"state        {platform.state.url}")
+    if platform.scheduler is not None:
+        lines.append(f"scheduler    {platform.scheduler.holder} (lease `scheduler`)")
     if platform.projector_health is not None:
         lines.append(f"projector    {platform.projector_health.url}/healthz")
     if platform.settings.embedded and platform.options.components - {"gateway"}:

@@ -54,6 +54,7 @@ def gateway_sources(directory: Path | None = None) -> list[EsModule]:
 class GatewayOptions:
     state_address: str  # host:port of the state service
     domain: str = "workers.local"
+    internal_token: str = ""  # guards /__wdl/scheduled; empty disables it
 
 
 def gateway_config(options: GatewayOptions, instance: str) -> Config:
@@ -66,6 +67,7 @@ def gateway_config(options: GatewayOptions, instance: str) -> Config:
             ServiceBinding("STATE", ServiceRef("state")),
             TextBinding("PLATFORM_DOMAIN", options.domain),
             TextBinding("INSTANCE", instance),
+            TextBinding("INTERNAL_TOKEN", options.internal_token),
         ],
         global_outbound=ServiceRef("no-network"),
     )

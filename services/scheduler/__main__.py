@@ -1,7 +1,8 @@
 """`python -m services.scheduler`: one scheduler replica from the environment.
 
 WDL_SCHEDULER_ID (default host-pid), WDL_SCHEDULER_SCOPE (lease scope, default
-`scheduler`), WDL_SCHEDULER_TTL_MS, WDL_SCHEDULER_CLOCK
+`scheduler`), WDL_SCHEDULER_TTL_MS, WDL_SCHEDULER_TICK_MS,
+WDL_SCHEDULER_CATCHUP_MS, WDL_SCHEDULER_CLOCK
 (`real_ms:virtual_ms:factor`, tests only), WDL_GATEWAY_URL and
 WDL_INTERNAL_TOKEN (where and how to dispatch), WDL_METRICS_PORT.
 """
@@ -53,7 +54,10 @@ async def main() -> None:
                 leases=LeaseClient(log, reader, clock, actor=f"scheduler:{holder}"),
                 reader=reader, dispatcher=dispatcher, clock=clock, holder=holder,
                 scope=os.environ.get("WDL_SCHEDULER_SCOPE", "scheduler"),
-                ttl_ms=int(os.environ.get("WDL_SCHEDULER_TTL_MS", "10000")), metrics=metrics)
+                ttl_ms=int(os.environ.get("WDL_SCHEDULER_TTL_MS", "10000")),
+                tick_ms=int(os.environ.get("WDL_SCHEDULER_TICK_MS", "500")),
+                catchup_ms=int(os.environ.get("WDL_SCHEDULER_CATCHUP_MS", "60000")),
+                metrics=metrics)
             await scheduler.run(stop)
         finally:
             await dispatcher.stop()

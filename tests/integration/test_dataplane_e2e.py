@@ -11,85 +11,22 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import sys
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 
-from harness.endpoints import ROOT, Endpoints
-from services.crypto import generate_root_key
-from services.dataplane.gateway import RecyclePolicy
-from services.platform import Platform, PlatformOptions
-from services.settings import Settings
-
-WDL = str(Path(sys.executable).with_name("wdl"))
-ADMIN = "wdl_admin_dataplane_test_token"
-HELLO = ROOT / "examples" / "hello"
-
-
-@dataclass
-class Stack:
-    platform: Platform
-    gateway: str
-    api: str
-    env: dict[str, str]
-    tmp: Path
-
-    async def wdl(self, *args: str, stdin: str | None = None, ok: bool = True) -> str:
-        proc = await asyncio.create_subprocess_exec(
-            WDL, *args, env=self.env, stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-        out, err = await proc.communicate(stdin.encode() if stdin is not None else None)
-        if ok and proc.returncode != 0:
-            raise AssertionError(f"wdl {' '.join(args)} failed ({proc.returncode}): "
-                                 f"{err.decode()}{out.decode()}")
-        return out.decode()
-
-    async def deploy(self, ns: str, project: Path, *extra: str) -> str:
-        out = await self.wdl("deploy", str(project), "--ns", ns, "--json", *extra)
-        return str(json.loads(out)["version_id"])
-
-    def project(self, name: str, body_js: str) -> Path:
-        directory = self.tmp / f"{name}-{abs(hash(body_js)) % 10**8}"
-        (directory / "src").mkdir(parents=True, exist_ok=True)
-        (directory / "wrangler.toml").write_text(
-            f'name = "{name}"\nmain = "src/index.js"\ncompatibility_date = "2025-06-01"\n')
-        (directory / "src" / "index.js").write_text(body_js)
-        return directory
-
-
-def answer(text: str) -> str:
-    """A worker that answers `text` and the path it saw."""
-    return ("export default { async fetch(req) { const u = new URL(req.url); "
-            f"return new Response({json.dumps(text)} + ' ' + u.pathname + u.search); }} }};")
+from harness.endpoints import Endpoints
+from tests.platform_stack import HELLO, Stack, answer, platform_stack
 
 
 @pytest.fixture
 async def stack(services: Endpoints, fresh_database: str, unique_name: Callable[[str], str],
                 tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Stack]:
-    assert services.kafka_bootstrap_servers and services.redis_url
-    root_keys = generate_root_key("k-test").export()
-    monkeypatch.setenv("WDL_ROOT_KEYS", root_keys)
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("WDL_")},
-        **services.as_env(),
-        "WDL_TOPIC": unique_name("dp"), "WDL_PARTITIONS": "4",
-        "WDL_REDIS_PREFIX": unique_name("dp") + ":", "DATABASE_URL": fresh_database,
-        "WDL_BLOB_URL": f"s3://{unique_name('dp')}", "WDL_ADMIN_TOKEN": ADMIN,
-        "WDL_ROOT_KEYS": root_keys, "WDL_DATA_DIR": str(tmp_path / "data"),
-    }
-    settings = Settings.from_env(env)
-    options = PlatformOptions(api_port=0, gateway_port=0, state_port=0,
-                              workerd_bin=services.workerd_bin,
-                              recycle=RecyclePolicy(interval=0))
-    async with Platform(settings, options) as platform:
-        assert platform.gateway is not None and platform.api is not None
-        cli_env = {**env, "WDL_CONTROL_URL": platform.api.url, "WDL_TOKEN": ADMIN,
-                   "WDL_CONFIG": str(tmp_path / "no-config.toml")}
-        yield Stack(platform, platform.gateway.url, platform.api.url, cli_env, tmp_path)
+    async with platform_stack(services, fresh_database, unique_name, tmp_path,
+                              monkeypatch) as stack:
+        yield stack
 
 
 async def get(stack: Stack, host: str, path: str) -> httpx.Response:

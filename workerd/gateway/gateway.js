@@ -229,6 +229,40 @@ async function stubFor(env, ctx, ns, worker, entry) {
   return stub;
 }
 
+// --- cron ----------------------------------------------------------------------
+
+function sameSecret(a, b) {
+  // Constant-time comparison: the internal token guards every tenant's cron.
+  if (typeof a !== "string" || typeof b !== "string" || a.length !== b.length) return false;
+  let diff = 0;
+  for (let i = 0; i < a.length; i++) diff |= a.charCodeAt(i) ^ b.charCodeAt(i);
+  return diff === 0;
+}
+
+// POST /__wdl/scheduled {namespace, worker, version_id, cron, scheduled_time}: the
+// scheduler has claimed this slot for this exact version; run its scheduled().
+async function scheduled(request, env, ctx) {
+  if (request.method !== "POST" || !env.INTERNAL_TOKEN ||
+      !sameSecret(request.headers.get("x-wdl-internal-token"), env.INTERNAL_TOKEN)) {
+    return reply(404, "not_found", "no such route");
+  }
+  const job = await request.json();
+  const base = `${job.namespace}:${job.worker}:${job.version_id}`;
+  const stub = await stubFor(env, ctx, job.namespace, job.worker,
+    { version: job.version_id, id: base });
+  try {
+    // A number, as on Cloudflare: the loader hands the options over as they are.
+    await stub.getEntrypoint().scheduled({
+      scheduledTime: Number(job.scheduled_time), cron: String(job.cron) });
+    return new Response(JSON.stringify({ outcome: "ok" }), {
+      headers: { "content-type": "application/json" } });
+  } catch (err) {
+    return new Response(JSON.stringify({
+      outcome: "exception", error: String(err && err.message || err).slice(0, 1000) }), {
+      status: 500, headers: { "content-type": "application/json" } });
+  }
+}
+
 // --- entry ---------------------------------------------------------------------
 
 async function handle(request, env, ctx) {
@@ -238,6 +272,7 @@ async function handle(request, env, ctx) {
       headers: { "content-type": "application/json", "cache-control": "no-store" },
     });
   }
+  if (url.pathname === "/__wdl/scheduled") return scheduled(request, env, ctx);
   await fresh(env, ctx);
   const host = request.headers.get("host") || url.host;
   const domain = env.PLATFORM_DOMAIN;
