@@ -53,6 +53,7 @@ class PlatformOptions:
     state_host: str = "127.0.0.1"
     state_port: int = 8790
     projector_health_port: int = 8791
+    scheduler_health_port: int = 8792
     domain: str = "workers.local"
     state_url: str | None = None  # gateway alone: where the state service is
     workerd_bin: str | None = None
@@ -104,6 +105,7 @@ class Platform:
         self._projector: asyncio.Task[None] | None = None
         self._projector_ref: Projector | None = None
         self.scheduler: Scheduler | None = None
+        self.scheduler_health: HttpServer | None = None
         self._stop_scheduler = asyncio.Event()
         self._scheduler_task: asyncio.Task[None] | None = None
 
@@ -173,6 +175,21 @@ class Platform:
                     await self._scheduler_task
 
         self._stack.push_async_callback(stop_scheduler)
+        scheduler = self.scheduler
+
+        async def health(request: Request) -> JSONResponse:
+            task = self._scheduler_task
+            alive = task is not None and not task.done()
+            return JSONResponse({"ok": alive, "holder": scheduler.holder,
+                                 "leading": scheduler.leading},
+                                status_code=200 if alive else 503)
+
+        self.scheduler_health = HttpServer(Starlette(routes=[Route("/healthz", health)]),
+                                           host="127.0.0.1",
+                                           port=self.options.scheduler_health_port,
+                                           name="scheduler-health")
+        await self.scheduler_health.start()
+        self._stack.push_async_callback(self.scheduler_health.stop)
 
     async def _start_api(self, backends: Backends, keyring: Keyring, blobs: BlobStore) -> None:
         from services.api.app import create_app

@@ -53,3 +53,23 @@ def test_backend_credentials_agree() -> None:
         if url:
             assert f"{pg_env['POSTGRES_USER']}:{pg_env['POSTGRES_PASSWORD']}@" in url, name
     assert Path(ROOT / "compose.yaml").is_file()
+
+
+def test_platform_commands_exist_in_the_cli() -> None:
+    from typer.main import get_command
+
+    from cli.main import app
+    from services.platform import COMPONENTS
+
+    services = _compose()["services"]
+    root = get_command(app)
+    for name, svc in services.items():
+        command = svc.get("command")
+        if not command or command[0] != "wdl":
+            continue
+        assert command[1] in root.commands, (name, command)  # type: ignore[attr-defined]
+        if "--only" in command:
+            assert command[command.index("--only") + 1] in COMPONENTS, name
+        health = svc["healthcheck"]["test"]
+        if health[1] == "wdl":
+            assert health[2] == "health" and health[3] in COMPONENTS, name
