@@ -14,7 +14,7 @@ import hashlib
 import operator
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -70,14 +70,18 @@ def run_migrations(connection: Connection, *, schemas: Sequence[str] | None = No
 
 
 class AuditStore:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, migrate: bool = True) -> None:
+        """`migrate=False` skips `alembic upgrade` at start (the parallel rebuild's workers,
+        whose parent has already migrated the database)."""
         self.url = url
+        self.migrate = migrate
         self._engine: AsyncEngine | None = None
 
     async def start(self) -> None:
         self._engine = make_async_engine(self.url)
-        async with self._engine.begin() as conn:
-            await conn.run_sync(lambda c: run_migrations(c))
+        if self.migrate:
+            async with self._engine.begin() as conn:
+                await conn.run_sync(lambda c: run_migrations(c))
 
     async def stop(self) -> None:
         if self._engine is not None:
@@ -154,6 +158,35 @@ class AuditStore:
                                .values(state="live"))
         return True
 
+    async def defer_indexes(self, generation: int) -> list[str]:
+        """Drop a shadow generation's secondary indexes for a bulk load; returns their DDL.
+
+        Maintaining seven B-trees per audit row costs PostgreSQL about twice
+        the COPY itself; building them once after the load is several times
+        cheaper. Unique indexes stay, so no position can be written twice
+        meanwhile. Give the result to `restore_indexes` before readers use
+        the generation (a rebuild does so before it verifies and switches).
+        """
+        if not self.is_postgres:
+            return []
+        schema = generation_schema(generation)
+        async with self.engine.begin() as conn:
+            rows = (await conn.execute(text(
+                "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = :s "
+                "AND indexdef NOT LIKE 'CREATE UNIQUE INDEX%' ORDER BY indexname"),
+                {"s": schema})).all()
+            for name, _ in rows:
+                await conn.execute(text(f'DROP INDEX "{schema}"."{name}"'))
+        return [str(ddl) for _, ddl in rows]
+
+    async def restore_indexes(self, generation: int, ddl: Sequence[str]) -> None:
+        if not ddl:
+            return
+        async with self.engine.begin() as conn:
+            for statement in ddl:
+                await conn.execute(text(statement))
+            await conn.execute(text(f'ANALYZE "{generation_schema(generation)}".audit_events'))
+
     async def drop_generation(self, generation: int) -> None:
         if generation == await self.current_generation():
             raise ValueError("cannot drop the current generation")
@@ -166,11 +199,17 @@ class AuditStore:
     # --- positions and writes ---------------------------------------------
 
     async def _applied(self, conn: AsyncConnection, generation: int,
-                       *, lock: bool = False) -> dict[int, int]:
+                       *, lock: bool = False,
+                       partitions: Iterable[int] | None = None) -> dict[int, int]:
         schema = generation_schema(generation)
         tname = f'"{schema}".applied_positions' if self.is_postgres else \
             f"{schema}.applied_positions"
         sql = f"SELECT log_partition, next_offset FROM {tname}"
+        if partitions is not None:
+            # Lock only the partitions being written, so writers of other
+            # partitions (parallel rebuild workers) need not wait for us.
+            sql += " WHERE log_partition IN (" + ", ".join(
+                str(int(p)) for p in sorted(partitions)) + ")"
         if lock and self.is_postgres:
             sql += " FOR UPDATE"
         rows = (await conn.execute(text(sql))).all()
@@ -197,7 +236,8 @@ class AuditStore:
                     AuditGeneration.generation == generation))
                 if registered is None:
                     raise GenerationMissing(f"audit generation {generation} was dropped")
-                stored = await self._applied(conn, generation, lock=True)
+                stored = await self._applied(conn, generation, lock=True,
+                                             partitions=changes.positions)
                 for partition in changes.positions:
                     if stored.get(partition, 0) != expected.get(partition, 0):
                         raise StalePosition(
@@ -336,6 +376,17 @@ class AuditDigest:
     def positions(self, positions: Mapping[int, int]) -> None:
         self._positions.update(positions)
 
+    def export_chains(self) -> dict[tuple[str, int], bytes]:
+        """The finished chains (picklable), for a parallel rebuild's parent to merge."""
+        return {key: chain.digest() for key, chain in self._chains.items()}
+
+    def import_chains(self, chains: Mapping[tuple[str, int], bytes]) -> None:
+        """Adopt another digest's finished chains; each (table, partition) has one owner."""
+        for key, value in chains.items():
+            if key in self._chains:
+                raise ValueError(f"chain {key} exported twice")
+            self._chains[key] = _Finished(value)
+
     def hexdigest(self) -> str:
         h = hashlib.sha256()
         for key in sorted(self._chains):
@@ -344,6 +395,19 @@ class AuditDigest:
         for p, o in sorted(self._positions.items()):
             h.update(f"{p}:{o};".encode())
         return h.hexdigest()
+
+
+class _Finished:
+    """A chain computed elsewhere: only its digest is known."""
+
+    def __init__(self, value: bytes) -> None:
+        self._value = value
+
+    def digest(self) -> bytes:
+        return self._value
+
+    def update(self, data: bytes) -> None:
+        raise RuntimeError("a finished chain cannot be extended")
 
 
 _COLUMNS: dict[str, list[str]] = {

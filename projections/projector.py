@@ -23,7 +23,7 @@ import contextlib
 import gc
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -169,12 +169,19 @@ class Projector:
         return {p: f.next_offset for p, f in self.fold.partitions.items()}
 
     async def catch_up(self, *, until: Positions | None = None,
-                       progress: Progress | None = None) -> dict[int, int]:
-        """Fold everything up to `until` (default: the log end now) and return positions."""
+                       progress: Progress | None = None,
+                       partitions: Iterable[int] | None = None) -> dict[int, int]:
+        """Fold everything up to `until` (default: the log end now) and return positions.
+
+        `partitions` limits the fold to those partitions (default: all); the
+        fold never needs another partition, so a parallel rebuild gives each
+        worker process a subset.
+        """
+        start = None if partitions is None else dict.fromkeys(sorted(partitions), 0)
         while True:
             await self._reset()
             try:
-                await self._consume(self.log.read_batches(None, until=until,
+                await self._consume(self.log.read_batches(start, until=until,
                                                           max_batch=self.batch_size),
                                     progress)
                 return self.positions()
@@ -182,10 +189,12 @@ class Projector:
                 log.warning("restarting fold: %s", exc)
 
     async def advance(self, *, until: Positions | None = None,
-                      progress: Progress | None = None) -> dict[int, int]:
+                      progress: Progress | None = None,
+                      partitions: Iterable[int] | None = None) -> dict[int, int]:
         """Continue folding from where this projector is, up to `until` (default: the end)."""
-        start = dict.fromkeys(range(self.log.partitions), 0)
-        start.update(self.positions())
+        owned = range(self.log.partitions) if partitions is None else sorted(partitions)
+        folded = self.positions()
+        start = {p: folded.get(p, 0) for p in owned}
         await self._consume(self.log.read_batches(start, until=until,
                                                   max_batch=self.batch_size), progress)
         return self.positions()

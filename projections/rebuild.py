@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +20,7 @@ from eventlog.port import EventLog, Positions
 from projections.audit_store import AuditDigest, AuditStore
 from projections.fold import PartitionBatch
 from projections.memory_store import MemoryProjectionStore
+from projections.parallel import Backends, Dump, ParallelRebuild, backends_of
 from projections.projector import Projector
 from projections.store import ProjectionStore, digest_of, first_differences
 
@@ -99,10 +100,26 @@ async def positions_at_time(log: EventLog, until_ms: int) -> dict[int, int]:
 async def rebuild(log: EventLog, store: ProjectionStore, audit: AuditStore | None, *,
                   until: Positions | None = None, switch: bool = True,
                   verify: bool = True, grace_s: float = 2.0, drop_old: bool = True,
-                  progress: Progress | None = None, batch_size: int = 5000) -> RebuildReport:
+                  progress: Progress | None = None, batch_size: int = 5000,
+                  workers: int = 1) -> RebuildReport:
+    """Replay into shadow generations, verify, switch (see the module docstring).
+
+    `workers > 1` folds disjoint partition subsets in that many processes
+    when the log and stores are servers they can reopen (Kafka, Redis,
+    PostgreSQL); otherwise, and on a single partition, it runs in-process.
+    """
     started = time.perf_counter()
     generation = await store.new_generation()
     audit_generation = await audit.new_generation() if audit is not None else None
+    deferred = (await audit.defer_indexes(audit_generation)
+                if audit is not None and audit_generation is not None else [])
+    backends = backends_of(log, store, audit) if workers > 1 and log.partitions > 1 else None
+    if backends is not None:
+        return await _rebuild_parallel(
+            log, store, audit, backends, workers=workers, generation=generation,
+            audit_generation=audit_generation, until=until, switch=switch, verify=verify,
+            grace_s=grace_s, drop_old=drop_old, progress=progress, batch_size=batch_size,
+            started=started, deferred=deferred)
     mirror = _Mirror() if verify else None
     if mirror is not None:
         await mirror.start()
@@ -110,15 +127,19 @@ async def rebuild(log: EventLog, store: ProjectionStore, audit: AuditStore | Non
                           audit_generation=audit_generation, batch_size=batch_size,
                           on_batch=mirror)
     positions = await projector.catch_up(until=until, progress=progress)
+    if audit is not None and audit_generation is not None:
+        await audit.restore_indexes(audit_generation, deferred)
     built = time.perf_counter()
-    digest, audit_digest = await _verify(store, audit, generation, audit_generation, mirror,
-                                         positions)
+    digest, audit_digest = await _verify(
+        store, audit, generation, audit_generation,
+        None if mirror is None else await mirror.store.dump(mirror.generation),
+        None if mirror is None else mirror.audit, positions)
     verified = time.perf_counter()
     switched = False
     dropped: list[int] = []
     if switch and until is None:
-        switched = await _switch(projector, store, audit, generation, audit_generation,
-                                 progress)
+        switched = await _switch(lambda: projector.advance(progress=progress), store, audit,
+                                 generation, audit_generation)
         if switched:
             # Keep applying while live projectors notice the switch and follow.
             deadline = time.monotonic() + grace_s
@@ -136,32 +157,72 @@ async def rebuild(log: EventLog, store: ProjectionStore, audit: AuditStore | Non
     )
 
 
+async def _rebuild_parallel(log: EventLog, store: ProjectionStore, audit: AuditStore | None,
+                            backends: Backends, *, workers: int, generation: int,
+                            audit_generation: int | None, until: Positions | None,
+                            switch: bool, verify: bool, grace_s: float, drop_old: bool,
+                            progress: Progress | None, batch_size: int,
+                            started: float, deferred: list[str]) -> RebuildReport:
+    follow = switch and until is None
+    switched = False
+    async with ParallelRebuild(backends, workers=workers, partitions=log.partitions,
+                               generation=generation, audit_generation=audit_generation,
+                               until=until, batch_size=batch_size, verify=verify,
+                               follow=follow, progress=progress) as run:
+        built_report = await run.built()
+        if audit is not None and audit_generation is not None:
+            await audit.restore_indexes(audit_generation, deferred)
+        built = time.perf_counter()
+        digest, audit_digest = await _verify(store, audit, generation, audit_generation,
+                                             built_report.expected, built_report.audit,
+                                             built_report.positions)
+        verified = time.perf_counter()
+        run.go()
+        if follow:
+            # The workers keep applying new events; wait until the shadow is
+            # not behind the live generation, then switch.
+            switched = await _switch(lambda: asyncio.sleep(0.03), store, audit, generation,
+                                     audit_generation, attempts=200)
+            if switched:
+                await asyncio.sleep(grace_s)
+        final = await run.finish()
+    dropped: list[int] = []
+    if switched and drop_old:
+        dropped = await _drop_old(store, audit, generation, audit_generation)
+    return RebuildReport(
+        generation=generation, audit_generation=audit_generation,
+        positions=final.positions, events=final.events, dead_letters=final.dead_letters,
+        digest=digest, audit_digest=audit_digest, switched=switched,
+        seconds=built - started, verify_seconds=verified - built, dropped=dropped,
+    )
+
+
 async def _verify(store: ProjectionStore, audit: AuditStore | None, generation: int,
-                  audit_generation: int | None, mirror: _Mirror | None,
+                  audit_generation: int | None, expected: Dump | None,
+                  expected_audit: AuditDigest | None,
                   positions: Mapping[int, int]) -> tuple[str, str | None]:
-    if mirror is None:
+    if expected is None:
         return "", None  # not verified: the digests are not worth a full read-back
     dump = await store.dump(generation)
     digest = digest_of(dump)
     audit_digest = await audit.digest(audit_generation) if (
         audit is not None and audit_generation is not None) else None
-    expected = await mirror.store.dump(mirror.generation)
     if digest_of(expected) != digest:
         raise VerificationFailed("the shadow generation differs from the fold",
                                  first_differences(dump, expected))
-    if audit_digest is not None:
-        mirror.apply_positions(positions)
-        if mirror.audit.hexdigest() != audit_digest:
+    if audit_digest is not None and expected_audit is not None:
+        expected_audit.positions(positions)
+        if expected_audit.hexdigest() != audit_digest:
             raise VerificationFailed("the shadow audit tables differ from the fold", [])
     return digest, audit_digest
 
 
-async def _switch(projector: Projector, store: ProjectionStore, audit: AuditStore | None,
-                  generation: int, audit_generation: int | None,
-                  progress: Progress | None, attempts: int = 50) -> bool:
+async def _switch(advance: Callable[[], Awaitable[object]], store: ProjectionStore,
+                  audit: AuditStore | None, generation: int, audit_generation: int | None,
+                  attempts: int = 50) -> bool:
     redis_done = audit_done = False
     for _ in range(attempts):
-        await projector.advance(progress=progress)
+        await advance()
         if not redis_done:
             live = await store.current_generation()
             redis_done = await store.switch(generation, not_behind=live)

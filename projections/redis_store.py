@@ -166,6 +166,14 @@ class RedisProjectionStore(ProjectionStore):
         """
         applied_key = self.key(generation, keys.APPLIED)
         commands = _batch_commands(self, generation, changes)
+        # Packed before the WATCH: the shorter the WATCH … EXEC window, the
+        # less often writers of other partitions (parallel rebuild workers
+        # share the applied hash) make each other retry.
+        packed = [hiredis.pack_command(("MULTI",))]
+        packed.extend(hiredis.pack_command(cmd) for cmd in commands)  # type: ignore[arg-type]
+        packed.append(hiredis.pack_command(("EXEC",)))
+        body = b"".join(packed)
+        del packed
         pool = self.client.connection_pool
         conn = await pool.get_connection()
         try:
@@ -184,10 +192,7 @@ class RedisProjectionStore(ProjectionStore):
                     raise StalePosition(
                         f"partition {partition} is at {stored.get(partition, 0)}, "
                         f"writer expected {expected.get(partition, 0)}")
-            packed = [hiredis.pack_command(("MULTI",))]
-            packed.extend(hiredis.pack_command(cmd) for cmd in commands)  # type: ignore[arg-type]
-            packed.append(hiredis.pack_command(("EXEC",)))
-            await conn.send_packed_command(b"".join(packed), check_health=False)
+            await conn.send_packed_command(body, check_health=False)
             for _ in range(len(commands) + 1):
                 await conn.read_response()  # +OK for MULTI, +QUEUED for each command
             results = await conn.read_response()
