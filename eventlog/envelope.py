@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+import weakref
 
 import msgspec
 
@@ -28,7 +29,7 @@ class Precondition(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True
 NO_PRECONDITION = Precondition()
 
 
-class Envelope(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+class Envelope(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, weakref=True):
     event_id: uuid.UUID
     type: str
     schema_version: int
@@ -79,11 +80,25 @@ class Envelope(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
             payload=payload,
         )
         envelope.validate()
+        _remember_validated(envelope)
         return envelope
 
     @property
     def partition_key(self) -> str:
         return partition_key(self.aggregate_kind, self.aggregate_id)
+
+    def validated(self) -> None:
+        """Validate unless `Envelope.new` already did so for this very object.
+
+        Appends call this: re-checking what `new` checked a moment ago was
+        most of an append's CPU. Envelopes built any other way (decoded from
+        the wire, constructed directly, `msgspec.structs.replace`) are always
+        checked. The envelope and its payload are frozen; only mutating a
+        payload's dict in place after `new` would go unnoticed.
+        """
+        ref = _validated.get(id(self))
+        if ref is None or ref() is not self:
+            self.validate()
 
     def validate(self) -> None:
         """Every rule an append enforces before writing anything."""
@@ -113,3 +128,19 @@ class Envelope(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
         if self.idempotency_key is not None:
             v.text("idempotency_key", self.idempotency_key, max_len=256)
         v.positive("occurred_at", self.occurred_at)
+
+
+# Envelopes validated by `Envelope.new`, by identity. A weak reference's
+# callback removes the entry when the envelope is freed, before its id can be
+# reused; the `ref() is self` check above guards the rest. Kept outside the
+# struct so nothing about it is ever encoded or read from the wire.
+_validated: dict[int, weakref.ref[Envelope]] = {}
+
+
+def _remember_validated(envelope: Envelope) -> None:
+    key = id(envelope)
+
+    def forget(_ref: weakref.ref[Envelope]) -> None:
+        _validated.pop(key, None)
+
+    _validated[key] = weakref.ref(envelope, forget)

@@ -105,7 +105,7 @@ class EventLog(abc.ABC):
     def prepare(self, envelope: Envelope) -> PreparedEvent:
         """Validate, encode and place; raises InvalidEvent or EventTooLarge."""
         partitions = self.partitions
-        envelope.validate()
+        envelope.validated()
         raw = self.codec.encode(envelope)
         if len(raw) > self.max_event_bytes:
             raise EventTooLarge(len(raw), self.max_event_bytes, envelope.type)

@@ -166,3 +166,27 @@ def test_invalid_event_is_machine_readable() -> None:
         "field": "namespace",
         "reason": error.reason,
     }
+
+
+def test_appends_skip_revalidation_only_for_envelopes_built_by_new() -> None:
+    from eventlog import envelope as envelope_module
+    from eventlog.codec import DEFAULT_CODEC
+
+    checked: list[Envelope] = []
+
+    class Counting(Envelope, frozen=True, kw_only=True):
+        def validate(self) -> None:
+            checked.append(self)
+            super().validate()
+
+    good = Counting.new(NamespaceCreated(namespace="acme"), actor="t")
+    checked.clear()
+    good.validated()
+    assert checked == []  # `new` validated this very object a moment ago
+    # Anything else is checked again: direct construction, replace, the wire.
+    forged = msgspec.structs.replace(good, actor="")
+    with pytest.raises(InvalidEvent):
+        forged.validated()
+    assert checked == [forged]
+    decoded = DEFAULT_CODEC.decode(DEFAULT_CODEC.encode(good))
+    assert id(decoded) not in envelope_module._validated
