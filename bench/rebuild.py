@@ -85,7 +85,8 @@ async def _drop_database(url: str) -> None:
         await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-async def run(events: int, partitions: int, batch: int, verify: bool) -> dict[str, Any]:
+async def run(events: int, partitions: int, batch: int, verify: bool,
+              workers: int = 1) -> dict[str, Any]:
     ep = load()
     if not (ep.kafka_bootstrap_servers and ep.redis_url and ep.database_url):
         raise SystemExit("needs KAFKA_BOOTSTRAP_SERVERS, REDIS_URL, DATABASE_URL "
@@ -103,7 +104,7 @@ async def run(events: int, partitions: int, batch: int, verify: bool) -> dict[st
             total = sum(ends.values())
             base_count, base_s = await _baseline(ep.kafka_bootstrap_servers, topic, ends)
             report = await rebuild(log, store, audit, verify=False, grace_s=0.0,
-                                   batch_size=batch)
+                                   batch_size=batch, workers=workers)
             verify_s = None
             verified = None
             if verify:
@@ -113,6 +114,7 @@ async def run(events: int, partitions: int, batch: int, verify: bool) -> dict[st
             result = {
                 "events": total,
                 "partitions": partitions,
+                "workers": workers,
                 "write_s": round(write_s, 2),
                 "rebuild_s": round(report.seconds, 2),
                 "events_per_s": round(total / report.seconds),
@@ -123,6 +125,9 @@ async def run(events: int, partitions: int, batch: int, verify: bool) -> dict[st
                 "verify_ok": verified,
                 "verify_s": verify_s,
                 "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+                # The largest worker process (they run side by side).
+                "peak_worker_rss_mb": round(
+                    resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024),
             }
     finally:
         async with store:
@@ -157,5 +162,8 @@ def main(argv: list[str]) -> dict[str, Any]:
         "WDL_PARTITIONS", "8")))
     parser.add_argument("--batch", type=int, default=10_000)
     parser.add_argument("--no-verify", action="store_true")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                        help="rebuild worker processes (1: in-process)")
     args = parser.parse_args(argv)
-    return asyncio.run(run(args.events, args.partitions, args.batch, not args.no_verify))
+    return asyncio.run(run(args.events, args.partitions, args.batch, not args.no_verify,
+                           args.workers))

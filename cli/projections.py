@@ -112,6 +112,8 @@ def rebuild_cmd(
                                      "(forensics: builds a shadow generation, no switch)"),
     grace: float = typer.Option(2.0, help="seconds to keep applying after the switch"),
     keep_old: bool = typer.Option(False, help="keep the previous generations"),
+    workers: int = typer.Option(1, min=1, help="processes folding partition subsets in "
+                                "parallel (Kafka, Redis and PostgreSQL only)"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Replay the log into shadow generations, verify them, switch readers atomically."""
@@ -129,7 +131,7 @@ def rebuild_cmd(
             task = bar.add_task("events", total=total)
             report = await rebuild(b.log, b.store, b.audit, until=limit,
                                    switch=limit is None, grace_s=grace,
-                                   drop_old=not keep_old,
+                                   drop_old=not keep_old, workers=workers,
                                    progress=lambda n: bar.advance(task, n))
         return report.as_dict()
 
