@@ -289,8 +289,14 @@ class AuditStore:
                        + ", ".join(f'"{c}"' for c in columns) + ") FROM STDIN")
                 pick = operator.itemgetter(*columns)  # rows carry every column
                 async with cur.copy(sql) as copy:
+                    # Format rows with the copy's own (C) formatter in a plain
+                    # loop and await only when a buffer is full: one awaited
+                    # write_row per row cost more than formatting the row.
+                    format_row = copy.formatter.write_row
                     for row in batch:
-                        await copy.write_row(pick(row))
+                        data = format_row(pick(row))
+                        if data:
+                            await copy.write(data)
 
     # --- digests ----------------------------------------------------------
 

@@ -27,11 +27,19 @@ class Changes:
     lease_history: list[dict[str, Any]] = field(default_factory=list)
     dead_letters: list[dict[str, Any]] = field(default_factory=list)
 
+    # Called a few times per folded event: look up before creating, so the
+    # common case (the key is already there) allocates no throwaway dict.
     def set(self, key: str, name: str, value: str) -> None:
-        self.fields.setdefault(key, {})[name] = value
+        fields = self.fields.get(key)
+        if fields is None:
+            fields = self.fields[key] = {}
+        fields[name] = value
 
     def delete(self, key: str, name: str) -> None:
-        self.fields.setdefault(key, {})[name] = None
+        fields = self.fields.get(key)
+        if fields is None:
+            fields = self.fields[key] = {}
+        fields[name] = None
 
     def drop(self, key: str) -> None:
         self.fields.pop(key, None)

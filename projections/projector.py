@@ -62,7 +62,9 @@ class _Sink:
             self.generation = await self.store.current_generation()
         self.applied = await self.store.applied(self.generation)
 
-    async def write(self, batches: Mapping[int, PartitionBatch], attempts: int = 8) -> None:
+    async def write(self, batches: Mapping[int, PartitionBatch], attempts: int = 8,
+                    everything: Changes | None = None) -> None:
+        """`everything`: all of `batches` merged, shared by the sinks (read-only)."""
         for _ in range(attempts):
             parts: dict[int, Changes] = {}
             for p, b in batches.items():
@@ -75,7 +77,8 @@ class _Sink:
                 parts[p] = b.changes
             if not parts:
                 return
-            merged = _merge(parts)
+            merged = (everything if everything is not None and len(parts) == len(batches)
+                      else _merge(parts))
             expected = {p: self.applied.get(p, 0) for p in parts}
             try:
                 await self.store.apply(self.generation, merged, expected)
@@ -290,7 +293,12 @@ class Projector:
 
     async def _write(self, folded: dict[int, PartitionBatch], count: int,
                      started: float) -> None:
-        await asyncio.gather(*(sink.write(folded) for sink in self.sinks))
+        # Merge the partitions' effects once for every sink that writes them all
+        # (the usual case); a sink that already has some partitions merges its own.
+        everything = (_merge({p: b.changes for p, b in folded.items()})
+                      if len(self.sinks) > 1 and len(folded) > 1 else None)
+        await asyncio.gather(*(sink.write(folded, everything=everything)
+                               for sink in self.sinks))
         self.events += count
         dead = sum(len(b.changes.dead_letters) for b in folded.values())
         self.dead_letters += dead
