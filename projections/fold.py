@@ -116,6 +116,16 @@ class Verdict:
     aggregate_version: int
 
     def to_json(self) -> str:
+        if self.accepted:
+            # Most verdicts: only integers vary, so format the exact bytes the
+            # sorted-key encoder gives (tests/unit/test_fold.py checks they match).
+            return (f'{{"accepted":true,"aggregate_version":{self.aggregate_version:d},'
+                    f'"code":null,"message":"accepted","offset":{self.offset:d},'
+                    f'"partition":{self.partition:d}}}') if self.message == "accepted" \
+                and self.code is None else self._encoded()
+        return self._encoded()
+
+    def _encoded(self) -> str:
         return dumps({
             "accepted": self.accepted, "code": self.code, "message": self.message,
             "partition": self.partition, "offset": self.offset,
@@ -268,9 +278,13 @@ class PartitionFold:
     # ------------------------------------------------------------------ audit
 
     def _audit(self, env: Envelope, verdict: Verdict, out: Changes) -> None:
-        payload = env.payload
-        namespace = getattr(payload, "namespace", None)
-        worker = getattr(payload, "worker", None)
+        payload: Any = env.payload  # fields checked per type by _AUDIT_SHAPES
+        shape = _AUDIT_SHAPES.get(type(payload))
+        if shape is None:
+            shape = _AUDIT_SHAPES[type(payload)] = _audit_shape(type(payload))
+        has_namespace, has_worker, history, action = shape
+        namespace = payload.namespace if has_namespace else None
+        worker = payload.worker if has_worker else None
         out.audit.append({
             "log_partition": verdict.partition,
             "log_offset": verdict.offset,
@@ -291,22 +305,19 @@ class PartitionFold:
             "correlation_id": env.correlation_id,
             "payload": _audit_payload(payload),
         })
-        if isinstance(payload, (ev.WorkerVersionUploaded, ev.VersionPromoted,
-                                ev.WorkerRolledBack, ev.VersionDeleted, ev.WorkerDeleted,
-                                ev.WorkerPurged)):
+        if history == _DEPLOYMENT:
             out.deployments.append({
                 "log_partition": verdict.partition, "log_offset": verdict.offset,
                 "namespace": payload.namespace, "worker": payload.worker,
-                "action": env.type.removeprefix("worker."),
+                "action": action,
                 "version_id": getattr(payload, "version_id", None),
                 "actor": env.actor, "accepted": verdict.accepted,
                 "reason_code": verdict.code, "occurred_at_ms": env.occurred_at,
             })
-        elif isinstance(payload, (ev.LeaseAcquired, ev.LeaseRenewed, ev.LeaseReleased,
-                                  ev.LeaseTakenOver)):
+        elif history == _LEASE:
             out.lease_history.append({
                 "log_partition": verdict.partition, "log_offset": verdict.offset,
-                "scope": payload.scope, "action": env.type.removeprefix("lease."),
+                "scope": payload.scope, "action": action,
                 "holder": payload.holder, "generation": payload.generation,
                 "expires_at_ms": getattr(payload, "expires_at", None),
                 "actor": env.actor, "accepted": verdict.accepted,
@@ -465,9 +476,14 @@ class PartitionFold:
             out.delete(keys.routes(ns), name)
             out.delete(keys.CRON, cron_field)
             return
-        previous = next((h for h in reversed(w.history)
-                         if h in w.versions and not w.versions[h].deleted
-                         and h != w.active), None)
+        previous = None
+        versions, active = w.versions, w.active
+        for h in reversed(w.history):  # a loop, not next(genexpr): this runs per event
+            if h != active:
+                v = versions.get(h)
+                if v is not None and not v.deleted:
+                    previous = h
+                    break
         out.set(keys.workers(ns), name, dumps({
             "active_version": w.active, "previous_version": previous,
             "version": w.version, "deleted": w.deleted, "versions": w.live,
@@ -689,6 +705,27 @@ class PartitionFold:
         t.record["revoked_at"] = env.occurred_at
         out.set(keys.TOKENS, e.token_id, dumps(t.record))
         return t.version
+
+
+_DEPLOYMENT, _LEASE = 1, 2
+_DEPLOYMENT_EVENTS = (ev.WorkerVersionUploaded, ev.VersionPromoted, ev.WorkerRolledBack,
+                      ev.VersionDeleted, ev.WorkerDeleted, ev.WorkerPurged)
+_LEASE_EVENTS = (ev.LeaseAcquired, ev.LeaseRenewed, ev.LeaseReleased, ev.LeaseTakenOver)
+# Per payload type: (has namespace, has worker, history table, action). Looked up
+# once per type instead of per event: getattr() with a default raises and catches
+# an AttributeError inside for every event type that lacks the field.
+_AUDIT_SHAPES: dict[type[Any], tuple[bool, bool, int, str]] = {}
+
+
+def _audit_shape(cls: type[Any]) -> tuple[bool, bool, int, str]:
+    fields = getattr(cls, "__struct_fields__", ())
+    if issubclass(cls, _DEPLOYMENT_EVENTS):
+        return ("namespace" in fields, "worker" in fields, _DEPLOYMENT,
+                cls.TYPE.removeprefix("worker."))
+    if issubclass(cls, _LEASE_EVENTS):
+        return ("namespace" in fields, "worker" in fields, _LEASE,
+                cls.TYPE.removeprefix("lease."))
+    return "namespace" in fields, "worker" in fields, 0, ""
 
 
 def _slot_order(slot: str) -> tuple[int, str]:

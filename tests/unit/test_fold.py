@@ -314,3 +314,19 @@ def test_cron_slots_are_claimed_once_and_fenced_by_the_lease() -> None:
     late = h.send(_cron(ev.CronSlotClaimed, "b", 2, slot + 120_000), expected_generation=2,
                   at=T0 + 25_000)
     assert late.code == "lease_expired"
+
+
+def test_verdict_json_fast_path_equals_the_sorted_encoder() -> None:
+    from projections.fold import dumps
+
+    rnd = random.Random(5)
+    for _ in range(200):
+        accepted = rnd.random() < 0.7
+        verdict = Verdict("e", accepted, None if accepted else "stale_version",
+                          "accepted" if accepted else 'a "quoted" \\ reason', rnd.randrange(64),
+                          rnd.randrange(10**12), rnd.randrange(10**6))
+        assert verdict.to_json() == dumps({
+            "accepted": verdict.accepted, "code": verdict.code, "message": verdict.message,
+            "partition": verdict.partition, "offset": verdict.offset,
+            "aggregate_version": verdict.aggregate_version,
+        })
