@@ -170,13 +170,17 @@ class ParallelRebuild:
             proc.start()
         return self
 
-    async def __aexit__(self, *exc: object) -> None:
+    async def __aexit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
         self._stop.set()
         loop = asyncio.get_running_loop()
         for proc in self._procs:
+            if exc_type is not None:
+                # Failed or cancelled: a worker mid-fold would not look at the
+                # stop flag soon. Killing it is safe, its writes are atomic.
+                proc.terminate()
             await loop.run_in_executor(None, proc.join, 10.0)
             if proc.is_alive():
-                proc.terminate()
+                proc.kill()
                 await loop.run_in_executor(None, proc.join, 5.0)
         self._queue.close()
 

@@ -107,6 +107,8 @@ async def rebuild(log: EventLog, store: ProjectionStore, audit: AuditStore | Non
     `workers > 1` folds disjoint partition subsets in that many processes
     when the log and stores are servers they can reopen (Kafka, Redis,
     PostgreSQL); otherwise, and on a single partition, it runs in-process.
+    The workers are spawned, so a script calling this needs the usual
+    `if __name__ == "__main__":` guard (the CLI and `python -m` entry points have it).
     """
     started = time.perf_counter()
     generation = await store.new_generation()

@@ -251,6 +251,19 @@ async def test_parallel_rebuild_switches_while_a_live_projector_and_writers_run(
     assert (await verify_live(stack.log, stack.store, stack.audit)).ok
 
 
+async def test_a_failing_rebuild_worker_fails_the_rebuild(stack: Stack) -> None:
+    from projections.parallel import Backends, ParallelRebuild, WorkerFailed
+
+    await append_all(stack.log, history(namespaces=2, workers=2, rounds=1))
+    broken = Backends(stack.log.settings, "redis://127.0.0.1:1/0", stack.prefix,
+                      stack.database_url)
+    with pytest.raises(WorkerFailed, match="rebuild worker"):
+        async with ParallelRebuild(broken, workers=2, partitions=PARTITIONS, generation=1,
+                                   audit_generation=None, until=None, batch_size=100,
+                                   verify=False, follow=False, progress=None) as run:
+            await run.built()
+
+
 async def test_two_replicas_share_partitions_through_a_consumer_group(
         stack: Stack, services: Endpoints, unique_name: Callable[[str], str]) -> None:
     assert services.kafka_bootstrap_servers
