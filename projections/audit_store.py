@@ -9,6 +9,7 @@ bulk rows through COPY, which is what lets a rebuild keep up with the log.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import operator
@@ -179,13 +180,25 @@ class AuditStore:
                 await conn.execute(text(f'DROP INDEX "{schema}"."{name}"'))
         return [str(ddl) for _, ddl in rows]
 
-    async def restore_indexes(self, generation: int, ddl: Sequence[str]) -> None:
+    async def restore_indexes(self, generation: int, ddl: Sequence[str], *,
+                              concurrency: int = 2) -> None:
+        """Recreate what `defer_indexes` dropped, on `concurrency` connections at once.
+
+        This runs after the whole load, so a rebuild waits for it: separate
+        backends build separate indexes in parallel, each with room to sort
+        in memory. A failure leaves the (never switched) shadow incomplete.
+        """
         if not ddl:
             return
-        async with self.engine.begin() as conn:
-            for statement in ddl:
-                await conn.execute(text(statement))
-            await conn.execute(text(f'ANALYZE "{generation_schema(generation)}".audit_events'))
+        pending = list(ddl)
+
+        async def build() -> None:
+            async with self.engine.begin() as conn:
+                await conn.execute(text("SET LOCAL maintenance_work_mem = '256MB'"))
+                while pending:
+                    await conn.execute(text(pending.pop(0)))
+
+        await asyncio.gather(*(build() for _ in range(max(1, min(concurrency, len(ddl))))))
 
     async def drop_generation(self, generation: int) -> None:
         if generation == await self.current_generation():
