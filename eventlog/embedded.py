@@ -246,11 +246,7 @@ class EmbeddedEventLog(EventLog):
         max_batch: int = DEFAULT_BATCH,
     ) -> AsyncGenerator[list[Record], None]:
         positions = self.resolve_start(start)
-        ends = dict(until) if until is not None else {}
-        if any(p not in ends for p in positions):
-            current = await self.end_positions()
-            for p in positions:
-                ends.setdefault(p, current[p])
+        ends = await self.resolve_until(positions, until)
         while positions:
             batch = await self._fetch(positions, ends, max_batch)
             if not batch:

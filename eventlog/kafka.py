@@ -365,11 +365,7 @@ class KafkaEventLog(EventLog):
         max_batch: int = DEFAULT_BATCH,
     ) -> AsyncGenerator[list[Record], None]:
         positions = self.resolve_start(start)
-        ends = dict(until) if until is not None else {}
-        if any(p not in ends for p in positions):
-            current = await self.end_positions()
-            for p in positions:
-                ends.setdefault(p, current[p])
+        ends = await self.resolve_until(positions, until)
         active = {p: off for p, off in positions.items() if off < ends[p]}
         if not active:
             return

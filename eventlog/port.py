@@ -207,6 +207,16 @@ class EventLog(abc.ABC):
             out[partition] = offset
         return out
 
+    async def resolve_until(self, positions: Mapping[int, int],
+                            until: Positions | None) -> dict[int, int]:
+        """Exclusive end of a finite read per partition: `until`, else the log end now."""
+        ends = dict(until) if until is not None else {}
+        if any(p not in ends for p in positions):
+            current = await self.end_positions()
+            for p in positions:
+                ends.setdefault(p, current[p])
+        return ends
+
     @staticmethod
     def not_started(name: str) -> LogNotStarted:
         return LogNotStarted(f"{name} is not started; call start() or use `async with`")
