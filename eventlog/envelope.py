@@ -12,21 +12,9 @@ from eventlog.aggregates import AggregateKind, partition_key
 from eventlog.errors import InvalidEvent
 from eventlog.events import EVENT_TYPES, Event
 from eventlog.ids import new_event_id, now_ms
+from eventlog.precondition import NO_PRECONDITION, Precondition
 
-
-class Precondition(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
-    """What the writer believed when it decided; the projector checks it.
-
-    `expected_version` counts only the ACCEPTED events of the aggregate (0 for
-    an aggregate with none); None means unconditional. `expected_generation`
-    is the lease generation the writer saw (leases only).
-    """
-
-    expected_version: int | None = None
-    expected_generation: int | None = None
-
-
-NO_PRECONDITION = Precondition()
+__all__ = ["NO_PRECONDITION", "Envelope", "Precondition"]
 
 
 class Envelope(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, weakref=True):

@@ -1,0 +1,111 @@
+"""The event catalogue: one frozen, typed record per control action.
+
+Events are plain data. They know their type name, schema version, the
+aggregate they belong to and the rules their fields must follow; they know
+nothing about envelopes, encodings or brokers. `EVENT_TYPES` maps each type
+name (the tag stored in the envelope) to its class.
+
+One module per aggregate kind defines its events, a union of them and
+`CLASSES`, the tuple this package assembles the registry from. A new kind is
+a new module, one entry in `_KINDS` and one member of `Event` below.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType as _Module
+from typing import get_args
+
+from eventlog.events import cron, hosts, leases, namespaces, secrets, tokens, workers
+from eventlog.events.base import (
+    MAX_BINDINGS,
+    MAX_MODULES,
+    MAX_SECRET_CIPHERTEXT,
+    MAX_VAR_BYTES,
+    MAX_VARS,
+    BaseEvent,
+)
+from eventlog.events.cron import CronEvent, CronRunCompleted, CronSlotClaimed, CronStatus
+from eventlog.events.hosts import HostClaimed, HostEvent, HostMatch, HostReleased
+from eventlog.events.leases import (
+    LeaseAcquired,
+    LeaseEvent,
+    LeaseReleased,
+    LeaseRenewed,
+    LeaseTakenOver,
+)
+from eventlog.events.namespaces import NamespaceCreated, NamespaceEvent
+from eventlog.events.secrets import SealedSecret, SecretDeleted, SecretEvent, SecretPut
+from eventlog.events.tokens import Role, TokenEvent, TokenIssued, TokenRevoked
+from eventlog.events.workers import (
+    Binding,
+    BindingKind,
+    ModuleRef,
+    ModuleType,
+    VersionDeleted,
+    VersionPromoted,
+    WorkerDeleted,
+    WorkerEvent,
+    WorkerPurged,
+    WorkerRolledBack,
+    WorkerVersionUploaded,
+)
+
+Event = NamespaceEvent | WorkerEvent | SecretEvent | HostEvent | LeaseEvent | TokenEvent | CronEvent
+
+# The registry, in catalogue order: each module contributes its `CLASSES`.
+_KINDS: tuple[_Module, ...] = (namespaces, workers, secrets, hosts, leases, tokens, cron)
+
+EVENT_CLASSES: tuple[type[Event], ...] = tuple(cls for kind in _KINDS for cls in kind.CLASSES)
+
+if set(EVENT_CLASSES) != set(get_args(Event)) or len(EVENT_CLASSES) != len(get_args(Event)):
+    raise RuntimeError("eventlog.events: Event and the modules' CLASSES name different events")
+
+EVENT_TYPES: dict[str, type[Event]] = {cls.TYPE: cls for cls in EVENT_CLASSES}
+CURRENT_VERSIONS: dict[str, int] = {cls.TYPE: cls.SCHEMA_VERSION for cls in EVENT_CLASSES}
+
+__all__ = [
+    "CURRENT_VERSIONS",
+    "EVENT_CLASSES",
+    "EVENT_TYPES",
+    "MAX_BINDINGS",
+    "MAX_MODULES",
+    "MAX_SECRET_CIPHERTEXT",
+    "MAX_VARS",
+    "MAX_VAR_BYTES",
+    "BaseEvent",
+    "Binding",
+    "BindingKind",
+    "CronEvent",
+    "CronRunCompleted",
+    "CronSlotClaimed",
+    "CronStatus",
+    "Event",
+    "HostClaimed",
+    "HostEvent",
+    "HostMatch",
+    "HostReleased",
+    "LeaseAcquired",
+    "LeaseEvent",
+    "LeaseReleased",
+    "LeaseRenewed",
+    "LeaseTakenOver",
+    "ModuleRef",
+    "ModuleType",
+    "NamespaceCreated",
+    "NamespaceEvent",
+    "Role",
+    "SealedSecret",
+    "SecretDeleted",
+    "SecretEvent",
+    "SecretPut",
+    "TokenEvent",
+    "TokenIssued",
+    "TokenRevoked",
+    "VersionDeleted",
+    "VersionPromoted",
+    "WorkerDeleted",
+    "WorkerEvent",
+    "WorkerPurged",
+    "WorkerRolledBack",
+    "WorkerVersionUploaded",
+]
