@@ -16,6 +16,8 @@ TOKENS = "tokens"
 TOKEN_HASHES = "token_hashes"
 APPLIED = "applied"
 AGGREGATES = "aggregates"
+EGRESS = "egress"  # namespace -> JSON egress policy
+GRANTS = "grants"  # "target_ns/worker" -> JSON {source namespaces}
 
 
 def workers(namespace: str) -> str:
@@ -36,6 +38,11 @@ def secrets(namespace: str, worker: str | None) -> str:
 
 def cron_runs(namespace: str, worker: str) -> str:
     return f"cron_runs:{namespace}/{worker}"
+
+
+def resources(kind: str, namespace: str) -> str:
+    """Tenant resources of one kind (`kv`, `r2`, ...) in a namespace: name -> JSON record."""
+    return f"res:{kind}:{namespace}"
 
 
 def verdicts(partition: int) -> str:

@@ -150,6 +150,19 @@ class ProjectionReader:
     async def tokens(self) -> dict[str, dict[str, Any]]:
         return {k: _json(v) for k, v in (await self.store.hgetall(keys.TOKENS)).items()}
 
+    # --- tenant resources (KV namespaces, R2 buckets, ...) and policies --------
+
+    async def resource(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """A resource record (`kind` is `kv`, `r2`, ...), or None if it does not exist."""
+        return _json(await self.store.hget(keys.resources(kind, namespace), name))  # type: ignore[no-any-return]
+
+    async def resources(self, kind: str, namespace: str) -> dict[str, dict[str, Any]]:
+        raw = await self.store.hgetall(keys.resources(kind, namespace))
+        return {k: _json(v) for k, v in raw.items()}
+
+    async def egress_policy(self, namespace: str) -> dict[str, Any] | None:
+        return _json(await self.store.hget(keys.EGRESS, namespace))  # type: ignore[no-any-return]
+
     async def dead_letters(self, partition: int) -> dict[str, dict[str, Any]]:
         raw = await self.store.hgetall(keys.dead_letters(partition))
         return {k: _json(v) for k, v in raw.items()}
