@@ -11,9 +11,18 @@ class AggregateKind(enum.StrEnum):
     HOST = "host"
     LEASE = "lease"
     TOKEN = "token"
+    KV_NAMESPACE = "kv"
+    R2_BUCKET = "r2"
 
 
-_KEYED_BY_NAMESPACE = frozenset({AggregateKind.NAMESPACE, AggregateKind.WORKER})
+# Tenant resources live on their namespace's partition, so the fold can check
+# "the bound resource exists" and "no active version binds it" locally.
+_KEYED_BY_NAMESPACE = frozenset({AggregateKind.NAMESPACE, AggregateKind.WORKER,
+                                 AggregateKind.KV_NAMESPACE, AggregateKind.R2_BUCKET})
+
+
+def resource_aggregate_id(namespace: str, name: str) -> str:
+    return f"{namespace}/{name}"
 
 
 def worker_aggregate_id(namespace: str, worker: str) -> str:

@@ -26,6 +26,11 @@ FLAG_RE = re.compile(r"[a-z0-9_]{1,128}")
 HOST_LABEL_RE = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 PATH_RE = re.compile(r"/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*")
 LEASE_SCOPE_RE = re.compile(r"[a-z0-9][a-z0-9_.:/-]{0,199}")
+KV_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+BUCKET_RE = re.compile(r"[a-z0-9][a-z0-9-]{1,61}[a-z0-9]")
+ENTRYPOINT_RE = re.compile(r"[A-Za-z_$][A-Za-z0-9_$]{0,127}")
+RESERVED_BINDING_PREFIX = "__WDL"
+RESERVED_MODULE_PREFIX = "__wdl/"
 MODULE_NAME_MAX = 512
 REASON_MAX = 1024
 ACTOR_MAX = 256
@@ -36,6 +41,28 @@ def name(field: str, value: object) -> str:
     """Namespace and worker names: lowercase DNS labels of 1-63 characters."""
     if not isinstance(value, str) or NAME_RE.fullmatch(value) is None:
         raise InvalidEvent(field, f"{value!r} is not a lowercase DNS label (a-z, 0-9, '-', 1-63)")
+    return value
+
+
+def kv_name(field: str, value: object) -> str:
+    """A KV namespace id as wrangler's `kv_namespaces[].id` names it on WDL."""
+    if not isinstance(value, str) or KV_NAME_RE.fullmatch(value) is None:
+        raise InvalidEvent(field, f"{value!r} is not a KV namespace name "
+                                  "([A-Za-z0-9_-], 1-64, starting with a letter or digit)")
+    return value
+
+
+def bucket_name(field: str, value: object) -> str:
+    """R2's bucket rule: 3-63 lowercase letters, digits and '-', not starting or ending in '-'."""
+    if not isinstance(value, str) or BUCKET_RE.fullmatch(value) is None:
+        raise InvalidEvent(field, f"{value!r} is not a bucket name (3-63 characters: a-z, "
+                                  "0-9 and '-', starting and ending with a letter or digit)")
+    return value
+
+
+def entrypoint(field: str, value: object) -> str:
+    if not isinstance(value, str) or ENTRYPOINT_RE.fullmatch(value) is None:
+        raise InvalidEvent(field, f"{value!r} is not a JavaScript export name")
     return value
 
 

@@ -30,6 +30,16 @@ from eventlog import (
     WorkerRolledBack,
     WorkerVersionUploaded,
 )
+from eventlog.events import (
+    EgressPolicySet,
+    EgressRule,
+    KvNamespaceCreated,
+    KvNamespaceDeleted,
+    R2BucketCreated,
+    R2BucketDeleted,
+    ServiceGranted,
+    ServiceRevoked,
+)
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 
@@ -145,6 +155,16 @@ def every_event() -> list[tuple[Event, dict[str, int]]]:
                           worker="api", version_id="v2", cron="*/5 * * * *",
                           slot_ms=T0 + 300_000, status="error", duration_ms=12,
                           error="Error: upstream down"), {"expected_generation": 3}),
+        (KvNamespaceCreated(namespace="acme", name="cache", title="page cache"),
+         {"expected_version": 0}),
+        (KvNamespaceDeleted(namespace="acme", name="cache", force=True), {}),
+        (R2BucketCreated(namespace="acme", name="assets"), {"expected_version": 0}),
+        (R2BucketDeleted(namespace="acme", name="assets"), {}),
+        (EgressPolicySet(namespace="acme", mode="allow",
+                         allow=(EgressRule(host="api.example.com", ports=(443,)),
+                                EgressRule(host="*.example.org"))), {}),
+        (ServiceGranted(namespace="acme", grantee="partner", worker="api"), {}),
+        (ServiceRevoked(namespace="acme", grantee="partner", worker="api"), {}),
     ]
 
 

@@ -15,7 +15,18 @@ from __future__ import annotations
 from types import ModuleType as _Module
 from typing import get_args
 
-from eventlog.events import cron, hosts, leases, namespaces, secrets, tokens, workers
+from eventlog.events import (
+    cron,
+    hosts,
+    kv,
+    leases,
+    namespaces,
+    policies,
+    r2,
+    secrets,
+    tokens,
+    workers,
+)
 from eventlog.events.base import (
     MAX_BINDINGS,
     MAX_MODULES,
@@ -26,6 +37,7 @@ from eventlog.events.base import (
 )
 from eventlog.events.cron import CronEvent, CronRunCompleted, CronSlotClaimed, CronStatus
 from eventlog.events.hosts import HostClaimed, HostEvent, HostMatch, HostReleased
+from eventlog.events.kv import KvEvent, KvNamespaceCreated, KvNamespaceDeleted
 from eventlog.events.leases import (
     LeaseAcquired,
     LeaseEvent,
@@ -34,6 +46,16 @@ from eventlog.events.leases import (
     LeaseTakenOver,
 )
 from eventlog.events.namespaces import NamespaceCreated, NamespaceEvent
+from eventlog.events.policies import (
+    EgressMode,
+    EgressPolicySet,
+    EgressRule,
+    PolicyEvent,
+    ServiceGranted,
+    ServiceRevoked,
+)
+from eventlog.events.r2 import R2BucketCreated, R2BucketDeleted, R2Event
+from eventlog.events.resources import ResourceDeletion, ResourceEvent
 from eventlog.events.secrets import SealedSecret, SecretDeleted, SecretEvent, SecretPut
 from eventlog.events.tokens import Role, TokenEvent, TokenIssued, TokenRevoked
 from eventlog.events.workers import (
@@ -50,10 +72,12 @@ from eventlog.events.workers import (
     WorkerVersionUploaded,
 )
 
-Event = NamespaceEvent | WorkerEvent | SecretEvent | HostEvent | LeaseEvent | TokenEvent | CronEvent
+Event = (NamespaceEvent | WorkerEvent | SecretEvent | HostEvent | LeaseEvent | TokenEvent
+         | CronEvent | KvEvent | R2Event | PolicyEvent)
 
 # The registry, in catalogue order: each module contributes its `CLASSES`.
-_KINDS: tuple[_Module, ...] = (namespaces, workers, secrets, hosts, leases, tokens, cron)
+_KINDS: tuple[_Module, ...] = (namespaces, workers, secrets, hosts, leases, tokens, cron, kv, r2,
+                               policies)
 
 EVENT_CLASSES: tuple[type[Event], ...] = tuple(cls for kind in _KINDS for cls in kind.CLASSES)
 
@@ -79,11 +103,17 @@ __all__ = [
     "CronRunCompleted",
     "CronSlotClaimed",
     "CronStatus",
+    "EgressMode",
+    "EgressPolicySet",
+    "EgressRule",
     "Event",
     "HostClaimed",
     "HostEvent",
     "HostMatch",
     "HostReleased",
+    "KvEvent",
+    "KvNamespaceCreated",
+    "KvNamespaceDeleted",
     "LeaseAcquired",
     "LeaseEvent",
     "LeaseReleased",
@@ -93,11 +123,19 @@ __all__ = [
     "ModuleType",
     "NamespaceCreated",
     "NamespaceEvent",
+    "PolicyEvent",
+    "R2BucketCreated",
+    "R2BucketDeleted",
+    "R2Event",
+    "ResourceDeletion",
+    "ResourceEvent",
     "Role",
     "SealedSecret",
     "SecretDeleted",
     "SecretEvent",
     "SecretPut",
+    "ServiceGranted",
+    "ServiceRevoked",
     "TokenEvent",
     "TokenIssued",
     "TokenRevoked",

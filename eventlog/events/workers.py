@@ -21,7 +21,8 @@ from eventlog.events.base import (
 from eventlog.precondition import Precondition
 
 ModuleType = Literal["esm", "commonjs", "text", "data", "wasm", "json", "python"]
-BindingKind = Literal["service", "json", "text", "secret"]
+BindingKind = Literal["service", "json", "text", "secret", "kv", "r2"]
+RESOURCE_BINDING_KINDS = frozenset({"kv", "r2"})
 
 _ENTRY_MODULE_TYPES = frozenset({"esm", "commonjs", "python"})
 
@@ -38,7 +39,10 @@ class ModuleRef(msgspec.Struct, frozen=True, kw_only=True):
 class Binding(msgspec.Struct, frozen=True, kw_only=True):
     """A binding in the worker's env.
 
-    `service`: `target` is another worker of the same namespace.
+    `service`: `target` is a worker of this namespace, or of `namespace` when
+    that is another one (which must have granted it), served by its default
+    export or by the named `entrypoint`.
+    `kv` / `r2`: `target` is a KV namespace / R2 bucket of this namespace.
     `secret`: `target` is a secret name, resolved at load time.
     `json`: `value` is JSON text. `text`: `value` is the string itself.
     """
@@ -47,6 +51,8 @@ class Binding(msgspec.Struct, frozen=True, kw_only=True):
     kind: BindingKind
     target: str = ""
     value: str = ""
+    namespace: str = ""
+    entrypoint: str = ""
 
 
 class _WorkerEvent(BaseEvent, frozen=True, kw_only=True):
@@ -105,6 +111,9 @@ class WorkerVersionUploaded(_WorkerEvent, frozen=True, kw_only=True):
             ):
                 _refuse_module(i, module, names)
             names.add(module.name)
+            if module.name.startswith(v.RESERVED_MODULE_PREFIX):
+                raise InvalidEvent(f"modules[{i}].name", f"{module.name!r}: module names "
+                                   f"starting with {v.RESERVED_MODULE_PREFIX} are reserved")
         main = next((m for m in self.modules if m.name == self.main_module), None)
         if main is None:
             raise InvalidEvent("main_module", f"{self.main_module!r} is not one of the modules")
@@ -130,9 +139,22 @@ class WorkerVersionUploaded(_WorkerEvent, frozen=True, kw_only=True):
                 raise InvalidEvent(f"{field}.name", f"{binding.name!r} is not an identifier")
             if binding.name in seen:
                 raise InvalidEvent(f"{field}.name", f"{binding.name!r} is bound twice")
+            if binding.name.startswith(v.RESERVED_BINDING_PREFIX):
+                raise InvalidEvent(f"{field}.name", f"{binding.name!r}: names starting with "
+                                                    f"{v.RESERVED_BINDING_PREFIX} are reserved")
             seen.add(binding.name)
+            if binding.kind != "service" and (binding.namespace or binding.entrypoint):
+                raise InvalidEvent(field, "namespace and entrypoint are for service bindings")
             if binding.kind == "service":
                 v.name(f"{field}.target", binding.target)
+                if binding.namespace:
+                    v.name(f"{field}.namespace", binding.namespace)
+                if binding.entrypoint:
+                    v.entrypoint(f"{field}.entrypoint", binding.entrypoint)
+            elif binding.kind == "kv":
+                v.kv_name(f"{field}.target", binding.target)
+            elif binding.kind == "r2":
+                v.bucket_name(f"{field}.target", binding.target)
             elif binding.kind == "secret":
                 v.secret_name(f"{field}.target", binding.target)
             elif binding.kind == "json":

@@ -1,0 +1,100 @@
+"""Namespace policies (aggregate kind `namespace`): outbound egress and service grants.
+
+They belong to the namespace aggregate, so they share its version (writers
+can state the namespace version they saw) and its partition.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+import msgspec
+
+from eventlog import validation as v
+from eventlog.aggregates import AggregateKind
+from eventlog.errors import InvalidEvent
+from eventlog.events.base import BaseEvent, _no_generation
+from eventlog.precondition import Precondition
+
+EgressMode = Literal["deny", "public", "allow"]
+MAX_EGRESS_RULES = 256
+MAX_RULE_PORTS = 32
+
+
+class EgressRule(msgspec.Struct, frozen=True, kw_only=True):
+    """`host` exact, or `*.example.com` for any subdomain; no ports means any port."""
+
+    host: str
+    ports: tuple[int, ...] = ()
+
+
+class _NamespacePolicyEvent(BaseEvent, frozen=True, kw_only=True):
+    namespace: str
+
+    def aggregate(self) -> tuple[AggregateKind, str]:
+        return AggregateKind.NAMESPACE, self.namespace
+
+    def validate(self) -> None:
+        v.name("namespace", self.namespace)
+
+    def check_precondition(self, precondition: Precondition) -> None:
+        _no_generation(self, precondition)
+
+
+class EgressPolicySet(_NamespacePolicyEvent, frozen=True, kw_only=True):
+    """Replace the namespace's egress policy (the default, with none set, is `public`)."""
+
+    TYPE: ClassVar[str] = "namespace.egress_set"
+
+    mode: EgressMode
+    allow: tuple[EgressRule, ...] = ()
+
+    def validate(self) -> None:
+        super().validate()
+        if self.mode not in ("deny", "public", "allow"):
+            raise InvalidEvent("mode", f"{self.mode!r} is not deny, public or allow")
+        if self.mode != "allow" and self.allow:
+            raise InvalidEvent("allow", "host rules are for mode `allow`")
+        if len(self.allow) > MAX_EGRESS_RULES:
+            raise InvalidEvent("allow", f"more than {MAX_EGRESS_RULES} rules")
+        for i, rule in enumerate(self.allow):
+            field = f"allow[{i}]"
+            if not isinstance(rule, EgressRule):
+                raise InvalidEvent(field, "must be an EgressRule")
+            host = rule.host[2:] if rule.host.startswith("*.") else rule.host
+            v.host_pattern(f"{field}.host", host)
+            if "/" in host:
+                raise InvalidEvent(f"{field}.host", "a host, without a path")
+            if len(rule.ports) > MAX_RULE_PORTS:
+                raise InvalidEvent(f"{field}.ports", f"more than {MAX_RULE_PORTS} ports")
+            for j, port in enumerate(rule.ports):
+                if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
+                    raise InvalidEvent(f"{field}.ports[{j}]", f"{port!r} is not a port")
+
+
+class _GrantEvent(_NamespacePolicyEvent, frozen=True, kw_only=True):
+    grantee: str
+    worker: str = "*"
+
+    def validate(self) -> None:
+        super().validate()
+        v.name("grantee", self.grantee)
+        if self.grantee == self.namespace:
+            raise InvalidEvent("grantee", "a namespace needs no grant to call itself")
+        if self.worker != "*":
+            v.name("worker", self.worker)
+
+
+class ServiceGranted(_GrantEvent, frozen=True, kw_only=True):
+    """`grantee` may bind `worker` (or every worker, `*`) of this namespace as a service."""
+
+    TYPE: ClassVar[str] = "namespace.service_granted"
+
+
+class ServiceRevoked(_GrantEvent, frozen=True, kw_only=True):
+    TYPE: ClassVar[str] = "namespace.service_revoked"
+
+
+PolicyEvent = EgressPolicySet | ServiceGranted | ServiceRevoked
+
+CLASSES: tuple[type[PolicyEvent], ...] = (EgressPolicySet, ServiceGranted, ServiceRevoked)
