@@ -1,0 +1,215 @@
+"""Workers: uploaded versions, the active one, promotion history and deletion."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import msgspec
+
+from eventlog import events as ev
+from eventlog.aggregates import AggregateKind
+from eventlog.envelope import Envelope
+from projections import keys
+from projections.changes import Changes
+from projections.fold.core import Reject
+from projections.fold.encoding import dumps
+from projections.fold.namespaces import NamespaceRules
+
+PROMOTION_HISTORY = 50
+
+
+@dataclass(slots=True)
+class VersionState:
+    meta: dict[str, Any]
+    deleted: bool = False
+    rendered: str = ""  # JSON of meta + deleted, cached: versions never change otherwise
+
+
+@dataclass(slots=True)
+class WorkerState:
+    version: int = 0
+    versions: dict[str, VersionState] = field(default_factory=dict)
+    active: str | None = None
+    history: list[str] = field(default_factory=list)
+    deleted: bool = False
+    purged: bool = False
+    created_at: int = 0
+    updated_at: int = 0
+    secrets: set[str] = field(default_factory=set)
+    live: int = 0  # versions not deleted
+
+
+class WorkerRules(NamespaceRules):
+    """Folds worker events; a worker lives in a namespace, so this extends NamespaceRules."""
+
+    HANDLERS: ClassVar[Mapping[type[Any], str]] = {
+        ev.WorkerVersionUploaded: "_uploaded",
+        ev.VersionPromoted: "_promoted",
+        ev.WorkerRolledBack: "_rolled_back",
+        ev.VersionDeleted: "_version_deleted",
+        ev.WorkerDeleted: "_worker_deleted",
+        ev.WorkerPurged: "_worker_purged",
+    }
+    VERSIONS: ClassVar[Mapping[str, str]] = {AggregateKind.WORKER: "_worker_version"}
+
+    def __init__(self, partition: int) -> None:
+        super().__init__(partition)
+        self.workers: dict[tuple[str, str], WorkerState] = {}
+
+    def _worker_version(self, aggregate_id: str) -> int:
+        ns, _, w = aggregate_id.partition("/")
+        state = self.workers.get((ns, w))
+        return 0 if state is None else state.version
+
+    def _worker(self, ns: str, name: str, *, allow_deleted: bool = False) -> WorkerState:
+        self._namespace(ns)
+        state = self.workers.get((ns, name))
+        if state is None or state.purged or (not state.versions and not state.deleted):
+            raise Reject("worker_missing", f"worker {ns}/{name} does not exist")
+        if state.deleted and not allow_deleted:
+            raise Reject("worker_deleted", f"worker {ns}/{name} is deleted")
+        return state
+
+    def _live_version(self, w: WorkerState, e: ev.VersionPromoted | ev.WorkerRolledBack,
+                      ) -> VersionState:
+        version = w.versions.get(e.version_id)
+        if version is None:
+            raise Reject("version_missing",
+                         f"version {e.version_id} of {e.namespace}/{e.worker} does not exist")
+        if version.deleted:
+            raise Reject("version_deleted", f"version {e.version_id} was deleted")
+        return version
+
+    def _uploaded(self, e: ev.WorkerVersionUploaded, env: Envelope, out: Changes) -> int:
+        self._namespace(e.namespace)
+        key = (e.namespace, e.worker)
+        w = self.workers.get(key)
+        if w is not None and w.deleted and not w.purged:
+            raise Reject("worker_deleted",
+                         f"worker {e.namespace}/{e.worker} is deleted; purge it to reuse the name")
+        if w is not None and e.version_id in w.versions and not w.purged:
+            raise Reject("version_exists", f"version {e.version_id} already exists")
+        if w is None or w.purged:
+            previous = 0 if w is None else w.version
+            w = WorkerState(version=previous, created_at=env.occurred_at)
+            self.workers[key] = w
+        meta = msgspec.to_builtins(e)
+        for drop in ("namespace", "worker"):
+            meta.pop(drop, None)
+        meta["uploaded_at"] = env.occurred_at
+        meta["uploaded_by"] = env.actor
+        w.versions[e.version_id] = VersionState(meta=meta)
+        w.live += 1
+        w.version += 1
+        w.updated_at = env.occurred_at
+        self._render_version(e.namespace, e.worker, e.version_id, w, out)
+        self._render_worker(e.namespace, e.worker, w, out)
+        return w.version
+
+    def _activate(self, ns: str, name: str, w: WorkerState, version_id: str,
+                  env: Envelope, out: Changes) -> int:
+        if w.active == version_id:
+            raise Reject("already_active", f"version {version_id} is already active")
+        if w.active is not None:
+            w.history.append(w.active)
+            del w.history[:-PROMOTION_HISTORY]
+        w.active = version_id
+        w.version += 1
+        w.updated_at = env.occurred_at
+        self._render_worker(ns, name, w, out)
+        return w.version
+
+    def _promoted(self, e: ev.VersionPromoted, env: Envelope, out: Changes) -> int:
+        w = self._worker(e.namespace, e.worker)
+        self._live_version(w, e)
+        return self._activate(e.namespace, e.worker, w, e.version_id, env, out)
+
+    def _rolled_back(self, e: ev.WorkerRolledBack, env: Envelope, out: Changes) -> int:
+        w = self._worker(e.namespace, e.worker)
+        self._live_version(w, e)
+        return self._activate(e.namespace, e.worker, w, e.version_id, env, out)
+
+    def _version_deleted(self, e: ev.VersionDeleted, env: Envelope, out: Changes) -> int:
+        w = self._worker(e.namespace, e.worker, allow_deleted=True)
+        version = w.versions.get(e.version_id)
+        if version is None or version.deleted:
+            raise Reject("version_missing", f"version {e.version_id} does not exist")
+        if w.active == e.version_id and not w.deleted:
+            raise Reject("version_active",
+                         f"version {e.version_id} is active; promote another version first")
+        version.deleted = True
+        w.live -= 1
+        if w.active == e.version_id:
+            w.active = None
+        w.history = [h for h in w.history if h != e.version_id]
+        w.version += 1
+        w.updated_at = env.occurred_at
+        self._render_version(e.namespace, e.worker, e.version_id, w, out)
+        self._render_worker(e.namespace, e.worker, w, out)
+        return w.version
+
+    def _worker_deleted(self, e: ev.WorkerDeleted, env: Envelope, out: Changes) -> int:
+        w = self._worker(e.namespace, e.worker)
+        w.deleted = True
+        w.version += 1
+        w.updated_at = env.occurred_at
+        self._render_worker(e.namespace, e.worker, w, out)
+        return w.version
+
+    def _worker_purged(self, e: ev.WorkerPurged, env: Envelope, out: Changes) -> int:
+        w = self._worker(e.namespace, e.worker, allow_deleted=True)
+        if not w.deleted:
+            raise Reject("worker_not_deleted",
+                         f"worker {e.namespace}/{e.worker} must be deleted before it is purged")
+        w.purged = True
+        w.version += 1
+        w.versions.clear()
+        w.live = 0
+        w.secrets.clear()
+        w.active = None
+        w.history.clear()
+        out.drop(keys.versions(e.namespace, e.worker))
+        out.drop(keys.secrets(e.namespace, e.worker))
+        self._render_worker(e.namespace, e.worker, w, out)
+        return w.version
+
+    def _render_version(self, ns: str, name: str, vid: str, w: WorkerState,
+                        out: Changes) -> None:
+        v = w.versions[vid]
+        if not v.rendered or v.deleted:
+            v.rendered = dumps({**v.meta, "deleted": v.deleted})
+        out.set(keys.versions(ns, name), vid, v.rendered)
+
+    def _render_worker(self, ns: str, name: str, w: WorkerState, out: Changes) -> None:
+        cron_field = f"{ns}/{name}"
+        if w.purged:
+            out.delete(keys.workers(ns), name)
+            out.delete(keys.routes(ns), name)
+            out.delete(keys.CRON, cron_field)
+            return
+        previous = None
+        versions, active = w.versions, w.active
+        for h in reversed(w.history):  # a loop, not next(genexpr): this runs per event
+            if h != active:
+                v = versions.get(h)
+                if v is not None and not v.deleted:
+                    previous = h
+                    break
+        out.set(keys.workers(ns), name, dumps({
+            "active_version": w.active, "previous_version": previous,
+            "version": w.version, "deleted": w.deleted, "versions": w.live,
+            "created_at": w.created_at, "updated_at": w.updated_at,
+        }))
+        serving = w.active if not w.deleted else None
+        if serving is None:
+            out.delete(keys.routes(ns), name)
+            out.delete(keys.CRON, cron_field)
+            return
+        out.set(keys.routes(ns), name, serving)
+        crons = w.versions[serving].meta.get("cron_triggers") or []
+        if crons:
+            out.set(keys.CRON, cron_field, dumps({"version_id": serving, "crons": crons}))
+        else:
+            out.delete(keys.CRON, cron_field)
