@@ -15,7 +15,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.workerd import (
+from services.dataplane.workerd_config import (
     Config,
     EsModule,
     External,

@@ -28,13 +28,13 @@ from typing import Self
 
 import httpx
 
-from harness.workerd import WorkerdProcess
 from services.dataplane.config import (
     PRIVATE_SOCKET,
     PUBLIC_SOCKET,
     GatewayOptions,
     render_gateway_config,
 )
+from services.dataplane.workerd_process import WorkerdProcess
 from services.serving import bind
 
 log = logging.getLogger("wdl.gateway")
