@@ -21,7 +21,7 @@ from projections.membership import KafkaGroupMembership
 from projections.metrics import ProjectorMetrics
 from projections.projector import Projector
 from projections.runtime import open_backends
-from services.settings import Settings
+from projections.settings import Settings
 
 log = logging.getLogger("wdl.projector")
 

@@ -11,8 +11,8 @@ from eventlog.port import EventLog
 from projections.audit_store import AuditStore
 from projections.memory_store import MemoryProjectionStore
 from projections.redis_store import RedisProjectionStore
+from projections.settings import Settings
 from projections.store import ProjectionStore
-from services.settings import Settings
 
 
 @dataclass
