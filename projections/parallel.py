@@ -97,8 +97,8 @@ def _worker_main(job: _Job, out: Any, go: Any, stop: Any) -> None:
 
 
 async def _worker(job: _Job, out: Any, go: Any, stop: Any) -> None:
+    from projections.mirror import Mirror
     from projections.projector import Projector
-    from projections.rebuild import _Mirror
 
     b = job.backends
     audit_cm: Any = (AuditStore(b.audit_url, migrate=False) if b.audit_url is not None
@@ -106,7 +106,7 @@ async def _worker(job: _Job, out: Any, go: Any, stop: Any) -> None:
     async with (KafkaEventLog(b.kafka) as log,
                 RedisProjectionStore(b.redis_url, prefix=b.redis_prefix) as store,
                 audit_cm as audit):
-        mirror = _Mirror() if job.verify else None
+        mirror = Mirror() if job.verify else None
         if mirror is not None:
             await mirror.start()
         projector = Projector(log, store, audit, generation=job.generation,

@@ -20,6 +20,7 @@ from eventlog.port import EventLog, Positions
 from projections.audit_store import AuditDigest, AuditStore
 from projections.fold import PartitionBatch
 from projections.memory_store import MemoryProjectionStore
+from projections.mirror import Mirror
 from projections.parallel import Backends, Dump, ParallelRebuild, backends_of
 from projections.projector import Projector
 from projections.store import ProjectionStore, digest_of, first_differences
@@ -58,27 +59,6 @@ class RebuildReport:
             "seconds": round(self.seconds, 3), "verify_seconds": round(self.verify_seconds, 3),
             "dropped_generations": self.dropped,
         }
-
-
-class _Mirror:
-    """Collects the expected state of a rebuild in memory to check the shadow against."""
-
-    def __init__(self) -> None:
-        self.store = MemoryProjectionStore()
-        self.audit = AuditDigest()
-        self.generation = 0
-
-    async def start(self) -> None:
-        self.generation = await self.store.current_generation()
-
-    async def __call__(self, folded: dict[int, PartitionBatch]) -> None:
-        for batch in folded.values():
-            await self.store.apply(self.generation, batch.changes, await self.store.applied(
-                self.generation))
-            self.audit.add_changes(batch.changes)
-
-    def apply_positions(self, positions: Mapping[int, int]) -> None:
-        self.audit.positions(positions)
 
 
 async def positions_at_time(log: EventLog, until_ms: int) -> dict[int, int]:
@@ -122,7 +102,7 @@ async def rebuild(log: EventLog, store: ProjectionStore, audit: AuditStore | Non
             audit_generation=audit_generation, until=until, switch=switch, verify=verify,
             grace_s=grace_s, drop_old=drop_old, progress=progress, batch_size=batch_size,
             started=started, deferred=deferred)
-    mirror = _Mirror() if verify else None
+    mirror = Mirror() if verify else None
     if mirror is not None:
         await mirror.start()
     projector = Projector(log, store, audit, generation=generation,
@@ -276,7 +256,7 @@ async def verify_live(log: EventLog, store: ProjectionStore, audit: AuditStore |
     for _ in range(attempts):
         generation = await store.current_generation()
         positions = await store.applied(generation)
-        mirror = _Mirror()
+        mirror = Mirror()
         await mirror.start()
         projector = Projector(log, mirror.store, generation=mirror.generation)
         await projector.catch_up(until=_until(log, positions), progress=progress)
