@@ -22,6 +22,11 @@ class NamespaceState:
     created_at: int = 0
     description: str = ""
     secrets: set[str] = field(default_factory=set)
+    # Tenant resources that exist, by kind ("kv", "r2", ...): versions' bindings
+    # are checked against these (projections/fold/resources.py keeps them).
+    resources: dict[str, set[str]] = field(default_factory=dict)
+    egress: dict[str, Any] | None = None  # None: the default policy (public)
+    grants: list[dict[str, str]] = field(default_factory=list)
 
 
 class NamespaceRules(FoldCore):
@@ -58,6 +63,12 @@ class NamespaceRules(FoldCore):
         return state.version
 
     def _render_namespace(self, name: str, s: NamespaceState, out: Changes) -> None:
-        out.set(keys.NAMESPACES, name, dumps({
+        doc: dict[str, Any] = {
             "created_at": s.created_at, "description": s.description, "version": s.version,
-        }))
+        }
+        # Only when set: a namespace without policies renders as it always did.
+        if s.egress is not None:
+            doc["egress"] = s.egress
+        if s.grants:
+            doc["grants"] = s.grants
+        out.set(keys.NAMESPACES, name, dumps(doc))

@@ -14,16 +14,22 @@ from projections.changes import Changes
 from projections.fold.core import PartitionBatch, Verdict
 from projections.fold.cron import CronRules
 from projections.fold.hosts import HostRules
+from projections.fold.kv import KvRules
 from projections.fold.leases import LeaseRules
 from projections.fold.namespaces import NamespaceRules
+from projections.fold.policies import PolicyRules
+from projections.fold.r2 import R2Rules
 from projections.fold.secrets import SecretRules
 from projections.fold.tokens import TokenRules
 from projections.fold.workers import WorkerRules
 
 
 class PartitionFold(
+    KvRules,
+    R2Rules,
     SecretRules,
     WorkerRules,
+    PolicyRules,
     NamespaceRules,
     CronRules,
     LeaseRules,

@@ -82,8 +82,21 @@ class WorkerRules(NamespaceRules):
             raise Reject("version_deleted", f"version {e.version_id} was deleted")
         return version
 
+    def _check_targets(self, ns: str, bindings: Any) -> None:
+        """Every kv/r2 binding names a resource of the namespace (same partition)."""
+        existing = self._namespace(ns).resources
+        for b in bindings:
+            kind, target = (b.kind, b.target) if not isinstance(b, dict) else (
+                b["kind"], b["target"])
+            if kind in ev.RESOURCE_BINDING_KINDS and target not in existing.get(kind, ()):
+                label = "KV namespace" if kind == "kv" else "R2 bucket"
+                raise Reject("binding_target_missing",
+                             f"{label} {target!r} does not exist in namespace {ns}")
+
     def _uploaded(self, e: ev.WorkerVersionUploaded, env: Envelope, out: Changes) -> int:
         self._namespace(e.namespace)
+        if e.bindings:
+            self._check_targets(e.namespace, e.bindings)
         key = (e.namespace, e.worker)
         w = self.workers.get(key)
         if w is not None and w.deleted and not w.purged:
@@ -112,6 +125,10 @@ class WorkerRules(NamespaceRules):
                   env: Envelope, out: Changes) -> int:
         if w.active == version_id:
             raise Reject("already_active", f"version {version_id} is already active")
+        bindings = w.versions[version_id].meta.get("bindings")
+        if bindings:
+            # A resource may have been deleted (forced) since the upload.
+            self._check_targets(ns, bindings)
         if w.active is not None:
             w.history.append(w.active)
             del w.history[:-PROMOTION_HISTORY]
