@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from cli import deploy as deploy_cmd
+from cli import policies
 from cli.client import ApiFailure
 from cli.common import (
     JsonOpt,
@@ -406,6 +407,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(hosts_app, name="hosts")
     app.add_typer(lease_app, name="lease")
     app.add_typer(tokens_app, name="tokens")
+    policies.register(ns_app)
     app.add_typer(ns_app, name="ns")
     app.add_typer(cron_app, name="cron")
 

@@ -12,6 +12,7 @@ import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
 from cli.common import JsonOpt, NsOpt, ProfileOpt, TokenOpt, UrlOpt, connect, err, print_json
+from cli.resources import provision
 from cli.wrangler import ProjectError, bundle, read_project, split_vars
 
 CHUNK = 64 * 1024
@@ -31,7 +32,7 @@ def _request_body(project_dir: Path, no_bundle: bool) -> tuple[str, dict[str, An
         "compatibility_date": project.compatibility_date,
         "compatibility_flags": project.compatibility_flags,
         "vars": plain_vars,
-        "bindings": bindings,
+        "bindings": bindings + project.bindings,
         "cron_triggers": project.crons,
     }
     return project.name, body, how
@@ -52,6 +53,9 @@ def deploy(
     no_promote: Annotated[bool, typer.Option("--no-promote", help="upload only (stage)")] = False,
     no_bundle: Annotated[bool, typer.Option("--no-bundle", help="upload the modules as "
                                             "they are, without Wrangler")] = False,
+    no_provision: Annotated[bool, typer.Option(
+        "--no-provision", help="do not create missing KV namespaces and R2 buckets "
+        "(deploy is then refused if one is missing)")] = False,
     idempotency_key: Annotated[str | None, typer.Option("--idempotency-key")] = None,
     as_json: JsonOpt = False,
     url: UrlOpt = None, token: TokenOpt = None, profile: ProfileOpt = None,
@@ -65,6 +69,15 @@ def deploy(
     worker = name or project_name
     raw = json.dumps(body).encode("utf-8")
     with connect(url, token, profile, ns, need_namespace=True) as (client, namespace):
+        missing = provision(client, namespace, body["bindings"], create=not no_provision,
+                            quiet=as_json)
+        if no_provision and missing:
+            names = ", ".join(f"{m['kind']} {m['name']}" for m in missing)
+            err.print(f"[red]refused:[/] binding_target_missing: {names} "
+                      f"{'does' if len(missing) == 1 else 'do'} not exist in {namespace}; "
+                      "create with `wdl kv namespace create` / `wdl r2 bucket create`, or "
+                      "deploy without --no-provision", highlight=False)
+            raise typer.Exit(1)
         path = f"/v1/namespaces/{namespace}/workers/{worker}/versions"
         with Progress(TextColumn(f"upload {worker} ({len(body['modules'])} modules, {how})"),
                       BarColumn(), DownloadColumn(), TransferSpeedColumn(), console=err,

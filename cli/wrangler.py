@@ -42,6 +42,8 @@ class Project:
     vars: dict[str, Any] = field(default_factory=dict)
     crons: list[str] = field(default_factory=list)
     no_bundle: bool = False
+    bindings: list[dict[str, str]] = field(default_factory=list)
+    """Resource and service bindings, in the control API's shape (kv, r2, service)."""
 
 
 @dataclass
@@ -92,6 +94,63 @@ def strip_jsonc(text: str) -> str:
     return "".join(out)
 
 
+# Wrangler binding keys WDL does not serve yet: deploy refuses them before any
+# upload, naming the key, rather than deploying a worker whose env lacks them.
+UNSUPPORTED_KEYS = (
+    "d1_databases", "durable_objects", "migrations", "queues", "workflows", "worker_loaders",
+    "ai", "vectorize", "hyperdrive", "analytics_engine_datasets", "browser", "assets", "site",
+    "dispatch_namespaces", "mtls_certificates", "send_email", "tail_consumers", "images",
+    "version_metadata", "pipelines", "secrets_store_secrets", "unsafe", "logfwdr",
+    "wasm_modules", "text_blobs", "data_blobs", "containers", "vpc_services", "ratelimits",
+)
+
+
+def _table_list(doc: dict[str, Any], key: str, config: str) -> list[dict[str, Any]]:
+    value = doc.get(key) or []
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise ProjectError(f"{config}: `{key}` must be a list of tables")
+    return value
+
+
+def _string(entry: dict[str, Any], field_name: str, where: str, *,
+            required: bool = True) -> str:
+    value = entry.get(field_name)
+    if value is None and not required:
+        return ""
+    if not isinstance(value, str) or not value:
+        raise ProjectError(f"{where}: `{field_name}` is required and must be a string")
+    return value
+
+
+def read_bindings(doc: dict[str, Any], config: str) -> list[dict[str, str]]:
+    """kv_namespaces, r2_buckets and services as the control API's bindings."""
+    unsupported = [k for k in UNSUPPORTED_KEYS if doc.get(k)]
+    if unsupported:
+        raise ProjectError(
+            f"{config}: {', '.join(f'`{k}`' for k in unsupported)} "
+            f"{'is' if len(unsupported) == 1 else 'are'} not supported by WDL yet; remove "
+            "it to deploy (docs/compatibility.md lists what is supported)")
+    out: list[dict[str, str]] = []
+    for i, kv in enumerate(_table_list(doc, "kv_namespaces", config)):
+        where = f"{config}: kv_namespaces[{i}]"
+        binding = _string(kv, "binding", where)
+        # The id names the platform KV namespace; without one, the binding name does.
+        out.append({"name": binding, "kind": "kv",
+                    "target": _string(kv, "id", where, required=False) or binding.lower()})
+    for i, r2 in enumerate(_table_list(doc, "r2_buckets", config)):
+        where = f"{config}: r2_buckets[{i}]"
+        out.append({"name": _string(r2, "binding", where), "kind": "r2",
+                    "target": _string(r2, "bucket_name", where)})
+    for i, svc in enumerate(_table_list(doc, "services", config)):
+        where = f"{config}: services[{i}]"
+        target = _string(svc, "service", where)
+        namespace, _, worker = target.rpartition("/")
+        out.append({"name": _string(svc, "binding", where), "kind": "service",
+                    "target": worker, "namespace": namespace,
+                    "entrypoint": _string(svc, "entrypoint", where, required=False)})
+    return out
+
+
 def find_config(root: Path) -> Path:
     for name in CONFIG_NAMES:
         if (root / name).is_file():
@@ -121,7 +180,8 @@ def read_project(root: Path) -> Project:
     return Project(root=root, name=name, main=main, compatibility_date=date,
                    compatibility_flags=list(doc.get("compatibility_flags") or []),
                    vars=dict(doc.get("vars") or {}), crons=list(triggers.get("crons") or []),
-                   no_bundle=bool(doc.get("no_bundle", False)))
+                   no_bundle=bool(doc.get("no_bundle", False)),
+                   bindings=read_bindings(doc, path.name))
 
 
 def wrangler_command() -> list[str] | None:

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -29,6 +30,8 @@ from services.api.routes import (
     hosts,
     leases,
     namespaces,
+    policies,
+    resources,
     secrets,
     system,
     tokens,
@@ -43,10 +46,12 @@ API_VERSION = "1"
 
 
 def create_app(settings: Settings, backends: Backends, keyring: Keyring, blobs: BlobStore, *,
-               run_projector: bool = False) -> FastAPI:
+               run_projector: bool = False, kv: Any = None, r2: Any = None) -> FastAPI:
+    """`kv` / `r2`: opened tenant data stores (services/kv, services/r2); without them the
+    data routes answer 503 and resource deletes leave the data for a later purge."""
     ctx = ApiContext(settings=settings, log=backends.log, store=backends.store,
                      audit=backends.audit, keyring=keyring, blobs=blobs,
-                     reader=ProjectionReader(backends.store))
+                     reader=ProjectionReader(backends.store), kv=kv, r2=r2)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -69,7 +74,8 @@ def create_app(settings: Settings, backends: Backends, keyring: Keyring, blobs: 
                   "tokens. Every change is an event; responses carry its verdict.")
     app.state.ctx = ctx
     install_handlers(app)
-    for module in (system, namespaces, workers, deploy, secrets, hosts, leases, audit, tokens):
+    for module in (system, namespaces, workers, deploy, secrets, hosts, leases, audit, tokens,
+                   resources, policies):
         app.include_router(module.router)
     app.add_middleware(ErrorGuard)
     app.add_middleware(BodyLimit, max_bytes=ctx.limits.max_request_bytes)

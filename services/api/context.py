@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from fastapi import Request
 
@@ -26,6 +27,8 @@ class ApiContext:
     blobs: BlobStore
     reader: ProjectionReader
     limits: BundleLimits = field(default_factory=BundleLimits)
+    kv: Any = None  # services.kv KvStore, opened by the process owner
+    r2: Any = None  # services.r2 R2Store
     verdict_timeout_s: float = 10.0
     audit_catch_up_s: float = 3.0
 

@@ -66,9 +66,34 @@ class ModuleUpload(_Strict):
 
 class BindingIn(_Strict):
     name: str = Field(pattern=SECRET_NAME_PATTERN)
-    kind: Literal["service", "json", "text", "secret"]
-    target: str = Field("", max_length=128)
+    kind: Literal["service", "json", "text", "secret", "kv", "r2"]
+    target: str = Field("", max_length=128, description="kv: the KV namespace; r2: the "
+                        "bucket; service: the worker; secret: the secret name")
     value: str = Field("", max_length=5 * 1024)
+    namespace: str = Field("", max_length=64, description="service: the target's namespace "
+                           "when it is another one (it must have granted this namespace)")
+    entrypoint: str = Field("", max_length=128, description="service: a named "
+                            "WorkerEntrypoint of the target (default: its default export)")
+
+
+class ResourceCreate(_Strict):
+    name: str = Field(min_length=1, max_length=64)
+
+
+class EgressRule(_Strict):
+    host: str = Field(min_length=1, max_length=253,
+                      description="exact host, or `*.example.com` for any subdomain")
+    ports: list[int] = Field(default_factory=list, max_length=32)
+
+
+class EgressPolicyIn(_Strict):
+    mode: Literal["deny", "public", "allow"]
+    allow: list[EgressRule] = Field(default_factory=list, max_length=256)
+
+
+class ServiceGrantIn(_Strict):
+    to: str = Field(pattern=NAME_PATTERN, description="the namespace that may call")
+    worker: str = Field("*", max_length=64, description="a worker of this namespace, or *")
 
 
 class DeployRequest(_Strict):

@@ -17,6 +17,7 @@ from fastapi import APIRouter, Query
 from eventlog.events import Binding, VersionPromoted, WorkerVersionUploaded
 from services.api.auth import Auth
 from services.api.commands import build, first_outcome, idempotency_key, submit
+from services.api.errors import ApiError
 from services.api.models import DeployRequest
 from services.api.routes.common import WRITE_ERRORS, Ctx, IdemKey, Namespace, WorkerName
 from services.api.routes.common import namespace_doc as _namespace_doc
@@ -37,6 +38,38 @@ def _decode(index: int, text: str, limits: BundleLimits) -> bytes:
         raise BundleError(field, "is not valid base64") from None
 
 
+_RESOURCE_LABELS = {"kv": "KV namespace", "r2": "R2 bucket"}
+
+
+async def _check_targets(ctx: Ctx, ns: str, payload: WorkerVersionUploaded) -> None:
+    """Refuse before anything is written: a bound resource that does not exist, or
+    another namespace's worker that namespace did not grant.
+
+    The fold decides resources again (the log is the arbiter: a delete racing
+    this deploy is caught there). Grants live on the other namespace's partition,
+    so only this check and the gateway (on every call) look at them.
+    """
+    for b in payload.bindings:
+        if b.kind in _RESOURCE_LABELS:
+            if await ctx.reader.resource(b.kind, ns, b.target) is None:
+                raise ApiError(409, "binding_target_missing",
+                               f"binding {b.name}: {_RESOURCE_LABELS[b.kind]} {b.target!r} "
+                               f"does not exist in namespace {ns}",
+                               field=f"bindings.{b.name}")
+            continue
+        if b.kind != "service" or not b.namespace:
+            continue
+        doc = await ctx.reader.namespace(b.namespace)
+        grants = (doc or {}).get("grants") or []
+        if doc is None or not any(g.get("namespace") == ns and g.get("worker") in ("*", b.target)
+                                  for g in grants):
+            raise ApiError(409, "service_not_granted",
+                           f"binding {b.name}: namespace {b.namespace!r} has not granted "
+                           f"{ns!r} access to worker {b.target!r} (ask its owners to run "
+                           f"`wdl ns grant {ns} --ns {b.namespace} --worker {b.target}`)",
+                           field=f"bindings.{b.name}")
+
+
 @router.post("/{worker}/versions", status_code=201, responses=WRITE_ERRORS)
 async def deploy(ns: Namespace, worker: WorkerName, body: DeployRequest, ctx: Ctx,
                  principal: Auth, idem: IdemKey = None,
@@ -53,11 +86,14 @@ async def deploy(ns: Namespace, worker: WorkerName, body: DeployRequest, ctx: Ct
         bundle_sha256=bundle.sha256, bundle_size=bundle.size, modules=bundle.module_refs(),
         main_module=bundle.main_module, compatibility_date=body.compatibility_date,
         compatibility_flags=tuple(body.compatibility_flags), vars=dict(body.vars),
-        bindings=tuple(Binding(name=b.name, kind=b.kind, target=b.target, value=b.value)
+        bindings=tuple(Binding(name=b.name, kind=b.kind, target=b.target, value=b.value,
+                               namespace="" if b.namespace == ns else b.namespace,
+                               entrypoint=b.entrypoint)
                        for b in body.bindings),
         cron_triggers=tuple(body.cron_triggers),
     )
     env = build(ctx, principal, payload, idempotency=idempotency_key(principal, idem))
+    await _check_targets(ctx, ns, payload)
     outcome = await first_outcome(ctx, env) if env.idempotency_key is not None else None
     if outcome is None:
         for module in bundle.modules:

@@ -1,0 +1,98 @@
+"""`wdl ns egress show|set` and `wdl ns grant|revoke|grants`: namespace policies."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from cli.common import (
+    JsonOpt,
+    NsOpt,
+    ProfileOpt,
+    TokenOpt,
+    UrlOpt,
+    connect,
+    fail,
+    outcome,
+    print_json,
+    table,
+)
+
+egress_app = typer.Typer(help="The namespace's outbound network policy.", no_args_is_help=True)
+
+
+@egress_app.command("show")
+def egress_show(ns: NsOpt = None, as_json: JsonOpt = False, url: UrlOpt = None,
+                token: TokenOpt = None, profile: ProfileOpt = None) -> None:
+    with connect(url, token, profile, ns, need_namespace=True) as (client, namespace):
+        policy = client.get(f"/v1/namespaces/{namespace}/egress")
+    if as_json:
+        print_json(policy)
+        return
+    typer.echo(f"mode: {policy['mode']}")
+    for rule in policy.get("allow") or []:
+        ports = ",".join(str(p) for p in rule.get("ports") or []) or "any port"
+        typer.echo(f"allow: {rule['host']} ({ports})")
+
+
+def _rule(text: str) -> dict[str, object]:
+    host, _, ports = text.partition(":")
+    try:
+        return {"host": host, "ports": [int(p) for p in ports.split(",") if p]}
+    except ValueError:
+        raise fail(f"--allow {text!r}: expected HOST or HOST:PORT[,PORT…]", 2) from None
+
+
+@egress_app.command("set")
+def egress_set(
+    mode: Annotated[str, typer.Argument(help="deny | public | allow")],
+    allow: Annotated[list[str] | None, typer.Option(
+        "--allow", help="with mode allow: HOST or *.DOMAIN, optionally :PORT[,PORT…]; "
+        "repeatable")] = None,
+    ns: NsOpt = None, as_json: JsonOpt = False, url: UrlOpt = None,
+    token: TokenOpt = None, profile: ProfileOpt = None,
+) -> None:
+    """Replace the policy (admin). Loopback, private, link-local and metadata addresses
+    are refused whatever the policy says."""
+    body = {"mode": mode, "allow": [_rule(a) for a in allow or []]}
+    with connect(url, token, profile, ns, need_namespace=True) as (client, namespace):
+        result = client.put(f"/v1/namespaces/{namespace}/egress", body)
+    outcome(result, f"egress policy of {namespace} is now {mode}", as_json)
+
+
+WorkerGrantOpt = Annotated[str, typer.Option("--worker", help="one worker, or * for all")]
+
+
+def grant(to: Annotated[str, typer.Argument(help="the namespace that may call")],
+          worker: WorkerGrantOpt = "*", ns: NsOpt = None, as_json: JsonOpt = False,
+          url: UrlOpt = None, token: TokenOpt = None, profile: ProfileOpt = None) -> None:
+    """Let namespace TO bind this namespace's worker(s) as service bindings."""
+    with connect(url, token, profile, ns, need_namespace=True) as (client, namespace):
+        result = client.post(f"/v1/namespaces/{namespace}/grants", {"to": to, "worker": worker})
+    outcome(result, f"{to} may call {namespace}/{worker}", as_json)
+
+
+def revoke(to: str, worker: WorkerGrantOpt = "*", ns: NsOpt = None, as_json: JsonOpt = False,
+           url: UrlOpt = None, token: TokenOpt = None, profile: ProfileOpt = None) -> None:
+    with connect(url, token, profile, ns, need_namespace=True) as (client, namespace):
+        result = client.request("DELETE", f"/v1/namespaces/{namespace}/grants/{to}",
+                                params={"worker": worker})
+    outcome(result, f"{to} may no longer call {namespace}/{worker}", as_json)
+
+
+def grants(ns: NsOpt = None, as_json: JsonOpt = False, url: UrlOpt = None,
+           token: TokenOpt = None, profile: ProfileOpt = None) -> None:
+    with connect(url, token, profile, ns, need_namespace=True) as (client, namespace):
+        rows = client.get(f"/v1/namespaces/{namespace}/grants")
+    if as_json:
+        print_json(rows)
+        return
+    table(rows, [("namespace", "granted to"), ("worker", "worker")])
+
+
+def register(ns_app: typer.Typer) -> None:
+    ns_app.add_typer(egress_app, name="egress")
+    ns_app.command("grant")(grant)
+    ns_app.command("revoke")(revoke)
+    ns_app.command("grants")(grants)

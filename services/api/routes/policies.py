@@ -1,0 +1,79 @@
+"""Namespace policies: the outbound egress policy and service grants to other namespaces.
+
+Egress is a platform decision (admin tokens set it; the namespace's tokens
+read it); grants belong to the namespace that owns the workers (its writers
+grant and revoke). Both are rendered into the namespace record, so the
+gateway sees a change with the namespace's next invalidation.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query
+
+from eventlog.events import EgressPolicySet, EgressRule, ServiceGranted, ServiceRevoked
+from services.api.auth import Auth, require_admin
+from services.api.commands import build, idempotency_key, submit
+from services.api.errors import ApiError
+from services.api.models import CommandResult, EgressPolicyIn, ServiceGrantIn
+from services.api.routes.common import (
+    READ_ERRORS,
+    WRITE_ERRORS,
+    Ctx,
+    IdemKey,
+    Namespace,
+    namespace_doc,
+)
+
+router = APIRouter(prefix="/v1/namespaces/{ns}", tags=["policies"])
+DEFAULT_EGRESS: dict[str, Any] = {"mode": "public", "allow": []}
+
+
+@router.get("/egress", responses=READ_ERRORS)
+async def show_egress(ns: Namespace, ctx: Ctx, principal: Auth) -> dict[str, Any]:
+    """The namespace's egress policy (`public` unless one was set)."""
+    doc = await namespace_doc(ctx, principal, ns)
+    return dict(doc.get("egress") or DEFAULT_EGRESS)
+
+
+@router.put("/egress", response_model=CommandResult, responses=WRITE_ERRORS)
+async def set_egress(ns: Namespace, body: EgressPolicyIn, ctx: Ctx, principal: Auth,
+                     idem: IdemKey = None) -> dict[str, Any]:
+    """Replace the egress policy (admin): `deny`, `public`, or `allow` with host rules."""
+    require_admin(principal)
+    await namespace_doc(ctx, principal, ns, write=True)
+    event = EgressPolicySet(namespace=ns, mode=body.mode, allow=tuple(
+        EgressRule(host=r.host.lower(), ports=tuple(r.ports)) for r in body.allow))
+    env = build(ctx, principal, event, idempotency=idempotency_key(principal, idem))
+    return (await submit(ctx, env)).require_accepted().as_dict()
+
+
+@router.get("/grants", responses=READ_ERRORS)
+async def list_grants(ns: Namespace, ctx: Ctx, principal: Auth) -> list[dict[str, Any]]:
+    """Namespaces that may bind this namespace's workers as services."""
+    doc = await namespace_doc(ctx, principal, ns)
+    return list(doc.get("grants") or [])
+
+
+@router.post("/grants", response_model=CommandResult, responses=WRITE_ERRORS)
+async def grant(ns: Namespace, body: ServiceGrantIn, ctx: Ctx, principal: Auth,
+                idem: IdemKey = None) -> dict[str, Any]:
+    """Let namespace `to` bind `worker` (or every worker, `*`) of this namespace."""
+    await namespace_doc(ctx, principal, ns, write=True)
+    if await ctx.reader.namespace(body.to) is None:
+        raise ApiError(404, "namespace_not_found", f"namespace {body.to!r} does not exist")
+    env = build(ctx, principal, ServiceGranted(namespace=ns, grantee=body.to,
+                                               worker=body.worker),
+                idempotency=idempotency_key(principal, idem))
+    return (await submit(ctx, env)).require_accepted().as_dict()
+
+
+@router.delete("/grants/{to}", response_model=CommandResult, responses=WRITE_ERRORS)
+async def revoke(ns: Namespace, to: Annotated[str, Path(max_length=64)], ctx: Ctx,
+                 principal: Auth, worker: Annotated[str, Query(max_length=64)] = "*",
+                 idem: IdemKey = None) -> dict[str, Any]:
+    await namespace_doc(ctx, principal, ns, write=True)
+    env = build(ctx, principal, ServiceRevoked(namespace=ns, grantee=to, worker=worker),
+                idempotency=idempotency_key(principal, idem))
+    return (await submit(ctx, env)).require_accepted().as_dict()

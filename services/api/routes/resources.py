@@ -1,0 +1,120 @@
+"""Tenant resources as control state: KV namespaces and R2 buckets (create, list, delete).
+
+Each is an event on the namespace's partition; the fold refuses a duplicate
+(`resource_exists`), a missing one (`resource_not_found`) and, unless forced,
+the delete of one an active version binds (`resource_in_use`). Their data is
+not here: services/api/routes/kv_data.py and r2_data.py serve it.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query
+
+from eventlog.events import (
+    KvNamespaceCreated,
+    KvNamespaceDeleted,
+    R2BucketCreated,
+    R2BucketDeleted,
+)
+from services.api.auth import Auth
+from services.api.commands import build, idempotency_key, submit
+from services.api.errors import ApiError
+from services.api.models import CommandResult, ResourceCreate
+from services.api.routes.common import (
+    READ_ERRORS,
+    WRITE_ERRORS,
+    Ctx,
+    IdemKey,
+    Namespace,
+    namespace_doc,
+)
+
+router = APIRouter(prefix="/v1/namespaces/{ns}", tags=["resources"])
+ResourceName = Annotated[str, Path(min_length=1, max_length=64)]
+Force = Annotated[bool, Query(description="delete even if an active version binds it")]
+
+# kind -> (create event, delete event, what users call it)
+_KINDS: dict[str, tuple[type[KvNamespaceCreated | R2BucketCreated],
+                        type[KvNamespaceDeleted | R2BucketDeleted], str]] = {
+    "kv": (KvNamespaceCreated, KvNamespaceDeleted, "KV namespace"),
+    "r2": (R2BucketCreated, R2BucketDeleted, "R2 bucket"),
+}
+
+
+def _view(name: str, doc: dict[str, Any]) -> dict[str, Any]:
+    return {"name": name, **doc}
+
+
+async def _list(ctx: Ctx, principal: Auth, ns: str, kind: str) -> list[dict[str, Any]]:
+    await namespace_doc(ctx, principal, ns)
+    docs = await ctx.reader.resources(kind, ns)
+    return [_view(name, doc) for name, doc in sorted(docs.items())]
+
+
+async def _create(ctx: Ctx, principal: Auth, ns: str, kind: str, name: str,
+                  idem: str | None) -> dict[str, Any]:
+    await namespace_doc(ctx, principal, ns, write=True)
+    created, _, _ = _KINDS[kind]
+    env = build(ctx, principal, created(namespace=ns, name=name),
+                idempotency=idempotency_key(principal, idem))
+    return (await submit(ctx, env)).require_accepted(name=name).as_dict()
+
+
+async def _delete(ctx: Ctx, principal: Auth, ns: str, kind: str, name: str, force: bool,
+                  idem: str | None) -> dict[str, Any]:
+    await namespace_doc(ctx, principal, ns, write=True)
+    _, deleted, label = _KINDS[kind]
+    if await ctx.reader.resource(kind, ns, name) is None:
+        raise ApiError(404, f"{kind}_not_found" if kind != "kv" else "kv_namespace_not_found",
+                       f"{label} {name!r} does not exist in namespace {ns}")
+    env = build(ctx, principal, deleted(namespace=ns, name=name, force=force),
+                idempotency=idempotency_key(principal, idem))
+    return (await submit(ctx, env)).require_accepted(name=name).as_dict()
+
+
+@router.get("/kv", responses=READ_ERRORS)
+async def list_kv(ns: Namespace, ctx: Ctx, principal: Auth) -> list[dict[str, Any]]:
+    """KV namespaces of this namespace."""
+    return await _list(ctx, principal, ns, "kv")
+
+
+@router.post("/kv", status_code=201, response_model=CommandResult, responses=WRITE_ERRORS)
+async def create_kv(ns: Namespace, body: ResourceCreate, ctx: Ctx, principal: Auth,
+                    idem: IdemKey = None) -> dict[str, Any]:
+    """Create a KV namespace (409 `resource_exists` if it exists)."""
+    return await _create(ctx, principal, ns, "kv", body.name, idem)
+
+
+@router.delete("/kv/{name}", response_model=CommandResult, responses=WRITE_ERRORS)
+async def delete_kv(ns: Namespace, name: ResourceName, ctx: Ctx, principal: Auth,
+                    force: Force = False, idem: IdemKey = None) -> dict[str, Any]:
+    """Delete a KV namespace and its data (409 `resource_in_use` if bound, unless forced)."""
+    result = await _delete(ctx, principal, ns, "kv", name, force, idem)
+    if ctx.kv is not None:
+        await ctx.kv.purge(ns, name)
+    return result
+
+
+@router.get("/r2", responses=READ_ERRORS)
+async def list_r2(ns: Namespace, ctx: Ctx, principal: Auth) -> list[dict[str, Any]]:
+    """R2 buckets of this namespace."""
+    return await _list(ctx, principal, ns, "r2")
+
+
+@router.post("/r2", status_code=201, response_model=CommandResult, responses=WRITE_ERRORS)
+async def create_r2(ns: Namespace, body: ResourceCreate, ctx: Ctx, principal: Auth,
+                    idem: IdemKey = None) -> dict[str, Any]:
+    """Create an R2 bucket (409 `resource_exists` if it exists)."""
+    return await _create(ctx, principal, ns, "r2", body.name, idem)
+
+
+@router.delete("/r2/{name}", response_model=CommandResult, responses=WRITE_ERRORS)
+async def delete_r2(ns: Namespace, name: ResourceName, ctx: Ctx, principal: Auth,
+                    force: Force = False, idem: IdemKey = None) -> dict[str, Any]:
+    """Delete an R2 bucket and its objects (409 `resource_in_use` if bound, unless forced)."""
+    result = await _delete(ctx, principal, ns, "r2", name, force, idem)
+    if ctx.r2 is not None:
+        await ctx.r2.purge(ns, name)
+    return result
