@@ -58,7 +58,8 @@ def create_state_app(view: RouteView, bundles: BundleSource, loads: LoadRegistry
             return _json({"boot": view.boot, "epoch": epoch,
                           "missing": {"code": found.code, "message": found.message}})
         return _json({"boot": view.boot, "epoch": epoch,
-                      "route": {"version": found.version, "id": found.loader_id}})
+                      "route": {"version": found.version, "id": found.loader_id,
+                                "egress": found.egress, "grants": list(found.grants)}})
 
     async def hosts(request: Request) -> Response:
         epoch = view.epoch

@@ -54,7 +54,7 @@ class BundleSource:
             modules[ref["name"]] = _module(ref["type"], await self.blobs.get(ref["sha256"]))
         plain = {name: self._open(ns, None, name, raw) for name, raw in shared.items()}
         plain.update({name: self._open(ns, worker, name, raw) for name, raw in own.items()})
-        env = _env(meta, plain)
+        env, bindings = _env(ns, worker, version, meta, plain)
         return {
             "id": loader_id(ns, worker, version, envelopes),
             "compatibilityDate": meta["compatibility_date"],
@@ -62,6 +62,7 @@ class BundleSource:
             "mainModule": meta["main_module"],
             "modules": modules,
             "env": env,
+            "bindings": bindings,
         }
 
     def _open(self, ns: str, worker: str | None, name: str, raw: str) -> str:
@@ -77,10 +78,14 @@ class BundleSource:
                               f"secret {name!r} of {where} cannot be opened ({code})") from None
 
 
-def _env(meta: dict[str, Any], secrets: dict[str, str]) -> dict[str, Any]:
-    """vars, then every secret in scope, then the version's explicit bindings."""
+def _env(ns: str, worker: str, version: str, meta: dict[str, Any],
+         secrets: dict[str, str]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """(plain env, platform bindings): vars, then every secret in scope, then the
+    version's explicit bindings. Platform bindings become entrypoint stubs in the
+    gateway; their props are set here, from the accepted version, and nowhere else."""
     env: dict[str, Any] = dict(meta.get("vars") or {})
     env.update(secrets)
+    platform: list[dict[str, Any]] = []
     for binding in meta.get("bindings") or ():
         kind, name = binding["kind"], binding["name"]
         if kind == "text":
@@ -89,9 +94,15 @@ def _env(meta: dict[str, Any], secrets: dict[str, str]) -> dict[str, Any]:
             env[name] = json.loads(binding.get("value") or "null")
         elif kind == "secret" and binding.get("target", "") in secrets:
             env[name] = secrets[binding["target"]]
-        # "service" bindings between dynamic workers are not supported yet
-        # (docs/dataplane.md, "Limits").
-    return env
+        elif kind in ("kv", "r2"):
+            platform.append({"name": name, "kind": kind, "props": {
+                "namespace": ns, "resource": binding["target"], "worker": worker,
+                "version": version}})
+        elif kind == "service":
+            platform.append({"name": name, "kind": kind, "props": {
+                "namespace": ns, "target_namespace": binding.get("namespace") or ns,
+                "worker": binding["target"], "entrypoint": binding.get("entrypoint") or ""}})
+    return env, platform
 
 
 def _module(kind: str, data: bytes) -> dict[str, Any]:

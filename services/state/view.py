@@ -45,6 +45,8 @@ class Route:
     worker: str
     version: str
     loader_id: str
+    egress: dict[str, Any] | None = None  # the namespace's egress policy (None: public)
+    grants: tuple[dict[str, str], ...] = ()  # namespaces allowed to call its workers
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,14 @@ class _Namespace:
     workers: dict[str, str]
     routes: dict[str, str]
     loader_ids: dict[str, tuple[str, str]] = field(default_factory=dict)  # worker -> (version, id)
+    policy: tuple[dict[str, Any] | None, tuple[dict[str, str], ...]] | None = None
+
+    def policies(self) -> tuple[dict[str, Any] | None, tuple[dict[str, str], ...]]:
+        """(egress policy, service grants) from the namespace record, parsed once."""
+        if self.policy is None:
+            doc: dict[str, Any] = _decode.decode(self.record) if self.record else {}
+            self.policy = (doc.get("egress"), tuple(doc.get("grants") or ()))
+        return self.policy
 
     def same_as(self, other: _Namespace) -> bool:
         return (self.record, self.workers, self.routes) == (
@@ -236,12 +246,13 @@ class RouteView:
             state = _worker_state(view.workers.get(worker))
             return Missing("worker_not_found",
                            f"worker {worker!r} of namespace {ns!r} {state}")
+        egress, grants = view.policies()
         cached = view.loader_ids.get(worker)
         if cached is not None and cached[0] == version:
-            return Route(ns, worker, version, cached[1])
+            return Route(ns, worker, version, cached[1], egress, grants)
         lid = loader_id(ns, worker, version, await self.secret_envelopes(ns, worker))
         view.loader_ids[worker] = (version, lid)
-        return Route(ns, worker, version, lid)
+        return Route(ns, worker, version, lid, egress, grants)
 
     async def secret_scopes(self, ns: str, worker: str) -> tuple[dict[str, str], dict[str, str]]:
         """Sealed envelopes by name: (namespace scope, worker scope)."""
