@@ -2,7 +2,7 @@
 
 One Python process tops out well below what Kafka, Redis and PostgreSQL
 take: reading, decoding, folding and formatting the writes all hold the GIL.
-The fold never looks across partitions (see projections/fold.py) and both
+The fold never looks across partitions (see projections/fold/core.py) and both
 stores compare-and-set their applied positions per partition, so workers
 that own disjoint partitions can fold and write the same shadow generation
 concurrently with exactly the guarantees of a single projector.

@@ -2,7 +2,7 @@
 
 Everything here reads the *current* generation through the store, so a
 rebuild's switch is invisible to callers. Values are the JSON documents the
-fold renders (projections/fold.py); docs/redis-keys.md lists them.
+fold renders (projections/fold/); docs/redis-keys.md lists them.
 """
 
 from __future__ import annotations
