@@ -5,7 +5,8 @@ Layout per bucket, `<root>/<ns token>/<bucket token>/` (tokens: keys.name_token)
 - `o/<encoded key>`  the object's metadata (JSON), naming its data file;
 - `d/<version>`      the object's bytes;
 - `s/<id>`           a body being streamed in (staging);
-- `u/<upload id>/`   a multipart upload: `upload.json`, parts `<n>` + `<n>.json`.
+- `u/<upload id>/`   a multipart upload: `upload.json` (kept, with its state, after
+  completion or abort, as Miniflare keeps it), parts `<n>` + `<n>.json`.
 
 A write streams to `s/`, is renamed to `d/<version>`, then the metadata file
 is replaced with `os.replace` (the commit point) and the old data file is
@@ -22,13 +23,22 @@ import re
 import secrets
 import shutil
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from services.r2.errors import NoSuchUpload
 from services.r2.keys import decode_key, encode_key, name_token
 from services.r2.model import Digests, ObjectMeta, PartInfo, Where
-from services.r2.port import Body, R2Store, Upload, multipart_meta
+from services.r2.port import (
+    ABORTED,
+    COMPLETED,
+    IN_PROGRESS,
+    Body,
+    R2Store,
+    Upload,
+    multipart_meta,
+)
 
 CHUNK = 256 * 1024
 _UPLOAD_ID = re.compile(r"[A-Za-z0-9_-]{16,128}")
@@ -124,42 +134,54 @@ class LocalR2Store(R2Store):
 
     # --- multipart ----------------------------------------------------------
 
-    def _upload_dir(self, where: Where, upload_id: str) -> Path:
+    def _upload_dir(self, where: Where, upload_id: str) -> Path | None:
         if _UPLOAD_ID.fullmatch(upload_id) is None:
-            raise NoSuchUpload()
+            return None
         return self._base(where) / "u" / upload_id
 
     async def _mp_create(self, where: Where, upload: Upload) -> str:
         upload_id = secrets.token_urlsafe(32)
-        folder = self._upload_dir(where, upload_id)
-        record = {"key": upload.key, "httpMetadata": upload.http_metadata,
-                  "customMetadata": upload.custom_metadata}
+        folder = self._base(where) / "u" / upload_id
 
         def create() -> None:
             folder.mkdir(parents=True)
-            _write_json(folder / "upload.json", record, folder)
+            _write_json(folder / "upload.json", upload.to_json(), folder)
 
         await asyncio.to_thread(create)
         return upload_id
 
-    async def _mp_upload(self, where: Where, key: str, upload_id: str) -> Upload:
-        path = self._upload_dir(where, upload_id) / "upload.json"
+    async def _mp_upload(self, where: Where, key: str, upload_id: str) -> Upload | None:
+        folder = self._upload_dir(where, upload_id)
+        if folder is None:
+            return None
         try:
-            record = await asyncio.to_thread(_load_json, path)
+            record = await asyncio.to_thread(_load_json, folder / "upload.json")
         except FileNotFoundError:
-            raise NoSuchUpload() from None
-        if record["key"] != key:
+            return None
+        upload = Upload.from_json(record)
+        return upload if upload.key == key else None
+
+    def _folder(self, where: Where, upload_id: str) -> Path:
+        folder = self._upload_dir(where, upload_id)
+        if folder is None:
             raise NoSuchUpload()
-        return Upload(key, record["httpMetadata"], record["customMetadata"])
+        return folder
+
+    def _finish(self, folder: Path, upload: Upload, state: int) -> None:
+        for entry in folder.iterdir():
+            if entry.name != "upload.json":
+                _unlink(entry)
+        _write_json(folder / "upload.json", replace(upload, state=state).to_json(), folder)
 
     async def _mp_part(self, where: Where, upload_id: str, part_number: int, body: Body,
                        digests: Digests) -> str:
-        folder = self._upload_dir(where, upload_id)
+        folder = self._folder(where, upload_id)
         staged = await self._stage(where, body)
         info = PartInfo(part_number, digests.md5_hex, digests.size, digests.md5_hex)
 
         def place() -> None:
-            if not folder.exists():  # aborted or completed while streaming
+            record = Upload.from_json(_load_json(folder / "upload.json"))
+            if record.state != IN_PROGRESS:  # aborted or completed while streaming
                 _unlink(staged)
                 raise NoSuchUpload()
             os.replace(staged, folder / str(part_number))
@@ -169,7 +191,7 @@ class LocalR2Store(R2Store):
         return info.etag
 
     async def _mp_parts(self, where: Where, upload_id: str) -> dict[int, PartInfo]:
-        folder = self._upload_dir(where, upload_id)
+        folder = self._folder(where, upload_id)
 
         def load() -> dict[int, PartInfo]:
             parts: dict[int, PartInfo] = {}
@@ -183,7 +205,7 @@ class LocalR2Store(R2Store):
 
     async def _mp_complete(self, where: Where, upload_id: str, upload: Upload,
                            parts: list[PartInfo]) -> ObjectMeta:
-        folder = self._upload_dir(where, upload_id)
+        folder = self._folder(where, upload_id)
         meta = multipart_meta(upload, parts, [p.md5 for p in parts])
 
         def assemble() -> Path:
@@ -199,11 +221,11 @@ class LocalR2Store(R2Store):
 
         staged = await asyncio.to_thread(assemble)
         await self._commit(where, staged, meta)
-        await asyncio.to_thread(shutil.rmtree, folder, True)
+        await asyncio.to_thread(self._finish, folder, upload, COMPLETED)
         return meta
 
-    async def _mp_abort(self, where: Where, upload_id: str) -> None:
-        await asyncio.to_thread(shutil.rmtree, self._upload_dir(where, upload_id), True)
+    async def _mp_abort(self, where: Where, upload_id: str, upload: Upload) -> None:
+        await asyncio.to_thread(self._finish, self._folder(where, upload_id), upload, ABORTED)
 
     async def _drop(self, where: Where) -> None:
         await asyncio.to_thread(shutil.rmtree, self._base(where), True)

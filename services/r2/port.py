@@ -24,6 +24,7 @@ from services.r2.errors import (
     InternalError,
     InvalidPart,
     NoSuchKey,
+    NoSuchUpload,
     R2StoreNotStarted,
 )
 from services.r2.keys import select
@@ -46,6 +47,9 @@ from services.r2.model import (
 )
 
 Body = AsyncIterator[bytes]
+# Upload states, as Miniflare keeps them: a finished upload stays as a tombstone, so
+# "finished" (NoSuchUpload) and "never existed" (InternalError) answer differently.
+IN_PROGRESS, COMPLETED, ABORTED = 0, 1, 2
 _HEAD_CONCURRENCY = 16
 
 
@@ -64,6 +68,16 @@ class Upload:
     key: str
     http_metadata: dict[str, Any]
     custom_metadata: dict[str, str]
+    state: int = IN_PROGRESS
+
+    def to_json(self) -> dict[str, Any]:
+        return {"key": self.key, "httpMetadata": self.http_metadata,
+                "customMetadata": self.custom_metadata, "state": self.state}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Upload:
+        return cls(str(data["key"]), dict(data.get("httpMetadata") or {}),
+                   dict(data.get("customMetadata") or {}), int(data.get("state", IN_PROGRESS)))
 
 
 class R2Store(abc.ABC):
@@ -201,7 +215,9 @@ class R2Store(abc.ABC):
         """Returns the part's etag."""
         self._require()
         check_key(key)
-        await self._mp_upload(where, key, upload_id)  # NoSuchUpload before reading a byte
+        upload = await self._mp_upload(where, key, upload_id)
+        if upload is None or upload.state != IN_PROGRESS:  # before reading a byte
+            raise NoSuchUpload()
         digests = Digests({})
         return await self._mp_part(where, upload_id, part_number, _counted(body, digests),
                                    digests)
@@ -211,6 +227,10 @@ class R2Store(abc.ABC):
         self._require()
         check_key(key)
         upload = await self._mp_upload(where, key, upload_id)
+        if upload is None:
+            raise InternalError()
+        if upload.state != IN_PROGRESS:
+            raise NoSuchUpload()
         seen: set[int] = set()
         for number, _ in parts:
             if number in seen:
@@ -237,8 +257,11 @@ class R2Store(abc.ABC):
     async def abort_multipart(self, where: Where, key: str, upload_id: str) -> None:
         self._require()
         check_key(key)
-        await self._mp_upload(where, key, upload_id)
-        await self._mp_abort(where, upload_id)
+        upload = await self._mp_upload(where, key, upload_id)
+        if upload is None:
+            raise InternalError()
+        if upload.state == IN_PROGRESS:
+            await self._mp_abort(where, upload_id, upload)
 
     # --- buckets ------------------------------------------------------------
 
@@ -290,8 +313,8 @@ class R2Store(abc.ABC):
     async def _mp_create(self, where: Where, upload: Upload) -> str: ...
 
     @abc.abstractmethod
-    async def _mp_upload(self, where: Where, key: str, upload_id: str) -> Upload:
-        """The upload, or NoSuchUpload (also when it belongs to another key)."""
+    async def _mp_upload(self, where: Where, key: str, upload_id: str) -> Upload | None:
+        """The upload record (also a finished one), or None when there is none for `key`."""
 
     @abc.abstractmethod
     async def _mp_part(self, where: Where, upload_id: str, part_number: int, body: Body,
@@ -302,10 +325,12 @@ class R2Store(abc.ABC):
 
     @abc.abstractmethod
     async def _mp_complete(self, where: Where, upload_id: str, upload: Upload,
-                           parts: list[PartInfo]) -> ObjectMeta: ...
+                           parts: list[PartInfo]) -> ObjectMeta:
+        """Assemble `parts` onto the key, drop all parts, leave a COMPLETED record."""
 
     @abc.abstractmethod
-    async def _mp_abort(self, where: Where, upload_id: str) -> None: ...
+    async def _mp_abort(self, where: Where, upload_id: str, upload: Upload) -> None:
+        """Drop all parts, leave an ABORTED record."""
 
     @abc.abstractmethod
     async def _drop(self, where: Where) -> None: ...

@@ -38,6 +38,7 @@ from services.r2.port import R2Store
 Exists = Callable[[str, str], Awaitable[bool]]
 REQUEST_HEADER = "x-wdl-r2-request"
 OBJECT_HEADER = "x-wdl-r2-object"
+MAX_DELETE_KEYS = 1000
 _INCLUDE = frozenset({"httpMetadata", "customMetadata"})
 _HASH_FIELDS = ("md5", "sha1", "sha256", "sha384", "sha512")
 
@@ -127,6 +128,8 @@ class _Ops:
         keys = req.get("keys")
         if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
             raise InvalidArgument()
+        if len(keys) > MAX_DELETE_KEYS:
+            raise InvalidArgument(f"Too many keys; the maximum is {MAX_DELETE_KEYS}.")
         await self.store.delete(where, keys)
         return JSONResponse({})
 

@@ -8,8 +8,9 @@ Layout per tenant bucket, prefix `r2/<ns token>/<bucket token>/`:
   too big for S3's 2 KB cap goes to an immutable sidecar `x/<version>` that
   is written first and named by the object's `wdl-x` field;
 - `s/<id>`           a large body being streamed in (S3 multipart, 8 MiB parts);
-- `u/<upload id>/`   an R2 multipart upload: `upload` (JSON) and one object per
-  part, assembled on completion with server-side UploadPartCopy.
+- `u/<upload id>/`   an R2 multipart upload: `upload` (JSON, kept with its state
+  after completion or abort, as Miniflare keeps it) and one object per part
+  `p<n>`, assembled on completion with server-side UploadPartCopy.
 
 Bodies up to 8 MiB are buffered and written with one PutObject. Larger ones
 stream to `s/` (memory: one 8 MiB part), are checked (checksums, condition)
@@ -24,7 +25,7 @@ import base64
 import json
 import secrets
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import boto3
@@ -35,7 +36,7 @@ from services.blobstore.s3_settings import S3Settings
 from services.r2.errors import NoSuchUpload, R2StoreError
 from services.r2.keys import decode_key, encode_key, listing_prefix, name_token
 from services.r2.model import Digests, ObjectMeta, PartInfo, Where
-from services.r2.port import Body, R2Store, Upload, multipart_meta
+from services.r2.port import ABORTED, COMPLETED, Body, R2Store, Upload, multipart_meta
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -323,21 +324,24 @@ class S3R2Store(R2Store):
     # --- multipart ----------------------------------------------------------
 
     def _ukey(self, where: Where, upload_id: str, leaf: str) -> str:
-        if not upload_id or len(upload_id) > 128 or not all(
-                c.isalnum() or c in "-_" for c in upload_id):
+        if not _valid_upload_id(upload_id):
             raise NoSuchUpload()
         return f"{self._base(where)}u/{upload_id}/{leaf}"
 
+    async def _write_upload(self, where: Where, upload_id: str, upload: Upload) -> None:
+        record = json.dumps(upload.to_json()).encode()
+        key = self._ukey(where, upload_id, "upload")
+        await self._call("write upload", lambda: self._c.put_object(
+            Bucket=self.settings.bucket, Key=key, Body=record))
+
     async def _mp_create(self, where: Where, upload: Upload) -> str:
         upload_id = secrets.token_urlsafe(32)
-        record = json.dumps({"key": upload.key, "httpMetadata": upload.http_metadata,
-                             "customMetadata": upload.custom_metadata}).encode()
-        key = self._ukey(where, upload_id, "upload")
-        await self._call("create upload", lambda: self._c.put_object(
-            Bucket=self.settings.bucket, Key=key, Body=record))
+        await self._write_upload(where, upload_id, upload)
         return upload_id
 
-    async def _mp_upload(self, where: Where, key: str, upload_id: str) -> Upload:
+    async def _mp_upload(self, where: Where, key: str, upload_id: str) -> Upload | None:
+        if not _valid_upload_id(upload_id):
+            return None
         ukey = self._ukey(where, upload_id, "upload")
 
         def load() -> Any:
@@ -351,9 +355,10 @@ class S3R2Store(R2Store):
                 return json.loads(b.read())
 
         record = await self._call("read upload", load)
-        if record is None or record["key"] != key:
-            raise NoSuchUpload()
-        return Upload(key, record["httpMetadata"], record["customMetadata"])
+        if record is None:
+            return None
+        upload = Upload.from_json(record)
+        return upload if upload.key == key else None
 
     async def _mp_part(self, where: Where, upload_id: str, part_number: int, body: Body,
                        digests: Digests) -> str:
@@ -402,13 +407,17 @@ class S3R2Store(R2Store):
             await self._call("abort", lambda: self._c.abort_multipart_upload(
                 Bucket=bucket, Key=okey, UploadId=s3_upload))
             raise
-        await self._mp_abort(where, upload_id)
+        await self._finish(where, upload_id, upload, COMPLETED)
         if old is not None:
             await self._drop_sidecar(where, old)
         return meta
 
-    async def _mp_abort(self, where: Where, upload_id: str) -> None:
-        prefix = self._ukey(where, upload_id, "")
+    async def _mp_abort(self, where: Where, upload_id: str, upload: Upload) -> None:
+        await self._finish(where, upload_id, upload, ABORTED)
+
+    async def _finish(self, where: Where, upload_id: str, upload: Upload, state: int) -> None:
+        await self._write_upload(where, upload_id, replace(upload, state=state))
+        prefix = self._ukey(where, upload_id, "p")
         await self._delete_keys([n async for n in self._raw_keys(prefix)])
 
     async def _drop(self, where: Where) -> None:
@@ -426,6 +435,10 @@ class S3R2Store(R2Store):
             raise R2StoreError(
                 f"S3 {self.settings.where} is unreachable ({action}): {type(exc).__name__}"
             ) from exc
+
+
+def _valid_upload_id(upload_id: str) -> bool:
+    return 0 < len(upload_id) <= 128 and all(c.isalnum() or c in "-_" for c in upload_id)
 
 
 def _encode(value: Any) -> str:

@@ -20,6 +20,7 @@ from services.r2.errors import (
     BadDigest,
     BadUpload,
     EntityTooSmall,
+    InternalError,
     InvalidMaxKeys,
     InvalidObjectName,
     InvalidPart,
@@ -227,7 +228,12 @@ class StoreContract:
         await store.abort_multipart(A, "rules", upload_id)
         with pytest.raises(NoSuchUpload):
             await store.complete_multipart(A, "rules", upload_id, [(1, small)])
+        await store.abort_multipart(A, "rules", upload_id)  # aborting twice: no-op
         assert await store.head(A, "rules") is None
+        with pytest.raises(InternalError):  # never existed (Miniflare's answer)
+            await store.abort_multipart(A, "rules", "bm9wZQ")
+        with pytest.raises(InternalError):
+            await store.complete_multipart(A, "rules", "../../x", [])
 
         upload_id = await store.create_multipart(A, "uneven")
         big = await store.upload_part(A, "uneven", upload_id, 1, body(b"a" * 5 * MiB))
