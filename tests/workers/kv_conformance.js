@@ -33,6 +33,8 @@ function listShape(result, now) {
       if ("metadata" in k) out.metadata = norm(k.metadata);
       return out;
     }),
+    fields: Object.keys(result).sort(),
+    cacheStatus: result.cacheStatus,
     list_complete: result.list_complete,
     hasCursor: typeof result.cursor === "string" && result.cursor.length > 0,
     cursorKey: "cursor" in result,
@@ -79,6 +81,7 @@ async function run(KV) {
   });
   await step("get missing stream", () => KV.get("nope", "stream"));
   await step("get bad type", () => KV.get("a", "blob"));
+  await step("get missing bad type", () => KV.get("nope", "blob"));
   await step("get bad type in options", () => KV.get("a", { type: "xml" }));
   await step("put Uint8Array", () => KV.put("bin", new Uint8Array([0, 1, 2, 254, 255])));
   await step("get binary arrayBuffer", () => KV.get("bin", "arrayBuffer"));
@@ -97,6 +100,7 @@ async function run(KV) {
   await step("put null value", () => KV.put("nul", null));
   await step("get null value", () => KV.get("nul"));
   await step("put undefined value", () => KV.put("undef", undefined));
+  await step("get undefined value", () => KV.get("undef"));
   await step("get numeric key", async () => { await KV.put("123", "n"); return KV.get(123); });
 
   // --- metadata
@@ -179,6 +183,8 @@ async function run(KV) {
   await step("bulk get 101 keys", () => KV.get(Array.from({ length: 101 }, (_, i) => `k${i}`)));
   await step("bulk get 100 keys", async () => (await KV.get(Array.from({ length: 100 }, (_, i) => `k${i}`))).size);
   await step("bulk get empty", () => KV.get([]));
+  await step("bulk get with empty key", () => KV.get(["a", ""]));
+  await step("bulk get with dot key", () => KV.get(["."]));
   await step("bulk getWithMetadata", () => KV.getWithMetadata(["meta", "a", "nope"]));
   await step("bulk getWithMetadata json", () => KV.getWithMetadata(["j"], "json"));
 
@@ -196,6 +202,24 @@ export default {
   async fetch(request, env) {
     const url = new URL(request.url);
     const KV = env.KV;
+    if (url.pathname === "/put") {
+      await KV.put(url.searchParams.get("key"), request.body ?? "", {
+        metadata: url.searchParams.has("metadata") ? JSON.parse(url.searchParams.get("metadata")) : undefined,
+      });
+      return new Response(null, { status: 204 });
+    }
+    if (url.pathname === "/stream") {
+      const s = await KV.get(url.searchParams.get("key"), "stream");
+      return new Response(s, { status: s === null ? 404 : 200 });
+    }
+    if (url.pathname === "/error") {
+      try {
+        await KV.get("anything");
+        return Response.json({ ok: true });
+      } catch (e) {
+        return Response.json({ name: e.name, message: e.message });
+      }
+    }
     if (url.pathname === "/get") {
       // Single reads for the expiry test (its expired key is set up from outside).
       const key = url.searchParams.get("key");
