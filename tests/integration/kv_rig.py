@@ -70,7 +70,11 @@ export default {
         "__wdl/kv.js": kvSource,
         "worker.js": workerSource,
       },
-      env: { KV: ctx.exports.WdlKv({ props: { namespace: ns, resource: res, worker: "w", version: "v1" } }) },
+      env: {
+        KV: ctx.exports.WdlKv({
+          props: { namespace: ns, resource: res, worker: "w", version: "v1" },
+        }),
+      },
       globalOutbound: null,
     }));
     const inner = new URL(rest || "/", url);
@@ -92,6 +96,15 @@ class KvRig:
         return f"{self.url}/t/{ns}/{res}"
 
 
+def _modules(tenant_worker: Path) -> list[EsModule | TextModule]:
+    return [
+        EsModule("main.js", MAIN),
+        EsModule("kv.js", (ROOT / "workerd/gateway/kv.js").read_text()),
+        TextModule("tenant/kv.js", (ROOT / "workerd/tenant/kv.js").read_text()),
+        TextModule("tenant/worker.js", tenant_worker.read_text()),
+    ]
+
+
 @contextlib.asynccontextmanager
 async def kv_rig(store: KvStore, workerd_bin: Path, work_dir: Path, *,
                  tenant_worker: Path = ROOT / "tests" / "workers" / "kv_conformance.js",
@@ -109,12 +122,7 @@ async def kv_rig(store: KvStore, workerd_bin: Path, work_dir: Path, *,
             services=[
                 Worker(
                     name="main",
-                    modules=[
-                        EsModule("main.js", MAIN),
-                        EsModule("kv.js", (ROOT / "workerd/gateway/kv.js").read_text()),
-                        TextModule("tenant/kv.js", (ROOT / "workerd/tenant/kv.js").read_text()),
-                        TextModule("tenant/worker.js", tenant_worker.read_text()),
-                    ],
+                    modules=_modules(tenant_worker),
                     compatibility_date=COMPAT_DATE,
                     bindings=[
                         WorkerLoaderBinding("LOADER"),
