@@ -186,6 +186,7 @@ async function run(KV) {
   await step("bulk get with empty key", () => KV.get(["a", ""]));
   await step("bulk get with dot key", () => KV.get(["."]));
   await step("bulk getWithMetadata", () => KV.getWithMetadata(["meta", "a", "nope"]));
+  await step("bulk getWithMetadata empty value", () => KV.getWithMetadata(["empty", "meta"]));
   await step("bulk getWithMetadata json", () => KV.getWithMetadata(["j"], "json"));
 
   // --- delete
