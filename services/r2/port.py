@@ -270,6 +270,10 @@ class R2Store(abc.ABC):
         self._require()
         await self._drop(where)
 
+    async def purge(self, namespace: str, bucket: str) -> None:
+        """`drop_bucket` by names: what the control API calls after a bucket delete."""
+        await self.drop_bucket(Where(namespace, bucket))
+
     async def is_empty(self, where: Where) -> bool:
         self._require()
         async for _ in self._keys(where, "", None):
