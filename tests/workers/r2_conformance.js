@@ -136,6 +136,14 @@ async function run(B) {
     w.write(new TextEncoder().encode("stre")); w.write(new TextEncoder().encode("am")); w.close();
     return obj(await B.put("bin/stream", readable));
   });
+  await step("put stream of unknown length", async () => {
+    const { readable, writable } = new TransformStream();
+    const w = writable.getWriter();
+    w.write(new TextEncoder().encode("unknown")); w.close();
+    return obj(await B.put("bin/unknown", readable));
+  });
+  await step("delete unknown-length object", async () => B.delete("bin/unknown"));
+  await step("put Blob stream", async () => obj(await B.put("bin/blobstream", new Blob(["bs"]).stream())));
   await step("put null", async () => obj(await B.put("bin/empty", null)));
   await step("get empty", async () => withBody(await B.get("bin/empty")));
   await step("put Headers httpMetadata", async () => obj(await B.put("hdr.txt", "h", {
