@@ -108,7 +108,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         work = Path(tmp)
         settings = Settings.from_env({"WDL_DATA_DIR": str(work / "data"),
                                       "WDL_ADMIN_TOKEN": TOKEN}, embedded=True)
-        options = PlatformOptions(api_port=0, gateway_port=0, state_port=0,
+        options = PlatformOptions(api_port=0, gateway_port=0, state_port=0, data_port=0,
                                   workerd_bin=args.workerd, recycle=RecyclePolicy(interval=0))
         async with Platform(settings, options) as platform, httpx.AsyncClient(
                 base_url=platform.api.url if platform.api else "", timeout=30,

@@ -91,7 +91,7 @@ def dev(api_port: ApiPort = 8787, api_host: ApiHost = "127.0.0.1",
     token = dev_admin_token(settings)
     options = PlatformOptions(api_host=api_host, api_port=api_port, gateway_host=gateway_host,
                               gateway_port=gateway_port, state_port=state_port, domain=domain,
-                              scheduler_health_port=0,
+                              scheduler_health_port=0, data_port=0,
                               recycle=RecyclePolicy(max_stale=recycle_stale))
     _run(settings, options, token)
 
@@ -106,6 +106,11 @@ def up(only: Annotated[list[str] | None, typer.Option(
        state_url: Annotated[str | None, typer.Option(
            "--state-url", help="state service URL, for --only gateway "
            "[env WDL_STATE_URL]")] = None,
+       data_port: Annotated[int, typer.Option("--data-port")] = 8793,
+       data_host: Annotated[str, typer.Option("--data-host")] = "127.0.0.1",
+       data_url: Annotated[str | None, typer.Option(
+           "--data-url", help="data service URL (KV, R2), for --only gateway "
+           "[env WDL_DATA_URL]")] = None,
        projector_health_port: Annotated[int, typer.Option("--projector-health-port")] = 8791,
        scheduler_health_port: Annotated[int, typer.Option("--scheduler-health-port")] = 8792,
        gateway_url: Annotated[str | None, typer.Option(
@@ -125,6 +130,7 @@ def up(only: Annotated[list[str] | None, typer.Option(
         state_port=state_port, projector_health_port=projector_health_port,
         scheduler_health_port=scheduler_health_port, domain=domain,
         state_url=state_url or os.environ.get("WDL_STATE_URL"),
+        data_port=data_port, data_host=data_host, data_url=data_url or os.environ.get("WDL_DATA_URL"),
         gateway_url=gateway_url or os.environ.get("WDL_GATEWAY_URL"),
         recycle=RecyclePolicy(max_stale=recycle_stale))
     _run(settings, options, None)
@@ -134,6 +140,7 @@ HEALTH_DEFAULTS = {
     "api": "http://127.0.0.1:8787/healthz",
     "projector": "http://127.0.0.1:8791/healthz",
     "state": "http://127.0.0.1:8790/healthz",
+    "data": "http://127.0.0.1:8793/healthz",
     "gateway": "http://127.0.0.1:8080/__wdl/healthz",
     "scheduler": "http://127.0.0.1:8792/healthz",
 }

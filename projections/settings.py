@@ -27,6 +27,9 @@ class Settings:
     database_url: str
     blob_url: str
     admin_token: str | None
+    # Tenant data (services/kv, services/r2): apart from the projection and the bundles.
+    kv_url: str = ""
+    r2_url: str = ""
 
     @property
     def embedded(self) -> bool:
@@ -49,6 +52,8 @@ class Settings:
                 database_url=e.get("WDL_AUDIT_URL") or f"sqlite:///{data_dir / 'audit.sqlite'}",
                 blob_url=e.get("WDL_BLOB_URL") or f"file://{data_dir / 'blobs'}",
                 admin_token=e.get("WDL_ADMIN_TOKEN") or None,
+                kv_url=e.get("WDL_KV_URL") or f"sqlite:///{data_dir / 'kv.sqlite'}",
+                r2_url=e.get("WDL_R2_URL") or f"file://{data_dir / 'r2'}",
             )
         bootstrap = e.get("KAFKA_BOOTSTRAP_SERVERS")
         log_url = e.get("WDL_EVENT_LOG") or (
@@ -65,4 +70,11 @@ class Settings:
             database_url=e["DATABASE_URL"],
             blob_url=e.get("WDL_BLOB_URL") or f"s3://{e.get('WDL_BUCKET', 'wdl-bundles')}",
             admin_token=e.get("WDL_ADMIN_TOKEN") or None,
+            # KV values in the same Redis, under their own prefix (never `wdl:`).
+            kv_url=e.get("WDL_KV_URL") or _with_query(e["REDIS_URL"], "prefix=wdlkv:"),
+            r2_url=e.get("WDL_R2_URL") or f"s3://{e.get('WDL_R2_BUCKET', 'wdl-r2')}",
         )
+
+
+def _with_query(url: str, query: str) -> str:
+    return f"{url}{'&' if '?' in url else '?'}{query}"

@@ -27,6 +27,7 @@ from projections.reader import ProjectionReader
 from projections.runtime import Backends, open_backends
 from services.blobstore import BlobStore, open_blob_store
 from services.crypto import Keyring, load_keyring
+from services.data import DataService
 from services.dataplane.config import GatewayOptions
 from services.dataplane.gateway import Gateway, RecyclePolicy
 from services.leases import LeaseClient
@@ -38,7 +39,7 @@ from services.settings import Settings
 from services.state.service import StateService
 
 log = logging.getLogger("wdl.platform")
-COMPONENTS = ("api", "projector", "state", "gateway", "scheduler")
+COMPONENTS = ("api", "projector", "state", "data", "gateway", "scheduler")
 DEV_KEY_FILE = "root.keys"  # same file the control API uses in embedded mode
 TOKEN_FILE = "admin.token"
 
@@ -52,6 +53,12 @@ class PlatformOptions:
     gateway_port: int = 8080
     state_host: str = "127.0.0.1"
     state_port: int = 8790
+    data_host: str = "127.0.0.1"
+    data_port: int = 8793
+    data_url: str | None = None  # gateway alone: where the data service is
+    # Operators' test setting: lets tenants reach loopback (never private or metadata).
+    egress_allow_loopback: bool = field(
+        default_factory=lambda: os.environ.get("WDL_EGRESS_ALLOW_LOOPBACK") == "1")
     projector_health_port: int = 8791
     scheduler_health_port: int = 8792
     domain: str = "workers.local"
@@ -92,12 +99,13 @@ class Platform:
                 options.components != {"gateway"}:
             raise ValueError("the embedded projection lives in one process: run all "
                              "components together (`wdl dev`), or configure REDIS_URL")
-        if options.components == {"gateway"} and not options.state_url:
-            raise ValueError("the gateway alone needs --state-url")
+        if options.components == {"gateway"} and not (options.state_url and options.data_url):
+            raise ValueError("the gateway alone needs --state-url and --data-url")
         self.settings = settings
         self.options = options
         self.api: HttpServer | None = None
         self.state: StateService | None = None
+        self.data: DataService | None = None
         self.gateway: Gateway | None = None
         self.projector_health: HttpServer | None = None
         self._stack = contextlib.AsyncExitStack()
@@ -122,12 +130,20 @@ class Platform:
     async def _start(self) -> None:
         o, s = self.options, self.settings
         state_url = o.state_url
+        data_url = o.data_url
         backends: Backends | None = None
         if self.options.components - {"gateway"}:
             backends = await self._stack.enter_async_context(open_backends(s))
             keyring = load_keyring(dev_key_file=s.data_dir / DEV_KEY_FILE
                                    if s.embedded else None)
             blobs = await self._stack.enter_async_context(open_blob_store(s.blob_url))
+            if self.wants("data"):
+                self.data = DataService(backends.store, kv_url=s.kv_url, r2_url=s.r2_url,
+                                        internal_token=o.internal_token, host=o.data_host,
+                                        port=o.data_port)
+                await self.data.start()
+                self._stack.push_async_callback(self.data.stop)
+                data_url = self.data.url
             if self.wants("api"):
                 await self._start_api(backends, keyring, blobs)
             elif self.wants("projector"):
@@ -141,8 +157,12 @@ class Platform:
                 state_url = self.state.url
         if self.wants("gateway"):
             assert state_url is not None
-            address = urlsplit(state_url).netloc
-            self.gateway = Gateway(GatewayOptions(address, o.domain, o.internal_token),
+            if data_url is None:
+                raise ValueError("the gateway needs the data service (--data-url)")
+            self.gateway = Gateway(GatewayOptions(
+                urlsplit(state_url).netloc, o.domain, o.internal_token,
+                data_address=urlsplit(data_url).netloc,
+                egress_allow_loopback=o.egress_allow_loopback),
                                    state_url=state_url,
                                    host=o.gateway_host, port=o.gateway_port,
                                    binary=o.workerd_bin, policy=o.recycle)
@@ -197,12 +217,24 @@ class Platform:
         settings = self.settings
         if settings.embedded:
             settings = replace(settings, admin_token=dev_admin_token(settings))
+        kv, r2 = await self._data_stores()
         app = create_app(settings, backends, keyring, blobs,
-                         run_projector=self.wants("projector"))
+                         run_projector=self.wants("projector"), kv=kv, r2=r2)
         self.api = HttpServer(app, host=self.options.api_host, port=self.options.api_port,
                               name="api", lifespan="on")
         await self.api.start()
         self._stack.push_async_callback(self.api.stop)
+
+    async def _data_stores(self) -> tuple[Any, Any]:
+        """The tenant data stores for the API: the data service's, or opened here."""
+        if self.data is not None:
+            return self.data.kv, self.data.r2
+        from services.kv.factory import open_kv_store
+        from services.r2.factory import open_r2_store
+
+        kv = await self._stack.enter_async_context(open_kv_store(self.settings.kv_url))
+        r2 = await self._stack.enter_async_context(open_r2_store(self.settings.r2_url))
+        return kv, r2
 
     async def _start_projector(self, backends: Backends) -> None:
         projector = Projector(backends.log, backends.store, backends.audit)
@@ -271,6 +303,8 @@ def summary(platform: Platform, admin_token: str | None) -> list[str]:
         lines.append(f"control API  {platform.api.url}")
     if platform.state is not None:
         lines.append(f"state        {platform.state.url}")
+    if platform.data is not None:
+        lines.append(f"data service {platform.data.url}  (KV, R2)")
     if platform.scheduler is not None:
         lines.append(f"scheduler    {platform.scheduler.holder} (lease `scheduler`)")
     if platform.projector_health is not None:

@@ -72,8 +72,9 @@ async def platform_stack(services: Endpoints, fresh_database: str,
                          unique_name: Callable[[str], str], tmp_path: Path,
                          monkeypatch: pytest.MonkeyPatch,
                          components: frozenset[str] = frozenset(
-                             {"api", "projector", "state", "gateway"}),
+                             {"api", "projector", "state", "data", "gateway"}),
                          internal_token: str = "wdl-internal-test-token",
+                         egress_allow_loopback: bool = False,
                          ) -> AsyncIterator[Stack]:
     assert services.kafka_bootstrap_servers and services.redis_url
     root_keys = generate_root_key("k-test").export()
@@ -85,10 +86,14 @@ async def platform_stack(services: Endpoints, fresh_database: str,
         "WDL_REDIS_PREFIX": unique_name("dp") + ":", "DATABASE_URL": fresh_database,
         "WDL_BLOB_URL": f"s3://{unique_name('dp')}", "WDL_ADMIN_TOKEN": ADMIN,
         "WDL_ROOT_KEYS": root_keys, "WDL_DATA_DIR": str(tmp_path / "data"),
+        # Tenant data of this test only: its own KV prefix and R2 bucket.
+        "WDL_KV_URL": f"{services.redis_url}?prefix={unique_name('kv')}:",
+        "WDL_R2_URL": f"s3://{unique_name('r2')}",
     }
     settings = Settings.from_env(env)
     options = PlatformOptions(components=components, internal_token=internal_token,
-                              api_port=0, gateway_port=0, state_port=0,
+                              api_port=0, gateway_port=0, state_port=0, data_port=0,
+                              egress_allow_loopback=egress_allow_loopback,
                               workerd_bin=services.workerd_bin,
                               recycle=RecyclePolicy(interval=0))
     async with Platform(settings, options) as platform:

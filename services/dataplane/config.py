@@ -2,11 +2,14 @@
 
 Schema facts (workerd `src/workerd/server/workerd.capnp`, pinned 1.20261117.1):
 a `Worker` service with ES modules, a `workerLoader` binding (needs
-`serve --experimental`), a `service` binding to an `external` HTTP service
-(the state service) and `globalOutbound` pointing at a `network` service that
-allows nothing, so neither the gateway nor a tenant that inherited its
-outbound could reach the network. Sockets are passed as file descriptors
-(`--socket-fd`), so the config names them without addresses.
+`serve --experimental`), `service` bindings to `external` HTTP services (the
+state service, the data service) and `globalOutbound` pointing at a `network`
+service that allows nothing, so the gateway itself cannot reach the network.
+Tenants get their own outbound (the gateway's `WdlEgress` entrypoint, which
+decides by policy and then fetches through `NET`, a network service limited to
+public addresses). `ctx.exports` (binding stubs with props) needs compatibility
+date 2025-11-17. Sockets are passed as file descriptors (`--socket-fd`), so the
+config names them without addresses.
 """
 
 from __future__ import annotations
@@ -19,17 +22,24 @@ from services.dataplane.workerd_config import (
     Config,
     EsModule,
     External,
+    Module,
     Network,
     ServiceBinding,
     ServiceRef,
     Socket,
     TextBinding,
+    TextModule,
     Worker,
     WorkerLoaderBinding,
     render_config,
 )
 
-GATEWAY_COMPATIBILITY_DATE = "2025-06-01"
+GATEWAY_COMPATIBILITY_DATE = "2025-11-17"
+# Never a tenant destination, whatever the policy and whatever DNS answers
+# (the URL check in egress.js refuses literal addresses of these too).
+TENANT_DENY = ("private", "169.254.0.0/16", "100.64.0.0/10", "0.0.0.0/8", "224.0.0.0/3",
+               "192.0.0.0/24", "198.18.0.0/15", "fc00::/7", "fe80::/10", "ff00::/8",
+               "::/128", "64:ff9b::/96")
 PUBLIC_SOCKET = "http"
 PRIVATE_SOCKET = "control"
 
@@ -43,18 +53,26 @@ def workerd_dir() -> Path:
     return here if (here / "gateway").is_dir() else Path.cwd() / "workerd"
 
 
-def gateway_sources(directory: Path | None = None) -> list[EsModule]:
-    """The gateway's modules; the first is the main module."""
-    base = (directory or workerd_dir()) / "gateway"
-    return [EsModule("gateway.js", (base / "gateway.js").read_text(encoding="utf-8")),
-            EsModule("routing.js", (base / "routing.js").read_text(encoding="utf-8"))]
+def gateway_sources(directory: Path | None = None) -> list[Module]:
+    """The gateway's modules (gateway.js first: the main module), then the tenant
+    shim's modules as text, which the gateway adds to every tenant bundle."""
+    root = directory or workerd_dir()
+    gateway = root / "gateway"
+    names = ["gateway.js", *sorted(p.name for p in gateway.glob("*.js") if p.name != "gateway.js")]
+    modules: list[Module] = [EsModule(n, (gateway / n).read_text(encoding="utf-8"))
+                             for n in names]
+    modules += [TextModule(f"tenant/{p.name}", p.read_text(encoding="utf-8"))
+                for p in sorted((root / "tenant").glob("*.js"))]
+    return modules
 
 
 @dataclass(frozen=True)
 class GatewayOptions:
     state_address: str  # host:port of the state service
     domain: str = "workers.local"
-    internal_token: str = ""  # guards /__wdl/scheduled; empty disables it
+    internal_token: str = ""  # guards /__wdl/scheduled and the data service
+    data_address: str = ""  # host:port of the data service (KV, R2)
+    egress_allow_loopback: bool = False  # operators' test setting, never for production
 
 
 def gateway_config(options: GatewayOptions, instance: str) -> Config:
@@ -68,12 +86,18 @@ def gateway_config(options: GatewayOptions, instance: str) -> Config:
             TextBinding("PLATFORM_DOMAIN", options.domain),
             TextBinding("INSTANCE", instance),
             TextBinding("INTERNAL_TOKEN", options.internal_token),
+            ServiceBinding("DATA", ServiceRef("data")),
+            ServiceBinding("NET", ServiceRef("tenant-net")),
+            TextBinding("EGRESS_ALLOW_LOOPBACK", "1" if options.egress_allow_loopback else ""),
         ],
         global_outbound=ServiceRef("no-network"),
     )
+    allow = ["public", "local"] if options.egress_allow_loopback else ["public"]
     return Config(
         services=[gateway, External("state", options.state_address),
-                  Network("no-network", allow=[])],
+                  External("data", options.data_address or "127.0.0.1:9"),
+                  Network("no-network", allow=[]),
+                  Network("tenant-net", allow=allow, deny=TENANT_DENY)],
         # Both sockets serve the gateway: `http` is the public listener shared by
         # every instance during a recycle, `control` is private to one instance
         # (readiness checks must reach *this* process).

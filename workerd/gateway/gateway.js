@@ -9,7 +9,28 @@
 // requests share one round, so the state service sees at most ~2 syncs per
 // round-trip time however high the request rate, and a promote acknowledged
 // before a request arrived is always visible to it (read-your-writes).
+import { WorkerEntrypoint } from "cloudflare:workers";
 import { resolveTarget } from "./routing.js";
+import { egressRefusal } from "./egress.js";
+import shimSource from "./tenant/shim.js";
+import kvSource from "./tenant/kv.js";
+import r2Source from "./tenant/r2.js";
+import serviceSource from "./tenant/service.js";
+
+export { WdlKv } from "./kv.js";
+export { WdlR2 } from "./r2.js";
+
+// Platform modules added to every ES-module tenant bundle under `__wdl/`
+// (tenant module names may not start with it). `__wdl/main.js` becomes the
+// main module: it runs the shim, then re-exports the tenant's own main module.
+const TENANT_SHIM = {
+  "__wdl/shim.js": shimSource,
+  "__wdl/kv.js": kvSource,
+  "__wdl/r2.js": r2Source,
+  "__wdl/service.js": serviceSource,
+};
+// Binding kind -> the gateway entrypoint (ctx.exports) that serves it.
+const ENTRYPOINTS = { kv: "WdlKv", r2: "WdlR2", service: "WdlService" };
 
 const STATE = "http://state";
 const SYNC_TIMEOUT_MS = 3000;
@@ -149,7 +170,9 @@ async function lookup(env, ns, worker) {
   if (hit) return hit;
   const body = await stateGet(env,
     `/route?ns=${encodeURIComponent(ns)}&worker=${encodeURIComponent(worker)}`);
-  const entry = body.route ? { version: body.route.version, id: body.route.id }
+  const entry = body.route
+    ? { version: body.route.version, id: body.route.id, egress: body.route.egress || null,
+        grants: body.route.grants || [] }
     : { missing: body.missing };
   // Keep it only if no invalidation newer than the answer reached us meanwhile.
   if (body.boot === st.boot && body.epoch >= st.epoch) {
@@ -179,23 +202,59 @@ function fromBase64(text) {
   return out.buffer;
 }
 
-async function fetchCode(env, ns, worker, version) {
-  const body = await stateGet(env, `/bundle?ns=${encodeURIComponent(ns)}` +
-    `&worker=${encodeURIComponent(worker)}&version=${encodeURIComponent(version)}` +
-    `&instance=${encodeURIComponent(env.INSTANCE)}`);
+function relativeTo(from, to) {
+  // `to` as a specifier that resolves to it from module `from` (both bundle paths).
+  const up = from.split("/").length - 1;
+  return (up ? "../".repeat(up) : "./") + to;
+}
+
+// The tenant's env: plain values as they are, and each platform binding as a
+// stub of a gateway entrypoint whose props only the platform sets.
+function tenantEnv(ctx, body) {
+  const env = { ...body.env };
+  const kinds = {};
+  for (const b of body.bindings || []) {
+    const factory = ctx.exports[ENTRYPOINTS[b.kind]];
+    if (!factory) throw new PlatformError(500, "binding_unsupported",
+      `binding ${b.name}: kind ${b.kind} is not served by this gateway`);
+    env[b.name] = factory({ props: b.props });
+    kinds[b.name] = b.kind;
+  }
+  if (Object.keys(kinds).length) env.__WDL_BINDINGS = kinds;
+  return env;
+}
+
+function tenantModules(body) {
   const modules = {};
   for (const [name, m] of Object.entries(body.modules)) {
     modules[name] = m.b64 !== undefined ? { [m.kind]: fromBase64(m.b64) } : m;
   }
+  const main = body.modules[body.mainModule];
+  if (!main || main.js === undefined) return { modules, mainModule: body.mainModule };
+  // ES module entry: wrap it so the shim runs first. `export *` skips
+  // `default`, hence the second line.
+  const spec = JSON.stringify(relativeTo("__wdl/main.js", body.mainModule));
+  Object.assign(modules, TENANT_SHIM);
+  modules["__wdl/main.js"] = `import "./shim.js";\nexport * from ${spec};\n` +
+    (body.hasDefault === false ? "" : `export { default } from ${spec};\n`);
+  return { modules, mainModule: "__wdl/main.js" };
+}
+
+async function fetchCode(env, ctx, ns, worker, version) {
+  const body = await stateGet(env, `/bundle?ns=${encodeURIComponent(ns)}` +
+    `&worker=${encodeURIComponent(worker)}&version=${encodeURIComponent(version)}` +
+    `&instance=${encodeURIComponent(env.INSTANCE)}`);
+  const { modules, mainModule } = tenantModules(body);
   return {
     id: body.id,
     code: {
       compatibilityDate: body.compatibilityDate,
       compatibilityFlags: body.compatibilityFlags,
-      mainModule: body.mainModule,
+      mainModule,
       modules,
-      env: body.env,
-      globalOutbound: null, // no network for tenants unless the platform grants it
+      env: tenantEnv(ctx, body),
+      // Every fetch() of the tenant goes through its namespace's egress policy.
+      globalOutbound: ctx.exports.WdlEgress({ props: { namespace: ns, worker } }),
     },
   };
 }
@@ -205,12 +264,13 @@ async function fetchCode(env, ns, worker, version) {
 async function stubFor(env, ctx, ns, worker, entry) {
   let id = entry.id;
   if (st.ready.has(id)) {
-    return env.LOADER.get(id, async () => (await fetchCode(env, ns, worker, entry.version)).code);
+    return env.LOADER.get(id,
+      async () => (await fetchCode(env, ctx, ns, worker, entry.version)).code);
   }
   let pending = st.pending.get(id);
   if (!pending || Date.now() - pending.startedAt > BUNDLE_TIMEOUT_MS) {
     const mine = { startedAt: Date.now(), promise: null };
-    mine.promise = fetchCode(env, ns, worker, entry.version).finally(() => {
+    mine.promise = fetchCode(env, ctx, ns, worker, entry.version).finally(() => {
       if (st.pending.get(id) === mine) st.pending.delete(id);
     });
     st.pending.set(id, mine);
@@ -260,6 +320,72 @@ async function scheduled(request, env, ctx) {
     return new Response(JSON.stringify({
       outcome: "exception", error: String(err && err.message || err).slice(0, 1000) }), {
       status: 500, headers: { "content-type": "application/json" } });
+  }
+}
+
+// --- service bindings and egress -------------------------------------------------
+
+async function serviceTarget(env, ctx, props) {
+  const { namespace, target_namespace: targetNs, worker } = props;
+  const entry = await lookup(env, targetNs, worker);
+  if (entry.missing) {
+    throw new Error(`service binding: ${entry.missing.message}`);
+  }
+  if (targetNs !== namespace &&
+      !entry.grants.some((g) => g.namespace === namespace && (g.worker === "*" ||
+                                                              g.worker === worker))) {
+    throw new Error(`service binding: namespace ${targetNs} does not grant ` +
+      `${namespace} access to ${worker}`);
+  }
+  const stub = await stubFor(env, ctx, targetNs, worker, entry);
+  return props.entrypoint ? stub.getEntrypoint(props.entrypoint) : stub.getEntrypoint();
+}
+
+// A tenant's service binding: resolves the target's active version at call time
+// (the route cache is as fresh as the calling request's barrier).
+export class WdlService extends WorkerEntrypoint {
+  async fetch(request) {
+    return (await serviceTarget(this.env, this.ctx, this.ctx.props)).fetch(request);
+  }
+
+  async call(method, args) {
+    const target = await serviceTarget(this.env, this.ctx, this.ctx.props);
+    if (typeof method !== "string" || method === "fetch" || method.startsWith("__")) {
+      throw new TypeError(`service binding: ${String(method)} is not an RPC method`);
+    }
+    return target[method](...(Array.isArray(args) ? args : []));
+  }
+}
+
+function refused(env, ctx, namespace, url, reason) {
+  ctx.waitUntil(env.DATA.fetch("http://data/egress/refused", {
+    method: "POST",
+    headers: { "x-wdl-internal-token": env.INTERNAL_TOKEN, "content-type": "application/json" },
+    body: JSON.stringify({ namespace, host: url.hostname, reason }),
+  }).then((r) => r.body && r.body.cancel(), () => {}));
+  return new Error(`WDL egress policy of namespace ${namespace} refused ` +
+    `${url.protocol}//${url.host}: ${reason}`);
+}
+
+// The tenant's globalOutbound: every fetch() it makes arrives here. The URL is
+// judged by the namespace policy; the address it resolves to is judged by the
+// `NET` network service (public addresses only), before any connection.
+// workerd follows redirects in the tenant isolate, so each hop arrives here
+// again as its own request and is decided again.
+export class WdlEgress extends WorkerEntrypoint {
+  async fetch(request) {
+    const { namespace, worker } = this.ctx.props;
+    const entry = await lookup(this.env, namespace, worker);
+    const policy = entry.missing ? { mode: "deny" } : (entry.egress || { mode: "public" });
+    const url = new URL(request.url);
+    const reason = egressRefusal(policy, url, this.env.EGRESS_ALLOW_LOOPBACK === "1");
+    if (reason) throw refused(this.env, this.ctx, namespace, url, reason);
+    try {
+      return await this.env.NET.fetch(request);
+    } catch (err) {
+      throw new Error(`fetch to ${url.host} failed (the WDL egress policy of namespace ` +
+        `${namespace} allows only public addresses): ${String(err && err.message || err)}`);
+    }
   }
 }
 

@@ -1,0 +1,78 @@
+"""The data service process part: KV and R2 stores, the resource index, the HTTP server."""
+
+from __future__ import annotations
+
+import contextlib
+from types import TracebackType
+from typing import Any, Self
+
+from projections.store import ProjectionStore
+from services.data.app import create_data_app
+from services.data.resources import ResourceIndex
+from services.serving import HttpServer
+
+
+class DataService:
+    """`async with DataService(store, kv_url=..., r2_url=..., internal_token=...) as data`.
+
+    The stores are opened in `start()`; `kv` and `r2` are None before that.
+    """
+
+    def __init__(self, store: ProjectionStore, *, kv_url: str, r2_url: str,
+                 internal_token: str, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.projection = store
+        self.kv_url = kv_url
+        self.r2_url = r2_url
+        self.internal_token = internal_token
+        self.host = host
+        self.port = port
+        self.index = ResourceIndex(store)
+        self.kv: Any = None
+        self.r2: Any = None
+        self.server: HttpServer | None = None
+        self._stack = contextlib.AsyncExitStack()
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None, "data service is not started"
+        return self.server.url
+
+    @property
+    def address(self) -> str:
+        assert self.server is not None, "data service is not started"
+        host, port = self.server.address
+        return f"{host}:{port}"
+
+    async def start(self) -> None:
+        # Imported here: each store pulls in its own client library.
+        from services.kv.factory import open_kv_store
+        from services.kv.routes import kv_routes
+        from services.r2.factory import open_r2_store
+        from services.r2.routes import r2_routes
+
+        try:
+            self.kv = await self._stack.enter_async_context(open_kv_store(self.kv_url))
+            self.r2 = await self._stack.enter_async_context(open_r2_store(self.r2_url))
+            await self.index.start()
+            self._stack.push_async_callback(self.index.stop)
+            app = create_data_app({
+                "kv": kv_routes(self.kv, self.index.checker("kv")),
+                "r2": r2_routes(self.r2, self.index.checker("r2")),
+            }, internal_token=self.internal_token)
+            self.server = HttpServer(app, host=self.host, port=self.port, name="data")
+            await self.server.start()
+            self._stack.push_async_callback(self.server.stop)
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def stop(self) -> None:
+        await self._stack.aclose()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        await self.stop()
