@@ -130,7 +130,8 @@ def up(only: Annotated[list[str] | None, typer.Option(
         state_port=state_port, projector_health_port=projector_health_port,
         scheduler_health_port=scheduler_health_port, domain=domain,
         state_url=state_url or os.environ.get("WDL_STATE_URL"),
-        data_port=data_port, data_host=data_host, data_url=data_url or os.environ.get("WDL_DATA_URL"),
+        data_port=data_port, data_host=data_host,
+        data_url=data_url or os.environ.get("WDL_DATA_URL"),
         gateway_url=gateway_url or os.environ.get("WDL_GATEWAY_URL"),
         recycle=RecyclePolicy(max_stale=recycle_stale))
     _run(settings, options, None)

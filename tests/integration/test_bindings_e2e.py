@@ -233,7 +233,7 @@ async def test_deploy_provisions_resources_and_refuses_what_it_cannot_serve(
     assert [k["name"] for k in kv] == ["cache"] and [b["name"] for b in r2] == ["files"]
     assert (await get(stack, "acme", "/app/")).text == "app /"
     # In use by the active version: refused unless forced.
-    out = await stack.wdl("kv", "namespace", "delete", "cache", "--ns", "acme", ok=False)
+    await stack.wdl("kv", "namespace", "delete", "cache", "--ns", "acme", ok=False)
     assert json.loads(await stack.wdl("kv", "namespace", "list", "--ns", "acme", "--json"))
     await stack.wdl("r2", "bucket", "delete", "files", "--ns", "acme", "--force")
     assert json.loads(await stack.wdl("r2", "bucket", "list", "--ns", "acme", "--json")) == []
