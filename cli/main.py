@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import typer
 
-from cli import control, projections, run
+from cli import control, kv, projections, r2, run
+from cli.resources import kv_namespace_app, r2_bucket_app
 
 app = typer.Typer(
     name="wdl",
@@ -13,6 +14,10 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 app.add_typer(projections.app, name="projections")
+kv.app.add_typer(kv_namespace_app, name="namespace")
+r2.app.add_typer(r2_bucket_app, name="bucket")
+app.add_typer(kv.app, name="kv")
+app.add_typer(r2.app, name="r2")
 control.register(app)
 run.register(app)
 

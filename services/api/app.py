@@ -28,9 +28,11 @@ from services.api.routes import (
     audit,
     deploy,
     hosts,
+    kv_data,
     leases,
     namespaces,
     policies,
+    r2_data,
     resources,
     secrets,
     system,
@@ -75,7 +77,7 @@ def create_app(settings: Settings, backends: Backends, keyring: Keyring, blobs: 
     app.state.ctx = ctx
     install_handlers(app)
     for module in (system, namespaces, workers, deploy, secrets, hosts, leases, audit, tokens,
-                   resources, policies):
+                   resources, policies, kv_data, r2_data):
         app.include_router(module.router)
     app.add_middleware(ErrorGuard)
     app.add_middleware(BodyLimit, max_bytes=ctx.limits.max_request_bytes)

@@ -216,7 +216,7 @@ async def test_deploy_provisions_resources_and_refuses_what_it_cannot_serve(
     proc = await asyncio.create_subprocess_exec(
         WDL, "deploy", str(project), "--ns", "acme", env=stack.env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await proc.communicate()
+    _out, err = await proc.communicate()
     assert proc.returncode != 0 and b"d1_databases" in err
     # Missing resources with --no-provision: refused, nothing written.
     project = with_config(stack.project("app", answer("app")), KV_R2)
