@@ -36,7 +36,15 @@ from services.blobstore.s3_settings import S3Settings
 from services.r2.errors import NoSuchUpload, R2StoreError
 from services.r2.keys import decode_key, encode_key, listing_prefix, name_token
 from services.r2.model import Digests, ObjectMeta, PartInfo, Where
-from services.r2.port import ABORTED, COMPLETED, Body, R2Store, Upload, multipart_meta
+from services.r2.port import (
+    ABORTED,
+    COMPLETED,
+    IN_PROGRESS,
+    Body,
+    R2Store,
+    Upload,
+    multipart_meta,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -340,6 +348,10 @@ class S3R2Store(R2Store):
         return upload_id
 
     async def _mp_upload(self, where: Where, key: str, upload_id: str) -> Upload | None:
+        upload = await self._load_upload(where, upload_id)
+        return upload if upload is not None and upload.key == key else None
+
+    async def _load_upload(self, where: Where, upload_id: str) -> Upload | None:
         if not _valid_upload_id(upload_id):
             return None
         ukey = self._ukey(where, upload_id, "upload")
@@ -355,21 +367,24 @@ class S3R2Store(R2Store):
                 return json.loads(b.read())
 
         record = await self._call("read upload", load)
-        if record is None:
-            return None
-        upload = Upload.from_json(record)
-        return upload if upload.key == key else None
+        return None if record is None else Upload.from_json(record)
 
     async def _mp_part(self, where: Where, upload_id: str, part_number: int, body: Body,
                        digests: Digests) -> str:
         staged = await self._stage(where, body)
         info = PartInfo(part_number, digests.md5_hex, digests.size, digests.md5_hex)
+        part_key = self._ukey(where, upload_id, f"p{part_number}")
         try:
-            await self._place(staged, self._ukey(where, upload_id, f"p{part_number}"),
-                              {"wdl-part": _encode(info.__dict__)})
+            await self._place(staged, part_key, {"wdl-part": _encode(info.__dict__)})
         except BaseException:
             await self._discard(where, staged)
             raise
+        # Completed or aborted while this part streamed in: its parts are already swept,
+        # so this one must not linger either.
+        upload = await self._load_upload(where, upload_id)
+        if upload is None or upload.state != IN_PROGRESS:
+            await self._delete_keys([part_key])
+            raise NoSuchUpload()
         return info.etag
 
     async def _mp_parts(self, where: Where, upload_id: str) -> dict[int, PartInfo]:
