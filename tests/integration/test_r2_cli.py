@@ -26,7 +26,6 @@ import pytest
 from harness.endpoints import ROOT
 from projections.runtime import open_backends
 from services.api.app import create_app
-from services.api.routes import r2_data
 from services.blobstore.factory import open_blob_store
 from services.crypto.config import load_keyring
 from services.r2 import open_r2_store
@@ -53,9 +52,6 @@ async def api(tmp_path: Path) -> AsyncIterator[Api]:
         blobs = await stack.enter_async_context(open_blob_store(settings.blob_url))
         r2 = await stack.enter_async_context(open_r2_store(settings.r2_url))
         app = create_app(settings, backends, keyring, blobs, run_projector=True, r2=r2)
-        if not any(getattr(r, "path", "").startswith("/v1/namespaces/{ns}/r2/{bucket}/objects")
-                   for r in app.routes):
-            app.include_router(r2_data.router)  # until services/api/app.py registers it
         server = HttpServer(app, name="api", lifespan="on")
         await server.start()
         stack.push_async_callback(server.stop)
