@@ -1,8 +1,6 @@
 """KV data through the control API and `wdl kv key`: an embedded control plane
 (SQLite log, projector, SQLite KV) with the kv_data router, the CLI as a real
 subprocess. Namespace tokens see only their own namespace; observers cannot write.
-
-The router is included here as services/api/app.py will include it.
 """
 
 from __future__ import annotations
@@ -22,7 +20,6 @@ import pytest
 
 from projections.runtime import open_backends
 from services.api.app import create_app
-from services.api.routes import kv_data
 from services.blobstore import open_blob_store
 from services.crypto import load_keyring
 from services.kv.factory import open_kv_store
@@ -74,7 +71,6 @@ async def api(tmp_path: Path) -> AsyncIterator[Api]:
         kv = await stack.enter_async_context(open_kv_store(settings.kv_url))
         app = create_app(replace(settings, admin_token=admin), backends, keyring, blobs,
                          run_projector=True, kv=kv)
-        app.include_router(kv_data.router)
         server = HttpServer(app, name="api", lifespan="on")
         await server.start()
         stack.push_async_callback(server.stop)
