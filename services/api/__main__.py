@@ -20,6 +20,8 @@ from projections.runtime import open_backends
 from services.api.app import create_app
 from services.blobstore.factory import open_blob_store
 from services.crypto.config import load_keyring
+from services.kv.factory import open_kv_store
+from services.r2.factory import open_r2_store
 from services.settings import Settings
 
 
@@ -30,8 +32,11 @@ async def serve(host: str, port: int, projector: bool | None) -> None:
     async with contextlib.AsyncExitStack() as stack:
         backends = await stack.enter_async_context(open_backends(settings))
         blobs = await stack.enter_async_context(open_blob_store(settings.blob_url))
+        kv = await stack.enter_async_context(open_kv_store(settings.kv_url))
+        r2 = await stack.enter_async_context(open_r2_store(settings.r2_url))
         app = create_app(settings, backends, keyring, blobs,
-                         run_projector=settings.embedded if projector is None else projector)
+                         run_projector=settings.embedded if projector is None else projector,
+                         kv=kv, r2=r2)
         config = uvicorn.Config(app, host=host, port=port, lifespan="on",
                                 log_level="info", access_log=True)
         await uvicorn.Server(config).serve()
