@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from harness.endpoints import Endpoints
+from harness.endpoints import ROOT, Endpoints
 from tests.platform_stack import WDL, Stack, answer, platform_stack
 
 BACKEND = """
@@ -240,3 +240,24 @@ async def test_deploy_provisions_resources_and_refuses_what_it_cannot_serve(
     audit = json.loads(await stack.wdl("audit", "--ns", "acme", "--json"))
     codes = {row.get("code") or row.get("reason_code") for row in audit}
     assert "resource_in_use" in codes
+
+
+async def test_the_bindings_example_runs_on_the_real_servers(stack: Stack) -> None:
+    examples = ROOT / "examples"
+    await stack.wdl("ns", "create", "demo")
+    await stack.deploy("demo", examples / "hello")
+    await stack.deploy("demo", examples / "bindings")  # provisions the KV namespace + bucket
+    assert (await get(stack, "demo", "/bindings/counter")).json()["counter"] == 1
+    assert (await get(stack, "demo", "/bindings/counter")).json()["counter"] == 2
+    async with httpx.AsyncClient(timeout=15) as client:
+        put = await client.put(stack.gateway + "/bindings/files/a/b.txt", content=b"on s3",
+                               headers={"host": "demo.workers.local"})
+    assert put.status_code == 200 and put.json()["size"] == 5
+    assert (await get(stack, "demo", "/bindings/files/a/b.txt")).text == "on s3"
+    assert (await get(stack, "demo", "/bindings/files")).json() == [{"key": "a/b.txt",
+                                                                     "size": 5}]
+    hello = await get(stack, "demo", "/bindings/hello")
+    assert hello.text == "Hello from WDL! You asked for /from-bindings\n"
+    # The CLI sees what the worker wrote (the same data, read-your-writes).
+    assert (await stack.wdl("kv", "key", "get", "counter", "-k", "example-cache",
+                            "--ns", "demo")).strip() == "2"

@@ -3,6 +3,7 @@ served through the gateway, and still served after Ctrl-C and a restart."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -105,4 +106,36 @@ def test_wdl_dev_serves_the_hello_example_and_survives_a_restart(dev: Dev) -> No
     r = httpx.get(f"http://127.0.0.1:{dev.gateway_port}/greeter/whoami", timeout=10,
                   headers={"host": "demo.workers.local", "authorization": "Bearer dev-token"})
     assert r.json() == {"authorized": True, "secretConfigured": True}
+    assert dev.interrupt() == 0
+
+
+def test_wdl_dev_runs_the_bindings_example_and_keeps_its_data(dev: Dev) -> None:
+    dev.start()
+    dev.cli("ns", "create", "demo")
+    dev.cli("deploy", str(ROOT / "examples" / "hello"), "--ns", "demo")
+    out = dev.cli("deploy", str(ROOT / "examples" / "bindings"), "--ns", "demo", "--json")
+    assert json.loads(out)["version_id"]
+    assert [k["name"] for k in json.loads(dev.cli("kv", "namespace", "list", "--ns", "demo",
+                                                  "--json"))] == ["example-cache"]
+    assert dev.get("demo.workers.local", "/bindings/counter").json()["counter"] == 1
+    assert dev.get("demo.workers.local", "/bindings/counter").json()["counter"] == 2
+    put = httpx.put(f"http://127.0.0.1:{dev.gateway_port}/bindings/files/notes/a.txt",
+                    content=b"hello r2", timeout=10,
+                    headers={"host": "demo.workers.local", "content-type": "text/x-note"})
+    assert put.status_code == 200 and put.json()["size"] == 8
+    r = dev.get("demo.workers.local", "/bindings/hello")
+    assert (r.status_code, r.text) == (200, "Hello from WDL! You asked for /from-bindings\n")
+    r = dev.get("demo.workers.local", "/bindings/fetch?url=http://127.0.0.1:1/")
+    assert r.status_code == 502 and "egress policy of namespace demo" in r.text
+    assert dev.interrupt() == 0
+
+    dev.start()  # tenant data is on disk under the data dir, not in the process
+    assert dev.get("demo.workers.local", "/bindings/counter").json()["counter"] == 3
+    r = dev.get("demo.workers.local", "/bindings/files/notes/a.txt")
+    assert (r.status_code, r.text, r.headers["content-type"]) == (200, "hello r2",
+                                                                  "text/x-note")
+    assert "hello r2" in dev.cli("r2", "object", "get", "example-files/notes/a.txt",
+                                 "--ns", "demo", "--pipe")
+    assert dev.cli("kv", "key", "get", "counter", "--namespace-id", "example-cache",
+                   "--ns", "demo").strip() == "3"
     assert dev.interrupt() == 0
