@@ -111,6 +111,11 @@ class WorkerRules(NamespaceRules):
         meta = msgspec.to_builtins(e)
         for drop in ("namespace", "worker"):
             meta.pop(drop, None)
+        for b in meta.get("bindings") or ():
+            # Service-only fields, rendered only when set: older versions render as before.
+            for optional in ("namespace", "entrypoint"):
+                if not b.get(optional):
+                    b.pop(optional, None)
         meta["uploaded_at"] = env.occurred_at
         meta["uploaded_by"] = env.actor
         w.versions[e.version_id] = VersionState(meta=meta)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -44,6 +45,9 @@ from services.crypto.keyring import Keyring
 from services.settings import Settings
 
 log = logging.getLogger("wdl.api")
+# R2 object bodies stream to the store without buffering: R2's single-put limit.
+R2_OBJECT_PATH = re.compile(r"/v1/namespaces/[^/]+/r2/[^/]+/objects/")
+R2_MAX_PUT_BYTES = 5 * 1024**3 - 5 * 1024**2
 API_VERSION = "1"
 
 
@@ -80,5 +84,6 @@ def create_app(settings: Settings, backends: Backends, keyring: Keyring, blobs: 
                    resources, policies, kv_data, r2_data):
         app.include_router(module.router)
     app.add_middleware(ErrorGuard)
-    app.add_middleware(BodyLimit, max_bytes=ctx.limits.max_request_bytes)
+    app.add_middleware(BodyLimit, max_bytes=ctx.limits.max_request_bytes,
+                       overrides=[(R2_OBJECT_PATH, R2_MAX_PUT_BYTES)])
     return app

@@ -220,9 +220,11 @@ async def test_deploy_provisions_resources_and_refuses_what_it_cannot_serve(
     assert proc.returncode != 0 and b"d1_databases" in err
     # Missing resources with --no-provision: refused, nothing written.
     project = with_config(stack.project("app", answer("app")), KV_R2)
-    refused = await stack.wdl("deploy", str(project), "--ns", "acme", "--no-provision",
-                              ok=False)
-    assert refused == ""
+    proc = await asyncio.create_subprocess_exec(
+        WDL, "deploy", str(project), "--ns", "acme", "--no-provision", env=stack.env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    _out, err = await proc.communicate()
+    assert proc.returncode != 0 and b"binding_target_missing" in err
     assert await _no_worker(stack, "acme", "app")
     assert json.loads(await stack.wdl("kv", "namespace", "list", "--ns", "acme",
                                       "--json")) == []
@@ -233,13 +235,20 @@ async def test_deploy_provisions_resources_and_refuses_what_it_cannot_serve(
     assert [k["name"] for k in kv] == ["cache"] and [b["name"] for b in r2] == ["files"]
     assert (await get(stack, "acme", "/app/")).text == "app /"
     # In use by the active version: refused unless forced.
-    await stack.wdl("kv", "namespace", "delete", "cache", "--ns", "acme", ok=False)
+    before = len(json.loads(await stack.wdl("audit", "--ns", "acme", "--json", "--all")))
+    proc = await asyncio.create_subprocess_exec(
+        WDL, "kv", "namespace", "delete", "cache", "--ns", "acme", env=stack.env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    _out, err = await proc.communicate()
+    assert proc.returncode != 0 and b"resource_in_use" in err and b"app" in err
     assert json.loads(await stack.wdl("kv", "namespace", "list", "--ns", "acme", "--json"))
+    after = len(json.loads(await stack.wdl("audit", "--ns", "acme", "--json", "--all")))
+    assert after == before  # refused before anything was appended
     await stack.wdl("r2", "bucket", "delete", "files", "--ns", "acme", "--force")
     assert json.loads(await stack.wdl("r2", "bucket", "list", "--ns", "acme", "--json")) == []
-    audit = json.loads(await stack.wdl("audit", "--ns", "acme", "--json"))
-    codes = {row.get("code") or row.get("reason_code") for row in audit}
-    assert "resource_in_use" in codes
+    types = [row.get("type") for row in
+             json.loads(await stack.wdl("audit", "--ns", "acme", "--json", "--all"))]
+    assert "r2.bucket_deleted" in types and "kv.namespace_deleted" not in types
 
 
 async def test_the_bindings_example_runs_on_the_real_servers(stack: Stack) -> None:
