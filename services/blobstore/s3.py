@@ -13,8 +13,6 @@ import base64
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, TypeVar
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from services.blobstore.errors import (
@@ -26,7 +24,7 @@ from services.blobstore.errors import (
 )
 from services.blobstore.port import BlobStore
 from services.blobstore.ref import KEY_PREFIX, BlobRef, blob_key, digest_from_key
-from services.blobstore.s3_settings import S3Settings
+from services.blobstore.s3_settings import S3Settings, make_s3_client
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -76,27 +74,8 @@ class S3BlobStore(BlobStore):
             await asyncio.to_thread(client.close)
 
     def _make_client(self) -> S3Client:
-        s = self.settings
-        config = Config(
-            signature_version="s3v4",
-            region_name=s.region,
-            s3={"addressing_style": "path"},
-            connect_timeout=s.connect_timeout,
-            read_timeout=s.read_timeout,
-            retries={"max_attempts": s.max_attempts, "mode": "standard"},
-            # We send our own sha256 on upload and re-hash every read ourselves.
-            request_checksum_calculation="when_required",
-            response_checksum_validation="when_required",
-        )
-        session = boto3.session.Session()
-        return session.client(
-            "s3",
-            endpoint_url=s.endpoint_url,
-            aws_access_key_id=s.access_key_id,
-            aws_secret_access_key=s.secret_access_key,
-            region_name=s.region,
-            config=config,
-        )
+        client: S3Client = make_s3_client(self.settings, max_pool_connections=10)
+        return client
 
     def _ensure_bucket(self, client: S3Client) -> None:
         bucket = self.settings.bucket

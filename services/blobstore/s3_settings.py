@@ -6,6 +6,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from services.blobstore.errors import BlobStoreConfigError
 
@@ -69,3 +70,26 @@ class S3Settings:
     def where(self) -> str:
         """A human description of the target, safe for messages."""
         return f"bucket {self.bucket!r} at {self.endpoint_url or 'the default AWS endpoint'}"
+
+
+def make_s3_client(settings: S3Settings, *, max_pool_connections: int = 10) -> Any:
+    """A boto3 S3 client for `settings` (blocking to create: call it in a thread).
+
+    Path-style SigV4; checksums only where S3 requires them, since the stores
+    hash what they write and read themselves.
+    """
+    import boto3
+    from botocore.config import Config
+
+    s = settings
+    config = Config(
+        signature_version="s3v4", region_name=s.region, s3={"addressing_style": "path"},
+        connect_timeout=s.connect_timeout, read_timeout=s.read_timeout,
+        retries={"max_attempts": s.max_attempts, "mode": "standard"},
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_required",
+        max_pool_connections=max_pool_connections,
+    )
+    return boto3.session.Session().client(
+        "s3", endpoint_url=s.endpoint_url, aws_access_key_id=s.access_key_id,
+        aws_secret_access_key=s.secret_access_key, region_name=s.region, config=config)

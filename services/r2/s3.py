@@ -28,11 +28,9 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from services.blobstore.s3_settings import S3Settings
+from services.blobstore.s3_settings import S3Settings, make_s3_client
 from services.r2.errors import NoSuchUpload, R2StoreError
 from services.r2.keys import decode_key, encode_key, listing_prefix, name_token
 from services.r2.model import Digests, ObjectMeta, PartInfo, Where
@@ -89,18 +87,8 @@ class S3R2Store(R2Store):
             await asyncio.to_thread(client.close)
 
     def _make_client(self) -> S3Client:
-        s = self.settings
-        config = Config(
-            signature_version="s3v4", region_name=s.region, s3={"addressing_style": "path"},
-            connect_timeout=s.connect_timeout, read_timeout=s.read_timeout,
-            retries={"max_attempts": s.max_attempts, "mode": "standard"},
-            request_checksum_calculation="when_required",
-            response_checksum_validation="when_required",
-            max_pool_connections=32,
-        )
-        return boto3.session.Session().client(
-            "s3", endpoint_url=s.endpoint_url, aws_access_key_id=s.access_key_id,
-            aws_secret_access_key=s.secret_access_key, region_name=s.region, config=config)
+        client: S3Client = make_s3_client(self.settings, max_pool_connections=32)
+        return client
 
     def _ensure_bucket(self, client: S3Client) -> None:
         try:

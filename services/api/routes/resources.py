@@ -95,47 +95,37 @@ async def _bound_by_active(ctx: Ctx, ns: str, kind: str, name: str) -> list[str]
     return users
 
 
-@router.get("/kv", responses=READ_ERRORS)
-async def list_kv(ns: Namespace, ctx: Ctx, principal: Auth) -> list[dict[str, Any]]:
-    """KV namespaces of this namespace."""
-    return await _list(ctx, principal, ns, "kv")
+def _register(kind: str) -> None:
+    """list / create / delete routes of one resource kind, under `/{kind}`."""
+    label = _KINDS[kind][2]
+
+    async def list_(ns: Namespace, ctx: Ctx, principal: Auth) -> list[dict[str, Any]]:
+        return await _list(ctx, principal, ns, kind)
+
+    async def create(ns: Namespace, body: ResourceCreate, ctx: Ctx, principal: Auth,
+                     idem: IdemKey = None) -> dict[str, Any]:
+        return await _create(ctx, principal, ns, kind, body.name, idem)
+
+    async def delete(ns: Namespace, name: ResourceName, ctx: Ctx, principal: Auth,
+                     force: Force = False, idem: IdemKey = None) -> dict[str, Any]:
+        result = await _delete(ctx, principal, ns, kind, name, force, idem)
+        store = ctx.kv if kind == "kv" else ctx.r2
+        if store is not None:
+            await store.purge(ns, name)  # the data goes once the delete is accepted
+        return result
+
+    router.add_api_route(f"/{kind}", list_, methods=["GET"], responses=READ_ERRORS,
+                         name=f"list_{kind}", summary=f"{label}s of this namespace")
+    router.add_api_route(f"/{kind}", create, methods=["POST"], status_code=201,
+                         response_model=CommandResult, responses=WRITE_ERRORS,
+                         name=f"create_{kind}",
+                         summary=f"Create a {label} (409 `resource_exists` if it exists)")
+    router.add_api_route(f"/{kind}/{{name}}", delete, methods=["DELETE"],
+                         response_model=CommandResult, responses=WRITE_ERRORS,
+                         name=f"delete_{kind}",
+                         summary=f"Delete a {label} and its data (409 `resource_in_use` "
+                         "while an active version binds it, unless forced)")
 
 
-@router.post("/kv", status_code=201, response_model=CommandResult, responses=WRITE_ERRORS)
-async def create_kv(ns: Namespace, body: ResourceCreate, ctx: Ctx, principal: Auth,
-                    idem: IdemKey = None) -> dict[str, Any]:
-    """Create a KV namespace (409 `resource_exists` if it exists)."""
-    return await _create(ctx, principal, ns, "kv", body.name, idem)
-
-
-@router.delete("/kv/{name}", response_model=CommandResult, responses=WRITE_ERRORS)
-async def delete_kv(ns: Namespace, name: ResourceName, ctx: Ctx, principal: Auth,
-                    force: Force = False, idem: IdemKey = None) -> dict[str, Any]:
-    """Delete a KV namespace and its data (409 `resource_in_use` if bound, unless forced)."""
-    result = await _delete(ctx, principal, ns, "kv", name, force, idem)
-    if ctx.kv is not None:
-        await ctx.kv.purge(ns, name)
-    return result
-
-
-@router.get("/r2", responses=READ_ERRORS)
-async def list_r2(ns: Namespace, ctx: Ctx, principal: Auth) -> list[dict[str, Any]]:
-    """R2 buckets of this namespace."""
-    return await _list(ctx, principal, ns, "r2")
-
-
-@router.post("/r2", status_code=201, response_model=CommandResult, responses=WRITE_ERRORS)
-async def create_r2(ns: Namespace, body: ResourceCreate, ctx: Ctx, principal: Auth,
-                    idem: IdemKey = None) -> dict[str, Any]:
-    """Create an R2 bucket (409 `resource_exists` if it exists)."""
-    return await _create(ctx, principal, ns, "r2", body.name, idem)
-
-
-@router.delete("/r2/{name}", response_model=CommandResult, responses=WRITE_ERRORS)
-async def delete_r2(ns: Namespace, name: ResourceName, ctx: Ctx, principal: Auth,
-                    force: Force = False, idem: IdemKey = None) -> dict[str, Any]:
-    """Delete an R2 bucket and its objects (409 `resource_in_use` if bound, unless forced)."""
-    result = await _delete(ctx, principal, ns, "r2", name, force, idem)
-    if ctx.r2 is not None:
-        await ctx.r2.purge(ns, name)
-    return result
+for _kind in _KINDS:
+    _register(_kind)
