@@ -136,9 +136,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         env = data_env(Path(tmp))
         settings = Settings.from_env(env, embedded=True)
         options = PlatformOptions(api_port=0, gateway_port=0, state_port=0, data_port=0,
-                                  workerd_bin=args.workerd, recycle=RecyclePolicy(interval=0),
-                                  components=frozenset({"api", "projector", "state", "data",
-                                                        "gateway"}))
+                                  scheduler_health_port=0, workerd_bin=args.workerd,
+                                  recycle=RecyclePolicy(interval=0))
         async with Platform(settings, options) as platform, httpx.AsyncClient(
                 base_url=platform.api.url if platform.api else "", timeout=30,
                 headers={"authorization": f"Bearer {TOKEN}"}) as api, \
