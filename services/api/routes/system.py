@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from projections.rebuild import status
-from services.api.auth import Auth, require_read
+from services.api.auth import BOOTSTRAP_ID, Auth, require_read
 from services.api.commands import find_verdict
 from services.api.errors import ApiError
 from services.api.routes.common import READ_ERRORS, Ctx
@@ -22,9 +22,16 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get("/v1/whoami", responses=READ_ERRORS)
-async def whoami(principal: Auth) -> dict[str, Any]:
+async def whoami(ctx: Ctx, principal: Auth) -> dict[str, Any]:
+    """The calling token: id, role, namespaces (empty for admins: all), label, expiry."""
+    if principal.token_id == BOOTSTRAP_ID:
+        record: dict[str, Any] = {"label": "bootstrap admin token (WDL_ADMIN_TOKEN)"}
+    else:
+        record = await ctx.reader.token(principal.token_id) or {}
     return {"token_id": principal.token_id, "role": principal.role,
-            "namespaces": sorted(principal.namespaces), "actor": principal.actor}
+            "namespaces": sorted(principal.namespaces), "actor": principal.actor,
+            "all_namespaces": principal.is_admin, "label": record.get("label") or "",
+            "expires_at": record.get("expires_at"), "issued_at": record.get("issued_at")}
 
 
 @router.get("/v1/projections/status", responses=READ_ERRORS)
