@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -34,11 +34,26 @@ NsOpt = Annotated[str | None, typer.Option("--ns", "-n", help="namespace [env WD
 JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output")]
 
 
+# API error code -> the one obvious next step ({namespace} is filled in).
+HINTS = {
+    "namespace_not_found": "create it with `wdl ns create {namespace}` (admin token), or "
+                           "use a token scoped to it (`wdl whoami` shows yours)",
+    "unauthenticated": "the token is missing, wrong, revoked or expired: set WDL_TOKEN or "
+                       "--token (`wdl dev` prints an admin token); `wdl whoami` checks it",
+    "forbidden": "`wdl whoami` shows this token's role and namespaces",
+    "unreachable": "start the platform (`wdl dev`) or point --url / WDL_CONTROL_URL at the "
+                   "control API; `wdl doctor` checks the set-up",
+}
+
+
 @contextmanager
 def connect(url: str | None, token: str | None, profile: str | None,
             namespace: str | None = None, *, need_namespace: bool = False,
+            hints: Mapping[str, str] | None = None,
             ) -> Iterator[tuple[ControlClient, str]]:
-    """A client and the namespace; exits with the right code on any failure."""
+    """A client and the namespace; exits with the right code on any failure.
+
+    `hints` override `HINTS` for this command (code -> next step)."""
     try:
         config = resolve_config(url, token, namespace, profile)
     except ConfigError as exc:
@@ -51,18 +66,22 @@ def connect(url: str | None, token: str | None, profile: str | None,
     try:
         yield client, config.namespace or ""
     except ApiFailure as exc:
-        report(exc)
+        report(exc, {**HINTS, **(hints or {})}, config.namespace or "NS")
         raise typer.Exit(exc.exit_code) from None
     finally:
         client.close()
 
 
-def report(exc: ApiFailure) -> None:
+def report(exc: ApiFailure, hints: Mapping[str, str] | None = None,
+           namespace: str = "NS") -> None:
     where = f" (field {exc.body['field']})" if exc.body.get("field") else ""
     label = "refused" if exc.status == 409 else "error"
     err.print(f"[red]{label}:[/] {exc.code}: {exc.message}{where}", highlight=False)
     if exc.body.get("event_id"):
         err.print(f"  event {exc.body['event_id']}", highlight=False)
+    hint = (HINTS if hints is None else hints).get(exc.code)
+    if hint:
+        err.print(f"  hint: {hint.format(namespace=namespace)}", highlight=False)
 
 
 def print_json(value: Any) -> None:

@@ -11,11 +11,26 @@ from typing import Annotated, Any
 import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
+from cli.client import ApiFailure, ControlClient
 from cli.common import JsonOpt, NsOpt, ProfileOpt, TokenOpt, UrlOpt, connect, err, print_json
 from cli.resources import provision
 from cli.wrangler import ProjectError, bundle, read_project, split_vars
 
 CHUNK = 64 * 1024
+NS_HINT = ("create it with `wdl ns create {namespace}`, or deploy with --create-namespace "
+           "(both need an admin token)")
+
+
+def ensure_namespace(client: ControlClient, namespace: str, *, quiet: bool) -> None:
+    """Create the namespace unless it exists (`namespace_exists` is fine)."""
+    try:
+        client.post("/v1/namespaces", {"name": namespace, "description": ""})
+    except ApiFailure as exc:
+        if exc.code != "namespace_exists":
+            raise
+        return
+    if not quiet:
+        err.print(f"[green]created[/] namespace {namespace}", highlight=False)
 
 
 def _request_body(project_dir: Path, no_bundle: bool) -> tuple[str, dict[str, Any], str]:
@@ -56,6 +71,9 @@ def deploy(
     no_provision: Annotated[bool, typer.Option(
         "--no-provision", help="do not create missing KV namespaces and R2 buckets "
         "(deploy is then refused if one is missing)")] = False,
+    create_namespace: Annotated[bool, typer.Option(
+        "--create-namespace", help="create the namespace first if it does not exist "
+        "(needs an admin token)")] = False,
     idempotency_key: Annotated[str | None, typer.Option("--idempotency-key")] = None,
     as_json: JsonOpt = False,
     url: UrlOpt = None, token: TokenOpt = None, profile: ProfileOpt = None,
@@ -68,7 +86,10 @@ def deploy(
         raise typer.Exit(2) from None
     worker = name or project_name
     raw = json.dumps(body).encode("utf-8")
-    with connect(url, token, profile, ns, need_namespace=True) as (client, namespace):
+    with connect(url, token, profile, ns, need_namespace=True,
+                 hints={"namespace_not_found": NS_HINT}) as (client, namespace):
+        if create_namespace:
+            ensure_namespace(client, namespace, quiet=as_json)
         missing = provision(client, namespace, body["bindings"], create=not no_provision,
                             quiet=as_json)
         if no_provision and missing:
