@@ -9,7 +9,8 @@ from typing import Annotated, Any
 import typer
 
 from cli import deploy as deploy_cmd
-from cli import policies
+from cli import doctor as doctor_cmd
+from cli import policies, scaffold
 from cli.client import ApiFailure
 from cli.common import (
     JsonOpt,
@@ -396,7 +397,10 @@ def cron_runs(worker: str, ns: NsOpt = None, as_json: JsonOpt = False, url: UrlO
 
 def register(app: typer.Typer) -> None:
     """Add the control-plane commands to the `wdl` app."""
+    app.command("init")(scaffold.init)
     app.command("deploy")(deploy_cmd.deploy)
+    app.command("whoami")(doctor_cmd.whoami)
+    app.command("doctor")(doctor_cmd.doctor)
     app.command("workers")(workers)
     app.command("versions")(versions)
     app.command("promote")(promote)
