@@ -81,7 +81,8 @@ def report(exc: ApiFailure, hints: Mapping[str, str] | None = None,
         err.print(f"  event {exc.body['event_id']}", highlight=False)
     hint = (HINTS if hints is None else hints).get(exc.code)
     if hint:
-        err.print(f"  hint: {hint.format(namespace=namespace)}", highlight=False)
+        err.print(f"  hint: {hint.format(namespace=namespace)}", highlight=False,
+                  soft_wrap=True)
 
 
 def print_json(value: Any) -> None:
@@ -123,7 +124,7 @@ def outcome(result: dict[str, Any], what: str, as_json: bool) -> None:
 
 
 def fail(message: str, code: int = EXIT_FAILURE) -> typer.Exit:
-    err.print(f"[red]error:[/] {message}", highlight=False)
+    err.print(f"[red]error:[/] {message}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 
