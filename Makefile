@@ -50,7 +50,7 @@ test: lint services
 	set -a && . .wdl/services.env && set +a && $(PY) -m pytest $(PYTEST_ARGS)
 
 bench: services
-	set -a && . .wdl/services.env && set +a && $(PY) -m bench $(BENCH)
+	set -a && . .wdl/services.env && set +a && $(PY) -m bench $(or $(BENCH),all)
 
 clean: services-down
 	rm -rf .wdl

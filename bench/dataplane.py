@@ -19,9 +19,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import os
 import re
 import shutil
 import statistics
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -57,10 +59,24 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-async def wrk(url: str, host: str, *, seconds: int, connections: int, threads: int) -> float:
+def wrk_binary() -> str:
+    """wrk from PATH; when missing and running as root on Debian, `apt-get install` it once."""
     binary = shutil.which("wrk")
+    if binary is None and os.geteuid() == 0 and shutil.which("apt-get"):
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        install = ["apt-get", "install", "-y", "-q", "wrk"]
+        if subprocess.run(install, env=env, capture_output=True, check=False).returncode:
+            subprocess.run(["apt-get", "update", "-q"], env=env, capture_output=True,
+                           check=False)
+            subprocess.run(install, env=env, capture_output=True, check=False)
+        binary = shutil.which("wrk")
     if binary is None:
         raise SystemExit("wrk is not installed: apt-get install wrk (Debian)")
+    return binary
+
+
+async def wrk(url: str, host: str, *, seconds: int, connections: int, threads: int) -> float:
+    binary = wrk_binary()
     proc = await asyncio.create_subprocess_exec(
         binary, f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "-H", f"Host: {host}", url,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
