@@ -114,6 +114,11 @@ class ControlClient:
     def close(self) -> None:
         self._http.close()
 
+    @property
+    def http(self) -> httpx.Client:
+        """The underlying client, for raw or streamed bodies (`raise_for` maps errors)."""
+        return self._http
+
     def __enter__(self) -> ControlClient:
         return self
 
@@ -164,3 +169,16 @@ class ControlClient:
 
     def delete(self, path: str, body: Any = None) -> Any:
         return self.request("DELETE", path, json_body=body)
+
+
+def raise_for(response: httpx.Response) -> None:
+    """ApiFailure for a failed raw response (a streamed one is read first)."""
+    if response.is_success:
+        return
+    response.read()
+    try:
+        error = response.json().get("error") or {}
+    except (json.JSONDecodeError, AttributeError):
+        error = {}
+    raise ApiFailure(response.status_code, str(error.get("code", "http_error")),
+                     str(error.get("message", f"HTTP {response.status_code}")), error)

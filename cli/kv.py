@@ -18,7 +18,7 @@ from urllib.parse import quote, unquote
 import httpx
 import typer
 
-from cli.client import ApiFailure, ControlClient
+from cli.client import ApiFailure, raise_for
 from cli.common import (
     JsonOpt,
     NsOpt,
@@ -48,25 +48,6 @@ def _values(namespace: str, kv: str, key: str) -> str:
     return f"/v1/namespaces/{namespace}/kv/{kv}/values/{quote(key, safe='')}"
 
 
-def _http(client: ControlClient) -> httpx.Client:
-    headers = {"User-Agent": "wdl-cli"}
-    if client.config.token:
-        headers["Authorization"] = f"Bearer {client.config.token}"
-    return httpx.Client(base_url=client.config.url, headers=headers,
-                        timeout=client.config.timeout_s)
-
-
-def _raise_for(response: httpx.Response) -> None:
-    if response.is_success:
-        return
-    try:
-        error = response.json().get("error") or {}
-    except (json.JSONDecodeError, AttributeError):
-        error = {}
-    raise ApiFailure(response.status_code, str(error.get("code", "http_error")),
-                     str(error.get("message", f"HTTP {response.status_code}")), error)
-
-
 def _chunks(handle: BinaryIO) -> Iterator[bytes]:
     while chunk := handle.read(CHUNK):
         yield chunk
@@ -86,14 +67,14 @@ def get(key: str, kv: KvIdOpt, ns: NsOpt = None,
             "--json", help="print {value, metadata, expiration} (value as UTF-8 text)")] = False,
         url: UrlOpt = None, token: TokenOpt = None, profile: ProfileOpt = None) -> None:
     """Print the value of KEY (raw bytes on stdout)."""
-    with connect(url, token, profile, ns, need_namespace=True) as (client, namespace), \
-            _http(client) as http:
+    with connect(url, token, profile, ns, need_namespace=True) as (client, namespace):
+        http = client.http
         try:
             response = http.get(_values(namespace, kv, key))
         except httpx.HTTPError as exc:
             raise ApiFailure(0, "unreachable", f"cannot reach {client.config.url}: "
                                                f"{type(exc).__name__}") from None
-        _raise_for(response)
+        raise_for(response)
     meta = response.headers.get(METADATA_HEADER)
     if as_json:
         exp = response.headers.get("x-kv-expiration")
@@ -132,8 +113,8 @@ def put(key: str, kv: KvIdOpt,
     if metadata is not None:
         headers[METADATA_HEADER] = quote(metadata, safe="")
     params = {"expiration_ttl": ttl, "expiration": expiration}
-    with connect(url, token, profile, ns, need_namespace=True) as (client, namespace), \
-            _http(client) as http:
+    with connect(url, token, profile, ns, need_namespace=True) as (client, namespace):
+        http = client.http
         body: bytes | Iterator[bytes]
         handle: BinaryIO | None = None
         if value is not None:
@@ -153,7 +134,7 @@ def put(key: str, kv: KvIdOpt,
         finally:
             if handle is not None:
                 handle.close()
-        _raise_for(response)
+        raise_for(response)
     err.print(f"[green]wrote[/] {key} to KV namespace {kv} in {namespace}", highlight=False)
 
 

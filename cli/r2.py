@@ -19,7 +19,7 @@ from urllib.parse import quote
 import httpx
 import typer
 
-from cli.client import ApiFailure, ControlClient
+from cli.client import ApiFailure, raise_for
 from cli.common import (
     JsonOpt,
     NsOpt,
@@ -62,26 +62,6 @@ def _object(namespace: str, bucket: str, key: str) -> str:
     return f"{_objects(namespace, bucket)}/{quote(key, safe='')}"
 
 
-def _http(client: ControlClient) -> httpx.Client:
-    headers = {"User-Agent": "wdl-cli"}
-    if client.config.token:
-        headers["Authorization"] = f"Bearer {client.config.token}"
-    return httpx.Client(base_url=client.config.url, headers=headers,
-                        timeout=client.config.timeout_s)
-
-
-def _raise_for(response: httpx.Response) -> None:
-    if response.is_success:
-        return
-    response.read()
-    try:
-        error = response.json().get("error") or {}
-    except (json.JSONDecodeError, AttributeError):
-        error = {}
-    raise ApiFailure(response.status_code, str(error.get("code", "http_error")),
-                     str(error.get("message", f"HTTP {response.status_code}")), error)
-
-
 def _decode_header(text: str) -> Any:
     # services/r2/routes.py encode_header: base64url(JSON), unpadded.
     return json.loads(base64.urlsafe_b64decode(text.encode() + b"=" * (-len(text) % 4)))
@@ -113,15 +93,15 @@ def put(path: ObjectPath, file: FileOpt = None, pipe: PipeOpt = False,
     with connect(url, token, profile, ns, need_namespace=True) as (client, namespace):
         source: BinaryIO = sys.stdin.buffer if file is None else file.open("rb")
         try:
-            with _http(client) as http:
-                try:
-                    response = http.put(_object(namespace, bucket, key), content=_chunks(source),
-                                        headers=headers)
-                except httpx.HTTPError as exc:
-                    raise ApiFailure(0, "unreachable", f"cannot reach {client.config.url}: "
-                                     f"{type(exc).__name__}") from None
-                _raise_for(response)
-                meta = response.json()
+            http = client.http
+            try:
+                response = http.put(_object(namespace, bucket, key), content=_chunks(source),
+                                    headers=headers)
+            except httpx.HTTPError as exc:
+                raise ApiFailure(0, "unreachable", f"cannot reach {client.config.url}: "
+                                 f"{type(exc).__name__}") from None
+            raise_for(response)
+            meta = response.json()
         finally:
             if not pipe:
                 source.close()
@@ -138,11 +118,11 @@ def get(path: ObjectPath, file: FileOpt = None, pipe: PipeOpt = False, ns: NsOpt
     """Download BUCKET/KEY to --file (default: the key's last segment) or stdout (--pipe)."""
     bucket, key = split(path)
     target = None if pipe else (file or Path(key.rsplit("/", 1)[-1] or "object"))
-    with connect(url, token, profile, ns, need_namespace=True) as (client, namespace), \
-            _http(client) as http:
+    with connect(url, token, profile, ns, need_namespace=True) as (client, namespace):
+        http = client.http
         try:
             with http.stream("GET", _object(namespace, bucket, key)) as response:
-                _raise_for(response)
+                raise_for(response)
                 out: BinaryIO = sys.stdout.buffer if target is None else target.open("wb")
                 try:
                     for chunk in response.iter_bytes(CHUNK):
@@ -164,8 +144,8 @@ def head(path: ObjectPath, ns: NsOpt = None, as_json: JsonOpt = False, url: UrlO
          token: TokenOpt = None, profile: ProfileOpt = None) -> None:
     """Show an object's metadata (size, etag, upload time, http and custom metadata)."""
     bucket, key = split(path)
-    with connect(url, token, profile, ns, need_namespace=True) as (client, namespace), \
-            _http(client) as http:
+    with connect(url, token, profile, ns, need_namespace=True) as (client, namespace):
+        http = client.http
         try:
             response = http.head(_object(namespace, bucket, key))
         except httpx.HTTPError as exc:
@@ -174,7 +154,7 @@ def head(path: ObjectPath, ns: NsOpt = None, as_json: JsonOpt = False, url: UrlO
         if response.status_code == 404:
             raise ApiFailure(404, "r2_object_not_found", f"object {key!r} not found "
                              f"(or bucket {bucket!r} does not exist)")
-        _raise_for(response)
+        raise_for(response)
         meta: dict[str, Any] = _decode_header(response.headers[OBJECT_HEADER])
     if as_json:
         print_json(meta)
