@@ -18,6 +18,7 @@ APPLIED = "applied"
 AGGREGATES = "aggregates"
 EGRESS = "egress"  # namespace -> JSON egress policy
 GRANTS = "grants"  # "target_ns/worker" -> JSON {source namespaces}
+QUARANTINE = "quarantine"  # "ns/worker/version" -> JSON record of the quarantine
 
 
 def workers(namespace: str) -> str:

@@ -35,10 +35,12 @@ from eventlog.events import (
     EgressRule,
     KvNamespaceCreated,
     KvNamespaceDeleted,
+    QuarantineLifted,
     R2BucketCreated,
     R2BucketDeleted,
     ServiceGranted,
     ServiceRevoked,
+    VersionQuarantined,
 )
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
@@ -165,6 +167,9 @@ def every_event() -> list[tuple[Event, dict[str, int]]]:
                                 EgressRule(host="*.example.org"))), {}),
         (ServiceGranted(namespace="acme", grantee="partner", worker="api"), {}),
         (ServiceRevoked(namespace="acme", grantee="partner", worker="api"), {}),
+        (VersionQuarantined(namespace="acme", worker="api", version_id="v1", reason="hang",
+                            strikes=3, detail="workerd gw-1 stopped answering"), {}),
+        (QuarantineLifted(namespace="acme", worker="api", version_id="v1", note="fixed"), {}),
     ]
 
 

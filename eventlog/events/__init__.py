@@ -22,6 +22,7 @@ from eventlog.events import (
     leases,
     namespaces,
     policies,
+    quarantine,
     r2,
     secrets,
     tokens,
@@ -54,6 +55,12 @@ from eventlog.events.policies import (
     ServiceGranted,
     ServiceRevoked,
 )
+from eventlog.events.quarantine import (
+    IncidentKind,
+    QuarantineEvent,
+    QuarantineLifted,
+    VersionQuarantined,
+)
 from eventlog.events.r2 import R2BucketCreated, R2BucketDeleted, R2Event
 from eventlog.events.resources import ResourceDeletion, ResourceEvent
 from eventlog.events.secrets import SealedSecret, SecretDeleted, SecretEvent, SecretPut
@@ -74,11 +81,11 @@ from eventlog.events.workers import (
 )
 
 Event = (NamespaceEvent | WorkerEvent | SecretEvent | HostEvent | LeaseEvent | TokenEvent
-         | CronEvent | KvEvent | R2Event | PolicyEvent)
+         | CronEvent | KvEvent | R2Event | PolicyEvent | QuarantineEvent)
 
 # The registry, in catalogue order: each module contributes its `CLASSES`.
 _KINDS: tuple[_Module, ...] = (namespaces, workers, secrets, hosts, leases, tokens, cron, kv, r2,
-                               policies)
+                               policies, quarantine)
 
 EVENT_CLASSES: tuple[type[Event], ...] = tuple(cls for kind in _KINDS for cls in kind.CLASSES)
 
@@ -126,6 +133,9 @@ __all__ = [
     "NamespaceCreated",
     "NamespaceEvent",
     "PolicyEvent",
+    "IncidentKind",
+    "QuarantineEvent",
+    "QuarantineLifted",
     "R2BucketCreated",
     "R2BucketDeleted",
     "R2Event",
@@ -143,6 +153,7 @@ __all__ = [
     "TokenRevoked",
     "VersionDeleted",
     "VersionPromoted",
+    "VersionQuarantined",
     "WorkerDeleted",
     "WorkerEvent",
     "WorkerPurged",

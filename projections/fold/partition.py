@@ -18,6 +18,7 @@ from projections.fold.kv import KvRules
 from projections.fold.leases import LeaseRules
 from projections.fold.namespaces import NamespaceRules
 from projections.fold.policies import PolicyRules
+from projections.fold.quarantine import QuarantineRules
 from projections.fold.r2 import R2Rules
 from projections.fold.secrets import SecretRules
 from projections.fold.tokens import TokenRules
@@ -27,6 +28,7 @@ from projections.fold.workers import WorkerRules
 class PartitionFold(
     KvRules,
     R2Rules,
+    QuarantineRules,
     SecretRules,
     WorkerRules,
     PolicyRules,

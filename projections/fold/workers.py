@@ -39,6 +39,7 @@ class WorkerState:
     updated_at: int = 0
     secrets: set[str] = field(default_factory=set)
     live: int = 0  # versions not deleted
+    quarantined: dict[str, dict[str, Any]] = field(default_factory=dict)  # version -> record
 
 
 class WorkerRules(NamespaceRules):
@@ -130,6 +131,10 @@ class WorkerRules(NamespaceRules):
                   env: Envelope, out: Changes) -> int:
         if w.active == version_id:
             raise Reject("already_active", f"version {version_id} is already active")
+        if version_id in w.quarantined:
+            raise Reject("version_quarantined",
+                         f"version {version_id} of {ns}/{name} is quarantined; lift it first "
+                         f"(wdl quarantine lift {ns}/{name} {version_id})")
         bindings = w.versions[version_id].meta.get("bindings")
         if bindings:
             # A resource may have been deleted (forced) since the upload.
@@ -163,6 +168,8 @@ class WorkerRules(NamespaceRules):
                          f"version {e.version_id} is active; promote another version first")
         version.deleted = True
         w.live -= 1
+        if w.quarantined.pop(e.version_id, None) is not None:
+            out.delete(keys.QUARANTINE, f"{e.namespace}/{e.worker}/{e.version_id}")
         if w.active == e.version_id:
             w.active = None
         w.history = [h for h in w.history if h != e.version_id]
@@ -192,6 +199,9 @@ class WorkerRules(NamespaceRules):
         w.secrets.clear()
         w.active = None
         w.history.clear()
+        for vid in w.quarantined:
+            out.delete(keys.QUARANTINE, f"{e.namespace}/{e.worker}/{vid}")
+        w.quarantined.clear()
         out.drop(keys.versions(e.namespace, e.worker))
         out.drop(keys.secrets(e.namespace, e.worker))
         self._render_worker(e.namespace, e.worker, w, out)
@@ -219,11 +229,14 @@ class WorkerRules(NamespaceRules):
                 if v is not None and not v.deleted:
                     previous = h
                     break
-        out.set(keys.workers(ns), name, dumps({
+        record: dict[str, Any] = {
             "active_version": w.active, "previous_version": previous,
             "version": w.version, "deleted": w.deleted, "versions": w.live,
             "created_at": w.created_at, "updated_at": w.updated_at,
-        }))
+        }
+        if w.quarantined:  # rendered only when set: older histories render as before
+            record["quarantined"] = sorted(w.quarantined)
+        out.set(keys.workers(ns), name, dumps(record))
         serving = w.active if not w.deleted else None
         if serving is None:
             out.delete(keys.routes(ns), name)
