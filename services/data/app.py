@@ -11,18 +11,20 @@ from __future__ import annotations
 import hmac
 from typing import Any
 
-from prometheus_client import Counter
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-TOKEN_HEADER = b"x-wdl-internal-token"
+from services.data.binding_metrics import BindingMetrics
+from services.data.metrics import DataMetrics
 
-EGRESS_REFUSALS = Counter(
-    "wdl_egress_refusals_total", "Tenant fetches refused by the namespace egress policy",
-    ["namespace"])
+TOKEN_HEADER = b"x-wdl-internal-token"
+# Without the token: health checks and Prometheus scrapers (which send no custom
+# headers). The data service listens on loopback or a private network only.
+OPEN_PATHS = frozenset({"/healthz", "/metrics"})
 
 
 class InternalTokenGuard:
@@ -33,7 +35,7 @@ class InternalTokenGuard:
         self.token = token.encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] != "/healthz":
+        if scope["type"] == "http" and scope["path"] not in OPEN_PATHS:
             given = b""
             for name, value in scope["headers"]:
                 if name == TOKEN_HEADER:
@@ -47,19 +49,28 @@ class InternalTokenGuard:
         await self.app(scope, receive, send)
 
 
-async def _egress_refused(request: Request) -> Response:
-    body: dict[str, Any] = await request.json()
-    namespace = str(body.get("namespace", ""))[:64]
-    EGRESS_REFUSALS.labels(namespace=namespace).inc()
-    return Response(status_code=204)
-
-
 async def _healthz(request: Request) -> Response:
     return JSONResponse({"ok": True})
 
 
-def create_data_app(mounts: dict[str, list[BaseRoute]], *, internal_token: str) -> ASGIApp:
+def create_data_app(mounts: dict[str, list[BaseRoute]], *, internal_token: str,
+                    metrics: DataMetrics | None = None,
+                    extra: list[BaseRoute] | None = None) -> ASGIApp:
+    """`mounts`: binding kind -> its routes (under `/<kind>`); `extra`: more top-level
+    routes (the tail endpoints)."""
+    m = metrics or DataMetrics()
+
+    async def egress_refused(request: Request) -> Response:
+        body: dict[str, Any] = await request.json()
+        m.egress_refused(body.get("namespace"))
+        return Response(status_code=204)
+
+    async def metrics_text(request: Request) -> Response:
+        return Response(generate_latest(m.registry), media_type=CONTENT_TYPE_LATEST)
+
     routes: list[BaseRoute] = [Route("/healthz", _healthz),
-                               Route("/egress/refused", _egress_refused, methods=["POST"])]
+                               Route("/metrics", metrics_text),
+                               Route("/egress/refused", egress_refused, methods=["POST"]),
+                               *(extra or [])]
     routes += [Mount(f"/{kind}", routes=r) for kind, r in mounts.items()]
-    return InternalTokenGuard(Starlette(routes=routes), internal_token)
+    return InternalTokenGuard(BindingMetrics(Starlette(routes=routes), m), internal_token)

@@ -1,4 +1,5 @@
-"""The data service process part: KV and R2 stores, the resource index, the HTTP server."""
+"""The data service process part: KV and R2 stores, the resource index, the live tail
+hub, its metrics and the HTTP server."""
 
 from __future__ import annotations
 
@@ -8,8 +9,11 @@ from typing import Any, Self
 
 from projections.store import ProjectionStore
 from services.data.app import create_data_app
+from services.data.metrics import DataMetrics
 from services.data.resources import ResourceIndex
 from services.serving import HttpServer
+from services.tail.hub import TailHub
+from services.tail.routes import tail_routes
 
 
 class DataService:
@@ -19,7 +23,8 @@ class DataService:
     """
 
     def __init__(self, store: ProjectionStore, *, kv_url: str, r2_url: str,
-                 internal_token: str, host: str = "127.0.0.1", port: int = 0) -> None:
+                 internal_token: str, host: str = "127.0.0.1", port: int = 0,
+                 metrics: DataMetrics | None = None, tail_heartbeat_s: float = 10.0) -> None:
         self.projection = store
         self.kv_url = kv_url
         self.r2_url = r2_url
@@ -27,6 +32,10 @@ class DataService:
         self.host = host
         self.port = port
         self.index = ResourceIndex(store)
+        self.metrics = metrics or DataMetrics()
+        self.tail = TailHub(on_drop=lambda n: self.metrics.dropped("subscriber", n))
+        self.metrics.tail_subscribers.set_function(lambda: self.tail.subscribers)
+        self.tail_heartbeat_s = tail_heartbeat_s
         self.kv: Any = None
         self.r2: Any = None
         self.server: HttpServer | None = None
@@ -58,10 +67,13 @@ class DataService:
             app = create_data_app({
                 "kv": kv_routes(self.kv, self.index.checker("kv")),
                 "r2": r2_routes(self.r2, self.index.checker("r2")),
-            }, internal_token=self.internal_token)
+            }, internal_token=self.internal_token, metrics=self.metrics,
+                extra=tail_routes(self.tail, self.metrics, heartbeat_s=self.tail_heartbeat_s))
             self.server = HttpServer(app, host=self.host, port=self.port, name="data")
             await self.server.start()
             self._stack.push_async_callback(self.server.stop)
+            # Runs before the server stops: open tail streams end, so shutdown need not wait.
+            self._stack.callback(self.tail.close)
         except BaseException:
             await self.stop()
             raise

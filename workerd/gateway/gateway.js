@@ -19,6 +19,7 @@ import serviceSource from "./tenant/service.js";
 
 export { WdlKv } from "./kv.js";
 export { WdlR2 } from "./r2.js";
+export { WdlTail } from "./tail.js";
 
 // Platform modules added to every ES-module tenant bundle under `__wdl/`
 // (tenant module names may not start with it). `__wdl/main.js` becomes the
@@ -255,6 +256,9 @@ async function fetchCode(env, ctx, ns, worker, version) {
       env: tenantEnv(ctx, body),
       // Every fetch() of the tenant goes through its namespace's egress policy.
       globalOutbound: ctx.exports.WdlEgress({ props: { namespace: ns, worker } }),
+      // Live tail: workerd reports each invocation to WdlTail (workerd/gateway/tail.js)
+      // with props only the platform sets.
+      tails: [ctx.exports.WdlTail({ props: { namespace: ns, worker, version } })],
     },
   };
 }

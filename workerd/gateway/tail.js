@@ -1,0 +1,175 @@
+// Live tail: the tail consumer of every tenant version the gateway loads.
+//
+// fetchCode() hands LOADER.get() `tails: [ctx.exports.WdlTail({props})]`, so
+// workerd calls WdlTail.tail(traceItems) after each invocation of that version
+// (fetch, scheduled, RPC) with its outcome, console lines and exceptions. The
+// props {namespace, worker, version} come from the platform's route, never from
+// the tenant: a tenant cannot make its events appear under another worker.
+//
+// Events are normalized and bounded here, buffered in the gateway and posted to
+// the data service (POST /tail) in batches: at most one post is in flight, and
+// whatever arrives meanwhile goes in the next one, so under load the data
+// service sees a few posts per round trip, not one per request. Best effort: a
+// full buffer or a failed post drops events and the count travels with the
+// next batch (wdl_tail_events_dropped_total{stage="gateway"}).
+import { WorkerEntrypoint } from "cloudflare:workers";
+
+const EVENT_BUDGET = 16 * 1024;  // characters of console text and exceptions per event
+const ENTRY_COST = 16;           // per log line / part, so many tiny lines also run out
+const MAX_URL = 2048;
+const MAX_BUFFER = 2000;         // events waiting for the data service
+const MAX_BATCH = 500;
+const POST_TIMEOUT_MS = 3000;
+
+const buf = {
+  queue: [],       // normalized events not yet posted
+  queued: 0,       // events ever queued (sequence of the newest)
+  taken: 0,        // events ever handed to a post
+  dropped: 0,      // lost since the last post that reported them
+  inflight: null,  // {startedAt, promise} of the post in flight
+};
+
+function clip(text, room) {
+  return text.length <= room ? text : text.slice(0, Math.max(0, room)) + "…";
+}
+
+// One console argument within `room` characters: JSON values as they are when
+// they fit, otherwise as clipped text. [value, cost]
+function part(value, room) {
+  if (typeof value === "string") {
+    const v = clip(value, room);
+    return [v, v.length + ENTRY_COST];
+  }
+  let text;
+  try { text = JSON.stringify(value); } catch { text = undefined; }
+  if (text === undefined) text = String(value);
+  if (text.length <= room) return [value === undefined ? null : value, text.length + ENTRY_COST];
+  const v = clip(text, room);
+  return [v, v.length + ENTRY_COST];
+}
+
+function kindOf(event) {
+  if (!event) return "other";
+  if (event.request) return "fetch";
+  // The gateway runs crons as RPC (getEntrypoint().scheduled()).
+  if (event.rpcMethod !== undefined) return event.rpcMethod === "scheduled" ? "scheduled" : "rpc";
+  if (event.cron !== undefined) return "scheduled";
+  if (event.queue !== undefined) return "queue";
+  if (event.mailFrom !== undefined) return "email";
+  if (event.consumedEvents !== undefined) return "tail";
+  if (event.scheduledTime !== undefined) return "alarm";
+  return "other";
+}
+
+export function normalize(item, props, now) {
+  const ev = item.event || null;
+  const kind = kindOf(ev);
+  let room = EVENT_BUDGET;
+  let truncated = Boolean(item.truncated);
+  // Exceptions first: when the budget runs out, they matter more than logs.
+  const exceptions = [];
+  for (const e of item.exceptions || []) {
+    if (room <= 0) { truncated = true; break; }
+    const name = clip(String(e.name || "Error"), 200);
+    const message = clip(String(e.message ?? ""), room);
+    room -= name.length + message.length + ENTRY_COST;
+    const stack = e.stack ? clip(String(e.stack), Math.max(room, 0)) : null;
+    if (stack) room -= stack.length;
+    exceptions.push({ name, message, stack });
+  }
+  const logs = [];
+  for (const log of item.logs || []) {
+    if (room <= 0) { truncated = true; break; }
+    const message = [];
+    for (const p of Array.isArray(log.message) ? log.message : [log.message]) {
+      if (room <= 0) { truncated = true; break; }
+      const [v, cost] = part(p, room);
+      message.push(v);
+      room -= cost;
+    }
+    logs.push({ level: String(log.level || "log"), message,
+                ts: typeof log.timestamp === "number" ? log.timestamp : null });
+  }
+  const request = ev && ev.request;
+  const started = typeof item.eventTimestamp === "number" ? item.eventTimestamp : null;
+  return {
+    namespace: props.namespace,
+    worker: props.worker,
+    version: props.version,
+    ts: started,
+    kind,
+    entrypoint: item.entrypoint || null,
+    method: request ? String(request.method) : (kind === "rpc" ? String(ev.rpcMethod) : null),
+    url: request ? clip(String(request.url), MAX_URL) : null,
+    status: ev && ev.response && typeof ev.response.status === "number"
+      ? ev.response.status : null,
+    outcome: String(item.outcome || "unknown"),
+    // workerd reports cpuTime/wallTime as 0; the trace arrives when the invocation
+    // is done, so its arrival time bounds the wall time from above (by ~1 ms).
+    duration_ms: started === null ? null : Math.max(0, now - started),
+    logs,
+    exceptions,
+    truncated,
+  };
+}
+
+async function post(env, events, dropped) {
+  try {
+    const response = await env.DATA.fetch("http://data/tail", {
+      method: "POST",
+      headers: { "x-wdl-internal-token": env.INTERNAL_TOKEN,
+                 "content-type": "application/json" },
+      body: JSON.stringify({ events, dropped }),
+      signal: AbortSignal.timeout(POST_TIMEOUT_MS),
+    });
+    if (response.body) await response.body.cancel();
+    if (!response.ok) buf.dropped += events.length + dropped;
+  } catch {
+    buf.dropped += events.length + dropped;
+  }
+}
+
+// Returns once every event queued up to `upTo` was handed to a post that settled.
+// Like the barrier: a post is started only by an invocation that waits for it.
+async function drain(env, upTo) {
+  while (buf.taken < upTo) {
+    const f = buf.inflight;
+    if (f !== null && Date.now() - f.startedAt <= POST_TIMEOUT_MS + 500) {
+      await f.promise;
+      continue;
+    }
+    const events = buf.queue.splice(0, MAX_BATCH);
+    const dropped = buf.dropped;
+    buf.dropped = 0;
+    buf.taken += events.length;
+    const mine = { startedAt: Date.now(), promise: null };
+    mine.promise = post(env, events, dropped).finally(() => {
+      if (buf.inflight === mine) buf.inflight = null;
+    });
+    buf.inflight = mine;
+    await mine.promise;
+  }
+}
+
+export class WdlTail extends WorkerEntrypoint {
+  async tail(items) {
+    const props = this.ctx.props;
+    const now = Date.now();
+    for (const item of items || []) {
+      if (buf.queue.length >= MAX_BUFFER) {
+        buf.dropped += 1;
+        continue;
+      }
+      let event;
+      try {
+        event = normalize(item, props, now);
+      } catch {
+        buf.dropped += 1;
+        continue;
+      }
+      buf.queue.push(event);
+      buf.queued += 1;
+    }
+    await drain(this.env, buf.queued);
+  }
+}
