@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
+from rich.cells import cell_len
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from cli.client import (
     EXIT_FAILURE,
@@ -95,13 +98,53 @@ def when(ms: Any) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
+# Columns of free text that may wrap; every other column (ids, names, times, sizes) is
+# kept on one line, whole, and the table turns into records when that cannot fit.
+PROSE = frozenset({"description", "label", "error", "reason", "metadata", "namespaces"})
+_PROSE_MIN = 12
+
+
+def stdout_console() -> Console:
+    """The console tables go to; a pipe gets lines as long as the rows need."""
+    console = Console()
+    if console.is_terminal or os.environ.get("COLUMNS"):
+        return console
+    # rich assumes 80 columns when it cannot ask a terminal; `wdl … | grep` wants whole rows.
+    return Console(width=100_000)
+
+
 def table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str]],
-          formatters: dict[str, Callable[[Any], str]] | None = None) -> None:
-    t = Table(*(title for _, title in columns))
+          formatters: dict[str, Callable[[Any], str]] | None = None, *,
+          console: Console | None = None, prose: Collection[str] = PROSE) -> None:
+    """Rows as a table when the whole-valued columns fit the width, else as records.
+
+    No value is ever cut or ellipsised: `--json` is for machines, but what a person
+    copies from the table (an id, a version, a time) must be the real thing."""
+    out = console or stdout_console()
     fmt = formatters or {}
-    for row in rows:
-        t.add_row(*(fmt.get(key, _cell)(row.get(key)) for key, _ in columns))
-    Console().print(t)
+    cells = [[fmt.get(key, _cell)(row.get(key)) for key, _ in columns] for row in rows]
+    titles = [title for _, title in columns]
+    wraps = [key in prose for key, _ in columns]
+    widths = [max([cell_len(title), *(cell_len(line) for r in cells for line in
+                                      r[i].splitlines() or [""])])
+              for i, title in enumerate(titles)]
+    # Box edges: one rule per column plus one, and one space of padding either side.
+    need = 1 + sum(3 + (min(w, _PROSE_MIN) if wrap else w)
+                   for w, wrap in zip(widths, wraps, strict=True))
+    if need <= out.width or not cells:
+        t = Table()
+        for title, wrap in zip(titles, wraps, strict=True):
+            t.add_column(title, no_wrap=not wrap, overflow="fold")
+        for r in cells:
+            t.add_row(*r)
+        out.print(t)
+        return
+    pad = max(cell_len(title) for title in titles)
+    for n, r in enumerate(cells):
+        if n:
+            out.print()
+        for title, value in zip(titles, r, strict=True):
+            out.print(Text(f"{title:<{pad}}  {value}"), soft_wrap=True)
 
 
 def _cell(value: Any) -> str:

@@ -17,8 +17,8 @@ from typing import Any, TypeVar
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
 
+from cli.common import table
 from projections.dead_letters import list_dead_letters, redrive
 from projections.rebuild import (
     VerificationFailed,
@@ -62,11 +62,9 @@ def status_cmd(as_json: bool = typer.Option(False, "--json", help="machine-reada
     if as_json:
         _print_json(rows)
         return
-    table = Table("projection", "generation", "partition", "applied", "log end", "lag")
-    for r in rows:
-        table.add_row(r["projection"], str(r["generation"]), str(r["partition"]),
-                      str(r["applied"]), str(r["log_end"]), str(r["lag"]))
-    Console().print(table)
+    table(rows, [("projection", "projection"), ("generation", "generation"),
+                 ("partition", "partition"), ("applied", "applied"), ("log_end", "log end"),
+                 ("lag", "lag")])
 
 
 @app.command("verify")
@@ -174,8 +172,5 @@ def dead_letters_cmd(
     if as_json:
         _print_json(rows)
         return
-    table = Table("partition", "offset", "code", "reason", "bytes")
-    for r in rows:
-        table.add_row(str(r["partition"]), str(r["offset"]), r["code"], r["reason"],
-                      str(r["size"]))
-    Console().print(table)
+    table(rows, [("partition", "partition"), ("offset", "offset"), ("code", "code"),
+                 ("reason", "reason"), ("size", "bytes")])
