@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from cli import control, kv, projections, r2, run
+from cli import control, kv, projections, r2, run, tail
 from cli.resources import kv_namespace_app, r2_bucket_app
 
 app = typer.Typer(
@@ -20,6 +20,7 @@ app.add_typer(kv.app, name="kv")
 app.add_typer(r2.app, name="r2")
 control.register(app)
 run.register(app)
+tail.register(app)
 
 
 def main() -> None:

@@ -28,7 +28,7 @@ import typer
 from rich.console import Console
 
 from services.crypto import NoRootKey
-from services.dataplane.gateway import RecyclePolicy
+from services.dataplane.gateway import RecyclePolicy, WatchdogPolicy
 from services.platform import (
     COMPONENTS,
     Platform,
@@ -82,17 +82,31 @@ def _run(settings: Settings, options: PlatformOptions, admin_token: str | None) 
         raise typer.Exit(1) from None
 
 
+Processes = Annotated[int | None, typer.Option(
+    "--processes", min=1, help="gateway workerd processes [default: one per core; env "
+    "WDL_GATEWAY_PROCESSES]")]
+HangTimeout = Annotated[float | None, typer.Option(
+    "--hang-timeout", min=0.2, help="seconds a workerd may stop answering before the watchdog "
+    "replaces it (the CPU budget of one request) [default 1.5; env WDL_HANG_TIMEOUT]")]
+
+
+def _watchdog(hang_timeout: float | None) -> WatchdogPolicy:
+    return WatchdogPolicy() if hang_timeout is None else WatchdogPolicy(hang_timeout=hang_timeout)
+
+
 def dev(api_port: ApiPort = 8787, api_host: ApiHost = "127.0.0.1",
         gateway_port: GwPort = 8080, gateway_host: GwHost = "127.0.0.1",
         state_port: StatePort = 0, domain: Domain = "workers.local",
-        recycle_stale: MaxStale = 64) -> None:
+        recycle_stale: MaxStale = 64, processes: Processes = None,
+        hang_timeout: HangTimeout = None) -> None:
     """Run the whole platform in one process on embedded backends (what `make run` does)."""
     settings = Settings.from_env(embedded=True)
     token = dev_admin_token(settings)
     options = PlatformOptions(api_host=api_host, api_port=api_port, gateway_host=gateway_host,
                               gateway_port=gateway_port, state_port=state_port, domain=domain,
                               scheduler_health_port=0, data_port=0,
-                              recycle=RecyclePolicy(max_stale=recycle_stale))
+                              recycle=RecyclePolicy(max_stale=recycle_stale),
+                              gateway_processes=processes, watchdog=_watchdog(hang_timeout))
     _run(settings, options, token)
 
 
@@ -116,7 +130,10 @@ def up(only: Annotated[list[str] | None, typer.Option(
        gateway_url: Annotated[str | None, typer.Option(
            "--gateway-url", help="gateway URL, for --only scheduler "
            "[env WDL_GATEWAY_URL]")] = None,
-       domain: Domain = "workers.local", recycle_stale: MaxStale = 64) -> None:
+       gateway_health_port: Annotated[int, typer.Option(
+           "--gateway-health-port", help="gateway supervisor /healthz and /metrics")] = 8794,
+       domain: Domain = "workers.local", recycle_stale: MaxStale = 64,
+       processes: Processes = None, hang_timeout: HangTimeout = None) -> None:
     """Run the platform against Kafka/Redis/PostgreSQL/S3 configured in the environment."""
     try:
         settings = Settings.from_env(embedded=False)
@@ -133,7 +150,8 @@ def up(only: Annotated[list[str] | None, typer.Option(
         data_port=data_port, data_host=data_host,
         data_url=data_url or os.environ.get("WDL_DATA_URL"),
         gateway_url=gateway_url or os.environ.get("WDL_GATEWAY_URL"),
-        recycle=RecyclePolicy(max_stale=recycle_stale))
+        recycle=RecyclePolicy(max_stale=recycle_stale), gateway_health_port=gateway_health_port,
+        gateway_processes=processes, watchdog=_watchdog(hang_timeout))
     _run(settings, options, None)
 
 

@@ -128,6 +128,11 @@ class ProjectionReader:
     async def hosts(self) -> dict[str, dict[str, Any]]:
         return {k: _json(v) for k, v in (await self.store.hgetall(keys.HOSTS)).items()}
 
+    async def quarantined(self) -> list[dict[str, Any]]:
+        """Every quarantined version (the watchdog's and operators' decisions)."""
+        raw = await self.store.hgetall(keys.QUARANTINE)
+        return [_json(raw[k]) for k in sorted(raw)]
+
     async def cron_schedule(self) -> dict[str, dict[str, Any]]:
         return {k: _json(v) for k, v in (await self.store.hgetall(keys.CRON)).items()}
 

@@ -145,7 +145,7 @@ class Platform:
                 self._stack.push_async_callback(self.data.stop)
                 data_url = self.data.url
             if self.wants("api"):
-                await self._start_api(backends, keyring, blobs)
+                await self._start_api(backends, keyring, blobs, data_url)
             elif self.wants("projector"):
                 await self._start_projector(backends)
             if self.wants("state"):
@@ -211,7 +211,8 @@ class Platform:
         await self.scheduler_health.start()
         self._stack.push_async_callback(self.scheduler_health.stop)
 
-    async def _start_api(self, backends: Backends, keyring: Keyring, blobs: BlobStore) -> None:
+    async def _start_api(self, backends: Backends, keyring: Keyring, blobs: BlobStore,
+                         data_url: str | None = None) -> None:
         from services.api.app import create_app
 
         settings = self.settings
@@ -219,7 +220,8 @@ class Platform:
             settings = replace(settings, admin_token=dev_admin_token(settings))
         kv, r2 = await self._data_stores()
         app = create_app(settings, backends, keyring, blobs,
-                         run_projector=self.wants("projector"), kv=kv, r2=r2)
+                         run_projector=self.wants("projector"), kv=kv, r2=r2,
+                         data_url=data_url, internal_token=self.options.internal_token)
         self.api = HttpServer(app, host=self.options.api_host, port=self.options.api_port,
                               name="api", lifespan="on")
         await self.api.start()

@@ -71,7 +71,7 @@ class HttpServer:
         if self._sock is None:
             self._sock = bind(self.host, self.port)
         config = uvicorn.Config(self.app, lifespan=self.lifespan, log_level="warning",
-                                access_log=False, timeout_graceful_shutdown=5)
+                                access_log=False, timeout_graceful_shutdown=2)
         self._server = _Server(config)
         self._task = asyncio.create_task(self._server.serve(sockets=[self._sock]),
                                          name=f"{self.name}-server")

@@ -1,6 +1,7 @@
 """`python -m services.api`: serve the control API from the environment.
 
-Backends come from `Settings.from_env()`; the root keys from `WDL_ROOT_KEYS`
+Backends come from `Settings.from_env()`; live tail needs the data service
+(`WDL_DATA_URL`, `WDL_INTERNAL_TOKEN`); the root keys from `WDL_ROOT_KEYS`
 (embedded mode falls back to a dev key file under the data directory). In
 embedded mode the projector runs in this process (the in-memory projection
 lives here); with Redis a separate `python -m projections` runs it, unless
@@ -13,6 +14,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 
 import uvicorn
 
@@ -36,7 +38,8 @@ async def serve(host: str, port: int, projector: bool | None) -> None:
         r2 = await stack.enter_async_context(open_r2_store(settings.r2_url))
         app = create_app(settings, backends, keyring, blobs,
                          run_projector=settings.embedded if projector is None else projector,
-                         kv=kv, r2=r2)
+                         kv=kv, r2=r2, data_url=os.environ.get("WDL_DATA_URL"),
+                         internal_token=os.environ.get("WDL_INTERNAL_TOKEN"))
         config = uvicorn.Config(app, host=host, port=port, lifespan="on",
                                 log_level="info", access_log=True)
         await uvicorn.Server(config).serve()

@@ -25,6 +25,7 @@ from services.api.context import ApiContext
 from services.api.errors import install_handlers
 from services.api.guard import ErrorGuard
 from services.api.limits import BodyLimit
+from services.api.tail import TailUpstream
 from services.api.routes import (
     audit,
     deploy,
@@ -37,6 +38,7 @@ from services.api.routes import (
     resources,
     secrets,
     system,
+    tail,
     tokens,
     workers,
 )
@@ -52,16 +54,21 @@ API_VERSION = "1"
 
 
 def create_app(settings: Settings, backends: Backends, keyring: Keyring, blobs: BlobStore, *,
-               run_projector: bool = False, kv: Any = None, r2: Any = None) -> FastAPI:
+               run_projector: bool = False, kv: Any = None, r2: Any = None,
+               data_url: str | None = None, internal_token: str | None = None) -> FastAPI:
     """`kv` / `r2`: opened tenant data stores (services/kv, services/r2); without them the
-    data routes answer 503 and resource deletes leave the data for a later purge."""
+    data routes answer 503 and resource deletes leave the data for a later purge.
+    `data_url` + `internal_token`: the data service, for live tail (else it answers 503)."""
+    upstream = TailUpstream(data_url, internal_token) if data_url and internal_token else None
     ctx = ApiContext(settings=settings, log=backends.log, store=backends.store,
                      audit=backends.audit, keyring=keyring, blobs=blobs,
-                     reader=ProjectionReader(backends.store), kv=kv, r2=r2)
+                     reader=ProjectionReader(backends.store), kv=kv, r2=r2, tail=upstream)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await ctx.store.current_generation()  # make sure a generation exists to read
+        if upstream is not None:
+            await upstream.start()
         stop = asyncio.Event()
         task: asyncio.Task[None] | None = None
         if run_projector:
@@ -74,6 +81,8 @@ def create_app(settings: Settings, backends: Backends, keyring: Keyring, blobs: 
             if task is not None:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            if upstream is not None:
+                await upstream.stop()
 
     app = FastAPI(title="WDL control API", version=API_VERSION, lifespan=lifespan,
                   description="Namespaces, versions, secrets, hosts, leases, audit and "
@@ -81,7 +90,7 @@ def create_app(settings: Settings, backends: Backends, keyring: Keyring, blobs: 
     app.state.ctx = ctx
     install_handlers(app)
     for module in (system, namespaces, workers, deploy, secrets, hosts, leases, audit, tokens,
-                   resources, policies, kv_data, r2_data):
+                   resources, policies, kv_data, r2_data, tail):
         app.include_router(module.router)
     app.add_middleware(ErrorGuard)
     app.add_middleware(BodyLimit, max_bytes=ctx.limits.max_request_bytes,

@@ -29,6 +29,7 @@ class ApiContext:
     limits: BundleLimits = field(default_factory=BundleLimits)
     kv: Any = None  # services.kv KvStore, opened by the process owner
     r2: Any = None  # services.r2 R2Store
+    tail: Any = None  # services.api.tail TailUpstream, when the data service is known
     verdict_timeout_s: float = 10.0
     audit_catch_up_s: float = 3.0
 

@@ -1,14 +1,24 @@
-"""Run the gateway workerd and recycle it to release isolates of old versions.
+"""Run the gateway's workerd processes: several per host, watched, replaced, recycled.
 
-workerd's workerLoader keeps every named isolate for the life of the process,
-so versions replaced by a promote stay in memory. The supervisor asks the
-state service how many loader ids its current process holds that no route
-points at any more ("stale"), and when that passes `max_stale` (or the total
-passes `max_loaded`) it *recycles*: a new workerd is started on the same
-listening socket (the fd is shared; both processes accept during the
-overlap), and once the new one answers on its private socket the old one gets
-SIGTERM. Requests keep flowing throughout; the new process reloads each
-active version on its first request (a cold load, ~ms).
+workerd is single-threaded and enforces no CPU or memory limit on the isolates
+it loads, so one tenant's `while (true) {}` stops every request of that
+process and a JS heap out-of-memory aborts it (docs/containment.md). The
+supervisor therefore
+
+- runs `processes` workerd processes (default: one per core) that all accept
+  on the one public listening socket (the fd is shared; the kernel hands each
+  new connection to a process that is accepting, so a stuck process stops
+  taking new ones while the others keep serving);
+- probes each process over its *private* socket every `probe_interval`; a
+  process that has not answered for `hang_timeout` is SIGKILLed (its event
+  loop would not even act on SIGTERM) and replaced in its slot, and one that
+  exited (abort, crash) is replaced too. Each such incident is reported to the
+  state service, which works out the culprit and quarantines it after K strikes;
+- recycles a process to release isolates of old versions: workerLoader keeps
+  every named isolate for the life of the process, so when `max_stale` loaded
+  ids are no longer routed (or `max_loaded` in total) the slot gets a new
+  process started on the same socket, and the old one gets SIGTERM once the
+  new one answers. Requests keep flowing throughout.
 """
 
 from __future__ import annotations
@@ -21,12 +31,13 @@ import secrets
 import socket
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Self
 
 import httpx
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from services.dataplane.config import (
     PRIVATE_SOCKET,
@@ -39,6 +50,7 @@ from services.serving import bind
 
 log = logging.getLogger("wdl.gateway")
 READY_PATH = "/__wdl/healthz"
+INTERNAL_HEADER = "x-wdl-internal-token"
 
 
 @dataclass(frozen=True)
@@ -49,6 +61,17 @@ class RecyclePolicy:
 
 
 @dataclass(frozen=True)
+class WatchdogPolicy:
+    # A probe is a tiny request answered by the gateway worker itself: it only
+    # waits when the process's event loop is busy. `hang_timeout` is therefore
+    # the longest a tenant may hold the CPU in one go (the platform's CPU budget).
+    probe_interval: float = 0.25
+    hang_timeout: float = field(
+        default_factory=lambda: float(os.environ.get("WDL_HANG_TIMEOUT", "1.5")))
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
 class RecycleReport:
     reason: str
     old_instance: str
@@ -56,19 +79,58 @@ class RecycleReport:
     seconds: float
 
 
+@dataclass(frozen=True)
+class Incident:
+    kind: str  # hang | crash
+    instance: str
+    detail: str
+    at: float  # time.time()
+
+
 @dataclass
 class _Instance:
+    slot: int
     name: str
     process: WorkerdProcess
     private: socket.socket
     config: Path
+    last_ok: float = field(default_factory=time.monotonic)
+    probe: asyncio.Task[None] | None = None
+
+    @property
+    def private_url(self) -> str:
+        host, port = self.private.getsockname()[:2]
+        return f"http://{host}:{port}"
+
+
+class GatewayMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.kills = Counter("wdl_gateway_watchdog_kills_total",
+                             "workerd processes the watchdog killed", ["reason"],
+                             registry=registry)
+        self.restarts = Counter("wdl_gateway_workerd_restarts_total",
+                                "workerd processes started to replace another", ["reason"],
+                                registry=registry)
+        self.processes = Gauge("wdl_gateway_workerd_processes",
+                               "workerd processes currently serving", registry=registry)
+        self.probe_seconds = Gauge("wdl_gateway_probe_seconds",
+                                   "Latency of the last watchdog probe", ["slot"],
+                                   registry=registry)
+
+
+def default_processes() -> int:
+    configured = os.environ.get("WDL_GATEWAY_PROCESSES")
+    if configured:
+        return max(1, int(configured))
+    return max(1, min(os.cpu_count() or 1, 8))
 
 
 class Gateway:
     def __init__(self, options: GatewayOptions, *, state_url: str, host: str = "127.0.0.1",
                  port: int = 8080, sock: socket.socket | None = None,
                  binary: str | Path | None = None, policy: RecyclePolicy | None = None,
-                 stop_timeout: float = 10.0) -> None:
+                 watchdog: WatchdogPolicy | None = None, processes: int | None = None,
+                 stop_timeout: float = 2.0, registry: CollectorRegistry | None = None) -> None:
         self.options = options
         self.state_url = state_url.rstrip("/")
         self.host = host
@@ -76,15 +138,24 @@ class Gateway:
         # WORKERD_BIN (set by the harness and the Docker image) before the pinned npm copy.
         self.binary = binary or os.environ.get("WORKERD_BIN") or None
         self.policy = policy or RecyclePolicy()
+        self.watchdog = watchdog or WatchdogPolicy()
+        self.processes = processes if processes is not None else default_processes()
+        if self.processes < 1:
+            raise ValueError("the gateway needs at least one workerd process")
         self.stop_timeout = stop_timeout
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.metrics = GatewayMetrics(self.registry)
         self.recycles: list[RecycleReport] = []
+        self.incidents: list[Incident] = []
         self._sock = sock
         self._owns_sock = sock is None
-        self._current: _Instance | None = None
+        self._slots: list[_Instance | None] = []
         self._dir: tempfile.TemporaryDirectory[str] | None = None
         self._lock = asyncio.Lock()
         self._client: httpx.AsyncClient | None = None
-        self._watch: asyncio.Task[None] | None = None
+        self._probe_client: httpx.AsyncClient | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._reports: set[asyncio.Task[None]] = set()
 
     # --- lifecycle ---------------------------------------------------------------
 
@@ -100,39 +171,63 @@ class Gateway:
         host, port = self.address
         return f"http://{host}:{port}"
 
+    def instances(self) -> list[_Instance]:
+        return [i for i in self._slots if i is not None]
+
     @property
     def instance(self) -> str | None:
-        return self._current.name if self._current else None
+        live = self.instances()
+        return live[0].name if live else None
 
     @property
     def pid(self) -> int | None:
-        return self._current.process.pid if self._current else None
+        live = self.instances()
+        return live[0].process.pid if live else None
+
+    @property
+    def pids(self) -> list[int]:
+        return [i.process.pid for i in self.instances() if i.process.pid is not None]
 
     def output(self) -> str:
-        return self._current.process.output() if self._current else ""
+        return "\n".join(i.process.output() for i in self.instances())
 
     async def start(self) -> None:
         if self._sock is None:
             self._sock = bind(self.host, self.port)
         self._dir = tempfile.TemporaryDirectory(prefix="wdl-gateway-")
         self._client = httpx.AsyncClient(timeout=5.0)
-        self._current = await self._spawn()
+        # Its own client and pool: a probe must never queue behind a slow stats call.
+        self._probe_client = httpx.AsyncClient(timeout=self.watchdog.hang_timeout)
+        try:
+            self._slots = list(await asyncio.gather(
+                *(self._spawn(slot) for slot in range(self.processes))))
+        except BaseException:
+            await self.stop()
+            raise
+        self.metrics.processes.set(len(self._slots))
+        if self.watchdog.enabled:
+            self._tasks.append(asyncio.create_task(self._watch_loop(), name="gateway-watchdog"))
         if self.policy.interval > 0:
-            self._watch = asyncio.create_task(self._watch_loop(), name="gateway-recycler")
+            self._tasks.append(asyncio.create_task(self._recycle_loop(),
+                                                   name="gateway-recycler"))
 
     async def stop(self) -> None:
-        if self._watch is not None:
-            self._watch.cancel()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._watch
-            self._watch = None
+                await task
+        self._tasks = []
+        for report in list(self._reports):
+            report.cancel()
         async with self._lock:
-            if self._current is not None:
-                await self._retire(self._current)
-                self._current = None
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+            live = self.instances()
+            self._slots = []
+            await asyncio.gather(*(self._retire(i) for i in live), return_exceptions=True)
+        for client in (self._client, self._probe_client):
+            if client is not None:
+                await client.aclose()
+        self._client = self._probe_client = None
         if self._owns_sock and self._sock is not None:
             self._sock.close()
             self._sock = None
@@ -150,9 +245,9 @@ class Gateway:
 
     # --- instances ---------------------------------------------------------------
 
-    async def _spawn(self) -> _Instance:
+    async def _spawn(self, slot: int) -> _Instance:
         assert self._sock is not None and self._dir is not None
-        name = f"gw-{secrets.token_hex(6)}"
+        name = f"gw{slot}-{secrets.token_hex(6)}"
         config = Path(self._dir.name) / f"{name}.capnp"
         config.write_text(render_gateway_config(self.options, name), encoding="utf-8")
         private = bind("127.0.0.1", 0)
@@ -166,60 +261,158 @@ class Gateway:
             private.close()
             raise
         log.info("gateway workerd %s started (pid %s)", name, process.pid)
-        return _Instance(name, process, private, config)
+        return _Instance(slot, name, process, private, config)
 
-    async def _retire(self, instance: _Instance) -> None:
-        await instance.process.stop()
+    async def _retire(self, instance: _Instance, *, kill: bool = False) -> None:
+        if instance.probe is not None:
+            instance.probe.cancel()
+        if kill:
+            await instance.process.kill()
+        else:
+            await instance.process.stop()
         instance.private.close()
         instance.config.unlink(missing_ok=True)
 
-    async def recycle(self, reason: str = "requested") -> RecycleReport:
-        """Replace the workerd process without refusing a connection."""
+    async def recycle(self, reason: str = "requested", *,
+                      slots: list[int] | None = None) -> RecycleReport:
+        """Replace workerd processes (all, or `slots`) one by one without refusing a
+        connection: each new process answers before the one it replaces gets SIGTERM."""
+        started = time.perf_counter()
+        olds: list[str] = []
+        news: list[str] = []
         async with self._lock:
-            old = self._current
-            if old is None:
+            if not self._slots:
                 raise RuntimeError("gateway is not started")
-            started = time.perf_counter()
-            new = await self._spawn()
-            self._current = new
-            await self._retire(old)
-            report = RecycleReport(reason, old.name, new.name, time.perf_counter() - started)
+            for slot in (slots if slots is not None else range(len(self._slots))):
+                old = self._slots[slot]
+                new = await self._spawn(slot)
+                self._slots[slot] = new
+                news.append(new.name)
+                if old is not None:
+                    olds.append(old.name)
+                    await self._retire(old)
+        report = RecycleReport(reason, ",".join(olds), ",".join(news),
+                               time.perf_counter() - started)
         self.recycles.append(report)
-        log.info("gateway recycled (%s): %s -> %s in %.0f ms", reason, old.name, new.name,
-                 report.seconds * 1000)
+        log.info("gateway recycled (%s): %s -> %s in %.0f ms", reason, report.old_instance,
+                 report.new_instance, report.seconds * 1000)
         return report
 
-    # --- policy ------------------------------------------------------------------
+    # --- watchdog ----------------------------------------------------------------
 
-    async def stats(self) -> dict[str, int]:
-        """Loaded and stale loader ids of the current instance, per the state service."""
-        assert self._client is not None
-        instance = self.instance
-        response = await self._client.get(f"{self.state_url}/stats",
-                                          params={"instance": instance or ""})
-        response.raise_for_status()
-        body = response.json()
-        return {"loaded": int(body["loaded"]), "stale": int(body["stale"])}
+    async def _probe(self, instance: _Instance) -> None:
+        assert self._probe_client is not None
+        started = time.monotonic()
+        try:
+            response = await self._probe_client.get(instance.private_url + READY_PATH)
+        except httpx.HTTPError:
+            return
+        if response.status_code == 200:
+            instance.last_ok = time.monotonic()
+            self.metrics.probe_seconds.labels(str(instance.slot)).set(
+                instance.last_ok - started)
 
     async def _watch_loop(self) -> None:
-        last_check = time.monotonic()
+        policy = self.watchdog
         while True:
-            await asyncio.sleep(min(1.0, self.policy.interval))
-            current = self._current
-            if current is not None and not current.process.running:
-                log.error("gateway workerd %s exited:\n%s", current.name,
-                          current.process.output()[-2000:])
-                await self.recycle("workerd exited")
-                continue
-            if time.monotonic() - last_check < self.policy.interval:
-                continue
-            last_check = time.monotonic()
+            await asyncio.sleep(policy.probe_interval)
+            for instance in self.instances():
+                if not instance.process.running:
+                    code = instance.process.returncode
+                    await self._replace(instance, "crash", f"workerd exited with status {code}")
+                elif time.monotonic() - instance.last_ok > policy.hang_timeout:
+                    await self._replace(instance, "hang", f"no answer to the watchdog probe for "
+                                        f"{policy.hang_timeout:.1f} s")
+                elif instance.probe is None or instance.probe.done():
+                    instance.probe = asyncio.create_task(self._probe(instance))
+
+    async def _replace(self, instance: _Instance, kind: str, detail: str) -> None:
+        async with self._lock:
+            if instance.slot >= len(self._slots) or self._slots[instance.slot] is not instance:
+                return  # recycled or stopped meanwhile
+            self._slots[instance.slot] = None
+            self.metrics.processes.set(len(self.instances()))
+            if kind == "hang":
+                self.metrics.kills.labels(kind).inc()
+            tail = instance.process.output()[-2000:]
+            # Kill first: a spinning tenant holds a core the replacement needs.
+            await self._retire(instance, kill=True)
+            incident = Incident(kind, instance.name, detail, time.time())
+            self.incidents.append(incident)
+            del self.incidents[:-100]
+            log.error("gateway workerd %s %s (%s); replacing it. Last output:\n%s",
+                      instance.name, "hung" if kind == "hang" else "died", detail, tail)
+            self._report(incident)
+            replacement = await self._spawn_retrying(instance.slot)
+            if replacement is None:
+                return
+            self._slots[instance.slot] = replacement
+            self.metrics.restarts.labels(kind).inc()
+            self.metrics.processes.set(len(self.instances()))
+
+    async def _spawn_retrying(self, slot: int) -> _Instance | None:
+        delay = 0.1
+        for _ in range(20):
             try:
-                counts = await self.stats()
-            except (httpx.HTTPError, KeyError, ValueError) as exc:
-                log.debug("recycle check skipped: %s", exc)
-                continue
-            if counts["stale"] >= self.policy.max_stale:
-                await self.recycle(f"{counts['stale']} stale isolates")
-            elif counts["loaded"] >= self.policy.max_loaded:
-                await self.recycle(f"{counts['loaded']} loaded isolates")
+                return await self._spawn(slot)
+            except (OSError, RuntimeError, TimeoutError) as exc:
+                log.error("gateway workerd for slot %d failed to start: %s", slot, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        return None
+
+    def _report(self, incident: Incident) -> None:
+        task = asyncio.create_task(self._send_incident(incident))
+        self._reports.add(task)
+        task.add_done_callback(self._reports.discard)
+
+    async def _send_incident(self, incident: Incident) -> None:
+        assert self._client is not None
+        body = {"instance": incident.instance, "kind": incident.kind, "detail": incident.detail}
+        for attempt in range(5):
+            try:
+                response = await self._client.post(
+                    f"{self.state_url}/incident", json=body,
+                    headers={INTERNAL_HEADER: self.options.internal_token})
+                if response.status_code < 500:
+                    if response.status_code != 200:
+                        log.warning("incident report refused: %s", response.text[:500])
+                    else:
+                        log.info("incident on %s: %s", incident.instance, response.text[:500])
+                    return
+            except httpx.HTTPError as exc:
+                log.warning("incident report failed (attempt %d): %s", attempt + 1, exc)
+            await asyncio.sleep(0.5 * (attempt + 1))
+
+    # --- recycling ---------------------------------------------------------------
+
+    async def stats(self, instance: _Instance | None = None) -> dict[str, int]:
+        """Loaded and stale loader ids (of one process, or summed over all), per the
+        state service."""
+        assert self._client is not None
+        total = {"loaded": 0, "stale": 0}
+        for inst in [instance] if instance is not None else self.instances():
+            response = await self._client.get(f"{self.state_url}/stats",
+                                              params={"instance": inst.name})
+            response.raise_for_status()
+            body = response.json()
+            total["loaded"] += int(body["loaded"])
+            total["stale"] += int(body["stale"])
+        return total
+
+    async def _recycle_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.policy.interval)
+            for instance in self.instances():
+                try:
+                    counts = await self.stats(instance)
+                except (httpx.HTTPError, KeyError, ValueError) as exc:
+                    log.debug("recycle check skipped: %s", exc)
+                    continue
+                reason = None
+                if counts["stale"] >= self.policy.max_stale:
+                    reason = f"{counts['stale']} stale isolates"
+                elif counts["loaded"] >= self.policy.max_loaded:
+                    reason = f"{counts['loaded']} loaded isolates"
+                if reason is not None and self._slots[instance.slot] is instance:
+                    await self.recycle(reason, slots=[instance.slot])

@@ -274,6 +274,18 @@ class WorkerdProcess:
             with contextlib.suppress(TimeoutError, asyncio.CancelledError):
                 await asyncio.wait_for(asyncio.shield(self._drain), timeout=1.0)
 
+    @property
+    def returncode(self) -> int | None:
+        return self._proc.returncode if self._proc is not None else None
+
+    async def kill(self) -> int | None:
+        """SIGKILL now: for a process whose event loop is stuck (it would not act on SIGTERM)."""
+        proc = self._proc
+        if proc is not None and proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+        return await self.stop()
+
     async def stop(self) -> int | None:
         """SIGTERM, then SIGKILL after `stop_timeout`. Returns the exit status. Idempotent."""
         proc = self._proc

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -16,7 +18,10 @@ from starlette.routing import Route as HttpRoute
 
 from services.blobstore import BlobStoreError
 from services.state.bundles import BundleError, BundleSource
+from services.state.incident_routes import incident_routes
+from services.state.incidents import IncidentDesk, parse_targets
 from services.state.instances import LoadRegistry
+from services.state.quarantine import Quarantiner
 from services.state.routing import NoTarget, resolve_target
 from services.state.view import Missing, RouteView
 
@@ -34,7 +39,12 @@ def _param(request: Request, name: str) -> str:
 
 
 def create_state_app(view: RouteView, bundles: BundleSource, loads: LoadRegistry,
-                     *, domain: str) -> Starlette:
+                     *, domain: str, desk: IncidentDesk | None = None,
+                     quarantiner: Quarantiner | None = None, internal_token: str = "",
+                     registry: CollectorRegistry | None = None) -> Starlette:
+    desk = desk if desk is not None else IncidentDesk()
+    registry = registry if registry is not None else CollectorRegistry()
+
     async def healthz(request: Request) -> Response:
         epoch = await view.sync()
         position = view.position
@@ -45,6 +55,19 @@ def create_state_app(view: RouteView, bundles: BundleSource, loads: LoadRegistry
 
     async def sync(request: Request) -> Response:
         since = int(request.query_params.get("epoch", "-1") or -1)
+        if request.method == "POST":
+            # The round's markers (services/state/incidents.py): cheap, and never a reason
+            # to fail the round.
+            try:
+                marks = await request.json()
+            except ValueError:
+                marks = None
+            if isinstance(marks, dict) and isinstance(marks.get("instance"), str):
+                targets, cut = parse_targets(marks.get("targets"), desk.policy.max_targets)
+                done = [t for t in marks.get("done") or [] if isinstance(t, str)]
+                desk.observe(marks["instance"], targets, truncated=cut or bool(
+                    marks.get("truncated")), done=done)
+        view.touch(desk.expire())
         await view.sync()
         ch = view.changes_since(since, request.query_params.get("boot"))
         return _json({"boot": view.boot, "epoch": ch.epoch, "flush": ch.flush,
@@ -56,10 +79,13 @@ def create_state_app(view: RouteView, bundles: BundleSource, loads: LoadRegistry
         found = await view.route(ns, worker)
         if isinstance(found, Missing):
             return _json({"boot": view.boot, "epoch": epoch,
-                          "missing": {"code": found.code, "message": found.message}})
-        return _json({"boot": view.boot, "epoch": epoch,
-                      "route": {"version": found.version, "id": found.loader_id,
-                                "egress": found.egress, "grants": list(found.grants)}})
+                          "missing": {"code": found.code, "message": found.message,
+                                      "status": found.status}})
+        route: dict[str, Any] = {"version": found.version, "id": found.loader_id,
+                 "egress": found.egress, "grants": list(found.grants)}
+        if desk.on_probation(ns, worker):
+            route["probation"] = True
+        return _json({"boot": view.boot, "epoch": epoch, "route": route})
 
     async def hosts(request: Request) -> Response:
         epoch = view.epoch
@@ -76,7 +102,7 @@ def create_state_app(view: RouteView, bundles: BundleSource, loads: LoadRegistry
             return _json({"code": target.code, "message": target.message}, 404)
         found = await view.route(target.namespace, target.worker)
         if isinstance(found, Missing):
-            return _json({"code": found.code, "message": found.message}, 404)
+            return _json({"code": found.code, "message": found.message}, found.status)
         return _json({"namespace": found.namespace, "worker": found.worker,
                       "version": found.version, "loader_id": found.loader_id,
                       "path": target.path})
@@ -104,16 +130,22 @@ def create_state_app(view: RouteView, bundles: BundleSource, loads: LoadRegistry
                 stale += 1
         return _json({"instance": instance, "loaded": len(loaded), "stale": stale})
 
+    async def metrics(request: Request) -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
     async def errors(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, BundleError)
         return _json({"code": exc.code, "message": exc.message}, exc.status)
 
     return Starlette(routes=[
         HttpRoute("/healthz", healthz),
-        HttpRoute("/sync", sync),
+        HttpRoute("/sync", sync, methods=["GET", "POST"]),
         HttpRoute("/route", route),
         HttpRoute("/hosts", hosts),
         HttpRoute("/resolve", resolve),
         HttpRoute("/bundle", bundle),
         HttpRoute("/stats", stats),
+        HttpRoute("/metrics", metrics),
+        *incident_routes(view, desk, quarantiner, internal_token=internal_token,
+                         registry=registry),
     ], exception_handlers={BundleError: errors})

@@ -8,13 +8,17 @@ import logging
 from types import TracebackType
 from typing import Self
 
+from eventlog.port import EventLog
+from projections.reader import ProjectionReader
 from projections.store import ProjectionStore
 from services.blobstore import BlobStore
 from services.crypto import Keyring
 from services.serving import HttpServer
 from services.state.app import create_state_app
 from services.state.bundles import BundleSource
+from services.state.incidents import IncidentDesk, IncidentPolicy
 from services.state.instances import LoadRegistry
+from services.state.quarantine import Quarantiner
 from services.state.view import RouteView
 
 log = logging.getLogger("wdl.state")
@@ -26,11 +30,16 @@ class StateService:
 
     def __init__(self, store: ProjectionStore, blobs: BlobStore, keyring: Keyring, *,
                  host: str = "127.0.0.1", port: int = 0, domain: str = DEFAULT_DOMAIN,
-                 partitions: int | None = None) -> None:
+                 partitions: int | None = None, log: EventLog | None = None,
+                 internal_token: str = "", incidents: IncidentPolicy | None = None) -> None:
         self.view = RouteView(store, partitions=partitions)
         self.loads = LoadRegistry()
+        self.desk = IncidentDesk(incidents)
+        # Without the log (tests, read-only replicas) strikes are counted, never acted on.
+        quarantiner = Quarantiner(log, ProjectionReader(store)) if log is not None else None
         app = create_state_app(self.view, BundleSource(self.view, blobs, keyring), self.loads,
-                               domain=domain)
+                               domain=domain, desk=self.desk, quarantiner=quarantiner,
+                               internal_token=internal_token)
         self.server = HttpServer(app, host=host, port=port, name="state")
         self._watcher: asyncio.Task[None] | None = None
 

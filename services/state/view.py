@@ -51,8 +51,9 @@ class Route:
 
 @dataclass(frozen=True)
 class Missing:
-    code: str  # namespace_not_found | worker_not_found
+    code: str  # namespace_not_found | worker_not_found | version_quarantined
     message: str
+    status: int = 404
 
 
 @dataclass
@@ -62,6 +63,16 @@ class _Namespace:
     routes: dict[str, str]
     loader_ids: dict[str, tuple[str, str]] = field(default_factory=dict)  # worker -> (version, id)
     policy: tuple[dict[str, Any] | None, tuple[dict[str, str], ...]] | None = None
+    quarantine: dict[str, frozenset[str]] | None = None  # worker -> quarantined versions
+
+    def quarantined(self, worker: str) -> frozenset[str]:
+        if self.quarantine is None:
+            found: dict[str, frozenset[str]] = {}
+            for name, raw in self.workers.items():
+                if '"quarantined"' in raw:  # rare: skip decoding every worker record
+                    found[name] = frozenset(_decode.decode(raw).get("quarantined") or ())
+            self.quarantine = found
+        return self.quarantine.get(worker, frozenset())
 
     def policies(self) -> tuple[dict[str, Any] | None, tuple[dict[str, str], ...]]:
         """(egress policy, service grants) from the namespace record, parsed once."""
@@ -184,6 +195,12 @@ class RouteView:
         self.epoch += 1
         self._journal.append(_Entry(self.epoch, namespaces, hosts, flush))
 
+    def touch(self, namespaces: set[str]) -> None:
+        """Tell gateways to drop their cached routes of `namespaces` (data beside the
+        projection changed, e.g. probation)."""
+        if namespaces:
+            self._record(frozenset(namespaces), hosts=False, flush=False)
+
     def changes_since(self, epoch: int, boot: str | None = None) -> Changes:
         """What a cache synced at `epoch` (of boot `boot`) must drop to be current."""
         if boot != self.boot or epoch > self.epoch:
@@ -246,6 +263,11 @@ class RouteView:
             state = _worker_state(view.workers.get(worker))
             return Missing("worker_not_found",
                            f"worker {worker!r} of namespace {ns!r} {state}")
+        if version in view.quarantined(worker):
+            return Missing("version_quarantined",
+                           f"version {version} of {ns}/{worker} is quarantined: it stopped "
+                           "the data plane (a hang or a crash) too often; an operator can lift "
+                           "it (wdl quarantine lift) or promote another version", 503)
         egress, grants = view.policies()
         cached = view.loader_ids.get(worker)
         if cached is not None and cached[0] == version:

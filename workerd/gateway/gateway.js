@@ -12,6 +12,8 @@
 import { WorkerEntrypoint } from "cloudflare:workers";
 import { resolveTarget } from "./routing.js";
 import { egressRefusal } from "./egress.js";
+import { admit, announce, ended, mark, markUnknown, probationEnter,
+         roundMarkers } from "./containment.js";
 import shimSource from "./tenant/shim.js";
 import kvSource from "./tenant/kv.js";
 import r2Source from "./tenant/r2.js";
@@ -78,10 +80,10 @@ function withTimeout(promise, ms, what) {
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
-async function stateGet(env, path) {
+async function stateGet(env, path, init) {
   let response;
   try {
-    response = await env.STATE.fetch(STATE + path);
+    response = await env.STATE.fetch(STATE + path, init);
   } catch (err) {
     throw new PlatformError(503, "state_unavailable", "the state service is unreachable");
   }
@@ -116,7 +118,9 @@ function applyChanges(c) {
 }
 
 async function syncOnce(env) {
-  applyChanges(await stateGet(env, `/sync?boot=${st.boot}&epoch=${st.epoch}`));
+  const markers = JSON.stringify(roundMarkers(env.INSTANCE));
+  applyChanges(await stateGet(env, `/sync?boot=${st.boot}&epoch=${st.epoch}`, {
+    method: "POST", headers: { "content-type": "application/json" }, body: markers }));
 }
 
 // Each round is started by a request that itself waits for it (never from a
@@ -173,7 +177,7 @@ async function lookup(env, ns, worker) {
     `/route?ns=${encodeURIComponent(ns)}&worker=${encodeURIComponent(worker)}`);
   const entry = body.route
     ? { version: body.route.version, id: body.route.id, egress: body.route.egress || null,
-        grants: body.route.grants || [] }
+        grants: body.route.grants || [], probation: body.route.probation === true }
     : { missing: body.missing };
   // Keep it only if no invalidation newer than the answer reached us meanwhile.
   if (body.boot === st.boot && body.epoch >= st.epoch) {
@@ -311,9 +315,20 @@ async function scheduled(request, env, ctx) {
     return reply(404, "not_found", "no such route");
   }
   const job = await request.json();
+  await fresh(env, ctx);
+  const current = await lookup(env, job.namespace, job.worker);
+  if (current.missing && current.missing.code === "version_quarantined") {
+    return new Response(JSON.stringify({ outcome: "quarantined",
+      error: current.missing.message }), {
+      status: 503, headers: { "content-type": "application/json" } });
+  }
   const base = `${job.namespace}:${job.worker}:${job.version_id}`;
   const stub = await stubFor(env, ctx, job.namespace, job.worker,
     { version: job.version_id, id: base });
+  // Scheduled runs are rare: always announced, so a hang in one is named exactly.
+  const token = crypto.randomUUID();
+  await announce(env, [job.namespace, job.worker, job.version_id], token);
+  const release = admit(job.namespace, job.worker, job.version_id);
   try {
     // A number, as on Cloudflare: the loader hands the options over as they are.
     await stub.getEntrypoint().scheduled({
@@ -324,6 +339,9 @@ async function scheduled(request, env, ctx) {
     return new Response(JSON.stringify({
       outcome: "exception", error: String(err && err.message || err).slice(0, 1000) }), {
       status: 500, headers: { "content-type": "application/json" } });
+  } finally {
+    release();
+    ended(token);
   }
 }
 
@@ -349,7 +367,12 @@ async function serviceTarget(env, ctx, props) {
 // (the route cache is as fresh as the calling request's barrier).
 export class WdlService extends WorkerEntrypoint {
   async fetch(request) {
-    return (await serviceTarget(this.env, this.ctx, this.ctx.props)).fetch(request);
+    const release = admit(this.ctx.props.target_namespace, this.ctx.props.worker, null);
+    try {
+      return await (await serviceTarget(this.env, this.ctx, this.ctx.props)).fetch(request);
+    } finally {
+      release();
+    }
   }
 
   async call(method, args) {
@@ -357,7 +380,12 @@ export class WdlService extends WorkerEntrypoint {
     if (typeof method !== "string" || method === "fetch" || method.startsWith("__")) {
       throw new TypeError(`service binding: ${String(method)} is not an RPC method`);
     }
-    return target[method](...(Array.isArray(args) ? args : []));
+    const release = admit(this.ctx.props.target_namespace, this.ctx.props.worker, null);
+    try {
+      return await target[method](...(Array.isArray(args) ? args : []));
+    } finally {
+      release();
+    }
   }
 }
 
@@ -403,16 +431,44 @@ async function handle(request, env, ctx) {
     });
   }
   if (url.pathname === "/__wdl/scheduled") return scheduled(request, env, ctx);
-  await fresh(env, ctx);
   const host = request.headers.get("host") || url.host;
   const domain = env.PLATFORM_DOMAIN;
   const bare = host.toLowerCase().split(":")[0];
   const onPlatform = bare.endsWith("." + domain);
+  // The mark goes out with the round this request waits for (containment.js).
+  const early = onPlatform || st.claims !== null
+    ? resolveTarget(host, url.pathname, domain, onPlatform ? new Map() : st.claims) : null;
+  if (early && !early.code) {
+    const known = st.routes.get(early.namespace);
+    const hit = known && known.get(early.worker);
+    mark(early.namespace, early.worker, hit && hit.version);
+  } else {
+    markUnknown();
+  }
+  await fresh(env, ctx);
   const target = resolveTarget(host, url.pathname, domain,
     onPlatform ? new Map() : await claims(env));
   if (target.code) return reply(404, target.code, target.message);
-  const entry = await lookup(env, target.namespace, target.worker);
-  if (entry.missing) return reply(404, entry.missing.code, entry.missing.message);
+  const release = admit(target.namespace, target.worker, null);
+  let endProbation = null;
+  try {
+    const entry = await lookup(env, target.namespace, target.worker);
+    if (entry.missing) {
+      return reply(entry.missing.status || 404, entry.missing.code, entry.missing.message);
+    }
+    admit(target.namespace, target.worker, entry.version)();  // names the version
+    if (entry.probation) {
+      endProbation = await probationEnter(env, [target.namespace, target.worker,
+                                                entry.version]);
+    }
+    return await invoke(env, ctx, url, request, target, entry);
+  } finally {
+    release();
+    if (endProbation) endProbation();
+  }
+}
+
+async function invoke(env, ctx, url, request, target, entry) {
   const stub = await stubFor(env, ctx, target.namespace, target.worker, entry);
   const inner = new Request(url.origin + target.path + url.search, request);
   try {

@@ -34,18 +34,18 @@ function clip(text, room) {
 }
 
 // One console argument within `room` characters: JSON values as they are when
-// they fit, otherwise as clipped text. [value, cost]
+// they fit, otherwise as clipped text. [value, cost, clipped]
 function part(value, room) {
-  if (typeof value === "string") {
-    const v = clip(value, room);
-    return [v, v.length + ENTRY_COST];
+  let text = value;
+  if (typeof value !== "string") {
+    try { text = JSON.stringify(value); } catch { text = undefined; }
+    if (text === undefined) text = String(value);
+    if (text.length <= room) {
+      return [value === undefined ? null : value, text.length + ENTRY_COST, false];
+    }
   }
-  let text;
-  try { text = JSON.stringify(value); } catch { text = undefined; }
-  if (text === undefined) text = String(value);
-  if (text.length <= room) return [value === undefined ? null : value, text.length + ENTRY_COST];
   const v = clip(text, room);
-  return [v, v.length + ENTRY_COST];
+  return [v, v.length + ENTRY_COST, v.length !== text.length];
 }
 
 function kindOf(event) {
@@ -71,10 +71,15 @@ export function normalize(item, props, now) {
   for (const e of item.exceptions || []) {
     if (room <= 0) { truncated = true; break; }
     const name = clip(String(e.name || "Error"), 200);
-    const message = clip(String(e.message ?? ""), room);
+    const fullMessage = String(e.message ?? "");
+    const message = clip(fullMessage, room);
     room -= name.length + message.length + ENTRY_COST;
-    const stack = e.stack ? clip(String(e.stack), Math.max(room, 0)) : null;
+    const fullStack = e.stack ? String(e.stack) : "";
+    const stack = fullStack ? clip(fullStack, Math.max(room, 0)) : null;
     if (stack) room -= stack.length;
+    if (message.length !== fullMessage.length || (stack && stack.length !== fullStack.length)) {
+      truncated = true;
+    }
     exceptions.push({ name, message, stack });
   }
   const logs = [];
@@ -83,9 +88,10 @@ export function normalize(item, props, now) {
     const message = [];
     for (const p of Array.isArray(log.message) ? log.message : [log.message]) {
       if (room <= 0) { truncated = true; break; }
-      const [v, cost] = part(p, room);
+      const [v, cost, clipped] = part(p, room);
       message.push(v);
       room -= cost;
+      if (clipped) truncated = true;
     }
     logs.push({ level: String(log.level || "log"), message,
                 ts: typeof log.timestamp === "number" ? log.timestamp : null });

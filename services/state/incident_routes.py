@@ -1,0 +1,123 @@
+"""The state service's containment endpoints: announced entries, incidents, findings.
+
+`/enter` and `/incident` are called by the gateway and its supervisor with the
+platform's internal token: with them one could blame (and so quarantine)
+another tenant's version.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route as HttpRoute
+
+from services.state.incidents import IncidentDesk, Target, parse_targets
+from services.state.quarantine import Quarantiner
+from services.state.view import Missing, RouteView
+
+log = logging.getLogger("wdl.state.incidents")
+INTERNAL_HEADER = "x-wdl-internal-token"
+
+
+def _json(body: Any, status: int = 200) -> Response:
+    return JSONResponse(body, status_code=status, headers={"cache-control": "no-store"})
+
+
+def _error(status: int, code: str, message: str) -> Response:
+    return _json({"code": code, "message": message}, status)
+
+
+class IncidentMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.incidents = Counter("wdl_gateway_incidents_total",
+                                 "workerd hangs and crashes reported by gateway supervisors",
+                                 ["kind"], registry=registry)
+        self.strikes = Counter("wdl_worker_strikes_total",
+                               "Strikes against a version (blamed for an incident)",
+                               ["precise"], registry=registry)
+        self.quarantines = Counter("wdl_worker_quarantines_total",
+                                   "Versions quarantined by the watchdog", ["reason"],
+                                   registry=registry)
+
+
+def incident_routes(view: RouteView, desk: IncidentDesk, quarantiner: Quarantiner | None, *,
+                    internal_token: str, registry: CollectorRegistry) -> list[HttpRoute]:
+    metrics = IncidentMetrics(registry)
+
+    def authorized(request: Request) -> bool:
+        given = request.headers.get(INTERNAL_HEADER, "")
+        return bool(internal_token) and hmac.compare_digest(given, internal_token)
+
+    async def body_of(request: Request) -> dict[str, Any] | None:
+        try:
+            body = await request.json()
+        except ValueError:
+            return None
+        return body if isinstance(body, dict) else None
+
+    async def resolve(target: Target) -> Target:
+        if target.version is not None:
+            return target
+        found = await view.route(target.namespace, target.worker)
+        if isinstance(found, Missing):
+            return target
+        return Target(target.namespace, target.worker, found.version)
+
+    async def enter(request: Request) -> Response:
+        if not authorized(request):
+            return _error(403, "forbidden", "the internal token is required")
+        body = await body_of(request)
+        targets, _ = parse_targets([body.get("target")] if body else None, 1)
+        token = body.get("token") if body else None
+        if body is None or not targets or not isinstance(token, str) or not token:
+            return _error(400, "bad_request", "expected {instance, token, target, done}")
+        done = [t for t in body.get("done") or [] if isinstance(t, str)]
+        desk.enter(str(body.get("instance") or ""), token, targets[0], done)
+        return _json({"ok": True})
+
+    async def incident(request: Request) -> Response:
+        if not authorized(request):
+            return _error(403, "forbidden", "the internal token is required")
+        body = await body_of(request)
+        if body is None or not isinstance(body.get("instance"), str) or \
+                body.get("kind") not in ("hang", "crash"):
+            return _error(400, "bad_request", "expected {instance, kind: hang|crash, detail}")
+        kind = str(body["kind"])
+        detail = str(body.get("detail") or "")[:1000]
+        metrics.incidents.labels(kind).inc()
+        finding = await desk.incident(body["instance"], kind, resolve)
+        for _ in finding.blamed:
+            metrics.strikes.labels("yes" if finding.precise else "no").inc()
+        view.touch({t.namespace for t in finding.probation})
+        log.warning("incident %s on %s: blamed %s, probation %s", kind, body["instance"],
+                    [t.label() for t in finding.blamed], [t.label() for t in finding.probation])
+        results = []
+        for target, strikes in finding.quarantine:
+            if quarantiner is None:
+                break
+            result = await quarantiner.quarantine(
+                target, kind, strikes,
+                f"{strikes} {kind} incidents; last on {body['instance']}: {detail}")
+            if result.accepted or result.code == "already_quarantined":
+                desk.settled(target)
+                metrics.quarantines.labels(kind).inc()
+            results.append({"target": target.label(), "accepted": result.accepted,
+                            "code": result.code, "message": result.message})
+        return _json({**finding.to_json(), "quarantined": results})
+
+    async def findings(request: Request) -> Response:
+        if not authorized(request):
+            return _error(403, "forbidden", "the internal token is required")
+        return _json({"findings": [f.to_json() for f in desk.findings],
+                      "strikes": desk.strikes(), "probation": desk.probation()})
+
+    return [
+        HttpRoute("/enter", enter, methods=["POST"]),
+        HttpRoute("/incident", incident, methods=["POST"]),
+        HttpRoute("/incidents", findings),
+    ]
