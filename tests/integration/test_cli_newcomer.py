@@ -37,9 +37,10 @@ def run(dev: Dev, *args: str, token: str | None = None) -> subprocess.CompletedP
 
 
 def test_init_scaffolds_projects_that_deploy_and_answer(dev: Dev, tmp_path: Path) -> None:
-    hello, kv = tmp_path / "hello-app", tmp_path / "kv-app"
+    hello, kv, r2 = tmp_path / "hello-app", tmp_path / "kv-app", tmp_path / "r2-app"
     dev.cli("init", str(hello))
     dev.cli("init", str(kv), "--template", "kv", "--name", "notes")
+    dev.cli("init", str(r2), "--template", "r2", "--name", "files")
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "keep.txt").write_text("x")
     refused = run(dev, "init", str(tmp_path / "full"))
@@ -53,6 +54,26 @@ def test_init_scaffolds_projects_that_deploy_and_answer(dev: Dev, tmp_path: Path
                     headers={"host": "fresh.workers.local"}, timeout=10)
     assert put.status_code == 200
     assert dev.get("fresh.workers.local", "/notes/greeting").text == "hi"
+
+    dev.cli("deploy", str(r2), "--ns", "fresh")  # the bucket is provisioned
+    buckets = json.loads(dev.cli("r2", "bucket", "list", "--ns", "fresh", "--json"))
+    assert [b["name"] for b in buckets] == ["files-files"]
+    body = bytes(range(256)) * 4
+    put = httpx.put(f"http://127.0.0.1:{dev.gateway_port}/files/docs/a.bin", content=body,
+                    headers={"host": "fresh.workers.local"}, timeout=10)
+    assert (put.status_code, put.json()) == (200, {"key": "docs/a.bin", "size": len(body)})
+    got = dev.get("fresh.workers.local", "/files/docs/a.bin")
+    assert (got.status_code, got.content) == (200, body)
+    assert dev.get("fresh.workers.local", "/files/missing").status_code == 404
+    listed = json.loads(dev.cli("r2", "object", "list", "files-files", "--ns", "fresh",
+                                "--json"))
+    assert [(o["key"], o["size"]) for o in listed["objects"]] == [("docs/a.bin", len(body))]
+    # In a pipe the table rows are whole: the active version id can be copied from it.
+    workers = json.loads(dev.cli("workers", "--ns", "fresh", "--json"))
+    shown = dev.cli("workers", "--ns", "fresh")
+    for w in workers:
+        assert any(w["name"] in line and w["active_version"] in line
+                   for line in shown.splitlines()), shown
 
 
 def test_whoami_shows_the_token_in_use(dev: Dev) -> None:
