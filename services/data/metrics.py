@@ -49,6 +49,9 @@ class DataMetrics:
         self.requests = Counter(
             "wdl_worker_requests", "Tenant invocations, from the gateway's trace events",
             ["namespace", "worker", "status_class", "outcome"], registry=r)
+        self.exceptions = Counter(
+            "wdl_worker_exceptions", "Exceptions in tenant traces (uncaught errors, unhandled "
+            "rejections)", ["namespace", "worker"], registry=r)
         self.duration = Histogram(
             "wdl_worker_request_duration_seconds",
             "Wall time of tenant invocations, from the event's start to its trace",
@@ -79,6 +82,8 @@ class DataMetrics:
         ns, worker = self.workers.labels(event.namespace, event.worker)
         outcome = event.outcome if event.outcome in OUTCOMES else "other"
         self.requests.labels(ns, worker, event.status_class, outcome).inc()
+        if event.exceptions:
+            self.exceptions.labels(ns, worker).inc(len(event.exceptions))
         if event.duration_ms is not None:
             self.duration.labels(ns, worker).observe(event.duration_ms / 1000)
 
