@@ -9,6 +9,8 @@ gateway -> state service -> projection, the same code as on Redis):
   fetch, isolate load), one worker each;
 * `promote_to_served_p99_ms`: promote acknowledged by the control API -> first
   response from the new version (polling from the ack on);
+* `watchdog_cost`: 1 - throughput with the watchdog running / paused (same run,
+  interleaved); the gateway runs `gateway_processes` workerd processes;
 * plus warm latency, a recycle's duration, and the wrk parameters.
 
 Needs `wrk` (Debian: `apt-get install wrk`).
@@ -141,6 +143,16 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                       threads=args.threads)
             gateway_rps = await wrk(gw + "/hello/", HOST, seconds=args.seconds,
                                     connections=args.connections, threads=args.threads)
+            # The watchdog's cost: the same load with it paused and running, interleaved
+            # (two rounds each) so drift of the machine falls on both sides.
+            with_dog = without_dog = 0.0
+            for _ in range(2):
+                await platform.gateway.set_watchdog(False)
+                without_dog += await wrk(gw + "/hello/", HOST, seconds=max(2, args.seconds // 2),
+                                         connections=args.connections, threads=args.threads)
+                await platform.gateway.set_watchdog(True)
+                with_dog += await wrk(gw + "/hello/", HOST, seconds=max(2, args.seconds // 2),
+                                      connections=args.connections, threads=args.threads)
             warm = []
             for _ in range(50):
                 t0 = time.perf_counter()
@@ -173,6 +185,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     raise RuntimeError(f"read-your-writes broken: {polls} requests after the ack")
 
             stats = await platform.gateway.stats()
+            processes = platform.gateway.processes
             report = await platform.gateway.recycle("bench")
 
         base = await baseline(tenant_source("v0"), args, work)
@@ -180,6 +193,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "gateway_rps": round(gateway_rps, 1),
         "baseline_rps": round(base, 1),
         "ratio": round(gateway_rps / base, 3),
+        "gateway_processes": processes,
+        "watchdog_on_rps": round(with_dog / 2, 1),
+        "watchdog_off_rps": round(without_dog / 2, 1),
+        "watchdog_cost": round(1 - with_dog / without_dog, 4),
         "cold_load_p50_ms": round(statistics.median(cold), 2),
         "cold_load_p99_ms": round(percentile(cold, 0.99), 2),
         "promote_to_served_p50_ms": round(statistics.median(promote), 2),

@@ -139,3 +139,30 @@ def test_wdl_dev_runs_the_bindings_example_and_keeps_its_data(dev: Dev) -> None:
     assert dev.cli("kv", "key", "get", "counter", "--namespace-id", "example-cache",
                    "--ns", "demo").strip() == "3"
     assert dev.interrupt() == 0
+
+
+def test_wdl_dev_stops_on_ctrl_c_while_a_tenant_spins(dev: Dev, tmp_path: Path) -> None:
+    # The hang budget is longer than the stop bound: the stop must not wait for the
+    # watchdog, whatever state workerd is in.
+    dev.env["WDL_HANG_TIMEOUT"] = "30"
+    dev.start()
+    dev.cli("ns", "create", "loop")
+    project = tmp_path / "spin"
+    (project / "src").mkdir(parents=True)
+    (project / "wrangler.toml").write_text(
+        'name = "spin"\nmain = "src/index.js"\ncompatibility_date = "2025-06-01"\n')
+    (project / "src" / "index.js").write_text(
+        "export default { async fetch() { while (true) {} } };")
+    dev.cli("deploy", str(project), "--ns", "loop")
+    spinning = [subprocess.Popen(  # one stuck request per workerd process, at least
+        ["curl", "-s", "-m", "20", "-H", "host: loop.workers.local",
+         f"http://127.0.0.1:{dev.gateway_port}/spin/"]) for _ in range(4)]
+    time.sleep(1.0)
+    started = time.monotonic()
+    code = dev.interrupt()
+    took = time.monotonic() - started
+    for p in spinning:
+        p.kill()
+        p.wait()
+    assert code == 0
+    assert took <= 5.0, f"wdl dev took {took:.1f}s to stop on Ctrl-C"

@@ -180,4 +180,6 @@ async def test_recycling_releases_old_versions_without_failing_requests(stack: S
     await asyncio.gather(*clients)
     assert gateway.pid != old_pid
     assert statuses and set(statuses) == {200}
-    assert await gateway.stats() == {"loaded": 1, "stale": 0}
+    # Each workerd process loads the active version once, on its first request.
+    after = await gateway.stats()
+    assert after["stale"] == 0 and 1 <= after["loaded"] <= gateway.processes
