@@ -25,7 +25,6 @@ from services.api.context import ApiContext
 from services.api.errors import install_handlers
 from services.api.guard import ErrorGuard
 from services.api.limits import BodyLimit
-from services.api.tail import TailUpstream
 from services.api.routes import (
     audit,
     deploy,
@@ -42,6 +41,7 @@ from services.api.routes import (
     tokens,
     workers,
 )
+from services.api.tail import TailUpstream
 from services.blobstore.port import BlobStore
 from services.crypto.keyring import Keyring
 from services.settings import Settings
