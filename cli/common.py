@@ -100,7 +100,8 @@ def when(ms: Any) -> str:
 
 # Columns of free text that may wrap; every other column (ids, names, times, sizes) is
 # kept on one line, whole, and the table turns into records when that cannot fit.
-PROSE = frozenset({"description", "label", "error", "reason", "metadata", "namespaces"})
+PROSE = frozenset({"description", "label", "error", "reason", "detail", "metadata",
+                   "namespaces"})
 _PROSE_MIN = 12
 
 

@@ -278,6 +278,8 @@ def audit(ns: NsOpt = None,
               help="accepted, rejected or a reason code")] = None,
           since: Annotated[int | None, typer.Option(help="unix ms")] = None,
           until: Annotated[int | None, typer.Option(help="unix ms")] = None,
+          request_id: Annotated[str | None, typer.Option(
+              "--request-id", help="only what that request appended (its X-Request-Id)")] = None,
           limit: Annotated[int, typer.Option(help="rows per page")] = 100,
           all_pages: Annotated[bool, typer.Option("--all", help="follow every page")] = False,
           as_json: JsonOpt = False, url: UrlOpt = None, token: TokenOpt = None,
@@ -289,7 +291,8 @@ def audit(ns: NsOpt = None,
         while True:
             page = client.get("/v1/audit", namespace=namespace or None, worker=worker,
                               actor=actor, type=type_ or None, verdict=verdict, since=since,
-                              until=until, limit=limit, cursor=cursor)
+                              until=until, request_id=request_id, limit=limit,
+                              cursor=cursor)
             items.extend(page["items"])
             cursor = page.get("next_cursor")
             if not all_pages or cursor is None:

@@ -29,6 +29,7 @@ from rich.console import Console
 
 from services.crypto import NoRootKey
 from services.dataplane.gateway import RecyclePolicy, WatchdogPolicy
+from services.logs import configure as configure_logging
 from services.platform import (
     COMPONENTS,
     Platform,
@@ -51,7 +52,7 @@ MaxStale = Annotated[int, typer.Option("--recycle-stale", help="recycle workerd 
 
 
 def _run(settings: Settings, options: PlatformOptions, admin_token: str | None) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    configure_logging(json_when_piped=not settings.embedded)  # `wdl up`, not `wdl dev`
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
     async def main() -> None:

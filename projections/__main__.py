@@ -17,6 +17,7 @@ from prometheus_client import start_http_server
 
 from eventlog.kafka import KafkaEventLog
 from eventlog.port import EventLog
+from projections.logs import configure as configure_logging
 from projections.membership import KafkaGroupMembership
 from projections.metrics import ProjectorMetrics
 from projections.projector import Projector
@@ -61,6 +62,5 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO,
-                        format='{"level":"%(levelname)s","logger":"%(name)s","msg":"%(message)s"}')
+    configure_logging()
     asyncio.run(main())

@@ -112,6 +112,29 @@ def _merge(parts: Mapping[int, Changes]) -> Changes:
 
 Progress = Callable[[int], None]
 
+
+def _log_verdicts(folded: Mapping[int, PartitionBatch], before: Mapping[int, int]) -> None:
+    """One line per newly projected rejection (per event at DEBUG), with the event's
+    correlation id: the API logs the same id with the request that appended it."""
+    accepted_too = log.isEnabledFor(logging.DEBUG)
+    for p, batch in folded.items():
+        start = before.get(p, 0)
+        if batch.end <= start:
+            continue
+        for row in batch.changes.audit:
+            if row["log_offset"] < start or (row["accepted"] and not accepted_too):
+                continue
+            fields = {"event_id": row["event_id"], "event_type": row["event_type"],
+                      "correlation_id": row["correlation_id"], "namespace": row["namespace"],
+                      "worker": row["worker"], "partition": p, "offset": row["log_offset"],
+                      "code": row["reason_code"]}
+            extra = {k: str(v) if k.endswith("_id") else v
+                     for k, v in fields.items() if v is not None}
+            if row["accepted"]:
+                log.debug("accepted %s", row["event_type"], extra=extra)
+            else:
+                log.info("rejected %s: %s", row["event_type"], row["reason_code"], extra=extra)
+
 # Folding allocates several container objects per event while the fold state
 # (hundreds of thousands of long-lived objects) sits in the old generations.
 # With the default thresholds the collector runs every 700 allocations and
@@ -273,7 +296,8 @@ class Projector:
                 if follow and time.monotonic() - last_gen_check > 0.5:
                     last_gen_check = time.monotonic()
                     await self._follow_generations()
-                pending = asyncio.ensure_future(self._write(folded, len(records), started))
+                pending = asyncio.ensure_future(self._write(folded, len(records), started,
+                                                            log_verdicts=follow))
                 if progress is not None:
                     progress(len(records))
             if pending is not None:
@@ -292,13 +316,18 @@ class Projector:
                 await sink.refresh()
 
     async def _write(self, folded: dict[int, PartitionBatch], count: int,
-                     started: float) -> None:
+                     started: float, *, log_verdicts: bool = False) -> None:
         # Merge the partitions' effects once for every sink that writes them all
         # (the usual case); a sink that already has some partitions merges its own.
         everything = (_merge({p: b.changes for p, b in folded.items()})
                       if len(self.sinks) > 1 and len(folded) > 1 else None)
+        # Live verdicts only, and only of events the primary store did not have yet:
+        # every (re)start refolds from offset 0 and must not log the past again.
+        before = dict(self.sinks[0].applied) if log_verdicts else None
         await asyncio.gather(*(sink.write(folded, everything=everything)
                                for sink in self.sinks))
+        if before is not None:
+            _log_verdicts(folded, before)
         self.events += count
         dead = sum(len(b.changes.dead_letters) for b in folded.values())
         self.dead_letters += dead

@@ -70,7 +70,9 @@ class HttpServer:
     async def start(self) -> None:
         if self._sock is None:
             self._sock = bind(self.host, self.port)
+        # log_config=None: uvicorn's records go through the process's handler (JSON or text).
         config = uvicorn.Config(self.app, lifespan=self.lifespan, log_level="warning",
+                                log_config=None,
                                 access_log=False, timeout_graceful_shutdown=2)
         self._server = _Server(config)
         self._task = asyncio.create_task(self._server.serve(sockets=[self._sock]),

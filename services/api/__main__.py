@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import logging
 import os
 
 import uvicorn
@@ -23,6 +22,7 @@ from services.api.app import create_app
 from services.blobstore.factory import open_blob_store
 from services.crypto.config import load_keyring
 from services.kv.factory import open_kv_store
+from services.logs import configure as configure_logging
 from services.r2.factory import open_r2_store
 from services.settings import Settings
 
@@ -40,7 +40,8 @@ async def serve(host: str, port: int, projector: bool | None) -> None:
                          run_projector=settings.embedded if projector is None else projector,
                          kv=kv, r2=r2, data_url=os.environ.get("WDL_DATA_URL"),
                          internal_token=os.environ.get("WDL_INTERNAL_TOKEN"))
-        config = uvicorn.Config(app, host=host, port=port, lifespan="on",
+        # log_config=None: uvicorn's records go through the process's handler (JSON or text).
+        config = uvicorn.Config(app, host=host, port=port, lifespan="on", log_config=None,
                                 log_level="info", access_log=True)
         await uvicorn.Server(config).serve()
 
@@ -54,7 +55,7 @@ def main(argv: list[str] | None = None) -> None:
                        help="also run a projector in this process")
     group.add_argument("--no-projector", dest="projector", action="store_false")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO)
+    configure_logging()
     asyncio.run(serve(args.host, args.port, args.projector))
 
 

@@ -25,6 +25,7 @@ from services.api.context import ApiContext
 from services.api.errors import install_handlers
 from services.api.guard import ErrorGuard
 from services.api.limits import BodyLimit
+from services.api.request_ids import RequestIds
 from services.api.routes import (
     audit,
     deploy,
@@ -95,4 +96,5 @@ def create_app(settings: Settings, backends: Backends, keyring: Keyring, blobs: 
     app.add_middleware(ErrorGuard)
     app.add_middleware(BodyLimit, max_bytes=ctx.limits.max_request_bytes,
                        overrides=[(R2_OBJECT_PATH, R2_MAX_PUT_BYTES)])
+    app.add_middleware(RequestIds)  # added last: the outermost layer
     return app

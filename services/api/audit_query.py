@@ -10,6 +10,7 @@ import asyncio
 import base64
 import json
 import time
+import uuid
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -35,6 +36,7 @@ class AuditFilter:
     until_ms: int | None = None
     scope: frozenset[str] | None = None
     """The namespaces a scoped token may see (None: every row)."""
+    correlation_id: uuid.UUID | None = None
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,8 @@ def _filtered(f: AuditFilter) -> Select[Any]:
         conds.append(t.c.accepted.is_(False))
     elif f.verdict is not None:
         conds.append(t.c.reason_code == f.verdict)
+    if f.correlation_id is not None:
+        conds.append(t.c.correlation_id == f.correlation_id)
     if f.since_ms is not None:
         conds.append(t.c.occurred_at_ms >= f.since_ms)
     if f.until_ms is not None:
@@ -103,6 +107,7 @@ def _row(r: Any) -> dict[str, Any]:
         "code": r.reason_code, "reason": r.reason, "aggregate_kind": r.aggregate_kind,
         "aggregate_id": r.aggregate_id, "aggregate_version": r.aggregate_version,
         "occurred_at_ms": r.occurred_at_ms,
+        "correlation_id": None if r.correlation_id is None else str(r.correlation_id),
         "position": {"partition": r.log_partition, "offset": r.log_offset},
         "payload": r.payload,
     }

@@ -11,6 +11,7 @@ fold itself, which rejects a racing second use as `duplicate_idempotency_key`.
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 import uuid
 from dataclasses import dataclass
@@ -27,7 +28,9 @@ from projections.reader import VerdictTimeout
 from services.api.auth import Principal
 from services.api.context import ApiContext
 from services.api.errors import ApiError
+from services.api.request_ids import current_correlation_id
 
+log = logging.getLogger("wdl.api")
 IDEMPOTENCY_KEY_RE = re.compile(r"[\x21-\x7e]{1,200}")
 
 
@@ -84,7 +87,8 @@ def build(ctx: ApiContext, principal: Principal, payload: Event, *,
     """Validate and encode (InvalidEvent / EventTooLarge) without writing anything."""
     envelope = Envelope.new(payload, actor=principal.actor, expected_version=expected_version,
                             expected_generation=expected_generation,
-                            idempotency_key=idempotency)
+                            idempotency_key=idempotency,
+                            correlation_id=current_correlation_id())
     ctx.log.prepare(envelope)
     return envelope
 
@@ -97,6 +101,8 @@ async def submit(ctx: ApiContext, envelope: Envelope) -> Outcome:
             return first
     position = await ctx.log.append(envelope)
     event_id = str(envelope.event_id)
+    log.info("appended %s", envelope.type, extra={
+        "event_id": event_id, "partition": position.partition, "offset": position.offset})
     try:
         verdict = await ctx.reader.wait_verdict(event_id, position.partition, position.offset,
                                                 ctx.verdict_timeout_s)
@@ -107,6 +113,9 @@ async def submit(ctx: ApiContext, envelope: Envelope) -> Outcome:
                        event_id=event_id,
                        position={"partition": position.partition,
                                  "offset": position.offset}) from None
+    if not verdict.accepted:
+        log.info("rejected %s: %s", envelope.type, verdict.code, extra={
+            "event_id": event_id, "code": verdict.code})
     if verdict.code == "duplicate_idempotency_key" and envelope.idempotency_key is not None:
         first = await first_outcome(ctx, envelope)
         if first is not None:

@@ -10,7 +10,6 @@ WDL_INTERNAL_TOKEN (where and how to dispatch), WDL_METRICS_PORT.
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import signal
 import socket
@@ -21,6 +20,7 @@ from eventlog.factory import open_event_log
 from projections.reader import ProjectionReader
 from projections.redis_store import RedisProjectionStore
 from services.leases import LeaseClient
+from services.logs import configure as configure_logging
 from services.scheduler.clock import AcceleratedClock, Clock, SystemClock
 from services.scheduler.dispatch import GatewayDispatcher
 from services.scheduler.scheduler import Scheduler, SchedulerMetrics
@@ -64,5 +64,5 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO)
+    configure_logging()
     asyncio.run(main())

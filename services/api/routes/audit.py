@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query
 from services.api.audit_query import AuditFilter, Page, query_audit, wait_audit_caught_up
 from services.api.auth import Auth, require_read
 from services.api.models import MAX_INT, NAME_PATTERN
+from services.api.request_ids import REQUEST_ID_PATTERN, correlation_for
 from services.api.routes.common import READ_ERRORS, Ctx
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
@@ -27,6 +28,9 @@ async def audit_query(
         max_length=64, description="`accepted`, `rejected`, or a reason code")] = None,
     since: Annotated[int | None, Query(ge=0, le=MAX_INT, description="unix ms, inclusive")] = None,
     until: Annotated[int | None, Query(ge=0, le=MAX_INT, description="unix ms, exclusive")] = None,
+    request_id: Annotated[str | None, Query(
+        pattern=REQUEST_ID_PATTERN, description="only the events that request appended "
+        "(the `X-Request-Id` it sent or was given)")] = None,
 ) -> dict[str, Any]:
     """Events with their verdicts. Scoped tokens only see their namespaces' events."""
     if namespace is not None:
@@ -36,4 +40,5 @@ async def audit_query(
     await wait_audit_caught_up(ctx)
     return await query_audit(ctx.audit, AuditFilter(
         namespace=namespace, worker=worker, actor=actor, types=types, verdict=verdict,
-        since_ms=since, until_ms=until, scope=scope), page)
+        since_ms=since, until_ms=until, scope=scope,
+        correlation_id=None if request_id is None else correlation_for(request_id)), page)
