@@ -61,6 +61,40 @@ def egress_set(
     outcome(result, f"egress policy of {namespace} is now {mode}", as_json)
 
 
+limits_app = typer.Typer(help="Per-request budgets of the namespace's workers.",
+                         no_args_is_help=True)
+
+
+@limits_app.command("show")
+def limits_show(ns: NsOpt = None, as_json: JsonOpt = False, url: UrlOpt = None,
+                token: TokenOpt = None, profile: ProfileOpt = None) -> None:
+    with connect(url, token, profile, ns, need_namespace=True) as (client, namespace):
+        limits = client.get(f"/v1/namespaces/{namespace}/limits")
+    if as_json:
+        print_json(limits)
+        return
+    wall = f"{limits['wall_ms']} ms" if limits["wall_ms"] else "none"
+    typer.echo(f"wall time per request: {wall}")
+    typer.echo(f"subrequests per request: {limits['subrequests']}"
+               + ("" if limits["set"] else " (platform default)"))
+
+
+@limits_app.command("set")
+def limits_set(
+    wall_ms: Annotated[int, typer.Option("--wall-ms", min=0,
+                                         help="wall-time budget of one request; 0: none")] = 0,
+    subrequests: Annotated[int, typer.Option(
+        "--subrequests", min=0, help="outbound fetches per request; 0: default")] = 0,
+    ns: NsOpt = None, as_json: JsonOpt = False, url: UrlOpt = None,
+    token: TokenOpt = None, profile: ProfileOpt = None,
+) -> None:
+    """Replace the budgets (admin). CPU is bounded platform-wide by the watchdog."""
+    with connect(url, token, profile, ns, need_namespace=True) as (client, namespace):
+        result = client.put(f"/v1/namespaces/{namespace}/limits",
+                            {"wall_ms": wall_ms, "subrequests": subrequests})
+    outcome(result, f"limits of {namespace} set", as_json)
+
+
 WorkerGrantOpt = Annotated[str, typer.Option("--worker", help="one worker, or * for all")]
 
 
@@ -93,6 +127,7 @@ def grants(ns: NsOpt = None, as_json: JsonOpt = False, url: UrlOpt = None,
 
 def register(ns_app: typer.Typer) -> None:
     ns_app.add_typer(egress_app, name="egress")
+    ns_app.add_typer(limits_app, name="limits")
     ns_app.command("grant")(grant)
     ns_app.command("revoke")(revoke)
     ns_app.command("grants")(grants)

@@ -95,6 +95,28 @@ class ServiceRevoked(_GrantEvent, frozen=True, kw_only=True):
     TYPE: ClassVar[str] = "namespace.service_revoked"
 
 
-PolicyEvent = EgressPolicySet | ServiceGranted | ServiceRevoked
+MAX_WALL_MS = 15 * 60 * 1000
+MAX_SUBREQUESTS = 100_000
 
-CLASSES: tuple[type[PolicyEvent], ...] = (EgressPolicySet, ServiceGranted, ServiceRevoked)
+
+class NamespaceLimitsSet(_NamespacePolicyEvent, frozen=True, kw_only=True):
+    """Per-request budgets of the namespace's workers; 0 means the platform default
+    (no wall-time bound; `DEFAULT_SUBREQUESTS` outbound fetches per request)."""
+
+    TYPE: ClassVar[str] = "namespace.limits_set"
+
+    wall_ms: int = 0
+    subrequests: int = 0
+
+    def validate(self) -> None:
+        super().validate()
+        for name, value, bound in (("wall_ms", self.wall_ms, MAX_WALL_MS),
+                                   ("subrequests", self.subrequests, MAX_SUBREQUESTS)):
+            if type(value) is not int or not 0 <= value <= bound:
+                raise InvalidEvent(name, f"must be an integer in 0..{bound}")
+
+
+PolicyEvent = EgressPolicySet | ServiceGranted | ServiceRevoked | NamespaceLimitsSet
+
+CLASSES: tuple[type[PolicyEvent], ...] = (EgressPolicySet, ServiceGranted, ServiceRevoked,
+                                          NamespaceLimitsSet)

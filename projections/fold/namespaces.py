@@ -27,6 +27,7 @@ class NamespaceState:
     resources: dict[str, set[str]] = field(default_factory=dict)
     egress: dict[str, Any] | None = None  # None: the default policy (public)
     grants: list[dict[str, str]] = field(default_factory=list)
+    limits: dict[str, int] | None = None  # None: platform defaults
 
 
 class NamespaceRules(FoldCore):
@@ -71,4 +72,6 @@ class NamespaceRules(FoldCore):
             doc["egress"] = s.egress
         if s.grants:
             doc["grants"] = s.grants
+        if s.limits is not None:
+            doc["limits"] = s.limits
         out.set(keys.NAMESPACES, name, dumps(doc))

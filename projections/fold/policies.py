@@ -22,7 +22,16 @@ class PolicyRules(NamespaceRules):
         ev.EgressPolicySet: "_egress_set",
         ev.ServiceGranted: "_service_granted",
         ev.ServiceRevoked: "_service_revoked",
+        ev.NamespaceLimitsSet: "_limits_set",
     }
+
+    def _limits_set(self, e: ev.NamespaceLimitsSet, env: Envelope, out: Changes) -> int:
+        state = self._namespace(e.namespace)
+        limits = {"wall_ms": e.wall_ms, "subrequests": e.subrequests}
+        state.limits = limits if any(limits.values()) else None
+        state.version += 1
+        self._render_namespace(e.namespace, state, out)
+        return state.version
 
     def _egress_set(self, e: ev.EgressPolicySet, env: Envelope, out: Changes) -> int:
         state = self._namespace(e.namespace)

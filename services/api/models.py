@@ -91,6 +91,13 @@ class EgressPolicyIn(_Strict):
     allow: list[EgressRule] = Field(default_factory=list, max_length=256)
 
 
+class LimitsIn(_Strict):
+    wall_ms: int = Field(0, ge=0, le=15 * 60 * 1000,
+                         description="wall-time budget of one request; 0: none")
+    subrequests: int = Field(0, ge=0, le=100_000,
+                             description="outbound fetches per request; 0: platform default")
+
+
 class ServiceGrantIn(_Strict):
     to: str = Field(pattern=NAME_PATTERN, description="the namespace that may call")
     worker: str = Field("*", max_length=64, description="a worker of this namespace, or *")

@@ -83,6 +83,8 @@ def create_state_app(view: RouteView, bundles: BundleSource, loads: LoadRegistry
                                       "status": found.status}})
         route: dict[str, Any] = {"version": found.version, "id": found.loader_id,
                  "egress": found.egress, "grants": list(found.grants)}
+        if found.limits:
+            route["limits"] = found.limits
         if desk.on_probation(ns, worker):
             route["probation"] = True
         return _json({"boot": view.boot, "epoch": epoch, "route": route})

@@ -47,6 +47,7 @@ class Route:
     loader_id: str
     egress: dict[str, Any] | None = None  # the namespace's egress policy (None: public)
     grants: tuple[dict[str, str], ...] = ()  # namespaces allowed to call its workers
+    limits: dict[str, int] | None = None  # per-request budgets (None: platform defaults)
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,8 @@ class _Namespace:
     workers: dict[str, str]
     routes: dict[str, str]
     loader_ids: dict[str, tuple[str, str]] = field(default_factory=dict)  # worker -> (version, id)
-    policy: tuple[dict[str, Any] | None, tuple[dict[str, str], ...]] | None = None
+    policy: tuple[dict[str, Any] | None, tuple[dict[str, str], ...],
+                  dict[str, int] | None] | None = None
     quarantine: dict[str, frozenset[str]] | None = None  # worker -> quarantined versions
 
     def quarantined(self, worker: str) -> frozenset[str]:
@@ -74,11 +76,12 @@ class _Namespace:
             self.quarantine = found
         return self.quarantine.get(worker, frozenset())
 
-    def policies(self) -> tuple[dict[str, Any] | None, tuple[dict[str, str], ...]]:
-        """(egress policy, service grants) from the namespace record, parsed once."""
+    def policies(self) -> tuple[dict[str, Any] | None, tuple[dict[str, str], ...],
+                                dict[str, int] | None]:
+        """(egress policy, service grants, limits) from the namespace record, parsed once."""
         if self.policy is None:
             doc: dict[str, Any] = _decode.decode(self.record) if self.record else {}
-            self.policy = (doc.get("egress"), tuple(doc.get("grants") or ()))
+            self.policy = (doc.get("egress"), tuple(doc.get("grants") or ()), doc.get("limits"))
         return self.policy
 
     def same_as(self, other: _Namespace) -> bool:
@@ -268,13 +271,13 @@ class RouteView:
                            f"version {version} of {ns}/{worker} is quarantined: it stopped "
                            "the data plane (a hang or a crash) too often; an operator can lift "
                            "it (wdl quarantine lift) or promote another version", 503)
-        egress, grants = view.policies()
+        egress, grants, limits = view.policies()
         cached = view.loader_ids.get(worker)
         if cached is not None and cached[0] == version:
-            return Route(ns, worker, version, cached[1], egress, grants)
+            return Route(ns, worker, version, cached[1], egress, grants, limits)
         lid = loader_id(ns, worker, version, await self.secret_envelopes(ns, worker))
         view.loader_ids[worker] = (version, lid)
-        return Route(ns, worker, version, lid, egress, grants)
+        return Route(ns, worker, version, lid, egress, grants, limits)
 
     async def secret_scopes(self, ns: str, worker: str) -> tuple[dict[str, str], dict[str, str]]:
         """Sealed envelopes by name: (namespace scope, worker scope)."""

@@ -10,6 +10,7 @@ listed and lifted through the real CLI.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import time
 from collections.abc import AsyncIterator, Callable
@@ -78,7 +79,7 @@ class Healthy:
 
     def longest_gap(self, since: float) -> float:
         times = [since] + [t for t in self.ok if t >= since] + [time.monotonic()]
-        return max(b - a for a, b in zip(times, times[1:], strict=False))
+        return max(b - a for a, b in itertools.pairwise(times))
 
 
 async def hit(stack: Stack, host: str, path: str, timeout: float = 6.0) -> int | None:

@@ -12,12 +12,14 @@
 import { WorkerEntrypoint } from "cloudflare:workers";
 import { resolveTarget } from "./routing.js";
 import { egressRefusal } from "./egress.js";
+import { HEADER as REQUEST_ID, openRequest, spendSubrequest, withinWall } from "./budgets.js";
 import { admit, announce, ended, mark, markUnknown, probationEnter,
          roundMarkers } from "./containment.js";
 import shimSource from "./tenant/shim.js";
 import kvSource from "./tenant/kv.js";
 import r2Source from "./tenant/r2.js";
 import serviceSource from "./tenant/service.js";
+import requestsSource from "./tenant/requests.js";
 
 export { WdlKv } from "./kv.js";
 export { WdlR2 } from "./r2.js";
@@ -31,6 +33,7 @@ const TENANT_SHIM = {
   "__wdl/kv.js": kvSource,
   "__wdl/r2.js": r2Source,
   "__wdl/service.js": serviceSource,
+  "__wdl/requests.js": requestsSource,
 };
 // Binding kind -> the gateway entrypoint (ctx.exports) that serves it.
 const ENTRYPOINTS = { kv: "WdlKv", r2: "WdlR2", service: "WdlService" };
@@ -177,7 +180,8 @@ async function lookup(env, ns, worker) {
     `/route?ns=${encodeURIComponent(ns)}&worker=${encodeURIComponent(worker)}`);
   const entry = body.route
     ? { version: body.route.version, id: body.route.id, egress: body.route.egress || null,
-        grants: body.route.grants || [], probation: body.route.probation === true }
+        grants: body.route.grants || [], probation: body.route.probation === true,
+        limits: body.route.limits || null }
     : { missing: body.missing };
   // Keep it only if no invalidation newer than the answer reached us meanwhile.
   if (body.boot === st.boot && body.epoch >= st.epoch) {
@@ -229,6 +233,11 @@ function tenantEnv(ctx, body) {
   return env;
 }
 
+function withFlag(flags, flag) {
+  const list = Array.isArray(flags) ? flags : [];
+  return list.includes(flag) || list.includes("nodejs_compat") ? list : [...list, flag];
+}
+
 function tenantModules(body) {
   const modules = {};
   for (const [name, m] of Object.entries(body.modules)) {
@@ -240,8 +249,11 @@ function tenantModules(body) {
   // `default`, hence the second line.
   const spec = JSON.stringify(relativeTo("__wdl/main.js", body.mainModule));
   Object.assign(modules, TENANT_SHIM);
-  modules["__wdl/main.js"] = `import "./shim.js";\nexport * from ${spec};\n` +
-    (body.hasDefault === false ? "" : `export { default } from ${spec};\n`);
+  // requests.js before the tenant's module: its top level already sees the
+  // platform's fetch().
+  modules["__wdl/main.js"] = `import "./shim.js";\nimport { wrapDefault } from "./requests.js";\n` +
+    `export * from ${spec};\n` + (body.hasDefault === false ? "" :
+      `import tenantDefault from ${spec};\nexport default wrapDefault(tenantDefault);\n`);
   return { modules, mainModule: "__wdl/main.js" };
 }
 
@@ -254,7 +266,8 @@ async function fetchCode(env, ctx, ns, worker, version) {
     id: body.id,
     code: {
       compatibilityDate: body.compatibilityDate,
-      compatibilityFlags: body.compatibilityFlags,
+      // nodejs_als: the shim's AsyncLocalStorage (tenant/requests.js).
+      compatibilityFlags: withFlag(body.compatibilityFlags, "nodejs_als"),
       mainModule,
       modules,
       env: tenantEnv(ctx, body),
@@ -407,6 +420,12 @@ function refused(env, ctx, namespace, url, reason) {
 export class WdlEgress extends WorkerEntrypoint {
   async fetch(request) {
     const { namespace, worker } = this.ctx.props;
+    const over = spendSubrequest(request.headers.get(REQUEST_ID), namespace);
+    if (over) throw new Error(over);
+    if (request.headers.has(REQUEST_ID)) {
+      request = new Request(request);  // the name is the platform's, not the destination's
+      request.headers.delete(REQUEST_ID);
+    }
     const entry = await lookup(this.env, namespace, worker);
     const policy = entry.missing ? { mode: "deny" } : (entry.egress || { mode: "public" });
     const url = new URL(request.url);
@@ -471,8 +490,11 @@ async function handle(request, env, ctx) {
 async function invoke(env, ctx, url, request, target, entry) {
   const stub = await stubFor(env, ctx, target.namespace, target.worker, entry);
   const inner = new Request(url.origin + target.path + url.search, request);
+  const named = openRequest(target.namespace, target.worker, entry.limits);
+  inner.headers.set(REQUEST_ID, named.id);  // replaces any a client sent
   try {
-    return await stub.getEntrypoint().fetch(inner);
+    return await withinWall(stub.getEntrypoint().fetch(inner), entry.limits,
+                            `${target.namespace}/${target.worker}`);
   } catch (err) {
     const text = String(err && err.message || err);
     console.error(`wdl: ${entry.id}: ${text}`);
@@ -482,6 +504,8 @@ async function invoke(env, ctx, url, request, target, entry) {
     }
     return reply(500, "worker_exception",
       `${target.namespace}/${target.worker} threw an exception`);
+  } finally {
+    named.close();
   }
 }
 

@@ -12,11 +12,17 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
 
-from eventlog.events import EgressPolicySet, EgressRule, ServiceGranted, ServiceRevoked
+from eventlog.events import (
+    EgressPolicySet,
+    EgressRule,
+    NamespaceLimitsSet,
+    ServiceGranted,
+    ServiceRevoked,
+)
 from services.api.auth import Auth, require_admin
 from services.api.commands import build, idempotency_key, submit
 from services.api.errors import ApiError
-from services.api.models import CommandResult, EgressPolicyIn, ServiceGrantIn
+from services.api.models import CommandResult, EgressPolicyIn, LimitsIn, ServiceGrantIn
 from services.api.routes.common import (
     READ_ERRORS,
     WRITE_ERRORS,
@@ -28,6 +34,7 @@ from services.api.routes.common import (
 
 router = APIRouter(prefix="/v1/namespaces/{ns}", tags=["policies"])
 DEFAULT_EGRESS: dict[str, Any] = {"mode": "public", "allow": []}
+DEFAULT_SUBREQUESTS = 1000  # as workerd/gateway/gateway.js applies it
 
 
 @router.get("/egress", responses=READ_ERRORS)
@@ -45,6 +52,27 @@ async def set_egress(ns: Namespace, body: EgressPolicyIn, ctx: Ctx, principal: A
     await namespace_doc(ctx, principal, ns, write=True)
     event = EgressPolicySet(namespace=ns, mode=body.mode, allow=tuple(
         EgressRule(host=r.host.lower(), ports=tuple(r.ports)) for r in body.allow))
+    env = build(ctx, principal, event, idempotency=idempotency_key(principal, idem))
+    return (await submit(ctx, env)).require_accepted().as_dict()
+
+
+@router.get("/limits", responses=READ_ERRORS)
+async def show_limits(ns: Namespace, ctx: Ctx, principal: Auth) -> dict[str, Any]:
+    """Per-request budgets of the namespace's workers, with the defaults filled in."""
+    doc = await namespace_doc(ctx, principal, ns)
+    limits = doc.get("limits") or {}
+    return {"wall_ms": int(limits.get("wall_ms") or 0),
+            "subrequests": int(limits.get("subrequests") or 0) or DEFAULT_SUBREQUESTS,
+            "set": bool(limits)}
+
+
+@router.put("/limits", response_model=CommandResult, responses=WRITE_ERRORS)
+async def set_limits(ns: Namespace, body: LimitsIn, ctx: Ctx, principal: Auth,
+                     idem: IdemKey = None) -> dict[str, Any]:
+    """Replace the per-request budgets (admin); 0 restores a default."""
+    require_admin(principal)
+    await namespace_doc(ctx, principal, ns, write=True)
+    event = NamespaceLimitsSet(namespace=ns, wall_ms=body.wall_ms, subrequests=body.subrequests)
     env = build(ctx, principal, event, idempotency=idempotency_key(principal, idem))
     return (await submit(ctx, env)).require_accepted().as_dict()
 
