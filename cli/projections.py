@@ -2,7 +2,11 @@
 
 These talk to the backends directly (Kafka/Redis/PostgreSQL from the
 environment, e.g. `.wdl/services.env`), which is what an operator rebuilding
-projections has. Exit codes: 0 ok, 1 failure or difference, 2 usage error.
+projections has. Without them (embedded mode) the projection lives in memory
+inside the running `wdl dev` process, which no other process can read:
+status, verify and rebuild then act on that platform through its control API
+(admin token), or refuse, saying why. Exit codes: 0 ok, 1 failure or
+difference, 2 usage error.
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from cli.common import table
+from cli.client import ApiFailure, ConfigError, ControlClient, resolve_config
+from cli.common import ProfileOpt, TokenOpt, UrlOpt, report, table
 from projections.dead_letters import list_dead_letters, redrive
 from projections.rebuild import (
     VerificationFailed,
@@ -50,15 +55,50 @@ def _run(work: Callable[[Backends], Awaitable[T]]) -> T:
     return asyncio.run(go())
 
 
+def _embedded() -> bool:
+    try:
+        return Settings.from_env().embedded
+    except ValueError:
+        return False  # _run reports the configuration error
+
+
+EMBEDDED_HINT = ("the embedded projection lives inside the running `wdl dev` process: start it "
+                 "(`make run`) and pass its control API (--url / WDL_CONTROL_URL) and admin "
+                 "token, or set REDIS_URL, KAFKA_BOOTSTRAP_SERVERS and DATABASE_URL to act on "
+                 "those backends directly")
+
+
+def _via_api(method: str, path: str, url: str | None, token: str | None,
+             profile: str | None) -> Any:
+    """The running platform's answer, or exit 1 saying why there is none."""
+    try:
+        config = resolve_config(url, token, None, profile)
+    except ConfigError as exc:
+        console.print(f"[red]refused:[/] {EMBEDDED_HINT} ({exc})")
+        raise typer.Exit(1) from None
+    client = ControlClient(config)
+    try:
+        return client.request(method, path)
+    except ApiFailure as exc:
+        report(exc, {"unreachable": EMBEDDED_HINT})
+        raise typer.Exit(1) from None
+    finally:
+        client.close()
+
+
 def _print_json(value: Any) -> None:
     sys.stdout.write(json.dumps(value, indent=2, sort_keys=True) + "\n")
 
 
 @app.command("status")
-def status_cmd(as_json: bool = typer.Option(False, "--json", help="machine-readable output")
+def status_cmd(as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
+               url: UrlOpt = None, token: TokenOpt = None, profile: ProfileOpt = None,
                ) -> None:
     """Per projection and partition: applied position, log end and lag."""
-    rows = _run(lambda b: status(b.log, b.store, b.audit))
+    if _embedded():
+        rows = _via_api("GET", "/v1/projections/status", url, token, profile)
+    else:
+        rows = _run(lambda b: status(b.log, b.store, b.audit))
     if as_json:
         _print_json(rows)
         return
@@ -68,20 +108,25 @@ def status_cmd(as_json: bool = typer.Option(False, "--json", help="machine-reada
 
 
 @app.command("verify")
-def verify_cmd(as_json: bool = typer.Option(False, "--json")) -> None:
+def verify_cmd(as_json: bool = typer.Option(False, "--json"), url: UrlOpt = None,
+               token: TokenOpt = None, profile: ProfileOpt = None) -> None:
     """Compare a digest of the live projections with a fresh replay; exit 1 on any difference."""
-    report = _run(lambda b: verify_live(b.log, b.store, b.audit))
-    if as_json:
-        _print_json(report.as_dict())
-    elif report.ok:
-        console.print(f"[green]ok[/] generation {report.generation} digest {report.digest}")
+    if _embedded():
+        found = dict(_via_api("POST", "/v1/projections/verify", url, token, profile))
     else:
-        console.print(f"[red]DIFFERENT[/] live {report.digest} replay {report.expected_digest}")
-        for line in report.differences:
+        found = _run(lambda b: verify_live(b.log, b.store, b.audit)).as_dict()
+    if as_json:
+        _print_json(found)
+    elif found["ok"]:
+        console.print(f"[green]ok[/] generation {found['generation']} digest {found['digest']}")
+    else:
+        console.print(f"[red]DIFFERENT[/] live {found['digest']} replay "
+                      f"{found['expected_digest']}")
+        for line in found.get("differences") or []:
             console.print(f"  {line}")
-        if report.audit_ok is False:
+        if found.get("audit_ok") is False:
             console.print("  audit tables differ from the replay")
-    raise typer.Exit(0 if report.ok else 1)
+    raise typer.Exit(0 if found["ok"] else 1)
 
 
 def _parse_until(value: str | None) -> tuple[dict[int, int] | None, int | None]:
@@ -113,9 +158,19 @@ def rebuild_cmd(
     workers: int = typer.Option(1, min=1, help="processes folding partition subsets in "
                                 "parallel (Kafka, Redis and PostgreSQL only)"),
     as_json: bool = typer.Option(False, "--json"),
+    url: UrlOpt = None, token: TokenOpt = None, profile: ProfileOpt = None,
 ) -> None:
     """Replay the log into shadow generations, verify them, switch readers atomically."""
     positions, until_ms = _parse_until(until)
+    if _embedded():
+        if until is not None or keep_old or workers != 1:
+            console.print("[red]refused:[/] --until, --keep-old and --workers need the "
+                          "backends (REDIS_URL, KAFKA_BOOTSTRAP_SERVERS, DATABASE_URL); the "
+                          "embedded platform rebuilds in place only")
+            raise typer.Exit(2)
+        result = dict(_via_api("POST", "/v1/projections/rebuild", url, token, profile))
+        _print_rebuild(result, as_json)
+        return
 
     async def work(b: Backends) -> dict[str, Any]:
         limit = positions
@@ -140,6 +195,10 @@ def rebuild_cmd(
         for line in exc.differences:
             console.print(f"  {line}")
         raise typer.Exit(1) from None
+    _print_rebuild(result, as_json)
+
+
+def _print_rebuild(result: dict[str, Any], as_json: bool) -> None:
     if as_json:
         _print_json(result)
         return

@@ -15,7 +15,7 @@ config names them without addresses.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from services.dataplane.workerd_config import (
@@ -73,6 +73,9 @@ class GatewayOptions:
     internal_token: str = ""  # guards /__wdl/scheduled and the data service
     data_address: str = ""  # host:port of the data service (KV, R2)
     egress_allow_loopback: bool = False  # operators' test setting, never for production
+    # Live tail and per-worker request metrics (workerd tail consumers); WDL_TAILS=0 turns
+    # them off for throughput.
+    tails: bool = field(default_factory=lambda: os.environ.get("WDL_TAILS", "1") != "0")
 
 
 def gateway_config(options: GatewayOptions, instance: str) -> Config:
@@ -89,6 +92,7 @@ def gateway_config(options: GatewayOptions, instance: str) -> Config:
             ServiceBinding("DATA", ServiceRef("data")),
             ServiceBinding("NET", ServiceRef("tenant-net")),
             TextBinding("EGRESS_ALLOW_LOOPBACK", "1" if options.egress_allow_loopback else ""),
+            TextBinding("TAILS", "1" if options.tails else "0"),
         ],
         global_outbound=ServiceRef("no-network"),
     )

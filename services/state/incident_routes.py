@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route as HttpRoute
 
+from services.observability.labels import WorkerLabels
 from services.state.incidents import IncidentDesk, Target, parse_targets
 from services.state.quarantine import Quarantiner
 from services.state.view import Missing, RouteView
@@ -41,8 +42,13 @@ class IncidentMetrics:
                                "Strikes against a version (blamed for an incident)",
                                ["precise"], registry=registry)
         self.quarantines = Counter("wdl_worker_quarantines_total",
-                                   "Versions quarantined by the watchdog", ["reason"],
-                                   registry=registry)
+                                   "Versions quarantined by the watchdog",
+                                   ["namespace", "worker", "reason"], registry=registry)
+        self.kills = Counter("wdl_worker_cpu_kills_total",
+                             "workerd processes lost to a worker (blamed for a hang or crash): "
+                             "its CPU-budget kills", ["namespace", "worker", "kind"],
+                             registry=registry)
+        self.workers = WorkerLabels()
 
 
 def incident_routes(view: RouteView, desk: IncidentDesk, quarantiner: Quarantiner | None, *,
@@ -91,8 +97,10 @@ def incident_routes(view: RouteView, desk: IncidentDesk, quarantiner: Quarantine
         detail = str(body.get("detail") or "")[:1000]
         metrics.incidents.labels(kind).inc()
         finding = await desk.incident(body["instance"], kind, resolve)
-        for _ in finding.blamed:
+        for target in finding.blamed:
             metrics.strikes.labels("yes" if finding.precise else "no").inc()
+            metrics.kills.labels(*metrics.workers.labels(target.namespace, target.worker),
+                                 kind).inc()
         view.touch({t.namespace for t in finding.probation})
         log.warning("incident %s on %s: blamed %s, probation %s", kind, body["instance"],
                     [t.label() for t in finding.blamed], [t.label() for t in finding.probation])
@@ -105,7 +113,8 @@ def incident_routes(view: RouteView, desk: IncidentDesk, quarantiner: Quarantine
                 f"{strikes} {kind} incidents; last on {body['instance']}: {detail}")
             if result.accepted or result.code == "already_quarantined":
                 desk.settled(target)
-                metrics.quarantines.labels(kind).inc()
+                metrics.quarantines.labels(
+                    *metrics.workers.labels(target.namespace, target.worker), kind).inc()
             results.append({"target": target.label(), "accepted": result.accepted,
                             "code": result.code, "message": result.message})
         return _json({**finding.to_json(), "quarantined": results})

@@ -146,6 +146,14 @@ async def test_a_spinning_tenant_is_contained_and_quarantined(stack: Stack) -> N
     assert [row["type"] for row in audit] == ["worker.version_quarantined"]
     assert audit[0]["actor"] == "system:watchdog"
 
+    state = stack.platform.state
+    assert state is not None
+    async with httpx.AsyncClient(timeout=5) as client:
+        exposed = (await client.get(state.url + "/metrics")).text
+    assert 'wdl_worker_quarantines_total{namespace="bad",reason="hang",worker="spin"} 1.0' \
+        in exposed
+    assert 'wdl_worker_cpu_kills_total{kind="hang",namespace="good"' not in exposed
+
     # Promoting another version serves at once; the quarantined one cannot come back
     # until an operator lifts it.
     fixed = await stack.deploy("bad", stack.project("spin", answer("fixed")))

@@ -275,7 +275,11 @@ async function fetchCode(env, ctx, ns, worker, version) {
       globalOutbound: ctx.exports.WdlEgress({ props: { namespace: ns, worker } }),
       // Live tail: workerd reports each invocation to WdlTail (workerd/gateway/tail.js)
       // with props only the platform sets.
-      tails: [ctx.exports.WdlTail({ props: { namespace: ns, worker, version } })],
+      // Operators may turn it off (GatewayOptions.tails): workerd's trace building costs
+      // a share of throughput (docs/dataplane.md), and without it there is no live tail and
+      // no per-worker request metrics.
+      tails: env.TAILS === "0" ? []
+        : [ctx.exports.WdlTail({ props: { namespace: ns, worker, version } })],
     },
   };
 }

@@ -7,8 +7,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
-from projections.rebuild import status
-from services.api.auth import BOOTSTRAP_ID, Auth, require_read
+from projections.rebuild import VerificationFailed, rebuild, status, verify_live
+from services.api.auth import BOOTSTRAP_ID, Auth, require_admin, require_read
 from services.api.commands import find_verdict
 from services.api.errors import ApiError
 from services.api.routes.common import READ_ERRORS, Ctx
@@ -38,6 +38,28 @@ async def whoami(ctx: Ctx, principal: Auth) -> dict[str, Any]:
 async def projection_status(ctx: Ctx, _: Auth) -> list[dict[str, Any]]:
     """Per projection and partition: generation, applied offset, log end and lag."""
     return await status(ctx.log, ctx.store, ctx.audit)
+
+
+@router.post("/v1/projections/verify", responses=READ_ERRORS)
+async def projection_verify(ctx: Ctx, principal: Auth) -> dict[str, Any]:
+    """Digest of this platform's live projections against a fresh replay (admin).
+
+    What `wdl projections verify` uses when the projection lives inside the
+    platform's process (embedded mode), where no other process can read it."""
+    require_admin(principal)
+    return (await verify_live(ctx.log, ctx.store, ctx.audit)).as_dict()
+
+
+@router.post("/v1/projections/rebuild", responses=READ_ERRORS)
+async def projection_rebuild(ctx: Ctx, principal: Auth) -> dict[str, Any]:
+    """Rebuild this platform's projections in place (admin): shadow generations,
+    verified, switched while the projector keeps applying."""
+    require_admin(principal)
+    try:
+        return (await rebuild(ctx.log, ctx.store, ctx.audit)).as_dict()
+    except VerificationFailed as exc:
+        raise ApiError(409, "verification_failed", str(exc),
+                       differences=list(exc.differences)[:50]) from None
 
 
 @router.get("/v1/events/{event_id}", responses=READ_ERRORS)
