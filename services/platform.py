@@ -17,9 +17,11 @@ from types import TracebackType
 from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
 
+from prometheus_client import generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from projections.projector import Projector
@@ -29,7 +31,7 @@ from services.blobstore import BlobStore, open_blob_store
 from services.crypto import Keyring, load_keyring
 from services.data import DataService
 from services.dataplane.config import GatewayOptions
-from services.dataplane.gateway import Gateway, RecyclePolicy
+from services.dataplane.gateway import Gateway, RecyclePolicy, WatchdogPolicy
 from services.leases import LeaseClient
 from services.scheduler.clock import SystemClock
 from services.scheduler.dispatch import GatewayDispatcher
@@ -65,6 +67,9 @@ class PlatformOptions:
     state_url: str | None = None  # gateway alone: where the state service is
     workerd_bin: str | None = None
     recycle: RecyclePolicy = field(default_factory=RecyclePolicy)
+    watchdog: WatchdogPolicy = field(default_factory=WatchdogPolicy)
+    gateway_processes: int | None = None  # workerd processes (default: one per core)
+    gateway_health_port: int = 0  # the gateway supervisor's /healthz and /metrics (`wdl up`: 8794)
     gateway_url: str | None = None  # scheduler alone: where to dispatch
     # Shared by the gateway and the scheduler (WDL_INTERNAL_TOKEN); one per process if unset.
     internal_token: str = field(
@@ -107,6 +112,7 @@ class Platform:
         self.state: StateService | None = None
         self.data: DataService | None = None
         self.gateway: Gateway | None = None
+        self.gateway_health: HttpServer | None = None
         self.projector_health: HttpServer | None = None
         self._stack = contextlib.AsyncExitStack()
         self._stop_projector = asyncio.Event()
@@ -151,7 +157,8 @@ class Platform:
             if self.wants("state"):
                 self.state = StateService(backends.store, blobs, keyring, host=o.state_host,
                                           port=o.state_port, domain=o.domain,
-                                          partitions=log_partitions(s))
+                                          partitions=log_partitions(s), log=backends.log,
+                                          internal_token=o.internal_token)
                 await self.state.start()
                 self._stack.push_async_callback(self.state.stop)
                 state_url = self.state.url
@@ -165,15 +172,36 @@ class Platform:
                 egress_allow_loopback=o.egress_allow_loopback),
                                    state_url=state_url,
                                    host=o.gateway_host, port=o.gateway_port,
-                                   binary=o.workerd_bin, policy=o.recycle)
+                                   binary=o.workerd_bin, policy=o.recycle,
+                                   watchdog=o.watchdog, processes=o.gateway_processes)
             await self.gateway.start()
             self._stack.push_async_callback(self.gateway.stop)
+            await self._start_gateway_health(self.gateway)
         if self.wants("scheduler"):
             assert backends is not None
             gateway_url = self.gateway.url if self.gateway is not None else o.gateway_url
             if not gateway_url:
                 raise ValueError("the scheduler alone needs --gateway-url")
             await self._start_scheduler(backends, gateway_url)
+
+    async def _start_gateway_health(self, gateway: Gateway) -> None:
+        async def health(request: Request) -> JSONResponse:
+            live = gateway.instances()
+            return JSONResponse({
+                "ok": bool(live), "processes": [
+                    {"slot": i.slot, "instance": i.name, "pid": i.process.pid} for i in live],
+                "incidents": [{"kind": x.kind, "instance": x.instance, "detail": x.detail,
+                               "at": x.at} for x in gateway.incidents[-20:]]},
+                status_code=200 if live else 503)
+
+        async def metrics(request: Request) -> Response:
+            return Response(generate_latest(gateway.registry), media_type=CONTENT_TYPE_LATEST)
+
+        self.gateway_health = HttpServer(
+            Starlette(routes=[Route("/healthz", health), Route("/metrics", metrics)]),
+            host="127.0.0.1", port=self.options.gateway_health_port, name="gateway-health")
+        await self.gateway_health.start()
+        self._stack.push_async_callback(self.gateway_health.stop)
 
     async def _start_scheduler(self, backends: Backends, gateway_url: str) -> None:
         dispatcher = GatewayDispatcher(gateway_url, self.options.internal_token)
@@ -301,6 +329,10 @@ def summary(platform: Platform, admin_token: str | None) -> list[str]:
     if platform.gateway is not None:
         lines.append(f"gateway      {platform.gateway.url}  "
                      f"(https://<namespace>.{platform.options.domain}/<worker>/...)")
+    if platform.gateway_health is not None and platform.gateway is not None:
+        lines.append(f"supervisor   {platform.gateway_health.url}/healthz, /metrics  "
+                     f"({platform.gateway.processes} workerd processes, watchdog "
+                     f"{platform.gateway.watchdog.hang_timeout:.1f} s)")
     if platform.api is not None:
         lines.append(f"control API  {platform.api.url}")
     if platform.state is not None:

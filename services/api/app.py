@@ -34,6 +34,7 @@ from services.api.routes import (
     leases,
     namespaces,
     policies,
+    quarantine,
     r2_data,
     resources,
     secrets,
@@ -91,7 +92,7 @@ def create_app(settings: Settings, backends: Backends, keyring: Keyring, blobs: 
     app.state.ctx = ctx
     install_handlers(app)
     for module in (system, namespaces, workers, deploy, secrets, hosts, leases, audit, tokens,
-                   resources, policies, kv_data, r2_data, tail):
+                   resources, policies, kv_data, r2_data, quarantine, tail):
         app.include_router(module.router)
     app.add_middleware(ErrorGuard)
     app.add_middleware(BodyLimit, max_bytes=ctx.limits.max_request_bytes,

@@ -88,6 +88,7 @@ class TailEvent:
     exceptions: list[dict[str, Any]] = field(default_factory=list)
     truncated: bool = False
     entrypoint: str | None = None
+    request_id: str | None = None  # the gateway's x-wdl-request-id
 
     @property
     def is_error(self) -> bool:
@@ -116,7 +117,8 @@ class TailEvent:
                 "entrypoint": self.entrypoint, "method": self.method, "url": self.url,
                 "status": self.status, "outcome": self.outcome,
                 "duration_ms": self.duration_ms, "logs": self.logs,
-                "exceptions": self.exceptions, "truncated": self.truncated}
+                "exceptions": self.exceptions, "truncated": self.truncated,
+                "request_id": self.request_id}
 
     @cached_property
     def line(self) -> bytes:
@@ -151,4 +153,5 @@ def parse_event(raw: Any) -> TailEvent | None:
         exceptions=_exceptions(raw.get("exceptions")),
         truncated=raw.get("truncated") is True,
         entrypoint=_opt_text(raw.get("entrypoint"), MAX_NAME),
+        request_id=_opt_text(raw.get("request_id"), 64),
     )

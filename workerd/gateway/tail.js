@@ -29,6 +29,14 @@ const buf = {
   inflight: null,  // {startedAt, promise} of the post in flight
 };
 
+function requestId(request) {
+  const headers = request && request.headers;
+  if (!headers) return null;
+  const value = typeof headers.get === "function" ? headers.get("x-wdl-request-id")
+    : headers["x-wdl-request-id"];
+  return typeof value === "string" && value.length <= 64 ? value : null;
+}
+
 function clip(text, room) {
   return text.length <= room ? text : text.slice(0, Math.max(0, room)) + "…";
 }
@@ -107,6 +115,9 @@ export function normalize(item, props, now) {
     entrypoint: item.entrypoint || null,
     method: request ? String(request.method) : (kind === "rpc" ? String(ev.rpcMethod) : null),
     url: request ? clip(String(request.url), MAX_URL) : null,
+    // The gateway's name for the request (budgets.js): what connects a tail line to
+    // the platform's logs.
+    request_id: requestId(request),
     status: ev && ev.response && typeof ev.response.status === "number"
       ? ev.response.status : null,
     outcome: String(item.outcome || "unknown"),
