@@ -5,13 +5,24 @@ gateway -> state service -> projection, the same code as on Redis):
 
 * `gateway_rps`: wrk through the gateway to a dynamically loaded tenant worker;
 * `baseline_rps`: the same wrk against bare workerd serving that worker statically;
+* `two_isolate_rps`: the **two-isolate floor** - bare workerd where a static worker
+  forwards each request to a second static worker through a service binding (what
+  any gateway that runs tenants in their own isolate must at least pay), run as
+  `gateway_processes` workerd processes sharing one listening socket like the
+  gateway's, measured in two halves around the gateway's run so drift falls on both;
+  `ratio_floor` = gateway_rps / two_isolate_rps; `two_isolate_1proc_rps` is the same
+  floor with one process (for comparison with `baseline_rps`, also one process);
 * `cold_load_p50_ms`: first request to never-seen versions (route miss, bundle
   fetch, isolate load), one worker each;
 * `promote_to_served_p99_ms`: promote acknowledged by the control API -> first
   response from the new version (polling from the ack on);
 * `watchdog_cost`: 1 - throughput with the watchdog running / paused (same run,
   interleaved); the gateway runs `gateway_processes` workerd processes;
-* plus warm latency, a recycle's duration, and the wrk parameters.
+* `warm_request_p50_ms` / `two_isolate_warm_p50_ms`: one request at a time (the
+  same client) through the gateway and through the floor; `warm_over_floor_ms` the
+  difference;
+* plus a recycle's duration, whether tail consumers were on (`tails`,
+  `WDL_TAILS=0` turns them off) and the wrk parameters.
 
 Needs `wrk` (Debian: `apt-get install wrk`).
 """
@@ -21,6 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import os
 import re
 import shutil
@@ -36,6 +48,7 @@ import httpx
 from harness.workerd import (
     Config,
     EsModule,
+    ServiceBinding,
     ServiceRef,
     Socket,
     Worker,
@@ -121,6 +134,53 @@ async def baseline(source: str, args: argparse.Namespace, work: Path) -> float:
                              threads=args.threads)
 
 
+FRONT = "export default { fetch(request, env) { return env.BACK.fetch(request); } };"
+
+
+class Floor:
+    """The two-isolate floor: front worker -> service binding -> back worker, as
+    `processes` workerd processes accepting on one listening socket (the gateway's
+    layout), so the comparison differs only in what the gateway does."""
+
+    def __init__(self, source: str, args: argparse.Namespace, work: Path,
+                 processes: int) -> None:
+        config = Config(
+            services=[Worker("front", [EsModule("front.js", FRONT)], "2025-06-01",
+                             bindings=[ServiceBinding("BACK", ServiceRef("back"))]),
+                      Worker("back", [EsModule("index.js", source)], "2025-06-01")],
+            sockets=[Socket("http", ServiceRef("front"))])
+        self.path = write_config(config, work / f"floor-{processes}.capnp")
+        self.args = args
+        self.processes = processes
+        self._stack = contextlib.AsyncExitStack()
+        self.url = ""
+
+    async def __aenter__(self) -> Floor:
+        sock = self._stack.enter_context(listening_socket("127.0.0.1", 0))
+        for _ in range(self.processes):
+            await self._stack.enter_async_context(
+                WorkerdProcess(self.path, socket_fds={"http": sock}, binary=self.args.workerd))
+        self.url = f"http://127.0.0.1:{sock.getsockname()[1]}/hello/"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._stack.aclose()
+
+    async def rps(self, seconds: int) -> float:
+        a = self.args
+        return await wrk(self.url, HOST, seconds=seconds, connections=a.connections,
+                         threads=a.threads)
+
+
+async def warm_p50(web: httpx.AsyncClient, url: str, count: int = 200) -> float:
+    times = []
+    for _ in range(count):
+        t0 = time.perf_counter()
+        (await web.get(url)).raise_for_status()
+        times.append((time.perf_counter() - t0) * 1000)
+    return statistics.median(times)
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="wdl-bench-") as tmp:
         work = Path(tmp)
@@ -137,12 +197,26 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             (await client.post("/v1/namespaces", json={"name": "bench"})).raise_for_status()
             api = Api(client, "bench")
 
-            # Throughput: gateway -> dynamically loaded worker.
+            # Throughput: gateway -> dynamically loaded worker, between two halves of
+            # the floor (same number of processes on one socket).
             await api.upload("hello", tenant_source("v0"), promote=True)
-            await wrk(gw + "/hello/", HOST, seconds=2, connections=args.connections,
-                      threads=args.threads)
-            gateway_rps = await wrk(gw + "/hello/", HOST, seconds=args.seconds,
-                                    connections=args.connections, threads=args.threads)
+            processes = platform.gateway.processes
+            async with Floor(tenant_source("v0"), args, work, processes) as floor:
+                await floor.rps(2)
+                floor_rps = await floor.rps(max(2, args.seconds // 2))
+                await wrk(gw + "/hello/", HOST, seconds=2, connections=args.connections,
+                          threads=args.threads)
+                gateway_rps = await wrk(gw + "/hello/", HOST, seconds=args.seconds,
+                                        connections=args.connections, threads=args.threads)
+                floor_rps = (floor_rps + await floor.rps(max(2, args.seconds // 2))) / 2
+                # Warm latency, one request at a time, interleaved in blocks.
+                floor_warm = gw_warm = 0.0
+                for _ in range(2):
+                    floor_warm += await warm_p50(web, floor.url) / 2
+                    gw_warm += await warm_p50(web, gw + "/hello/") / 2
+            async with Floor(tenant_source("v0"), args, work, 1) as floor1:
+                await floor1.rps(2)
+                floor1_rps = await floor1.rps(args.seconds)
             # The watchdog's cost: the same load with it paused and running, interleaved
             # (two rounds each) so drift of the machine falls on both sides.
             with_dog = without_dog = 0.0
@@ -153,12 +227,6 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 await platform.gateway.set_watchdog(True)
                 with_dog += await wrk(gw + "/hello/", HOST, seconds=max(2, args.seconds // 2),
                                       connections=args.connections, threads=args.threads)
-            warm = []
-            for _ in range(50):
-                t0 = time.perf_counter()
-                (await web.get(gw + "/hello/")).raise_for_status()
-                warm.append((time.perf_counter() - t0) * 1000)
-
             # Cold loads: one never-seen version per worker, first request timed.
             for i in range(args.samples):
                 await api.upload(f"cold-{i}", tenant_source(f"cold{i}"), promote=True)
@@ -185,7 +253,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     raise RuntimeError(f"read-your-writes broken: {polls} requests after the ack")
 
             stats = await platform.gateway.stats()
-            processes = platform.gateway.processes
+            tails = platform.gateway.options.tails
             report = await platform.gateway.recycle("bench")
 
         base = await baseline(tenant_source("v0"), args, work)
@@ -193,7 +261,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "gateway_rps": round(gateway_rps, 1),
         "baseline_rps": round(base, 1),
         "ratio": round(gateway_rps / base, 3),
+        "two_isolate_rps": round(floor_rps, 1),
+        "ratio_floor": round(gateway_rps / floor_rps, 3),
+        "two_isolate_1proc_rps": round(floor1_rps, 1),
         "gateway_processes": processes,
+        "tails": tails,
         "watchdog_on_rps": round(with_dog / 2, 1),
         "watchdog_off_rps": round(without_dog / 2, 1),
         "watchdog_cost": round(1 - with_dog / without_dog, 4),
@@ -201,7 +273,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "cold_load_p99_ms": round(percentile(cold, 0.99), 2),
         "promote_to_served_p50_ms": round(statistics.median(promote), 2),
         "promote_to_served_p99_ms": round(percentile(promote, 0.99), 2),
-        "warm_request_p50_ms": round(statistics.median(warm), 2),
+        "warm_request_p50_ms": round(gw_warm, 3),
+        "two_isolate_warm_p50_ms": round(floor_warm, 3),
+        "warm_over_floor_ms": round(gw_warm - floor_warm, 3),
         "recycle_ms": round(report.seconds * 1000, 1),
         "isolates_before_recycle": stats,
         "wrk": {"threads": args.threads, "connections": args.connections,

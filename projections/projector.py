@@ -23,6 +23,7 @@ import contextlib
 import gc
 import logging
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -284,30 +285,48 @@ class Projector:
 
     async def _consume_batches(self, batches: AsyncIterator[list[Record]],
                                progress: Progress | None, follow: bool) -> None:
-        # Fold the next batch while the previous one is written.
-        pending: asyncio.Task[None] | None = None
+        # Fold the next batch while the previous one is written. The primary store
+        # (what the API's verdict wait and the data plane read) is written first and on
+        # its own: its batch N+1 waits for its batch N only, never for the slower audit
+        # database, whose writes follow one batch behind (in order, at most two queued).
+        primary: asyncio.Task[None] | None = None
+        rest: deque[asyncio.Task[None]] = deque()
         last_gen_check = 0.0
         try:
             async for records in batches:
                 started = time.perf_counter()
                 folded = self.fold.apply_batch(records)
-                if pending is not None:
-                    await pending
+                if primary is not None:
+                    await primary
+                while len(rest) > 1:
+                    await rest.popleft()
                 if follow and time.monotonic() - last_gen_check > 0.5:
                     last_gen_check = time.monotonic()
+                    while rest:  # a refresh must not race a write of its sink
+                        await rest.popleft()
                     await self._follow_generations()
-                pending = asyncio.ensure_future(self._write(folded, len(records), started,
-                                                            log_verdicts=follow))
+                everything = (_merge({p: b.changes for p, b in folded.items()})
+                              if len(self.sinks) > 1 and len(folded) > 1 else None)
+                # Live verdicts only, and only of events the primary store did not have
+                # yet: every (re)start refolds from offset 0 and must not log the past again.
+                before = dict(self.sinks[0].applied) if follow else None
+                primary = asyncio.ensure_future(self.sinks[0].write(folded,
+                                                                    everything=everything))
+                rest.append(asyncio.ensure_future(self._finish(
+                    primary, rest[-1] if rest else None, folded, everything, len(records),
+                    started, before)))
                 if progress is not None:
                     progress(len(records))
-            if pending is not None:
-                await pending
-                pending = None
+            if primary is not None:
+                await primary
+            while rest:
+                await rest.popleft()
         finally:
-            if pending is not None:
-                pending.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await pending
+            for task in (primary, *rest):
+                if task is not None and not task.done():
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await task
 
     async def _follow_generations(self) -> None:
         for sink in self.sinks:
@@ -315,17 +334,18 @@ class Projector:
                 log.info("%s: following the new current generation", sink.name)
                 await sink.refresh()
 
-    async def _write(self, folded: dict[int, PartitionBatch], count: int,
-                     started: float, *, log_verdicts: bool = False) -> None:
-        # Merge the partitions' effects once for every sink that writes them all
-        # (the usual case); a sink that already has some partitions merges its own.
-        everything = (_merge({p: b.changes for p, b in folded.items()})
-                      if len(self.sinks) > 1 and len(folded) > 1 else None)
-        # Live verdicts only, and only of events the primary store did not have yet:
-        # every (re)start refolds from offset 0 and must not log the past again.
-        before = dict(self.sinks[0].applied) if log_verdicts else None
-        await asyncio.gather(*(sink.write(folded, everything=everything)
-                               for sink in self.sinks))
+    async def _finish(self, primary: asyncio.Future[None],
+                      previous: asyncio.Future[None] | None,
+                      folded: dict[int, PartitionBatch], everything: Changes | None,
+                      count: int, started: float, before: dict[int, int] | None) -> None:
+        """The rest of one batch: the other sinks (after the primary and after the
+        previous batch's), then the verdict log, counters, `on_batch` and metrics."""
+        await primary
+        if previous is not None:
+            await previous
+        if len(self.sinks) > 1:
+            await asyncio.gather(*(sink.write(folded, everything=everything)
+                                   for sink in self.sinks[1:]))
         if before is not None:
             _log_verdicts(folded, before)
         self.events += count

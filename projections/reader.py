@@ -7,7 +7,9 @@ fold renders (projections/fold/); docs/redis-keys.md lists them.
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,16 +53,32 @@ class ProjectionReader:
 
     async def wait_applied(self, partition: int, offset: int, timeout: float = 10.0) -> None:
         """Return once the current generation has applied `offset` of `partition`."""
+        async def done() -> bool:
+            return (await self.applied()).get(partition, 0) > offset
+
+        if not await self._wait(done, timeout):
+            raise VerdictTimeout(
+                f"position {partition}:{offset} not projected within {timeout:.1f}s")
+
+    async def _wait(self, done: Callable[[], Awaitable[bool]], timeout: float) -> bool:
+        """Until `done()` (True) or the timeout (False), re-checking on every change.
+
+        The wake-up is armed *before* each check: a change that lands between the
+        check and the wait would otherwise be missed and cost a whole poll period
+        (which the p99 of a command would show). The poll bounds a missed message."""
         deadline = time.monotonic() + timeout
         while True:
-            if (await self.applied()).get(partition, 0) > offset:
-                return
             remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise VerdictTimeout(
-                    f"position {partition}:{offset} not projected within {timeout:.1f}s")
-            # A change notification wakes us early; the poll bounds a missed one.
-            await self.store.wait_for_change(min(remaining, 0.05))
+            waiter = asyncio.ensure_future(self.store.wait_for_change(min(max(remaining, 0), 0.05)))
+            try:
+                if await done():
+                    return True
+                if remaining <= 0:
+                    return False
+                await waiter
+            finally:
+                if not waiter.done():
+                    waiter.cancel()
 
     async def verdict(self, event_id: str, partition: int) -> VerdictView | None:
         doc = _json(await self.store.hget(keys.verdicts(partition), event_id))
@@ -72,13 +90,30 @@ class ProjectionReader:
 
     async def wait_verdict(self, event_id: str, partition: int, offset: int,
                            timeout: float = 10.0) -> VerdictView:
-        await self.wait_applied(partition, offset, timeout)
-        found = await self.verdict(event_id, partition)
-        if found is None:
-            # Applied but not recorded: the record was dead-lettered.
-            return VerdictView(event_id, False, "dead_lettered",
-                               "the event could not be applied; see dead letters",
-                               partition, offset, 0)
+        # The verdict is written in the same transaction as the applied position, so
+        # finding it is the one read a projected event needs; the position is read only
+        # while it is missing, to tell "not yet" from "applied without a verdict".
+        found: VerdictView | None = None
+
+        async def done() -> bool:
+            nonlocal found
+            found = await self.verdict(event_id, partition)
+            if found is not None:
+                return True
+            if (await self.applied()).get(partition, 0) <= offset:
+                return False
+            found = await self.verdict(event_id, partition)  # applied just now
+            if found is None:
+                # Applied but not recorded: the record was dead-lettered.
+                found = VerdictView(event_id, False, "dead_lettered",
+                                    "the event could not be applied; see dead letters",
+                                    partition, offset, 0)
+            return True
+
+        if not await self._wait(done, timeout):
+            raise VerdictTimeout(
+                f"position {partition}:{offset} not projected within {timeout:.1f}s")
+        assert found is not None
         return found
 
     async def aggregate_version(self, kind: str, aggregate_id: str) -> int:

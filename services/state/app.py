@@ -7,19 +7,23 @@ meanwhile (docs/dataplane.md).
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Any
+from urllib.parse import parse_qsl
 
+import msgspec
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route as HttpRoute
+from starlette.types import Receive, Scope, Send
 
 from services.blobstore import BlobStoreError
 from services.state.bundles import BundleError, BundleSource
 from services.state.incident_routes import incident_routes
-from services.state.incidents import IncidentDesk, parse_targets
+from services.state.incidents import IncidentDesk, Target, parse_targets
 from services.state.instances import LoadRegistry
 from services.state.quarantine import Quarantiner
 from services.state.routing import NoTarget, resolve_target
@@ -29,6 +33,104 @@ from services.state.view import Missing, RouteView
 def _json(body: Any, status: int = 200) -> Response:
     return JSONResponse(body, status_code=status,
                         headers={"cache-control": "no-store"})
+
+
+_SYNC_HEADERS = [(b"content-type", b"application/json"), (b"cache-control", b"no-store")]
+_MAX_MARKS = 1 << 20
+_encode = msgspec.json.Encoder()
+_decode = msgspec.json.Decoder()
+
+
+class SyncFastPath:
+    """`/sync` - the barrier round every gateway request waits for - as plain ASGI in
+    front of the Starlette app: it runs a few thousand times a second under load, on
+    cores the gateway also needs, so it skips routing, Request/Response objects and
+    stdlib JSON. Everything else goes to `app`.
+
+    `GET|POST /sync?boot=B&epoch=E[&instance=I&same=1]`: the POST body carries the
+    round's markers (services/state/incidents.py); `same=1` says "the markers of my
+    previous round again" (the gateway sends that instead of an identical body, so a
+    steady stream of requests costs no body to read or parse). An instance whose last
+    markers are unknown here (this service restarted) gets a truncated round: it can
+    never single anyone out."""
+
+    def __init__(self, app: Starlette, view: RouteView, desk: IncidentDesk,
+                 max_instances: int = 256) -> None:
+        self.app = app
+        self.view = view
+        self.desk = desk
+        self.max_instances = max_instances
+        self._last: OrderedDict[str, tuple[list[Target], bool]] = OrderedDict()
+        self._quiet: tuple[str, int, bytes] = ("", -1, b"")  # boot, epoch -> "no changes"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] != "/sync":
+            await self.app(scope, receive, send)
+            return
+        if scope["method"] not in ("GET", "POST"):
+            await self._send(send, 405, b'{"code":"method_not_allowed"}')
+            return
+        query = dict(parse_qsl(scope["query_string"].decode("latin-1")))
+        body = b""
+        if scope["method"] == "POST":
+            more = True
+            while more:
+                message = await receive()
+                body += message.get("body", b"")
+                more = bool(message.get("more_body")) and len(body) <= _MAX_MARKS
+        self._observe(query, body)
+        await self._send(send, 200, await self.answer(query))
+
+    def _observe(self, query: dict[str, str], body: bytes) -> None:
+        # The round's markers: cheap, and never a reason to fail the round.
+        instance = query.get("instance")
+        if query.get("same") == "1" and instance:
+            last = self._last.get(instance)
+            targets, cut = last if last is not None else ([], True)
+            self.desk.observe(instance, targets, truncated=cut)
+            return
+        if not body:
+            return
+        try:
+            marks = _decode.decode(body)
+        except msgspec.DecodeError:
+            return
+        if not isinstance(marks, dict) or not isinstance(marks.get("instance"), str):
+            return
+        instance = marks["instance"]
+        targets, cut = parse_targets(marks.get("targets"), self.desk.policy.max_targets)
+        cut = cut or bool(marks.get("truncated"))
+        done = [t for t in marks.get("done") or [] if isinstance(t, str)]
+        self.desk.observe(instance, targets, truncated=cut, done=done)
+        self._last[instance] = (targets, cut)
+        self._last.move_to_end(instance)
+        while len(self._last) > self.max_instances:
+            self._last.popitem(last=False)
+
+    async def answer(self, query: dict[str, str]) -> bytes:
+        view = self.view
+        view.touch(self.desk.expire())
+        await view.sync()
+        try:
+            since = int(query.get("epoch") or -1)
+        except ValueError:
+            since = -1
+        ch = view.changes_since(since, query.get("boot"))
+        if not ch.flush and not ch.namespaces and not ch.hosts:
+            boot, epoch, quiet = self._quiet
+            if boot != view.boot or epoch != ch.epoch:
+                quiet = _encode.encode({"boot": view.boot, "epoch": ch.epoch, "flush": False,
+                                        "namespaces": [], "hosts": False})
+                self._quiet = (view.boot, ch.epoch, quiet)
+            return quiet
+        return _encode.encode({"boot": view.boot, "epoch": ch.epoch, "flush": ch.flush,
+                               "namespaces": sorted(ch.namespaces), "hosts": ch.hosts})
+
+    @staticmethod
+    async def _send(send: Send, status: int, body: bytes) -> None:
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [*_SYNC_HEADERS, (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
 
 
 def _param(request: Request, name: str) -> str:
@@ -41,7 +143,7 @@ def _param(request: Request, name: str) -> str:
 def create_state_app(view: RouteView, bundles: BundleSource, loads: LoadRegistry,
                      *, domain: str, desk: IncidentDesk | None = None,
                      quarantiner: Quarantiner | None = None, internal_token: str = "",
-                     registry: CollectorRegistry | None = None) -> Starlette:
+                     registry: CollectorRegistry | None = None) -> SyncFastPath:
     desk = desk if desk is not None else IncidentDesk()
     registry = registry if registry is not None else CollectorRegistry()
 
@@ -52,26 +154,6 @@ def create_state_app(view: RouteView, bundles: BundleSource, loads: LoadRegistry
                       "generation": position[0] if position else None,
                       "applied": {str(p): o for p, o in (position[1] if position else {}).items()},
                       "cached_namespaces": view.cached_namespaces()})
-
-    async def sync(request: Request) -> Response:
-        since = int(request.query_params.get("epoch", "-1") or -1)
-        if request.method == "POST":
-            # The round's markers (services/state/incidents.py): cheap, and never a reason
-            # to fail the round.
-            try:
-                marks = await request.json()
-            except ValueError:
-                marks = None
-            if isinstance(marks, dict) and isinstance(marks.get("instance"), str):
-                targets, cut = parse_targets(marks.get("targets"), desk.policy.max_targets)
-                done = [t for t in marks.get("done") or [] if isinstance(t, str)]
-                desk.observe(marks["instance"], targets, truncated=cut or bool(
-                    marks.get("truncated")), done=done)
-        view.touch(desk.expire())
-        await view.sync()
-        ch = view.changes_since(since, request.query_params.get("boot"))
-        return _json({"boot": view.boot, "epoch": ch.epoch, "flush": ch.flush,
-                      "namespaces": sorted(ch.namespaces), "hosts": ch.hosts})
 
     async def route(request: Request) -> Response:
         epoch = view.epoch  # before reading: an answer is never newer than its epoch claims
@@ -139,9 +221,8 @@ def create_state_app(view: RouteView, bundles: BundleSource, loads: LoadRegistry
         assert isinstance(exc, BundleError)
         return _json({"code": exc.code, "message": exc.message}, exc.status)
 
-    return Starlette(routes=[
+    app = Starlette(routes=[
         HttpRoute("/healthz", healthz),
-        HttpRoute("/sync", sync, methods=["GET", "POST"]),
         HttpRoute("/route", route),
         HttpRoute("/hosts", hosts),
         HttpRoute("/resolve", resolve),
@@ -151,3 +232,4 @@ def create_state_app(view: RouteView, bundles: BundleSource, loads: LoadRegistry
         *incident_routes(view, desk, quarantiner, internal_token=internal_token,
                          registry=registry),
     ], exception_handlers={BundleError: errors})
+    return SyncFastPath(app, view, desk)
