@@ -15,7 +15,7 @@ import hashlib
 import operator
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -23,7 +23,19 @@ from typing import Any, Self
 import msgspec
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Table, delete, func, insert, select, text, update
+from sqlalchemy import (
+    Boolean,
+    Connection,
+    Integer,
+    LargeBinary,
+    Table,
+    delete,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from projections.audit_db import drop_generation_storage, make_async_engine
@@ -315,16 +327,52 @@ class AuditStore:
 
     async def digest(self, generation: int) -> str:
         """Content digest of every audit table of a generation (see AuditDigest)."""
+        return (await self.snapshot_digest(generation))[1]
+
+    async def snapshot_digest(self, generation: int) -> tuple[dict[int, int], str]:
+        """The applied positions and the digest, read from one snapshot.
+
+        On PostgreSQL the rows are streamed with COPY in binary (decoded by
+        psycopg in C) inside a REPEATABLE READ transaction, so a live
+        projector writing meanwhile cannot make positions and rows disagree;
+        going through SQLAlchemy rows cost more than the fold being checked.
+        """
         digest = AuditDigest()
-        async with self.connect(generation) as conn:
-            for name, table in ROW_TABLES:
-                columns = [c for c in table.columns if c.name != "id"]
-                result = await conn.stream(select(*columns).order_by(
-                    table.c.log_partition, table.c.log_offset))
-                async for row in result:
-                    digest.add(name, dict(zip([c.name for c in columns], row, strict=True)))
-            digest.positions(await self._applied(conn, generation))
-        return digest.hexdigest()
+        if not self.is_postgres:
+            async with self.connect(generation) as conn:
+                for name, table in ROW_TABLES:
+                    columns = [c for c in table.columns if c.name != "id"]
+                    result = await conn.stream(select(*columns).order_by(
+                        table.c.log_partition, table.c.log_offset))
+                    async for row in result:
+                        digest.add(name, dict(zip([c.name for c in columns], row,
+                                                  strict=True)))
+                positions = await self._applied(conn, generation)
+            digest.positions(positions)
+            return positions, digest.hexdigest()
+        schema = generation_schema(generation)
+        async with self.engine.connect() as conn:
+            await conn.execution_options(isolation_level="REPEATABLE READ")
+            await conn.begin()
+            try:
+                # The first statement fixes the snapshot.
+                positions = await self._applied(conn, generation)
+                raw = await conn.get_raw_connection()
+                pg: Any = raw.driver_connection
+                async with pg.cursor() as cur:
+                    for name, table in ROW_TABLES:
+                        select_list, types = _copy_out_columns(table)
+                        sql = (f"COPY (SELECT {select_list} FROM \"{schema}\".\"{table.name}\""
+                               " ORDER BY log_partition, log_offset) TO STDOUT (FORMAT BINARY)")
+                        add = digest.adder(name)
+                        async with cur.copy(sql) as copy:
+                            copy.set_types(types)
+                            async for row in copy.rows():
+                                add(row)
+            finally:
+                await conn.rollback()
+        digest.positions(positions)
+        return positions, digest.hexdigest()
 
     async def count_positions(self, generation: int) -> tuple[int, int]:
         """(rows, distinct positions) of audit_events: equal unless a position repeats."""
@@ -373,24 +421,66 @@ class AuditDigest:
         self._chains: dict[tuple[str, int], Any] = {}
         self._positions: dict[int, int] = {}
 
-    def add(self, table: str, row: Mapping[str, Any]) -> None:
-        key = (table, int(row["log_partition"]))
+    def _chain(self, table: str, partition: int) -> Any:
+        key = (table, partition)
         chain = self._chains.get(key)
         if chain is None:
             chain = self._chains[key] = hashlib.sha256()
+        return chain
+
+    def add(self, table: str, row: Mapping[str, Any]) -> None:
         columns = _COLUMNS[table]
         values = [_canonical(row.get(c)) for c in columns]
         if "payload" in row and isinstance(row["payload"], str):
             # The fold hands over JSON text; the database gives it back decoded.
-            values[columns.index("payload")] = msgspec.json.decode(row["payload"])
-        chain.update(_json.encode(values))
+            values[columns.index("payload")] = _decode_json(row["payload"])
+        self._chain(table, int(row["log_partition"])).update(_json.encode(values))
 
     def add_changes(self, changes: Changes) -> None:
+        """The rows of a folded batch; the same bytes `add` would hash, row by row.
+
+        Rows from the fold carry every column, and their only non-JSON
+        values are UUIDs (encoded as their canonical text, as `_canonical`
+        renders them) and the raw bytes of dead letters (taken the slow way).
+        """
+        encode = _json.encode
         for name, rows in (("audit", changes.audit), ("deployments", changes.deployments),
-                           ("lease_history", changes.lease_history),
-                           ("dead_letters", changes.dead_letters)):
+                           ("lease_history", changes.lease_history)):
+            if not rows:
+                continue
+            pick = _PICK[name]
+            payload = _PAYLOAD_INDEX.get(name)
+            chain = None
+            partition = -1
             for row in rows:
-                self.add(name, row)
+                if row["log_partition"] != partition:
+                    partition = row["log_partition"]
+                    chain = self._chain(name, int(partition))
+                values = list(pick(row))
+                if payload is not None and isinstance(values[payload], str):
+                    values[payload] = _decode_json(values[payload])
+                chain.update(encode(values))  # type: ignore[union-attr]
+        for row in changes.dead_letters:
+            self.add("dead_letters", row)
+
+    def adder(self, table: str) -> Callable[[Sequence[Any]], None]:
+        """Adds rows read back by `AuditStore.snapshot_digest` (columns in `_COLUMNS`
+        order, UUIDs and JSON as text, bytes as hex): the same bytes as `add`."""
+        payload = _PAYLOAD_INDEX.get(table)
+        encode = _json.encode
+        chain_of = self._chain
+        state: list[Any] = [-1, None]
+
+        def add(row: Sequence[Any]) -> None:
+            values = list(row)
+            if values[0] != state[0]:
+                state[0] = values[0]
+                state[1] = chain_of(table, int(values[0]))
+            if payload is not None and values[payload] is not None:
+                values[payload] = _decode_json(values[payload])
+            state[1].update(encode(values))
+
+        return add
 
     def positions(self, positions: Mapping[int, int]) -> None:
         self._positions.update(positions)
@@ -432,3 +522,33 @@ class _Finished:
 _COLUMNS: dict[str, list[str]] = {
     name: [c.name for c in table.columns if c.name != "id"] for name, table in ROW_TABLES
 }
+_PICK = {name: operator.itemgetter(*columns) for name, columns in _COLUMNS.items()}
+_PAYLOAD_INDEX = {name: columns.index("payload") for name, columns in _COLUMNS.items()
+                  if "payload" in columns}
+_decode_json = msgspec.json.decode
+# Every digested table starts with the partition (the chain a row belongs to).
+assert all(columns[0] == "log_partition" for columns in _COLUMNS.values())
+
+
+def _copy_out_columns(table: Table) -> tuple[str, list[str]]:
+    """SELECT list and binary COPY types giving each column as `AuditDigest.add` sees it."""
+    exprs: list[str] = []
+    types: list[str] = []
+    for column in table.columns:
+        if column.name == "id":
+            continue
+        name = f'"{column.name}"'
+        kind = column.type
+        if isinstance(kind, LargeBinary):
+            exprs.append(f"encode({name}, 'hex')")
+            types.append("text")
+        elif isinstance(kind, Boolean):
+            exprs.append(name)
+            types.append("bool")
+        elif isinstance(kind, Integer):  # BigInteger too
+            exprs.append(f"{name}::int8")
+            types.append("int8")
+        else:  # strings; UUIDs and JSON as their text
+            exprs.append(f"{name}::text")
+            types.append("text")
+    return ", ".join(exprs), types

@@ -29,12 +29,12 @@ from typing import Any
 from eventlog.codec import DEFAULT_CODEC
 from eventlog.kafka import KafkaEventLog, KafkaSettings
 from eventlog.port import EventLog, Positions
-from projections.audit_store import AuditDigest, AuditStore
+from projections.audit_store import AuditStore
+from projections.mirror import Expectation, Hashes
 from projections.redis_store import RedisProjectionStore
 from projections.store import ProjectionStore
 
 Progress = Callable[[int], None]
-Dump = dict[str, dict[str, str]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,8 +84,7 @@ class Built:
     positions: dict[int, int] = field(default_factory=dict)
     events: int = 0
     dead_letters: int = 0
-    expected: Dump | None = None  # merged in-memory fold of every worker (verify)
-    audit: AuditDigest | None = None
+    expected: Expectation | None = None  # merged expectations of every worker (verify)
 
 
 def _worker_main(job: _Job, out: Any, go: Any, stop: Any) -> None:
@@ -121,8 +120,9 @@ async def _worker(job: _Job, out: Any, go: Any, stop: Any) -> None:
         report: dict[str, Any] = {"positions": positions, "events": projector.events,
                                   "dead_letters": projector.dead_letters}
         if mirror is not None:
-            report["expected"] = await mirror.store.dump(mirror.generation)
+            report["expected"] = mirror.expected.finish()
             report["chains"] = mirror.audit.export_chains()
+            mirror = None  # sent: the parent holds the merged expectation
         out.put(("built", job.index, report))
         # Hold still while the parent reads the shadow back to verify it.
         while job.follow and not go.is_set() and not stop.is_set():
@@ -216,10 +216,8 @@ class ParallelRebuild:
             out.events += report["events"]
             out.dead_letters += report["dead_letters"]
         if all("expected" in r for r in reports.values()):
-            out.expected = _merge_dumps(r["expected"] for r in reports.values())
-            out.audit = AuditDigest()
-            for r in reports.values():
-                out.audit.import_chains(r["chains"])
+            out.expected = _merge([(r.pop("expected"), r.pop("chains"))
+                                   for r in reports.values()])
         return out
 
     def go(self) -> None:
@@ -238,11 +236,88 @@ class ParallelRebuild:
         return out
 
 
-def _merge_dumps(dumps: Iterable[Dump]) -> Dump:
-    # Partitions never share a field, so merging per field loses nothing.
-    out: Dump = {}
-    for dump in dumps:
-        for key, fields in dump.items():
-            out.setdefault(key, {}).update(fields)
+def _merge(parts: Iterable[tuple[Hashes, dict[tuple[str, int], bytes]]]) -> Expectation:
+    out = Expectation()
+    for hashes, chains in parts:
+        out.merge(hashes)
+        out.audit.import_chains(chains)
     return out
 
+
+def kafka_settings_of(log: EventLog) -> KafkaSettings | None:
+    """How a worker process reopens the log, when it can (Kafka, default codec)."""
+    if not isinstance(log, KafkaEventLog) or log.codec is not DEFAULT_CODEC:
+        return None
+    return log.settings
+
+
+def _replay_main(index: int, kafka: KafkaSettings, partitions: tuple[int, ...],
+                 redis_until: dict[int, int], audit_until: dict[int, int] | None,
+                 batch_size: int, out: Any) -> None:
+    try:
+        asyncio.run(_replay_worker(index, kafka, partitions, redis_until, audit_until,
+                                   batch_size, out))
+    except BaseException:
+        out.put(("error", index, traceback.format_exc()))
+        raise
+
+
+async def _replay_worker(index: int, kafka: KafkaSettings, partitions: tuple[int, ...],
+                         redis_until: dict[int, int], audit_until: dict[int, int] | None,
+                         batch_size: int, out: Any) -> None:
+    from projections.mirror import replay
+
+    def progress(n: int) -> None:
+        out.put(("progress", index, n))
+
+    async with KafkaEventLog(kafka) as log:
+        expected = await replay(log, redis_until, audit_until, partitions=partitions,
+                                batch_size=batch_size, progress=progress)
+    out.put(("built", index, (expected.finish(), expected.audit.export_chains())))
+
+
+async def replay_parallel(kafka: KafkaSettings, *, workers: int, partitions: int,
+                          redis_until: dict[int, int], audit_until: dict[int, int] | None,
+                          batch_size: int, progress: Progress | None) -> Expectation:
+    """`mirror.replay` over disjoint partition subsets in `workers` spawned processes."""
+    ctx = multiprocessing.get_context("spawn")
+    out: Any = ctx.Queue()
+    owned = [tuple(p for p in range(partitions) if p % workers == i)
+             for i in range(min(workers, partitions))]
+    procs = [ctx.Process(target=_replay_main,
+                         args=(i, kafka, parts, {p: redis_until.get(p, 0) for p in parts},
+                               None if audit_until is None
+                               else {p: audit_until.get(p, 0) for p in parts},
+                               batch_size, out),
+                         name=f"wdl-verify-{i}", daemon=True)
+             for i, parts in enumerate(owned)]
+    for proc in procs:
+        proc.start()
+    loop = asyncio.get_running_loop()
+    results: dict[int, tuple[Hashes, dict[tuple[str, int], bytes]]] = {}
+    try:
+        while len(results) < len(procs):
+            try:
+                what, index, body = await loop.run_in_executor(None, out.get, True, 0.5)
+            except queue_mod.Empty:
+                dead = [p for i, p in enumerate(procs) if not p.is_alive() and i not in results]
+                if dead:
+                    raise WorkerFailed(f"{dead[0].name} exited with {dead[0].exitcode} "
+                                       "without reporting") from None
+                continue
+            if what == "progress":
+                if progress is not None:
+                    progress(body)
+            elif what == "error":
+                raise WorkerFailed(f"verify worker {index} failed:\n{body}")
+            else:
+                results[index] = body
+    finally:
+        for proc in procs:
+            if proc.is_alive() and len(results) < len(procs):
+                proc.terminate()
+            await loop.run_in_executor(None, proc.join, 10.0)
+            if proc.is_alive():
+                proc.kill()
+        out.close()
+    return _merge(results.pop(i) for i in sorted(results))

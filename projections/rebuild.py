@@ -11,19 +11,24 @@ finally drops the old generations.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from eventlog.port import EventLog, Positions
-from projections.audit_store import AuditDigest, AuditStore
-from projections.fold import PartitionBatch
-from projections.memory_store import MemoryProjectionStore
-from projections.mirror import Mirror
-from projections.parallel import Backends, Dump, ParallelRebuild, backends_of
+from projections.audit_store import AuditStore
+from projections.mirror import Expectation, Mirror, compare, live_items, replay
+from projections.parallel import (
+    Backends,
+    ParallelRebuild,
+    backends_of,
+    kafka_settings_of,
+    replay_parallel,
+)
 from projections.projector import Projector
-from projections.store import ProjectionStore, digest_of, first_differences
+from projections.store import ProjectionStore
 
 Progress = Callable[[int], None]
 
@@ -114,8 +119,7 @@ async def rebuild(log: EventLog, store: ProjectionStore, audit: AuditStore | Non
     built = time.perf_counter()
     digest, audit_digest = await _verify(
         store, audit, generation, audit_generation,
-        None if mirror is None else await mirror.store.dump(mirror.generation),
-        None if mirror is None else mirror.audit, positions)
+        None if mirror is None else mirror.expected, positions)
     verified = time.perf_counter()
     switched = False
     dropped: list[int] = []
@@ -156,8 +160,7 @@ async def _rebuild_parallel(log: EventLog, store: ProjectionStore, audit: AuditS
             await audit.restore_indexes(audit_generation, deferred)
         built = time.perf_counter()
         digest, audit_digest = await _verify(store, audit, generation, audit_generation,
-                                             built_report.expected, built_report.audit,
-                                             built_report.positions)
+                                             built_report.expected, built_report.positions)
         verified = time.perf_counter()
         run.go()
         if follow:
@@ -180,23 +183,27 @@ async def _rebuild_parallel(log: EventLog, store: ProjectionStore, audit: AuditS
 
 
 async def _verify(store: ProjectionStore, audit: AuditStore | None, generation: int,
-                  audit_generation: int | None, expected: Dump | None,
-                  expected_audit: AuditDigest | None,
+                  audit_generation: int | None, expected: Expectation | None,
                   positions: Mapping[int, int]) -> tuple[str, str | None]:
+    """Stream the shadow through the expectation (one read of each store, concurrently)."""
     if expected is None:
         return "", None  # not verified: the digests are not worth a full read-back
-    dump = await store.dump(generation)
-    digest = digest_of(dump)
-    audit_digest = await audit.digest(audit_generation) if (
-        audit is not None and audit_generation is not None) else None
-    if digest_of(expected) != digest:
+    audit_read = (asyncio.ensure_future(audit.digest(audit_generation))
+                  if audit is not None and audit_generation is not None else None)
+    try:
+        found = await compare(live_items(store, generation), expected.finish())
+        audit_digest = await audit_read if audit_read is not None else None
+    finally:
+        if audit_read is not None and not audit_read.done():
+            audit_read.cancel()
+    if not found.ok:
         raise VerificationFailed("the shadow generation differs from the fold",
-                                 first_differences(dump, expected))
-    if audit_digest is not None and expected_audit is not None:
-        expected_audit.positions(positions)
-        if expected_audit.hexdigest() != audit_digest:
+                                 found.differences)
+    if audit_digest is not None:
+        expected.audit.positions(positions)
+        if expected.audit.hexdigest() != audit_digest:
             raise VerificationFailed("the shadow audit tables differ from the fold", [])
-    return digest, audit_digest
+    return found.digest, audit_digest
 
 
 async def _switch(advance: Callable[[], Awaitable[object]], store: ProjectionStore,
@@ -250,48 +257,67 @@ class VerifyReport:
 
 
 async def verify_live(log: EventLog, store: ProjectionStore, audit: AuditStore | None = None,
-                      *, attempts: int = 5, progress: Progress | None = None) -> VerifyReport:
-    """Compare the live projections with a fresh replay up to the same positions."""
-    report: VerifyReport | None = None
+                      *, attempts: int = 5, progress: Progress | None = None,
+                      workers: int = 1, batch_size: int = 5000) -> VerifyReport:
+    """Compare the live projections with a fresh replay up to the same positions.
+
+    One fold of the log gives the expectation of both stores (a hash per
+    field, the audit digest's chains); the live generation is then streamed
+    through it once. The audit tables are read back meanwhile, from one
+    snapshot. `workers > 1` folds partition subsets in that many processes
+    when the log is Kafka (see parallel.py).
+    """
     for _ in range(attempts):
         generation = await store.current_generation()
         positions = await store.applied(generation)
-        mirror = Mirror()
-        await mirror.start()
-        projector = Projector(log, mirror.store, generation=mirror.generation)
-        await projector.catch_up(until=_until(log, positions), progress=progress)
-        live = await store.dump(generation)
-        if await store.applied(generation) != positions:
-            continue  # the live projector moved on while we read; try again
-        expected = await mirror.store.dump(mirror.generation)
-        digest, expected_digest = digest_of(live), digest_of(expected)
-        report = VerifyReport(digest == expected_digest, generation, positions, digest,
-                              expected_digest, first_differences(live, expected))
+        audit_generation = audit_positions = None
+        audit_read: asyncio.Future[tuple[dict[int, int], str]] | None = None
         if audit is not None:
-            report.audit_ok = await _verify_audit(log, audit)
-            report.ok = report.ok and bool(report.audit_ok)
-        return report
+            audit_generation = await audit.current_generation()
+            audit_positions = await audit.applied(audit_generation)
+            audit_read = asyncio.ensure_future(audit.snapshot_digest(audit_generation))
+        try:
+            expected = await _replay(log, _until(log, positions),
+                                     None if audit_positions is None
+                                     else _until(log, audit_positions),
+                                     workers=workers, batch_size=batch_size,
+                                     progress=progress)
+            found = await compare(live_items(store, generation), expected.finish())
+            if await store.applied(generation) != positions:
+                continue  # the live projector moved on while we read; try again
+            report = VerifyReport(found.ok, generation, positions, found.digest,
+                                  found.expected_digest, found.differences)
+            if audit_read is not None and audit_positions is not None:
+                read_at, live_audit = await audit_read
+                if read_at != audit_positions:
+                    continue  # the audit projector moved before the snapshot
+                expected.audit.positions(audit_positions)
+                report.audit_ok = expected.audit.hexdigest() == live_audit
+                report.ok = report.ok and report.audit_ok
+            return report
+        finally:
+            if audit_read is not None and not audit_read.done():
+                audit_read.cancel()
+                with contextlib.suppress(BaseException):
+                    await audit_read
     raise RuntimeError("the projection kept moving; verify on a quieter system")
+
+
+async def _replay(log: EventLog, redis_until: dict[int, int],
+                  audit_until: dict[int, int] | None, *, workers: int, batch_size: int,
+                  progress: Progress | None) -> Expectation:
+    if workers > 1 and log.partitions > 1:
+        kafka = kafka_settings_of(log)
+        if kafka is not None:
+            return await replay_parallel(kafka, workers=workers, partitions=log.partitions,
+                                         redis_until=redis_until, audit_until=audit_until,
+                                         batch_size=batch_size, progress=progress)
+    return await replay(log, redis_until, audit_until, batch_size=batch_size,
+                        progress=progress)
 
 
 def _until(log: EventLog, positions: Mapping[int, int]) -> dict[int, int]:
     return {p: positions.get(p, 0) for p in range(log.partitions)}
-
-
-async def _verify_audit(log: EventLog, audit: AuditStore) -> bool:
-    generation = await audit.current_generation()
-    positions = await audit.applied(generation)
-    digest = AuditDigest()
-    folder = Projector(log, MemoryProjectionStore())
-
-    async def collect(folded: dict[int, PartitionBatch]) -> None:
-        for batch in folded.values():
-            digest.add_changes(batch.changes)
-
-    folder.on_batch = collect
-    await folder.catch_up(until=_until(log, positions))
-    digest.positions(positions)
-    return digest.hexdigest() == await audit.digest(generation)
 
 
 async def status(log: EventLog, store: ProjectionStore,
