@@ -86,7 +86,7 @@ class ResourceRules(WorkerRules):
         for (wns, worker), w in self.workers.items():
             if wns != ns or w.deleted or w.purged or w.active is None:
                 continue
-            for b in w.versions[w.active].meta.get("bindings") or ():
+            for b in w.versions[w.active].bindings or ():
                 if b["kind"] == kind and b["target"] == name:
                     users.append(worker)
                     break

@@ -22,9 +22,24 @@ PROMOTION_HISTORY = 50
 
 @dataclass(slots=True)
 class VersionState:
-    meta: dict[str, Any]
+    """An uploaded version, kept as its rendered JSON plus what later rules read of it.
+
+    The metadata as Python objects cost several kilobytes per version (a
+    rebuild holds every version ever uploaded); the JSON text is what is
+    projected anyway, and a version changes only once, when it is deleted.
+    """
+
+    rendered: str  # JSON of the metadata and "deleted", as projected
+    bindings: list[dict[str, Any]] | None = None  # checked when it is activated
+    crons: list[str] | None = None  # rendered into `cron` while it serves
     deleted: bool = False
-    rendered: str = ""  # JSON of meta + deleted, cached: versions never change otherwise
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        """The upload metadata (decoded from the rendered JSON; not on a hot path)."""
+        meta: dict[str, Any] = msgspec.json.decode(self.rendered)
+        meta.pop("deleted", None)
+        return meta
 
 
 @dataclass(slots=True)
@@ -119,7 +134,9 @@ class WorkerRules(NamespaceRules):
                     b.pop(optional, None)
         meta["uploaded_at"] = env.occurred_at
         meta["uploaded_by"] = env.actor
-        w.versions[e.version_id] = VersionState(meta=meta)
+        w.versions[e.version_id] = VersionState(
+            dumps({**meta, "deleted": False}), meta.get("bindings") or None,
+            meta.get("cron_triggers") or None)
         w.live += 1
         w.version += 1
         w.updated_at = env.occurred_at
@@ -135,7 +152,7 @@ class WorkerRules(NamespaceRules):
             raise Reject("version_quarantined",
                          f"version {version_id} of {ns}/{name} is quarantined; lift it first "
                          f"(wdl quarantine lift {ns}/{name} {version_id})")
-        bindings = w.versions[version_id].meta.get("bindings")
+        bindings = w.versions[version_id].bindings
         if bindings:
             # A resource may have been deleted (forced) since the upload.
             self._check_targets(ns, bindings)
@@ -167,6 +184,11 @@ class WorkerRules(NamespaceRules):
             raise Reject("version_active",
                          f"version {e.version_id} is active; promote another version first")
         version.deleted = True
+        # Decoded and encoded again: the same bytes as rendering the metadata
+        # with "deleted": true (sorted keys; only strings, ints and lists in it).
+        rendered = msgspec.json.decode(version.rendered)
+        rendered["deleted"] = True
+        version.rendered = dumps(rendered)
         w.live -= 1
         if w.quarantined.pop(e.version_id, None) is not None:
             out.delete(keys.QUARANTINE, f"{e.namespace}/{e.worker}/{e.version_id}")
@@ -209,10 +231,7 @@ class WorkerRules(NamespaceRules):
 
     def _render_version(self, ns: str, name: str, vid: str, w: WorkerState,
                         out: Changes) -> None:
-        v = w.versions[vid]
-        if not v.rendered or v.deleted:
-            v.rendered = dumps({**v.meta, "deleted": v.deleted})
-        out.set(keys.versions(ns, name), vid, v.rendered)
+        out.set(keys.versions(ns, name), vid, w.versions[vid].rendered)
 
     def _render_worker(self, ns: str, name: str, w: WorkerState, out: Changes) -> None:
         cron_field = f"{ns}/{name}"
@@ -243,7 +262,7 @@ class WorkerRules(NamespaceRules):
             out.delete(keys.CRON, cron_field)
             return
         out.set(keys.routes(ns), name, serving)
-        crons = w.versions[serving].meta.get("cron_triggers") or []
+        crons = w.versions[serving].crons
         if crons:
             out.set(keys.CRON, cron_field, dumps({"version_id": serving, "crons": crons}))
         else:
