@@ -2,8 +2,16 @@
 
 Writes a realistic history to a fresh topic, then measures, in the same run,
 (1) the bare consume-and-decode rate of that topic with aiokafka and the
-codec (the baseline: no projector can be faster than reading its input), and
-(2) a full rebuild of both projections into shadow generations, switched in.
+codec (the baseline: no projector can be faster than reading its input),
+(2) a full rebuild of both projections into shadow generations, switched in,
+(3) the I/O floor: the same reads and as many Redis commands and audit rows
+written by as many processes, without the fold (bench/rebuild_floor.py), and
+(4) `verify_live` of the rebuilt projections (one fold, streamed comparison).
+
+`peak_rss_mb` is the largest sum of the resident memory of this process and
+every worker at one moment during the rebuild (`verify_peak_rss_mb`: during
+verify); the getrusage peaks of the main process and of the largest worker
+are kept as `peak_main_rss_mb` / `peak_worker_rss_mb`.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from bench.history import history
+from bench.rebuild_floor import RssSampler, io_floor
 from eventlog.codec import DEFAULT_CODEC
 from eventlog.kafka import KafkaEventLog, KafkaSettings
 from harness.endpoints import load
@@ -98,33 +107,57 @@ async def run(events: int, partitions: int, batch: int, verify: bool,
                              partitions=partitions)
     store = RedisProjectionStore(ep.redis_url, prefix=prefix)
     try:
-        async with KafkaEventLog(settings) as log, store, AuditStore(database) as audit:
+        async with (KafkaEventLog(settings) as log, store, AuditStore(database) as audit,
+                    RssSampler() as rss):
             write_s = await _write(log, events)
             ends = await log.end_positions()
             total = sum(ends.values())
             base_count, base_s = await _baseline(ep.kafka_bootstrap_servers, topic, ends)
+            rss.phase()
             report = await rebuild(log, store, audit, verify=False, grace_s=0.0,
                                    batch_size=batch, workers=workers)
+            rebuild_rss = rss.phase()
+            floor = await io_floor(settings, store, audit, partitions=partitions,
+                                   workers=workers, batch_size=batch, events=total,
+                                   writes=report.writes)
+            rss.phase()
             verify_s = None
             verified = None
+            verify_rss = None
             if verify:
                 started = time.perf_counter()
-                verified = (await verify_live(log, store, audit)).ok
+                verified = (await verify_live(log, store, audit, workers=workers,
+                                              batch_size=batch)).ok
                 verify_s = round(time.perf_counter() - started, 2)
+                verify_rss = rss.phase()
+            rate = total / report.seconds
+            floor_rate = floor["events"] / floor["seconds"]
             result = {
                 "events": total,
                 "partitions": partitions,
                 "workers": workers,
                 "write_s": round(write_s, 2),
                 "rebuild_s": round(report.seconds, 2),
-                "events_per_s": round(total / report.seconds),
+                "events_per_s": round(rate),
                 "baseline_events_per_s": round(base_count / base_s),
-                "ratio": round((total / report.seconds) / (base_count / base_s), 3),
+                "ratio": round(rate / (base_count / base_s), 3),
+                "io_floor_s": round(floor["seconds"], 2),
+                "io_floor_events_per_s": round(floor_rate),
+                "ratio_io_floor": round(rate / floor_rate, 3),
+                "redis_commands": report.writes.get("commands"),
+                "redis_bytes": report.writes.get("bytes"),
+                "audit_rows": report.writes.get("audit_rows"),
+                "io_floor_redis_commands": floor["redis"].get("commands"),
+                "io_floor_redis_bytes": floor["redis"].get("bytes"),
+                "io_floor_audit_rows": floor["audit_rows"],
                 "dead_letters": report.dead_letters,
                 "switched": report.switched,
                 "verify_ok": verified,
                 "verify_s": verify_s,
-                "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+                "peak_rss_mb": rebuild_rss,
+                "verify_peak_rss_mb": verify_rss,
+                "peak_main_rss_mb": round(
+                    resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
                 # The largest worker process (they run side by side).
                 "peak_worker_rss_mb": round(
                     resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024),

@@ -85,6 +85,7 @@ class Built:
     events: int = 0
     dead_letters: int = 0
     expected: Expectation | None = None  # merged expectations of every worker (verify)
+    writes: dict[str, int] = field(default_factory=dict)  # summed store.written of the workers
 
 
 def _worker_main(job: _Job, out: Any, go: Any, stop: Any) -> None:
@@ -132,11 +133,16 @@ async def _worker(job: _Job, out: Any, go: Any, stop: Any) -> None:
             await asyncio.sleep(0.05)
         out.put(("done", job.index, {"positions": projector.positions(),
                                      "events": projector.events,
-                                     "dead_letters": projector.dead_letters}))
+                                     "dead_letters": projector.dead_letters,
+                                     "writes": _writes(store, audit)}))
 
 
 class WorkerFailed(RuntimeError):
     pass
+
+
+def _writes(store: RedisProjectionStore, audit: AuditStore | None) -> dict[str, int]:
+    return {**store.written, "audit_rows": 0 if audit is None else audit.written_rows}
 
 
 class ParallelRebuild:
@@ -233,6 +239,8 @@ class ParallelRebuild:
             out.positions.update(report["positions"])
             out.events += report["events"]
             out.dead_letters += report["dead_letters"]
+            for name, count in report["writes"].items():
+                out.writes[name] = out.writes.get(name, 0) + count
         return out
 
 

@@ -54,6 +54,8 @@ class RebuildReport:
     seconds: float
     verify_seconds: float = 0.0
     dropped: list[int] = field(default_factory=list)
+    # Redis commands and audit rows written (for benchmarks; not part of the report).
+    writes: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -96,6 +98,7 @@ async def rebuild(log: EventLog, store: ProjectionStore, audit: AuditStore | Non
     `if __name__ == "__main__":` guard (the CLI and `python -m` entry points have it).
     """
     started = time.perf_counter()
+    before = _writes(store, audit, {})
     generation = await store.new_generation()
     audit_generation = await audit.new_generation() if audit is not None else None
     deferred = (await audit.defer_indexes(audit_generation)
@@ -139,8 +142,15 @@ async def rebuild(log: EventLog, store: ProjectionStore, audit: AuditStore | Non
         positions=projector.positions(), events=projector.events,
         dead_letters=projector.dead_letters, digest=digest, audit_digest=audit_digest,
         switched=switched, seconds=built - started, verify_seconds=verified - built,
-        dropped=dropped,
+        dropped=dropped, writes=_writes(store, audit, before),
     )
+
+
+def _writes(store: ProjectionStore, audit: AuditStore | None,
+            since: Mapping[str, int]) -> dict[str, int]:
+    now = {**getattr(store, "written", {}),
+           "audit_rows": 0 if audit is None else audit.written_rows}
+    return {name: count - since.get(name, 0) for name, count in now.items()}
 
 
 async def _rebuild_parallel(log: EventLog, store: ProjectionStore, audit: AuditStore | None,
@@ -179,6 +189,7 @@ async def _rebuild_parallel(log: EventLog, store: ProjectionStore, audit: AuditS
         positions=final.positions, events=final.events, dead_letters=final.dead_letters,
         digest=digest, audit_digest=audit_digest, switched=switched,
         seconds=built - started, verify_seconds=verified - built, dropped=dropped,
+        writes=final.writes,
     )
 
 
