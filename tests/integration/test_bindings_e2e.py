@@ -61,15 +61,6 @@ async def stack(services: Endpoints, fresh_database: str, unique_name: Callable[
         yield stack
 
 
-@pytest.fixture
-async def loopback_stack(services: Endpoints, fresh_database: str,
-                         unique_name: Callable[[str], str], tmp_path: Path,
-                         monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Stack]:
-    async with platform_stack(services, fresh_database, unique_name, tmp_path, monkeypatch,
-                              egress_allow_loopback=True) as stack:
-        yield stack
-
-
 async def get(stack: Stack, ns: str, path: str) -> httpx.Response:
     async with httpx.AsyncClient(timeout=15) as client:
         return await client.get(stack.gateway + path, headers={"host": f"{ns}.workers.local"})

@@ -7,21 +7,20 @@ never check a fresh empty store of its own and print "ok".
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import os
-import sys
 from pathlib import Path
 
 import httpx
 
-from harness.endpoints import ROOT, Endpoints
+from harness.endpoints import Endpoints
 from projections import keys
 from projections.changes import Changes
 from services.dataplane.workerd_process import free_port
 from services.platform import Platform, PlatformOptions
 from services.settings import Settings
+from tests.integration.test_cli_projections import _wdl
 
 TOKEN = "wdl_admin_embedded_projection_test"
 EMPTY = hashlib.sha256(b"").hexdigest()
@@ -35,12 +34,7 @@ def cli_env(tmp_path: Path, url: str) -> dict[str, str]:
 
 
 async def projections(environ: dict[str, str], *args: str) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "cli.main", "projections", *args, cwd=ROOT, env=environ,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await proc.communicate()
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
+    return await _wdl(environ, *args)
 
 
 async def test_status_verify_and_rebuild_act_on_the_running_embedded_platform(

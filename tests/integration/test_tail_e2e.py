@@ -12,15 +12,13 @@ import asyncio
 import json
 import re
 import signal
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
+from collections.abc import Callable
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from harness.endpoints import Endpoints
-from tests.platform_stack import WDL, Stack, platform_stack
+from tests.platform_stack import WDL, Stack
 
 pytestmark = pytest.mark.integration
 
@@ -105,12 +103,9 @@ class Tail:
 
 
 @pytest.fixture
-async def stack(services: Endpoints, fresh_database: str, unique_name: Callable[[str], str],
-                tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Stack]:
+def stack(loopback_stack: Stack) -> Stack:
     # Loopback egress allowed: the spoofing tenant may even reach the data service.
-    async with platform_stack(services, fresh_database, unique_name, tmp_path, monkeypatch,
-                              egress_allow_loopback=True) as stack:
-        yield stack
+    return loopback_stack
 
 
 async def get(stack: Stack, ns: str, path: str) -> httpx.Response:
