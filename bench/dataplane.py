@@ -21,8 +21,10 @@ gateway -> state service -> projection, the same code as on Redis):
 * `warm_request_p50_ms` / `two_isolate_warm_p50_ms`: one request at a time (the
   same client) through the gateway and through the floor; `warm_over_floor_ms` the
   difference;
-* plus a recycle's duration, whether tail consumers were on (`tails`,
-  `WDL_TAILS=0` turns them off) and the wrk parameters.
+* `gateway_notails_rps` / `ratio_floor_notails`: the gateway without tail consumers
+  (`WDL_TAILS=0`: no live tail, no per-worker request metrics), same run, new processes;
+  `tails` says whether `gateway_rps` had them (the default: on);
+* plus a recycle's duration and the wrk parameters.
 
 Needs `wrk` (Debian: `apt-get install wrk`).
 """
@@ -40,6 +42,7 @@ import statistics
 import subprocess
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -208,6 +211,18 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                           threads=args.threads)
                 gateway_rps = await wrk(gw + "/hello/", HOST, seconds=args.seconds,
                                         connections=args.connections, threads=args.threads)
+                # The same without tail consumers (WDL_TAILS=0): new processes, same run.
+                tails = platform.gateway.options.tails
+                platform.gateway.options = replace(platform.gateway.options, tails=not tails)
+                await platform.gateway.recycle("bench")
+                await wrk(gw + "/hello/", HOST, seconds=2, connections=args.connections,
+                          threads=args.threads)
+                other_rps = await wrk(gw + "/hello/", HOST, seconds=args.seconds,
+                                      connections=args.connections, threads=args.threads)
+                platform.gateway.options = replace(platform.gateway.options, tails=tails)
+                await platform.gateway.recycle("bench")
+                await wrk(gw + "/hello/", HOST, seconds=1, connections=args.connections,
+                          threads=args.threads)
                 floor_rps = (floor_rps + await floor.rps(max(2, args.seconds // 2))) / 2
                 # Warm latency, one request at a time, interleaved in blocks.
                 floor_warm = gw_warm = 0.0
@@ -253,7 +268,6 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     raise RuntimeError(f"read-your-writes broken: {polls} requests after the ack")
 
             stats = await platform.gateway.stats()
-            tails = platform.gateway.options.tails
             report = await platform.gateway.recycle("bench")
 
         base = await baseline(tenant_source("v0"), args, work)
@@ -266,6 +280,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "two_isolate_1proc_rps": round(floor1_rps, 1),
         "gateway_processes": processes,
         "tails": tails,
+        "gateway_notails_rps": round(other_rps if tails else gateway_rps, 1),
+        "ratio_floor_notails": round((other_rps if tails else gateway_rps) / floor_rps, 3),
         "watchdog_on_rps": round(with_dog / 2, 1),
         "watchdog_off_rps": round(without_dog / 2, 1),
         "watchdog_cost": round(1 - with_dog / without_dog, 4),

@@ -291,6 +291,7 @@ class Projector:
         # database, whose writes follow one batch behind (in order, at most two queued).
         primary: asyncio.Task[None] | None = None
         rest: deque[asyncio.Task[None]] = deque()
+        gen_check: asyncio.Task[bool] | None = None
         last_gen_check = 0.0
         try:
             async for records in batches:
@@ -300,11 +301,18 @@ class Projector:
                     await primary
                 while len(rest) > 1:
                     await rest.popleft()
-                if follow and time.monotonic() - last_gen_check > 0.5:
-                    last_gen_check = time.monotonic()
-                    while rest:  # a refresh must not race a write of its sink
-                        await rest.popleft()
-                    await self._follow_generations()
+                if follow:
+                    # Asked in the background (a PostgreSQL query for the audit sink),
+                    # so a batch never waits for the check, only for a switch it found.
+                    if gen_check is not None and gen_check.done():
+                        moved, gen_check = gen_check.result(), None
+                        if moved:
+                            while rest:  # a refresh must not race a write of its sink
+                                await rest.popleft()
+                            await self._follow_generations()
+                    if gen_check is None and time.monotonic() - last_gen_check > 0.5:
+                        last_gen_check = time.monotonic()
+                        gen_check = asyncio.ensure_future(self._generations_moved())
                 everything = (_merge({p: b.changes for p, b in folded.items()})
                               if len(self.sinks) > 1 and len(folded) > 1 else None)
                 # Live verdicts only, and only of events the primary store did not have
@@ -322,11 +330,17 @@ class Projector:
             while rest:
                 await rest.popleft()
         finally:
-            for task in (primary, *rest):
+            for task in (gen_check, primary, *rest):
                 if task is not None and not task.done():
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError, Exception):
                         await task
+
+    async def _generations_moved(self) -> bool:
+        for sink in self.sinks:
+            if sink.follow and await sink.store.current_generation() != sink.generation:
+                return True
+        return False
 
     async def _follow_generations(self) -> None:
         for sink in self.sinks:
