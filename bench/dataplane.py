@@ -102,7 +102,10 @@ async def wrk(url: str, host: str, *, seconds: int, connections: int, threads: i
     text = out.decode()
     bad = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
     if proc.returncode != 0 or bad:
-        raise RuntimeError(f"wrk failed or got errors:\n{text}{err.decode()}")
+        async with httpx.AsyncClient(timeout=10, headers={"host": host}) as client:
+            sample = await client.get(url)
+        raise RuntimeError(f"wrk failed or got errors:\n{text}{err.decode()}\n"
+                           f"a request now: {sample.status_code} {sample.text[:500]}")
     found = re.search(r"Requests/sec:\s+([\d.]+)", text)
     if found is None:
         raise RuntimeError(f"unexpected wrk output:\n{text}")
@@ -190,6 +193,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         settings = Settings.from_env({"WDL_DATA_DIR": str(work / "data"),
                                       "WDL_ADMIN_TOKEN": TOKEN}, embedded=True)
         options = PlatformOptions(api_port=0, gateway_port=0, state_port=0, data_port=0,
+                                  scheduler_health_port=0, projector_health_port=0,
                                   workerd_bin=args.workerd, recycle=RecyclePolicy(interval=0))
         async with Platform(settings, options) as platform, httpx.AsyncClient(
                 base_url=platform.api.url if platform.api else "", timeout=30,

@@ -32,11 +32,20 @@ import msgspec
 
 from eventlog.partitioning import partition_for
 from projections import keys
+from projections.redis_store import RedisProjectionStore
 from projections.store import ProjectionStore
 from services.state.coalesce import Coalescer
 from services.state.routing import HostClaim
 
 _decode = msgspec.json.Decoder()
+
+# The current generation and its applied positions in one round trip: every barrier
+# round of every gateway process reads them (two sequential reads otherwise).
+_POSITION = """
+local g = redis.call('GET', KEYS[1])
+if not g then return false end
+return {g, redis.call('HGETALL', ARGV[1] .. 'g' .. g .. ':' .. ARGV[2])}
+"""
 
 
 @dataclass(frozen=True)
@@ -142,6 +151,7 @@ class RouteView:
         self._evicted: set[str] = set()
         self._lock = asyncio.Lock()
         self._sync = Coalescer(self._sync_once)
+        self._position_script: Any = None
 
     # --- freshness -------------------------------------------------------------
 
@@ -149,9 +159,22 @@ class RouteView:
         """Bring the cache up to the projection's position as of (at least) now; the epoch."""
         return await self._sync.run()
 
+    async def _read_position(self) -> Position:
+        store = self.store
+        if isinstance(store, RedisProjectionStore):
+            if self._position_script is None:
+                self._position_script = store.client.register_script(_POSITION)
+            found = await self._position_script(keys=[f"{store.prefix}current"],
+                                                args=[store.prefix, keys.APPLIED])
+            if found:
+                flat = found[1]
+                return int(found[0]), {int(flat[i]): int(flat[i + 1])
+                                       for i in range(0, len(flat), 2)}
+        gen = await store.current_generation()  # creates the first generation if needed
+        return gen, await store.applied(gen)
+
     async def _sync_once(self) -> int:
-        gen = await self.store.current_generation()
-        applied = await self.store.applied(gen)
+        gen, applied = await self._read_position()
         if self._position == (gen, applied):
             return self.epoch
         async with self._lock:
