@@ -36,6 +36,7 @@ from eventlog.port import Record
 from projections.audit_store import AuditStore
 from projections.changes import Changes
 from projections.redis_store import RedisProjectionStore
+from projections.store import StalePosition
 
 _json = msgspec.json.Encoder(order="sorted")
 _DEPLOYMENT = (ev.WorkerVersionUploaded, ev.VersionPromoted, ev.WorkerRolledBack,
@@ -57,7 +58,7 @@ class FloorJob:
     # Per event, what the real rebuild wrote to Redis (totals / events).
     commands_per_event: float
     arguments_per_command: float
-    bytes_per_argument: float
+    bytes_per_event: float
 
 
 class _Quota:
@@ -120,32 +121,39 @@ async def _floor(job: FloorJob, out: Any) -> None:
         audit_applied: dict[int, int] = {}
         # Two commands of every transaction are the positions and the change message.
         commands = _Quota(job.commands_per_event)
-        value = "x" * max(1, round(job.bytes_per_argument))
         # An HSET's arguments: its key, then a name and a value per field.
         per_command = max(1, round((job.arguments_per_command - 1) / 2))
+        target = 0.0  # bytes the real rebuild wrote for the events written so far
+        last_batch = 0.0
         counter = 0
         pending: asyncio.Future[Any] | None = None
         events = 0
         batches = log.read_batches(dict.fromkeys(job.partitions, 0), max_batch=job.batch_size)
         async for records in batches:
-            parts: dict[int, Changes] = {}
+            # One transaction per batch for all its partitions, as the projector writes.
+            changes = Changes()
             for record in records:
-                changes = parts.get(record.position.partition)
-                if changes is None:
-                    changes = parts[record.position.partition] = Changes()
                 _rows(record, changes)
-            for p, changes in parts.items():
-                n = max(0, commands.take(len(changes.audit) + len(changes.dead_letters)) - 2)
-                for _ in range(n):
-                    counter += 1
-                    key = f"floor:{p}:{counter % 32768}"
-                    fields = changes.fields.setdefault(key, {})
-                    for j in range(per_command):
-                        fields[f"{counter}.{j}"] = value
+            n = max(0, commands.take(len(records)) - 2)
+            # Values sized so that the bytes sent match the real rebuild's: this
+            # batch's share, corrected by how far the batches written so far missed.
+            batch_bytes = job.bytes_per_event * len(records)
+            in_flight = last_batch if pending is not None and not pending.done() else 0.0
+            missed = target - in_flight - store.written["bytes"] if target else 0.0
+            target += batch_bytes
+            last_batch = batch_bytes
+            per_field = ((batch_bytes + missed - 250 - 40 * n) / max(1, n * per_command)
+                         - len(f"{counter + n}.0") - 12)
+            value = "x" * max(1, round(per_field))
+            for _ in range(n):
+                counter += 1
+                fields = changes.fields.setdefault(f"floor:{counter % 32768}", {})
+                for j in range(per_command):
+                    fields[f"{counter}.{j}"] = value
             if pending is not None:
                 await pending
-            pending = asyncio.gather(*(_write(store, audit, job, p, c, applied, audit_applied)
-                                       for p, c in parts.items()))
+            pending = asyncio.ensure_future(_write(store, audit, job, changes, applied,
+                                                   audit_applied))
             events += len(records)
             out.put(("progress", job.index, len(records)))
         if pending is not None:
@@ -154,13 +162,28 @@ async def _floor(job: FloorJob, out: Any) -> None:
                                      "audit_rows": audit.written_rows}))
 
 
-async def _write(store: RedisProjectionStore, audit: AuditStore, job: FloorJob, p: int,
+async def _write(store: RedisProjectionStore, audit: AuditStore, job: FloorJob,
                  changes: Changes, applied: dict[int, int],
                  audit_applied: dict[int, int]) -> None:
-    await asyncio.gather(
-        store.apply(job.generation, changes, {p: applied.get(p, 0)}),
-        audit.apply(job.audit_generation, changes, {p: audit_applied.get(p, 0)}))
-    applied[p] = audit_applied[p] = changes.positions[p]
+    await asyncio.gather(_apply(store, job.generation, changes, applied),
+                         _apply(audit, job.audit_generation, changes, audit_applied))
+
+
+async def _apply(store: RedisProjectionStore | AuditStore, generation: int, changes: Changes,
+                 applied: dict[int, int]) -> None:
+    expected = {p: applied.get(p, 0) for p in changes.positions}
+    for _ in range(50):
+        try:
+            await store.apply(generation, changes, expected)
+            break
+        except StalePosition:
+            # Another worker wrote its partitions' positions into the shared
+            # hash meanwhile (WATCH); ours are unchanged, so write again, as
+            # the projector does.
+            continue
+    else:
+        raise StalePosition("gave up after 50 lost races")
+    applied.update(changes.positions)
 
 
 def _main(job: FloorJob, out: Any) -> None:
@@ -191,7 +214,7 @@ async def io_floor(kafka: KafkaSettings, store: RedisProjectionStore, audit: Aud
                      commands_per_event=cmds / max(1, events),
                      arguments_per_command=((args - 2 * transactions)
                                             / max(1, cmds - 2 * transactions)),
-                     bytes_per_argument=writes.get("bytes", 0) / args)
+                     bytes_per_event=writes.get("bytes", 0) / max(1, events))
             for i, parts in enumerate(owned)]
     procs = [ctx.Process(target=_main, args=(job, out), daemon=True) for job in jobs]
     for proc in procs:

@@ -56,6 +56,14 @@ from projections.store import GenerationMissing, StalePosition
 _json = msgspec.json.Encoder(order="sorted")
 ROOT = Path(__file__).resolve().parent.parent
 
+try:  # psycopg's C implementation, when installed (psycopg[binary] / psycopg[c])
+    from psycopg._cmodule import _psycopg as _psycopg_c
+
+    _format_row_text: Any = getattr(_psycopg_c, "format_row_text", None)
+except ImportError:  # pragma: no cover - the pure-Python psycopg
+    _format_row_text = None
+_COPY_BUFFER = 1 << 20
+
 ROW_TABLES: tuple[tuple[str, Table], ...] = tuple(
     (name, model.__table__)  # type: ignore[misc]
     for name, model in (("audit", AuditEvent), ("deployments", Deployment),
@@ -319,6 +327,19 @@ class AuditStore:
                     # Format rows with the copy's own (C) formatter in a plain
                     # loop and await only when a buffer is full: one awaited
                     # write_row per row cost more than formatting the row.
+                    if _format_row_text is not None:
+                        # Straight into our buffer: write_row is a Python frame
+                        # around this same C function, a few percent of a rebuild.
+                        tx = copy.formatter.transformer
+                        buf = bytearray()
+                        for row in batch:
+                            _format_row_text(pick(row), tx, buf)
+                            if len(buf) > _COPY_BUFFER:
+                                await copy.write(buf)
+                                buf = bytearray()
+                        if buf:
+                            await copy.write(buf)
+                        continue
                     format_row = copy.formatter.write_row
                     for row in batch:
                         data = format_row(pick(row))

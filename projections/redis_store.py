@@ -58,7 +58,8 @@ class RedisProjectionStore(ProjectionStore):
         self._listener: asyncio.Task[None] | None = None
         self._changed = asyncio.Event()
         # What `apply` has written through this client (benchmarks compare against it).
-        self.written = {"transactions": 0, "commands": 0, "arguments": 0, "bytes": 0}
+        self.written = {"transactions": 0, "commands": 0, "arguments": 0, "bytes": 0,
+                        "lost_races": 0}
 
     # --- lifecycle --------------------------------------------------------
 
@@ -205,6 +206,7 @@ class RedisProjectionStore(ProjectionStore):
         finally:
             await pool.release(conn)
         if results is None:
+            self.written["lost_races"] += 1
             raise StalePosition("applied positions changed during the write")
         errors = [r for r in results if isinstance(r, Exception)]
         if errors:

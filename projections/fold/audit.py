@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from eventlog import events as ev
+from eventlog.aggregates import AggregateKind
 from eventlog.envelope import Envelope
 from projections.changes import Changes
 from projections.fold.encoding import _json, dumps
@@ -30,7 +31,7 @@ def audit(env: Envelope, verdict: Verdict, out: Changes) -> None:
         "event_id": env.event_id,
         "event_type": env.type,
         "schema_version": env.schema_version,
-        "aggregate_kind": str(env.aggregate_kind),
+        "aggregate_kind": _KIND_TEXT.get(env.aggregate_kind) or str(env.aggregate_kind),
         "aggregate_id": env.aggregate_id,
         "namespace": namespace,
         "worker": worker,
@@ -72,6 +73,8 @@ _LEASE_EVENTS = (ev.LeaseAcquired, ev.LeaseRenewed, ev.LeaseReleased, ev.LeaseTa
 # once per type instead of per event: getattr() with a default raises and catches
 # an AttributeError inside for every event type that lacks the field.
 _AUDIT_SHAPES: dict[type[Any], tuple[bool, bool, int, str]] = {}
+# str() of a StrEnum member runs Python code; the few kinds are rendered once.
+_KIND_TEXT: dict[Any, str] = {kind: str(kind) for kind in AggregateKind}
 
 
 def _audit_shape(cls: type[Any]) -> tuple[bool, bool, int, str]:

@@ -23,10 +23,13 @@ and bound once per partition, so an event costs one dict lookup to dispatch.
 
 from __future__ import annotations
 
+import uuid
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
+
+import msgspec
 
 from eventlog.envelope import Envelope
 from eventlog.port import Record
@@ -40,6 +43,15 @@ from projections.fold.encoding import dumps
 VERDICT_WINDOW = 20_000
 
 Handler = Callable[[Any, Envelope, Changes], int]
+
+_encode_uuid = msgspec.json.Encoder().encode
+
+
+def _uuid_text(value: Any) -> str:
+    """str(uuid) in C: the JSON string msgspec renders is its canonical text."""
+    if type(value) is uuid.UUID:
+        return _encode_uuid(value)[1:-1].decode()
+    return str(value)
 
 
 class Reject(Exception):
@@ -153,7 +165,7 @@ class FoldCore:
             return None
 
     def _apply(self, env: Envelope, partition: int, offset: int, out: Changes) -> Verdict:
-        event_id = str(env.event_id)
+        event_id = _uuid_text(env.event_id)
         payload = env.payload
         handler = self._handlers.get(type(payload))
         agg_version = self._aggregate_version(env)
