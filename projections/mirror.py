@@ -139,8 +139,7 @@ async def compare(live: AsyncIterator[tuple[str, Mapping[str, str]]], expected: 
             if expected_hash != blake(encoded, digest_size=16).digest() and len(found) < keep:
                 found.append((key, name, fields[name], expected_hash is not None))
         h.update(b"\x03")
-        if len(want) > len(fields):
-            found.extend((key, name, None, True) for name in want if name not in fields)
+        found.extend((key, name, None, True) for name in want if name not in fields)
     for key in expected.keys() - seen:
         found.extend((key, name, None, True) for name in expected[key])
     digest = h.hexdigest()

@@ -259,8 +259,9 @@ class RedisProjectionStore(ProjectionStore):
         the live or shadow generation through a digest and a comparison.
         """
         strip = len(self.key(generation, ""))
-        names = sorted([k async for k in self.client.scan_iter(
-            match=self.key(generation, "*"), count=5000)])
+        # SCAN may return a key more than once; the digest must see it once.
+        names = sorted({k async for k in self.client.scan_iter(
+            match=self.key(generation, "*"), count=5000)})
         for i in range(0, len(names), chunk):
             part = names[i:i + chunk]
             async with self.client.pipeline(transaction=False) as pipe:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -108,3 +108,12 @@ async def test_verify_live_in_one_pass_agrees_and_then_names_a_tampered_field(
         report = await verify_live(log, store)
         assert not report.ok
         assert any("routes:ns0 [w0]" in d and "evil" in d for d in report.differences)
+
+
+async def test_compare_names_a_missing_field_beside_an_extra_one() -> None:
+    async def live() -> AsyncIterator[tuple[str, dict[str, str]]]:
+        yield "k", {"a": "1", "x": "extra"}
+
+    found = await compare(live(), {"k": {"a": value_hash("1"), "b": value_hash("2")}})
+    assert found.differences == ["k [b]: live=<missing> replay=<a value>",
+                                 "k [x]: live=extra replay=<missing>"]
