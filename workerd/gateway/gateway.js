@@ -160,10 +160,7 @@ async function syncOnce(env) {
 
 // Each round is started by a request that itself waits for it (never from a
 // promise reaction of another request, whose I/O context may be gone), and
-// shared with every request that arrived before it started. A round carries
-// its own deadline (one timer per round, not one per request) and is kept
-// running with waitUntil, so a client disconnect cannot leave other requests
-// waiting on a cancelled subrequest.
+// shared with every request that arrived before it started.
 async function barrier(env, ctx) {
   const arrival = ++arrivals;
   for (;;) {
@@ -174,20 +171,25 @@ async function barrier(env, ctx) {
     }
     if (r === null) {
       const mine = { seq: arrivals, startedAt: Date.now(), promise: null };
-      mine.promise = withTimeout(syncOnce(env), SYNC_TIMEOUT_MS, "the state service")
-        .finally(() => { if (round === mine) round = null; });
+      mine.promise = syncOnce(env).finally(() => { if (round === mine) round = null; });
       round = mine;
+      // Other requests wait for this round: keep it running even if this
+      // request's client goes away (its handler is then cancelled).
       ctx.waitUntil(mine.promise.catch(() => {}));
       return mine.promise;
     }
     if (r.seq >= arrival) return r.promise; // started after this request arrived
-    await r.promise.catch(() => {});
+    await withTimeout(r.promise, SYNC_TIMEOUT_MS, "the state service").catch(() => {});
   }
 }
 
 async function fresh(env, ctx) {
   try {
-    await barrier(env, ctx);
+    // Each request waits under its own timer even when it joins another request's
+    // round: workerd cancels a request as hung ("would never generate a response")
+    // when nothing of its own I/O context is pending, and a promise resolved from
+    // another request's context does not count.
+    await withTimeout(barrier(env, ctx), SYNC_TIMEOUT_MS, "the state service");
   } catch (err) {
     if (st.epoch >= 0 && Date.now() - st.syncedAt <= STALE_BOUND_MS) return;
     throw err instanceof PlatformError ? err
