@@ -8,7 +8,8 @@ run it measures bare aiokafka send-and-ack latency (acks=all, idempotent, the
 same settings as the event log) of records of the same size: the floor any
 command path built on the log must sit on.
 
-Result: p50_ms, p99_ms (end to end), baseline_p50_ms, ratio_p50 (p50 / baseline).
+Result: p50_ms, p99_ms (end to end), baseline_p50_ms, ratio_p50 (p50 / baseline),
+goal_met (p99 <= 10 ms). The machine's own load shows in both: compare runs by ratio.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ from eventlog.kafka import KafkaEventLog, KafkaSettings
 from harness.endpoints import load
 from services.api.launcher import ControlStack, stack_env
 from services.crypto.rootkey import RootKey
+
+GOAL_P99_MS = 10.0  # issue 14: command -> projected verdict
 
 
 def _percentile(samples: list[float], q: float) -> float:
@@ -138,6 +141,6 @@ def main(argv: list[str]) -> dict[str, Any]:
         "p99_ms": round(p99, 3), "max_ms": round(max(samples), 3),
         "baseline_p50_ms": round(base_p50, 3),
         "baseline_p99_ms": round(_percentile(baseline, 0.99), 3),
-        "ratio_p50": round(p50 / base_p50, 2), "goal_p99_ms": 25.0,
-        "goal_met": p99 <= 25.0,
+        "ratio_p50": round(p50 / base_p50, 2), "goal_p99_ms": GOAL_P99_MS,
+        "goal_met": p99 <= GOAL_P99_MS,
     }
