@@ -126,8 +126,7 @@ def test_listings_keep_values_whole(monkeypatch: pytest.MonkeyPatch, argv: list[
     monkeypatch.setattr(common, "ControlClient", FakeClient)
     monkeypatch.setattr(common, "stdout_console", lambda: console)
     command = _command(argv)
-    if command is None:
-        pytest.skip(f"wdl {argv[0]} is not registered in this tree")
+    assert command is not None, f"wdl {' '.join(argv)} is not a command"
     scoped = ["--ns", "demo"] if "--ns" in _options(command) else []
     result = CliRunner().invoke(app, [*argv, *scoped, "--url", "http://control.test",
                                       "--token", "t"])
