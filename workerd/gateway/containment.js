@@ -53,6 +53,12 @@ export function admit(ns, worker, version) {
   };
 }
 
+// The version of an admitted target, once its route is known.
+export function nameVersion(ns, worker, version) {
+  const a = admitted.get(ns + "/" + worker);
+  if (a && version) a.target[2] = version;
+}
+
 // The body of one barrier round; taken when the round starts.
 export function roundMarkers(instance) {
   const targets = [...marks.values()];

@@ -13,7 +13,7 @@ import { WorkerEntrypoint } from "cloudflare:workers";
 import { resolveTarget } from "./routing.js";
 import { egressRefusal } from "./egress.js";
 import { HEADER as REQUEST_ID, openRequest, spendSubrequest, withinWall } from "./budgets.js";
-import { admit, announce, ended, mark, markUnknown, probationEnter,
+import { admit, announce, ended, mark, markUnknown, nameVersion, probationEnter,
          roundMarkers } from "./containment.js";
 import shimSource from "./tenant/shim.js";
 import kvSource from "./tenant/kv.js";
@@ -515,7 +515,7 @@ async function handle(request, env, ctx) {
     if (entry.missing) {
       return reply(entry.missing.status || 404, entry.missing.code, entry.missing.message);
     }
-    admit(target.namespace, target.worker, entry.version)();  // names the version
+    nameVersion(target.namespace, target.worker, entry.version);
     if (entry.probation) {
       endProbation = await probationEnter(env, [target.namespace, target.worker,
                                                 entry.version]);
