@@ -20,8 +20,10 @@ import bench
 
 
 def available() -> list[str]:
-    return sorted(m.name for m in pkgutil.iter_modules(bench.__path__)
-                  if not m.name.startswith("_"))
+    """Modules with a `main`; the others (baselines, history builders) are their helpers."""
+    names = (m.name for m in pkgutil.iter_modules(bench.__path__) if not m.name.startswith("_"))
+    return sorted(n for n in names
+                  if callable(getattr(importlib.import_module(f"bench.{n}"), "main", None)))
 
 
 def run_all() -> int:
