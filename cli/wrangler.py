@@ -97,7 +97,7 @@ def strip_jsonc(text: str) -> str:
 # Wrangler binding keys WDL does not serve yet: deploy refuses them before any
 # upload, naming the key, rather than deploying a worker whose env lacks them.
 UNSUPPORTED_KEYS = (
-    "d1_databases", "durable_objects", "migrations", "queues", "workflows", "worker_loaders",
+    "durable_objects", "migrations", "queues", "worker_loaders",
     "ai", "vectorize", "hyperdrive", "analytics_engine_datasets", "browser", "assets", "site",
     "dispatch_namespaces", "mtls_certificates", "send_email", "tail_consumers", "images",
     "version_metadata", "pipelines", "secrets_store_secrets", "unsafe", "logfwdr",
@@ -141,6 +141,8 @@ def read_bindings(doc: dict[str, Any], config: str) -> list[dict[str, str]]:
         where = f"{config}: r2_buckets[{i}]"
         out.append({"name": _string(r2, "binding", where), "kind": "r2",
                     "target": _string(r2, "bucket_name", where)})
+    out.extend({"name": d["binding"], "kind": "d1", "target": d["database_name"]}
+               for d in read_d1_databases(doc, config))
     for i, svc in enumerate(_table_list(doc, "services", config)):
         where = f"{config}: services[{i}]"
         target = _string(svc, "service", where)
@@ -148,7 +150,51 @@ def read_bindings(doc: dict[str, Any], config: str) -> list[dict[str, str]]:
         out.append({"name": _string(svc, "binding", where), "kind": "service",
                     "target": worker, "namespace": namespace,
                     "entrypoint": _string(svc, "entrypoint", where, required=False)})
+    out.extend(_workflow_bindings(doc, config))
     return out
+
+
+def _workflow_bindings(doc: dict[str, Any], config: str) -> list[dict[str, str]]:
+    """`workflows`: name, binding, class_name of this worker (docs/workflows.md)."""
+    out: list[dict[str, str]] = []
+    for i, wf in enumerate(_table_list(doc, "workflows", config)):
+        where = f"{config}: workflows[{i}]"
+        if wf.get("script_name") and wf.get("script_name") != doc.get("name"):
+            # Instances run on the version of the worker that declares the class.
+            raise ProjectError(f"{where}: `script_name` (a workflow of another worker) is not "
+                               "supported by WDL; bind it from the worker that defines it")
+        out.append({"name": _string(wf, "binding", where), "kind": "workflow",
+                    "target": _string(wf, "name", where),
+                    "entrypoint": _string(wf, "class_name", where)})
+    return out
+
+
+def read_d1_databases(doc: dict[str, Any], config: str) -> list[dict[str, str]]:
+    """`d1_databases`: binding, database_name, and the optional database_id (a uuid the
+    database gets when deploy provisions it) and migrations_dir (default `migrations`)."""
+    out: list[dict[str, str]] = []
+    for i, db in enumerate(_table_list(doc, "d1_databases", config)):
+        where = f"{config}: d1_databases[{i}]"
+        binding = _string(db, "binding", where)
+        out.append({"binding": binding,
+                    "database_name": _string(db, "database_name", where, required=False)
+                    or binding.lower().replace("_", "-"),
+                    "database_id": _string(db, "database_id", where, required=False).lower(),
+                    "migrations_dir": _string(db, "migrations_dir", where, required=False)
+                    or "migrations"})
+    return out
+
+
+def read_config(root: Path) -> tuple[dict[str, Any], str]:
+    """The parsed wrangler config of a project and its file name."""
+    path = find_config(root)
+    try:
+        text = path.read_text(encoding="utf-8")
+        doc: dict[str, Any] = (tomllib.loads(text) if path.suffix == ".toml"
+                               else json.loads(strip_jsonc(text)))
+    except (OSError, ValueError) as exc:
+        raise ProjectError(f"cannot parse {path.name}: {exc}") from None
+    return doc, path.name
 
 
 def find_config(root: Path) -> Path:

@@ -46,6 +46,11 @@ def resources(kind: str, namespace: str) -> str:
     return f"res:{kind}:{namespace}"
 
 
+def d1_backups(namespace: str, database: str) -> str:
+    """Backups of one D1 database: backup id -> JSON {size, sha256, created_at, created_by}."""
+    return f"d1_backups:{namespace}/{database}"
+
+
 def verdicts(partition: int) -> str:
     return f"verdicts:{partition}"
 

@@ -17,6 +17,7 @@ from typing import get_args
 
 from eventlog.events import (
     cron,
+    d1,
     hosts,
     kv,
     leases,
@@ -37,6 +38,14 @@ from eventlog.events.base import (
     BaseEvent,
 )
 from eventlog.events.cron import CronEvent, CronRunCompleted, CronSlotClaimed, CronStatus
+from eventlog.events.d1 import (
+    D1BackupCreated,
+    D1DatabaseCreated,
+    D1DatabaseDeleted,
+    D1DatabaseRestored,
+    D1Event,
+    D1MigrationsApplied,
+)
 from eventlog.events.hosts import HostClaimed, HostEvent, HostMatch, HostReleased
 from eventlog.events.kv import KvEvent, KvNamespaceCreated, KvNamespaceDeleted
 from eventlog.events.leases import (
@@ -82,11 +91,11 @@ from eventlog.events.workers import (
 )
 
 Event = (NamespaceEvent | WorkerEvent | SecretEvent | HostEvent | LeaseEvent | TokenEvent
-         | CronEvent | KvEvent | R2Event | PolicyEvent | QuarantineEvent)
+         | CronEvent | KvEvent | R2Event | D1Event | PolicyEvent | QuarantineEvent)
 
 # The registry, in catalogue order: each module contributes its `CLASSES`.
 _KINDS: tuple[_Module, ...] = (namespaces, workers, secrets, hosts, leases, tokens, cron, kv, r2,
-                               policies, quarantine)
+                               d1, policies, quarantine)
 
 EVENT_CLASSES: tuple[type[Event], ...] = tuple(cls for kind in _KINDS for cls in kind.CLASSES)
 
@@ -113,6 +122,12 @@ __all__ = [
     "CronRunCompleted",
     "CronSlotClaimed",
     "CronStatus",
+    "D1BackupCreated",
+    "D1DatabaseCreated",
+    "D1DatabaseDeleted",
+    "D1DatabaseRestored",
+    "D1Event",
+    "D1MigrationsApplied",
     "EgressMode",
     "EgressPolicySet",
     "EgressRule",

@@ -18,11 +18,13 @@ from eventlog.events.base import (
     BaseEvent,
     _no_generation,
 )
+from eventlog.events.d1 import d1_name
 from eventlog.precondition import Precondition
 
 ModuleType = Literal["esm", "commonjs", "text", "data", "wasm", "json", "python"]
-BindingKind = Literal["service", "json", "text", "secret", "kv", "r2"]
-RESOURCE_BINDING_KINDS = frozenset({"kv", "r2"})
+BindingKind = Literal["service", "json", "text", "secret", "kv", "r2", "d1",
+                      "workflow"]
+RESOURCE_BINDING_KINDS = frozenset({"kv", "r2", "d1"})
 
 _ENTRY_MODULE_TYPES = frozenset({"esm", "commonjs", "python"})
 
@@ -42,7 +44,10 @@ class Binding(msgspec.Struct, frozen=True, kw_only=True):
     `service`: `target` is a worker of this namespace, or of `namespace` when
     that is another one (which must have granted it), served by its default
     export or by the named `entrypoint`.
-    `kv` / `r2`: `target` is a KV namespace / R2 bucket of this namespace.
+    `kv` / `r2` / `d1`: `target` is a KV namespace / R2 bucket / D1 database of this
+    namespace.
+    `workflow`: `target` is the workflow's name, `entrypoint` the class of this
+    worker that runs its instances (docs/workflows.md).
     `secret`: `target` is a secret name, resolved at load time.
     `json`: `value` is JSON text. `text`: `value` is the string itself.
     """
@@ -143,7 +148,8 @@ class WorkerVersionUploaded(_WorkerEvent, frozen=True, kw_only=True):
                 raise InvalidEvent(f"{field}.name", f"{binding.name!r}: names starting with "
                                                     f"{v.RESERVED_BINDING_PREFIX} are reserved")
             seen.add(binding.name)
-            if binding.kind != "service" and (binding.namespace or binding.entrypoint):
+            if (binding.kind != "service" and binding.namespace) or \
+                    (binding.kind not in ("service", "workflow") and binding.entrypoint):
                 raise InvalidEvent(field, "namespace and entrypoint are for service bindings")
             if binding.kind == "service":
                 v.name(f"{field}.target", binding.target)
@@ -155,6 +161,12 @@ class WorkerVersionUploaded(_WorkerEvent, frozen=True, kw_only=True):
                 v.kv_name(f"{field}.target", binding.target)
             elif binding.kind == "r2":
                 v.bucket_name(f"{field}.target", binding.target)
+            elif binding.kind == "workflow":
+                # target: the workflow's name; entrypoint: the exported class that runs it.
+                v.kv_name(f"{field}.target", binding.target)
+                v.entrypoint(f"{field}.entrypoint", binding.entrypoint)
+            elif binding.kind == "d1":
+                d1_name(f"{field}.target", binding.target)
             elif binding.kind == "secret":
                 v.secret_name(f"{field}.target", binding.target)
             elif binding.kind == "json":

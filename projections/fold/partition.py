@@ -13,6 +13,7 @@ from eventlog.port import Record
 from projections.changes import Changes
 from projections.fold.core import PartitionBatch, Verdict
 from projections.fold.cron import CronRules
+from projections.fold.d1 import D1Rules
 from projections.fold.hosts import HostRules
 from projections.fold.kv import KvRules
 from projections.fold.leases import LeaseRules
@@ -28,6 +29,7 @@ from projections.fold.workers import WorkerRules
 class PartitionFold(
     KvRules,
     R2Rules,
+    D1Rules,
     QuarantineRules,
     SecretRules,
     WorkerRules,

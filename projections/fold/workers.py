@@ -99,13 +99,13 @@ class WorkerRules(NamespaceRules):
         return version
 
     def _check_targets(self, ns: str, bindings: Any) -> None:
-        """Every kv/r2 binding names a resource of the namespace (same partition)."""
+        """Every kv/r2/d1 binding names a resource of the namespace (same partition)."""
         existing = self._namespace(ns).resources
         for b in bindings:
             kind, target = (b.kind, b.target) if not isinstance(b, dict) else (
                 b["kind"], b["target"])
             if kind in ev.RESOURCE_BINDING_KINDS and target not in existing.get(kind, ()):
-                label = "KV namespace" if kind == "kv" else "R2 bucket"
+                label = {"kv": "KV namespace", "r2": "R2 bucket", "d1": "D1 database"}[kind]
                 raise Reject("binding_target_missing",
                              f"{label} {target!r} does not exist in namespace {ns}")
 

@@ -66,14 +66,17 @@ class ModuleUpload(_Strict):
 
 class BindingIn(_Strict):
     name: str = Field(pattern=SECRET_NAME_PATTERN)
-    kind: Literal["service", "json", "text", "secret", "kv", "r2"]
+    kind: Literal["service", "json", "text", "secret", "kv", "r2", "workflow", "d1"]
     target: str = Field("", max_length=128, description="kv: the KV namespace; r2: the "
-                        "bucket; service: the worker; secret: the secret name")
+                        "bucket; d1: the D1 database; service: the worker; secret: the secret "
+                        "name; workflow: "
+                        "the workflow's name")
     value: str = Field("", max_length=5 * 1024)
     namespace: str = Field("", max_length=64, description="service: the target's namespace "
                            "when it is another one (it must have granted this namespace)")
     entrypoint: str = Field("", max_length=128, description="service: a named "
-                            "WorkerEntrypoint of the target (default: its default export)")
+                            "WorkerEntrypoint of the target (default: its default export); "
+                            "workflow: the class_name that runs it")
 
 
 class ResourceCreate(_Strict):

@@ -202,13 +202,12 @@ async def test_deploy_provisions_resources_and_refuses_what_it_cannot_serve(
     await stack.wdl("ns", "create", "acme")
     # Unsupported wrangler key: refused before upload, naming the key.
     project = with_config(stack.project("unsup", answer("x")),
-                          '\n[[d1_databases]]\nbinding = "DB"\ndatabase_name = "db"\n'
-                          'database_id = "x"\n')
+                          '\n[ai]\nbinding = "AI"\n')
     proc = await asyncio.create_subprocess_exec(
         WDL, "deploy", str(project), "--ns", "acme", env=stack.env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     _out, err = await proc.communicate()
-    assert proc.returncode != 0 and b"d1_databases" in err
+    assert proc.returncode != 0 and b"`ai`" in err
     # Missing resources with --no-provision: refused, nothing written.
     project = with_config(stack.project("app", answer("app")), KV_R2)
     proc = await asyncio.create_subprocess_exec(
