@@ -13,6 +13,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, Trans
 
 from cli.client import ApiFailure, ControlClient
 from cli.common import JsonOpt, NsOpt, ProfileOpt, TokenOpt, UrlOpt, connect, err, print_json
+from cli.d1 import provision_d1
 from cli.resources import provision
 from cli.wrangler import ProjectError, bundle, read_project, split_vars
 
@@ -92,6 +93,8 @@ def deploy(
             ensure_namespace(client, namespace, quiet=as_json)
         missing = provision(client, namespace, body["bindings"], create=not no_provision,
                             quiet=as_json)
+        missing += provision_d1(client, namespace, directory.resolve(), body["bindings"],
+                                create=not no_provision, quiet=as_json)
         if no_provision and missing:
             names = ", ".join(f"{m['kind']} {m['name']}" for m in missing)
             err.print(f"[red]refused:[/] binding_target_missing: {names} "

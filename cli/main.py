@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from cli import control, kv, projections, quarantine, r2, run, tail
+from cli import control, d1, kv, projections, quarantine, r2, run, tail
 from cli.resources import kv_namespace_app, r2_bucket_app
 
 app = typer.Typer(
@@ -18,6 +18,7 @@ kv.app.add_typer(kv_namespace_app, name="namespace")
 r2.app.add_typer(r2_bucket_app, name="bucket")
 app.add_typer(kv.app, name="kv")
 app.add_typer(r2.app, name="r2")
+app.add_typer(d1.app, name="d1")
 control.register(app)
 quarantine.register(app)
 run.register(app)

@@ -200,6 +200,10 @@ class ProjectionReader:
         raw = await self.store.hgetall(keys.resources(kind, namespace))
         return {k: _json(v) for k, v in raw.items()}
 
+    async def d1_backups(self, namespace: str, database: str) -> dict[str, dict[str, Any]]:
+        raw = await self.store.hgetall(keys.d1_backups(namespace, database))
+        return {k: _json(v) for k, v in raw.items()}
+
     async def egress_policy(self, namespace: str) -> dict[str, Any] | None:
         return _json(await self.store.hget(keys.EGRESS, namespace))  # type: ignore[no-any-return]
 

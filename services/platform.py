@@ -13,6 +13,7 @@ import secrets
 import socket
 from collections.abc import Awaitable
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
@@ -29,6 +30,7 @@ from projections.reader import ProjectionReader
 from projections.runtime import Backends, open_backends
 from services.blobstore import BlobStore, open_blob_store
 from services.crypto import Keyring, load_keyring
+from services.d1 import D1Service
 from services.data import DataService
 from services.dataplane.config import GatewayOptions
 from services.dataplane.gateway import Gateway, RecyclePolicy, WatchdogPolicy
@@ -41,7 +43,7 @@ from services.settings import Settings
 from services.state.service import StateService
 
 log = logging.getLogger("wdl.platform")
-COMPONENTS = ("api", "projector", "state", "data", "gateway", "scheduler")
+COMPONENTS = ("api", "projector", "state", "data", "gateway", "scheduler", "d1")
 DEV_KEY_FILE = "root.keys"  # same file the control API uses in embedded mode
 TOKEN_FILE = "admin.token"
 
@@ -71,6 +73,10 @@ class PlatformOptions:
     gateway_processes: int | None = None  # workerd processes (default: one per core)
     gateway_health_port: int = 0  # the gateway supervisor's /healthz and /metrics (`wdl up`: 8794)
     gateway_url: str | None = None  # scheduler alone: where to dispatch
+    d1_port: int = 0  # the D1 owner service (`wdl up`: 8795)
+    d1_url: str | None = None  # gateway without the D1 service: where a replica is
+    d1_ttl_ms: int = field(default_factory=lambda: int(os.environ.get("WDL_D1_LEASE_TTL_MS")
+                                                       or 3000))
     # Shared by the gateway and the scheduler (WDL_INTERNAL_TOKEN); one per process if unset.
     internal_token: str = field(
         default_factory=lambda: os.environ.get("WDL_INTERNAL_TOKEN") or secrets.token_urlsafe(32))
@@ -111,6 +117,7 @@ class Platform:
         self.api: HttpServer | None = None
         self.state: StateService | None = None
         self.data: DataService | None = None
+        self.d1: D1Service | None = None
         self.gateway: Gateway | None = None
         self.gateway_health: HttpServer | None = None
         self.projector_health: HttpServer | None = None
@@ -150,6 +157,8 @@ class Platform:
                 await self.data.start()
                 self._stack.push_async_callback(self.data.stop)
                 data_url = self.data.url
+            if self.wants("d1"):
+                await self._start_d1(backends)
             if self.wants("api"):
                 await self._start_api(backends, keyring, blobs, data_url)
             elif self.wants("projector"):
@@ -169,7 +178,9 @@ class Platform:
             self.gateway = Gateway(GatewayOptions(
                 urlsplit(state_url).netloc, o.domain, o.internal_token,
                 data_address=urlsplit(data_url).netloc,
-                egress_allow_loopback=o.egress_allow_loopback),
+                egress_allow_loopback=o.egress_allow_loopback,
+                d1_address=self.d1.address if self.d1 is not None
+                else urlsplit(o.d1_url or "").netloc),
                                    state_url=state_url,
                                    host=o.gateway_host, port=o.gateway_port,
                                    binary=o.workerd_bin, policy=o.recycle,
@@ -183,6 +194,17 @@ class Platform:
             if not gateway_url:
                 raise ValueError("the scheduler alone needs --gateway-url")
             await self._start_scheduler(backends, gateway_url)
+
+    async def _start_d1(self, backends: Backends) -> None:
+        """The D1 owner service; its files live under WDL_D1_DIR (shared by every
+        replica), by default `d1/` of the data dir (`.wdl/dev/d1` for `wdl dev`)."""
+        root = Path(os.environ.get("WDL_D1_DIR") or self.settings.data_dir / "d1")
+        self.d1 = D1Service(backends.log, backends.store, root,
+                            internal_token=self.options.internal_token,
+                            host=self.options.data_host, port=self.options.d1_port,
+                            ttl_ms=self.options.d1_ttl_ms)
+        await self.d1.start()
+        self._stack.push_async_callback(self.d1.stop)
 
     async def _start_gateway_health(self, gateway: Gateway) -> None:
         async def health(request: Request) -> JSONResponse:
@@ -249,7 +271,8 @@ class Platform:
         kv, r2 = await self._data_stores()
         app = create_app(settings, backends, keyring, blobs,
                          run_projector=self.wants("projector"), kv=kv, r2=r2,
-                         data_url=data_url, internal_token=self.options.internal_token)
+                         data_url=data_url, internal_token=self.options.internal_token,
+                         d1_url=self.d1.url if self.d1 is not None else self.options.d1_url)
         self.api = HttpServer(app, host=self.options.api_host, port=self.options.api_port,
                               name="api", lifespan="on")
         await self.api.start()
@@ -339,6 +362,8 @@ def summary(platform: Platform, admin_token: str | None) -> list[str]:
         lines.append(f"state        {platform.state.url}")
     if platform.data is not None:
         lines.append(f"data service {platform.data.url}  (KV, R2)")
+    if platform.d1 is not None:
+        lines.append(f"d1           {platform.d1.url}  ({platform.d1.root})")
     if platform.scheduler is not None:
         lines.append(f"scheduler    {platform.scheduler.holder} (lease `scheduler`)")
     if platform.projector_health is not None:

@@ -28,6 +28,7 @@ from services.api.limits import BodyLimit
 from services.api.request_ids import RequestIds
 from services.api.routes import (
     audit,
+    d1,
     deploy,
     hosts,
     kv_data,
@@ -46,6 +47,7 @@ from services.api.routes import (
 from services.api.tail import TailUpstream
 from services.blobstore.port import BlobStore
 from services.crypto.keyring import Keyring
+from services.d1.client import D1Client
 from services.settings import Settings
 
 log = logging.getLogger("wdl.api")
@@ -57,14 +59,17 @@ API_VERSION = "1"
 
 def create_app(settings: Settings, backends: Backends, keyring: Keyring, blobs: BlobStore, *,
                run_projector: bool = False, kv: Any = None, r2: Any = None,
-               data_url: str | None = None, internal_token: str | None = None) -> FastAPI:
+               data_url: str | None = None, internal_token: str | None = None,
+               d1_url: str | None = None) -> FastAPI:
     """`kv` / `r2`: opened tenant data stores (services/kv, services/r2); without them the
     data routes answer 503 and resource deletes leave the data for a later purge.
     `data_url` + `internal_token`: the data service, for live tail (else it answers 503)."""
     upstream = TailUpstream(data_url, internal_token) if data_url and internal_token else None
     ctx = ApiContext(settings=settings, log=backends.log, store=backends.store,
                      audit=backends.audit, keyring=keyring, blobs=blobs,
-                     reader=ProjectionReader(backends.store), kv=kv, r2=r2, tail=upstream)
+                     reader=ProjectionReader(backends.store), kv=kv, r2=r2, tail=upstream,
+                     d1=D1Client(d1_url, internal_token) if d1_url and internal_token
+                     else None)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -92,7 +97,7 @@ def create_app(settings: Settings, backends: Backends, keyring: Keyring, blobs: 
     app.state.ctx = ctx
     install_handlers(app)
     for module in (system, namespaces, workers, deploy, secrets, hosts, leases, audit, tokens,
-                   resources, policies, kv_data, r2_data, quarantine, tail):
+                   resources, policies, kv_data, r2_data, quarantine, tail, d1):
         app.include_router(module.router)
     app.add_middleware(ErrorGuard)
     app.add_middleware(BodyLimit, max_bytes=ctx.limits.max_request_bytes,

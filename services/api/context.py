@@ -30,6 +30,7 @@ class ApiContext:
     kv: Any = None  # services.kv KvStore, opened by the process owner
     r2: Any = None  # services.r2 R2Store
     tail: Any = None  # services.api.tail TailUpstream, when the data service is known
+    d1: Any = None  # services.d1.client D1Client, when a D1 replica is known
     verdict_timeout_s: float = 10.0
     audit_catch_up_s: float = 3.0
 

@@ -17,11 +17,13 @@ import { admit, announce, ended, mark, markUnknown, nameVersion, probationEnter,
          roundMarkers } from "./containment.js";
 import shimSource from "./tenant/shim.js";
 import kvSource from "./tenant/kv.js";
+import d1Source from "./tenant/d1.js";
 import r2Source from "./tenant/r2.js";
 import serviceSource from "./tenant/service.js";
 import requestsSource from "./tenant/requests.js";
 
 export { WdlKv } from "./kv.js";
+export { WdlD1 } from "./d1.js";
 export { WdlR2 } from "./r2.js";
 export { WdlTail } from "./tail.js";
 
@@ -31,12 +33,13 @@ export { WdlTail } from "./tail.js";
 const TENANT_SHIM = {
   "__wdl/shim.js": shimSource,
   "__wdl/kv.js": kvSource,
+  "__wdl/d1.js": d1Source,
   "__wdl/r2.js": r2Source,
   "__wdl/service.js": serviceSource,
   "__wdl/requests.js": requestsSource,
 };
 // Binding kind -> the gateway entrypoint (ctx.exports) that serves it.
-const ENTRYPOINTS = { kv: "WdlKv", r2: "WdlR2", service: "WdlService" };
+const ENTRYPOINTS = { kv: "WdlKv", r2: "WdlR2", d1: "WdlD1", service: "WdlService" };
 
 const STATE = "http://state";
 const SYNC_TIMEOUT_MS = 3000;

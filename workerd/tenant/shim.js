@@ -4,11 +4,12 @@
 // Workers code expects (KVNamespace, R2Bucket, a service Fetcher). Tenant code
 // only ever sees the wrappers; the wrappers keep their stub private.
 import { env } from "cloudflare:workers";
+import { wrapD1 } from "./d1.js";
 import { wrapKv } from "./kv.js";
 import { wrapR2 } from "./r2.js";
 import { wrapService } from "./service.js";
 
-const WRAPPERS = { kv: wrapKv, r2: wrapR2, service: wrapService };
+const WRAPPERS = { kv: wrapKv, r2: wrapR2, d1: wrapD1, service: wrapService };
 
 const kinds = env.__WDL_BINDINGS;
 if (kinds && typeof kinds === "object") {

@@ -1,0 +1,197 @@
+"""Which replica owns which database: leases `d1:{ns}/{db}`, the fence, forwarding.
+
+A replica serves a database only as its lease holder, after writing its lease
+generation into the database's fence (engine.py). It renews well within the
+TTL; a refused renew marks the database lost here (later requests look for
+the owner again). A request for a database another live replica holds is
+forwarded there once (`x-wdl-d1-direct`: the receiver never forwards again);
+a free or expired lease is acquired by whichever replica the request reached.
+The holder id names the replica's address, so forwarding needs no registry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+
+from projections.reader import ProjectionReader
+from services.d1.engine import Database, Fenced
+from services.leases import LeaseClient, LeaseLost
+
+log = logging.getLogger("wdl.d1")
+T = TypeVar("T")
+DIRECT_HEADER = "x-wdl-d1-direct"
+DEFAULT_TTL_MS = 3000
+
+
+class NotFound(Exception):
+    pass
+
+
+class Unavailable(Exception):
+    """No replica can serve the database right now (retryable)."""
+
+
+@dataclass
+class Owned:
+    database: Database
+    generation: int
+    deadline: float  # time.monotonic() by which the lease must be renewed
+    lost: bool = False
+    renewer: asyncio.Task[None] | None = None
+
+
+@dataclass
+class Forward:
+    url: str
+
+
+@dataclass
+class Owner:
+    leases: LeaseClient
+    reader: ProjectionReader
+    root: Path
+    host: str
+    port: int
+    token: str
+    ttl_ms: int = DEFAULT_TTL_MS
+    holder: str = ""
+    owned: dict[tuple[str, str], Owned] = field(default_factory=dict)
+    _locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
+    _http: httpx.AsyncClient | None = None
+
+    async def start(self) -> None:
+        self.holder = f"d1:{self.host}:{self.port}:{secrets.token_hex(4)}"
+        self.leases.actor = self.holder
+        self._http = httpx.AsyncClient(timeout=30.0)
+
+    async def stop(self) -> None:
+        for key, o in list(self.owned.items()):
+            if o.renewer is not None:
+                o.renewer.cancel()
+                with contextlib.suppress(BaseException):
+                    await o.renewer
+            if not o.lost:
+                with contextlib.suppress(Exception):
+                    await self.leases.release(scope(*key), self.holder, o.generation)
+            await asyncio.to_thread(o.database.close)
+        self.owned.clear()
+        if self._http is not None:
+            await self._http.aclose()
+
+    def status(self) -> dict[str, Any]:
+        return {"holder": self.holder, "owned": {
+            f"{ns}/{db}": {"generation": o.generation, "lost": o.lost}
+            for (ns, db), o in sorted(self.owned.items())}}
+
+    async def database_id(self, ns: str, db: str) -> str:
+        doc = await self.reader.resource("d1", ns, db)
+        if doc is None:
+            raise NotFound(f"D1 database {db!r} does not exist in namespace {ns}")
+        return str(doc["database_id"])
+
+    async def run(self, ns: str, db: str, direct: bool,
+                  work: Callable[[Database, int], T]) -> T | Forward:
+        """`work(database, generation)` on a worker thread here, or where to forward."""
+        database_id = await self.database_id(ns, db)
+        key = (ns, db)
+        owned = self.owned.get(key)
+        if owned is None or (owned.lost and not direct):
+            got = await self._resolve(ns, db, database_id, direct)
+            if isinstance(got, Forward):
+                return got
+            owned = got
+        try:
+            return await asyncio.to_thread(work, owned.database, owned.generation)
+        except Fenced:
+            # Another replica took over: this one stops acting for the database.
+            await self._drop(key, owned)
+            raise
+
+    async def _resolve(self, ns: str, db: str, database_id: str,
+                       direct: bool) -> Owned | Forward:
+        key = (ns, db)
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            owned = self.owned.get(key)
+            if owned is not None and not owned.lost:
+                return owned
+            if owned is not None:
+                await self._drop(key, owned)
+            view = await self.leases.view(scope(ns, db))
+            now = self.leases.clock.now_ms()
+            if not view.free(now) and view.holder != self.holder:
+                if direct or view.holder is None:
+                    raise Unavailable(f"D1 database {db} is owned by another replica")
+                return Forward(holder_url(view.holder))
+            generation = await self.leases.acquire(scope(ns, db), self.holder, self.ttl_ms)
+            if generation is None:
+                raise Unavailable(f"D1 database {db}: another replica is taking it over")
+            database = Database(self.root / ns / f"{database_id}.sqlite")
+            try:
+                await asyncio.to_thread(database.claim, generation)
+            except BaseException:
+                await asyncio.to_thread(database.close)
+                raise
+            owned = Owned(database, generation, time.monotonic() + self.ttl_ms / 1000)
+            owned.renewer = asyncio.create_task(self._renew(key, owned),
+                                                name=f"d1-renew-{ns}/{db}")
+            self.owned[key] = owned
+            log.info("owning D1 %s/%s at generation %d", ns, db, generation)
+            return owned
+
+    async def _drop(self, key: tuple[str, str], owned: Owned) -> None:
+        owned.lost = True
+        if self.owned.get(key) is owned:
+            del self.owned[key]
+        if owned.renewer is not None and owned.renewer is not asyncio.current_task():
+            owned.renewer.cancel()
+        await asyncio.to_thread(owned.database.close)
+
+    async def _renew(self, key: tuple[str, str], owned: Owned) -> None:
+        # A third of the TTL: two renews may fail (a slow log) before the lease lapses.
+        interval = self.ttl_ms / 3000
+        while not owned.lost:
+            await asyncio.sleep(interval)
+            try:
+                await self.leases.renew(scope(*key), self.holder, owned.generation, self.ttl_ms)
+                owned.deadline = time.monotonic() + self.ttl_ms / 1000
+            except LeaseLost:
+                log.warning("lease of D1 %s/%s lost at generation %d", *key, owned.generation)
+                owned.lost = True
+            except Exception:  # the log or projection is slow or down: retry
+                log.exception("renew of D1 %s/%s failed", *key)
+                if time.monotonic() > owned.deadline:
+                    owned.lost = True
+
+    async def forward(self, target: Forward, path: str, body: bytes,
+                      params: dict[str, str]) -> httpx.Response:
+        assert self._http is not None
+        try:
+            return await self._http.post(target.url + path, content=body, params=params,
+                                         headers={DIRECT_HEADER: "1",
+                                                  "x-wdl-internal-token": self.token})
+        except httpx.HTTPError as exc:
+            raise Unavailable(f"the owner replica {target.url} is unreachable: {exc}") from None
+
+
+def scope(ns: str, db: str) -> str:
+    return f"d1:{ns}/{db}"
+
+
+def holder_url(holder: str) -> str:
+    _, host, port, _nonce = holder.split(":")
+    return f"http://{host}:{port}"
+
+
+async def with_timeout(awaitable: Awaitable[T], seconds: float) -> T:
+    return await asyncio.wait_for(awaitable, seconds)
