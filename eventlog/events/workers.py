@@ -23,7 +23,7 @@ from eventlog.precondition import Precondition
 
 ModuleType = Literal["esm", "commonjs", "text", "data", "wasm", "json", "python"]
 BindingKind = Literal["service", "json", "text", "secret", "kv", "r2", "d1",
-                      "workflow"]
+                      "workflow", "worker_loader"]
 RESOURCE_BINDING_KINDS = frozenset({"kv", "r2", "d1"})
 
 _ENTRY_MODULE_TYPES = frozenset({"esm", "commonjs", "python"})
@@ -48,6 +48,7 @@ class Binding(msgspec.Struct, frozen=True, kw_only=True):
     namespace.
     `workflow`: `target` is the workflow's name, `entrypoint` the class of this
     worker that runs its instances (docs/workflows.md).
+    `worker_loader`: the Dynamic Worker Loader API (no target; docs/loaders.md).
     `secret`: `target` is a secret name, resolved at load time.
     `json`: `value` is JSON text. `text`: `value` is the string itself.
     """
@@ -165,6 +166,9 @@ class WorkerVersionUploaded(_WorkerEvent, frozen=True, kw_only=True):
                 # target: the workflow's name; entrypoint: the exported class that runs it.
                 v.kv_name(f"{field}.target", binding.target)
                 v.entrypoint(f"{field}.entrypoint", binding.entrypoint)
+            elif binding.kind == "worker_loader":
+                if binding.target or binding.value:
+                    raise InvalidEvent(field, "a worker_loader binding has no target or value")
             elif binding.kind == "d1":
                 d1_name(f"{field}.target", binding.target)
             elif binding.kind == "secret":

@@ -94,10 +94,14 @@ def _env(ns: str, worker: str, version: str, meta: dict[str, Any],
             env[name] = json.loads(binding.get("value") or "null")
         elif kind == "secret" and binding.get("target", "") in secrets:
             env[name] = secrets[binding["target"]]
-        elif kind in ("kv", "r2", "d1"):
+        elif kind in ("kv", "r2"):
             platform.append({"name": name, "kind": kind, "props": {
                 "namespace": ns, "resource": binding["target"], "worker": worker,
                 "version": version}})
+        elif kind == "worker_loader":
+            # Children are scoped by these props (workerd/gateway/loader.js).
+            platform.append({"name": name, "kind": kind, "props": {
+                "namespace": ns, "worker": worker, "version": version}})
         elif kind == "service":
             platform.append({"name": name, "kind": kind, "props": {
                 "namespace": ns, "target_namespace": binding.get("namespace") or ns,

@@ -17,29 +17,31 @@ import { admit, announce, ended, mark, markUnknown, nameVersion, probationEnter,
          roundMarkers } from "./containment.js";
 import shimSource from "./tenant/shim.js";
 import kvSource from "./tenant/kv.js";
-import d1Source from "./tenant/d1.js";
 import r2Source from "./tenant/r2.js";
 import serviceSource from "./tenant/service.js";
 import requestsSource from "./tenant/requests.js";
+import loaderSource from "./tenant/loader.js";
 
 export { WdlKv } from "./kv.js";
-export { WdlD1 } from "./d1.js";
 export { WdlR2 } from "./r2.js";
 export { WdlTail } from "./tail.js";
+export { WdlLoader } from "./loader.js";
 
 // Platform modules added to every ES-module tenant bundle under `__wdl/`
 // (tenant module names may not start with it). `__wdl/main.js` becomes the
 // main module: it runs the shim, then re-exports the tenant's own main module.
-const TENANT_SHIM = {
+// Exported for dynamic Workers (loader.js), which get the same shim.
+export const TENANT_SHIM = {
   "__wdl/shim.js": shimSource,
   "__wdl/kv.js": kvSource,
-  "__wdl/d1.js": d1Source,
   "__wdl/r2.js": r2Source,
   "__wdl/service.js": serviceSource,
   "__wdl/requests.js": requestsSource,
+  "__wdl/loader.js": loaderSource,
 };
 // Binding kind -> the gateway entrypoint (ctx.exports) that serves it.
-const ENTRYPOINTS = { kv: "WdlKv", r2: "WdlR2", d1: "WdlD1", service: "WdlService" };
+const ENTRYPOINTS = { kv: "WdlKv", r2: "WdlR2", service: "WdlService",
+                      worker_loader: "WdlLoader" };
 
 const STATE = "http://state";
 const SYNC_TIMEOUT_MS = 3000;

@@ -11,6 +11,12 @@ export const HEADER = "x-wdl-request-id";
 const current = new AsyncLocalStorage();
 const platformFetch = globalThis.fetch;
 
+// The name of the request running now (undefined outside one): dynamic Workers
+// (loader.js) pass it on to their children.
+export function currentRequest() {
+  return current.getStore();
+}
+
 globalThis.fetch = function fetch(input, init) {
   const id = current.getStore();
   if (id === undefined) return platformFetch(input, init);

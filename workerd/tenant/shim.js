@@ -4,18 +4,24 @@
 // Workers code expects (KVNamespace, R2Bucket, a service Fetcher). Tenant code
 // only ever sees the wrappers; the wrappers keep their stub private.
 import { env } from "cloudflare:workers";
-import { wrapD1 } from "./d1.js";
 import { wrapKv } from "./kv.js";
 import { wrapR2 } from "./r2.js";
 import { wrapService } from "./service.js";
+import { remember, wrapLoader } from "./loader.js";
 
-const WRAPPERS = { kv: wrapKv, r2: wrapR2, d1: wrapD1, service: wrapService };
+const WRAPPERS = { kv: wrapKv, r2: wrapR2, service: wrapService,
+                   worker_loader: wrapLoader };
 
 const kinds = env.__WDL_BINDINGS;
 if (kinds && typeof kinds === "object") {
   for (const [name, kind] of Object.entries(kinds)) {
     const wrap = WRAPPERS[kind];
-    if (wrap && env[name] !== undefined) env[name] = wrap(env[name], name);
+    if (wrap && env[name] !== undefined) {
+      const stub = env[name];
+      env[name] = wrap(stub, name);
+      // A dynamic Worker's env may carry it on as the platform's stub (loader.js).
+      remember(env[name], stub, kind);
+    }
   }
 }
 delete env.__WDL_BINDINGS;

@@ -1,0 +1,220 @@
+"""Dynamic Workers for tenants (`worker_loaders`) on the real servers and real workerd.
+
+The conformance worker (tests/workers/loader_conformance.js) is deployed
+unchanged as a wrangler project with `worker_loaders = [{binding = "LOADER"}]`
+and runs the same calls as under Miniflare (tests/miniflare/loader_reference.mjs,
+workerd's own loader); the transcripts must agree call by call except the
+differences docs/compatibility.md lists, named in DOCUMENTED_DIFFERENCES (so a
+new difference fails). Then what the platform adds: ids scoped to the tenant,
+children's network at most the parent's egress policy, children counted against
+the parent request's budget, no way to another namespace's data, `wdl dev`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from harness.endpoints import ROOT, Endpoints
+from tests.integration.test_dataplane_dev import Dev
+from tests.platform_stack import Stack
+
+pytestmark = pytest.mark.integration
+
+CONFORMANCE = ROOT / "tests" / "workers" / "loader_conformance.js"
+
+# docs/compatibility.md, "## Dynamic Worker Loaders".
+DOCUMENTED_DIFFERENCES: set[str] = {
+    # workerd cannot serialize its own KV binding into a child's env; WDL's KV is a
+    # platform stub, so the parent's KV works in the child (still the parent's namespace).
+    "kv passthrough: child reads the parent's write",
+    "kv passthrough: parent reads the child's write",
+    # workerd keeps a failed callback / failed start for the id for the life of the
+    # process; WDL asks the callback again (docs/loaders.md, "Failures").
+    "same id after the callback threw",
+    "same id after a failed start",
+    # Each call through a load() stub is a fresh isolate on WDL.
+    "load keeps one isolate per stub",
+    # Refused by WDL before workerd sees it, with WDL's own message.
+    "experimental compatibility flag",
+    # WDL's shim gives a module without a default export an empty one: workerd's
+    # "no fetch handler" answer instead of an internal error.
+    "no default export",
+}
+
+LOADER_TOML = """
+worker_loaders = [{binding = "LOADER"}]
+
+[[kv_namespaces]]
+binding = "KV"
+id = "kv"
+"""
+
+
+@pytest.fixture(scope="module")
+def miniflare_transcript() -> list[dict[str, Any]]:
+    out = subprocess.run(["node", str(ROOT / "tests/miniflare/loader_reference.mjs")],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120, check=True)
+    transcript: list[dict[str, Any]] = json.loads(out.stdout)
+    return transcript
+
+
+def loader_project(root: Path, name: str = "parent", extra: str = "") -> Path:
+    """The conformance worker as a wrangler project, unchanged."""
+    directory = root / f"{name}-project"
+    (directory / "src").mkdir(parents=True, exist_ok=True)
+    shutil.copy(CONFORMANCE, directory / "src" / "index.js")
+    (directory / "wrangler.toml").write_text(
+        f'name = "{name}"\nmain = "src/index.js"\ncompatibility_date = "2025-06-01"\n'
+        + LOADER_TOML + extra)
+    return directory
+
+
+async def get(stack: Stack, ns: str, path: str) -> httpx.Response:
+    async with httpx.AsyncClient(timeout=30) as client:
+        return await client.get(stack.gateway + path, headers={"host": f"{ns}.workers.local"})
+
+
+async def test_conformance_scoped_ids_and_namespace_isolation(
+        loopback_stack: Stack, miniflare_transcript: list[dict[str, Any]]) -> None:
+    stack = loopback_stack
+    await stack.wdl("ns", "create", "acme")
+    await stack.wdl("ns", "create", "other")
+    project = loader_project(stack.tmp)
+    await stack.deploy("acme", project)  # provisions the KV namespace
+    await stack.deploy("other", project)
+
+    r = await get(stack, "acme", "/parent/")
+    assert r.status_code == 200, r.text
+    ours: list[dict[str, Any]] = r.json()
+    assert [c["name"] for c in ours] == [c["name"] for c in miniflare_transcript]
+    differing = {mine["name"] for mine, ref in zip(ours, miniflare_transcript, strict=True)
+                 if mine != ref}
+    unexpected = {mine["name"]: {"wdl": mine, "miniflare": ref}
+                  for mine, ref in zip(ours, miniflare_transcript, strict=True)
+                  if mine != ref and mine["name"] not in DOCUMENTED_DIFFERENCES}
+    assert not unexpected, json.dumps(unexpected, indent=1)
+    assert differing == DOCUMENTED_DIFFERENCES
+    by_name = {c["name"]: c for c in ours}
+    assert by_name["kv passthrough: child reads the parent's write"]["value"] == "from parent"
+    assert by_name["kv passthrough: parent reads the child's write"]["value"] == "from child"
+    assert by_name["same id after a failed start"]["value"] == 3
+    assert "experimental or unsafe" in by_name["experimental compatibility flag"]["error"][
+        "message"]
+
+    # The same id string in two namespaces: two isolates, each with its own code.
+    assert (await get(stack, "acme", "/parent/child?id=same&tag=A")).text == \
+        "child GET /scoped tag=A"
+    assert (await get(stack, "other", "/parent/child?id=same&tag=B")).text == \
+        "child GET /scoped tag=B"
+    # Cached per id within a namespace: a second callback is not asked for.
+    assert (await get(stack, "acme", "/parent/child?id=same&tag=X")).text == \
+        "child GET /scoped tag=A"
+    assert (await get(stack, "other", "/parent/child?id=same&tag=Y")).text == \
+        "child GET /scoped tag=B"
+
+    # The parent's KV in a child is the parent's namespace's KV.
+    assert (await get(stack, "acme", "/parent/put?key=secret&value=acme-s")).text == "ok"
+    assert (await get(stack, "other", "/parent/put?key=secret&value=other-s")).text == "ok"
+    assert (await get(stack, "acme", "/parent/kv?key=secret")).json() == {
+        "child": "acme-s", "parent": "acme-s"}
+    assert (await get(stack, "other", "/parent/kv?key=secret")).json() == {
+        "child": "other-s", "parent": "other-s"}
+
+    # Forged bindings get nothing of another namespace.
+    forged = (await get(stack, "acme", "/parent/forge?ns=other")).json()
+    assert forged["reserved env"]["ok"] is False
+    assert "__WDL are reserved" in forged["reserved env"]["error"]["message"]
+    assert forged["reserved module"]["ok"] is False
+    assert "__wdl/ are reserved" in forged["reserved module"]["error"]["message"]
+    assert forged["allowExperimental"]["ok"] is False
+    assert "allowExperimental is not allowed" in forged["allowExperimental"]["error"]["message"]
+    assert forged["fetcher outbound"]["ok"] is False
+    plain = forged["plain object as KV"]
+    assert plain["ok"] is True and plain["value"] == "[object Object]"
+    assert plain["read"].startswith("error: ") and "other-s" not in json.dumps(forged)
+
+
+FETCHER_PROXY = """
+export default { async fetch(req) { return new Response("proxied " + new URL(req.url).host); } };
+"""
+
+
+async def test_child_network_is_at_most_the_parents(loopback_stack: Stack) -> None:
+    stack = loopback_stack
+    hits: list[bytes] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        hits.append(await reader.read(2048))
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nhi")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    target = f"http://127.0.0.1:{port}/x"
+    async with server:
+        await stack.wdl("ns", "create", "acme")
+        await stack.deploy("acme", stack.project("proxy", FETCHER_PROXY))
+        await stack.deploy("acme", loader_project(
+            stack.tmp, extra='\n[[services]]\nbinding = "SVC"\nservice = "proxy"\n'))
+        # Default: the parent's egress policy (here public + the operators' loopback).
+        assert (await get(stack, "acme", f"/parent/out?mode=default&url={target}")).text == \
+            "reached 200 hi"
+        assert len(hits) == 1 and b"x-wdl-request-id" not in hits[0].lower()
+        text = (await get(stack, "acme",
+                          "/parent/out?mode=default&url=http://169.254.169.254/")).text
+        assert text.startswith("refused: ") and "egress policy of namespace acme" in text
+        # null: no network at all.
+        text = (await get(stack, "acme", f"/parent/out?mode=null&url={target}")).text
+        assert text.startswith("refused: ") and "not permitted to access the internet" in text
+        # A service binding of the parent as the child's outbound.
+        assert (await get(stack, "acme", f"/parent/out?mode=service&url={target}")).text == \
+            f"reached 200 proxied 127.0.0.1:{port}"
+        # The parent's policy changes, the child follows on its next call (same isolate).
+        await stack.wdl("ns", "egress", "set", "deny", "--ns", "acme")
+        text = (await get(stack, "acme", f"/parent/out?mode=default&url={target}")).text
+        assert text.startswith("refused: ") and "denies all outbound" in text
+        await stack.wdl("ns", "egress", "set", "allow", "--allow", "api.example.com:443",
+                        "--ns", "acme")
+        text = (await get(stack, "acme", f"/parent/out?mode=default&url={target}")).text
+        assert "not in the allow list" in text
+        assert len(hits) == 1  # nothing connected after the first
+
+        # Children's fetches count against the parent request's subrequest budget.
+        await stack.wdl("ns", "egress", "set", "public", "--ns", "acme")
+        await stack.wdl("ns", "limits", "set", "--ns", "acme", "--subrequests", "3")
+        body = (await get(stack, "acme", f"/parent/outfetch?n=5&url={target}")).json()
+        assert body == {"ok": 3, "error": "Too many subrequests."}
+        assert (await get(stack, "acme", f"/parent/outfetch?n=2&url={target}")).json() == {
+            "ok": 2, "error": ""}
+
+
+@pytest.fixture
+def dev(services: Endpoints, tmp_path: Path) -> Iterator[Dev]:
+    assert services.workerd_bin
+    d = Dev(tmp_path / "data", services.workerd_bin)
+    try:
+        yield d
+    finally:
+        d.kill()
+
+
+def test_wdl_dev_serves_a_loader_project(dev: Dev, tmp_path: Path) -> None:
+    dev.start()
+    dev.cli("ns", "create", "demo")
+    dev.cli("deploy", str(loader_project(tmp_path)), "--ns", "demo")
+    r = dev.get("demo.workers.local", "/parent/child?id=one&tag=dev")
+    assert (r.status_code, r.text) == (200, "child GET /scoped tag=dev")
+    assert dev.get("demo.workers.local", "/parent/put?key=k&value=v").text == "ok"
+    assert dev.get("demo.workers.local", "/parent/kv?key=k").json() == {"child": "v",
+                                                                         "parent": "v"}
+    assert dev.interrupt() == 0

@@ -1,0 +1,253 @@
+// WdlLoader: the gateway entrypoint behind a tenant's `worker_loaders` binding
+// (Dynamic Worker Loader API; the tenant wrapper is workerd/tenant/loader.js).
+//
+// workerd refuses to hand a dynamically loaded worker's entrypoints to another
+// worker, so the tenant never holds its children: every fetch()/RPC call on a
+// child comes here and the gateway forwards it, which is what lets the platform
+// keep children inside their parent's sandbox (docs/loaders.md):
+// * ids are scoped by the props the platform set: the gateway's own loader id
+//   is `<ns>:<worker>:<version>:child:<sha-256 of the tenant's id>:g<n>`, so a
+//   tenant of another namespace (or another version) using the same id string
+//   gets another isolate;
+// * the child's network is its parent's egress (WdlEgress with the parent's
+//   props), nothing (`null`), or a service binding of the parent;
+// * code is validated here (experimental/unsafe features refused), and the
+//   tenant's callback runs *before* LOADER.get(), so a failing callback fails
+//   one call; a child that fails to start moves its id to the next generation
+//   `g<n+1>`, so a fixed callback can load it again.
+import { WorkerEntrypoint } from "cloudflare:workers";
+import { TENANT_SHIM } from "./gateway.js";
+
+// workerd never releases a named isolate: bound how many one namespace may
+// create in one gateway process (recycling starts from zero again).
+export const MAX_CHILDREN_PER_NAMESPACE = 128;
+const MAX_CHILDREN = 4096;
+const MAX_ID_LENGTH = 1024;
+const MAX_MODULES = 256;
+const MODULE_KINDS = new Set(["js", "cjs", "py", "text", "data", "json", "wasm"]);
+const FLAG_RE = /^[a-z0-9_]{1,128}$/;
+const DATE_RE = /^\d{4}-\d{2}-\d{2}$/;
+const ALLOWED_KEYS = new Set(["compatibilityDate", "compatibilityFlags", "mainModule",
+  "modules", "env", "globalOutbound", "kinds", "outbound", "allowExperimental"]);
+
+const children = new Map();  // scoped base id -> {gen, ready, namespace}
+const perNamespace = new Map();  // namespace -> isolates created (all generations)
+let total = 0;
+
+async function digest(text) {
+  const bytes = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
+  return [...new Uint8Array(bytes)].slice(0, 16).map((b) => b.toString(16).padStart(2, "0"))
+    .join("");
+}
+
+function refuse(message) {
+  return new TypeError(`Dynamic Worker Loader: ${message}`);
+}
+
+function moduleOf(name, value) {
+  if (typeof value === "string") {
+    if (name.endsWith(".js") || name.endsWith(".mjs")) return { js: value };
+    if (name.endsWith(".py")) return { py: value };
+    throw refuse(`module ${JSON.stringify(name)}: a string module must be named *.js or ` +
+      "*.py (or given as {js|cjs|py|text|data|json|wasm: ...})");
+  }
+  if (value === null || typeof value !== "object") {
+    throw refuse(`module ${JSON.stringify(name)} is not a string or a module object`);
+  }
+  const keys = Object.keys(value);
+  if (keys.length !== 1 || !MODULE_KINDS.has(keys[0])) {
+    throw refuse(`module ${JSON.stringify(name)} must have exactly one of ` +
+      "js, cjs, py, text, data, json, wasm");
+  }
+  return value;
+}
+
+function relativeTo(from, to) {
+  const up = from.split("/").length - 1;
+  return (up ? "../".repeat(up) : "./") + to;
+}
+
+// The child's WorkerCode as the gateway hands it to workerd: validated, with the
+// tenant shim in front of an ES-module entry and the binding stubs it passed on.
+export function childCode(raw, defaultOutbound) {
+  if (raw === null || typeof raw !== "object") throw refuse("the code must be an object");
+  for (const key of Object.keys(raw)) {
+    if (!ALLOWED_KEYS.has(key)) throw refuse(`WorkerCode field ${key} is not supported by WDL`);
+  }
+  if (raw.allowExperimental) {
+    throw refuse("allowExperimental is not allowed for WDL tenants");
+  }
+  if (typeof raw.compatibilityDate !== "string" || !DATE_RE.test(raw.compatibilityDate)) {
+    throw refuse("compatibilityDate must be a date like \"2025-06-01\"");
+  }
+  const flags = raw.compatibilityFlags === undefined ? [] : raw.compatibilityFlags;
+  if (!Array.isArray(flags) || flags.length > 64) {
+    throw refuse("compatibilityFlags must be a list of at most 64 flags");
+  }
+  for (const flag of flags) {
+    if (typeof flag !== "string" || !FLAG_RE.test(flag)) {
+      throw refuse(`${JSON.stringify(flag)} is not a compatibility flag`);
+    }
+    if (flag.startsWith("experimental") || flag.startsWith("unsafe")) {
+      throw refuse(`compatibility flag ${flag} is experimental or unsafe and not allowed ` +
+        "for WDL tenants");
+    }
+  }
+  if (raw.modules === null || typeof raw.modules !== "object") {
+    throw refuse("modules must be an object of module name -> content");
+  }
+  const names = Object.keys(raw.modules);
+  if (names.length === 0 || names.length > MAX_MODULES) {
+    throw refuse(`a Worker needs between 1 and ${MAX_MODULES} modules`);
+  }
+  const modules = {};
+  for (const name of names) {
+    if (name.startsWith("__wdl/")) throw refuse(`module names starting with __wdl/ are reserved`);
+    modules[name] = moduleOf(name, raw.modules[name]);
+  }
+  if (typeof raw.mainModule !== "string") throw refuse("mainModule must be a module name");
+  if (!(raw.mainModule in modules)) {
+    // workerd's words for it, without a poisoned id.
+    throw new Error(`Failed to start Worker:\nUncaught Error: No such module: ${raw.mainModule}`);
+  }
+  const env = {};
+  const given = raw.env === undefined ? {} : raw.env;
+  if (given === null || typeof given !== "object") throw refuse("env must be an object");
+  for (const [name, value] of Object.entries(given)) {
+    if (name.startsWith("__WDL")) throw refuse(`env names starting with __WDL are reserved`);
+    env[name] = value;
+  }
+  const kinds = {};
+  for (const [name, kind] of Object.entries(raw.kinds || {})) {
+    if (name in env && typeof kind === "string") kinds[name] = kind;
+  }
+  let mainModule = raw.mainModule;
+  let compatibilityFlags = flags;
+  if (modules[mainModule].js !== undefined) {
+    // As for a deployed version (gateway.js tenantModules): the shim turns the
+    // parent's binding stubs into API objects, requests.js names fetches.
+    const spec = JSON.stringify(relativeTo("__wdl/main.js", mainModule));
+    Object.assign(modules, TENANT_SHIM);
+    modules["__wdl/main.js"] = `import "./shim.js";\nimport { wrapDefault } from "./requests.js";\n` +
+      `import * as tenant from ${spec};\nexport * from ${spec};\n` +
+      `export default wrapDefault(tenant.default ?? {});\n`;
+    mainModule = "__wdl/main.js";
+    if (!flags.includes("nodejs_als") && !flags.includes("nodejs_compat")) {
+      compatibilityFlags = [...flags, "nodejs_als"];
+    }
+    if (Object.keys(kinds).length) env.__WDL_BINDINGS = kinds;
+  }
+  let globalOutbound = defaultOutbound;
+  if (raw.globalOutbound === null) globalOutbound = null;
+  else if (raw.globalOutbound !== undefined) {
+    // Only a service binding of the parent arrives here (the wrapper refuses the rest):
+    // its target runs under its own namespace's egress policy.
+    if (raw.outbound !== "service") {
+      throw refuse("globalOutbound must be null or a service binding of the parent Worker");
+    }
+    globalOutbound = raw.globalOutbound;
+  }
+  return { compatibilityDate: raw.compatibilityDate, compatibilityFlags, mainModule, modules,
+           env, globalOutbound };
+}
+
+function startFailure(err) {
+  const text = String(err && err.message || err);
+  return text.includes("Failed to start Worker") || text.includes("No such compatibility flag") ||
+    text.includes("requires compatibility date") || text.includes("Module name must");
+}
+
+export class WdlLoader extends WorkerEntrypoint {
+  #outbound() {
+    const { namespace, worker } = this.ctx.props;
+    return this.ctx.exports.WdlEgress({ props: { namespace, worker } });
+  }
+
+  // -> {stub, failed()}: the child's WorkerStub and what to do when it did not start.
+  async #child(handle) {
+    if (handle === null || typeof handle !== "object" || typeof handle.code !== "function") {
+      throw refuse("malformed call");
+    }
+    if (handle.id === null) {
+      // load(): a fresh isolate workerd may release again, nothing to scope.
+      const code = childCode(await handle.code(), this.#outbound());
+      return { stub: this.env.LOADER.load(code), failed() {} };
+    }
+    const { namespace, worker, version } = this.ctx.props;
+    if (typeof handle.id !== "string" || handle.id.length === 0 ||
+        handle.id.length > MAX_ID_LENGTH) {
+      throw refuse(`the id must be a non-empty string of at most ${MAX_ID_LENGTH} characters`);
+    }
+    const base = `${namespace}:${worker}:${version}:child:${await digest(handle.id)}`;
+    let rec = children.get(base);
+    let code = null;
+    if (!rec || !rec.ready) {
+      // The tenant's callback, before LOADER.get(): if it throws, nothing is recorded.
+      code = childCode(await handle.code(), this.#outbound());
+      rec = children.get(base);
+      if (!rec || !rec.ready) {
+        const used = perNamespace.get(namespace) || 0;
+        if (used >= MAX_CHILDREN_PER_NAMESPACE || total >= MAX_CHILDREN) {
+          throw new Error(`Dynamic Worker Loader: namespace ${namespace} loaded ` +
+            `${used} dynamic Workers in this gateway process, the most it may ` +
+            `(${MAX_CHILDREN_PER_NAMESPACE}); reuse ids`);
+        }
+        perNamespace.set(namespace, used + 1);
+        total += 1;
+        if (!rec) children.set(base, (rec = { gen: 0, ready: false }));
+        rec.ready = true;
+      }
+    }
+    const gen = rec.gen;
+    const id = `${base}:g${gen}`;
+    const failed = () => {
+      // A child that did not start would fail under this id forever (workerd keeps
+      // the failure): the next call asks the tenant's callback again, under a new id.
+      if (rec.gen === gen) {
+        rec.gen += 1;
+        rec.ready = false;
+      }
+    };
+    let stub;
+    try {
+      stub = this.env.LOADER.get(id, code !== null ? () => code
+        : async () => childCode(await handle.code(), this.#outbound()));
+    } catch (err) {
+      failed();
+      throw err;
+    }
+    return { stub, failed };
+  }
+
+  #entrypoint(stub, handle) {
+    const name = handle.name === undefined || handle.name === null ? undefined : handle.name;
+    if (name !== undefined && (typeof name !== "string" || name.startsWith("__"))) {
+      throw refuse(`${String(name)} is not an entrypoint name`);
+    }
+    return handle.props === undefined ? stub.getEntrypoint(name)
+      : stub.getEntrypoint(name, { props: handle.props });
+  }
+
+  async fetchChild(handle, request) {
+    const { stub, failed } = await this.#child(handle);
+    try {
+      return await this.#entrypoint(stub, handle).fetch(request);
+    } catch (err) {
+      if (startFailure(err)) failed();
+      throw err;
+    }
+  }
+
+  async callChild(handle, method, args) {
+    if (typeof method !== "string" || method === "fetch" || method.startsWith("__")) {
+      throw new TypeError(`${String(method)} is not an RPC method`);
+    }
+    const { stub, failed } = await this.#child(handle);
+    try {
+      return await this.#entrypoint(stub, handle)[method](...(Array.isArray(args) ? args : []));
+    } catch (err) {
+      if (startFailure(err)) failed();
+      throw err;
+    }
+  }
+}
