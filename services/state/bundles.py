@@ -94,7 +94,7 @@ def _env(ns: str, worker: str, version: str, meta: dict[str, Any],
             env[name] = json.loads(binding.get("value") or "null")
         elif kind == "secret" and binding.get("target", "") in secrets:
             env[name] = secrets[binding["target"]]
-        elif kind in ("kv", "r2"):
+        elif kind in ("kv", "r2", "d1"):
             platform.append({"name": name, "kind": kind, "props": {
                 "namespace": ns, "resource": binding["target"], "worker": worker,
                 "version": version}})

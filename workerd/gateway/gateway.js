@@ -20,11 +20,13 @@ import kvSource from "./tenant/kv.js";
 import r2Source from "./tenant/r2.js";
 import serviceSource from "./tenant/service.js";
 import requestsSource from "./tenant/requests.js";
+import d1Source from "./tenant/d1.js";
 import loaderSource from "./tenant/loader.js";
 
 export { WdlKv } from "./kv.js";
 export { WdlR2 } from "./r2.js";
 export { WdlTail } from "./tail.js";
+export { WdlD1 } from "./d1.js";
 export { WdlLoader } from "./loader.js";
 
 // Platform modules added to every ES-module tenant bundle under `__wdl/`
@@ -37,10 +39,11 @@ export const TENANT_SHIM = {
   "__wdl/r2.js": r2Source,
   "__wdl/service.js": serviceSource,
   "__wdl/requests.js": requestsSource,
+  "__wdl/d1.js": d1Source,
   "__wdl/loader.js": loaderSource,
 };
 // Binding kind -> the gateway entrypoint (ctx.exports) that serves it.
-const ENTRYPOINTS = { kv: "WdlKv", r2: "WdlR2", service: "WdlService",
+const ENTRYPOINTS = { kv: "WdlKv", r2: "WdlR2", d1: "WdlD1", service: "WdlService",
                       worker_loader: "WdlLoader" };
 
 const STATE = "http://state";

@@ -7,9 +7,10 @@ import { env } from "cloudflare:workers";
 import { wrapKv } from "./kv.js";
 import { wrapR2 } from "./r2.js";
 import { wrapService } from "./service.js";
+import { wrapD1 } from "./d1.js";
 import { remember, wrapLoader } from "./loader.js";
 
-const WRAPPERS = { kv: wrapKv, r2: wrapR2, service: wrapService,
+const WRAPPERS = { kv: wrapKv, r2: wrapR2, d1: wrapD1, service: wrapService,
                    worker_loader: wrapLoader };
 
 const kinds = env.__WDL_BINDINGS;
