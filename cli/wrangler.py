@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cli.durable_objects import DurableObjectConfigError, read_durable_objects
 from services.bundles import guess_module_type
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -97,7 +98,7 @@ def strip_jsonc(text: str) -> str:
 # Wrangler binding keys WDL does not serve yet: deploy refuses them before any
 # upload, naming the key, rather than deploying a worker whose env lacks them.
 UNSUPPORTED_KEYS = (
-    "durable_objects", "migrations", "queues",
+    "queues",
     "ai", "vectorize", "hyperdrive", "analytics_engine_datasets", "browser", "assets", "site",
     "dispatch_namespaces", "mtls_certificates", "send_email", "tail_consumers", "images",
     "version_metadata", "pipelines", "secrets_store_secrets", "unsafe", "logfwdr",
@@ -151,6 +152,10 @@ def read_bindings(doc: dict[str, Any], config: str) -> list[dict[str, str]]:
                     "target": worker, "namespace": namespace,
                     "entrypoint": _string(svc, "entrypoint", where, required=False)})
     out.extend(_workflow_bindings(doc, config))
+    try:
+        out.extend(read_durable_objects(doc, config))
+    except DurableObjectConfigError as exc:
+        raise ProjectError(str(exc)) from None
     for i, loader in enumerate(_table_list(doc, "worker_loaders", config)):
         # The Dynamic Worker Loader API (docs/loaders.md): just a name.
         out.append({"name": _string(loader, "binding", f"{config}: worker_loaders[{i}]"),

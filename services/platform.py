@@ -35,6 +35,7 @@ from services.data import DataService
 from services.dataplane.config import GatewayOptions
 from services.dataplane.gateway import Gateway, RecyclePolicy, WatchdogPolicy
 from services.leases import LeaseClient
+from services.objects import ObjectsHost, ObjectsOptions
 from services.scheduler.clock import SystemClock
 from services.scheduler.dispatch import GatewayDispatcher
 from services.scheduler.scheduler import Scheduler
@@ -43,7 +44,7 @@ from services.settings import Settings
 from services.state.service import StateService
 
 log = logging.getLogger("wdl.platform")
-COMPONENTS = ("api", "projector", "state", "data", "gateway", "scheduler", "d1")
+COMPONENTS = ("api", "projector", "state", "data", "gateway", "scheduler", "d1", "objects")
 DEV_KEY_FILE = "root.keys"  # same file the control API uses in embedded mode
 TOKEN_FILE = "admin.token"
 
@@ -75,6 +76,8 @@ class PlatformOptions:
     gateway_url: str | None = None  # scheduler alone: where to dispatch
     d1_port: int = 0  # the D1 owner service (`wdl up`: 8795)
     d1_url: str | None = None  # gateway without the D1 service: where a replica is
+    objects_port: int = 0  # the Durable Object host (`wdl up`: 8796)
+    objects_url: str | None = None  # gateway without the DO host: where one is
     d1_ttl_ms: int = field(default_factory=lambda: int(os.environ.get("WDL_D1_LEASE_TTL_MS")
                                                        or 3000))
     # Shared by the gateway and the scheduler (WDL_INTERNAL_TOKEN); one per process if unset.
@@ -118,6 +121,7 @@ class Platform:
         self.state: StateService | None = None
         self.data: DataService | None = None
         self.d1: D1Service | None = None
+        self.objects: ObjectsHost | None = None
         self.gateway: Gateway | None = None
         self.gateway_health: HttpServer | None = None
         self.projector_health: HttpServer | None = None
@@ -171,6 +175,10 @@ class Platform:
                 await self.state.start()
                 self._stack.push_async_callback(self.state.stop)
                 state_url = self.state.url
+        if self.wants("objects"):
+            if state_url is None:
+                raise ValueError("the Durable Object host needs the state service (--state-url)")
+            await self._start_objects(state_url)
         if self.wants("gateway"):
             assert state_url is not None
             if data_url is None:
@@ -180,7 +188,9 @@ class Platform:
                 data_address=urlsplit(data_url).netloc,
                 egress_allow_loopback=o.egress_allow_loopback,
                 d1_address=self.d1.address if self.d1 is not None
-                else urlsplit(o.d1_url or "").netloc),
+                else urlsplit(o.d1_url or "").netloc,
+                objects_address=self.objects.address if self.objects is not None
+                else urlsplit(o.objects_url or "").netloc),
                                    state_url=state_url,
                                    host=o.gateway_host, port=o.gateway_port,
                                    binary=o.workerd_bin, policy=o.recycle,
@@ -194,6 +204,18 @@ class Platform:
             if not gateway_url:
                 raise ValueError("the scheduler alone needs --gateway-url")
             await self._start_scheduler(backends, gateway_url)
+
+    async def _start_objects(self, state_url: str) -> None:
+        """The Durable Object host; object storage under WDL_OBJECTS_DIR, by default
+        `objects/` of the data dir (`.wdl/dev/objects` for `wdl dev`)."""
+        root = Path(os.environ.get("WDL_OBJECTS_DIR") or self.settings.data_dir / "objects")
+        self.objects = ObjectsHost(ObjectsOptions(
+            root, urlsplit(state_url).netloc, self.options.internal_token,
+            host=self.options.data_host, port=self.options.objects_port,
+            binary=self.options.workerd_bin,
+            egress_allow_loopback=self.options.egress_allow_loopback))
+        await self.objects.start()
+        self._stack.push_async_callback(self.objects.stop)
 
     async def _start_d1(self, backends: Backends) -> None:
         """The D1 owner service; its files live under WDL_D1_DIR (shared by every
@@ -362,6 +384,9 @@ def summary(platform: Platform, admin_token: str | None) -> list[str]:
         lines.append(f"state        {platform.state.url}")
     if platform.data is not None:
         lines.append(f"data service {platform.data.url}  (KV, R2)")
+    if platform.objects is not None:
+        objects = platform.objects
+        lines.append(f"objects      {objects.url}  ({objects.options.storage_dir})")
     if platform.d1 is not None:
         lines.append(f"d1           {platform.d1.url}  ({platform.d1.root})")
     if platform.scheduler is not None:

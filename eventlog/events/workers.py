@@ -23,7 +23,7 @@ from eventlog.precondition import Precondition
 
 ModuleType = Literal["esm", "commonjs", "text", "data", "wasm", "json", "python"]
 BindingKind = Literal["service", "json", "text", "secret", "kv", "r2", "d1",
-                      "workflow", "worker_loader"]
+                      "workflow", "worker_loader", "durable_object"]
 RESOURCE_BINDING_KINDS = frozenset({"kv", "r2", "d1"})
 
 _ENTRY_MODULE_TYPES = frozenset({"esm", "commonjs", "python"})
@@ -49,6 +49,8 @@ class Binding(msgspec.Struct, frozen=True, kw_only=True):
     `workflow`: `target` is the workflow's name, `entrypoint` the class of this
     worker that runs its instances (docs/workflows.md).
     `worker_loader`: the Dynamic Worker Loader API (no target; docs/loaders.md).
+    `durable_object`: `target` is a Durable Object class, `value` the worker of this
+    namespace that exports it ("" for this worker; docs/durable-objects.md).
     `secret`: `target` is a secret name, resolved at load time.
     `json`: `value` is JSON text. `text`: `value` is the string itself.
     """
@@ -171,6 +173,12 @@ class WorkerVersionUploaded(_WorkerEvent, frozen=True, kw_only=True):
                     raise InvalidEvent(field, "a worker_loader binding has no target or value")
             elif binding.kind == "d1":
                 d1_name(f"{field}.target", binding.target)
+            elif binding.kind == "durable_object":
+                # target: the class; value: the worker of this namespace that exports it
+                # ("" for this one).
+                v.entrypoint(f"{field}.target", binding.target)
+                if binding.value:
+                    v.name(f"{field}.value", binding.value)
             elif binding.kind == "secret":
                 v.secret_name(f"{field}.target", binding.target)
             elif binding.kind == "json":

@@ -74,6 +74,8 @@ class GatewayOptions:
     data_address: str = ""  # host:port of the data service (KV, R2)
     egress_allow_loopback: bool = False  # operators' test setting, never for production
     d1_address: str = ""  # host:port of a D1 owner replica (it forwards to the owner)
+    workflows_address: str = ""  # host:port of the workflows engine (Workflow bindings)
+    objects_address: str = ""  # host:port of the Durable Object hosts (services/objects/)
     # Live tail and per-worker request metrics (workerd tail consumers); WDL_TAILS=0 turns
     # them off for throughput.
     tails: bool = field(default_factory=lambda: os.environ.get("WDL_TAILS", "1") != "0")
@@ -92,6 +94,8 @@ def gateway_config(options: GatewayOptions, instance: str) -> Config:
             TextBinding("INTERNAL_TOKEN", options.internal_token),
             ServiceBinding("DATA", ServiceRef("data")),
             ServiceBinding("D1", ServiceRef("d1")),
+            ServiceBinding("WORKFLOWS", ServiceRef("workflows")),
+            ServiceBinding("OBJECTS", ServiceRef("objects")),
             ServiceBinding("NET", ServiceRef("tenant-net")),
             TextBinding("EGRESS_ALLOW_LOOPBACK", "1" if options.egress_allow_loopback else ""),
             TextBinding("TAILS", "1" if options.tails else "0"),
@@ -103,6 +107,8 @@ def gateway_config(options: GatewayOptions, instance: str) -> Config:
         services=[gateway, External("state", options.state_address),
                   External("data", options.data_address or "127.0.0.1:9"),
                   External("d1", options.d1_address or "127.0.0.1:9"),
+                  External("workflows", options.workflows_address or "127.0.0.1:9"),
+                  External("objects", options.objects_address or "127.0.0.1:9"),
                   Network("no-network", allow=[]),
                   Network("tenant-net", allow=allow, deny=TENANT_DENY)],
         # Both sockets serve the gateway: `http` is the public listener shared by

@@ -102,6 +102,17 @@ def _env(ns: str, worker: str, version: str, meta: dict[str, Any],
             # Children are scoped by these props (workerd/gateway/loader.js).
             platform.append({"name": name, "kind": kind, "props": {
                 "namespace": ns, "worker": worker, "version": version}})
+        elif kind == "workflow":
+            # Instances are created on, and stay on, the version holding the binding.
+            platform.append({"name": name, "kind": kind, "props": {
+                "namespace": ns, "worker": worker, "version": version,
+                "workflow": binding["target"], "class_name": binding.get("entrypoint") or ""}})
+        elif kind == "durable_object":
+            # Objects of `class_name` of `script` (a worker of this namespace, this one
+            # by default); the namespace is the caller's, always (docs/durable-objects.md).
+            platform.append({"name": name, "kind": kind, "props": {
+                "namespace": ns, "worker": worker, "script": binding.get("value") or worker,
+                "class_name": binding["target"]}})
         elif kind == "service":
             platform.append({"name": name, "kind": kind, "props": {
                 "namespace": ns, "target_namespace": binding.get("namespace") or ns,

@@ -22,12 +22,14 @@ import serviceSource from "./tenant/service.js";
 import requestsSource from "./tenant/requests.js";
 import d1Source from "./tenant/d1.js";
 import loaderSource from "./tenant/loader.js";
+import doSource from "./tenant/do.js";
 
 export { WdlKv } from "./kv.js";
 export { WdlR2 } from "./r2.js";
 export { WdlTail } from "./tail.js";
 export { WdlD1 } from "./d1.js";
 export { WdlLoader } from "./loader.js";
+export { WdlDo } from "./do.js";
 
 // Platform modules added to every ES-module tenant bundle under `__wdl/`
 // (tenant module names may not start with it). `__wdl/main.js` becomes the
@@ -41,10 +43,11 @@ export const TENANT_SHIM = {
   "__wdl/requests.js": requestsSource,
   "__wdl/d1.js": d1Source,
   "__wdl/loader.js": loaderSource,
+  "__wdl/do.js": doSource,
 };
 // Binding kind -> the gateway entrypoint (ctx.exports) that serves it.
 const ENTRYPOINTS = { kv: "WdlKv", r2: "WdlR2", d1: "WdlD1", service: "WdlService",
-                      worker_loader: "WdlLoader" };
+                      worker_loader: "WdlLoader", durable_object: "WdlDo" };
 
 const STATE = "http://state";
 const SYNC_TIMEOUT_MS = 3000;
@@ -272,6 +275,10 @@ function tenantEnv(ctx, body) {
       `binding ${b.name}: kind ${b.kind} is not served by this gateway`);
     env[b.name] = factory({ props: b.props });
     kinds[b.name] = b.kind;
+    if (b.kind === "durable_object") {
+      // The scope its ids are made for (tenant/do.js); not a secret.
+      (env.__WDL_DO ||= {})[b.name] = `${b.props.namespace}/${b.props.script}/${b.props.class_name}`;
+    }
   }
   if (Object.keys(kinds).length) env.__WDL_BINDINGS = kinds;
   return env;

@@ -9,9 +9,14 @@ import { wrapR2 } from "./r2.js";
 import { wrapService } from "./service.js";
 import { wrapD1 } from "./d1.js";
 import { remember, wrapLoader } from "./loader.js";
+import { wrapDo } from "./do.js";
 
 const WRAPPERS = { kv: wrapKv, r2: wrapR2, d1: wrapD1, service: wrapService,
-                   worker_loader: wrapLoader };
+                   worker_loader: wrapLoader,
+                   // The scope (namespace/script/class) its ids are made for (tenant/do.js).
+                   durable_object: (stub, name) => wrapDo(stub, name, doScopes[name]) };
+const doScopes = env.__WDL_DO || {};
+delete env.__WDL_DO;
 
 const kinds = env.__WDL_BINDINGS;
 if (kinds && typeof kinds === "object") {

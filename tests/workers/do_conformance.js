@@ -1,0 +1,191 @@
+// One Durable Objects conformance run: the same module runs under Miniflare (the
+// reference, tests/miniflare/do_reference.mjs) and on WDL
+// (tests/integration/test_do_binding.py). GET / runs every call against env.OBJ
+// (class Conformance) and answers a transcript of {name, ok, value | error{name, message}}.
+// Object methods answer plain JSON values (WDL carries RPC values as JSON).
+import { DurableObject } from "cloudflare:workers";
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const entries = (m) => [...m.entries()];
+
+export class Conformance extends DurableObject {
+  constructor(ctx, env) {
+    super(ctx, env);
+    this.booted = 0;
+    ctx.blockConcurrencyWhile(async () => {
+      await sleep(5);
+      this.booted = ((await ctx.storage.get("boots")) || 0) + 1;
+      await ctx.storage.put("boots", this.booted);
+    });
+  }
+  whoami() {
+    return { id: this.ctx.id.toString(), hasName: typeof this.ctx.id.name };
+  }
+  booted_() { return this.booted > 0; }
+  async putGet(key, value) {
+    await this.ctx.storage.put(key, value);
+    return await this.ctx.storage.get(key);
+  }
+  async multi() {
+    await this.ctx.storage.put({ "m:a": 1, "m:b": { x: [1, 2] }, "m:c": "three" });
+    const got = await this.ctx.storage.get(["m:a", "m:b", "m:zz"]);
+    return entries(got);
+  }
+  async listing() {
+    const s = this.ctx.storage;
+    await s.put({ "l:1": 1, "l:2": 2, "l:3": 3, "l:4": 4, "k:1": 0 });
+    return {
+      prefix: entries(await s.list({ prefix: "l:" })),
+      range: entries(await s.list({ start: "l:2", end: "l:4" })),
+      limit: entries(await s.list({ prefix: "l:", limit: 2 })),
+      reverse: entries(await s.list({ prefix: "l:", reverse: true, limit: 3 })),
+    };
+  }
+  async deletes() {
+    const s = this.ctx.storage;
+    await s.put({ "d:1": 1, "d:2": 2, "d:3": 3 });
+    return { one: await s.delete("d:1"), missing: await s.delete("d:nope"),
+             many: await s.delete(["d:2", "d:3", "d:4"]) };
+  }
+  async txn() {
+    const s = this.ctx.storage;
+    await s.transaction(async (t) => { await t.put("t:ok", 1); });
+    try {
+      await s.transaction(async (t) => { await t.put("t:no", 1); throw new Error("abort me"); });
+    } catch (e) { void e; }
+    const rolled = await s.transaction(async (t) => { await t.put("t:rb", 1); t.rollback(); return 7; });
+    return { ok: await s.get("t:ok"), no: await s.get("t:no") ?? null,
+             rb: await s.get("t:rb") ?? null, rolled };
+  }
+  async wipe() {
+    await this.ctx.storage.put("w:1", 1);
+    await this.ctx.storage.deleteAll();
+    return entries(await this.ctx.storage.list());
+  }
+  sql() {
+    const sql = this.ctx.storage.sql;
+    sql.exec("CREATE TABLE IF NOT EXISTS items (id INTEGER PRIMARY KEY, name TEXT, n REAL)");
+    const ins = sql.exec("INSERT INTO items (name, n) VALUES (?, ?), (?, ?)", "a", 1.5, "b", 2);
+    const cursor = sql.exec("SELECT id, name, n FROM items ORDER BY id");
+    const rows = cursor.toArray();
+    const raw = [...sql.exec("SELECT name FROM items ORDER BY id").raw()];
+    const one = sql.exec("SELECT count(*) AS c FROM items").one();
+    return { written: ins.rowsWritten, rows, columns: cursor.columnNames, raw, one,
+             read: cursor.rowsRead };
+  }
+  sqlIter() {
+    const out = [];
+    for (const row of this.ctx.storage.sql.exec("SELECT name FROM items ORDER BY id DESC")) {
+      out.push(row.name);
+    }
+    return out;
+  }
+  sqlError() {
+    this.ctx.storage.sql.exec("SELECT * FROM no_such_table");
+  }
+  boom() {
+    throw new RangeError("object said no");
+  }
+  async incr() {
+    const n = ((await this.ctx.storage.get("count")) || 0) + 1;
+    await this.ctx.storage.put("count", n);
+    return n;
+  }
+  async count() { return (await this.ctx.storage.get("count")) || 0; }
+  async arm(ms) {
+    await this.ctx.storage.setAlarm(Date.now() + ms);
+    return (await this.ctx.storage.getAlarm()) !== null;
+  }
+  async disarm() {
+    await this.ctx.storage.setAlarm(Date.now() + 60000);
+    await this.ctx.storage.deleteAlarm();
+    return await this.ctx.storage.getAlarm();
+  }
+  async alarmState() {
+    return { fired: (await this.ctx.storage.get("alarms")) || 0,
+             pending: (await this.ctx.storage.getAlarm()) !== null };
+  }
+  async alarm() {
+    await this.ctx.storage.put("alarms", ((await this.ctx.storage.get("alarms")) || 0) + 1);
+  }
+  later() {
+    this.ctx.waitUntil(this.ctx.storage.put("later", "done"));
+    return "queued";
+  }
+  async getLater() { await sleep(50); return await this.ctx.storage.get("later"); }
+  async fetch(request) {
+    const url = new URL(request.url);
+    const body = request.method === "POST" ? await request.text() : "";
+    return new Response(`obj ${request.method} ${url.pathname} ${body}`,
+                        { status: 201, headers: { "x-obj": "yes" } });
+  }
+}
+
+async function run(OBJ) {
+  const transcript = [];
+  async function step(name, fn) {
+    try {
+      const value = await fn();
+      transcript.push({ name, ok: true, value: value === undefined ? { undefined: true } : value });
+    } catch (e) {
+      transcript.push({ name, ok: false, error: { name: e.name, message: e.message } });
+    }
+  }
+  const a = OBJ.idFromName("alpha");
+  await step("idFromName stable", () => a.toString() === OBJ.idFromName("alpha").toString());
+  await step("idFromName shape", () => /^[0-9a-f]{64}$/.test(a.toString()));
+  await step("idFromName name", () => a.name);
+  await step("idFromName differs", () => a.toString() !== OBJ.idFromName("beta").toString());
+  const u = OBJ.newUniqueId();
+  await step("newUniqueId shape", () => [/^[0-9a-f]{64}$/.test(u.toString()), u.name ?? null,
+                                        u.toString() !== OBJ.newUniqueId().toString()]);
+  await step("idFromString roundtrip", () => OBJ.idFromString(a.toString()).equals(a));
+  await step("idFromString malformed", () => OBJ.idFromString("not-an-id").toString());
+  await step("idFromString foreign", () => OBJ.idFromString("ab".repeat(32)).toString());
+  await step("getByName same object", async () =>
+    (await OBJ.getByName("alpha").whoami()).id === a.toString());
+  const stub = OBJ.get(a);
+  await step("ctx.id inside", async () => (await stub.whoami()).id === a.toString());
+  await step("blockConcurrencyWhile in constructor", () => stub.booted_());
+  await step("put/get", () => stub.putGet("k", { nested: [1, "two", null], n: 3.5 }));
+  await step("put/get multiple", () => stub.multi());
+  await step("list options", () => stub.listing());
+  await step("delete", () => stub.deletes());
+  await step("transaction", () => stub.txn());
+  await step("deleteAll", () => stub.wipe());
+  await step("sql exec", () => stub.sql());
+  await step("sql cursor iteration", () => stub.sqlIter());
+  await step("sql error", () => stub.sqlError());
+  await step("rpc throws", () => stub.boom());
+  await step("fetch", async () => {
+    const r = await stub.fetch("https://do.example/path?q=1", { method: "POST", body: "hi" });
+    return [r.status, r.headers.get("x-obj"), await r.text()];
+  });
+  await step("concurrent calls", async () => {
+    const c = OBJ.get(OBJ.idFromName("counter"));
+    const got = await Promise.all(Array.from({ length: 20 }, () => c.incr()));
+    return [got.sort((x, y) => x - y).join(","), await c.count()];
+  });
+  await step("objects are separate", async () => [
+    await OBJ.get(OBJ.idFromName("counter")).count(),
+    await OBJ.get(OBJ.idFromName("other")).count()]);
+  await step("waitUntil", async () => [await stub.later(), await stub.getLater()]);
+  await step("deleteAlarm", () => stub.disarm());
+  const alarmed = OBJ.get(OBJ.idFromName("alarmed"));
+  await step("setAlarm", () => alarmed.arm(200));
+  await step("alarm fires once", async () => {
+    for (let i = 0; i < 100; i++) {
+      const s = await alarmed.alarmState();
+      if (s.fired > 0 && !s.pending) return s;
+      await sleep(100);
+    }
+    return await alarmed.alarmState();
+  });
+  return transcript;
+}
+
+export default {
+  async fetch(request, env) {
+    return Response.json(await run(env.OBJ));
+  },
+};

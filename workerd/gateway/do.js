@@ -1,0 +1,59 @@
+// WdlDo: the gateway entrypoint behind every tenant Durable Object namespace binding.
+//
+// props ({namespace, worker, script, class_name}) are set by the platform from
+// the accepted version (services/state/bundles.py), so a tenant addresses only
+// objects of its own namespace's classes. Every call goes to the DO hosts
+// (env.OBJECTS, services/objects/): the object lives in one host process, never in
+// the gateway process that took the request (there are N of them). The host
+// re-checks the id's tag against these props (workerd/objects/objects.js).
+// RPC arguments and results travel as JSON text (docs/durable-objects.md, limits).
+
+import { WorkerEntrypoint } from "cloudflare:workers";
+
+function meta(props, id, name) {
+  return JSON.stringify({ namespace: props.namespace, script: props.script,
+                          class_name: props.class_name, id, name });
+}
+
+function unreachable(err) {
+  return { error: { name: "Error", message: "Durable Object host unavailable: " +
+                    String(err && err.message || err) } };
+}
+
+export class WdlDo extends WorkerEntrypoint {
+  // -> {json} | {undefined: true} | {error: {name, message}}
+  async call(id, name, method, argsJson) {
+    if (typeof method !== "string" || method === "fetch" || method.startsWith("__")) {
+      return { error: { name: "TypeError", message: `${String(method)} is not an RPC method` } };
+    }
+    let r;
+    try {
+      r = await this.env.OBJECTS.fetch("http://objects/__wdl/do/call", {
+        method: "POST",
+        headers: { "x-wdl-internal-token": this.env.INTERNAL_TOKEN,
+                   "x-wdl-do": meta(this.ctx.props, id, name),
+                   "content-type": "application/json" },
+        body: JSON.stringify({ method, args: argsJson }),
+      });
+    } catch (err) {
+      return unreachable(err);
+    }
+    const text = await r.text();
+    try {
+      return JSON.parse(text);
+    } catch {
+      return { error: { name: "Error", message: `Durable Object host answered ${r.status}` } };
+    }
+  }
+
+  // Not `fetch`: on an entrypoint stub that name is the HTTP Fetcher.fetch().
+  async fetchObject(id, name, request) {
+    const url = new URL(request.url);
+    const headers = new Headers(request.headers);
+    headers.set("x-wdl-internal-token", this.env.INTERNAL_TOKEN);
+    headers.set("x-wdl-do", meta(this.ctx.props, id, name));
+    headers.set("x-wdl-do-url", url.href);
+    return this.env.OBJECTS.fetch(new Request("http://objects/__wdl/do/fetch", {
+      method: request.method, headers, body: request.body, redirect: "manual" }));
+  }
+}
