@@ -181,11 +181,14 @@ def export(db: Db, output: Annotated[Path | None, typer.Option(
         err.print(f"[green]ok[/] exported {name} to {output}", highlight=False)
 
 
-def _migration_files(db: str, project: Path, directory: Path | None) -> tuple[str, list[Path]]:
+def _migration_files(db: str, project: Path, directory: Path | None, *,
+                     need: bool = True) -> tuple[str, list[Path]]:
     name, entry = _resolve(db, project)
     where = directory or project / (entry["migrations_dir"] if entry else "migrations")
     if not where.is_dir():
-        raise fail(f"no migrations directory {where}", 2)
+        if need or directory is not None:
+            raise fail(f"no migrations directory {where}", 2)
+        return name, []
     return name, sorted(p for p in where.iterdir() if p.suffix == ".sql" and p.is_file())
 
 
@@ -198,12 +201,14 @@ def migrations_list(db: Db, directory: DirOpt = None, ns: NsOpt = None,
                     as_json: JsonOpt = False, project: ProjectOpt = Path("."),
                     url: UrlOpt = None, token: TokenOpt = None,
                     profile: ProfileOpt = None) -> None:
-    """Each migration file and whether it is applied (from `d1_migrations`)."""
-    name, files = _migration_files(db, project, directory)
+    """Each migration file and whether it is applied (from `d1_migrations`); without a
+    migrations directory, the applied ones."""
+    name, files = _migration_files(db, project, directory, need=False)
     with connect(url, token, profile, ns, need_namespace=True) as (client, namespace):
         applied = {m["name"]: m for m in client.get(f"{_base(namespace, name)}/migrations")}
-    rows = [{"name": f.name, "status": "applied" if f.name in applied else "pending",
-             "applied_at": applied.get(f.name, {}).get("applied_at")} for f in files]
+    names = sorted({f.name for f in files} | set(applied))
+    rows = [{"name": n, "status": "applied" if n in applied else "pending",
+             "applied_at": applied.get(n, {}).get("applied_at")} for n in names]
     if as_json:
         print_json(rows)
         return

@@ -29,6 +29,7 @@ V1, V2 = "01JF8SNHZXPE6Q4W3R2T1Y0ABC", "01JF8SQ9M2K7D5VB4N3C8X6ZYW"
 TOKEN = "01JF8STB6W0QG2H5N9R3K1M7PA"
 ACTOR = "token:bootstrap-admin-01JF8STB6W"
 LONG_WORKER = "a-worker-with-a-rather-long-name"
+D1_ID = "6d0f7a3c-1b2e-4c5d-8e9f-0a1b2c3d4e5f"
 
 # path pattern -> the API's answer
 ANSWERS: list[tuple[str, Any]] = [
@@ -63,6 +64,12 @@ ANSWERS: list[tuple[str, Any]] = [
                                           "uploaded": MS}],
                              "delimitedPrefixes": [], "truncated": False}),
     (r"/r2$", [{"name": "bucket-of-uploaded-reports", "created_at": MS, "created_by": ACTOR}]),
+    (r"/d1/[^/]+/backups$", [{"backup_id": "b-0123456789abcdef", "size": 4096,
+                              "created_at": MS, "created_by": ACTOR}]),
+    (r"/d1/[^/]+/migrations$", [{"id": 1, "name": "0001_a-rather-long-migration-name.sql",
+                                 "applied_at": "2025-12-02 00:42:22"}]),
+    (r"/d1$", [{"name": "database-of-the-session-store", "database_id": D1_ID,
+                "migrations": [], "created_at": MS, "created_by": ACTOR}]),
     (r"/quarantine$", [{"namespace": "demo", "worker": LONG_WORKER, "version_id": V1,
                         "reason": "hung", "strikes": 3, "at": MS,
                         "detail": "stopped answering during three barrier rounds in a row"}]),
@@ -86,6 +93,10 @@ LISTINGS: list[tuple[list[str], list[str]]] = [
                                          "d41d8cd98f00b204e9800998ecf8427e", TIME]),
     (["r2", "bucket", "list"], ["bucket-of-uploaded-reports", ACTOR, TIME]),
     (["quarantine", "list"], [f"demo/{LONG_WORKER}", V1]),
+    (["d1", "list"], ["database-of-the-session-store", D1_ID, ACTOR, TIME]),
+    (["d1", "backups", "main"], ["b-0123456789abcdef", ACTOR, TIME]),
+    (["d1", "migrations", "list", "main"], ["0001_a-rather-long-migration-name.sql",
+                                             "2025-12-02 00:42:22"]),
 ]
 
 BOX = re.compile(r"[\u2500-\u257f\s]")
