@@ -6,7 +6,7 @@
   survives a restart.
 * `wdl up`: the same against Kafka/Redis/PostgreSQL/S3 from the environment
   (e.g. `set -a; . .wdl/services.env; set +a`);
-  `--only api|projector|state|gateway|scheduler|d1|objects`
+  `--only api|projector|state|gateway|scheduler|workflows|d1|objects`
   runs one of them alone, for multi-replica deployments.
 * `wdl health api|projector|state|gateway`: exit 0 if that process answers.
 
@@ -135,14 +135,19 @@ def up(only: Annotated[list[str] | None, typer.Option(
            "--gateway-health-port", help="gateway supervisor /healthz and /metrics")] = 8794,
        d1_port: Annotated[int, typer.Option(
            "--d1-port", help="D1 owner service (internal API and /healthz)")] = 8795,
+       d1_url: Annotated[str | None, typer.Option(
+           "--d1-url", help="a D1 replica's URL, for a gateway without it "
+           "[env WDL_D1_URL]")] = None,
        objects_port: Annotated[int, typer.Option(
            "--objects-port", help="Durable Object host (internal API)")] = 8796,
        objects_url: Annotated[str | None, typer.Option(
            "--objects-url", help="a Durable Object host's URL, for a gateway without it "
            "[env WDL_OBJECTS_URL]")] = None,
-       d1_url: Annotated[str | None, typer.Option(
-           "--d1-url", help="a D1 replica's URL, for a gateway without it "
-           "[env WDL_D1_URL]")] = None,
+       workflows_port: Annotated[int, typer.Option(
+           "--workflows-port", help="workflows engine API and /healthz")] = 8798,
+       workflows_url: Annotated[str | None, typer.Option(
+           "--workflows-url", help="workflows engine URL, for a gateway without it "
+           "[env WDL_WORKFLOWS_URL]")] = None,
        domain: Domain = "workers.local", recycle_stale: MaxStale = 64,
        processes: Processes = None, hang_timeout: HangTimeout = None) -> None:
     """Run the platform against Kafka/Redis/PostgreSQL/S3 configured in the environment."""
@@ -162,9 +167,12 @@ def up(only: Annotated[list[str] | None, typer.Option(
         data_url=data_url or os.environ.get("WDL_DATA_URL"),
         gateway_url=gateway_url or os.environ.get("WDL_GATEWAY_URL"),
         recycle=RecyclePolicy(max_stale=recycle_stale), gateway_health_port=gateway_health_port,
-        gateway_processes=processes, watchdog=_watchdog(hang_timeout), d1_port=d1_port,
-        d1_url=d1_url or os.environ.get("WDL_D1_URL"), objects_port=objects_port,
-        objects_url=objects_url or os.environ.get("WDL_OBJECTS_URL"))
+        gateway_processes=processes, watchdog=_watchdog(hang_timeout),
+        workflows_port=workflows_port, d1_port=d1_port,
+        d1_url=d1_url or os.environ.get("WDL_D1_URL"),
+        objects_port=objects_port,
+        objects_url=objects_url or os.environ.get("WDL_OBJECTS_URL"),
+        workflows_url=workflows_url or os.environ.get("WDL_WORKFLOWS_URL"))
     _run(settings, options, None)
 
 
@@ -175,6 +183,7 @@ HEALTH_DEFAULTS = {
     "data": "http://127.0.0.1:8793/healthz",
     "gateway": "http://127.0.0.1:8080/__wdl/healthz",
     "scheduler": "http://127.0.0.1:8792/healthz",
+    "workflows": "http://127.0.0.1:8798/healthz",
     "d1": "http://127.0.0.1:8795/healthz",
     "objects": "http://127.0.0.1:8796/__wdl/healthz",
 }

@@ -39,12 +39,13 @@ from services.objects import ObjectsHost, ObjectsOptions
 from services.scheduler.clock import SystemClock
 from services.scheduler.dispatch import GatewayDispatcher
 from services.scheduler.scheduler import Scheduler
-from services.serving import HttpServer
+from services.serving import HttpServer, bind
 from services.settings import Settings
 from services.state.service import StateService
 
 log = logging.getLogger("wdl.platform")
-COMPONENTS = ("api", "projector", "state", "data", "gateway", "scheduler", "d1", "objects")
+COMPONENTS = ("api", "projector", "state", "data", "gateway", "scheduler", "workflows", "d1",
+              "objects")
 DEV_KEY_FILE = "root.keys"  # same file the control API uses in embedded mode
 TOKEN_FILE = "admin.token"
 
@@ -80,9 +81,18 @@ class PlatformOptions:
     objects_url: str | None = None  # gateway without the DO host: where one is
     d1_ttl_ms: int = field(default_factory=lambda: int(os.environ.get("WDL_D1_LEASE_TTL_MS")
                                                        or 3000))
+    workflows_port: int = 0  # the workflows engine's API and /healthz (`wdl up`: 8798)
+    workflows_url: str | None = None  # gateway without the engine: where it is
     # Shared by the gateway and the scheduler (WDL_INTERNAL_TOKEN); one per process if unset.
     internal_token: str = field(
         default_factory=lambda: os.environ.get("WDL_INTERNAL_TOKEN") or secrets.token_urlsafe(32))
+
+
+def _workflows_address(sock: socket.socket | None, url: str | None) -> str:
+    if sock is not None:
+        host, port = sock.getsockname()[:2]
+        return f"{host}:{port}"
+    return urlsplit(url).netloc if url else ""
 
 
 def dev_admin_token(settings: Settings) -> str:
@@ -133,6 +143,7 @@ class Platform:
         self.scheduler_health: HttpServer | None = None
         self._stop_scheduler = asyncio.Event()
         self._scheduler_task: asyncio.Task[None] | None = None
+        self.workflows: Any = None  # services.workflows.service.WorkflowsService
 
     def wants(self, name: str) -> bool:
         return name in self.options.components
@@ -178,7 +189,12 @@ class Platform:
         if self.wants("objects"):
             if state_url is None:
                 raise ValueError("the Durable Object host needs the state service (--state-url)")
-            await self._start_objects(state_url)
+            await self._start_objects(state_url, backends)
+        workflows_sock = None
+        if self.wants("workflows"):
+            # Bound before the gateway starts: the gateway is told its address.
+            workflows_sock = bind(o.gateway_host, o.workflows_port)
+            self._stack.callback(workflows_sock.close)
         if self.wants("gateway"):
             assert state_url is not None
             if data_url is None:
@@ -190,7 +206,8 @@ class Platform:
                 d1_address=self.d1.address if self.d1 is not None
                 else urlsplit(o.d1_url or "").netloc,
                 objects_address=self.objects.address if self.objects is not None
-                else urlsplit(o.objects_url or "").netloc),
+                else urlsplit(o.objects_url or "").netloc,
+                workflows_address=_workflows_address(workflows_sock, o.workflows_url)),
                                    state_url=state_url,
                                    host=o.gateway_host, port=o.gateway_port,
                                    binary=o.workerd_bin, policy=o.recycle,
@@ -204,8 +221,35 @@ class Platform:
             if not gateway_url:
                 raise ValueError("the scheduler alone needs --gateway-url")
             await self._start_scheduler(backends, gateway_url)
+        if self.wants("workflows"):
+            assert backends is not None and workflows_sock is not None
+            gateway_url = self.gateway.url if self.gateway is not None else o.gateway_url
+            if not gateway_url:
+                raise ValueError("the workflows engine alone needs --gateway-url")
+            await self._start_workflows(backends, gateway_url, workflows_sock)
 
-    async def _start_objects(self, state_url: str) -> None:
+    async def _start_workflows(self, backends: Backends, gateway_url: str,
+                               sock: socket.socket) -> None:
+        from services.workflows.__main__ import workflow_log_url
+        from services.workflows.invoke import GatewayInvoker
+        from services.workflows.service import WorkflowsService
+        from services.workflows.store import open_workflow_store
+
+        invoker = GatewayInvoker(gateway_url, self.options.internal_token)
+        await invoker.start()
+        self._stack.push_async_callback(invoker.stop)
+        holder = os.environ.get("WDL_WORKFLOWS_ID") or f"{socket.gethostname()}-{os.getpid()}"
+        clock = SystemClock()
+        self.workflows = WorkflowsService(
+            store=open_workflow_store(workflow_log_url(self.settings)), invoker=invoker,
+            leases=LeaseClient(backends.log, ProjectionReader(backends.store), clock,
+                               actor=f"workflows:{holder}"),
+            holder=holder, internal_token=self.options.internal_token, sock=sock,
+            ttl_ms=int(os.environ.get("WDL_WORKFLOWS_TTL_MS", "10000")))
+        await self.workflows.start()
+        self._stack.push_async_callback(self.workflows.stop)
+
+    async def _start_objects(self, state_url: str, backends: Backends | None) -> None:
         """The Durable Object host; object storage under WDL_OBJECTS_DIR, by default
         `objects/` of the data dir (`.wdl/dev/objects` for `wdl dev`)."""
         root = Path(os.environ.get("WDL_OBJECTS_DIR") or self.settings.data_dir / "objects")
@@ -348,6 +392,8 @@ class Platform:
             waits.append(asyncio.shield(self._projector))
         if self._scheduler_task is not None:
             waits.append(asyncio.shield(self._scheduler_task))
+        if self.workflows is not None:
+            waits.append(self.workflows.wait())
         if not waits:
             await asyncio.Event().wait()
         done, pending = await asyncio.wait([asyncio.ensure_future(w) for w in waits],
@@ -391,6 +437,9 @@ def summary(platform: Platform, admin_token: str | None) -> list[str]:
         lines.append(f"d1           {platform.d1.url}  ({platform.d1.root})")
     if platform.scheduler is not None:
         lines.append(f"scheduler    {platform.scheduler.holder} (lease `scheduler`)")
+    if platform.workflows is not None:
+        lines.append(f"workflows    {platform.workflows.url}/healthz  "
+                     f"({platform.workflows.holder}, lease `workflows`)")
     if platform.projector_health is not None:
         lines.append(f"projector    {platform.projector_health.url}/healthz")
     if platform.settings.embedded and platform.options.components - {"gateway"}:

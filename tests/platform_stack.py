@@ -75,6 +75,7 @@ async def platform_stack(services: Endpoints, fresh_database: str,
                              {"api", "projector", "state", "data", "gateway"}),
                          internal_token: str = "wdl-internal-test-token",
                          egress_allow_loopback: bool = False,
+                         workflows_url: str | None = None,
                          ) -> AsyncIterator[Stack]:
     assert services.kafka_bootstrap_servers and services.redis_url
     root_keys = generate_root_key("k-test").export()
@@ -94,6 +95,7 @@ async def platform_stack(services: Endpoints, fresh_database: str,
     options = PlatformOptions(components=components, internal_token=internal_token,
                               api_port=0, gateway_port=0, state_port=0, data_port=0,
                               egress_allow_loopback=egress_allow_loopback,
+                              workflows_url=workflows_url,
                               workerd_bin=services.workerd_bin,
                               recycle=RecyclePolicy(interval=0))
     async with Platform(settings, options) as platform:

@@ -17,18 +17,20 @@ import { admit, announce, ended, mark, markUnknown, nameVersion, probationEnter,
          roundMarkers } from "./containment.js";
 import shimSource from "./tenant/shim.js";
 import kvSource from "./tenant/kv.js";
+import d1Source from "./tenant/d1.js";
 import r2Source from "./tenant/r2.js";
 import serviceSource from "./tenant/service.js";
 import requestsSource from "./tenant/requests.js";
-import d1Source from "./tenant/d1.js";
 import loaderSource from "./tenant/loader.js";
+import workflowsSource from "./tenant/workflows.js";
 import doSource from "./tenant/do.js";
 
 export { WdlKv } from "./kv.js";
+export { WdlD1 } from "./d1.js";
 export { WdlR2 } from "./r2.js";
 export { WdlTail } from "./tail.js";
-export { WdlD1 } from "./d1.js";
 export { WdlLoader } from "./loader.js";
+export { WdlWorkflow } from "./workflows.js";
 export { WdlDo } from "./do.js";
 
 // Platform modules added to every ES-module tenant bundle under `__wdl/`
@@ -38,16 +40,20 @@ export { WdlDo } from "./do.js";
 export const TENANT_SHIM = {
   "__wdl/shim.js": shimSource,
   "__wdl/kv.js": kvSource,
+  "__wdl/d1.js": d1Source,
   "__wdl/r2.js": r2Source,
   "__wdl/service.js": serviceSource,
   "__wdl/requests.js": requestsSource,
-  "__wdl/d1.js": d1Source,
   "__wdl/loader.js": loaderSource,
+  "__wdl/workflows.js": workflowsSource,
   "__wdl/do.js": doSource,
 };
 // Binding kind -> the gateway entrypoint (ctx.exports) that serves it.
 const ENTRYPOINTS = { kv: "WdlKv", r2: "WdlR2", d1: "WdlD1", service: "WdlService",
-                      worker_loader: "WdlLoader", durable_object: "WdlDo" };
+                      worker_loader: "WdlLoader", workflow: "WdlWorkflow",
+                      durable_object: "WdlDo" };
+// The platform's export that runs a workflow instance's step (tenant/workflows.js).
+const WORKFLOW_RUNNER = "__WdlWorkflows";
 
 const STATE = "http://state";
 const SYNC_TIMEOUT_MS = 3000;
@@ -304,7 +310,11 @@ function tenantModules(body) {
   // platform's fetch().
   modules["__wdl/main.js"] = `import "./shim.js";\nimport { wrapDefault } from "./requests.js";\n` +
     `export * from ${spec};\n` + (body.hasDefault === false ? "" :
-      `import tenantDefault from ${spec};\nexport default wrapDefault(tenantDefault);\n`);
+      `import tenantDefault from ${spec};\nexport default wrapDefault(tenantDefault);\n`) +
+    // Versions with a workflow binding: the engine runs their classes through this export.
+    ((body.bindings || []).some((b) => b.kind === "workflow")
+      ? `import * as wdlTenant from ${spec};\nimport { workflowRunner } from "./workflows.js";\n` +
+        `export const ${WORKFLOW_RUNNER} = workflowRunner(wdlTenant);\n` : "");
   return { modules, mainModule: "__wdl/main.js" };
 }
 
@@ -413,6 +423,37 @@ async function scheduled(request, env, ctx) {
   }
 }
 
+// --- workflows -----------------------------------------------------------------
+
+// POST /__wdl/workflow {namespace, worker, version_id, class_name, instance_id, params,
+// created_at, history}: the workflows engine runs one invocation of an instance on its
+// pinned version; the answer is {report} (tenant/workflows.js). 500: run it again later.
+async function workflow(request, env, ctx) {
+  if (request.method !== "POST" || !env.INTERNAL_TOKEN ||
+      !sameSecret(request.headers.get("x-wdl-internal-token"), env.INTERNAL_TOKEN)) {
+    return reply(404, "not_found", "no such route");
+  }
+  const job = await request.json();
+  await fresh(env, ctx);
+  const stub = await stubFor(env, ctx, job.namespace, job.worker,
+    { version: job.version_id, id: `${job.namespace}:${job.worker}:${job.version_id}` });
+  const release = admit(job.namespace, job.worker, job.version_id);
+  const json = (status, doc) => new Response(JSON.stringify(doc), {
+    status, headers: { "content-type": "application/json" } });
+  try {
+    return json(200, { report: await stub.getEntrypoint(WORKFLOW_RUNNER).run(job) });
+  } catch (err) {
+    const text = String(err && err.message || err).slice(0, 1000);
+    if (text.includes("Failed to start Worker")) {
+      // The version cannot run the instance, now or ever: the instance errors.
+      return json(200, { report: { kind: "error", error: { name: "Error", message: text } } });
+    }
+    return json(500, { outcome: "exception", error: text });
+  } finally {
+    release();
+  }
+}
+
 // --- service bindings and egress -------------------------------------------------
 
 async function serviceTarget(env, ctx, props) {
@@ -505,6 +546,7 @@ async function handle(request, env, ctx) {
     });
   }
   if (url.pathname === "/__wdl/scheduled") return scheduled(request, env, ctx);
+  if (url.pathname === "/__wdl/workflow") return workflow(request, env, ctx);
   const host = request.headers.get("host") || url.host;
   const domain = env.PLATFORM_DOMAIN;
   const bare = host.toLowerCase().split(":")[0];

@@ -4,14 +4,15 @@
 // Workers code expects (KVNamespace, R2Bucket, a service Fetcher). Tenant code
 // only ever sees the wrappers; the wrappers keep their stub private.
 import { env } from "cloudflare:workers";
+import { wrapD1 } from "./d1.js";
 import { wrapKv } from "./kv.js";
 import { wrapR2 } from "./r2.js";
 import { wrapService } from "./service.js";
-import { wrapD1 } from "./d1.js";
 import { remember, wrapLoader } from "./loader.js";
+import { wrapWorkflow } from "./workflows.js";
 import { wrapDo } from "./do.js";
 
-const WRAPPERS = { kv: wrapKv, r2: wrapR2, d1: wrapD1, service: wrapService,
+const WRAPPERS = { kv: wrapKv, r2: wrapR2, d1: wrapD1, service: wrapService, workflow: wrapWorkflow,
                    worker_loader: wrapLoader,
                    // The scope (namespace/script/class) its ids are made for (tenant/do.js).
                    durable_object: (stub, name) => wrapDo(stub, name, doScopes[name]) };

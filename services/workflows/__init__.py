@@ -1,0 +1,1 @@
+"""The Workflows engine: durable workflow instances on their own log (docs/workflows.md)."""

@@ -1,0 +1,121 @@
+"""The engine's HTTP API (loopback, internal token): the gateway's WdlWorkflow binding
+entrypoint and the control API call it. Protocol in docs/workflows.md.
+
+`POST /rpc {op, namespace, workflow, ...}`: create, createBatch, get, status,
+pause, resume, terminate, restart, sendEvent. Binding calls carry the binding's
+props (namespace, workflow, worker, version, class_name) from the gateway —
+set by the platform from the accepted version, never by tenant code.
+`GET /v1/workflows?namespace=`, `/v1/instances?namespace=&workflow=`,
+`/v1/instance?namespace=&workflow=&id=` for the control API; `/healthz`.
+Errors: `{error: code, message}` with an HTTP status.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from services.workflows.engine import Engine, WorkflowError
+
+HEADER = "x-wdl-internal-token"
+CONTROL_OPS = frozenset({"pause", "resume", "terminate", "restart"})
+
+
+def _err(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": code, "message": message}, status_code=status)
+
+
+def _str(body: dict[str, Any], name: str) -> str:
+    value = body.get(name)
+    if not isinstance(value, str) or not value:
+        raise WorkflowError(400, "invalid_request", f"`{name}` is required")
+    return value
+
+
+def create_app(engine_of: Callable[[], Engine | None], internal_token: str,
+               health: Callable[[], dict[str, Any]]) -> Starlette:
+    def guarded(handler: Callable[[Request, Engine], Awaitable[JSONResponse]]
+                ) -> Callable[[Request], Awaitable[JSONResponse]]:
+        async def endpoint(request: Request) -> JSONResponse:
+            if not internal_token or not hmac.compare_digest(
+                    request.headers.get(HEADER, ""), internal_token):
+                return _err(404, "not_found", "no such route")
+            engine = engine_of()
+            if engine is None:
+                return _err(503, "engine_standby",
+                            "this workflows engine does not hold the lease")
+            try:
+                return await handler(request, engine)
+            except WorkflowError as exc:
+                return _err(exc.status, exc.code, exc.message)
+        return endpoint
+
+    async def rpc(request: Request, engine: Engine) -> JSONResponse:
+        try:
+            body = await request.json()
+        except ValueError:
+            raise WorkflowError(400, "invalid_request", "the body is not JSON") from None
+        if not isinstance(body, dict):
+            raise WorkflowError(400, "invalid_request", "the body must be an object")
+        op = _str(body, "op")
+        ns, wf = _str(body, "namespace"), _str(body, "workflow")
+        if op in ("create", "createBatch"):
+            worker, version = _str(body, "worker"), _str(body, "version")
+            class_name = _str(body, "class_name")
+            items = body.get("items") if op == "createBatch" else [body.get("options") or {}]
+            if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+                raise WorkflowError(400, "invalid_request", "options must be objects")
+            if len(items) > engine.limits.max_batch:
+                raise WorkflowError(400, "batch.too_large", f"createBatch takes at most "
+                                    f"{engine.limits.max_batch} instances")
+            ids = [i.get("id") for i in items if i.get("id") is not None]
+            if len(ids) != len(set(ids)):
+                raise WorkflowError(400, "batch.duplicate_id", "createBatch: duplicate ids")
+            out = []
+            for item in items:
+                inst = await engine.create(ns, wf, worker, version, class_name, item.get("id"),
+                                           item.get("params"))
+                out.append({"id": inst.id})
+            return JSONResponse({"instances": out})
+        iid = _str(body, "id")
+        if op in ("get", "status"):
+            return JSONResponse(engine.get(ns, wf, iid).status_view())
+        if op in CONTROL_OPS:
+            await engine.control(ns, wf, iid, op)
+            return JSONResponse({"ok": True})
+        if op == "sendEvent":
+            await engine.send_event(ns, wf, iid, body.get("type"), body.get("payload"))
+            return JSONResponse({"ok": True})
+        raise WorkflowError(400, "invalid_op", f"unknown operation {op!r}")
+
+    async def workflows(request: Request, engine: Engine) -> JSONResponse:
+        ns = request.query_params.get("namespace", "")
+        return JSONResponse({"workflows": engine.workflows(ns)})
+
+    async def instances(request: Request, engine: Engine) -> JSONResponse:
+        q = request.query_params
+        rows = engine.instances(q.get("namespace", ""), q.get("workflow") or None)
+        return JSONResponse({"instances": [i.describe() for i in rows]})
+
+    async def instance(request: Request, engine: Engine) -> JSONResponse:
+        q = request.query_params
+        inst = engine.get(q.get("namespace", ""), q.get("workflow", ""), q.get("id", ""))
+        return JSONResponse(inst.describe())
+
+    async def healthz(request: Request) -> JSONResponse:
+        doc = health()
+        return JSONResponse(doc, status_code=200 if doc.get("ok") else 503)
+
+    return Starlette(routes=[
+        Route("/rpc", guarded(rpc), methods=["POST"]),
+        Route("/v1/workflows", guarded(workflows)),
+        Route("/v1/instances", guarded(instances)),
+        Route("/v1/instance", guarded(instance)),
+        Route("/healthz", healthz),
+    ])

@@ -1,0 +1,176 @@
+"""A workflow instance as an event-sourced aggregate: records folded into its state.
+
+Record types (data fields in docs/workflows.md and docs/events.md):
+`created`, `started`, `step_succeeded`, `step_failed`, `sleeping`, `waiting`,
+`event_received`, `paused`, `resumed`, `completed`, `errored`, `terminated`,
+`restarted`. The fold is pure: the engine, a rebuild and the tests all use it,
+so a rebuild reproduces every instance's status exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from services.workflows.store import WorkflowRecord
+
+STATUSES = ("queued", "running", "paused", "waiting", "complete", "errored", "terminated")
+FINISHED = frozenset({"complete", "errored", "terminated"})
+
+
+def instance_key(namespace: str, workflow: str, instance_id: str) -> str:
+    return f"{namespace}/{workflow}/{instance_id}"
+
+
+@dataclass
+class Instance:
+    key: str
+    namespace: str
+    workflow: str
+    id: str
+    worker: str
+    version: str
+    class_name: str
+    params: Any
+    created_at: int
+    status: str = "queued"
+    steps: dict[str, dict[str, Any]] = field(default_factory=dict)
+    attempts: dict[str, int] = field(default_factory=dict)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    # What the instance waits for: {kind: sleep|wait|retry, key, until, type?}
+    pending: dict[str, Any] | None = None
+    output: Any = None
+    error: dict[str, str] | None = None
+    updated_at: int = 0
+    gen: int = 0
+    records: int = 0
+    # Status to return to on resume (paused keeps what it interrupted).
+    before_pause: str = "queued"
+    # Bumped by each restart: a run that began before it must not record into the new one.
+    epoch: int = 0
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINISHED
+
+    def runnable(self, now_ms: int) -> bool:
+        if self.status not in ("queued", "running", "waiting"):
+            return False
+        # A step's retry is due by time alone; sleeps and waits end with a record.
+        return self.pending is None or (self.pending["kind"] == "retry" and
+                                        self.pending["until"] <= now_ms)
+
+    def history(self) -> dict[str, Any]:
+        """What the tenant's run() replays: recorded step outcomes and attempts."""
+        return {"steps": self.steps, "attempts": self.attempts}
+
+    def status_view(self) -> dict[str, Any]:
+        view: dict[str, Any] = {"status": self.status, "output": self.output}
+        if self.error is not None:
+            view["error"] = self.error
+        return view
+
+    def describe(self) -> dict[str, Any]:
+        return {"id": self.id, "namespace": self.namespace, "workflow": self.workflow,
+                "worker": self.worker, "version": self.version, "class_name": self.class_name,
+                "status": self.status, "output": self.output, "error": self.error,
+                "params": self.params, "created_at": self.created_at,
+                "updated_at": self.updated_at, "pending": self.pending,
+                "steps": len(self.steps), "records": self.records}
+
+
+def apply(states: dict[str, Instance], r: WorkflowRecord) -> Instance | None:
+    """Fold one record; returns the instance it touched (None: ignored)."""
+    d = r.data
+    inst = states.get(r.instance)
+    if r.type == "created":
+        if inst is not None:
+            return None  # an id is created once; a duplicate create is ignored
+        inst = Instance(key=r.instance, namespace=d["namespace"], workflow=d["workflow"],
+                        id=d["id"], worker=d["worker"], version=d["version"],
+                        class_name=d["class_name"], params=d.get("params"),
+                        created_at=r.at, updated_at=r.at, gen=r.gen)
+        states[r.instance] = inst
+        inst.records = 1
+        return inst
+    if inst is None:
+        return None
+    if r.gen < inst.gen:
+        return None  # written by an engine that had been fenced off by a newer lease
+    inst.gen = r.gen
+    inst.records += 1
+    inst.updated_at = r.at
+    t = r.type
+    if t == "terminated":
+        inst.status, inst.pending = "terminated", None
+    elif t == "restarted":
+        inst.steps, inst.attempts, inst.events = {}, {}, []
+        inst.pending, inst.output, inst.error = None, None, None
+        inst.status = "queued"
+        inst.epoch += 1
+    elif inst.finished:
+        return None  # nothing but restart moves a finished instance
+    elif t == "started":
+        _running(inst)
+    elif t == "paused":
+        if inst.status != "paused":
+            inst.before_pause = inst.status
+        inst.status = "paused"
+    elif t == "resumed":
+        if inst.status == "paused":
+            inst.status = inst.before_pause
+    elif t == "step_succeeded":
+        key = d["key"]
+        inst.steps[key] = {"ok": True, "value": d.get("value")}
+        if d.get("consumed") is not None:
+            inst.events[int(d["consumed"])]["consumed"] = True
+        if inst.pending is not None and inst.pending.get("key") == key:
+            inst.pending = None
+        _running(inst)
+    elif t == "step_failed":
+        key = d["key"]
+        inst.attempts[key] = int(d.get("attempt", inst.attempts.get(key, 0) + 1))
+        if d.get("final"):
+            inst.steps[key] = {"ok": False, "error": d.get("error")}
+            if inst.pending is not None and inst.pending.get("key") == key:
+                inst.pending = None
+        else:
+            inst.pending = {"kind": "retry", "key": key, "until": int(d["retry_at"])}
+        _running(inst)
+    elif t == "sleeping":
+        inst.pending = {"kind": "sleep", "key": d["key"], "until": int(d["until"])}
+        _waiting(inst)
+    elif t == "waiting":
+        inst.pending = {"kind": "wait", "key": d["key"], "type": d["event_type"],
+                        "until": int(d["until"])}
+        _waiting(inst)
+    elif t == "event_received":
+        inst.events.append({"type": d["event_type"], "payload": d.get("payload"),
+                            "timestamp": r.at, "consumed": False})
+    elif t == "completed":
+        inst.status, inst.output, inst.pending = "complete", d.get("output"), None
+    elif t == "errored":
+        inst.status, inst.error, inst.pending = "errored", d.get("error"), None
+    return inst
+
+
+def _running(inst: Instance) -> None:
+    if inst.status == "paused":
+        inst.before_pause = "running"
+    else:
+        inst.status = "running"
+
+
+def _waiting(inst: Instance) -> None:
+    if inst.status == "paused":
+        inst.before_pause = "waiting"
+    else:
+        inst.status = "waiting"
+
+
+def fold_all(records: Iterable[WorkflowRecord]) -> dict[str, Instance]:
+    states: dict[str, Instance] = {}
+    for r in records:
+        apply(states, r)
+    return states

@@ -1,0 +1,187 @@
+"""Workflows end to end on the real servers and real workerd, through `wdl deploy`.
+
+The wrangler project tests/fixtures/workflow_project (step.do with retries,
+step.sleep, step.waitForEvent, parallel steps) deploys unchanged; its steps
+report every execution to a sink the test owns, so the test counts how often
+each step really ran. Embedded (`wdl dev`'s SQLite log) and Kafka engines run
+the same checks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.endpoints import Endpoints
+from services.platform import COMPONENTS, Platform, PlatformOptions
+from services.settings import Settings
+from services.workflows.model import fold_all
+from services.workflows.store import KafkaWorkflowSettings, KafkaWorkflowStore
+from tests.platform_stack import ADMIN, WDL, Stack, platform_stack
+from tests.workflows.rig import PROJECT, TOKEN, EngineApi, Sink, Tenant, expected_sum
+
+
+@pytest.fixture
+async def sink() -> AsyncIterator[Sink]:
+    s = Sink()
+    await s.start()
+    try:
+        yield s
+    finally:
+        await s.stop()
+
+
+async def wdl(env: dict[str, str], *args: str) -> str:
+    proc = await asyncio.create_subprocess_exec(WDL, *args, env=env,
+                                                stdout=asyncio.subprocess.PIPE,
+                                                stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 120)
+    assert proc.returncode == 0, f"wdl {args}: {err.decode()}{out.decode()}"
+    return out.decode()
+
+
+async def exercise(tenant: Tenant, sink: Sink, engine: EngineApi) -> None:
+    """The same checks on every engine: replay, sleep, events, retries, controls, errors."""
+    # A flaky step is retried, a waiting instance wakes on its event.
+    code, made = await tenant.call("/create", id="w1",
+                                   params={"n": 5, "sink": sink.url, "wait": True, "flaky": True})
+    assert (code, made) == (200, {"id": "w1"})
+    assert (await tenant.wait_status("w1", {"waiting"}))["output"] is None
+    await asyncio.sleep(1.5)  # past the sleep: now it waits for the event
+    assert (await tenant.status("w1"))["status"] == "waiting"
+    code, _ = await tenant.call("/event", id="w1", type="go", payload={"hello": 1})
+    assert code == 200
+    done = await tenant.wait_status("w1", {"complete", "errored"})
+    assert done["status"] == "complete", done
+    assert done["output"]["sum"] == expected_sum(5) and done["output"]["got"] == {"hello": 1}
+    counts = sink.counts()
+    assert counts[("w1", "one")] == 1
+    assert counts[("w1", "two")] == 2  # the first attempt threw, the retry succeeded
+    assert all(counts[("w1", f"par-{k}")] == 1 for k in (1, 2, 3))
+    # Each recorded result is the one the last execution produced.
+    assert done["output"]["execs"][1] == sink.last_exec("w1", "two")
+
+    # An event sent before the wait is kept for it.
+    await tenant.call("/create", id="w2", params={"n": 1, "wait": True, "sleep": "2 seconds"})
+    await tenant.wait_status("w2", {"waiting"})
+    assert (await tenant.call("/event", id="w2", type="go", payload=["early"]))[0] == 200
+    st = await tenant.wait_status("w2", {"complete", "errored"})
+    assert st["output"]["got"] == ["early"]
+
+    # Pause holds an instance at a step boundary; resume continues it.
+    await tenant.call("/create", id="w3", params={"n": 2, "wait": True})
+    await tenant.wait_status("w3", {"waiting"})
+    assert (await tenant.call("/pause", id="w3"))[0] == 200
+    assert (await tenant.status("w3"))["status"] == "paused"
+    assert (await tenant.call("/event", id="w3", type="go", payload=3))[0] == 200
+    await asyncio.sleep(1.5)
+    assert (await tenant.status("w3"))["status"] == "paused"
+    await tenant.call("/resume", id="w3")
+    assert (await tenant.wait_status("w3", {"complete"}))["output"]["got"] == 3
+
+    # Terminate ends it; restart runs it again from the beginning on the same version.
+    await tenant.call("/create", id="w4", params={"n": 4, "wait": True, "sink": sink.url})
+    await tenant.wait_status("w4", {"waiting"})
+    await tenant.call("/terminate", id="w4")
+    assert (await tenant.status("w4"))["status"] == "terminated"
+    code, body = await tenant.call("/terminate", id="w4")
+    assert code == 400 and "finite state" in body["thrown"]["message"]
+    await tenant.call("/restart", id="w4")
+    await tenant.wait_status("w4", {"waiting"})
+    assert sink.counts()[("w4", "one")] == 2  # a restart starts over
+    await tenant.call("/event", id="w4", type="go", payload=None)
+    assert (await tenant.wait_status("w4", {"complete"}))["output"]["sum"] == expected_sum(4)
+
+    # createBatch, generated ids, and refusals with Cloudflare's messages.
+    ids = await tenant.batch([{"params": {"n": 7}}, {"id": "b2", "params": {"n": 8}}])
+    assert len(ids) == 2 and ids[1] == "b2" and len(ids[0]) == 36
+    code, body = await tenant.call("/create", id="b2", params={"n": 1})
+    assert code == 400 and body["thrown"]["message"] == \
+        "Workflow instance with this id already exists"
+    code, body = await tenant.call("/status", id="nope")
+    assert code == 400 and body["thrown"]["message"] == "instance.not_found"
+    code, body = await tenant.call("/create", id="bad id!", params={})
+    assert code == 400 and body["thrown"]["message"] == \
+        "WorkflowError: Workflow instance has invalid id"
+    for iid in ids:
+        assert (await tenant.wait_status(iid, {"complete"}))["output"]["got"] is None
+
+    listed = await engine.instances(tenant.ns)
+    assert {"w1", "w2", "w3", "w4", "b2"} <= set(listed)
+    assert all(i["version"] == listed["w1"]["version"] for i in listed.values())
+
+
+async def test_embedded_engine(services: Endpoints, tmp_path: Path, sink: Sink,
+                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """`wdl dev`'s shape: every component in one process on embedded backends (the real
+    workerd of `services`; the servers' variables are cleared for this process)."""
+    env = {"WDL_DATA_DIR": str(tmp_path / "data"), "WDL_ADMIN_TOKEN": ADMIN}
+    for key in ("REDIS_URL", "KAFKA_BOOTSTRAP_SERVERS", "WDL_WORKFLOW_LOG"):
+        monkeypatch.delenv(key, raising=False)
+    settings = Settings.from_env(env, embedded=True)
+    options = PlatformOptions(components=frozenset(COMPONENTS), api_port=0, gateway_port=0,
+                              state_port=0, data_port=0, scheduler_health_port=0,
+                              projector_health_port=0, internal_token=TOKEN,
+                              egress_allow_loopback=True, workerd_bin=services.workerd_bin)
+    async with Platform(settings, options) as platform:
+        assert platform.gateway is not None and platform.api is not None
+        assert platform.workflows is not None
+        cli = {**{k: v for k, v in os.environ.items() if not k.startswith("WDL_")},
+               "WDL_CONTROL_URL": platform.api.url, "WDL_TOKEN": ADMIN,
+               "WDL_CONFIG": str(tmp_path / "none.toml")}
+        await wdl(cli, "ns", "create", "emb")
+        await wdl(cli, "deploy", str(PROJECT), "--ns", "emb")
+        assert await platform.workflows.leading(20)
+        tenant, engine = Tenant(platform.gateway.url, "emb"), EngineApi(platform.workflows.url)
+        try:
+            await exercise(tenant, sink, engine)
+        finally:
+            await tenant.close()
+            await engine.close()
+    assert (tmp_path / "data" / "workflows.sqlite").exists()
+
+
+async def test_kafka_engine(services: Endpoints, fresh_database: str,
+                            unique_name: Callable[[str], str], tmp_path: Path,
+                            monkeypatch: pytest.MonkeyPatch, sink: Sink) -> None:
+    """`wdl up`'s shape: the engine on its Kafka topic, beside the control log."""
+    monkeypatch.delenv("WDL_WORKFLOW_LOG", raising=False)
+    async with platform_stack(services, fresh_database, unique_name, tmp_path, monkeypatch,
+                              components=frozenset({"api", "projector", "state", "data",
+                                                    "gateway", "workflows"}),
+                              egress_allow_loopback=True) as stack:
+        ns = unique_name("wf")[:30].lower().replace("_", "-")
+        await stack.wdl("ns", "create", ns)
+        await stack.deploy(ns, PROJECT)
+        workflows = stack.platform.workflows
+        assert workflows is not None and await workflows.leading(20)
+        tenant, engine = Tenant(stack.gateway, ns), EngineApi(workflows.url)
+        try:
+            await exercise(tenant, sink, engine)
+            live = {k: v["status"] for k, v in (await engine.instances(ns)).items()}
+        finally:
+            await tenant.close()
+            await engine.close()
+        # A rebuild from the topic alone reproduces every status.
+        assert workflows.store.settings.topic == stack.backend_env["WDL_TOPIC"] + ".workflows"
+        rebuilt = await rebuild(stack)
+        assert {i.namespace for i in rebuilt.values()} == {ns}
+        assert {i.id: i.status for i in rebuilt.values()} == live
+
+
+async def rebuild(stack: Stack) -> dict[str, Any]:
+    store = KafkaWorkflowStore(KafkaWorkflowSettings(
+        stack.backend_env["KAFKA_BOOTSTRAP_SERVERS"],
+        topic=stack.backend_env["WDL_TOPIC"] + ".workflows"))
+    await store.start()
+    try:
+        return fold_all(await store.load())
+    finally:
+        await store.stop()
+
+
