@@ -14,8 +14,17 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, Trans
 from cli.client import ApiFailure, ControlClient
 from cli.common import JsonOpt, NsOpt, ProfileOpt, TokenOpt, UrlOpt, connect, err, print_json
 from cli.d1 import provision_d1
+from cli.queues import provision as provision_queues
+from cli.queues import set_consumers
 from cli.resources import provision
-from cli.wrangler import ProjectError, bundle, read_project, split_vars
+from cli.wrangler import (
+    ProjectError,
+    bundle,
+    read_config,
+    read_project,
+    read_queue_consumers,
+    split_vars,
+)
 
 CHUNK = 64 * 1024
 NS_HINT = ("create it with `wdl ns create {namespace}`, or deploy with --create-namespace "
@@ -70,7 +79,7 @@ def deploy(
     no_bundle: Annotated[bool, typer.Option("--no-bundle", help="upload the modules as "
                                             "they are, without Wrangler")] = False,
     no_provision: Annotated[bool, typer.Option(
-        "--no-provision", help="do not create missing KV namespaces and R2 buckets "
+        "--no-provision", help="do not create missing KV namespaces, R2 buckets and queues "
         "(deploy is then refused if one is missing)")] = False,
     create_namespace: Annotated[bool, typer.Option(
         "--create-namespace", help="create the namespace first if it does not exist "
@@ -82,6 +91,7 @@ def deploy(
     """Bundle (wrangler --dry-run) and upload a version; promote it unless --no-promote."""
     try:
         project_name, body, how = _request_body(directory.resolve(), no_bundle)
+        consumers = read_queue_consumers(*read_config(directory.resolve()))
     except ProjectError as exc:
         err.print(f"[red]error:[/] {exc}", highlight=False)
         raise typer.Exit(2) from None
@@ -93,6 +103,8 @@ def deploy(
             ensure_namespace(client, namespace, quiet=as_json)
         missing = provision(client, namespace, body["bindings"], create=not no_provision,
                             quiet=as_json)
+        missing += provision_queues(client, namespace, body["bindings"], consumers,
+                                    create=not no_provision, quiet=as_json)
         missing += provision_d1(client, namespace, directory.resolve(), body["bindings"],
                                 create=not no_provision, quiet=as_json)
         if no_provision and missing:
@@ -113,6 +125,8 @@ def deploy(
             result = client.request(
                 "POST", path, params={"promote": "false" if no_promote else "true"},
                 content=_chunks(raw, progress, task), headers=headers)
+        # A consumer names the worker, which exists once its first version is uploaded.
+        set_consumers(client, namespace, worker, consumers, quiet=as_json)
     if as_json:
         print_json(result)
         return

@@ -45,6 +45,8 @@ class Project:
     no_bundle: bool = False
     bindings: list[dict[str, str]] = field(default_factory=list)
     """Resource and service bindings, in the control API's shape (kv, r2, service)."""
+    queue_consumers: list[dict[str, Any]] = field(default_factory=list)
+    """`queues.consumers`: set for this worker after its upload (docs/queues.md)."""
 
 
 @dataclass
@@ -98,7 +100,6 @@ def strip_jsonc(text: str) -> str:
 # Wrangler binding keys WDL does not serve yet: deploy refuses them before any
 # upload, naming the key, rather than deploying a worker whose env lacks them.
 UNSUPPORTED_KEYS = (
-    "queues",
     "ai", "vectorize", "hyperdrive", "analytics_engine_datasets", "browser", "assets", "site",
     "dispatch_namespaces", "mtls_certificates", "send_email", "tail_consumers", "images",
     "version_metadata", "pipelines", "secrets_store_secrets", "unsafe", "logfwdr",
@@ -152,6 +153,7 @@ def read_bindings(doc: dict[str, Any], config: str) -> list[dict[str, str]]:
                     "target": worker, "namespace": namespace,
                     "entrypoint": _string(svc, "entrypoint", where, required=False)})
     out.extend(_workflow_bindings(doc, config))
+    out.extend(read_queue_producers(doc, config))
     try:
         out.extend(read_durable_objects(doc, config))
     except DurableObjectConfigError as exc:
@@ -160,6 +162,61 @@ def read_bindings(doc: dict[str, Any], config: str) -> list[dict[str, str]]:
         # The Dynamic Worker Loader API (docs/loaders.md): just a name.
         out.append({"name": _string(loader, "binding", f"{config}: worker_loaders[{i}]"),
                     "kind": "worker_loader"})
+    return out
+
+
+def _queues_table(doc: dict[str, Any], config: str) -> dict[str, Any]:
+    queues = doc.get("queues") or {}
+    if not isinstance(queues, dict):
+        raise ProjectError(f"{config}: `queues` must be a table (producers, consumers)")
+    unknown = sorted(set(queues) - {"producers", "consumers"})
+    if unknown:
+        raise ProjectError(f"{config}: `queues.{unknown[0]}` is not supported by WDL")
+    return queues
+
+
+def _int(entry: dict[str, Any], key: str, where: str, low: int, high: int) -> int | None:
+    value = entry.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise ProjectError(f"{where}: `{key}` must be an integer from {low} to {high}")
+    return value
+
+
+def read_queue_producers(doc: dict[str, Any], config: str) -> list[dict[str, str]]:
+    """`queues.producers`: binding, queue, delivery_delay (seconds; the binding's value)."""
+    out: list[dict[str, str]] = []
+    for i, p in enumerate(_table_list(_queues_table(doc, config), "producers", config)):
+        where = f"{config}: queues.producers[{i}]"
+        delay = _int(p, "delivery_delay", where, 0, 43_200)
+        out.append({"name": _string(p, "binding", where), "kind": "queue",
+                    "target": _string(p, "queue", where),
+                    "value": "" if delay is None else str(delay)})
+    return out
+
+
+def read_queue_consumers(doc: dict[str, Any], config: str) -> list[dict[str, Any]]:
+    """`queues.consumers`: the queues this worker consumes, in the control API's shape
+    (queue plus the settings given; the API's defaults fill the rest)."""
+    out: list[dict[str, Any]] = []
+    limits = {"max_batch_size": (1, 100), "max_batch_timeout": (0, 60),
+              "max_retries": (0, 100), "retry_delay": (0, 43_200),
+              "max_concurrency": (1, 250)}
+    for i, c in enumerate(_table_list(_queues_table(doc, config), "consumers", config)):
+        where = f"{config}: queues.consumers[{i}]"
+        if c.get("type", "worker") != "worker":
+            raise ProjectError(f"{where}: `type = {c.get('type')!r}` (pull consumers) is not "
+                               "supported by WDL; only push consumers (a queue() handler)")
+        entry: dict[str, Any] = {"queue": _string(c, "queue", where)}
+        for key, (low, high) in limits.items():
+            value = _int(c, key, where, low, high)
+            if value is not None:
+                entry[key] = value
+        dlq = _string(c, "dead_letter_queue", where, required=False)
+        if dlq:
+            entry["dead_letter_queue"] = dlq
+        out.append(entry)
     return out
 
 
@@ -236,7 +293,8 @@ def read_project(root: Path) -> Project:
                    compatibility_flags=list(doc.get("compatibility_flags") or []),
                    vars=dict(doc.get("vars") or {}), crons=list(triggers.get("crons") or []),
                    no_bundle=bool(doc.get("no_bundle", False)),
-                   bindings=read_bindings(doc, path.name))
+                   bindings=read_bindings(doc, path.name),
+                   queue_consumers=read_queue_consumers(doc, path.name))
 
 
 def wrangler_command() -> list[str] | None:

@@ -14,13 +14,15 @@ class AggregateKind(enum.StrEnum):
     KV_NAMESPACE = "kv"
     R2_BUCKET = "r2"
     D1_DATABASE = "d1"
+    QUEUE = "queue"
 
 
 # Tenant resources live on their namespace's partition, so the fold can check
 # "the bound resource exists" and "no active version binds it" locally.
 _KEYED_BY_NAMESPACE = frozenset({AggregateKind.NAMESPACE, AggregateKind.WORKER,
                                  AggregateKind.KV_NAMESPACE, AggregateKind.R2_BUCKET,
-                                 AggregateKind.D1_DATABASE})
+                                 AggregateKind.D1_DATABASE,
+                                 AggregateKind.QUEUE})
 
 
 def resource_aggregate_id(namespace: str, name: str) -> str:

@@ -19,6 +19,7 @@ AGGREGATES = "aggregates"
 EGRESS = "egress"  # namespace -> JSON egress policy
 GRANTS = "grants"  # "target_ns/worker" -> JSON {source namespaces}
 QUARANTINE = "quarantine"  # "ns/worker/version" -> JSON record of the quarantine
+QUEUE_CONSUMERS = "queue_consumers"  # "ns/queue" -> JSON consumer settings (docs/queues.md)
 
 
 def workers(namespace: str) -> str:

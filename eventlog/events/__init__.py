@@ -24,6 +24,7 @@ from eventlog.events import (
     namespaces,
     policies,
     quarantine,
+    queues,
     r2,
     secrets,
     tokens,
@@ -71,6 +72,13 @@ from eventlog.events.quarantine import (
     QuarantineLifted,
     VersionQuarantined,
 )
+from eventlog.events.queues import (
+    QueueConsumerRemoved,
+    QueueConsumerSet,
+    QueueCreated,
+    QueueDeleted,
+    QueueEvent,
+)
 from eventlog.events.r2 import R2BucketCreated, R2BucketDeleted, R2Event
 from eventlog.events.resources import ResourceDeletion, ResourceEvent
 from eventlog.events.secrets import SealedSecret, SecretDeleted, SecretEvent, SecretPut
@@ -91,11 +99,11 @@ from eventlog.events.workers import (
 )
 
 Event = (NamespaceEvent | WorkerEvent | SecretEvent | HostEvent | LeaseEvent | TokenEvent
-         | CronEvent | KvEvent | R2Event | D1Event | PolicyEvent | QuarantineEvent)
+         | CronEvent | KvEvent | R2Event | D1Event | PolicyEvent | QuarantineEvent | QueueEvent)
 
 # The registry, in catalogue order: each module contributes its `CLASSES`.
 _KINDS: tuple[_Module, ...] = (namespaces, workers, secrets, hosts, leases, tokens, cron, kv, r2,
-                               d1, policies, quarantine)
+                               d1, policies, quarantine, queues)
 
 EVENT_CLASSES: tuple[type[Event], ...] = tuple(cls for kind in _KINDS for cls in kind.CLASSES)
 
@@ -153,6 +161,11 @@ __all__ = [
     "PolicyEvent",
     "QuarantineEvent",
     "QuarantineLifted",
+    "QueueConsumerRemoved",
+    "QueueConsumerSet",
+    "QueueCreated",
+    "QueueDeleted",
+    "QueueEvent",
     "R2BucketCreated",
     "R2BucketDeleted",
     "R2Event",

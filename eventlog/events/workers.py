@@ -19,12 +19,13 @@ from eventlog.events.base import (
     _no_generation,
 )
 from eventlog.events.d1 import d1_name
+from eventlog.events.queues import MAX_DELAY_S, queue_name
 from eventlog.precondition import Precondition
 
 ModuleType = Literal["esm", "commonjs", "text", "data", "wasm", "json", "python"]
-BindingKind = Literal["service", "json", "text", "secret", "kv", "r2", "d1",
+BindingKind = Literal["service", "json", "text", "secret", "kv", "r2", "d1", "queue",
                       "workflow", "worker_loader", "durable_object"]
-RESOURCE_BINDING_KINDS = frozenset({"kv", "r2", "d1"})
+RESOURCE_BINDING_KINDS = frozenset({"kv", "r2", "d1", "queue"})
 
 _ENTRY_MODULE_TYPES = frozenset({"esm", "commonjs", "python"})
 
@@ -46,6 +47,8 @@ class Binding(msgspec.Struct, frozen=True, kw_only=True):
     export or by the named `entrypoint`.
     `kv` / `r2` / `d1`: `target` is a KV namespace / R2 bucket / D1 database of this
     namespace.
+    `queue`: a producer; `target` is a queue of this namespace, `value` the binding's
+    delivery_delay in seconds ("": the queue's own; docs/queues.md).
     `workflow`: `target` is the workflow's name, `entrypoint` the class of this
     worker that runs its instances (docs/workflows.md).
     `worker_loader`: the Dynamic Worker Loader API (no target; docs/loaders.md).
@@ -171,6 +174,13 @@ class WorkerVersionUploaded(_WorkerEvent, frozen=True, kw_only=True):
             elif binding.kind == "worker_loader":
                 if binding.target or binding.value:
                     raise InvalidEvent(field, "a worker_loader binding has no target or value")
+            elif binding.kind == "queue":
+                # value: the producer's delivery_delay in seconds ("" for the queue's own).
+                queue_name(f"{field}.target", binding.target)
+                if binding.value and not (binding.value.isdigit()
+                                          and int(binding.value) <= MAX_DELAY_S):
+                    raise InvalidEvent(f"{field}.value", "a queue binding's value is its "
+                                       f"delivery_delay: seconds, at most {MAX_DELAY_S}")
             elif binding.kind == "d1":
                 d1_name(f"{field}.target", binding.target)
             elif binding.kind == "durable_object":

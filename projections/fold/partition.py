@@ -20,6 +20,7 @@ from projections.fold.leases import LeaseRules
 from projections.fold.namespaces import NamespaceRules
 from projections.fold.policies import PolicyRules
 from projections.fold.quarantine import QuarantineRules
+from projections.fold.queues import QueueRules
 from projections.fold.r2 import R2Rules
 from projections.fold.secrets import SecretRules
 from projections.fold.tokens import TokenRules
@@ -30,6 +31,7 @@ class PartitionFold(
     KvRules,
     R2Rules,
     D1Rules,
+    QueueRules,
     QuarantineRules,
     SecretRules,
     WorkerRules,

@@ -29,7 +29,8 @@ class ResourceState:
 class ResourceRules(WorkerRules):
     """Extends WorkerRules: a delete must know which active versions bind the resource."""
 
-    LABELS: dict[str, str] = {"kv": "KV namespace", "r2": "R2 bucket", "d1": "D1 database"}
+    LABELS: dict[str, str] = {"kv": "KV namespace", "r2": "R2 bucket", "d1": "D1 database",
+                              "queue": "queue"}
 
     def __init__(self, partition: int) -> None:
         super().__init__(partition)

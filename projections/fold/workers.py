@@ -105,7 +105,8 @@ class WorkerRules(NamespaceRules):
             kind, target = (b.kind, b.target) if not isinstance(b, dict) else (
                 b["kind"], b["target"])
             if kind in ev.RESOURCE_BINDING_KINDS and target not in existing.get(kind, ()):
-                label = {"kv": "KV namespace", "r2": "R2 bucket", "d1": "D1 database"}[kind]
+                label = {"kv": "KV namespace", "r2": "R2 bucket", "d1": "D1 database",
+                         "queue": "queue"}[kind]
                 raise Reject("binding_target_missing",
                              f"{label} {target!r} does not exist in namespace {ns}")
 

@@ -36,6 +36,7 @@ from services.api.routes import (
     namespaces,
     policies,
     quarantine,
+    queues,
     r2_data,
     resources,
     secrets,
@@ -97,7 +98,8 @@ def create_app(settings: Settings, backends: Backends, keyring: Keyring, blobs: 
     app.state.ctx = ctx
     install_handlers(app)
     for module in (system, namespaces, workers, deploy, secrets, hosts, leases, audit, tokens,
-                   resources, policies, kv_data, r2_data, quarantine, tail, d1):
+                   resources, policies, kv_data, r2_data, quarantine, tail, d1,
+                   queues):
         app.include_router(module.router)
     app.add_middleware(ErrorGuard)
     app.add_middleware(BodyLimit, max_bytes=ctx.limits.max_request_bytes,

@@ -66,7 +66,7 @@ class ModuleUpload(_Strict):
 
 class BindingIn(_Strict):
     name: str = Field(pattern=SECRET_NAME_PATTERN)
-    kind: Literal["service", "json", "text", "secret", "kv", "r2", "workflow", "d1",
+    kind: Literal["service", "json", "text", "secret", "kv", "r2", "workflow", "d1", "queue",
                   "worker_loader", "durable_object"]
     target: str = Field("", max_length=128, description="kv: the KV namespace; r2: the "
                         "bucket; d1: the D1 database; service: the worker; secret: the secret "
