@@ -257,7 +257,11 @@ class Platform:
             root, urlsplit(state_url).netloc, self.options.internal_token,
             host=self.options.data_host, port=self.options.objects_port,
             binary=self.options.workerd_bin,
-            egress_allow_loopback=self.options.egress_allow_loopback))
+            egress_allow_loopback=self.options.egress_allow_loopback,
+            ttl_ms=int(os.environ.get("WDL_OBJECTS_LEASE_TTL_MS") or 10_000)),
+            leases=None if backends is None else LeaseClient(
+                backends.log, ProjectionReader(backends.store), SystemClock(),
+                actor="objects"))
         await self.objects.start()
         self._stack.push_async_callback(self.objects.stop)
 
@@ -432,7 +436,8 @@ def summary(platform: Platform, admin_token: str | None) -> list[str]:
         lines.append(f"data service {platform.data.url}  (KV, R2)")
     if platform.objects is not None:
         objects = platform.objects
-        lines.append(f"objects      {objects.url}  ({objects.options.storage_dir})")
+        lines.append(f"objects      {objects.url}  (this host: {objects.private_address}, "
+                     f"{objects.options.storage_dir})")
     if platform.d1 is not None:
         lines.append(f"d1           {platform.d1.url}  ({platform.d1.root})")
     if platform.scheduler is not None:

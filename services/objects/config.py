@@ -17,7 +17,8 @@ from services.dataplane.config import TENANT_DENY, workerd_dir
 from services.dataplane.workerd_config import capnp_text
 
 COMPATIBILITY_DATE = "2025-11-17"
-SOCKET = "http"
+SOCKET = "http"  # shared by every host (SO_REUSEPORT): what the gateway calls
+PRIVATE_SOCKET = "control"  # this host's own: where other hosts forward to its objects
 HOST_CLASS = "WdlObjectHost"
 # Part of every object's file name: never change it, or objects lose their storage.
 UNIQUE_KEY = "wdl-objects"
@@ -29,6 +30,7 @@ class ObjectsConfig:
     state_address: str  # host:port of the state service (routes and bundles)
     internal_token: str
     egress_allow_loopback: bool = False
+    supervisor_address: str = "127.0.0.1:9"  # the Python supervisor's /owner (ownership.py)
 
 
 def _modules(root: Path) -> list[tuple[str, str, str]]:
@@ -69,6 +71,8 @@ const config :Workerd.Config = (
         (name = "STATE", service = "state"),
         (name = "OBJECTS", service = "objects"),
         (name = "NET", service = "tenant-net"),
+        (name = "SUPERVISOR", service = "supervisor"),
+        (name = "PEERS", service = "peers"),
         (name = "INTERNAL_TOKEN", text = {capnp_text(config.internal_token)}),
       ],
       durableObjectNamespaces = [
@@ -81,9 +85,13 @@ const config :Workerd.Config = (
     (name = "object-disk", disk = (path = {capnp_text(str(config.storage_dir.resolve()))},
                                    writable = true)),
     (name = "state", external = (address = {capnp_text(config.state_address)}, http = ())),
+    (name = "supervisor", external = (address = {capnp_text(config.supervisor_address)},
+                                      http = ())),
     (name = "no-network", network = (allow = [])),
+    (name = "peers", network = (allow = ["local", "private"])),
     {net},
   ],
-  sockets = [(name = {capnp_text(SOCKET)}, http = (), service = "objects")],
+  sockets = [(name = {capnp_text(SOCKET)}, http = (), service = "objects"),
+             (name = {capnp_text(PRIVATE_SOCKET)}, http = (), service = "objects")],
 );
 """

@@ -2,18 +2,30 @@
 
 Objects must live in exactly one place, so they are not hosted by the gateway
 (which runs N workerd processes on one socket): the gateway's namespace binding
-(workerd/gateway/do.js) sends every call here. docs/durable-objects.md.
+(workerd/gateway/do.js) sends every call here. Several hosts may share the public
+port (SO_REUSEPORT); each serves only the shards whose lease it holds and
+forwards the rest to the holder's private socket (ownership.py).
+docs/durable-objects.md.
 """
 
 from __future__ import annotations
 
+import os
 import socket
 from dataclasses import dataclass
 from pathlib import Path
 
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
 from services.dataplane.workerd_process import WorkerdProcess
-from services.objects.config import SOCKET, ObjectsConfig, render
-from services.serving import bind
+from services.leases import LeaseClient
+from services.objects.config import PRIVATE_SOCKET, SOCKET, ObjectsConfig, render
+from services.objects.ownership import Ownership, holder_name, shard_scope
+from services.scheduler.clock import Clock, SystemClock
+from services.serving import HttpServer, bind
 
 
 @dataclass(frozen=True)
@@ -25,19 +37,49 @@ class ObjectsOptions:
     port: int = 0
     binary: Path | str | None = None
     egress_allow_loopback: bool = False
+    ttl_ms: int = 10_000  # shard lease (WDL_OBJECTS_LEASE_TTL_MS)
+
+
+def _shared_socket(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM,
+                         socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # Every DO host of the deployment listens on the same port: the gateway calls one
+    # address, and the kernel stops sending to a host that died.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(1024)
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
 
 
 class ObjectsHost:
-    def __init__(self, options: ObjectsOptions) -> None:
+    def __init__(self, options: ObjectsOptions, leases: LeaseClient | None = None,
+                 clock: Clock | None = None) -> None:
         self.options = options
+        self.leases = leases
+        self.clock = clock or SystemClock()
+        self.ownership: Ownership | None = None
         self._sock: socket.socket | None = None
+        self._private: socket.socket | None = None
         self._proc: WorkerdProcess | None = None
+        self._supervisor: HttpServer | None = None
+        self._address = ""
+        self._private_address = ""
 
     @property
     def address(self) -> str:
-        assert self._sock is not None, "not started"
-        host, port = self._sock.getsockname()[:2]
-        return f"{host}:{port}"
+        assert self._address, "not started"
+        return self._address
+
+    @property
+    def private_address(self) -> str:
+        assert self._private_address, "not started"
+        return self._private_address
 
     @property
     def url(self) -> str:
@@ -50,25 +92,70 @@ class ObjectsHost:
     def output(self) -> str:
         return self._proc.output() if self._proc is not None else ""
 
-    async def start(self) -> None:
-        o = self.options
-        o.storage_dir.mkdir(parents=True, exist_ok=True)
-        path = o.storage_dir / "objects.capnp"
-        path.write_text(render(ObjectsConfig(o.storage_dir, o.state_address, o.internal_token,
-                                             o.egress_allow_loopback)))
-        self._sock = bind(o.host, o.port)
-        self._proc = WorkerdProcess(path, binary=o.binary, socket_fds={SOCKET: self._sock},
-                                    ready_path="/__wdl/healthz")
+    async def _owner(self, request: Request) -> JSONResponse:
+        q = request.query_params
+        if self.ownership is None:
+            # Without a log (a lone host): it owns everything.
+            return JSONResponse({"mine": True, "generation": 0})
         try:
-            await self._proc.start()
+            scope = shard_scope(q["namespace"], q["script"], q["class_name"], int(q["shard"]))
+            verdict = await self.ownership.owner(scope)
+        except (KeyError, ValueError) as exc:
+            return JSONResponse({"mine": False, "reason": f"bad request: {exc}"}, 400)
+        except Exception as exc:  # fail closed: no verdict, no service
+            return JSONResponse({"mine": False, "reason": f"lease check failed: {exc}"}, 503)
+        return JSONResponse({"mine": verdict.mine, "generation": verdict.generation,
+                             "address": verdict.address, "reason": verdict.reason,
+                             "scope": scope})
+
+    async def start(self) -> None:
+        try:
+            await self._start()
         except BaseException:
             await self.stop()
             raise
+
+    async def _start(self) -> None:
+        o = self.options
+        o.storage_dir.mkdir(parents=True, exist_ok=True)
+        self._sock = _shared_socket(o.host, o.port)
+        self._private = bind(o.host, 0)
+        self._address = "{}:{}".format(*self._sock.getsockname()[:2])
+        self._private_address = "{}:{}".format(*self._private.getsockname()[:2])
+        if self.leases is not None:
+            holder = holder_name(self.private_address, os.getpid())
+            self.ownership = Ownership(self.leases, self.clock, holder, ttl_ms=o.ttl_ms)
+            await self.ownership.start()
+        self._supervisor = HttpServer(Starlette(routes=[Route("/owner", self._owner)]),
+                                      host="127.0.0.1", port=0, name="objects-supervisor")
+        await self._supervisor.start()
+        sup_host, sup_port = self._supervisor.address[:2]
+        # One config per host process: several hosts may share a storage dir's parent.
+        path = o.storage_dir / f"objects-{self.private_address.replace(':', '_')}.capnp"
+        path.write_text(render(ObjectsConfig(o.storage_dir, o.state_address, o.internal_token,
+                                             o.egress_allow_loopback,
+                                             supervisor_address=f"{sup_host}:{sup_port}")))
+        self._proc = WorkerdProcess(path, binary=o.binary,
+                                    socket_fds={SOCKET: self._sock,
+                                                PRIVATE_SOCKET: self._private},
+                                    ready_path="/__wdl/healthz")
+        await self._proc.start()
+        # Only workerd keeps the listening sockets: when it dies, the kernel stops
+        # queueing connections for it on the shared port.
+        for sock in (self._sock, self._private):
+            sock.close()
 
     async def stop(self) -> None:
         if self._proc is not None:
             await self._proc.stop()
             self._proc = None
-        if self._sock is not None:
-            self._sock.close()
-            self._sock = None
+        if self.ownership is not None:
+            await self.ownership.stop()
+            self.ownership = None
+        if self._supervisor is not None:
+            await self._supervisor.stop()
+            self._supervisor = None
+        for sock in (self._sock, self._private):
+            if sock is not None:
+                sock.close()
+        self._sock = self._private = None

@@ -243,6 +243,28 @@ export default {
     if (!m) {
       return Response.json({ error: { name: "TypeError", message: "Durable Object ID is not valid for this namespace." } }, { status: 400 });
     }
+    // Ownership (services/objects/ownership.py): serve only objects of shards whose
+    // lease this host holds; forward the rest to the holder, once.
+    const shard = parseInt(m.id.slice(0, 2), 16);
+    const q = new URLSearchParams({ namespace: m.namespace, script: m.script,
+                                    class_name: m.class_name, shard: String(shard) });
+    let verdict;
+    try {
+      verdict = await (await env.SUPERVISOR.fetch("http://supervisor/owner?" + q)).json();
+    } catch (err) {
+      verdict = { mine: false, reason: "the host's supervisor is unreachable" };
+    }
+    if (!verdict.mine) {
+      if (verdict.address && !request.headers.has("x-wdl-do-forwarded")) {
+        const headers = new Headers(request.headers);
+        headers.set("x-wdl-do-forwarded", "1");
+        return env.PEERS.fetch(new Request(`http://${verdict.address}${url.pathname}`, {
+          method: request.method, headers, body: request.body, redirect: "manual" }));
+      }
+      return Response.json({ error: { name: "Error", message:
+        `Durable Object is not available on this host: ${verdict.reason || "no owner"}` } },
+        { status: 503, headers: { "x-wdl-do-refused": "1" } });
+    }
     const host = hostFor(env, m);
     if (url.pathname === "/__wdl/do/call") {
       const body = await request.json();
