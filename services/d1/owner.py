@@ -16,7 +16,7 @@ import contextlib
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -72,7 +72,8 @@ class Owner:
     async def start(self) -> None:
         self.holder = f"d1:{self.host}:{self.port}:{secrets.token_hex(4)}"
         self.leases.actor = self.holder
-        self._http = httpx.AsyncClient(timeout=30.0)
+        # Bounded: a paused owner holds a forwarded request until its lease lapses.
+        self._http = httpx.AsyncClient(timeout=10.0)
 
     async def stop(self) -> None:
         for key, o in list(self.owned.items()):
@@ -81,8 +82,11 @@ class Owner:
                 with contextlib.suppress(BaseException):
                     await o.renewer
             if not o.lost:
+                # Best effort: a released lease is free at once, otherwise it lapses
+                # within the TTL (the projector may already be gone under `wdl dev`).
                 with contextlib.suppress(Exception):
-                    await self.leases.release(scope(*key), self.holder, o.generation)
+                    await asyncio.wait_for(
+                        self.leases.release(scope(*key), self.holder, o.generation), 2.0)
             await asyncio.to_thread(o.database.close)
         self.owned.clear()
         if self._http is not None:
@@ -130,10 +134,16 @@ class Owner:
             view = await self.leases.view(scope(ns, db))
             now = self.leases.clock.now_ms()
             if not view.free(now) and view.holder != self.holder:
-                if direct or view.holder is None:
-                    raise Unavailable(f"D1 database {db} is owned by another replica")
-                return Forward(holder_url(view.holder))
-            generation = await self.leases.acquire(scope(ns, db), self.holder, self.ttl_ms)
+                url = holder_url(view.holder or "")
+                if direct or url is None:
+                    raise Unavailable(f"D1 database {db} is owned by {view.holder}")
+                return Forward(url)
+            if not view.free(now):
+                # An operator's takeover named this replica: adopt the generation.
+                generation: int | None = view.generation
+            else:
+                generation = await self.leases.acquire(scope(ns, db), self.holder,
+                                                       self.ttl_ms)
             if generation is None:
                 raise Unavailable(f"D1 database {db}: another replica is taking it over")
             database = Database(self.root / ns / f"{database_id}.sqlite")
@@ -188,10 +198,10 @@ def scope(ns: str, db: str) -> str:
     return f"d1:{ns}/{db}"
 
 
-def holder_url(holder: str) -> str:
-    _, host, port, _nonce = holder.split(":")
-    return f"http://{host}:{port}"
+def holder_url(holder: str) -> str | None:
+    """The replica a holder id names, or None for another kind of holder (an operator)."""
+    parts = holder.split(":")
+    if len(parts) != 4 or parts[0] != "d1" or not parts[2].isdigit():
+        return None
+    return f"http://{parts[1]}:{parts[2]}"
 
-
-async def with_timeout(awaitable: Awaitable[T], seconds: float) -> T:
-    return await asyncio.wait_for(awaitable, seconds)

@@ -216,8 +216,20 @@ async def test_paused_owner_is_fenced_after_takeover_and_rebuild_reproduces_the_
         r = await _query(client, a, "main", "INSERT INTO w (seq) VALUES (?)", 3)
         assert r.status_code == 200 and r.json()["success"], r.text
 
+        # An operator's takeover (an event) hands the database back to A at once.
+        holder_a = (await _status(client, a))["holder"]
+        await stack.wdl("lease", "takeover", "d1:acme/main", "--holder", holder_a,
+                        "--ttl-ms", str(TTL_MS))
+        r = await _query(client, a, "main", "INSERT INTO w (seq) VALUES (?)", 4, direct=True)
+        assert r.status_code == 200 and r.json()["success"], r.text
+        assert (await _status(client, a))["owned"]["acme/main"]["generation"] == new + 1
+        r = await _query(client, b, "main", "INSERT INTO w (seq) VALUES (?)", 5, direct=True)
+        assert r.status_code == 503 and r.json()["code"] == "d1_owner_fenced", r.text
+        rows = (await _query(client, a, "main", "SELECT seq FROM w ORDER BY seq")).json()
+        assert rows["results"]["rows"] == [[1], [3], [4]]
+
         live = await _lease(stack, "main")
-        assert live is not None and live["generation"] == new
+        assert live is not None and live["generation"] == new + 1
     settings = Settings.from_env(stack.backend_env)
     async with open_event_log(settings.event_log_url) as log, \
             MemoryProjectionStore() as fresh:
@@ -230,3 +242,4 @@ async def test_paused_owner_is_fenced_after_takeover_and_rebuild_reproduces_the_
 def test_each_replica_names_its_address_in_its_holder_id() -> None:
     from services.d1.owner import holder_url
     assert holder_url(f"d1:127.0.0.1:8795:{uuid.uuid4().hex[:8]}") == "http://127.0.0.1:8795"
+    assert holder_url("operator-alice") is None

@@ -121,8 +121,9 @@ async def list_databases(ns: Namespace, ctx: Ctx, principal: Auth) -> list[dict[
     return [{"name": name, **doc} for name, doc in sorted(docs.items())]
 
 
-@router.post("", status_code=201, response_model=CommandResult, responses=WRITE_ERRORS,
-             summary="Create a D1 database (409 `resource_exists`, `database_id_in_use`)")
+@router.post("", status_code=201, responses=WRITE_ERRORS,
+             summary="Create a D1 database (409 `resource_exists`, `database_id_in_use`); "
+             "the command result and the `database_id`")
 async def create_database(ns: Namespace, body: D1Create, ctx: Ctx, principal: Auth,
                           idem: IdemKey = None) -> dict[str, Any]:
     await namespace_doc(ctx, principal, ns, write=True)
