@@ -16,7 +16,7 @@ import asyncio
 import json
 import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ import pytest
 
 from harness.endpoints import ROOT, Endpoints
 from tests.integration.test_dataplane_dev import Dev
-from tests.platform_stack import Stack
+from tests.platform_stack import Stack, platform_stack
 
 pytestmark = pytest.mark.integration
 
@@ -202,6 +202,40 @@ async def test_child_network_is_at_most_the_parents(loopback_stack: Stack) -> No
         assert body == {"ok": 3, "error": "Too many subrequests."}
         assert (await get(stack, "acme", f"/parent/outfetch?n=2&url={target}")).json() == {
             "ok": 2, "error": ""}
+
+
+async def test_a_spinning_child_quarantines_its_parent(
+        services: Endpoints, fresh_database: str, unique_name: Callable[[str], str],
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WDL_GATEWAY_PROCESSES", "2")
+    monkeypatch.setenv("WDL_HANG_TIMEOUT", "1.0")
+    async with platform_stack(services, fresh_database, unique_name, tmp_path,
+                              monkeypatch) as stack:
+        await stack.wdl("ns", "create", "good")
+        await stack.wdl("ns", "create", "bad")
+        await stack.deploy("good", loader_project(stack.tmp, "calm"))
+        version = await stack.deploy("bad", loader_project(stack.tmp, "parent"))
+        quarantined = False
+        for _ in range(8):
+            try:
+                async with httpx.AsyncClient(timeout=6) as client:
+                    r = await client.get(stack.gateway + "/parent/spin",
+                                         headers={"host": "bad.workers.local"})
+                status: int | None = r.status_code
+            except httpx.HTTPError:
+                status = None
+            if status == 503 and r.json()["error"] == "version_quarantined":
+                quarantined = True
+                break
+            assert status is None or status >= 500
+            await asyncio.sleep(2.0)  # the stuck process is replaced
+        assert quarantined, "the parent of a spinning child was not quarantined"
+        listed = json.loads(await stack.wdl("quarantine", "list", "--json"))
+        assert [(q["namespace"], q["worker"], q["version_id"]) for q in listed] == [
+            ("bad", "parent", version)]
+        # The other tenant's children still run.
+        assert (await get(stack, "good", "/calm/child?id=x&tag=ok")).text == \
+            "child GET /scoped tag=ok"
 
 
 @pytest.fixture

@@ -214,6 +214,12 @@ export default {
       }
       return Response.json(out);
     }
+    if (url.pathname === "/spin") {
+      // A child that never yields: the watchdog must blame (and quarantine) its parent.
+      return env.LOADER.get("spin", () => code({ modules: { "child.js":
+        "export default { async fetch() { while (true) {} } };" } })).getEntrypoint()
+        .fetch("https://c/");
+    }
     if (url.pathname === "/put") {
       await env.KV.put(q.get("key"), q.get("value"));
       return new Response("ok");
