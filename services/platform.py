@@ -248,6 +248,8 @@ class Platform:
             ttl_ms=int(os.environ.get("WDL_WORKFLOWS_TTL_MS", "10000")))
         await self.workflows.start()
         self._stack.push_async_callback(self.workflows.stop)
+        if self.api is not None:  # the control API's workflows routes (api/routes/workflows.py)
+            self.api.app.state.workflows = (self.workflows.url, self.options.internal_token)
 
     async def _start_objects(self, state_url: str, backends: Backends | None) -> None:
         """The Durable Object host; object storage under WDL_OBJECTS_DIR, by default

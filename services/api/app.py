@@ -44,6 +44,7 @@ from services.api.routes import (
     tail,
     tokens,
     workers,
+    workflows,
 )
 from services.api.tail import TailUpstream
 from services.blobstore.port import BlobStore
@@ -99,7 +100,7 @@ def create_app(settings: Settings, backends: Backends, keyring: Keyring, blobs: 
     install_handlers(app)
     for module in (system, namespaces, workers, deploy, secrets, hosts, leases, audit, tokens,
                    resources, policies, kv_data, r2_data, quarantine, tail, d1,
-                   queues):
+                   queues, workflows):
         app.include_router(module.router)
     app.add_middleware(ErrorGuard)
     app.add_middleware(BodyLimit, max_bytes=ctx.limits.max_request_bytes,

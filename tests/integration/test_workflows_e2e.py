@@ -10,6 +10,7 @@ the same checks.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -163,6 +164,7 @@ async def test_kafka_engine(services: Endpoints, fresh_database: str,
         tenant, engine = Tenant(stack.gateway, ns), EngineApi(workflows.url)
         try:
             await exercise(tenant, sink, engine)
+            await through_the_cli(stack, tenant, ns)
             live = {k: v["status"] for k, v in (await engine.instances(ns)).items()}
         finally:
             await tenant.close()
@@ -172,6 +174,33 @@ async def test_kafka_engine(services: Endpoints, fresh_database: str,
         rebuilt = await rebuild(stack)
         assert {i.namespace for i in rebuilt.values()} == {ns}
         assert {i.id: i.status for i in rebuilt.values()} == live
+
+
+async def through_the_cli(stack: Stack, tenant: Tenant, ns: str) -> None:
+    """`wdl workflows …` through the control API."""
+    await tenant.call("/create", id="cli1", params={"n": 2, "wait": True})
+    await tenant.wait_status("cli1", {"waiting"})
+    rows = json.loads(await stack.wdl("workflows", "list", "--ns", ns, "--json"))
+    assert [(r["workflow"], r["class_name"]) for r in rows] == [("orders", "OrderFlow")]
+    listed = json.loads(await stack.wdl("workflows", "instances", "orders", "--ns", ns,
+                                        "--status", "waiting", "--json"))
+    assert [r["id"] for r in listed] == ["cli1"]
+    await stack.wdl("workflows", "pause", "orders", "cli1", "--ns", ns)
+    doc = json.loads(await stack.wdl("workflows", "status", "orders", "cli1", "--ns", ns,
+                                     "--json"))
+    assert doc["status"] == "paused"
+    await stack.wdl("workflows", "resume", "orders", "cli1", "--ns", ns)
+    await stack.wdl("workflows", "send-event", "orders", "cli1", "--type", "go",
+                    "--payload", '{"from": "cli"}', "--ns", ns)
+    assert (await tenant.wait_status("cli1", {"complete"}))["output"]["got"] == {"from": "cli"}
+    missing = await stack.wdl("workflows", "status", "orders", "nope", "--ns", ns, ok=False)
+    assert missing == ""
+    # A refusal says why, and a namespace that does not exist is not found.
+    proc = await asyncio.create_subprocess_exec(
+        WDL, "workflows", "status", "orders", "nope", "--ns", ns, env=stack.env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    _, err = await proc.communicate()
+    assert proc.returncode != 0 and "instance_not_found" in err.decode()
 
 
 async def rebuild(stack: Stack) -> dict[str, Any]:
