@@ -89,3 +89,98 @@ async def test_transcript_matches_miniflare(stack: Stack,
                   if mine != ref and mine["name"] not in DOCUMENTED_DIFFERENCES}
     assert not unexpected, json.dumps(unexpected, indent=1)
     assert differing == DOCUMENTED_DIFFERENCES
+
+
+BOX = """
+import { DurableObject } from "cloudflare:workers";
+export class Box extends DurableObject {
+  async put(v) { await this.ctx.storage.put("v", v); return v; }
+  async get() { return (await this.ctx.storage.get("v")) ?? null; }
+}
+export default {
+  async fetch(request, env) {
+    const u = new URL(request.url);
+    try {
+      const box = env.OBJ.getByName("shared");
+      if (u.pathname === "/put") return Response.json(await box.put(u.searchParams.get("v")));
+      if (u.pathname === "/get") return Response.json(await box.get());
+      if (u.pathname === "/id") return Response.json(env.OBJ.idFromName("shared").toString());
+      if (u.pathname === "/byid") {
+        const id = env.OBJ.idFromString(u.searchParams.get("id"));
+        return Response.json(await env.OBJ.get(id).get());
+      }
+    } catch (e) {
+      return Response.json({ error: e.name, message: e.message });
+    }
+    return new Response("?", { status: 404 });
+  },
+};
+"""
+FRONT = """
+export default {
+  async fetch(request, env) { return Response.json(await env.OBJ.getByName("shared").get()); },
+};
+"""
+
+
+async def test_namespaces_never_reach_each_others_objects(stack: Stack) -> None:
+    await stack.deploy("nsa", project(stack, "iso", BOX, cls="Box"), "--create-namespace")
+    await stack.deploy("nsb", project(stack, "iso", BOX, cls="Box"), "--create-namespace")
+    assert (await get(stack, "nsa", "iso", "/put?v=secret-a")).json() == "secret-a"
+    # The same worker, class and name in another namespace is another object.
+    assert (await get(stack, "nsb", "iso", "/get")).json() is None
+    a_id = (await get(stack, "nsa", "iso", "/id")).json()
+    b_id = (await get(stack, "nsb", "iso", "/id")).json()
+    assert a_id != b_id
+    # A's id is refused in B (its tag names A's namespace).
+    forged = (await get(stack, "nsb", "iso", f"/byid?id={a_id}")).json()
+    assert forged == {"error": "TypeError",
+                      "message": "Durable Object ID is not valid for this namespace."}
+    assert (await get(stack, "nsa", "iso", f"/byid?id={a_id}")).json() == "secret-a"
+    # script_name: another worker of the same namespace reaches the class's objects.
+    front = project(stack, "front", FRONT, cls="Box", script="iso")
+    await stack.deploy("nsa", front)
+    assert (await get(stack, "nsa", "front")).json() == "secret-a"
+    await stack.deploy("nsb", front)
+    assert (await get(stack, "nsb", "front")).json() is None
+    # ... and never one of another namespace: refused at deploy, nothing written.
+    cross = project(stack, "front2", FRONT, cls="Box", script="nsa/iso")
+    proc_err = await _deploy_error(stack, cross, "nsb")
+    assert "durable_objects.bindings[0].script_name" in proc_err
+    assert (await get(stack, "nsb", "front2")).status_code == 404
+
+
+async def _deploy_error(stack: Stack, project_dir: Path, ns: str) -> str:
+    import asyncio
+
+    from tests.platform_stack import WDL
+    proc = await asyncio.create_subprocess_exec(
+        WDL, "deploy", str(project_dir), "--ns", ns, env=stack.env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await proc.communicate()
+    assert proc.returncode != 0
+    return (out + err).decode()
+
+
+async def test_the_host_refuses_forged_calls(stack: Stack) -> None:
+    await stack.deploy("nsa", project(stack, "iso", BOX, cls="Box"), "--create-namespace")
+    assert (await get(stack, "nsa", "iso", "/put?v=secret-a")).json() == "secret-a"
+    a_id = (await get(stack, "nsa", "iso", "/id")).json()
+    objects = stack.platform.objects
+    assert objects is not None
+    meta = {"namespace": "nsb", "script": "iso", "class_name": "Box", "id": a_id, "name": None}
+    body = {"method": "get", "args": "[]"}
+    async with httpx.AsyncClient(base_url=objects.url, timeout=15) as client:
+        # Without the platform's token: no such route.
+        r = await client.post("/__wdl/do/call", json=body,
+                              headers={"x-wdl-do": json.dumps({**meta, "namespace": "nsa"})})
+        assert r.status_code == 404
+        # With it, but props of another namespace than the id was made for: refused.
+        r = await client.post("/__wdl/do/call", json=body, headers={
+            "x-wdl-internal-token": "wdl-internal-test-token", "x-wdl-do": json.dumps(meta)})
+        assert r.status_code == 400
+        assert r.json()["error"]["message"] == "Durable Object ID is not valid for this namespace."
+        ok = await client.post("/__wdl/do/call", json=body, headers={
+            "x-wdl-internal-token": "wdl-internal-test-token",
+            "x-wdl-do": json.dumps({**meta, "namespace": "nsa"})})
+        assert ok.json() == {"json": '"secret-a"'}
