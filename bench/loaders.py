@@ -1,0 +1,144 @@
+"""`python -m bench loaders`: what a call to a tenant's dynamic Worker costs.
+
+One tenant worker with a `worker_loader` binding and a service binding, deployed
+with `wdl`'s API on a platform in this process (embedded control plane):
+
+* `/direct` answers at once (the baseline); `/svc` makes one service-binding RPC
+  call (a second isolate, the reference: also forwarded by the gateway);
+  `/child-rpc` one RPC call to a loaded child (`LOADER.get(id).getEntrypoint("Rpc")`),
+  `/child-fetch` one `fetch()` to a child's default export; `/cold` loads a new
+  child (a fresh id each time, so callback + workerd load + first call).
+* Per operation: `*_p50_ms` / `*_p99_ms` of the request through the gateway minus
+  the baseline's p50, `*_inside_mean_ms` the mean of N sequential calls timed inside
+  the isolate, `*_rps` with the same client and concurrency as `baseline_rps`.
+
+No goal is set by the issue; the reference is the service binding (`ratio_child_rpc_
+vs_svc` = child RPC rps / service binding rps).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.bindings import data_env, deploy, latencies, percentile, throughput
+from services.dataplane.gateway import RecyclePolicy
+from services.platform import Platform, PlatformOptions
+from services.settings import Settings
+
+TOKEN = "wdl_admin_bench"
+NS = "bench"
+HOST = f"{NS}.workers.local"
+
+CHILD = """
+import { WorkerEntrypoint } from "cloudflare:workers";
+export class Rpc extends WorkerEntrypoint { add(a, b) { return a + b; } }
+export default { fetch() { return new Response("child"); } };
+"""
+TENANT = """
+const CHILD = %s;
+const N = 50;
+function code() {
+  return { compatibilityDate: "2025-11-17", mainModule: "c.js", modules: { "c.js": CHILD } };
+}
+async function timed(op) {
+  const t0 = Date.now();
+  for (let i = 0; i < N; i++) await op();
+  return (Date.now() - t0) / N;
+}
+export default { async fetch(req, env) {
+  const url = new URL(req.url);
+  const child = env.LOADER.get("warm", code);
+  if (url.pathname === "/direct") return new Response("x");
+  if (url.pathname === "/svc") return new Response(String(await env.SVC.add(1, 2)));
+  if (url.pathname === "/child-rpc") {
+    return new Response(String(await child.getEntrypoint("Rpc").add(1, 2)));
+  }
+  if (url.pathname === "/child-fetch") return child.getEntrypoint().fetch("https://c/");
+  if (url.pathname === "/cold") {
+    const fresh = env.LOADER.get(url.searchParams.get("id"), code);
+    return new Response(String(await fresh.getEntrypoint("Rpc").add(1, 2)));
+  }
+  if (url.pathname === "/inside") return Response.json({
+    svc: await timed(() => env.SVC.add(1, 2)),
+    child_rpc: await timed(() => child.getEntrypoint("Rpc").add(1, 2)),
+    child_fetch: await timed(async () => (await child.getEntrypoint().fetch("https://c/")).text()),
+  });
+  return new Response("not found", { status: 404 });
+} };
+"""
+ADDER = """
+import { WorkerEntrypoint } from "cloudflare:workers";
+export class Adder extends WorkerEntrypoint { add(a, b) { return a + b; } }
+export default { fetch() { return new Response("adder"); } };
+"""
+OPS = {"baseline": "/direct", "svc": "/svc", "child_rpc": "/child-rpc",
+       "child_fetch": "/child-fetch"}
+COLD_SAMPLES = 40  # under the per-namespace bound of children per process (128)
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="wdl-bench-") as tmp:
+        settings = Settings.from_env(data_env(Path(tmp)), embedded=True)
+        options = PlatformOptions(api_port=0, gateway_port=0, state_port=0, data_port=0,
+                                  scheduler_health_port=0, workerd_bin=args.workerd,
+                                  recycle=RecyclePolicy(interval=0))
+        async with Platform(settings, options) as platform, httpx.AsyncClient(
+                base_url=platform.api.url if platform.api else "", timeout=30,
+                headers={"authorization": f"Bearer {TOKEN}"}) as api, \
+                httpx.AsyncClient(timeout=30, headers={"host": HOST}) as web:
+            assert platform.gateway is not None
+            gw = platform.gateway.url + "/app"
+            (await api.post("/v1/namespaces", json={"name": NS})).raise_for_status()
+            await deploy(api, "adder", ADDER, [])
+            await deploy(api, "app", TENANT % json.dumps(CHILD), [
+                {"name": "LOADER", "kind": "worker_loader"},
+                {"name": "SVC", "kind": "service", "target": "adder", "entrypoint": "Adder"},
+            ])
+            for path in OPS.values():
+                await latencies(web, gw + path, 20)  # warm isolates (every process) and sockets
+            result: dict[str, Any] = {"requests": args.requests,
+                                      "concurrency": args.concurrency,
+                                      "gateway_processes": platform.gateway.processes}
+            samples = {op: await latencies(web, gw + path, args.requests)
+                       for op, path in OPS.items()}
+            base = statistics.median(samples["baseline"])
+            result["baseline_p50_ms"] = round(base, 3)
+            for op, values in samples.items():
+                if op == "baseline":
+                    continue
+                result[f"{op}_p50_ms"] = round(statistics.median(values) - base, 3)
+                result[f"{op}_p99_ms"] = round(percentile(values, 0.99) - base, 3)
+            cold = [await latencies(web, gw + f"/cold?id={uuid.uuid4().hex}", 1)
+                    for _ in range(COLD_SAMPLES)]
+            flat = [c[0] for c in cold]
+            result["cold_child_p50_ms"] = round(statistics.median(flat) - base, 3)
+            result["cold_child_p99_ms"] = round(percentile(flat, 0.99) - base, 3)
+            inside = (await web.get(gw + "/inside")).json()
+            for op in ("svc", "child_rpc", "child_fetch"):
+                result[f"{op}_inside_mean_ms"] = round(float(inside[op]), 3)
+            for op, path in OPS.items():
+                key = "baseline_rps" if op == "baseline" else f"{op}_rps"
+                result[key] = round(await throughput(web, gw + path, args.seconds,
+                                                     args.concurrency), 1)
+            result["ratio_child_rpc_vs_svc"] = round(result["child_rpc_rps"]
+                                                     / result["svc_rps"], 3)
+            return result
+
+
+def main(argv: list[str]) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(prog="python -m bench loaders")
+    parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--workerd", default=os.environ.get("WORKERD_BIN"))
+    return asyncio.run(run(parser.parse_args(argv)))
