@@ -9,6 +9,7 @@ DOCUMENTED_DIFFERENCES (so a new difference fails).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 from collections.abc import AsyncIterator, Callable
@@ -151,8 +152,6 @@ async def test_namespaces_never_reach_each_others_objects(stack: Stack) -> None:
 
 
 async def _deploy_error(stack: Stack, project_dir: Path, ns: str) -> str:
-    import asyncio
-
     from tests.platform_stack import WDL
     proc = await asyncio.create_subprocess_exec(
         WDL, "deploy", str(project_dir), "--ns", ns, env=stack.env,
@@ -184,3 +183,16 @@ async def test_the_host_refuses_forged_calls(stack: Stack) -> None:
             "x-wdl-internal-token": "wdl-internal-test-token",
             "x-wdl-do": json.dumps({**meta, "namespace": "nsa"})})
         assert ok.json() == {"json": '"secret-a"'}
+
+
+async def test_the_counter_example_deploys_unchanged_and_its_alarm_fires(stack: Stack) -> None:
+    await stack.deploy("demo", ROOT / "examples" / "counter", "--create-namespace")
+    assert (await get(stack, "demo", "counter", "/a/inc")).json() == {"count": 1, "reminders": 0}
+    assert (await get(stack, "demo", "counter", "/a/remind")).json() == "reminder set"
+    state: dict[str, Any] = {}
+    for _ in range(200):
+        state = (await get(stack, "demo", "counter", "/a")).json()
+        if state["reminders"] == 1 and not state["alarmPending"]:
+            break
+        await asyncio.sleep(0.1)
+    assert state == {"count": 1, "reminders": 1, "alarmPending": False}
