@@ -90,8 +90,11 @@ async def test_cli_reads_what_the_worker_wrote_and_namespaces_stay_apart(
         stack: Stack) -> None:
     for ns in ("acme", "other"):
         await stack.wdl("ns", "create", ns)
-    project = await _deploy(stack, "acme", "app", "main", str(uuid.uuid4()))
-    await _deploy(stack, "other", "app", "main", str(uuid.uuid4()))
+    # `other` names acme's database id (and name): ids are per namespace, so it gets a
+    # database of its own, never acme's file.
+    shared_id = str(uuid.uuid4())
+    project = await _deploy(stack, "acme", "app", "main", shared_id)
+    await _deploy(stack, "other", "app", "main", shared_id)
     # Migrations as wrangler lays them out, applied through the CLI and recorded.
     migrations = project / "migrations"
     migrations.mkdir()
