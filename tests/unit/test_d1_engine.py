@@ -1,0 +1,98 @@
+"""The D1 engine on real SQLite files: the generation fence, transactions, messages."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from services.d1.engine import D1Failure, Database, Fenced, statements
+
+pytestmark = pytest.mark.unit
+
+
+def _q(sql: str, *params: object) -> dict[str, object]:
+    return {"sql": sql, "params": list(params)}
+
+
+def test_a_new_owner_fences_the_old_one_off(tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite"
+    old, new = Database(path), Database(path)  # two replicas, one shared file
+    old.claim(1)
+    old.query(1, [_q("CREATE TABLE t (v INTEGER)"), _q("INSERT INTO t VALUES (1)")],
+              "ROWS_AND_COLUMNS")
+    new.claim(2)
+    with pytest.raises(Fenced) as refused:
+        old.query(1, [_q("INSERT INTO t VALUES (2)")], "NONE")
+    assert (refused.value.mine, refused.value.current) == (1, 2)
+    with pytest.raises(Fenced):
+        old.claim(1)  # the fence never goes down
+    rows = new.query(2, [_q("SELECT v FROM t")], "ROWS_AND_COLUMNS")[0]["results"]
+    assert rows == {"columns": ["v"], "rows": [[1]]}
+
+
+def test_the_fence_bump_waits_for_a_transaction_in_flight(tmp_path: Path) -> None:
+    # The old owner's transaction holds the write lock: it commits (before the bump),
+    # and the new owner sees its row. Nothing of the old generation commits after it.
+    path = tmp_path / "db.sqlite"
+    old, new = Database(path), Database(path)
+    old.claim(1)
+    old.query(1, [_q("CREATE TABLE t (v INTEGER)")], "NONE")
+    inside, release = threading.Event(), threading.Event()
+
+    def slow_write() -> None:
+        with old.fenced(1) as conn:
+            conn.execute("INSERT INTO t VALUES (1)")
+            inside.set()
+            release.wait(10)
+
+    writer = threading.Thread(target=slow_write)
+    writer.start()
+    assert inside.wait(10)
+    bump = threading.Thread(target=new.claim, args=(2,))
+    bump.start()
+    release.set()
+    writer.join(10)
+    bump.join(30)
+    assert new.query(2, [_q("SELECT v FROM t")], "ROWS_AND_COLUMNS")[0]["results"]["rows"] \
+        == [[1]]
+    with pytest.raises(Fenced):
+        old.query(1, [_q("INSERT INTO t VALUES (2)")], "NONE")
+
+
+def test_a_failed_statement_rolls_the_whole_request_back(tmp_path: Path) -> None:
+    db = Database(tmp_path / "db.sqlite")
+    db.claim(1)
+    db.query(1, [_q("CREATE TABLE t (v INTEGER UNIQUE)")], "NONE")
+    with pytest.raises(D1Failure, match=r"UNIQUE constraint failed: t\.v: SQLITE_CONSTRAINT "
+                                        r"\(extended: SQLITE_CONSTRAINT_UNIQUE\)"):
+        db.query(1, [_q("INSERT INTO t VALUES (1)"), _q("INSERT INTO t VALUES (1)")], "NONE")
+    assert db.query(1, [_q("SELECT count(*) AS n FROM t")], "NONE")[0]["results"] == [{"n": 0}]
+
+
+def test_limits_and_reserved_tables(tmp_path: Path) -> None:
+    db = Database(tmp_path / "db.sqlite")
+    db.claim(1)
+    with pytest.raises(D1Failure, match="SQLITE_TOOBIG"):
+        db.query(1, [_q("SELECT '" + "x" * 100_000 + "'")], "NONE")
+    with pytest.raises(D1Failure, match="SQLITE_RANGE"):
+        db.query(1, [_q("SELECT 1", *range(101))], "NONE")
+    with pytest.raises(D1Failure, match="not authorized"):
+        db.query(1, [_q("UPDATE _wdl_fence SET generation = 9")], "NONE")
+    with pytest.raises(D1Failure, match=r"No SQL statements detected\."):
+        db.query(1, [_q("   ")], "NONE")
+
+
+def test_blobs_and_booleans(tmp_path: Path) -> None:
+    db = Database(tmp_path / "db.sqlite")
+    db.claim(1)
+    out = db.query(1, [_q("SELECT ? AS b, ? AS t", [0, 255], True)], "NONE")[0]
+    assert out["results"] == [{"b": [0, 255], "t": 1}]
+
+
+def test_statements_split_where_sqlite_says_one_ends() -> None:
+    assert statements("SELECT 1; SELECT ';'") == ["SELECT 1;", " SELECT ';'"]
+    assert statements("-- only a comment\n") == []
+    trigger = "CREATE TRIGGER x AFTER INSERT ON t BEGIN SELECT 1; END;"
+    assert statements(trigger + " SELECT 2") == [trigger, " SELECT 2"]
