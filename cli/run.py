@@ -6,7 +6,7 @@
   survives a restart.
 * `wdl up`: the same against Kafka/Redis/PostgreSQL/S3 from the environment
   (e.g. `set -a; . .wdl/services.env; set +a`);
-  `--only api|projector|state|gateway|scheduler|workflows|d1|objects`
+  `--only api|projector|state|gateway|scheduler|workflows|d1|objects|queues`
   runs one of them alone, for multi-replica deployments.
 * `wdl health api|projector|state|gateway`: exit 0 if that process answers.
 
@@ -143,6 +143,11 @@ def up(only: Annotated[list[str] | None, typer.Option(
        objects_url: Annotated[str | None, typer.Option(
            "--objects-url", help="a Durable Object host's URL, for a gateway without it "
            "[env WDL_OBJECTS_URL]")] = None,
+       queues_port: Annotated[int, typer.Option(
+           "--queues-port", help="queue service producer endpoint and /healthz")] = 8797,
+       queues_url: Annotated[str | None, typer.Option(
+           "--queues-url", help="a queue service replica's URL, for a gateway without it "
+           "[env WDL_QUEUES_URL]")] = None,
        workflows_port: Annotated[int, typer.Option(
            "--workflows-port", help="workflows engine API and /healthz")] = 8798,
        workflows_url: Annotated[str | None, typer.Option(
@@ -172,7 +177,8 @@ def up(only: Annotated[list[str] | None, typer.Option(
         d1_url=d1_url or os.environ.get("WDL_D1_URL"),
         objects_port=objects_port,
         objects_url=objects_url or os.environ.get("WDL_OBJECTS_URL"),
-        workflows_url=workflows_url or os.environ.get("WDL_WORKFLOWS_URL"))
+        workflows_url=workflows_url or os.environ.get("WDL_WORKFLOWS_URL"),
+        queues_port=queues_port, queues_url=queues_url or os.environ.get("WDL_QUEUES_URL"))
     _run(settings, options, None)
 
 
@@ -184,6 +190,7 @@ HEALTH_DEFAULTS = {
     "gateway": "http://127.0.0.1:8080/__wdl/healthz",
     "scheduler": "http://127.0.0.1:8792/healthz",
     "workflows": "http://127.0.0.1:8798/healthz",
+    "queues": "http://127.0.0.1:8797/healthz",
     "d1": "http://127.0.0.1:8795/healthz",
     "objects": "http://127.0.0.1:8796/__wdl/healthz",
 }

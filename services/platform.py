@@ -45,7 +45,7 @@ from services.state.service import StateService
 
 log = logging.getLogger("wdl.platform")
 COMPONENTS = ("api", "projector", "state", "data", "gateway", "scheduler", "workflows", "d1",
-              "objects")
+              "objects", "queues")
 DEV_KEY_FILE = "root.keys"  # same file the control API uses in embedded mode
 TOKEN_FILE = "admin.token"
 
@@ -83,6 +83,8 @@ class PlatformOptions:
                                                        or 3000))
     workflows_port: int = 0  # the workflows engine's API and /healthz (`wdl up`: 8798)
     workflows_url: str | None = None  # gateway without the engine: where it is
+    queues_port: int = 0  # the queue service's producer endpoint and /healthz (`wdl up`: 8797)
+    queues_url: str | None = None  # gateway without the queue service: where one is
     # Shared by the gateway and the scheduler (WDL_INTERNAL_TOKEN); one per process if unset.
     internal_token: str = field(
         default_factory=lambda: os.environ.get("WDL_INTERNAL_TOKEN") or secrets.token_urlsafe(32))
@@ -144,6 +146,7 @@ class Platform:
         self._stop_scheduler = asyncio.Event()
         self._scheduler_task: asyncio.Task[None] | None = None
         self.workflows: Any = None  # services.workflows.service.WorkflowsService
+        self.queues: Any = None  # services.queues.service.QueuesService
 
     def wants(self, name: str) -> bool:
         return name in self.options.components
@@ -190,6 +193,11 @@ class Platform:
             if state_url is None:
                 raise ValueError("the Durable Object host needs the state service (--state-url)")
             await self._start_objects(state_url, backends)
+        queues_sock = None
+        if self.wants("queues"):
+            # Bound before the gateway starts: the gateway is told its address.
+            queues_sock = bind(o.gateway_host, o.queues_port)
+            self._stack.callback(queues_sock.close)
         workflows_sock = None
         if self.wants("workflows"):
             # Bound before the gateway starts: the gateway is told its address.
@@ -207,7 +215,8 @@ class Platform:
                 else urlsplit(o.d1_url or "").netloc,
                 objects_address=self.objects.address if self.objects is not None
                 else urlsplit(o.objects_url or "").netloc,
-                workflows_address=_workflows_address(workflows_sock, o.workflows_url)),
+                workflows_address=_workflows_address(workflows_sock, o.workflows_url),
+                queues_address=_workflows_address(queues_sock, o.queues_url)),
                                    state_url=state_url,
                                    host=o.gateway_host, port=o.gateway_port,
                                    binary=o.workerd_bin, policy=o.recycle,
@@ -227,6 +236,28 @@ class Platform:
             if not gateway_url:
                 raise ValueError("the workflows engine alone needs --gateway-url")
             await self._start_workflows(backends, gateway_url, workflows_sock)
+        if self.wants("queues"):
+            assert backends is not None and queues_sock is not None
+            gateway_url = self.gateway.url if self.gateway is not None else o.gateway_url
+            if not gateway_url:
+                raise ValueError("the queue service alone needs --gateway-url")
+            await self._start_queues(backends, gateway_url, queues_sock)
+
+    async def _start_queues(self, backends: Backends, gateway_url: str,
+                            sock: socket.socket) -> None:
+        from services.queues.__main__ import queue_log_url
+        from services.queues.invoke import GatewayQueueInvoker
+        from services.queues.service import QueuesService
+        from services.queues.store import open_queue_log
+
+        invoker = GatewayQueueInvoker(gateway_url, self.options.internal_token)
+        await invoker.start()
+        self._stack.push_async_callback(invoker.stop)
+        self.queues = QueuesService(log=open_queue_log(queue_log_url(self.settings)),
+                                    reader=ProjectionReader(backends.store), invoker=invoker,
+                                    internal_token=self.options.internal_token, sock=sock)
+        await self.queues.start()
+        self._stack.push_async_callback(self.queues.stop)
 
     async def _start_workflows(self, backends: Backends, gateway_url: str,
                                sock: socket.socket) -> None:
@@ -400,6 +431,8 @@ class Platform:
             waits.append(asyncio.shield(self._scheduler_task))
         if self.workflows is not None:
             waits.append(self.workflows.wait())
+        if self.queues is not None:
+            waits.append(self.queues.wait())
         if not waits:
             await asyncio.Event().wait()
         done, pending = await asyncio.wait([asyncio.ensure_future(w) for w in waits],
@@ -447,6 +480,8 @@ def summary(platform: Platform, admin_token: str | None) -> list[str]:
     if platform.workflows is not None:
         lines.append(f"workflows    {platform.workflows.url}/healthz  "
                      f"({platform.workflows.holder}, lease `workflows`)")
+    if platform.queues is not None:
+        lines.append(f"queues       {platform.queues.url}/healthz")
     if platform.projector_health is not None:
         lines.append(f"projector    {platform.projector_health.url}/healthz")
     if platform.settings.embedded and platform.options.components - {"gateway"}:

@@ -76,6 +76,7 @@ class GatewayOptions:
     d1_address: str = ""  # host:port of a D1 owner replica (it forwards to the owner)
     workflows_address: str = ""  # host:port of the workflows engine (Workflow bindings)
     objects_address: str = ""  # host:port of the Durable Object hosts (services/objects/)
+    queues_address: str = ""  # host:port of a queue service replica (queue producers)
     # Live tail and per-worker request metrics (workerd tail consumers); WDL_TAILS=0 turns
     # them off for throughput.
     tails: bool = field(default_factory=lambda: os.environ.get("WDL_TAILS", "1") != "0")
@@ -96,11 +97,14 @@ def gateway_config(options: GatewayOptions, instance: str) -> Config:
             ServiceBinding("D1", ServiceRef("d1")),
             ServiceBinding("WORKFLOWS", ServiceRef("workflows")),
             ServiceBinding("OBJECTS", ServiceRef("objects")),
+            ServiceBinding("QUEUES", ServiceRef("queues")),
             ServiceBinding("NET", ServiceRef("tenant-net")),
             TextBinding("EGRESS_ALLOW_LOOPBACK", "1" if options.egress_allow_loopback else ""),
             TextBinding("TAILS", "1" if options.tails else "0"),
         ],
         global_outbound=ServiceRef("no-network"),
+        # Fetcher.queue(): the queue consumer runs tenants' queue() through the gateway.
+        compatibility_flags=["service_binding_extra_handlers"],
     )
     allow = ["public", "local"] if options.egress_allow_loopback else ["public"]
     return Config(
@@ -109,6 +113,7 @@ def gateway_config(options: GatewayOptions, instance: str) -> Config:
                   External("d1", options.d1_address or "127.0.0.1:9"),
                   External("workflows", options.workflows_address or "127.0.0.1:9"),
                   External("objects", options.objects_address or "127.0.0.1:9"),
+                  External("queues", options.queues_address or "127.0.0.1:9"),
                   Network("no-network", allow=[]),
                   Network("tenant-net", allow=allow, deny=TENANT_DENY)],
         # Both sockets serve the gateway: `http` is the public listener shared by

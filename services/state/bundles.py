@@ -98,6 +98,12 @@ def _env(ns: str, worker: str, version: str, meta: dict[str, Any],
             platform.append({"name": name, "kind": kind, "props": {
                 "namespace": ns, "resource": binding["target"], "worker": worker,
                 "version": version}})
+        elif kind == "queue":
+            # A producer: sends go to this namespace's queue only; `delay` is the
+            # binding's delivery_delay ("": the queue's own; docs/queues.md).
+            platform.append({"name": name, "kind": kind, "props": {
+                "namespace": ns, "queue": binding["target"], "worker": worker,
+                "version": version, "delay": binding.get("value", "")}})
         elif kind == "worker_loader":
             # Children are scoped by these props (workerd/gateway/loader.js).
             platform.append({"name": name, "kind": kind, "props": {

@@ -24,6 +24,8 @@ import requestsSource from "./tenant/requests.js";
 import loaderSource from "./tenant/loader.js";
 import workflowsSource from "./tenant/workflows.js";
 import doSource from "./tenant/do.js";
+import queuesSource from "./tenant/queues.js";
+import { decodeMessages } from "./queues.js";
 
 export { WdlKv } from "./kv.js";
 export { WdlD1 } from "./d1.js";
@@ -32,6 +34,7 @@ export { WdlTail } from "./tail.js";
 export { WdlLoader } from "./loader.js";
 export { WdlWorkflow } from "./workflows.js";
 export { WdlDo } from "./do.js";
+export { WdlQueue } from "./queues.js";
 
 // Platform modules added to every ES-module tenant bundle under `__wdl/`
 // (tenant module names may not start with it). `__wdl/main.js` becomes the
@@ -47,11 +50,12 @@ export const TENANT_SHIM = {
   "__wdl/loader.js": loaderSource,
   "__wdl/workflows.js": workflowsSource,
   "__wdl/do.js": doSource,
+  "__wdl/queues.js": queuesSource,
 };
 // Binding kind -> the gateway entrypoint (ctx.exports) that serves it.
 const ENTRYPOINTS = { kv: "WdlKv", r2: "WdlR2", d1: "WdlD1", service: "WdlService",
                       worker_loader: "WdlLoader", workflow: "WdlWorkflow",
-                      durable_object: "WdlDo" };
+                      durable_object: "WdlDo", queue: "WdlQueue" };
 // The platform's export that runs a workflow instance's step (tenant/workflows.js).
 const WORKFLOW_RUNNER = "__WdlWorkflows";
 
@@ -423,6 +427,38 @@ async function scheduled(request, env, ctx) {
   }
 }
 
+// --- queues --------------------------------------------------------------------
+
+// POST /__wdl/queue {namespace, worker, queue, messages}: the queue consumer runs one
+// batch on the worker's active version (Fetcher.queue, which needs the gateway's
+// `service_binding_extra_handlers` flag) and gets workerd's outcome back: {outcome,
+// ackAll, retryBatch, explicitAcks, retryMessages}. Any other answer means "not run".
+async function queueBatch(request, env, ctx) {
+  if (request.method !== "POST" || !env.INTERNAL_TOKEN ||
+      !sameSecret(request.headers.get("x-wdl-internal-token"), env.INTERNAL_TOKEN)) {
+    return reply(404, "not_found", "no such route");
+  }
+  const job = await request.json();
+  await fresh(env, ctx);
+  const current = await lookup(env, job.namespace, job.worker);
+  if (current.missing) {
+    return reply(503, current.missing.code || "worker_not_found",
+      current.missing.message || `${job.namespace}/${job.worker} has no active version`);
+  }
+  const stub = await stubFor(env, ctx, job.namespace, job.worker, current);
+  const release = admit(job.namespace, job.worker, current.version);
+  try {
+    const result = await stub.getEntrypoint().queue(String(job.queue),
+                                                    decodeMessages(job.messages));
+    return new Response(JSON.stringify(result), {
+      headers: { "content-type": "application/json" } });
+  } catch (err) {
+    return reply(503, "queue_invoke_failed", String(err && err.message || err).slice(0, 1000));
+  } finally {
+    release();
+  }
+}
+
 // --- workflows -----------------------------------------------------------------
 
 // POST /__wdl/workflow {namespace, worker, version_id, class_name, instance_id, params,
@@ -547,6 +583,7 @@ async function handle(request, env, ctx) {
   }
   if (url.pathname === "/__wdl/scheduled") return scheduled(request, env, ctx);
   if (url.pathname === "/__wdl/workflow") return workflow(request, env, ctx);
+  if (url.pathname === "/__wdl/queue") return queueBatch(request, env, ctx);
   const host = request.headers.get("host") || url.host;
   const domain = env.PLATFORM_DOMAIN;
   const bare = host.toLowerCase().split(":")[0];

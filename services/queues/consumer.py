@@ -1,0 +1,304 @@
+"""The consumer: batches each queue's messages and runs its consumer worker's queue().
+
+Per partition of the message log it tracks every message read and not yet
+finished; the committed offset is the lowest unfinished one (`Tracker`), so
+the log never moves past a message that was neither acked, re-appended (a
+retry, with its delay as `not_before`), dead-lettered nor dropped with a
+counted reason. A message not yet due waits here; one of a queue without a
+consumer waits too (docs/queues.md says what that costs).
+
+A batch goes to the gateway's `/__wdl/queue`, which runs the worker's active
+version (`Fetcher.queue`) and answers workerd's outcome: `outcome`, `ackAll`,
+`retryBatch`, `explicitAcks`, `retryMessages`. Per message, an explicit ack or
+retry wins, then the batch's ackAll/retryAll, then the outcome (ok: ack;
+exception: retry). A batch the platform could not run (no active version, the
+gateway unreachable) is tried again later without counting an attempt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import heapq
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import msgspec
+
+from services.queues.metrics import QueueMetrics
+from services.queues.model import QueueMessage
+from services.queues.store import Delivery, QueueLog
+
+log = logging.getLogger("wdl.queues")
+UNDELIVERED_BACKOFF_MS = 1000
+SETTINGS_TTL_S = 1.0
+DEFAULT_CONCURRENCY = 16
+
+
+class Tracker:
+    """Read-but-unfinished offsets of each partition, and what may be committed."""
+
+    def __init__(self) -> None:
+        self.epochs: dict[int, int] = {}
+        self.open: dict[int, set[int]] = {}
+        self.seen: dict[int, int] = {}  # partition -> next offset after the highest read
+        self.committed: dict[int, int] = {}
+
+    def assign(self, epochs: dict[int, int]) -> None:
+        for p, epoch in epochs.items():
+            self.epochs[p] = epoch
+            self.open[p] = set()
+            self.seen.pop(p, None)
+            self.committed.pop(p, None)
+
+    def read(self, d: Delivery) -> bool:
+        if self.epochs.get(d.partition) != d.epoch:
+            return False
+        self.open.setdefault(d.partition, set()).add(d.offset)
+        self.seen[d.partition] = max(self.seen.get(d.partition, 0), d.offset + 1)
+        return True
+
+    def finish(self, d: Delivery) -> None:
+        if self.epochs.get(d.partition) == d.epoch:
+            self.open.get(d.partition, set()).discard(d.offset)
+
+    def commits(self) -> dict[int, int]:
+        out = {}
+        for p, seen in self.seen.items():
+            pending = self.open.get(p)
+            point = min(pending) if pending else seen
+            if self.committed.get(p) != point:
+                out[p] = point
+        return out
+
+    def committed_to(self, offsets: dict[int, int]) -> None:
+        self.committed.update(offsets)
+
+
+class Invoker(Protocol):
+    async def invoke(self, namespace: str, worker: str, queue: str,
+                     messages: list[dict[str, Any]]) -> dict[str, Any] | None:
+        """workerd's queue outcome, or None when the platform could not run the batch."""
+
+
+SettingsLookup = Callable[[str, str], Awaitable[dict[str, Any] | None]]
+
+
+@dataclass
+class _Queue:
+    waiting: list[Delivery] = field(default_factory=list)
+    first_at: float = 0.0
+    running: int = 0
+
+
+class Consumer:
+    def __init__(self, log_: QueueLog, invoker: Invoker, settings: SettingsLookup,
+                 metrics: QueueMetrics, *, clock: Callable[[], float] = time.time) -> None:
+        self.log = log_
+        self.invoker = invoker
+        self.lookup = settings
+        self.metrics = metrics
+        self.clock = clock
+        self.tracker = Tracker()
+        self.queues: dict[str, _Queue] = {}
+        self.delayed: list[tuple[int, int, Delivery]] = []  # (due ms, seq, delivery)
+        self._seq = 0
+        self._settings: dict[str, tuple[float, dict[str, Any] | None]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        log_.on_assign = self._assigned
+
+    def _assigned(self, epochs: dict[int, int]) -> None:
+        self.tracker.assign(epochs)
+        # What was read of a reassigned partition is read again from its last commit.
+        for q in self.queues.values():
+            q.waiting = [d for d in q.waiting if d.partition not in epochs]
+        self.delayed = [e for e in self.delayed if e[2].partition not in epochs]
+        heapq.heapify(self.delayed)
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="wdl-queues-consumer")
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    def alive(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    async def _run(self) -> None:
+        last_commit = 0.0
+        while not self._stop.is_set():
+            try:
+                for d in await self.log.poll(500, 100):
+                    if self.tracker.read(d):
+                        self._admit(d)
+                self._release_due()
+                await self._flush()
+                now = self.clock()
+                if now - last_commit >= 0.2:
+                    await self._commit()
+                    last_commit = now
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("queue consumer loop failed; retrying")
+                await asyncio.sleep(0.5)
+        with contextlib.suppress(Exception):
+            await self._commit()
+
+    async def _commit(self) -> None:
+        offsets = self.tracker.commits()
+        if offsets:
+            await self.log.commit(offsets)
+            self.tracker.committed_to(offsets)
+
+    def _admit(self, d: Delivery) -> None:
+        now_ms = int(self.clock() * 1000)
+        if d.message.not_before > now_ms:
+            self._delay(d, d.message.not_before)
+            return
+        q = self.queues.setdefault(d.message.key, _Queue())
+        if not q.waiting:
+            q.first_at = self.clock()
+        q.waiting.append(d)
+
+    def _delay(self, d: Delivery, due_ms: int) -> None:
+        self._seq += 1
+        heapq.heappush(self.delayed, (due_ms, self._seq, d))
+
+    def _release_due(self) -> None:
+        now_ms = int(self.clock() * 1000)
+        while self.delayed and self.delayed[0][0] <= now_ms:
+            _, _, d = heapq.heappop(self.delayed)
+            q = self.queues.setdefault(d.message.key, _Queue())
+            if not q.waiting:
+                q.first_at = self.clock()
+            q.waiting.append(d)
+
+    async def _settings_of(self, key: str) -> dict[str, Any] | None:
+        cached = self._settings.get(key)
+        now = self.clock()
+        if cached is not None and now - cached[0] < SETTINGS_TTL_S:
+            return cached[1]
+        ns, _, queue = key.partition("/")
+        value = await self.lookup(ns, queue)
+        self._settings[key] = (now, value)
+        return value
+
+    async def _flush(self) -> None:
+        now = self.clock()
+        for key, q in self.queues.items():
+            if not q.waiting:
+                continue
+            settings = await self._settings_of(key)
+            if settings is None:
+                continue  # no consumer: the messages wait for one
+            size = int(settings.get("max_batch_size") or 10)
+            limit = int(settings.get("max_concurrency") or 0) or DEFAULT_CONCURRENCY
+            timeout = float(settings.get("max_batch_timeout") or 0)
+            while q.waiting and q.running < limit and (
+                    len(q.waiting) >= size or now - q.first_at >= timeout):
+                batch, q.waiting = q.waiting[:size], q.waiting[size:]
+                q.first_at = now
+                q.running += 1
+                task = asyncio.create_task(self._deliver(key, q, settings, batch))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+
+    async def _deliver(self, key: str, q: _Queue, settings: dict[str, Any],
+                       batch: list[Delivery]) -> None:
+        ns, _, queue = key.partition("/")
+        try:
+            wire = [{"id": d.message.id, "timestamp": d.message.timestamp,
+                     "body": base64.b64encode(d.message.body).decode("ascii"),
+                     "contentType": d.message.content_type, "attempts": d.message.attempts}
+                    for d in batch]
+            started = self.clock()
+            answer = await self.invoker.invoke(ns, settings["worker"], queue, wire)
+            if answer is None:
+                self.metrics.undelivered.labels(ns).inc(len(batch))
+                due = int(self.clock() * 1000) + UNDELIVERED_BACKOFF_MS
+                for d in batch:
+                    self._delay(d, due)
+                return
+            self.metrics.batches.labels(ns, str(answer.get("outcome") or "unknown")).inc()
+            now = self.clock()
+            for d in batch:
+                self.metrics.latency.observe(max(0.0, now - d.message.timestamp / 1000))
+            self.metrics.handler_seconds.observe(max(0.0, now - started))
+            await self._settle(ns, queue, settings, batch, answer)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # Nothing was finished: the messages stay open and are tried again.
+            log.exception("delivering a batch of %s failed", key)
+            due = int(self.clock() * 1000) + UNDELIVERED_BACKOFF_MS
+            for d in batch:
+                self._delay(d, due)
+        finally:
+            q.running -= 1
+
+    async def _settle(self, ns: str, queue: str, settings: dict[str, Any],
+                      batch: list[Delivery], answer: dict[str, Any]) -> None:
+        acks = set(answer.get("explicitAcks") or ())
+        retries = {r.get("msgId"): r.get("delaySeconds")
+                   for r in answer.get("retryMessages") or () if isinstance(r, dict)}
+        batch_retry = answer.get("retryBatch") or {}
+        ok = answer.get("outcome") == "ok"
+        acked: list[Delivery] = []
+        again: list[tuple[Delivery, Any]] = []
+        for d in batch:
+            mid = d.message.id
+            if mid in retries:
+                again.append((d, retries[mid]))
+            elif mid in acks or answer.get("ackAll"):
+                acked.append(d)
+            elif batch_retry.get("retry"):
+                again.append((d, batch_retry.get("delaySeconds")))
+            elif ok:
+                acked.append(d)
+            else:
+                again.append((d, None))
+        now_ms = int(self.clock() * 1000)
+        appends: list[QueueMessage] = []
+        dead: list[QueueMessage] = []
+        dropped = 0
+        max_retries = int(settings.get("max_retries", 3))
+        for d, delay in again:
+            m = d.message
+            if m.attempts > max_retries:
+                if settings.get("dead_letter_queue"):
+                    dead.append(msgspec.structs.replace(
+                        m, queue=settings["dead_letter_queue"], attempts=1, not_before=0))
+                else:
+                    dropped += 1
+                    log.warning("queue %s/%s: message %s dropped after %d attempts "
+                                "(max_retries %d, no dead-letter queue)", ns, queue, m.id,
+                                m.attempts, max_retries)
+                continue
+            seconds = delay if isinstance(delay, int | float) else settings.get("retry_delay", 0)
+            appends.append(msgspec.structs.replace(
+                m, attempts=m.attempts + 1, not_before=now_ms + int(float(seconds or 0) * 1000)))
+        # The copies are durable before the originals count as finished.
+        if appends or dead:
+            await self.log.append([*appends, *dead])
+        self.metrics.acked.labels(ns).inc(len(acked))
+        self.metrics.retried.labels(ns).inc(len(appends))
+        self.metrics.dead_lettered.labels(ns).inc(len(dead))
+        if dropped:
+            self.metrics.dropped.labels(ns, "max_retries_no_dlq").inc(dropped)
+        for d in batch:
+            self.tracker.finish(d)

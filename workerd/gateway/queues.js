@@ -1,0 +1,88 @@
+// WdlQueue: the gateway entrypoint behind every tenant queue producer binding, and the
+// decoding of stored messages for a consumer's queue() (`decodeMessages`).
+//
+// Props ({namespace, queue, worker, version, delay}) are set by the platform from the
+// accepted version, so a tenant can only send to its own namespace's queue. `send`
+// takes messages the tenant wrapper (workerd/tenant/queues.js) already serialised and
+// checked against Cloudflare's limits, and answers only after the queue service had
+// the message log acknowledge them (Kafka acks=all, or the embedded SQLite commit).
+// Refusals come back as `{error: {status, message}}`; the wrapper throws them.
+
+import { WorkerEntrypoint } from "cloudflare:workers";
+
+const UNREACHABLE = { error: { status: 503, message: "queue service unavailable" } };
+
+export class WdlQueue extends WorkerEntrypoint {
+  // messages: [{body: base64, contentType, delaySeconds?}]; options: {delaySeconds?}
+  async send(messages, options = {}) {
+    const { namespace, queue, delay } = this.ctx.props;
+    let r;
+    try {
+      r = await this.env.QUEUES.fetch("http://queues/send", {
+        method: "POST",
+        headers: { "content-type": "application/json",
+                   "x-wdl-internal-token": this.env.INTERNAL_TOKEN },
+        body: JSON.stringify({ namespace, queue, delay: delay || "",
+                               delaySeconds: options.delaySeconds, messages }),
+      });
+    } catch {
+      return UNREACHABLE;
+    }
+    if (r.ok) return null;
+    let message = r.statusText || "Internal Server Error";
+    try {
+      const body = await r.json();
+      if (body && typeof body.message === "string") message = body.message;
+    } catch {
+      // not from the queue service: keep the status text
+    }
+    return { error: { status: r.status, message } };
+  }
+}
+
+// --- consumer side: stored bytes -> the values queue() sees -----------------------
+
+function fromBase64(text) {
+  const raw = atob(text);
+  const out = new Uint8Array(raw.length);
+  for (let i = 0; i < raw.length; i++) out[i] = raw.charCodeAt(i);
+  return out;
+}
+
+// "v8" bodies are tagged JSON (tenant/queues.js `tag`): values JSON cannot carry.
+function untag(v) {
+  if (Array.isArray(v)) return v.map(untag);
+  if (v === null || typeof v !== "object") return v;
+  if ("$wdl" in v) {
+    switch (v.$wdl) {
+      case "undefined": return undefined;
+      case "date": return new Date(v.v);
+      case "bigint": return BigInt(v.v);
+      case "map": return new Map(v.v.map(([k, x]) => [untag(k), untag(x)]));
+      case "set": return new Set(v.v.map(untag));
+      case "bytes": return fromBase64(v.v).buffer;
+      case "u8": return fromBase64(v.v);
+      case "num": return Number(v.v);
+      case "obj": return Object.fromEntries(Object.entries(v.v).map(([k, x]) => [k, untag(x)]));
+      default: return v;
+    }
+  }
+  return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, untag(x)]));
+}
+
+function decodeBody(contentType, b64) {
+  const bytes = fromBase64(b64);
+  if (contentType === "bytes") return bytes.buffer;
+  const text = new TextDecoder().decode(bytes);
+  if (contentType === "text") return text;
+  if (contentType === "v8") return untag(JSON.parse(text));
+  return JSON.parse(text);
+}
+
+// [{id, timestamp (ms), body (base64), contentType, attempts}] -> ServiceBindingQueueMessage[]
+export function decodeMessages(messages) {
+  return messages.map((m) => ({
+    id: String(m.id), timestamp: new Date(Number(m.timestamp)),
+    body: decodeBody(m.contentType, m.body), attempts: Number(m.attempts),
+  }));
+}
