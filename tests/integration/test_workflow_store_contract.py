@@ -29,13 +29,13 @@ Factory = Callable[[], WorkflowStore]
 async def make_store(request: pytest.FixtureRequest, services: Endpoints, tmp_path: Path,
                      unique_name: Callable[[str], str]) -> AsyncIterator[Factory]:
     topic = unique_name("wfstore")
-    assert services.kafka_bootstrap_servers
+    bootstrap = services.kafka_bootstrap_servers
+    assert bootstrap
 
     def make() -> WorkflowStore:
         if request.param == "sqlite":
             return SqliteWorkflowStore(tmp_path / "workflows.sqlite")
-        return KafkaWorkflowStore(KafkaWorkflowSettings(services.kafka_bootstrap_servers,
-                                                        topic=topic, partitions=3))
+        return KafkaWorkflowStore(KafkaWorkflowSettings(bootstrap, topic=topic, partitions=3))
     yield make
 
 
