@@ -57,6 +57,9 @@ INTERNAL_HEADER = "x-wdl-internal-token"
 class RecyclePolicy:
     max_stale: int = 64      # recycle when this many loaded ids are no longer routed
     max_loaded: int = 1000   # ... or when this many ids are loaded in total
+    # ... or when a process holds this many tenants' dynamic Workers (docs/loaders.md):
+    # the state service does not see those, the process's health answer counts them.
+    max_children: int = 512
     interval: float = 5.0    # seconds between checks; 0 disables automatic recycling
 
 
@@ -98,6 +101,7 @@ class _Instance:
     probe: asyncio.Task[None] | None = None
     io: int = -1  # read+write syscalls of the main thread at the last watchdog tick
     last_progress: float = field(default_factory=time.monotonic)
+    children: int = 0  # dynamic Workers loaded, per the last probe's answer
 
     def progressed(self) -> bool:
         """Did the event loop make I/O syscalls since the last tick? A loop stuck in JS
@@ -341,6 +345,8 @@ class Gateway:
             return
         if response.status_code == 200:
             instance.last_ok = time.monotonic()
+            with contextlib.suppress(ValueError, TypeError, AttributeError):
+                instance.children = int(response.json().get("children", 0))
             self.metrics.probe_seconds.labels(str(instance.slot)).set(
                 instance.last_ok - started)
 
@@ -449,5 +455,7 @@ class Gateway:
                     reason = f"{counts['stale']} stale isolates"
                 elif counts["loaded"] >= self.policy.max_loaded:
                     reason = f"{counts['loaded']} loaded isolates"
+                elif instance.children >= self.policy.max_children:
+                    reason = f"{instance.children} dynamic Workers"
                 if reason is not None and self._slots[instance.slot] is instance:
                     await self.recycle(reason, slots=[instance.slot])

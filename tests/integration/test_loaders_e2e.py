@@ -16,6 +16,7 @@ import asyncio
 import json
 import shutil
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ import httpx
 import pytest
 
 from harness.endpoints import ROOT, Endpoints
+from services.dataplane.gateway import RecyclePolicy
 from tests.integration.test_dataplane_dev import Dev
 from tests.platform_stack import Stack, platform_stack
 
@@ -236,6 +238,31 @@ async def test_a_spinning_child_quarantines_its_parent(
         # The other tenant's children still run.
         assert (await get(stack, "good", "/calm/child?id=x&tag=ok")).text == \
             "child GET /scoped tag=ok"
+
+
+async def test_a_process_full_of_children_is_recycled(
+        services: Endpoints, fresh_database: str, unique_name: Callable[[str], str],
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WDL_GATEWAY_PROCESSES", "1")
+    # The stack's gateway with automatic recycling on, at 3 children per process.
+    monkeypatch.setattr("tests.platform_stack.RecyclePolicy",
+                        lambda interval=0: RecyclePolicy(interval=0.3, max_children=3))
+    async with platform_stack(services, fresh_database, unique_name, tmp_path,
+                              monkeypatch) as stack:
+        gateway = stack.platform.gateway
+        assert gateway is not None and gateway.policy.max_children == 3
+        await stack.wdl("ns", "create", "acme")
+        await stack.deploy("acme", loader_project(stack.tmp))
+        for i in range(3):
+            assert (await get(stack, "acme", f"/parent/child?id=c{i}&tag=t{i}")).text == \
+                f"child GET /scoped tag=t{i}"
+        deadline = time.monotonic() + 15
+        while not gateway.recycles and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+        assert [r.reason for r in gateway.recycles][:1] == ["3 dynamic Workers"]
+        # The new process starts from zero children; the callback runs again there.
+        assert (await get(stack, "acme", "/parent/child?id=c0&tag=again")).text == \
+            "child GET /scoped tag=again"
 
 
 @pytest.fixture

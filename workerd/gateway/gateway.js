@@ -32,6 +32,7 @@ export { WdlD1 } from "./d1.js";
 export { WdlR2 } from "./r2.js";
 export { WdlTail } from "./tail.js";
 export { WdlLoader } from "./loader.js";
+import { childCount } from "./loader.js";
 export { WdlWorkflow } from "./workflows.js";
 export { WdlDo } from "./do.js";
 export { WdlQueue } from "./queues.js";
@@ -577,7 +578,8 @@ export class WdlEgress extends WorkerEntrypoint {
 async function handle(request, env, ctx) {
   const url = new URL(request.url);
   if (url.pathname === "/__wdl/healthz") {
-    return new Response(JSON.stringify({ ok: true, instance: env.INSTANCE }) + "\n", {
+    return new Response(JSON.stringify({ ok: true, instance: env.INSTANCE,
+                                         children: childCount() }) + "\n", {
       headers: { "content-type": "application/json", "cache-control": "no-store" },
     });
   }

@@ -21,7 +21,9 @@ import { TENANT_SHIM } from "./gateway.js";
 // workerd never releases a named isolate: bound how many one namespace may
 // create in one gateway process (recycling starts from zero again).
 export const MAX_CHILDREN_PER_NAMESPACE = 128;
-const MAX_CHILDREN = 4096;
+// Past this a process refuses new children; the supervisor recycles it well before
+// (RecyclePolicy.max_children, from the health answer's `children`).
+const MAX_CHILDREN = 1024;
 const MAX_ID_LENGTH = 1024;
 const MAX_MODULES = 256;
 const MODULE_KINDS = new Set(["js", "cjs", "py", "text", "data", "json", "wasm"]);
@@ -33,6 +35,11 @@ const ALLOWED_KEYS = new Set(["compatibilityDate", "compatibilityFlags", "mainMo
 const children = new Map();  // scoped base id -> {gen, ready, namespace}
 const perNamespace = new Map();  // namespace -> isolates created (all generations)
 let total = 0;
+
+// Isolates created for dynamic Workers in this process (for /__wdl/healthz).
+export function childCount() {
+  return total;
+}
 
 async function digest(text) {
   const bytes = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
