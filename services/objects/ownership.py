@@ -17,6 +17,7 @@ import contextlib
 import hashlib
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from services.leases import LeaseClient, LeaseLost
@@ -64,8 +65,12 @@ class Verdict:
 
 
 class Ownership:
-    def __init__(self, leases: LeaseClient, clock: Clock, holder: str, *, ttl_ms: int) -> None:
+    def __init__(self, leases: LeaseClient, clock: Clock, holder: str, *, ttl_ms: int,
+                 alive: Callable[[], bool] = lambda: True) -> None:
         self.leases = leases
+        # Whether this host's workerd still runs: a supervisor whose workerd died must
+        # let its leases lapse, or its shards would stay owned by nobody that serves.
+        self.alive = alive
         self.clock = clock
         self.holder = holder
         self.ttl_ms = ttl_ms
@@ -124,6 +129,11 @@ class Ownership:
     async def _renew_loop(self) -> None:
         while True:
             await self.clock.sleep_ms(self.ttl_ms / 3)
+            if not self.alive():
+                log.error("objects: workerd is gone; letting %d shard leases lapse",
+                          len(self.held))
+                self.held.clear()
+                continue
             for scope, held in list(self.held.items()):
                 try:
                     await self.leases.renew(scope, self.holder, held.generation, self.ttl_ms)

@@ -124,7 +124,9 @@ class ObjectsHost:
         self._private_address = "{}:{}".format(*self._private.getsockname()[:2])
         if self.leases is not None:
             holder = holder_name(self.private_address, os.getpid())
-            self.ownership = Ownership(self.leases, self.clock, holder, ttl_ms=o.ttl_ms)
+            self.ownership = Ownership(
+                self.leases, self.clock, holder, ttl_ms=o.ttl_ms,
+                alive=lambda: self._proc is not None and self._proc.running)
             await self.ownership.start()
         self._supervisor = HttpServer(Starlette(routes=[Route("/owner", self._owner)]),
                                       host="127.0.0.1", port=0, name="objects-supervisor")
