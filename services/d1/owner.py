@@ -45,6 +45,7 @@ class Unavailable(Exception):
 class Owned:
     database: Database
     generation: int
+    database_id: str
     deadline: float  # time.monotonic() by which the lease must be renewed
     lost: bool = False
     renewer: asyncio.Task[None] | None = None
@@ -106,9 +107,18 @@ class Owner:
     async def run(self, ns: str, db: str, direct: bool,
                   work: Callable[[Database, int], T]) -> T | Forward:
         """`work(database, generation)` on a worker thread here, or where to forward."""
-        database_id = await self.database_id(ns, db)
         key = (ns, db)
         owned = self.owned.get(key)
+        try:
+            database_id = await self.database_id(ns, db)
+        except NotFound:
+            if owned is not None:
+                await self._let_go(key, owned)  # deleted: stop holding its lease
+            raise
+        if owned is not None and owned.database_id != database_id:
+            # Deleted and created again under the same name: another file.
+            await self._let_go(key, owned)
+            owned = None
         if owned is None or (owned.lost and not direct):
             got = await self._resolve(ns, db, database_id, direct)
             if isinstance(got, Forward):
@@ -152,12 +162,20 @@ class Owner:
             except BaseException:
                 await asyncio.to_thread(database.close)
                 raise
-            owned = Owned(database, generation, time.monotonic() + self.ttl_ms / 1000)
+            owned = Owned(database, generation, database_id,
+                          time.monotonic() + self.ttl_ms / 1000)
             owned.renewer = asyncio.create_task(self._renew(key, owned),
                                                 name=f"d1-renew-{ns}/{db}")
             self.owned[key] = owned
             log.info("owning D1 %s/%s at generation %d", ns, db, generation)
             return owned
+
+    async def _let_go(self, key: tuple[str, str], owned: Owned) -> None:
+        if not owned.lost:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(
+                    self.leases.release(scope(*key), self.holder, owned.generation), 2.0)
+        await self._drop(key, owned)
 
     async def _drop(self, key: tuple[str, str], owned: Owned) -> None:
         owned.lost = True

@@ -151,3 +151,7 @@ async def test_cli_reads_what_the_worker_wrote_and_namespaces_stay_apart(
     await stack.wdl("d1", "delete", "main", "--ns", "acme", "--force")
     r = await _sql(stack, "acme", "app", "SELECT 1")
     assert r.status_code == 500 and "does not exist" in r.json()["error"]
+    # Created again under the same name: a new, empty database (another file).
+    await stack.wdl("d1", "create", "main", "--ns", "acme")
+    r = await _sql(stack, "acme", "app", "SELECT * FROM notes")
+    assert r.status_code == 500 and "no such table: notes" in r.json()["error"]
