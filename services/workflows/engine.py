@@ -74,6 +74,7 @@ class Engine:
         self.states: dict[str, Instance] = {}
         self.invocations = 0
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._wakes: set[asyncio.Task[None]] = set()
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._sem = asyncio.Semaphore(self.limits.concurrency)
@@ -97,7 +98,7 @@ class Engine:
         for handle in self._timers.values():
             handle.cancel()
         self._timers.clear()
-        tasks = list(self._tasks.values())
+        tasks = [*self._tasks.values(), *self._wakes]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -141,9 +142,13 @@ class Engine:
     def _fire(self, key: str) -> None:
         self._timers.pop(key, None)
         task = asyncio.create_task(self._wake(key))
+        self._wakes.add(task)
+        task.add_done_callback(self._wakes.discard)
         task.add_done_callback(lambda t: _log_failure(t, key))
 
     async def _wake(self, key: str) -> None:
+        if not self._running:
+            return
         async with self._lock(key):
             inst = self.states[key]
             p = inst.pending

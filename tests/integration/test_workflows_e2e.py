@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from harness.endpoints import Endpoints
@@ -165,6 +166,8 @@ async def test_kafka_engine(services: Endpoints, fresh_database: str,
         try:
             await exercise(tenant, sink, engine)
             await through_the_cli(stack, tenant, ns)
+            other_ns = unique_name("wf2")[:30].lower().replace("_", "-")
+            await isolated(stack, tenant, other_ns)
             live = {k: v["status"] for k, v in (await engine.instances(ns)).items()}
         finally:
             await tenant.close()
@@ -172,8 +175,8 @@ async def test_kafka_engine(services: Endpoints, fresh_database: str,
         # A rebuild from the topic alone reproduces every status.
         assert workflows.store.settings.topic == stack.backend_env["WDL_TOPIC"] + ".workflows"
         rebuilt = await rebuild(stack)
-        assert {i.namespace for i in rebuilt.values()} == {ns}
-        assert {i.id: i.status for i in rebuilt.values()} == live
+        assert {i.namespace for i in rebuilt.values()} == {ns, other_ns}
+        assert {i.id: i.status for i in rebuilt.values() if i.namespace == ns} == live
 
 
 async def through_the_cli(stack: Stack, tenant: Tenant, ns: str) -> None:
@@ -201,6 +204,27 @@ async def through_the_cli(stack: Stack, tenant: Tenant, ns: str) -> None:
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     _, err = await proc.communicate()
     assert proc.returncode != 0 and "instance_not_found" in err.decode()
+
+
+async def isolated(stack: Stack, tenant: Tenant, other_ns: str) -> None:
+    """Namespaces never share instances, and the engine's door is the platform's only."""
+    await stack.wdl("ns", "create", other_ns)
+    await stack.deploy(other_ns, PROJECT)
+    other = Tenant(stack.gateway, other_ns)
+    try:
+        code, body = await other.call("/status", id="w1")  # w1 exists in the first namespace
+        assert code == 400 and body["thrown"]["message"] == "instance.not_found"
+        assert (await other.call("/create", id="w1", params={"n": 9}))[0] == 200
+        done = await other.wait_status("w1", {"complete"})
+        assert done["output"]["sum"] == expected_sum(9)
+        assert (await tenant.status("w1"))["output"]["sum"] == expected_sum(5)
+    finally:
+        await other.close()
+    async with httpx.AsyncClient(timeout=10) as client:
+        r = await client.post(stack.gateway + "/__wdl/workflow", json={
+            "namespace": tenant.ns, "worker": "flows", "version_id": "x", "class_name": "X"},
+            headers={"host": f"{other_ns}.workers.local"})
+        assert r.status_code == 404  # without the internal token there is no such route
 
 
 async def rebuild(stack: Stack) -> dict[str, Any]:
