@@ -14,11 +14,11 @@ does (owner.py); 503 `d1_unavailable` means none can serve it now (retry).
 
 from __future__ import annotations
 
-import json
 import tempfile
 from pathlib import Path
 from typing import Any
 
+import msgspec
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -71,7 +71,7 @@ def create_d1_app(owner: Owner, *, internal_token: str) -> Any:
             return Response(result, media_type="application/octet-stream")
         if result is None:
             return Response(status_code=204)
-        return JSONResponse(result)
+        return Response(msgspec.json.encode(result), media_type="application/json")
 
     def route(op: str) -> Route:
         async def handler(request: Request) -> Response:
@@ -94,8 +94,8 @@ def _work(op: str, raw: bytes, fmt: str) -> Any:
     """What runs on the owner's worker thread for one request (parsed here, once)."""
     if op in ("query", "execute"):
         try:
-            body = json.loads(raw)
-        except ValueError:
+            body = msgspec.json.decode(raw)
+        except msgspec.DecodeError:
             raise D1Failure("request body is not JSON") from None
         single = isinstance(body, dict)
         queries = [body] if single else body

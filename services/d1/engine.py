@@ -28,6 +28,8 @@ SERVED_BY = "wdl-d1"
 MAX_STATEMENT_BYTES = 100_000
 MAX_BOUND_PARAMS = 100
 MAX_RESULT_BYTES = 32 * 1024 * 1024
+_STATE = ("SELECT last_insert_rowid(), (SELECT page_count FROM pragma_page_count()), "
+          "(SELECT page_size FROM pragma_page_size())")
 _COMMENT_LINES = re.compile(r"^\s+--.*", re.MULTILINE)
 # Tenant SQL never sees the platform's tables (D1 reserves `_cf_` the same way).
 _RESERVED = ("_wdl_", "_cf_")
@@ -188,10 +190,11 @@ class Database:
                     conn.execute("ROLLBACK")
                 raise
 
-    def size(self, conn: sqlite3.Connection) -> int:
-        page_count = conn.execute("PRAGMA page_count").fetchone()[0]
-        page_size = conn.execute("PRAGMA page_size").fetchone()[0]
-        return int(page_count) * int(page_size)
+    def _state(self, conn: sqlite3.Connection) -> tuple[int, int]:
+        """(last_insert_rowid, database size in bytes) in one statement: this runs
+        twice per statement, on the point-read path."""
+        rowid, pages, page_size = conn.execute(_STATE).fetchone()
+        return int(rowid), int(pages) * int(page_size)
 
     def query(self, generation: int, queries: list[dict[str, Any]], fmt: str,
               ) -> list[dict[str, Any]]:
@@ -222,9 +225,8 @@ class Database:
 
     def _one(self, conn: sqlite3.Connection, q: dict[str, Any], fmt: str) -> dict[str, Any]:
         started = time.perf_counter()
-        before_size = self.size(conn)
+        before_rowid, before_size = self._state(conn)
         before_changes = conn.total_changes
-        before_rowid = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
         params = [_param(p) for p in (q.get("params") or ())]
         parts = statements(q["sql"])
         if not parts:
@@ -237,9 +239,8 @@ class Database:
         cursor = conn.execute(parts[-1], params)
         columns = [d[0] for d in cursor.description or ()]
         rows = [[_cell(v) for v in row] for row in cursor.fetchall()]
-        after_rowid = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
         changes = conn.total_changes - before_changes
-        after_size = self.size(conn)
+        after_rowid, after_size = self._state(conn)
         results: Any = ({"columns": columns, "rows": rows} if fmt == "ROWS_AND_COLUMNS"
                         else [dict(zip(columns, row, strict=True)) for row in rows])
         return {"success": True, "results": results, "meta": {
