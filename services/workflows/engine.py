@@ -183,7 +183,7 @@ class Engine:
                         report = await asyncio.wait_for(self.invoker.invoke(inst),
                                                         self.limits.invoke_timeout_s)
                         backoff = 0.2
-                    except (InvokeError, TimeoutError) as exc:
+                    except (InvokeError, TimeoutError, OSError, ValueError) as exc:
                         log.warning("invocation of %s failed, retrying: %s", key, exc)
                         await asyncio.sleep(backoff)
                         backoff = min(backoff * 2, 5.0)
@@ -192,7 +192,13 @@ class Engine:
                         inst = self.states[key]
                         if inst.epoch != epoch or inst.finished:
                             continue
-                        await self._record(inst, report)
+                        try:
+                            await self._record(inst, report)
+                        except (KeyError, TypeError, ValueError, InvokeError) as exc:
+                            # The report comes from the tenant's isolate: one that makes no
+                            # sense ends only that instance.
+                            await self._append(key, "errored", error={
+                                "name": "Error", "message": f"invalid step report: {exc}"[:500]})
         finally:
             self._tasks.pop(key, None)
             if self._running and key in self.states:
