@@ -111,7 +111,8 @@ def deploy(
             names = ", ".join(f"{m['kind']} {m['name']}" for m in missing)
             err.print(f"[red]refused:[/] binding_target_missing: {names} "
                       f"{'does' if len(missing) == 1 else 'do'} not exist in {namespace}; "
-                      "create with `wdl kv namespace create` / `wdl r2 bucket create`, or "
+                      "create with `wdl kv namespace create` / `wdl r2 bucket create` / "
+                      "`wdl d1 create`, or "
                       "deploy without --no-provision", highlight=False)
             raise typer.Exit(1)
         path = f"/v1/namespaces/{namespace}/workers/{worker}/versions"
