@@ -3,8 +3,10 @@ processes share one port and a storage directory; shard leases decide which one 
 
 SIGKILL the owner while acknowledged writes stream in -> the other takes the shard
 over (after the lease ran out), every acknowledged write is there and none is applied
-twice. SIGSTOP the owner, let the other take over, SIGCONT -> the stale owner refuses
-its next call. A projection rebuild reproduces the lease's holder and generation.
+twice. SIGSTOP the owner (with a call admitted, its write still to come), let another
+host take over, SIGCONT -> that write is refused by the object's fence (in its SQLite
+transaction) and the stale owner refuses its next call. A projection rebuild
+reproduces the lease's holder and generation.
 """
 
 from __future__ import annotations
@@ -52,6 +54,10 @@ export class Ledger extends DurableObject {
     sql.exec("CREATE TABLE IF NOT EXISTS log (k INTEGER)");
     sql.exec("INSERT INTO log VALUES (?)", k);
     return sql.exec("SELECT count(*) AS c FROM log").one().c;
+  }
+  async addLater(k, ms) {
+    await new Promise((resolve) => setTimeout(resolve, ms));
+    return this.add(k);
   }
   keys() {
     this.ctx.storage.sql.exec("CREATE TABLE IF NOT EXISTS log (k INTEGER)");
@@ -192,6 +198,12 @@ async def test_kill_and_pause_the_owner(stack: Stack, tmp_path: Path) -> None:
             # A third host; pause the owner until the third one takes over.
             third = await start_host(stack, port, storage)
             hosts.append(third)
+            # A call already admitted by the owner when it is paused: its write comes
+            # after the takeover and must be refused by the object's fence.
+            in_flight = asyncio.create_task(call(
+                httpx.AsyncClient(timeout=60), other.private, "addLater", [2500, 1500],
+                forwarded=True))
+            await asyncio.sleep(0.5)
             other.signal(signal.SIGSTOP)
             async with asyncio.timeout(30):
                 while True:
@@ -205,6 +217,8 @@ async def test_kill_and_pause_the_owner(stack: Stack, tmp_path: Path) -> None:
             assert holder_address(taken.holder or "") == third.private
             assert taken.generation > second.generation
             other.signal(signal.SIGCONT)
+            late = (await asyncio.wait_for(in_flight, 30)).json()
+            assert "no longer owns the object" in late["error"]["message"], late
             # The stale owner's next call: refused (it does not serve, and a forwarded
             # call is not forwarded again).
             stale = await call(client, other.private, "add", [2000], forwarded=True)
@@ -213,7 +227,8 @@ async def test_kill_and_pause_the_owner(stack: Stack, tmp_path: Path) -> None:
             via = await call(client, other.private, "add", [3000])
             assert via.status_code == 200, via.text
             keys = json.loads((await call(client, third.private, "keys", [])).json()["json"])
-            assert 2000 not in keys and keys.count(1000) == 1 and keys.count(3000) == 1
+            assert 2000 not in keys and 2500 not in keys
+            assert keys.count(1000) == 1 and keys.count(3000) == 1
             live = await leases.view(scope)
     finally:
         for h in hosts:

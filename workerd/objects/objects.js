@@ -16,14 +16,63 @@ import SHIM from "./shim_sources.js";
 
 export { WdlDo } from "./do.js";
 
-const ALARM_PATCH = `
+// The facet's ctx.storage as the tenant sees it: alarms go to the host (facets
+// cannot set them), and every write is fenced: it runs in one SQLite transaction
+// with a read of the object's `__wdl_fence` row, which must still hold the lease
+// generation this host serves under. A new owner raises that row (in the same
+// database file) before it serves, so a stale owner's next write fails: either its
+// read sees the new generation, or, if it read before the bump, SQLite refuses its
+// write transaction (SQLITE_BUSY_SNAPSHOT: WAL, native unix VFS locks across
+// processes; docs/durable-objects.md).
+const CTX_PATCH = `
 import { env } from "cloudflare:workers";
 const alarms = env.__WDL_ALARMS;
 delete env.__WDL_ALARMS;
+const FENCE = "__wdl_fence";
 function num(t) { return t instanceof Date ? t.getTime() : Number(t); }
 export function patch(ctx) {
   const id = ctx.id.toString();
   const s = ctx.storage;
+  const sql = s.sql;
+  const exec = sql.exec.bind(sql);
+  const sync = s.transactionSync.bind(s);
+  let serving = null;  // the lease generation this host serves under (set by the host)
+  const current = () => {
+    exec("CREATE TABLE IF NOT EXISTS " + FENCE + " (gen INTEGER NOT NULL)");
+    const rows = exec("SELECT gen FROM " + FENCE).toArray();
+    return rows.length ? rows[0].gen : 0;
+  };
+  const check = () => {
+    const gen = current();
+    if (serving === null || gen !== serving) {
+      throw new Error("Durable Object storage: this host no longer owns the object " +
+                      "(fenced at generation " + gen + ")");
+    }
+  };
+  const fenced = (fn) => (...args) => sync(() => { check(); return fn(...args); });
+  for (const name of ["put", "delete"]) {
+    const orig = s[name].bind(s);
+    s[name] = fenced(orig);
+  }
+  const deleteAll = s.deleteAll.bind(s);
+  s.deleteAll = async (...args) => {
+    sync(check);
+    const gen = serving;
+    await deleteAll(...args);
+    // deleteAll drops every table, the fence's too: put it back.
+    sync(() => { current(); exec("DELETE FROM " + FENCE); exec("INSERT INTO " + FENCE + " VALUES (?)", gen); });
+  };
+  const transaction = s.transaction.bind(s);
+  s.transaction = (fn, ...rest) => transaction(async (txn) => {
+    for (const name of ["put", "delete"]) {
+      const orig = txn[name].bind(txn);
+      txn[name] = async (...a) => { sync(check); return orig(...a); };
+    }
+    return fn(txn);
+  }, ...rest);
+  const fencedSql = Object.create(sql);
+  fencedSql.exec = (query, ...bindings) => sync(() => { check(); return exec(query, ...bindings); });
+  Object.defineProperty(s, "sql", { value: fencedSql });
   s.setAlarm = async (t) => {
     const at = num(t);
     if (!Number.isFinite(at)) throw new TypeError("setAlarm() requires a Date or number");
@@ -31,6 +80,18 @@ export function patch(ctx) {
   };
   s.getAlarm = async () => alarms.get(id);
   s.deleteAlarm = async () => { await alarms.remove(id); };
+  // Before the tenant's constructor runs: raise the fence to the generation the host
+  // serves under (the facet class's props), or learn that a newer owner already did
+  // (then every write of this instance is refused).
+  const g = ctx.props && ctx.props.generation;
+  if (Number.isInteger(g)) {
+    sync(() => {
+      const gen = current();
+      if (gen > g) return;
+      if (gen < g) { exec("DELETE FROM " + FENCE); exec("INSERT INTO " + FENCE + " VALUES (?)", g); }
+      serving = g;
+    });
+  }
   return ctx;
 }
 `;
@@ -76,7 +137,7 @@ function tenantCode(body, m, ctx) {
     modules[name] = mod.b64 !== undefined ? { [mod.kind]: fromBase64(mod.b64) } : mod;
   }
   Object.assign(modules, SHIM);
-  modules["__wdl/alarms.js"] = ALARM_PATCH;
+  modules["__wdl/alarms.js"] = CTX_PATCH;
   const spec = JSON.stringify(relativeTo("__wdl/objects_main.js", body.mainModule));
   const cls = JSON.stringify(m.class_name);
   modules["__wdl/objects_main.js"] =
@@ -120,11 +181,15 @@ function tenantCode(body, m, ctx) {
 export class WdlObjectHost extends DurableObject {
   #facet = null;
   #loaderId = null;
+  #generation = null;
 
   async #meta(m) {
     if (m) {
       const known = await this.ctx.storage.get(META);
-      if (!known) await this.ctx.storage.put(META, m);
+      if (!known) {
+        await this.ctx.storage.put(META, { namespace: m.namespace, script: m.script,
+                                           class_name: m.class_name, id: m.id, name: m.name });
+      }
       return m;
     }
     return await this.ctx.storage.get(META);
@@ -138,10 +203,14 @@ export class WdlObjectHost extends DurableObject {
                       (route.missing && route.missing.message || "its worker is not deployed"));
     }
     const loaderId = `${route.route.id}:do:${m.class_name}`;
-    if (this.#facet && this.#loaderId === loaderId) return this.#facet;
+    const generation = Number.isInteger(m.generation) ? m.generation : 0;
+    if (this.#facet && this.#loaderId === loaderId && this.#generation === generation) {
+      return this.#facet;
+    }
     if (this.#facet) {
-      // A new version of the worker was promoted: the object restarts on it.
-      try { this.ctx.facets.abort("app", new Error("a new version was promoted")); } catch {}
+      // A new version was promoted, or this host serves under a new lease generation:
+      // the object restarts (and raises its fence) with its storage.
+      try { this.ctx.facets.abort("app", new Error("the object is restarting")); } catch {}
       this.#facet = null;
     }
     const worker = this.env.LOADER.get(loaderId, async () => {
@@ -151,8 +220,9 @@ export class WdlObjectHost extends DurableObject {
       return tenantCode(body, m, this.ctx);
     });
     this.#facet = this.ctx.facets.get("app", () => ({
-      class: worker.getDurableObjectClass("WdlFacet"), id: m.id }));
+      class: worker.getDurableObjectClass("WdlFacet", { props: { generation } }), id: m.id }));
     this.#loaderId = loaderId;
+    this.#generation = generation;
     return this.#facet;
   }
 
@@ -189,9 +259,40 @@ export class WdlObjectHost extends DurableObject {
   async alarm(info) {
     const m = await this.#meta(null);
     if (!m) return;
+    const retry = { retryCount: info ? info.retryCount : 0, isRetry: !!(info && info.isRetry) };
+    // Every host process that opened this object's files may fire its alarm: only the
+    // shard's owner runs it; the others hand it over (at least once, maybe twice).
+    const verdict = await ownerOf(this.env, m);
+    if (verdict.mine) {
+      await this.runAlarm({ ...m, generation: verdict.generation }, retry);
+      return;
+    }
+    if (!verdict.address) throw new Error(`alarm: no owner (${verdict.reason || "unknown"})`);
+    const r = await this.env.PEERS.fetch(`http://${verdict.address}/__wdl/do/alarm`, {
+      method: "POST",
+      headers: { "x-wdl-internal-token": this.env.INTERNAL_TOKEN, "x-wdl-do": JSON.stringify(m),
+                 "x-wdl-do-forwarded": "1", "content-type": "application/json" },
+      body: JSON.stringify({ info: retry }) });
+    const body = await r.json().catch(() => ({}));
+    // A throw makes workerd retry this alarm (with backoff).
+    if (!r.ok || body.error) throw new Error(`alarm on the owner failed: ${JSON.stringify(body)}`);
+  }
+
+  async runAlarm(m, info) {
     const app = await this.#app(m);
-    // A throw here makes workerd retry this alarm (at least once, with backoff).
-    await app.__wdl_alarm({ retryCount: info ? info.retryCount : 0, isRetry: !!(info && info.isRetry) });
+    await app.__wdl_alarm(info);
+  }
+
+}
+
+async function ownerOf(env, m) {
+  const q = new URLSearchParams({ namespace: m.namespace, script: m.script,
+                                  class_name: m.class_name,
+                                  shard: String(parseInt(m.id.slice(0, 2), 16)) });
+  try {
+    return await (await env.SUPERVISOR.fetch("http://supervisor/owner?" + q)).json();
+  } catch (err) {
+    return { mine: false, reason: "the host's supervisor is unreachable" };
   }
 }
 
@@ -245,15 +346,7 @@ export default {
     }
     // Ownership (services/objects/ownership.py): serve only objects of shards whose
     // lease this host holds; forward the rest to the holder, once.
-    const shard = parseInt(m.id.slice(0, 2), 16);
-    const q = new URLSearchParams({ namespace: m.namespace, script: m.script,
-                                    class_name: m.class_name, shard: String(shard) });
-    let verdict;
-    try {
-      verdict = await (await env.SUPERVISOR.fetch("http://supervisor/owner?" + q)).json();
-    } catch (err) {
-      verdict = { mine: false, reason: "the host's supervisor is unreachable" };
-    }
+    const verdict = await ownerOf(env, m);
     if (!verdict.mine) {
       if (verdict.address && !request.headers.has("x-wdl-do-forwarded")) {
         const headers = new Headers(request.headers);
@@ -265,7 +358,18 @@ export default {
         `Durable Object is not available on this host: ${verdict.reason || "no owner"}` } },
         { status: 503, headers: { "x-wdl-do-refused": "1" } });
     }
+    // The generation this call is served under: the object's fence (CTX_PATCH).
+    m.generation = verdict.generation;
     const host = hostFor(env, m);
+    if (url.pathname === "/__wdl/do/alarm") {
+      const body = await request.json();
+      try {
+        await host.runAlarm(m, body.info);
+        return Response.json({ ok: true });
+      } catch (err) {
+        return Response.json({ error: String(err && err.message || err) }, { status: 500 });
+      }
+    }
     if (url.pathname === "/__wdl/do/call") {
       const body = await request.json();
       try {
