@@ -179,6 +179,10 @@ class Platform:
                 await self._start_d1(backends)
             if self.wants("api"):
                 await self._start_api(backends, keyring, blobs, data_url)
+                if self.d1 is not None:
+                    # Stopped before the API (and its embedded projector): the D1
+                    # owners' lease releases still get their verdicts.
+                    self._stack.push_async_callback(self.d1.stop)
             elif self.wants("projector"):
                 await self._start_projector(backends)
             if self.wants("state"):

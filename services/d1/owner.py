@@ -77,19 +77,23 @@ class Owner:
         self._http = httpx.AsyncClient(timeout=10.0)
 
     async def stop(self) -> None:
-        for key, o in list(self.owned.items()):
+        owned = list(self.owned.items())
+        self.owned.clear()
+        for _, o in owned:
             if o.renewer is not None:
                 o.renewer.cancel()
                 with contextlib.suppress(BaseException):
                     await o.renewer
-            if not o.lost:
-                # Best effort: a released lease is free at once, otherwise it lapses
-                # within the TTL (the projector may already be gone under `wdl dev`).
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(
-                        self.leases.release(scope(*key), self.holder, o.generation), 2.0)
+        # Best effort and bounded as a whole: a released lease is free at once,
+        # otherwise it lapses within the TTL (under `wdl dev` the projector that would
+        # answer may already be gone).
+        releases = [self.leases.release(scope(*key), self.holder, o.generation)
+                    for key, o in owned if not o.lost]
+        if releases:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.gather(*releases, return_exceptions=True), 1.0)
+        for _, o in owned:
             await asyncio.to_thread(o.database.close)
-        self.owned.clear()
         if self._http is not None:
             await self._http.aclose()
 

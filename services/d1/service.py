@@ -60,10 +60,13 @@ class D1Service:
         self.owner = owner
 
     async def stop(self) -> None:
-        if self.owner is not None:
-            await self.owner.stop()
-        if self.server is not None:
-            await self.server.stop()
+        """Idempotent: the platform may stop it early (before the projector goes)."""
+        owner, server = self.owner, self.server
+        self.owner = self.server = None
+        if owner is not None:
+            await owner.stop()
+        if server is not None:
+            await server.stop()
 
     async def __aenter__(self) -> Self:
         await self.start()
