@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -168,6 +169,7 @@ async def test_kafka_engine(services: Endpoints, fresh_database: str,
             await through_the_cli(stack, tenant, ns)
             other_ns = unique_name("wf2")[:30].lower().replace("_", "-")
             await isolated(stack, tenant, other_ns)
+            await pinned(stack, tenant, engine, ns)
             live = {k: v["status"] for k, v in (await engine.instances(ns)).items()}
         finally:
             await tenant.close()
@@ -225,6 +227,25 @@ async def isolated(stack: Stack, tenant: Tenant, other_ns: str) -> None:
             "namespace": tenant.ns, "worker": "flows", "version_id": "x", "class_name": "X"},
             headers={"host": f"{other_ns}.workers.local"})
         assert r.status_code == 404  # without the internal token there is no such route
+
+
+async def pinned(stack: Stack, tenant: Tenant, engine: EngineApi, ns: str) -> None:
+    """An instance stays on the version it was created on, across a new deploy."""
+    await tenant.call("/create", id="pin1", params={"n": 1, "wait": True})
+    await tenant.wait_status("pin1", {"waiting"})
+    v2 = stack.tmp / "flows-v2"
+    shutil.copytree(PROJECT, v2)
+    toml = v2 / "wrangler.toml"
+    toml.write_text(toml.read_text().replace('TAG = "v1"', 'TAG = "v2"'))
+    new_version = await stack.deploy(ns, v2)
+    await tenant.call("/create", id="pin2", params={"n": 1, "wait": True})
+    await tenant.wait_status("pin2", {"waiting"})
+    for iid in ("pin1", "pin2"):
+        assert (await tenant.call("/event", id=iid, type="go", payload=[iid]))[0] == 200
+    assert (await tenant.wait_status("pin1", {"complete"}))["output"]["tag"] == "v1"
+    assert (await tenant.wait_status("pin2", {"complete"}))["output"]["tag"] == "v2"
+    rows = await engine.instances(ns)
+    assert rows["pin2"]["version"] == new_version != rows["pin1"]["version"]
 
 
 async def rebuild(stack: Stack) -> dict[str, Any]:

@@ -471,12 +471,21 @@ async function workflow(request, env, ctx) {
     return reply(404, "not_found", "no such route");
   }
   const job = await request.json();
-  await fresh(env, ctx);
-  const stub = await stubFor(env, ctx, job.namespace, job.worker,
-    { version: job.version_id, id: `${job.namespace}:${job.worker}:${job.version_id}` });
-  const release = admit(job.namespace, job.worker, job.version_id);
   const json = (status, doc) => new Response(JSON.stringify(doc), {
     status, headers: { "content-type": "application/json" } });
+  await fresh(env, ctx);
+  let stub;
+  try {
+    stub = await stubFor(env, ctx, job.namespace, job.worker,
+      { version: job.version_id, id: `${job.namespace}:${job.worker}:${job.version_id}` });
+  } catch (err) {
+    // The pinned version is gone (deleted, purged): the instance cannot run, ever.
+    if (!(err instanceof PlatformError) || err.status !== 404) throw err;
+    return json(200, { report: { kind: "error", error: { name: "Error",
+      message: `version ${job.version_id} of ${job.namespace}/${job.worker} is not ` +
+        `available: ${err.message}` } } });
+  }
+  const release = admit(job.namespace, job.worker, job.version_id);
   try {
     return json(200, { report: await stub.getEntrypoint(WORKFLOW_RUNNER).run(job) });
   } catch (err) {
