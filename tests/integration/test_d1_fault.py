@@ -193,6 +193,9 @@ async def test_paused_owner_is_fenced_after_takeover_and_rebuild_reproduces_the_
         r = await _query(client, a, "main", "CREATE TABLE w (seq INTEGER NOT NULL)")
         assert r.json()["success"], r.text
         old = (await _status(client, a))["owned"]["acme/main"]["generation"]
+        # Only the platform reaches a replica: without the internal token, nothing runs.
+        r = await client.post(f"{a.url}/d1/acme/main/query", json={"sql": "DROP TABLE w"})
+        assert r.status_code == 403
         a.signal(signal.SIGSTOP)
         # Once A's lease has lapsed, a request entering B makes B the owner.
         deadline = time.monotonic() + 60
