@@ -113,7 +113,15 @@ export class Conformance extends DurableObject {
     return "queued";
   }
   async getLater() { await sleep(50); return await this.ctx.storage.get("later"); }
+  webSocketMessage(ws, message) {
+    ws.send(`echo ${message} (${this.ctx.getWebSockets().length} open)`);
+  }
   async fetch(request) {
+    if (request.headers.get("upgrade") === "websocket") {
+      const [client, server] = Object.values(new WebSocketPair());
+      this.ctx.acceptWebSocket(server);
+      return new Response(null, { status: 101, webSocket: client });
+    }
     const url = new URL(request.url);
     const body = request.method === "POST" ? await request.text() : "";
     return new Response(`obj ${request.method} ${url.pathname} ${body}`,
@@ -160,6 +168,16 @@ async function run(OBJ) {
   await step("fetch", async () => {
     const r = await stub.fetch("https://do.example/path?q=1", { method: "POST", body: "hi" });
     return [r.status, r.headers.get("x-obj"), await r.text()];
+  });
+  await step("websocket (hibernation API)", async () => {
+    const r = await stub.fetch("https://do.example/ws", { headers: { upgrade: "websocket" } });
+    const ws = r.webSocket;
+    ws.accept();
+    const got = new Promise((resolve) => ws.addEventListener("message", (e) => resolve(e.data)));
+    ws.send("hi");
+    const answer = await got;
+    ws.close(1000, "done");
+    return [r.status, answer];
   });
   await step("concurrent calls", async () => {
     const c = OBJ.get(OBJ.idFromName("counter"));

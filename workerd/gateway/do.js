@@ -46,10 +46,16 @@ export class WdlDo extends WorkerEntrypoint {
     }
   }
 
-  // Not `fetch`: on an entrypoint stub that name is the HTTP Fetcher.fetch().
-  async fetchObject(id, name, request) {
+  // The stub's HTTP fetch: the tenant wrapper names the object in x-wdl-do-id/-name
+  // (its own choice, like an RPC argument; the host checks the id against the props).
+  async fetch(request) {
     const url = new URL(request.url);
     const headers = new Headers(request.headers);
+    const id = headers.get("x-wdl-do-id") || "";
+    const rawName = headers.get("x-wdl-do-name");
+    const name = rawName === null ? null : decodeURIComponent(rawName);
+    headers.delete("x-wdl-do-id");
+    headers.delete("x-wdl-do-name");
     headers.set("x-wdl-internal-token", this.env.INTERNAL_TOKEN);
     headers.set("x-wdl-do", meta(this.ctx.props, id, name));
     headers.set("x-wdl-do-url", url.href);

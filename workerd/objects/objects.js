@@ -238,9 +238,16 @@ export class WdlObjectHost extends DurableObject {
     }
   }
 
-  async fetchObject(m, request) {
+  // The host object's own HTTP fetch (a WebSocket upgrade passes through it; an RPC
+  // method could not return one): the object's meta in x-wdl-do, set by the handler.
+  async fetch(request) {
+    const m = JSON.parse(request.headers.get("x-wdl-do"));
+    const headers = new Headers(request.headers);
+    headers.delete("x-wdl-do");
     await this.#meta(m);
-    return (await this.#app(m)).fetch(request);
+    const inner = new Request(request.url, { method: request.method, headers,
+                                             body: request.body, redirect: "manual" });
+    return (await this.#app(m)).fetch(inner);
   }
 
   async setTenantAlarm(m, at) {
@@ -381,10 +388,13 @@ export default {
     if (url.pathname === "/__wdl/do/fetch") {
       const headers = new Headers(request.headers);
       const target = headers.get("x-wdl-do-url") || "http://do/";
-      for (const h of ["x-wdl-internal-token", "x-wdl-do", "x-wdl-do-url"]) headers.delete(h);
+      for (const h of ["x-wdl-internal-token", "x-wdl-do-url", "x-wdl-do-forwarded"]) {
+        headers.delete(h);
+      }
+      headers.set("x-wdl-do", JSON.stringify(m));  // with the generation it is served under
       const inner = new Request(target, { method: request.method, headers,
                                           body: request.body, redirect: "manual" });
-      return host.fetchObject(m, inner);
+      return host.fetch(inner);
     }
     return fail(404, "not_found", "no such route");
   },

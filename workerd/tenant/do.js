@@ -87,9 +87,13 @@ function stubFor(raw, id) {
     id,
     name,
     fetch(input, init) {
-      const request = input instanceof Request && init === undefined ? input
-        : new Request(input, init);
-      return raw.fetchObject(text, name ?? null, request);
+      // The stub's HTTP fetch (not an RPC method), so a WebSocket upgrade passes; the
+      // object is named in headers the gateway entrypoint reads and removes.
+      const request = new Request(input, init);
+      request.headers.set("x-wdl-do-id", text);
+      if (name !== undefined) request.headers.set("x-wdl-do-name", encodeURIComponent(name));
+      else request.headers.delete("x-wdl-do-name");
+      return raw.fetch(request);
     },
     connect() {
       throw new Error("connect() on a Durable Object stub is not supported by WDL");
