@@ -27,6 +27,9 @@ app = typer.Typer(help="Queues of a namespace: producers bind them, one worker c
 consumer_app = typer.Typer(help="The worker whose queue() handler consumes a queue.",
                            no_args_is_help=True)
 app.add_typer(consumer_app, name="consumer")
+dlq_app = typer.Typer(help="Messages a dead-letter queue holds: list them, move them back.",
+                      no_args_is_help=True)
+app.add_typer(dlq_app, name="dlq")
 
 ForceOpt = Annotated[bool, typer.Option("--force", help="delete even if an active version "
                                         "binds it or a consumer dead-letters into it")]
@@ -140,3 +143,33 @@ def consumer_remove(queue: str, worker: str, ns: NsOpt = None, as_json: JsonOpt 
         result = client.request("DELETE", f"{_path(namespace, queue)}/consumer",
                                 params={"worker": worker})
     outcome(result, f"{worker} no longer consumes queue {queue} in {namespace}", as_json)
+
+
+@dlq_app.command("list")
+def dlq_list(queue: str, limit: Annotated[int, typer.Option("--limit", min=1, max=1000)] = 100,
+             ns: NsOpt = None, as_json: JsonOpt = False, url: UrlOpt = None,
+             token: TokenOpt = None, profile: ProfileOpt = None) -> None:
+    """Messages held for QUEUE (a dead-letter queue without a consumer keeps them)."""
+    with connect(url, token, profile, ns, need_namespace=True) as (client, namespace):
+        doc = client.get(f"{_path(namespace, queue)}/messages", limit=limit)
+    rows: list[dict[str, Any]] = doc["messages"]
+    if as_json:
+        print_json(rows)
+        return
+    table(rows, [("id", "id"), ("timestamp", "sent"), ("attempts", "attempts"),
+                 ("content_type", "type"), ("size", "bytes")], {"timestamp": when})
+
+
+@dlq_app.command("redrive")
+def dlq_redrive(queue: str, to: Annotated[str, typer.Option(
+                    "--to", help="default: the queue whose consumer dead-letters into QUEUE")] = "",
+                ns: NsOpt = None, as_json: JsonOpt = False, url: UrlOpt = None,
+                token: TokenOpt = None, profile: ProfileOpt = None) -> None:
+    """Move QUEUE's held messages back (attempts start again at 1)."""
+    with connect(url, token, profile, ns, need_namespace=True) as (client, namespace):
+        result = client.post(f"{_path(namespace, queue)}/redrive", {"to": to})
+    if as_json:
+        print_json(result)
+        return
+    err.print(f"[green]moved[/] {result['moved']} messages from {queue} to {result['to']}",
+              highlight=False)

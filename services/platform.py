@@ -262,6 +262,8 @@ class Platform:
                                     internal_token=self.options.internal_token, sock=sock)
         await self.queues.start()
         self._stack.push_async_callback(self.queues.stop)
+        if self.api is not None:  # the control API's dead-letter routes (api/routes/queues.py)
+            self.api.app.state.queues = (self.queues.url, self.options.internal_token)
 
     async def _start_workflows(self, backends: Backends, gateway_url: str,
                                sock: socket.socket) -> None:

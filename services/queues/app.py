@@ -6,6 +6,9 @@ them (`{ok: true}`), or `{error, message}` with a status: 404 `queue_not_found`,
 400/413 for what breaks Cloudflare's limits (the tenant wrapper checks them
 first, with Cloudflare's words). `delay` is the producer binding's
 delivery_delay ("" when it has none: the queue's own applies).
+`GET /held?namespace=&queue=&limit=`: messages this replica holds for the queue (read,
+not running: a dead-letter queue without a consumer keeps them); `POST /redrive
+{namespace, queue, to}` moves them to queue `to` (attempts reset), `{moved}`.
 `GET /healthz`, `GET /metrics`.
 """
 
@@ -25,6 +28,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from services.queues.consumer import Consumer
 from services.queues.metrics import QueueMetrics
 from services.queues.model import (
     CONTENT_TYPES,
@@ -104,10 +108,39 @@ def parse_send(body: Any, queue_delay: int, now_ms: int) -> list[QueueMessage]:
 
 def create_app(log_of: Callable[[], QueueLog | None], queue_of: QueueLookup,
                internal_token: str, metrics: QueueMetrics,
-               health: Callable[[], dict[str, Any]]) -> Starlette:
+               health: Callable[[], dict[str, Any]],
+               consumer_of: Callable[[], Consumer | None] = lambda: None) -> Starlette:
+    def allowed(request: Request) -> bool:
+        return bool(internal_token) and hmac.compare_digest(request.headers.get(HEADER, ""),
+                                                            internal_token)
+
+    async def held(request: Request) -> JSONResponse:
+        consumer = consumer_of()
+        if not allowed(request) or consumer is None:
+            return _err(404, "not_found", "no such route")
+        q = request.query_params
+        limit = min(1000, int(q.get("limit") or 100))
+        rows = [{"id": d.message.id, "timestamp": d.message.timestamp,
+                 "attempts": d.message.attempts, "content_type": d.message.content_type,
+                 "size": len(d.message.body), "not_before": d.message.not_before,
+                 "body": base64.b64encode(d.message.body[:1024]).decode("ascii")}
+                for d in consumer.held(f"{q.get('namespace')}/{q.get('queue')}")[:limit]]
+        return JSONResponse({"messages": rows})
+
+    async def redrive(request: Request) -> JSONResponse:
+        consumer = consumer_of()
+        if not allowed(request) or consumer is None:
+            return _err(404, "not_found", "no such route")
+        body = await request.json()
+        ns, queue, to = body.get("namespace"), body.get("queue"), body.get("to")
+        if not all(isinstance(x, str) and x for x in (ns, queue, to)):
+            return _err(400, "invalid_request", "`namespace`, `queue` and `to` are required")
+        if await queue_of(ns, to) is None:
+            return _err(404, "queue_not_found", f"Queue {to} does not exist")
+        return JSONResponse({"moved": await consumer.redrive(f"{ns}/{queue}", to)})
+
     async def send(request: Request) -> JSONResponse:
-        if not internal_token or not hmac.compare_digest(request.headers.get(HEADER, ""),
-                                                         internal_token):
+        if not allowed(request):
             return _err(404, "not_found", "no such route")
         qlog = log_of()
         if qlog is None:
@@ -139,4 +172,5 @@ def create_app(log_of: Callable[[], QueueLog | None], queue_of: QueueLookup,
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return Starlette(routes=[Route("/send", send, methods=["POST"]),
+                             Route("/held", held), Route("/redrive", redrive, methods=["POST"]),
                              Route("/healthz", healthz), Route("/metrics", prometheus)])

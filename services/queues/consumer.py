@@ -188,6 +188,36 @@ class Consumer:
                 q.first_at = self.clock()
             q.waiting.append(d)
 
+    def held(self, key: str) -> list[Delivery]:
+        """Messages of queue `key` read by this replica and waiting (not running): a queue
+        without a consumer (a dead-letter queue, typically) keeps its messages here."""
+        waiting = list(self.queues[key].waiting) if key in self.queues else []
+        return waiting + sorted((d for _, _, d in self.delayed if d.message.key == key),
+                                key=lambda d: d.offset)
+
+    async def redrive(self, key: str, to_queue: str) -> int:
+        """Move the held messages of `key` to `to_queue` (same namespace), attempts reset."""
+        q = self.queues.get(key)
+        moving = list(q.waiting) if q is not None else []
+        moving += [d for _, _, d in self.delayed if d.message.key == key]
+        if not moving:
+            return 0
+        ids = {id(d) for d in moving}
+        if q is not None:
+            q.waiting = [d for d in q.waiting if id(d) not in ids]
+        self.delayed = [e for e in self.delayed if id(e[2]) not in ids]
+        heapq.heapify(self.delayed)
+        try:
+            await self.log.append([msgspec.structs.replace(d.message, queue=to_queue, attempts=1,
+                                                           not_before=0) for d in moving])
+        except Exception:
+            for d in moving:  # not moved: they stay where they were
+                self._admit(d)
+            raise
+        for d in moving:
+            self.tracker.finish(d)
+        return len(moving)
+
     async def _settings_of(self, key: str) -> dict[str, Any] | None:
         cached = self._settings.get(key)
         now = self.clock()

@@ -60,7 +60,7 @@ class QueuesService:
         self.consumer = Consumer(self.log, self.invoker, self._consumer_of, self.metrics)
         await self.log.start()
         self.http = HttpServer(create_app(lambda: self.log, self._queue, self.internal_token,
-                                          self.metrics, self.health),
+                                          self.metrics, self.health, lambda: self.consumer),
                                host=self.host, port=self.port, sock=self.sock, name="queues")
         await self.http.start()
         await self.consumer.start()

@@ -7,6 +7,7 @@ delivery to a sink the test owns. Embedded (`wdl dev`'s SQLite message log) and 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -42,6 +43,15 @@ async def wdl(env: dict[str, str], *args: str) -> str:
     return out.decode()
 
 
+async def wait_held(cli: Callable[..., Awaitable[str]], n: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if len(json.loads(await cli("queues", "dlq", "list", "jobs-dlq", "--json"))) >= n:
+            return
+        await asyncio.sleep(0.3)
+    raise AssertionError(f"the dead-letter queue does not hold {n} messages")
+
+
 async def exercise(producer: Producer, sink: Sink, cli: Callable[..., Awaitable[str]]) -> None:
     # sendBatch and send: each message is delivered, acked once (nothing retried).
     sent = await producer.send([{"sink": sink.url, "n": i} for i in range(60)])
@@ -63,6 +73,15 @@ async def exercise(producer: Producer, sink: Sink, cli: Callable[..., Awaitable[
     attempts = sorted(d["attempts"] for d in sink.seen if d["n"] == 1000)
     assert attempts == [1, 2, 3]
     # The dead-letter queue holds both; a consumer of it gets them with their ids.
+    # `wdl queues dlq list` shows them; redrive moves them back to `jobs`, where they fail
+    # again, three times each, and land in the dead-letter queue once more.
+    await wait_held(cli, 2)
+    held = json.loads(await cli("queues", "dlq", "list", "jobs-dlq", "--json"))
+    assert sorted(m["attempts"] for m in held) == [1, 1] and len({m["id"] for m in held}) == 2
+    moved = json.loads(await cli("queues", "dlq", "redrive", "jobs-dlq", "--json"))
+    assert moved == {"moved": 2, "to": "jobs"}
+    await sink.wait_for({1000, 2000}, times=6)
+    await wait_held(cli, 2)
     await cli("queues", "consumer", "add", "jobs-dlq", "jobs-worker", "--batch-timeout", "0")
     await sink.wait_for({1000, 2000}, queue="jobs-dlq")
     dead = {d["n"]: d for d in sink.seen if d["queue"] == "jobs-dlq"}

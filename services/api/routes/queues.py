@@ -3,14 +3,18 @@
 A queue and its consumer are events of the queue's aggregate on the namespace's
 partition (eventlog/events/queues.py). Lookups here refuse what is plainly
 wrong with a 404 before anything is written; the fold decides races.
-Messages are not here: they live on the queues' data topics (services/queues).
+Messages are not here: they live on the queues' message log (services/queues); the
+dead-letter routes ask the queue service (`app.state.queues`, set by the platform
+process that runs it, else WDL_QUEUES_URL + WDL_INTERNAL_TOKEN) for the messages it holds.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query
+import httpx
+from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from eventlog.events import QueueConsumerRemoved, QueueConsumerSet, QueueCreated, QueueDeleted
@@ -151,3 +155,65 @@ async def remove_consumer(ns: Namespace, name: QueueName, ctx: Ctx, principal: A
                        f"worker {worker!r} does not consume queue {name!r} of namespace {ns}")
     return await _accepted(ctx, principal, QueueConsumerRemoved(
         namespace=ns, name=name, worker=worker), idem, name)
+
+
+class RedriveIn(_Strict):
+    to: str = Field("", max_length=63, description="the queue to move them to (default: the "
+                    "queue whose consumer dead-letters into this one)")
+
+
+async def _service(request: Request, method: str, path: str, *,
+                   params: dict[str, str] | None = None,
+                   body: dict[str, Any] | None = None) -> Any:
+    configured = getattr(request.app.state, "queues", None)
+    url, token = configured if configured is not None else (
+        os.environ.get("WDL_QUEUES_URL"), os.environ.get("WDL_INTERNAL_TOKEN"))
+    if not url or not token:
+        raise ApiError(503, "queues_unavailable", "this control API does not know the queue "
+                       "service (set WDL_QUEUES_URL and WDL_INTERNAL_TOKEN)")
+    try:
+        async with httpx.AsyncClient(timeout=30) as client:
+            r = await client.request(method, str(url).rstrip("/") + path, params=params,
+                                     json=body, headers={"x-wdl-internal-token": str(token)})
+        doc = r.json()
+    except (httpx.HTTPError, ValueError) as exc:
+        raise ApiError(503, "queues_unavailable", f"the queue service is unreachable: {exc}"
+                       ) from None
+    if r.status_code >= 400:
+        raise ApiError(r.status_code, str(doc.get("error", "queues_error")),
+                       str(doc.get("message", "")))
+    return doc
+
+
+@router.get("/{name}/messages", responses=READ_ERRORS,
+            summary="Messages the queue service holds for the queue (read, not being "
+            "delivered: a dead-letter queue without a consumer keeps them)")
+async def held_messages(ns: Namespace, name: QueueName, ctx: Ctx, principal: Auth,
+                        request: Request,
+                        limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
+    await namespace_doc(ctx, principal, ns)
+    await _queue(ctx, ns, name)
+    doc: dict[str, Any] = await _service(request, "GET", "/held", params={
+        "namespace": ns, "queue": name, "limit": str(limit)})
+    return doc
+
+
+@router.post("/{name}/redrive", responses=WRITE_ERRORS,
+             summary="Move the held messages of a dead-letter queue back to a queue")
+async def redrive(ns: Namespace, name: QueueName, body: RedriveIn, ctx: Ctx, principal: Auth,
+                  request: Request) -> dict[str, Any]:
+    await namespace_doc(ctx, principal, ns, write=True)
+    await _queue(ctx, ns, name)
+    to = body.to
+    if not to:
+        sources = sorted(q for q, doc in (await ctx.reader.resources("queue", ns)).items()
+                         if (doc.get("consumer") or {}).get("dead_letter_queue") == name)
+        if len(sources) != 1:
+            raise ApiError(400, "redrive_target_required",
+                           f"queue {name!r} is the dead-letter queue of "
+                           f"{len(sources)} queues; name the one to move them to (`to`)")
+        to = sources[0]
+    await _queue(ctx, ns, to)
+    doc: dict[str, Any] = await _service(request, "POST", "/redrive", body={
+        "namespace": ns, "queue": name, "to": to})
+    return {"moved": doc["moved"], "to": to}
