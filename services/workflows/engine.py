@@ -40,7 +40,8 @@ class Limits:
     max_events: int = 1024  # received events per instance
     max_batch: int = 100  # createBatch
     concurrency: int = 64  # invocations in flight
-    invoke_timeout_s: float = 60.0
+    # Past a step's default timeout (10 minutes): a long step is the tenant's to bound.
+    invoke_timeout_s: float = 660.0
 
 
 class WorkflowError(Exception):

@@ -19,7 +19,7 @@ INTERNAL_HEADER = "x-wdl-internal-token"
 
 
 class GatewayInvoker:
-    def __init__(self, gateway_url: str, internal_token: str, *, timeout_s: float = 60.0) -> None:
+    def __init__(self, gateway_url: str, internal_token: str, *, timeout_s: float = 660.0) -> None:
         self.gateway_url = gateway_url.rstrip("/")
         self.internal_token = internal_token
         self.timeout_s = timeout_s
