@@ -37,6 +37,7 @@ EVENT_TYPE_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,99}")
 class Limits:
     max_result_bytes: int = 1024 * 1024  # a step's result, an output, params, an event payload
     max_steps: int = 1024  # recorded steps per instance (history bound)
+    max_history_bytes: int = 32 * 1024 * 1024  # recorded step values of one instance, in all
     max_events: int = 1024  # received events per instance
     max_batch: int = 100  # createBatch
     concurrency: int = 64  # invocations in flight
@@ -217,7 +218,11 @@ class Engine:
             step = str(report["key"])
             if report.get("ok"):
                 value = report.get("value")
-                if _size(value) > lim.max_result_bytes:
+                if inst.history_bytes + _size(value) > lim.max_history_bytes:
+                    await self._append(key, "errored", error={
+                        "name": "Error", "message": "instance history is bounded to "
+                        f"{lim.max_history_bytes} bytes of step results (docs/workflows.md)"})
+                elif _size(value) > lim.max_result_bytes:
                     await self._append(key, "step_failed", key=step, final=True,
                                        attempt=int(report.get("attempt", 1)), error={
                                            "name": "Error", "message": "step result is larger "

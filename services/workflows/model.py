@@ -9,6 +9,7 @@ so a rebuild reproduces every instance's status exactly.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,6 +50,8 @@ class Instance:
     before_pause: str = "queued"
     # Bumped by each restart: a run that began before it must not record into the new one.
     epoch: int = 0
+    # JSON bytes of the recorded step values: every invocation carries them (bounded).
+    history_bytes: int = 0
 
     @property
     def finished(self) -> bool:
@@ -106,6 +109,7 @@ def apply(states: dict[str, Instance], r: WorkflowRecord) -> Instance | None:
         inst.status, inst.pending = "terminated", None
     elif t == "restarted":
         inst.steps, inst.attempts, inst.events = {}, {}, []
+        inst.history_bytes = 0
         inst.pending, inst.output, inst.error = None, None, None
         inst.status = "queued"
         inst.epoch += 1
@@ -123,6 +127,7 @@ def apply(states: dict[str, Instance], r: WorkflowRecord) -> Instance | None:
     elif t == "step_succeeded":
         key = d["key"]
         inst.steps[key] = {"ok": True, "value": d.get("value")}
+        inst.history_bytes += len(json.dumps(d.get("value"), separators=(",", ":")))
         if d.get("consumed") is not None:
             inst.events[int(d["consumed"])]["consumed"] = True
         if inst.pending is not None and inst.pending.get("key") == key:

@@ -1,0 +1,84 @@
+"""The engine's bounds and report handling, with a scripted invocation in place of the
+gateway (the real path is tests/integration/test_workflows_e2e.py): what the engine
+records for each report, on the real SQLite log."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from services.workflows.engine import Engine, Limits
+from services.workflows.model import Instance, fold_all
+from services.workflows.store import SqliteWorkflowStore
+
+pytestmark = pytest.mark.unit
+
+
+class Script:
+    """Answers each invocation with the next report of a tenant that does `steps` steps."""
+
+    def __init__(self, value: Any, steps: int) -> None:
+        self.value, self.steps = value, steps
+
+    async def invoke(self, inst: Instance) -> dict[str, Any]:
+        done = len(inst.steps)
+        if done == self.steps:
+            return {"kind": "complete", "output": done}
+        return {"kind": "step", "key": f"do:s#{done + 1}", "ok": True, "value": self.value}
+
+
+class Nonsense:
+    async def invoke(self, inst: Instance) -> dict[str, Any]:
+        return {"kind": "sleep"}  # no key, no until
+
+
+async def finish(engine: Engine, key: str) -> Instance:
+    for _ in range(400):
+        inst = engine.states[key]
+        if inst.finished:
+            return inst
+        await asyncio.sleep(0.01)
+    raise AssertionError(engine.states[key])
+
+
+async def run(tmp_path: Path, invoker: Any, limits: Limits) -> tuple[Instance, dict[str, Any]]:
+    store = SqliteWorkflowStore(tmp_path / "wf.sqlite")
+    await store.start()
+    engine = Engine(store, invoker, limits=limits, generation=1)
+    try:
+        await engine.start()
+        inst = await engine.create("ns", "wf", "w", "v1", "C", "a", {"n": 1})
+        done = await finish(engine, inst.key)
+        rebuilt = fold_all(await store.load())[inst.key].status_view()
+    finally:
+        await engine.stop()
+        await store.stop()
+    return done, rebuilt
+
+
+async def test_steps_past_the_history_bound_error_the_instance(tmp_path: Path) -> None:
+    done, rebuilt = await run(tmp_path, Script({"v": 1}, 50), Limits(max_steps=10))
+    assert done.status == "errored" and "10 steps" in done.error["message"]  # type: ignore[index]
+    assert len(done.steps) == 10 and rebuilt == done.status_view()
+
+
+async def test_results_past_the_byte_bound_error_the_instance(tmp_path: Path) -> None:
+    done, _ = await run(tmp_path, Script({"v": "x" * 1000}, 50),
+                        Limits(max_history_bytes=5000))
+    assert done.status == "errored" and "bytes of step results" in done.error["message"]  # type: ignore[index]
+    assert 4 <= len(done.steps) <= 5
+
+
+async def test_a_step_result_over_the_limit_fails_the_step(tmp_path: Path) -> None:
+    done, _ = await run(tmp_path, Script({"v": "x" * 200}, 1), Limits(max_result_bytes=100))
+    assert done.steps["do:s#1"]["ok"] is False
+    assert done.status == "complete"  # the script goes on; a real run() would see the throw
+
+
+async def test_a_senseless_report_errors_only_that_instance(tmp_path: Path) -> None:
+    done, rebuilt = await run(tmp_path, Nonsense(), Limits())
+    assert done.status == "errored" and "invalid step report" in done.error["message"]  # type: ignore[index]
+    assert rebuilt["status"] == "errored"
