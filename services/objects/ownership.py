@@ -62,6 +62,7 @@ class Verdict:
     generation: int = 0
     address: str | None = None  # the owner's private address when it is another host
     reason: str = ""
+    valid_ms: int = 0  # how long "mine" may be relied on without asking again
 
 
 class Ownership:
@@ -102,7 +103,8 @@ class Ownership:
         now = self.clock.now_ms()
         held = self.held.get(scope)
         if held is not None and held.expires_at - now > self.margin_ms:
-            return Verdict(True, held.generation)
+            return Verdict(True, held.generation,
+                           valid_ms=held.expires_at - now - self.margin_ms)
         if held is not None:
             try:
                 await self.leases.renew(scope, self.holder, held.generation, self.ttl_ms)

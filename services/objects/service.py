@@ -106,7 +106,7 @@ class ObjectsHost:
             return JSONResponse({"mine": False, "reason": f"lease check failed: {exc}"}, 503)
         return JSONResponse({"mine": verdict.mine, "generation": verdict.generation,
                              "address": verdict.address, "reason": verdict.reason,
-                             "scope": scope})
+                             "scope": scope, "valid_ms": verdict.valid_ms})
 
     async def start(self) -> None:
         try:

@@ -183,8 +183,12 @@ export class WdlObjectHost extends DurableObject {
   #loaderId = null;
   #generation = null;
 
+  #stored = false;  // META is in this host object's storage
+
   async #meta(m) {
     if (m) {
+      if (this.#stored) return m;
+      this.#stored = true;
       const known = await this.ctx.storage.get(META);
       if (!known) {
         await this.ctx.storage.put(META, { namespace: m.namespace, script: m.script,
@@ -196,8 +200,7 @@ export class WdlObjectHost extends DurableObject {
   }
 
   async #app(m) {
-    const route = await stateJson(this.env,
-      `/route?ns=${encodeURIComponent(m.namespace)}&worker=${encodeURIComponent(m.script)}`);
+    const route = await routeOf(this.env, m);
     if (!route.route) {
       throw new Error(`Durable Object class ${m.class_name}: ` +
                       (route.missing && route.missing.message || "its worker is not deployed"));
@@ -292,15 +295,48 @@ export class WdlObjectHost extends DurableObject {
 
 }
 
+// A "mine" verdict is kept for as long as the supervisor said it may be relied on
+// (its lease minus the margin, at most a second): the lease check is then one Map
+// lookup instead of a loopback round trip. Writes are fenced regardless (CTX_PATCH).
+const verdicts = new Map();  // shard key -> {verdict, until}
+const VERDICT_CACHE_MAX_MS = 1000;
+
 async function ownerOf(env, m) {
+  const shard = String(parseInt(m.id.slice(0, 2), 16) % 4);
+  const key = `${m.namespace}/${m.script}/${m.class_name}/${shard}`;
+  const hit = verdicts.get(key);
+  if (hit && Date.now() < hit.until) return hit.verdict;
   const q = new URLSearchParams({ namespace: m.namespace, script: m.script,
-                                  class_name: m.class_name,
-                                  shard: String(parseInt(m.id.slice(0, 2), 16)) });
+                                  class_name: m.class_name, shard });
+  let verdict;
   try {
-    return await (await env.SUPERVISOR.fetch("http://supervisor/owner?" + q)).json();
+    verdict = await (await env.SUPERVISOR.fetch("http://supervisor/owner?" + q)).json();
   } catch (err) {
     return { mine: false, reason: "the host's supervisor is unreachable" };
   }
+  if (verdict.mine && verdict.valid_ms > 0) {
+    verdicts.set(key, { verdict, until: Date.now() + Math.min(verdict.valid_ms,
+                                                              VERDICT_CACHE_MAX_MS) });
+  } else {
+    verdicts.delete(key);
+  }
+  return verdict;
+}
+
+// Routes of the classes' workers, for at most ROUTE_CACHE_MS: a promoted version
+// reaches its objects within that long (docs/durable-objects.md).
+const routes = new Map();  // ns/script -> {body, until}
+const ROUTE_CACHE_MS = 1000;
+
+async function routeOf(env, m) {
+  const key = `${m.namespace}/${m.script}`;
+  const hit = routes.get(key);
+  if (hit && Date.now() < hit.until) return hit.body;
+  const body = await stateJson(env,
+    `/route?ns=${encodeURIComponent(m.namespace)}&worker=${encodeURIComponent(m.script)}`);
+  if (body.route) routes.set(key, { body, until: Date.now() + ROUTE_CACHE_MS });
+  else routes.delete(key);
+  return body;
 }
 
 function hostFor(env, m) {
