@@ -1,8 +1,8 @@
 """The message log: a port and two adapters (SQLite embedded, Kafka).
 
 Messages are data-plane records on a log of their own, apart from the control
-log (Kafka: topic `<control topic>.queues` keyed by `namespace/queue`, so one
-queue's messages keep their order on one partition; idempotent producer,
+log (Kafka: topic `<control topic>.queues` keyed by message id, so one queue's
+messages spread over the partitions and the consumer replicas; idempotent producer,
 acks=all). `append` returns only once the log has them durably. Consumers read
 with `poll` and `commit` per partition the offset below which every message is
 finished (acked, re-appended as a retry, dead-lettered or dropped with a
@@ -211,8 +211,10 @@ class KafkaQueueLog:
     async def append(self, messages: Sequence[QueueMessage]) -> None:
         if self._producer is None:
             raise RuntimeError("KafkaQueueLog is not started")
+        # Keyed by message id: a queue's messages spread over all partitions, so consumer
+        # replicas share even one busy queue (Queues promise no order).
         futures = [await self._producer.send(self.settings.topic, encode(m),
-                                             key=m.key.encode("utf-8")) for m in messages]
+                                             key=m.id.encode("utf-8")) for m in messages]
         await asyncio.gather(*futures)
 
     async def poll(self, max_records: int, timeout_ms: int) -> list[Delivery]:
