@@ -6,7 +6,7 @@ pause, resume, terminate, restart, sendEvent. Binding calls carry the binding's
 props (namespace, workflow, worker, version, class_name) from the gateway —
 set by the platform from the accepted version, never by tenant code.
 `GET /v1/workflows?namespace=`, `/v1/instances?namespace=&workflow=`,
-`/v1/instance?namespace=&workflow=&id=` for the control API; `/healthz`.
+`/v1/instance?namespace=&workflow=&id=` for the control API; `/healthz`, `/metrics`.
 Errors: `{error: code, message}` with an HTTP status.
 """
 
@@ -16,9 +16,10 @@ import hmac
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from services.workflows.engine import Engine, WorkflowError
@@ -39,7 +40,8 @@ def _str(body: dict[str, Any], name: str) -> str:
 
 
 def create_app(engine_of: Callable[[], Engine | None], internal_token: str,
-               health: Callable[[], dict[str, Any]]) -> Starlette:
+               health: Callable[[], dict[str, Any]],
+               scrape: Callable[[], bytes] | None = None) -> Starlette:
     def guarded(handler: Callable[[Request, Engine], Awaitable[JSONResponse]]
                 ) -> Callable[[Request], Awaitable[JSONResponse]]:
         async def endpoint(request: Request) -> JSONResponse:
@@ -112,7 +114,12 @@ def create_app(engine_of: Callable[[], Engine | None], internal_token: str,
         doc = health()
         return JSONResponse(doc, status_code=200 if doc.get("ok") else 503)
 
+    async def metrics(request: Request) -> Response:
+        return Response(scrape() if scrape is not None else b"",
+                        media_type=CONTENT_TYPE_LATEST)
+
     return Starlette(routes=[
+        Route("/metrics", metrics),
         Route("/rpc", guarded(rpc), methods=["POST"]),
         Route("/v1/workflows", guarded(workflows)),
         Route("/v1/instances", guarded(instances)),

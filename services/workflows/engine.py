@@ -20,11 +20,14 @@ import logging
 import re
 import time
 import uuid
+from collections import Counter as Tally
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from services.workflows.model import Instance, apply, fold_all, instance_key
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from services.workflows.model import STATUSES, Instance, apply, fold_all, instance_key
 from services.workflows.store import WorkflowRecord, WorkflowStore
 
 log = logging.getLogger("wdl.workflows")
@@ -53,6 +56,24 @@ class WorkflowError(Exception):
         self.message = message
 
 
+class EngineMetrics:
+    """Prometheus metrics of one engine replica (docs/metrics.md, "Workflows engine")."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.invocations = Counter("wdl_workflow_invocations", "Invocations of instances "
+                                   "through the gateway, by outcome (ok, retried)",
+                                   ["outcome"], registry=r)
+        self.records = Counter("wdl_workflow_records", "Records appended to the workflow log",
+                               ["type"], registry=r)
+        self.invocation_seconds = Histogram("wdl_workflow_invocation_seconds",
+                                            "One invocation (replay + one step) through "
+                                            "the gateway", registry=r)
+        self.instances = Gauge("wdl_workflow_instances", "Instances this engine holds, by "
+                               "status", ["status"], registry=r)
+
+
 class InvokeError(Exception):
     """The gateway could not run the invocation (not the tenant's error): retried."""
 
@@ -67,12 +88,14 @@ def _size(value: Any) -> int:
 
 class Engine:
     def __init__(self, store: WorkflowStore, invoker: Invoker, *, limits: Limits | None = None,
-                 clock: Callable[[], float] = time.time, generation: int = 0) -> None:
+                 clock: Callable[[], float] = time.time, generation: int = 0,
+                 metrics: EngineMetrics | None = None) -> None:
         self.store = store
         self.invoker = invoker
         self.limits = limits or Limits()
         self.clock = clock
         self.generation = generation
+        self.metrics = metrics if metrics is not None else EngineMetrics()
         self.states: dict[str, Instance] = {}
         self.invocations = 0
         self._tasks: dict[str, asyncio.Task[None]] = {}
@@ -118,7 +141,14 @@ class Engine:
         record = WorkflowRecord(instance=instance, type=type_, at=self.now_ms(),
                                 gen=self.generation, data=data)
         await self.store.append([record])
+        self.metrics.records.labels(type_).inc()
         return apply(self.states, record)
+
+    def observe(self) -> None:
+        """Set the per-status gauge (at scrape time: it is a count over every instance)."""
+        counts = Tally(i.status for i in self.states.values())
+        for status in STATUSES:
+            self.metrics.instances.labels(status).set(counts.get(status, 0))
 
     # --- scheduling --------------------------------------------------------------
 
@@ -182,10 +212,13 @@ class Engine:
                     epoch = inst.epoch
                     try:
                         self.invocations += 1
-                        report = await asyncio.wait_for(self.invoker.invoke(inst),
-                                                        self.limits.invoke_timeout_s)
+                        with self.metrics.invocation_seconds.time():
+                            report = await asyncio.wait_for(self.invoker.invoke(inst),
+                                                            self.limits.invoke_timeout_s)
+                        self.metrics.invocations.labels("ok").inc()
                         backoff = 0.2
                     except (InvokeError, TimeoutError, OSError, ValueError) as exc:
+                        self.metrics.invocations.labels("retried").inc()
                         log.warning("invocation of %s failed, retrying: %s", key, exc)
                         await asyncio.sleep(backoff)
                         backoff = min(backoff * 2, 5.0)

@@ -18,10 +18,12 @@ import socket
 from dataclasses import dataclass, field
 from typing import Any
 
+from prometheus_client import generate_latest
+
 from services.leases import LeaseClient, LeaseLost
 from services.serving import HttpServer
 from services.workflows.app import create_app
-from services.workflows.engine import Engine, Invoker, Limits
+from services.workflows.engine import Engine, EngineMetrics, Invoker, Limits
 from services.workflows.store import WorkflowStore
 
 log = logging.getLogger("wdl.workflows")
@@ -40,6 +42,7 @@ class WorkflowsService:
     ttl_ms: int = 10_000
     tick_ms: int = 500
     limits: Limits = field(default_factory=Limits)
+    metrics: EngineMetrics = field(default_factory=EngineMetrics)
     engine: Engine | None = None
     generation: int = 0
     http: HttpServer | None = None
@@ -61,9 +64,15 @@ class WorkflowsService:
                 "instances": len(e.states) if e is not None else 0,
                 "invocations": e.invocations if e is not None else 0}
 
+    def _scrape(self) -> bytes:
+        if self.engine is not None:
+            self.engine.observe()
+        return generate_latest(self.metrics.registry)
+
     async def start(self) -> None:
         await self.store.start()
-        self.http = HttpServer(create_app(lambda: self.engine, self.internal_token, self.health),
+        self.http = HttpServer(create_app(lambda: self.engine, self.internal_token, self.health,
+                                          self._scrape),
                                host=self.host, port=self.port, sock=self.sock,
                                name="workflows")
         await self.http.start()
@@ -126,7 +135,8 @@ class WorkflowsService:
             self.generation = 0  # held, but the engine never started: take it anew
             return
         generation = self.generation
-        engine = Engine(self.store, self.invoker, limits=self.limits, generation=generation)
+        engine = Engine(self.store, self.invoker, limits=self.limits, generation=generation,
+                        metrics=self.metrics)
         await engine.start()
         self.engine = engine
         log.info("%s leads the workflows engine at generation %d", self.holder, generation)

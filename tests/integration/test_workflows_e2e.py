@@ -171,6 +171,8 @@ async def test_kafka_engine(services: Endpoints, fresh_database: str,
             await isolated(stack, tenant, other_ns)
             await pinned(stack, tenant, engine, ns)
             live = {k: v["status"] for k, v in (await engine.instances(ns)).items()}
+            async with httpx.AsyncClient(timeout=10) as client:
+                text = (await client.get(workflows.url + "/metrics")).text
         finally:
             await tenant.close()
             await engine.close()
@@ -179,6 +181,10 @@ async def test_kafka_engine(services: Endpoints, fresh_database: str,
         rebuilt = await rebuild(stack)
         assert {i.namespace for i in rebuilt.values()} == {ns, other_ns}
         assert {i.id: i.status for i in rebuilt.values() if i.namespace == ns} == live
+        complete = sum(1 for i in rebuilt.values() if i.status == "complete")
+        assert f'wdl_workflow_instances{{status="complete"}} {complete}.0' in text
+        assert 'wdl_workflow_invocations_total{outcome="ok"}' in text
+        assert 'wdl_workflow_records_total{type="step_succeeded"}' in text
 
 
 async def through_the_cli(stack: Stack, tenant: Tenant, ns: str) -> None:
