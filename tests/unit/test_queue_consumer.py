@@ -1,0 +1,117 @@
+"""The queue consumer's bookkeeping and the producer endpoint's limits, without I/O: what
+may be committed, how an outcome settles each message, and the refusals' words."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+
+from services.queues.app import Refused, parse_send
+from services.queues.consumer import Consumer, Tracker
+from services.queues.metrics import QueueMetrics
+from services.queues.model import QueueMessage
+from services.queues.store import Delivery
+
+
+def delivery(offset: int, *, partition: int = 0, attempts: int = 1, mid: str = "") -> Delivery:
+    return Delivery(partition, offset, 1, QueueMessage(
+        id=mid or f"m{offset}", namespace="acme", queue="jobs", body=b"{}",
+        content_type="json", timestamp=0, attempts=attempts))
+
+
+def test_commits_stop_below_the_lowest_unfinished_offset() -> None:
+    t = Tracker()
+    t.assign({0: 1, 1: 1})
+    ds = [delivery(i) for i in range(5)] + [delivery(0, partition=1)]
+    assert all(t.read(d) for d in ds)
+    t.finish(ds[0])
+    t.finish(ds[2])
+    assert t.commits() == {0: 1, 1: 0}
+    t.committed_to(t.commits())
+    for d in (ds[1], ds[3], ds[4], ds[5]):
+        t.finish(d)
+    assert t.commits() == {0: 5, 1: 1}
+    # A reassigned partition starts over: what was read before it is not committed.
+    t.committed_to(t.commits())
+    t.assign({0: 2})
+    assert not t.read(delivery(5))  # read under the old assignment
+    assert t.commits() == {}
+
+
+class _Log:
+    on_assign = None
+
+    def __init__(self) -> None:
+        self.appended: list[QueueMessage] = []
+
+    async def append(self, messages: Sequence[QueueMessage]) -> None:
+        self.appended.extend(messages)
+
+
+async def _settle(answer: dict[str, Any], batch: list[Delivery],
+                  settings: dict[str, Any]) -> tuple[Consumer, _Log]:
+    log = _Log()
+    consumer = Consumer(log, None, None, QueueMetrics(), clock=lambda: 1000.0)  # type: ignore[arg-type]
+    consumer.tracker.assign({0: 1})
+    for d in batch:
+        consumer.tracker.read(d)
+    await consumer._settle("acme", "jobs", settings, batch, answer)
+    return consumer, log
+
+
+async def test_an_explicit_call_wins_then_the_batch_then_the_outcome() -> None:
+    batch = [delivery(0), delivery(1), delivery(2)]
+    consumer, log = await _settle({"outcome": "exception", "explicitAcks": ["m0"],
+                                   "retryMessages": [{"msgId": "m1", "delaySeconds": 7}],
+                                   "retryBatch": {"retry": False}, "ackAll": False},
+                                  batch, {"max_retries": 3, "retry_delay": 2})
+    again = {m.id: m for m in log.appended}
+    assert sorted(again) == ["m1", "m2"]  # m0 was acked before the handler threw
+    assert again["m1"].attempts == 2 and again["m1"].not_before == 1_000_000 + 7000
+    assert again["m2"].not_before == 1_000_000 + 2000  # the consumer's retry_delay
+    assert consumer.tracker.commits() == {0: 3}  # all finished: acked or re-appended
+
+
+async def test_past_max_retries_to_the_dlq_or_dropped_and_counted() -> None:
+    batch = [delivery(0, attempts=3)]
+    answer = {"outcome": "ok", "retryBatch": {"retry": True}}
+    _, log = await _settle(answer, batch, {"max_retries": 2, "dead_letter_queue": "dlq"})
+    assert [(m.queue, m.attempts, m.id) for m in log.appended] == [("dlq", 1, "m0")]
+    consumer, log = await _settle(answer, batch, {"max_retries": 2})
+    assert log.appended == []
+    dropped = consumer.metrics.dropped.labels("acme", "max_retries_no_dlq")._value.get()
+    assert dropped == 1
+    assert consumer.tracker.commits() == {0: 1}
+
+
+def _body(n: int) -> str:
+    return base64.b64encode(b"x" * n).decode()
+
+
+def test_send_limits_and_delays() -> None:
+    base = {"namespace": "acme", "queue": "jobs"}
+    ok = parse_send({**base, "messages": [{"body": _body(128_000), "contentType": "text"}]},
+                    5, 1000)
+    assert ok[0].not_before == 6000  # the queue's delivery_delay
+    own = parse_send({**base, "delay": "2", "delaySeconds": 3,
+                      "messages": [{"body": _body(1), "delaySeconds": 0}]}, 5, 1000)
+    assert own[0].not_before == 0  # the message's own delay wins, even 0
+    cases: list[tuple[dict[str, Any], str]] = [
+        ({"messages": [{"body": _body(128_001)}]}, "message length of 128001 bytes exceeds "
+         "limit of 128000"),
+        ({"messages": [{"body": _body(1)}] * 101}, "batch message count of 101 exceeds "
+         "limit of 100"),
+        ({"messages": [{"body": _body(100_000)}] * 3}, "batch size of 300000 bytes exceeds "
+         "limit of 256000"),
+        ({"messages": [{"body": _body(1), "contentType": "xml"}]}, "Unknown content type 'xml'"),
+        ({"messages": [{"body": _body(1), "delaySeconds": 43_201}]},
+         "delaySeconds must be a number of seconds from 0 to 43200"),
+        ({"messages": []}, "sendBatch() requires at least one message"),
+    ]
+    for extra, message in cases:
+        with pytest.raises(Refused) as caught:
+            parse_send({**base, **extra}, 0, 1000)
+        assert caught.value.message == message
