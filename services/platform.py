@@ -297,7 +297,11 @@ class Platform:
             host=self.options.data_host, port=self.options.objects_port,
             binary=self.options.workerd_bin,
             egress_allow_loopback=self.options.egress_allow_loopback,
-            ttl_ms=int(os.environ.get("WDL_OBJECTS_LEASE_TTL_MS") or 10_000)),
+            ttl_ms=int(os.environ.get("WDL_OBJECTS_LEASE_TTL_MS") or 10_000),
+            data_address=urlsplit(self.data.url if self.data is not None
+                                  else self.options.data_url or "").netloc,
+            d1_address=self.d1.address if self.d1 is not None
+            else urlsplit(self.options.d1_url or "").netloc),
             leases=None if backends is None else LeaseClient(
                 backends.log, ProjectionReader(backends.store), SystemClock(),
                 actor="objects"))

@@ -31,6 +31,8 @@ class ObjectsConfig:
     internal_token: str
     egress_allow_loopback: bool = False
     supervisor_address: str = "127.0.0.1:9"  # the Python supervisor's /owner (ownership.py)
+    data_address: str = ""  # the data service (KV, R2 bindings inside objects)
+    d1_address: str = ""  # a D1 replica (D1 bindings inside objects)
 
 
 def _modules(root: Path) -> list[tuple[str, str, str]]:
@@ -38,6 +40,10 @@ def _modules(root: Path) -> list[tuple[str, str, str]]:
     tenant shim's modules as text and a module that maps them to bundle names."""
     out = [("objects.js", "esModule", (root / "objects" / "objects.js").read_text()),
            ("do.js", "esModule", (root / "gateway" / "do.js").read_text()),
+           # The gateway's own binding entrypoints, served here too for objects' env.
+           ("kv.js", "esModule", (root / "gateway" / "kv.js").read_text()),
+           ("r2.js", "esModule", (root / "gateway" / "r2.js").read_text()),
+           ("d1.js", "esModule", (root / "gateway" / "d1.js").read_text()),
            ("ids.js", "esModule", (root / "tenant" / "do.js").read_text())]
     tenant = sorted((root / "tenant").glob("*.js"))
     out += [(f"tenant/{p.name}", "text", p.read_text()) for p in tenant]
@@ -73,6 +79,8 @@ const config :Workerd.Config = (
         (name = "NET", service = "tenant-net"),
         (name = "SUPERVISOR", service = "supervisor"),
         (name = "PEERS", service = "peers"),
+        (name = "DATA", service = "data"),
+        (name = "D1", service = "d1"),
         (name = "INTERNAL_TOKEN", text = {capnp_text(config.internal_token)}),
       ],
       durableObjectNamespaces = [
@@ -87,6 +95,10 @@ const config :Workerd.Config = (
     (name = "state", external = (address = {capnp_text(config.state_address)}, http = ())),
     (name = "supervisor", external = (address = {capnp_text(config.supervisor_address)},
                                       http = ())),
+    (name = "data", external = (address = {capnp_text(config.data_address or "127.0.0.1:9")},
+                                http = ())),
+    (name = "d1", external = (address = {capnp_text(config.d1_address or "127.0.0.1:9")},
+                              http = ())),
     (name = "no-network", network = (allow = [])),
     (name = "peers", network = (allow = ["local", "private"])),
     {net},

@@ -38,6 +38,8 @@ class ObjectsOptions:
     binary: Path | str | None = None
     egress_allow_loopback: bool = False
     ttl_ms: int = 10_000  # shard lease (WDL_OBJECTS_LEASE_TTL_MS)
+    data_address: str = ""  # host:port of the data service (KV/R2 inside objects)
+    d1_address: str = ""  # host:port of a D1 replica (D1 inside objects)
 
 
 def _shared_socket(host: str, port: int) -> socket.socket:
@@ -136,7 +138,9 @@ class ObjectsHost:
         path = o.storage_dir / f"objects-{self.private_address.replace(':', '_')}.capnp"
         path.write_text(render(ObjectsConfig(o.storage_dir, o.state_address, o.internal_token,
                                              o.egress_allow_loopback,
-                                             supervisor_address=f"{sup_host}:{sup_port}")))
+                                             supervisor_address=f"{sup_host}:{sup_port}",
+                                             data_address=o.data_address,
+                                             d1_address=o.d1_address)))
         self._proc = WorkerdProcess(path, binary=o.binary,
                                     socket_fds={SOCKET: self._sock,
                                                 PRIVATE_SOCKET: self._private},

@@ -196,3 +196,29 @@ async def test_the_counter_example_deploys_unchanged_and_its_alarm_fires(stack: 
             break
         await asyncio.sleep(0.1)
     assert state == {"count": 1, "reminders": 1, "alarmPending": False}
+
+
+KV_INSIDE = """
+import { DurableObject } from "cloudflare:workers";
+export class Conformance extends DurableObject {
+  async remember(v) {
+    await this.env.KV.put("from-object", v);
+    return await this.env.KV.get("from-object");
+  }
+}
+export default {
+  async fetch(request, env) {
+    const inside = await env.OBJ.getByName("k").remember("written inside");
+    return Response.json([inside, await env.KV.get("from-object")]);
+  },
+};
+"""
+
+
+async def test_objects_see_the_workers_kv_binding(stack: Stack) -> None:
+    directory = project(stack, "kvdo", KV_INSIDE)
+    toml = directory / "wrangler.toml"
+    toml.write_text(toml.read_text() + '\n[[kv_namespaces]]\nbinding = "KV"\nid = "do-kv"\n')
+    await stack.deploy("acme", directory, "--create-namespace")
+    r = await get(stack, "acme", "kvdo")
+    assert r.json() == ["written inside", "written inside"], r.text

@@ -15,6 +15,12 @@ import { idTag } from "./ids.js";
 import SHIM from "./shim_sources.js";
 
 export { WdlDo } from "./do.js";
+export { WdlKv } from "./kv.js";
+export { WdlR2 } from "./r2.js";
+export { WdlD1 } from "./d1.js";
+
+// Binding kinds served inside objects -> the entrypoint (ctx.exports) that serves it.
+const ENTRYPOINTS = { durable_object: "WdlDo", kv: "WdlKv", r2: "WdlR2", d1: "WdlD1" };
 
 // The facet's ctx.storage as the tenant sees it: alarms go to the host (facets
 // cannot set them), and every write is fenced: it runs in one SQLite transaction
@@ -154,12 +160,13 @@ function tenantCode(body, m, ctx) {
   const kinds = {};
   const scopes = {};
   for (const b of body.bindings || []) {
-    // Inside an object only plain values and Durable Object namespaces are served
+    // Service, workflow and loader bindings are not served inside objects
     // (docs/durable-objects.md, limits).
-    if (b.kind !== "durable_object") continue;
-    env[b.name] = ctx.exports.WdlDo({ props: b.props });
+    const entry = ENTRYPOINTS[b.kind];
+    if (!entry) continue;
+    env[b.name] = ctx.exports[entry]({ props: b.props });
     kinds[b.name] = b.kind;
-    scopes[b.name] = scopeOf(b.props);
+    if (b.kind === "durable_object") scopes[b.name] = scopeOf(b.props);
   }
   if (Object.keys(kinds).length) {
     env.__WDL_BINDINGS = kinds;
