@@ -17,18 +17,22 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, quote
 
 import msgspec
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from services.d1.engine import D1Failure, Database, Fenced
 from services.d1.owner import DIRECT_HEADER, Forward, NotFound, Owner, Unavailable
 from services.data.app import InternalTokenGuard
 
 MAX_BODY = 64 * 1024 * 1024
+HOT_OPS = frozenset({"query", "execute"})
+DIRECT_HEADER_BYTES = DIRECT_HEADER.encode()
 
 
 def _failure(message: str, status: int = 200, code: str = "") -> JSONResponse:
@@ -40,13 +44,17 @@ def _failure(message: str, status: int = 200, code: str = "") -> JSONResponse:
 
 def create_d1_app(owner: Owner, *, internal_token: str) -> Any:
     async def call(request: Request, op: str) -> Response:
-        ns, db = request.path_params["ns"], request.path_params["db"]
-        direct = request.headers.get(DIRECT_HEADER) == "1"
         raw = await request.body()
+        return await serve(request.path_params["ns"], request.path_params["db"], op,
+                           request.headers.get(DIRECT_HEADER) == "1", raw,
+                           dict(request.query_params), request.url.path)
+
+    async def serve(ns: str, db: str, op: str, direct: bool, raw: bytes,
+                    params: dict[str, str], path: str) -> Response:
         if len(raw) > MAX_BODY:
             return _failure("request too large", 413)
         try:
-            work = _work(op, raw, request.query_params.get("resultsFormat", ""))
+            work = _work(op, raw, params.get("resultsFormat", ""))
         except D1Failure as exc:
             return _failure(str(exc))
         try:
@@ -61,8 +69,7 @@ def create_d1_app(owner: Owner, *, internal_token: str) -> Any:
             return _failure(str(exc))
         if isinstance(result, Forward):
             try:
-                answer = await owner.forward(result, request.url.path, raw,
-                                             dict(request.query_params))
+                answer = await owner.forward(result, path, raw, params)
             except Unavailable as exc:
                 return _failure(f"{exc}; retry", 503, "d1_unavailable")
             return Response(answer.content, answer.status_code,
@@ -87,7 +94,35 @@ def create_d1_app(owner: Owner, *, internal_token: str) -> Any:
     app = Starlette(routes=[Route("/healthz", healthz), Route("/status", status),
                             *(route(op) for op in ("query", "execute", "dump", "backup",
                                                    "restore"))])
-    return InternalTokenGuard(app, internal_token)
+
+    async def hot(scope: Scope, receive: Receive, send: Send) -> None:
+        """`query`/`execute` (every tenant statement) without Starlette's routing and
+        request objects: the same handling as the routes, less work per request."""
+        parts = scope["path"].split("/") if scope["type"] == "http" else []
+        if len(parts) != 5 or parts[1] != "d1" or parts[4] not in HOT_OPS \
+                or not parts[2] or not parts[3] or scope["method"] != "POST":
+            await app(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        direct = False
+        for name, value in scope["headers"]:
+            if name == DIRECT_HEADER_BYTES:
+                direct = value == b"1"
+        params = dict(parse_qsl(scope["query_string"].decode("latin-1"),
+                                keep_blank_values=True))
+        path = scope.get("raw_path", b"").decode("latin-1") or quote(scope["path"])
+        response = await serve(parts[2], parts[3], parts[4], direct, b"".join(chunks),
+                               params, path)
+        await response(scope, receive, send)
+
+    return InternalTokenGuard(hot, internal_token)
 
 
 def _work(op: str, raw: bytes, fmt: str) -> Any:

@@ -30,6 +30,14 @@ MAX_BOUND_PARAMS = 100
 MAX_RESULT_BYTES = 32 * 1024 * 1024
 _STATE = ("SELECT last_insert_rowid(), (SELECT page_count FROM pragma_page_count()), "
           "(SELECT page_size FROM pragma_page_size())")
+_FENCE_READ = f"SELECT generation FROM {FENCE_TABLE} WHERE id = 1"
+_FENCE_WRITE = f"UPDATE {FENCE_TABLE} SET generation = ? WHERE id = 1"
+# The authorizer stays installed (installing one expires every prepared statement,
+# which cost a re-prepare of each statement per request) and only judges tenant SQL.
+# The platform's own statements are prepared unjudged and cached by their text, so a
+# tenant statement with exactly that text would reuse them: it is refused up front.
+_PLATFORM_SQL = frozenset({_FENCE_READ, _FENCE_WRITE})
+_NOT_AUTHORIZED = "not authorized: SQLITE_AUTH"
 _COMMENT_LINES = re.compile(r"^\s+--.*", re.MULTILINE)
 # Tenant SQL never sees the platform's tables (D1 reserves `_cf_` the same way).
 _RESERVED = ("_wdl_", "_cf_")
@@ -92,8 +100,7 @@ def statements(sql: str) -> list[str]:
     return out
 
 
-def _authorize(action: int, arg1: str | None, arg2: str | None, db: str | None,
-               trigger: str | None) -> int:
+def _tenant_authorize(action: int, arg1: str | None, arg2: str | None) -> int:
     for name in (arg1, arg2):
         if name and name.lower().startswith(_RESERVED) and \
                 action not in (sqlite3.SQLITE_FUNCTION,):
@@ -125,6 +132,7 @@ class Database:
         self.lock = threading.Lock()
         self.conn: sqlite3.Connection | None = None
         self._current = ""  # the statement running (its text places a syntax error)
+        self._tenant = False  # tenant SQL is running: the authorizer judges it
 
     def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -138,7 +146,12 @@ class Database:
         conn.execute(f"CREATE TABLE IF NOT EXISTS {FENCE_TABLE} "
                      "(id INTEGER PRIMARY KEY CHECK (id = 1), generation INTEGER NOT NULL)")
         conn.execute(f"INSERT OR IGNORE INTO {FENCE_TABLE} VALUES (1, 0)")
+        conn.set_authorizer(self._authorize)
         self.conn = conn
+
+    def _authorize(self, action: int, arg1: str | None, arg2: str | None, db: str | None,
+                   trigger: str | None) -> int:
+        return _tenant_authorize(action, arg1, arg2) if self._tenant else sqlite3.SQLITE_OK
 
     def close(self) -> None:
         if self.conn is not None:
@@ -157,33 +170,39 @@ class Database:
             conn = self._c()
             conn.execute("BEGIN IMMEDIATE")
             try:
-                current = conn.execute(
-                    f"SELECT generation FROM {FENCE_TABLE} WHERE id = 1").fetchone()[0]
+                current = conn.execute(_FENCE_READ).fetchone()[0]
                 if current > generation:
                     raise Fenced(generation, current)
-                conn.execute(f"UPDATE {FENCE_TABLE} SET generation = ? WHERE id = 1",
-                             (generation,))
+                conn.execute(_FENCE_WRITE, (generation,))
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
 
     @contextlib.contextmanager
-    def fenced(self, generation: int) -> Iterator[sqlite3.Connection]:
-        """A write transaction that commits only if the fence still holds `generation`."""
+    def fenced(self, generation: int, *, tenant: bool = True,
+               ) -> Iterator[sqlite3.Connection]:
+        """A write transaction that commits only if the fence still holds `generation`.
+        `tenant`: the statements in it are tenant SQL (the authorizer judges them);
+        otherwise the platform's own (dump, restore), run without an authorizer."""
         with self.lock:
             conn = self._c()
             conn.execute("BEGIN IMMEDIATE")
             try:
-                current = conn.execute(
-                    f"SELECT generation FROM {FENCE_TABLE} WHERE id = 1").fetchone()[0]
+                current = conn.execute(_FENCE_READ).fetchone()[0]
                 if current != generation:
                     raise Fenced(generation, current)
-                conn.set_authorizer(_authorize)
+                if not tenant:
+                    conn.set_authorizer(None)
+                self._tenant = tenant
                 try:
                     yield conn
                 finally:
-                    conn.set_authorizer(None)
+                    self._tenant = False
+                    if not tenant:
+                        # Installing it expires what was prepared unjudged meanwhile: a
+                        # tenant statement of the same text is prepared (judged) again.
+                        conn.set_authorizer(self._authorize)
                 conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:
@@ -232,6 +251,8 @@ class Database:
         if not parts:
             raise D1Failure("SQL code did not contain a statement.")
         # Like workerd: every statement runs, the last one's rows are the result.
+        if any(part in _PLATFORM_SQL for part in parts):
+            raise D1Failure(_NOT_AUTHORIZED)
         for part in parts[:-1]:
             self._current = part
             conn.execute(part)
@@ -259,8 +280,7 @@ class Database:
 
     def dump(self, generation: int) -> list[str]:
         """The database as SQL (schema and rows), without the platform's tables."""
-        with self.fenced(generation) as conn:
-            conn.set_authorizer(None)
+        with self.fenced(generation, tenant=False) as conn:
             return [line for line in conn.iterdump()
                     if FENCE_TABLE not in line and line not in ("BEGIN TRANSACTION;", "COMMIT;")]
 
@@ -268,8 +288,7 @@ class Database:
         """A consistent copy through SQLite's online backup API."""
         with self.lock:
             conn = self._c()
-            current = conn.execute(
-                f"SELECT generation FROM {FENCE_TABLE} WHERE id = 1").fetchone()[0]
+            current = conn.execute(_FENCE_READ).fetchone()[0]
             if current != generation:
                 raise Fenced(generation, current)
             dest = sqlite3.connect(target)
@@ -287,8 +306,7 @@ class Database:
                                                                  "COMMIT;")]
         finally:
             src.close()
-        with self.fenced(generation) as conn:
-            conn.set_authorizer(None)
+        with self.fenced(generation, tenant=False) as conn:
             conn.execute("PRAGMA defer_foreign_keys=ON")
             objects = conn.execute(
                 "SELECT type, name FROM sqlite_schema WHERE name NOT LIKE 'sqlite_%' "
