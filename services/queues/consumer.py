@@ -86,6 +86,7 @@ class Invoker(Protocol):
 
 
 SettingsLookup = Callable[[str, str], Awaitable[dict[str, Any] | None]]
+"""(namespace, queue) -> the queue's record (with its `consumer`), None once deleted."""
 
 
 @dataclass
@@ -233,8 +234,18 @@ class Consumer:
         for key, q in self.queues.items():
             if not q.waiting:
                 continue
-            settings = await self._settings_of(key)
-            if settings is None:
+            doc = await self._settings_of(key)
+            if doc is None:
+                # The queue was deleted (a send checks it exists): its messages go with it.
+                ns = key.partition("/")[0]
+                self.metrics.dropped.labels(ns, "queue_deleted").inc(len(q.waiting))
+                log.warning("queue %s was deleted: %d messages dropped", key, len(q.waiting))
+                for d in q.waiting:
+                    self.tracker.finish(d)
+                q.waiting = []
+                continue
+            settings = doc.get("consumer")
+            if not isinstance(settings, dict):
                 continue  # no consumer: the messages wait for one
             size = int(settings.get("max_batch_size") or 10)
             limit = int(settings.get("max_concurrency") or 0) or DEFAULT_CONCURRENCY

@@ -46,18 +46,13 @@ class QueuesService:
     async def _queue(self, namespace: str, queue: str) -> dict[str, Any] | None:
         return await self.reader.resource("queue", namespace, queue)
 
-    async def _consumer_of(self, namespace: str, queue: str) -> dict[str, Any] | None:
-        doc = await self._queue(namespace, queue)
-        consumer = (doc or {}).get("consumer")
-        return consumer if isinstance(consumer, dict) else None
-
     def health(self) -> dict[str, Any]:
         alive = self.consumer is not None and self.consumer.alive()
         return {"ok": alive, "open": sum(len(v) for v in self.consumer.tracker.open.values())
                 if self.consumer is not None else 0}
 
     async def start(self) -> None:
-        self.consumer = Consumer(self.log, self.invoker, self._consumer_of, self.metrics)
+        self.consumer = Consumer(self.log, self.invoker, self._queue, self.metrics)
         await self.log.start()
         self.http = HttpServer(create_app(lambda: self.log, self._queue, self.internal_token,
                                           self.metrics, self.health, lambda: self.consumer),

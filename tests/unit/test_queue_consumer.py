@@ -115,3 +115,23 @@ def test_send_limits_and_delays() -> None:
         with pytest.raises(Refused) as caught:
             parse_send({**base, **extra}, 0, 1000)
         assert caught.value.message == message
+
+
+async def test_a_deleted_queue_drops_its_messages_and_one_without_consumer_keeps_them() -> None:
+    docs: dict[str, dict[str, Any] | None] = {"jobs": {"consumer": None}}
+
+    async def lookup(ns: str, queue: str) -> dict[str, Any] | None:
+        return docs["jobs"]
+
+    consumer = Consumer(_Log(), None, lookup, QueueMetrics(), clock=lambda: 1000.0)  # type: ignore[arg-type]
+    consumer.tracker.assign({0: 1})
+    for d in (delivery(0), delivery(1)):
+        consumer.tracker.read(d)
+        consumer._admit(d)
+    await consumer._flush()
+    assert len(consumer.held("acme/jobs")) == 2 and consumer.tracker.commits() == {0: 0}
+    docs["jobs"] = None
+    consumer._settings.clear()
+    await consumer._flush()
+    assert consumer.held("acme/jobs") == [] and consumer.tracker.commits() == {0: 2}
+    assert consumer.metrics.dropped.labels("acme", "queue_deleted")._value.get() == 2
