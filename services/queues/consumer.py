@@ -35,6 +35,11 @@ from services.queues.store import Delivery, QueueLog
 
 log = logging.getLogger("wdl.queues")
 UNDELIVERED_BACKOFF_MS = 1000
+# A message held longer than this (of a queue without a consumer, or delayed further than
+# this) is appended again and its original finished, so it holds back its partition's
+# commit for at most about this long (a restart redelivers at most that much).
+PARK_AFTER_S = 30.0
+PARK_EVERY_S = 5.0
 SETTINGS_TTL_S = 1.0
 DEFAULT_CONCURRENCY = 16
 
@@ -108,6 +113,8 @@ class Consumer:
         self.queues: dict[str, _Queue] = {}
         self.delayed: list[tuple[int, int, Delivery]] = []  # (due ms, seq, delivery)
         self._seq = 0
+        self._held_at: dict[tuple[int, int], float] = {}  # (partition, offset) -> since
+        self.parked = 0
         self._settings: dict[str, tuple[float, dict[str, Any] | None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._stop = asyncio.Event()
@@ -121,6 +128,7 @@ class Consumer:
             q.waiting = [d for d in q.waiting if d.partition not in epochs]
         self.delayed = [e for e in self.delayed if e[2].partition not in epochs]
         heapq.heapify(self.delayed)
+        self._held_at = {k: v for k, v in self._held_at.items() if k[0] not in epochs}
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="wdl-queues-consumer")
@@ -140,7 +148,7 @@ class Consumer:
         return self._task is not None and not self._task.done()
 
     async def _run(self) -> None:
-        last_commit = 0.0
+        last_commit = last_park = 0.0
         while not self._stop.is_set():
             try:
                 for d in await self.log.poll(500, 100):
@@ -149,6 +157,9 @@ class Consumer:
                 self._release_due()
                 await self._flush()
                 now = self.clock()
+                if now - last_park >= PARK_EVERY_S:
+                    await self._park()
+                    last_park = now
                 if now - last_commit >= 0.2:
                     await self._commit()
                     last_commit = now
@@ -167,6 +178,7 @@ class Consumer:
             self.tracker.committed_to(offsets)
 
     def _admit(self, d: Delivery) -> None:
+        self._held_at.setdefault((d.partition, d.offset), self.clock())
         now_ms = int(self.clock() * 1000)
         if d.message.not_before > now_ms:
             self._delay(d, d.message.not_before)
@@ -188,6 +200,38 @@ class Consumer:
             if not q.waiting:
                 q.first_at = self.clock()
             q.waiting.append(d)
+
+    async def _park(self) -> None:
+        """Append again what has been held for PARK_AFTER_S and will not be delivered soon,
+        then finish the originals: the copies are read back and held in their place."""
+        now = self.clock()
+        old = now - PARK_AFTER_S
+        moving: list[Delivery] = []
+        for key, q in self.queues.items():
+            cached = self._settings.get(key)
+            if cached is None or cached[1] is None or isinstance(cached[1].get("consumer"),
+                                                                dict):
+                continue
+            moving += [d for d in q.waiting
+                       if self._held_at.get((d.partition, d.offset), now) <= old]
+        far = int((now + PARK_AFTER_S) * 1000)
+        moving += [d for due, _, d in self.delayed
+                   if due > far and self._held_at.get((d.partition, d.offset), now) <= old]
+        if not moving:
+            return
+        ids = {id(d) for d in moving}
+        await self.log.append([d.message for d in moving])
+        for q in self.queues.values():
+            q.waiting = [d for d in q.waiting if id(d) not in ids]
+        self.delayed = [e for e in self.delayed if id(e[2]) not in ids]
+        heapq.heapify(self.delayed)
+        for d in moving:
+            self._done(d)
+        self.parked += len(moving)
+
+    def _done(self, d: Delivery) -> None:
+        self._held_at.pop((d.partition, d.offset), None)
+        self.tracker.finish(d)
 
     def held(self, key: str) -> list[Delivery]:
         """Messages of queue `key` read by this replica and waiting (not running): a queue
@@ -216,7 +260,7 @@ class Consumer:
                 self._admit(d)
             raise
         for d in moving:
-            self.tracker.finish(d)
+            self._done(d)
         return len(moving)
 
     async def _settings_of(self, key: str) -> dict[str, Any] | None:
@@ -241,7 +285,7 @@ class Consumer:
                 self.metrics.dropped.labels(ns, "queue_deleted").inc(len(q.waiting))
                 log.warning("queue %s was deleted: %d messages dropped", key, len(q.waiting))
                 for d in q.waiting:
-                    self.tracker.finish(d)
+                    self._done(d)
                 q.waiting = []
                 continue
             settings = doc.get("consumer")
@@ -342,4 +386,4 @@ class Consumer:
         if dropped:
             self.metrics.dropped.labels(ns, "max_retries_no_dlq").inc(dropped)
         for d in batch:
-            self.tracker.finish(d)
+            self._done(d)

@@ -48,8 +48,9 @@ class QueuesService:
 
     def health(self) -> dict[str, Any]:
         alive = self.consumer is not None and self.consumer.alive()
-        return {"ok": alive, "open": sum(len(v) for v in self.consumer.tracker.open.values())
-                if self.consumer is not None else 0}
+        c = self.consumer
+        return {"ok": alive, "open": sum(len(v) for v in c.tracker.open.values()) if c else 0,
+                "parked": c.parked if c else 0}
 
     async def start(self) -> None:
         self.consumer = Consumer(self.log, self.invoker, self._queue, self.metrics)

@@ -135,3 +135,34 @@ async def test_a_deleted_queue_drops_its_messages_and_one_without_consumer_keeps
     await consumer._flush()
     assert consumer.held("acme/jobs") == [] and consumer.tracker.commits() == {0: 2}
     assert consumer.metrics.dropped.labels("acme", "queue_deleted")._value.get() == 2
+
+
+async def test_long_held_messages_are_appended_again_so_commits_move_on() -> None:
+    now = [1000.0]
+
+    async def lookup(ns: str, queue: str) -> dict[str, Any] | None:
+        return {"consumer": None}  # a dead-letter queue nobody consumes
+
+    log = _Log()
+    consumer = Consumer(log, None, lookup, QueueMetrics(), clock=lambda: now[0])  # type: ignore[arg-type]
+    consumer.tracker.assign({0: 1})
+    soon = Delivery(0, 2, 1, QueueMessage(id="soon", namespace="acme", queue="other", body=b"",
+                                          content_type="json", timestamp=0,
+                                          not_before=int((now[0] + 40) * 1000)))
+    late = Delivery(0, 3, 1, QueueMessage(id="late", namespace="acme", queue="other", body=b"",
+                                          content_type="json", timestamp=0,
+                                          not_before=int((now[0] + 3600) * 1000)))
+    for d in (delivery(0), delivery(1), soon, late):
+        consumer.tracker.read(d)
+        consumer._admit(d)
+    await consumer._flush()
+    await consumer._park()
+    assert log.appended == [] and consumer.tracker.commits() == {0: 0}
+    now[0] += 31
+    await consumer._park()
+    # The held ones and the far-delayed one went back onto the log, unchanged; the one due
+    # within the parking window stays.
+    assert sorted(m.id for m in log.appended) == ["late", "m0", "m1"]
+    assert next(m for m in log.appended if m.id == "late") == late.message
+    assert consumer.tracker.commits() == {0: 2}
+    assert consumer.held("acme/jobs") == [] and consumer.parked == 3
