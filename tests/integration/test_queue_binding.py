@@ -3,9 +3,10 @@ and on the platform (real Kafka message log, real workerd), compared call by cal
 
 Two transcripts: the producer's answers and refusals (send/sendBatch with every content
 type, the size, count and delay limits), and the consumer's deliveries of a set of probes
-(body types per content type, attempts, retry(), a throwing batch, max_retries into the
-dead-letter queue), reported to a sink the test owns. Each difference is fixed or listed
-in docs/compatibility.md (## Queues) and in DOCUMENTED_DIFFERENCES, so a new one fails.
+(body types per content type, attempts, retry(), ackAll/retryAll, a throwing batch,
+max_retries into the dead-letter queue), reported to a sink the test owns. Each difference
+is fixed or listed in docs/compatibility.md (## Queues) and in DOCUMENTED_DIFFERENCES, so a
+new one fails.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from tests.platform_stack import platform_stack
 
 pytestmark = pytest.mark.integration
 WORKER = ROOT / "tests" / "workers" / "queue_conformance.js"
-EXPECTED_DELIVERIES = 11
+EXPECTED_DELIVERIES = 15
 
 # Producer calls whose outcome differs from Miniflare's, on purpose (docs/compatibility.md).
 DOCUMENTED_DIFFERENCES = {
@@ -112,6 +113,10 @@ queue = "out"
 binding = "PROBE"
 queue = "probe"
 
+[[queues.producers]]
+binding = "PROBE2"
+queue = "probe2"
+
 [[queues.consumers]]
 queue = "out"
 max_batch_size = 100
@@ -128,6 +133,12 @@ dead_letter_queue = "probe-dlq"
 queue = "probe-dlq"
 max_batch_size = 10
 max_batch_timeout = 1
+
+[[queues.consumers]]
+queue = "probe2"
+max_batch_size = 10
+max_batch_timeout = 1
+max_retries = 3
 """)
     return directory
 

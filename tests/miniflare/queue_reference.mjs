@@ -20,11 +20,13 @@ const mf = new Miniflare({
   modulesRoot: path.dirname(script),
   compatibilityDate: "2025-06-01",
   bindings: { SINK: sink },
-  queueProducers: { OUT: { queueName: "out" }, PROBE: { queueName: "probe" } },
+  queueProducers: { OUT: { queueName: "out" }, PROBE: { queueName: "probe" },
+                    PROBE2: { queueName: "probe2" } },
   queueConsumers: {
     out: { maxBatchSize: 100, maxBatchTimeout: 1 },
     probe: { maxBatchSize: 10, maxBatchTimeout: 1, maxRetries: 1, deadLetterQueue: "probe-dlq" },
     "probe-dlq": { maxBatchSize: 10, maxBatchTimeout: 1 },
+    probe2: { maxBatchSize: 10, maxBatchTimeout: 1, maxRetries: 3 },
   },
 });
 try {

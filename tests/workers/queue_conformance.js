@@ -52,6 +52,8 @@ export default {
     await C.send(new Map([["k", new Date(42)]]), { contentType: "v8" });
     await C.sendBatch([{ body: { label: "retry-once" } }, { body: { label: "dlq" } },
                        { body: { label: "throw" } }]);
+    // ackAll / retryAll on a queue of their own (whatever the batching, two deliveries each).
+    await env.PROBE2.sendBatch([{ body: { label: "all-1" } }, { body: { label: "all-2" } }]);
     return Response.json(out);
   },
 
@@ -74,6 +76,11 @@ export default {
                   id: typeof m.id, ts: m.timestamp instanceof Date });
     }
     await fetch(env.SINK, { method: "POST", body: JSON.stringify(seen) });
+    if (batch.queue === "probe2") {
+      if (batch.messages[0].attempts === 1) batch.retryAll();
+      else batch.ackAll();
+      return;
+    }
     let toThrow = false;
     for (const m of batch.messages) {
       const label = m.body && m.body.label;
