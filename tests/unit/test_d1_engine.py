@@ -84,6 +84,24 @@ def test_limits_and_reserved_tables(tmp_path: Path) -> None:
         db.query(1, [_q("   ")], "NONE")
 
 
+def test_tenant_sql_never_reuses_the_platforms_unjudged_statements(tmp_path: Path) -> None:
+    # The platform's fence statements are prepared without the authorizer and cached by
+    # their text; a tenant sending exactly that text is refused instead of reusing them.
+    db = Database(tmp_path / "db.sqlite")
+    db.claim(1)
+    for sql, params in (("UPDATE _wdl_fence SET generation = ? WHERE id = 1", [9]),
+                        ("SELECT generation FROM _wdl_fence WHERE id = 1", []),
+                        ("SELECT 1;SELECT generation FROM _wdl_fence WHERE id = 1", [])):
+        with pytest.raises(D1Failure, match="not authorized"):
+            db.query(1, [_q(sql, *params)], "NONE")
+    db.query(1, [_q("CREATE TABLE t (v)"), _q("INSERT INTO t VALUES (1)")], "NONE")
+    assert db.dump(1) == ["CREATE TABLE t (v);", 'INSERT INTO "t" VALUES(1);']
+    # A dump runs unjudged; what it prepared is judged again for tenant SQL.
+    with pytest.raises(D1Failure, match=r"prohibited|not authorized"):
+        db.query(1, [_q("SELECT * FROM _wdl_fence")], "NONE")
+    assert db.query(1, [_q("SELECT v FROM t")], "NONE")[0]["results"] == [{"v": 1}]
+
+
 def test_blobs_and_booleans(tmp_path: Path) -> None:
     db = Database(tmp_path / "db.sqlite")
     db.claim(1)
