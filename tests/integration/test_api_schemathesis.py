@@ -4,6 +4,10 @@ Against the embedded stack (SQLite log, in-process projection, SQLite audit,
 local blobs) served by a real uvicorn on a loopback port, with the bootstrap
 admin token so every operation is reachable; a bounded number of examples
 per operation.
+
+The API runs alone, without the workflows engine its /workflows routes proxy
+to: their 503 `workflows_unavailable` says so and is the one 5xx allowed (it is
+about the deployment, not the input); every other answer of theirs still counts.
 """
 
 from __future__ import annotations
@@ -51,6 +55,15 @@ def embedded_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiProces
     assert "unhandled" not in log, log[-5000:]
 
 
+def _engine_absent(response: Any) -> bool:
+    try:
+        code = response.json()["error"]["code"]
+    except (ValueError, KeyError, TypeError):
+        return False
+    return bool(response.status_code == 503 and code == "workflows_unavailable"
+                and "/workflows" in response.request.url)
+
+
 def test_no_input_yields_a_server_error(embedded_api: ApiProcess) -> None:
     # Operations are driven one by one with hypothesis (schemathesis' pytest
     # plugin does not run under this pytest version).
@@ -69,7 +82,7 @@ def test_no_input_yields_a_server_error(embedded_api: ApiProcess) -> None:
         def run(case: Any) -> None:
             response = case.call(headers=headers, timeout=30)
             statuses.append(response.status_code)
-            if response.status_code >= 500:
+            if response.status_code >= 500 and not _engine_absent(response):
                 failures.append(f"{case.method} {case.formatted_path} -> "
                                 f"{response.status_code}: {response.text[:300]}")
 
