@@ -17,7 +17,9 @@ in ms of each side, `ratio` = platform / bare throughput (goal >= 0.5). The plat
 numbers hold the gateway hop of every send, the consumer's batching, the gateway hop and
 the tenant's `queue()` of every batch, which is the cost being measured.
 
-Other measurements of the same run plug in through `EXTRA` (see its docstring).
+Other measurements of the same run plug in through `EXTRA` (see its docstring). The
+empty `step.do` overhead of a Workflow (`step_do_p50_ms`, ...; bench/workflows_step.py)
+is measured after it on a platform of its own (`--no-workflows` skips it).
 """
 
 from __future__ import annotations
@@ -259,6 +261,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         await platform_side(args, Path(tmp), servers, result)
     result["ratio"] = round(result["platform_msgs_per_s"] / result["bare_msgs_per_s"], 3)
     result["goal_ratio"] = 0.5
+    if not args.no_workflows:
+        # Issue 13 asks for the empty step.do overhead in this bench's line too; it runs on
+        # a platform of its own (bench/workflows_step.py, also `python -m bench workflows`).
+        from bench.workflows_step import measure
+
+        result.update(await measure(workerd=args.workerd))
     return result
 
 
@@ -268,4 +276,6 @@ def main(argv: list[str]) -> dict[str, Any]:
     parser.add_argument("--concurrency", type=int, default=10,
                         help="producing requests (platform) / producer tasks (bare) at once")
     parser.add_argument("--workerd", default=None, help="workerd binary (default: pinned)")
+    parser.add_argument("--no-workflows", action="store_true",
+                        help="skip the empty step.do overhead (bench/workflows_step.py)")
     return asyncio.run(run(parser.parse_args(argv)))
