@@ -179,10 +179,24 @@ async def test_the_host_refuses_forged_calls(stack: Stack) -> None:
             "x-wdl-internal-token": "wdl-internal-test-token", "x-wdl-do": json.dumps(meta)})
         assert r.status_code == 400
         assert r.json()["error"]["message"] == "Durable Object ID is not valid for this namespace."
-        ok = await client.post("/__wdl/do/call", json=body, headers={
+        # The wire format (workerd/gateway/do.js): method in a header, the arguments'
+        # JSON as the body, the result's JSON as the answer.
+        ok = await client.post("/__wdl/do/call", content="[]", headers={
+            "x-wdl-internal-token": "wdl-internal-test-token", "x-wdl-do-method": "get",
+            "x-wdl-do": json.dumps({**meta, "namespace": "nsa"})})
+        assert ok.headers["x-wdl-do-result"] == "json"
+        assert ok.json() == "secret-a"
+        # A gateway of the previous release ({method, args} as the body) is still served.
+        old = await client.post("/__wdl/do/call", json=body, headers={
             "x-wdl-internal-token": "wdl-internal-test-token",
             "x-wdl-do": json.dumps({**meta, "namespace": "nsa"})})
-        assert ok.json() == {"json": '"secret-a"'}
+        assert old.json() == "secret-a"
+        # The host remembers ids whose tag it checked: a forged scope after a good call
+        # is still refused.
+        r = await client.post("/__wdl/do/call", content="[]", headers={
+            "x-wdl-internal-token": "wdl-internal-test-token", "x-wdl-do-method": "get",
+            "x-wdl-do": json.dumps(meta)})
+        assert r.status_code == 400
 
 
 async def test_the_counter_example_deploys_unchanged_and_its_alarm_fires(stack: Stack) -> None:

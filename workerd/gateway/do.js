@@ -22,6 +22,10 @@ function unreachable(err) {
 
 export class WdlDo extends WorkerEntrypoint {
   // -> {json} | {undefined: true} | {error: {name, message}}
+  // The arguments' JSON text is the request body and the method a header, and the
+  // host answers the result's JSON text as its body (x-wdl-do-result says which of
+  // the three it is): no JSON-in-JSON on either side, so each value is encoded and
+  // decoded once, by the tenant wrapper and the object.
   async call(id, name, method, argsJson) {
     if (typeof method !== "string" || method === "fetch" || method.startsWith("__")) {
       return { error: { name: "TypeError", message: `${String(method)} is not an RPC method` } };
@@ -32,15 +36,19 @@ export class WdlDo extends WorkerEntrypoint {
         method: "POST",
         headers: { "x-wdl-internal-token": this.env.INTERNAL_TOKEN,
                    "x-wdl-do": meta(this.ctx.props, id, name),
+                   "x-wdl-do-method": encodeURIComponent(method),
                    "content-type": "application/json" },
-        body: JSON.stringify({ method, args: argsJson }),
+        body: argsJson,
       });
     } catch (err) {
       return unreachable(err);
     }
     const text = await r.text();
+    const kind = r.headers.get("x-wdl-do-result");
+    if (kind === "json" && r.ok) return { json: text };
+    if (kind === "undefined" && r.ok) return { undefined: true };
     try {
-      return JSON.parse(text);
+      return JSON.parse(text);  // {error} (or a host of the previous release)
     } catch {
       return { error: { name: "Error", message: `Durable Object host answered ${r.status}` } };
     }
