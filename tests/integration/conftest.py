@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from harness.endpoints import Endpoints
+from tests.integration.test_dataplane_dev import Dev
 from tests.platform_stack import Stack, platform_stack
+
+
+@pytest.fixture
+def dev(services: Endpoints, tmp_path: Path) -> Iterator[Dev]:
+    """`wdl dev` as a user runs it (a subprocess on free ports, data under tmp_path), not
+    started yet; killed at the end whatever the test left running."""
+    assert services.workerd_bin
+    d = Dev(tmp_path / "data", services.workerd_bin)
+    try:
+        yield d
+    finally:
+        d.kill()
 
 
 @pytest.fixture

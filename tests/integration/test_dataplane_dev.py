@@ -9,13 +9,11 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
 
-from harness.endpoints import ROOT, Endpoints
+from harness.endpoints import ROOT
 from harness.workerd import free_port
 
 WDL = str(Path(sys.executable).with_name("wdl"))
@@ -72,15 +70,6 @@ class Dev:
         return httpx.get(f"http://127.0.0.1:{self.gateway_port}{path}",
                          headers={"host": host}, timeout=10)
 
-
-@pytest.fixture
-def dev(services: Endpoints, tmp_path: Path) -> Iterator[Dev]:
-    assert services.workerd_bin
-    d = Dev(tmp_path / "data", services.workerd_bin)
-    try:
-        yield d
-    finally:
-        d.kill()
 
 
 def test_wdl_dev_serves_the_hello_example_and_survives_a_restart(dev: Dev) -> None:

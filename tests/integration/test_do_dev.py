@@ -5,25 +5,13 @@ a restart, and the alarm fires."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
-from harness.endpoints import ROOT, Endpoints
+from harness.endpoints import ROOT
 from tests.integration.test_dataplane_dev import Dev
 
 HOST = "demo.workers.local"
 
-
-@pytest.fixture
-def dev(services: Endpoints, tmp_path: Path) -> Iterator[Dev]:
-    assert services.workerd_bin
-    d = Dev(tmp_path / "data", services.workerd_bin)
-    try:
-        yield d
-    finally:
-        d.kill()
 
 
 def wait_for_reminder(dev: Dev, name: str) -> dict[str, object]:

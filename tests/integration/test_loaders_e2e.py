@@ -17,7 +17,7 @@ import json
 import shutil
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -264,15 +264,6 @@ async def test_a_process_full_of_children_is_recycled(
         assert (await get(stack, "acme", "/parent/child?id=c0&tag=again")).text == \
             "child GET /scoped tag=again"
 
-
-@pytest.fixture
-def dev(services: Endpoints, tmp_path: Path) -> Iterator[Dev]:
-    assert services.workerd_bin
-    d = Dev(tmp_path / "data", services.workerd_bin)
-    try:
-        yield d
-    finally:
-        d.kill()
 
 
 def test_wdl_dev_serves_a_loader_project(dev: Dev, tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ import asyncio
 import json
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -91,15 +91,6 @@ async def test_orders_on_the_real_servers(services: Endpoints, fresh_database: s
     assert ours == miniflare_outcome == EXPECTED
     assert status["status"] == "complete"
 
-
-@pytest.fixture
-def dev(services: Endpoints, tmp_path: Path) -> Iterator[Dev]:
-    assert services.workerd_bin
-    d = Dev(tmp_path / "data", services.workerd_bin)
-    try:
-        yield d
-    finally:
-        d.kill()
 
 
 async def test_orders_on_wdl_dev(dev: Dev, miniflare_outcome: dict[str, Any]) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -69,15 +69,6 @@ async def test_guestbook_on_the_real_servers(stack: Stack) -> None:
     assert rows == [{"room": "attic", "body": "dusty"}, {"room": "lobby", "body": "hello"},
                     {"room": "lobby", "body": "again"}]
 
-
-@pytest.fixture
-def dev(services: Endpoints, tmp_path: Path) -> Iterator[Dev]:
-    assert services.workerd_bin
-    d = Dev(tmp_path / "data", services.workerd_bin)
-    try:
-        yield d
-    finally:
-        d.kill()
 
 
 def test_guestbook_on_wdl_dev(dev: Dev) -> None:
