@@ -12,34 +12,19 @@ from typing import Any
 
 import httpx
 
-INTERNAL_HEADER = "x-wdl-internal-token"
+from services.replica import GatewayClient
 
 
-class GatewayQueueInvoker:
+class GatewayQueueInvoker(GatewayClient):
     def __init__(self, gateway_url: str, internal_token: str, *,
                  timeout_s: float = 60.0) -> None:
-        self.gateway_url = gateway_url.rstrip("/")
-        self.internal_token = internal_token
-        self.timeout_s = timeout_s
-        self._client: httpx.AsyncClient | None = None
-
-    async def start(self) -> None:
-        self._client = httpx.AsyncClient(timeout=self.timeout_s,
-                                         limits=httpx.Limits(max_connections=256))
-
-    async def stop(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        super().__init__(gateway_url, internal_token, timeout_s=timeout_s)
 
     async def invoke(self, namespace: str, worker: str, queue: str,
                      messages: list[dict[str, Any]]) -> dict[str, Any] | None:
-        if self._client is None:
-            raise RuntimeError("GatewayQueueInvoker is not started")
         body = {"namespace": namespace, "worker": worker, "queue": queue, "messages": messages}
         try:
-            response = await self._client.post(f"{self.gateway_url}/__wdl/queue", json=body,
-                                               headers={INTERNAL_HEADER: self.internal_token})
+            response = await self.post("/__wdl/queue", body)
             answer = response.json()
         except (httpx.HTTPError, ValueError):
             return None

@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import socket
 from collections.abc import Mapping
-from urllib.parse import parse_qs, urlsplit
 
 from eventlog.factory import open_event_log
 from projections.reader import ProjectionReader
 from projections.redis_store import RedisProjectionStore
 from services.leases import LeaseClient
 from services.logs import configure as configure_logging
+from services.replica import run_until_stopped, sibling_log_url, stop_on_signals
 from services.scheduler.clock import SystemClock
 from services.settings import Settings
 from services.workflows.invoke import GatewayInvoker
@@ -31,14 +30,8 @@ from services.workflows.store import open_workflow_store
 def workflow_log_url(settings: Settings, env: Mapping[str, str] | None = None) -> str:
     """WDL_WORKFLOW_LOG, else beside the control log: on Kafka the topic
     `<control topic>.workflows` of the same cluster, embedded a SQLite file."""
-    e = os.environ if env is None else env
-    if e.get("WDL_WORKFLOW_LOG"):
-        return e["WDL_WORKFLOW_LOG"]
-    control = urlsplit(settings.event_log_url)
-    if control.scheme == "kafka":
-        topic = parse_qs(control.query).get("topic", ["wdl.events"])[0]
-        return f"kafka://{control.netloc}?topic={topic}.workflows"
-    return f"sqlite://{settings.data_dir / 'workflows.sqlite'}"
+    return sibling_log_url(settings, env, variable="WDL_WORKFLOW_LOG", suffix="workflows",
+                           group=False)
 
 
 async def main() -> None:
@@ -47,10 +40,7 @@ async def main() -> None:
         raise SystemExit("the standalone workflows engine takes its lease through the Redis "
                          "projection: set REDIS_URL (`wdl dev` runs the engine embedded)")
     holder = os.environ.get("WDL_WORKFLOWS_ID") or f"{socket.gethostname()}-{os.getpid()}"
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_on_signals()
     invoker = GatewayInvoker(os.environ.get("WDL_GATEWAY_URL", "http://127.0.0.1:8080"),
                              os.environ.get("WDL_INTERNAL_TOKEN", ""))
     async with open_event_log(settings.event_log_url) as log, RedisProjectionStore(
@@ -63,17 +53,7 @@ async def main() -> None:
             holder=holder, internal_token=os.environ.get("WDL_INTERNAL_TOKEN", ""),
             port=int(os.environ.get("WDL_WORKFLOWS_PORT", "8798")),
             ttl_ms=int(os.environ.get("WDL_WORKFLOWS_TTL_MS", "10000")))
-        await invoker.start()
-        await service.start()
-        try:
-            done = asyncio.ensure_future(service.wait())
-            stopping = asyncio.ensure_future(stop.wait())
-            await asyncio.wait({done, stopping}, return_when=asyncio.FIRST_COMPLETED)
-            for task in (done, stopping):
-                task.cancel()
-        finally:
-            await service.stop()
-            await invoker.stop()
+        await run_until_stopped(service, invoker, stop)
 
 
 if __name__ == "__main__":

@@ -12,38 +12,22 @@ from typing import Any
 
 import httpx
 
+from services.replica import GatewayClient
 from services.workflows.engine import InvokeError
 from services.workflows.model import Instance
 
-INTERNAL_HEADER = "x-wdl-internal-token"
 
-
-class GatewayInvoker:
+class GatewayInvoker(GatewayClient):
     def __init__(self, gateway_url: str, internal_token: str, *, timeout_s: float = 660.0) -> None:
-        self.gateway_url = gateway_url.rstrip("/")
-        self.internal_token = internal_token
-        self.timeout_s = timeout_s
-        self._client: httpx.AsyncClient | None = None
-
-    async def start(self) -> None:
-        self._client = httpx.AsyncClient(timeout=self.timeout_s,
-                                         limits=httpx.Limits(max_connections=256))
-
-    async def stop(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        super().__init__(gateway_url, internal_token, timeout_s=timeout_s)
 
     async def invoke(self, inst: Instance) -> dict[str, Any]:
-        if self._client is None:
-            raise RuntimeError("GatewayInvoker is not started")
         body = {"namespace": inst.namespace, "worker": inst.worker, "version_id": inst.version,
                 "class_name": inst.class_name, "workflow": inst.workflow,
                 "instance_id": inst.id, "params": inst.params, "created_at": inst.created_at,
                 "history": inst.history()}
         try:
-            response = await self._client.post(f"{self.gateway_url}/__wdl/workflow", json=body,
-                                               headers={INTERNAL_HEADER: self.internal_token})
+            response = await self.post("/__wdl/workflow", body)
         except httpx.HTTPError as exc:
             raise InvokeError(f"gateway unreachable: {exc}") from None
         try:
