@@ -18,29 +18,17 @@ import pytest
 from harness.endpoints import Endpoints
 from services.platform import COMPONENTS, Platform, PlatformOptions
 from services.settings import Settings
-from tests.platform_stack import ADMIN, WDL, platform_stack
+from tests.platform_stack import ADMIN, platform_stack
 from tests.queues.rig import PROJECT, TOKEN, Producer, Sink
+from tests.wdl_cli import wdl
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
 async def sink() -> AsyncIterator[Sink]:
-    s = Sink()
-    await s.start()
-    try:
+    async with Sink() as s:
         yield s
-    finally:
-        await s.stop()
-
-
-async def wdl(env: dict[str, str], *args: str) -> str:
-    proc = await asyncio.create_subprocess_exec(WDL, *args, env=env,
-                                                stdout=asyncio.subprocess.PIPE,
-                                                stderr=asyncio.subprocess.PIPE)
-    out, err = await asyncio.wait_for(proc.communicate(), 120)
-    assert proc.returncode == 0, f"wdl {args}: {err.decode()}{out.decode()}"
-    return out.decode()
 
 
 async def wait_held(cli: Callable[..., Awaitable[str]], n: int, timeout: float = 30) -> None:

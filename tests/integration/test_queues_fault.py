@@ -38,12 +38,8 @@ TOKEN = "wdl-internal-test-token"  # platform_stack's
 
 @pytest.fixture
 async def sink() -> AsyncIterator[Sink]:
-    s = Sink()
-    await s.start()
-    try:
+    async with Sink() as s:
         yield s
-    finally:
-        await s.stop()
 
 
 @contextlib.asynccontextmanager

@@ -26,26 +26,14 @@ from services.settings import Settings
 from services.workflows.model import fold_all
 from services.workflows.store import KafkaWorkflowSettings, KafkaWorkflowStore
 from tests.platform_stack import ADMIN, WDL, Stack, platform_stack
+from tests.wdl_cli import wdl
 from tests.workflows.rig import PROJECT, TOKEN, EngineApi, Sink, Tenant, expected_sum
 
 
 @pytest.fixture
 async def sink() -> AsyncIterator[Sink]:
-    s = Sink()
-    await s.start()
-    try:
+    async with Sink() as s:
         yield s
-    finally:
-        await s.stop()
-
-
-async def wdl(env: dict[str, str], *args: str) -> str:
-    proc = await asyncio.create_subprocess_exec(WDL, *args, env=env,
-                                                stdout=asyncio.subprocess.PIPE,
-                                                stderr=asyncio.subprocess.PIPE)
-    out, err = await asyncio.wait_for(proc.communicate(), 120)
-    assert proc.returncode == 0, f"wdl {args}: {err.decode()}{out.decode()}"
-    return out.decode()
 
 
 async def exercise(tenant: Tenant, sink: Sink, engine: EngineApi) -> None:

@@ -6,46 +6,35 @@ import asyncio
 import json
 import time
 from collections import Counter
-from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
-from starlette.routing import Route
 
 from harness.endpoints import ROOT
-from services.serving import HttpServer
+from tests.sink import SinkServer
 
 PROJECT = ROOT / "tests" / "fixtures" / "queue_project"
 TOKEN = "wdl-internal-queues-test-token"
 
 
-@dataclass
-class Sink:
+class Sink(SinkServer):
     """Every delivery the consumer worker reports: {queue, id, n, attempts, at}."""
 
-    seen: list[dict[str, Any]] = field(default_factory=list)
-    server: HttpServer | None = None
+    methods = ["POST"]
 
-    async def start(self) -> None:
-        async def hit(request: Request) -> PlainTextResponse:
-            self.seen.extend(json.loads(await request.body()))
-            return PlainTextResponse("ok")
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[dict[str, Any]] = []
 
-        self.server = HttpServer(Starlette(routes=[Route("/hit", hit, methods=["POST"])]),
-                                 port=0, name="sink")
-        await self.server.start()
-
-    async def stop(self) -> None:
-        if self.server is not None:
-            await self.server.stop()
+    async def hit(self, request: Request) -> PlainTextResponse:
+        self.seen.extend(json.loads(await request.body()))
+        return PlainTextResponse("ok")
 
     @property
     def url(self) -> str:
-        assert self.server is not None
-        return self.server.url + "/hit"
+        return self.base_url + "/hit"
 
     def counts(self, queue: str = "jobs") -> Counter[int]:
         return Counter(d["n"] for d in self.seen if d["queue"] == queue)

@@ -6,48 +6,36 @@ import asyncio
 import json
 import time
 from collections import Counter
-from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
 import httpx
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
-from starlette.routing import Route
 
 from harness.endpoints import ROOT
-from services.serving import HttpServer
+from tests.sink import SinkServer
 
 PROJECT = ROOT / "tests" / "fixtures" / "workflow_project"
 TOKEN = "wdl-internal-test-token"
 
 
-@dataclass
-class Sink:
+class Sink(SinkServer):
     """Counts every step execution the test worker reports, in arrival order."""
 
-    hits: list[tuple[str, str, str]] = field(default_factory=list)
-    server: HttpServer | None = None
+    def __init__(self) -> None:
+        super().__init__()
+        self.hits: list[tuple[str, str, str]] = []
 
-    async def start(self) -> None:
-        async def hit(request: Request) -> PlainTextResponse:
-            q = request.query_params
-            self.hits.append((q["id"], q["step"], q["exec"]))
-            n = sum(1 for h in self.hits if h[0] == q["id"] and h[1] == q["step"])
-            return PlainTextResponse(str(n))
-
-        self.server = HttpServer(Starlette(routes=[Route("/hit", hit)]), port=0, name="sink")
-        await self.server.start()
-
-    async def stop(self) -> None:
-        if self.server is not None:
-            await self.server.stop()
+    async def hit(self, request: Request) -> PlainTextResponse:
+        q = request.query_params
+        self.hits.append((q["id"], q["step"], q["exec"]))
+        n = sum(1 for h in self.hits if h[0] == q["id"] and h[1] == q["step"])
+        return PlainTextResponse(str(n))
 
     @property
     def url(self) -> str:
-        assert self.server is not None
-        return self.server.url
+        return self.base_url
 
     def counts(self) -> Counter[tuple[str, str]]:
         return Counter((i, s) for i, s, _ in self.hits)
