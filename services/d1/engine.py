@@ -38,6 +38,19 @@ _FENCE_WRITE = f"UPDATE {FENCE_TABLE} SET generation = ? WHERE id = 1"
 # tenant statement with exactly that text would reuse them: it is refused up front.
 _PLATFORM_SQL = frozenset({_FENCE_READ, _FENCE_WRITE})
 _NOT_AUTHORIZED = "not authorized: SQLITE_AUTH"
+# Every request is one fenced transaction: a tenant COMMIT would end it early and run the
+# statements after it unfenced and not all-or-nothing. workerd refuses these statements in
+# its SQLite-backed storage (which Miniflare's D1 runs on) with this text.
+TRANSACTION_REFUSED = (
+    "To execute a transaction, please use the state.storage.transaction() or "
+    "state.storage.transactionSync() APIs instead of the SQL BEGIN TRANSACTION or SAVEPOINT "
+    "statements. The JavaScript API is safer because it will automatically roll back on "
+    "exceptions, and because it interacts correctly with Durable Objects' automatic atomic "
+    "write coalescing.")
+_TRANSACTION_ACTIONS = frozenset({sqlite3.SQLITE_TRANSACTION, sqlite3.SQLITE_SAVEPOINT})
+# The platform's own transaction statements, prepared unjudged and cached by their text
+# like _PLATFORM_SQL: a tenant statement of exactly that text would skip the authorizer.
+_PLATFORM_TRANSACTION_SQL = frozenset({"BEGIN IMMEDIATE", "COMMIT", "ROLLBACK"})
 _COMMENT_LINES = re.compile(r"^\s+--.*", re.MULTILINE)
 # Tenant SQL never sees the platform's tables (D1 reserves `_cf_` the same way).
 _RESERVED = ("_wdl_", "_cf_")
@@ -101,6 +114,8 @@ def statements(sql: str) -> list[str]:
 
 
 def _tenant_authorize(action: int, arg1: str | None, arg2: str | None) -> int:
+    if action in _TRANSACTION_ACTIONS:
+        return sqlite3.SQLITE_DENY
     for name in (arg1, arg2):
         if name and name.lower().startswith(_RESERVED) and \
                 action not in (sqlite3.SQLITE_FUNCTION,):
@@ -133,6 +148,7 @@ class Database:
         self.conn: sqlite3.Connection | None = None
         self._current = ""  # the statement running (its text places a syntax error)
         self._tenant = False  # tenant SQL is running: the authorizer judges it
+        self._refused_transaction = False  # the authorizer refused BEGIN/COMMIT/SAVEPOINT
 
     def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -151,7 +167,12 @@ class Database:
 
     def _authorize(self, action: int, arg1: str | None, arg2: str | None, db: str | None,
                    trigger: str | None) -> int:
-        return _tenant_authorize(action, arg1, arg2) if self._tenant else sqlite3.SQLITE_OK
+        if not self._tenant:
+            return sqlite3.SQLITE_OK
+        verdict = _tenant_authorize(action, arg1, arg2)
+        if verdict == sqlite3.SQLITE_DENY and action in _TRANSACTION_ACTIONS:
+            self._refused_transaction = True
+        return verdict
 
     def close(self) -> None:
         if self.conn is not None:
@@ -239,7 +260,11 @@ class Database:
                         raise D1Failure(f"result too large: more than {MAX_RESULT_BYTES} "
                                         "bytes in one response")
         except sqlite3.Error as exc:
+            if self._refused_transaction:
+                raise D1Failure(TRANSACTION_REFUSED) from None
             raise D1Failure(_message(exc, self._current)) from None
+        finally:
+            self._refused_transaction = False
         return out
 
     def _one(self, conn: sqlite3.Connection, q: dict[str, Any], fmt: str) -> dict[str, Any]:
@@ -253,6 +278,8 @@ class Database:
         # Like workerd: every statement runs, the last one's rows are the result.
         if any(part in _PLATFORM_SQL for part in parts):
             raise D1Failure(_NOT_AUTHORIZED)
+        if any(part in _PLATFORM_TRANSACTION_SQL for part in parts):
+            raise D1Failure(TRANSACTION_REFUSED)
         for part in parts[:-1]:
             self._current = part
             conn.execute(part)

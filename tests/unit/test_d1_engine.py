@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from services.d1.engine import D1Failure, Database, Fenced, statements
+from services.d1.engine import TRANSACTION_REFUSED, D1Failure, Database, Fenced, statements
 
 pytestmark = pytest.mark.unit
 
@@ -114,3 +114,23 @@ def test_statements_split_where_sqlite_says_one_ends() -> None:
     assert statements("-- only a comment\n") == []
     trigger = "CREATE TRIGGER x AFTER INSERT ON t BEGIN SELECT 1; END;"
     assert statements(trigger + " SELECT 2") == [trigger, " SELECT 2"]
+
+
+@pytest.mark.parametrize("sql", ["COMMIT", "BEGIN", "BEGIN IMMEDIATE TRANSACTION", "END",
+                                 "ROLLBACK", "SAVEPOINT s", "RELEASE s", "ROLLBACK TO s"])
+def test_tenant_sql_cannot_end_the_fenced_transaction(tmp_path: Path, sql: str) -> None:
+    # A COMMIT that ended the request's transaction would run the statements after it
+    # outside the fence and not all-or-nothing: it is refused, and nothing commits.
+    db = Database(tmp_path / "db.sqlite")
+    db.claim(1)
+    db.query(1, [_q("CREATE TABLE t (v INTEGER)")], "NONE")
+    with pytest.raises(D1Failure) as refused:
+        db.query(1, [_q("INSERT INTO t VALUES (1)"), _q(sql), _q("INSERT INTO t VALUES (2)")],
+                 "NONE")
+    assert str(refused.value) == TRANSACTION_REFUSED
+    assert db.query(1, [_q("SELECT count(*) FROM t")], "ROWS_AND_COLUMNS")[0]["results"][
+        "rows"] == [[0]]
+    # The refusal does not stick to the next request's error.
+    with pytest.raises(D1Failure) as other:
+        db.query(1, [_q("SELECT * FROM nope")], "NONE")
+    assert "no such table: nope" in str(other.value)

@@ -95,6 +95,16 @@ async function run(DB) {
   await step("last_row_id", () => DB.prepare("INSERT INTO t (name) VALUES ('last')").run(),
     (r) => ({ changes: r.meta.changes, last_row_id: typeof r.meta.last_row_id, changed_db: r.meta.changed_db }));
   await step("count rows", () => DB.prepare("SELECT count(*) AS n FROM t").first("n"));
+  // Transactions are the platform's (batch): SQL BEGIN/COMMIT/SAVEPOINT are refused, and a
+  // COMMIT inside a batch cannot end its transaction early.
+  await step("sql begin", () => DB.prepare("BEGIN TRANSACTION").run());
+  await step("sql savepoint", () => DB.prepare("SAVEPOINT s1").run());
+  await step("batch commit midway", () => DB.batch([
+    DB.prepare("INSERT INTO t (name) VALUES ('midway')"), DB.prepare("COMMIT"),
+    DB.prepare("INSERT INTO t (name) VALUES ('after')")]));
+  await step("batch commit midway atomic", () =>
+    DB.prepare("SELECT count(*) AS n FROM t WHERE name IN ('midway', 'after')").first("n"));
+  await step("exec commit", () => DB.exec("COMMIT"), (r) => ({ count: r.count }));
   await step("session", async () => {
     const session = DB.withSession("first-primary");
     const r = await session.prepare("SELECT count(*) AS n FROM t").first("n");
