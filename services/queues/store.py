@@ -13,7 +13,6 @@ message is delivered at least once and never skipped.
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ from aiokafka.errors import TopicAlreadyExistsError
 from aiokafka.structs import OffsetAndMetadata
 
 from services.queues.model import QueueMessage, decode, encode
+from services.sqlite_log import SqliteLogFile
 
 DEFAULT_TOPIC = "wdl.queues"
 DEFAULT_PARTITIONS = 16
@@ -58,25 +58,19 @@ class QueueLog(Protocol):
         """Per partition: the next offset to read after a restart."""
 
 
-class SqliteQueueLog:
+class SqliteQueueLog(SqliteLogFile):
     """One file, one partition (0); the single embedded consumer's cursor beside it."""
 
     def __init__(self, path: Path, group: str = DEFAULT_GROUP, *, consume: bool = True) -> None:
-        self.path = path
+        super().__init__(path)
         self.group = group
         self.consume = consume
         self.on_assign: Callable[[dict[int, int]], None] | None = None
-        self._db: sqlite3.Connection | None = None
-        self._lock = asyncio.Lock()
         self._next = 0
         self._wake = asyncio.Event()
 
     async def start(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=FULL")
-        db.execute("PRAGMA busy_timeout=5000")
+        db = self._open("busy_timeout=5000")
         db.execute("CREATE TABLE IF NOT EXISTS queue_log (seq INTEGER PRIMARY KEY "
                    "AUTOINCREMENT, key TEXT NOT NULL, body BLOB NOT NULL)")
         db.execute("CREATE TABLE IF NOT EXISTS queue_cursor (grp TEXT PRIMARY KEY, "
@@ -86,16 +80,6 @@ class SqliteQueueLog:
         self._next = row[0] if row else 0
         if self.consume and self.on_assign is not None:
             self.on_assign({0: 1})
-
-    async def stop(self) -> None:
-        if self._db is not None:
-            self._db.close()
-            self._db = None
-
-    def _conn(self) -> sqlite3.Connection:
-        if self._db is None:
-            raise RuntimeError("SqliteQueueLog is not started")
-        return self._db
 
     async def append(self, messages: Sequence[QueueMessage]) -> None:
         rows = [(m.key, encode(m)) for m in messages]

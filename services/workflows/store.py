@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,8 @@ import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
+
+from services.sqlite_log import SqliteLogFile
 
 DEFAULT_TOPIC = "wdl.workflows"
 DEFAULT_PARTITIONS = 8
@@ -56,30 +57,12 @@ class WorkflowStore(Protocol):
         """Every record, in append order per instance."""
 
 
-class SqliteWorkflowStore:
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._db: sqlite3.Connection | None = None
-        self._lock = asyncio.Lock()
-
+class SqliteWorkflowStore(SqliteLogFile):
     async def start(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=FULL")
+        db = self._open()
         db.execute("CREATE TABLE IF NOT EXISTS workflow_log (seq INTEGER PRIMARY KEY "
                    "AUTOINCREMENT, instance TEXT NOT NULL, body BLOB NOT NULL)")
         self._db = db
-
-    async def stop(self) -> None:
-        if self._db is not None:
-            self._db.close()
-            self._db = None
-
-    def _conn(self) -> sqlite3.Connection:
-        if self._db is None:
-            raise RuntimeError("SqliteWorkflowStore is not started")
-        return self._db
 
     async def append(self, records: Sequence[WorkflowRecord]) -> None:
         db = self._conn()
