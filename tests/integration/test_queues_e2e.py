@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -16,11 +15,9 @@ from pathlib import Path
 import pytest
 
 from harness.endpoints import Endpoints
-from services.platform import COMPONENTS, Platform, PlatformOptions
-from services.settings import Settings
-from tests.platform_stack import ADMIN, platform_stack
+from tests.embedded import embedded_platform
+from tests.platform_stack import platform_stack
 from tests.queues.rig import PROJECT, TOKEN, Producer, Sink
-from tests.wdl_cli import wdl
 
 pytestmark = pytest.mark.integration
 
@@ -88,25 +85,12 @@ async def exercise(producer: Producer, sink: Sink, cli: Callable[..., Awaitable[
 async def test_embedded(services: Endpoints, tmp_path: Path, sink: Sink,
                         monkeypatch: pytest.MonkeyPatch) -> None:
     """`wdl dev`'s shape: every component in one process on embedded backends."""
-    env = {"WDL_DATA_DIR": str(tmp_path / "data"), "WDL_ADMIN_TOKEN": ADMIN}
-    for key in ("REDIS_URL", "KAFKA_BOOTSTRAP_SERVERS", "WDL_WORKFLOW_LOG", "WDL_QUEUE_LOG"):
-        monkeypatch.delenv(key, raising=False)
-    settings = Settings.from_env(env, embedded=True)
-    options = PlatformOptions(components=frozenset(COMPONENTS), api_port=0, gateway_port=0,
-                              state_port=0, data_port=0, scheduler_health_port=0,
-                              projector_health_port=0, internal_token=TOKEN,
-                              egress_allow_loopback=True, workerd_bin=services.workerd_bin)
-    async with Platform(settings, options) as platform:
-        assert platform.gateway is not None and platform.api is not None
-        assert platform.queues is not None
-        env_cli = {**{k: v for k, v in os.environ.items() if not k.startswith("WDL_")},
-                   "WDL_CONTROL_URL": platform.api.url, "WDL_TOKEN": ADMIN,
-                   "WDL_CONFIG": str(tmp_path / "none.toml")}
-        await wdl(env_cli, "ns", "create", "emb")
-        await wdl(env_cli, "deploy", str(PROJECT), "--ns", "emb")
+    async with embedded_platform(services, tmp_path, monkeypatch, project=PROJECT,
+                                 internal_token=TOKEN) as (platform, wdl_emb):
+        assert platform.gateway is not None and platform.queues is not None
 
         async def cli(*args: str) -> str:
-            return await wdl(env_cli, *args, "--ns", "emb")
+            return await wdl_emb(*args, "--ns", "emb")
 
         producer = Producer(platform.gateway.url, "emb")
         try:

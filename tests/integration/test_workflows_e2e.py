@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import shutil
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -21,12 +20,10 @@ import httpx
 import pytest
 
 from harness.endpoints import Endpoints
-from services.platform import COMPONENTS, Platform, PlatformOptions
-from services.settings import Settings
 from services.workflows.model import fold_all
 from services.workflows.store import KafkaWorkflowSettings, KafkaWorkflowStore
-from tests.platform_stack import ADMIN, WDL, Stack, platform_stack
-from tests.wdl_cli import wdl
+from tests.embedded import embedded_platform
+from tests.platform_stack import WDL, Stack, platform_stack
 from tests.workflows.rig import PROJECT, TOKEN, EngineApi, Sink, Tenant, expected_sum
 
 
@@ -111,22 +108,9 @@ async def test_embedded_engine(services: Endpoints, tmp_path: Path, sink: Sink,
                                monkeypatch: pytest.MonkeyPatch) -> None:
     """`wdl dev`'s shape: every component in one process on embedded backends (the real
     workerd of `services`; the servers' variables are cleared for this process)."""
-    env = {"WDL_DATA_DIR": str(tmp_path / "data"), "WDL_ADMIN_TOKEN": ADMIN}
-    for key in ("REDIS_URL", "KAFKA_BOOTSTRAP_SERVERS", "WDL_WORKFLOW_LOG"):
-        monkeypatch.delenv(key, raising=False)
-    settings = Settings.from_env(env, embedded=True)
-    options = PlatformOptions(components=frozenset(COMPONENTS), api_port=0, gateway_port=0,
-                              state_port=0, data_port=0, scheduler_health_port=0,
-                              projector_health_port=0, internal_token=TOKEN,
-                              egress_allow_loopback=True, workerd_bin=services.workerd_bin)
-    async with Platform(settings, options) as platform:
-        assert platform.gateway is not None and platform.api is not None
-        assert platform.workflows is not None
-        cli = {**{k: v for k, v in os.environ.items() if not k.startswith("WDL_")},
-               "WDL_CONTROL_URL": platform.api.url, "WDL_TOKEN": ADMIN,
-               "WDL_CONFIG": str(tmp_path / "none.toml")}
-        await wdl(cli, "ns", "create", "emb")
-        await wdl(cli, "deploy", str(PROJECT), "--ns", "emb")
+    async with embedded_platform(services, tmp_path, monkeypatch, project=PROJECT,
+                                 internal_token=TOKEN) as (platform, _):
+        assert platform.gateway is not None and platform.workflows is not None
         assert await platform.workflows.leading(20)
         tenant, engine = Tenant(platform.gateway.url, "emb"), EngineApi(platform.workflows.url)
         try:
