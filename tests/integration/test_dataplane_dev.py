@@ -3,6 +3,7 @@ served through the gateway, and still served after Ctrl-C and a restart."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -29,6 +30,7 @@ class Dev:
                          "PYTHONUNBUFFERED": "1"})
         self.log = data_dir.parent / "dev.log"
         self.proc: subprocess.Popen[bytes] | None = None
+        self.groups: list[int] = []  # process groups started (wdl dev and its workerds)
 
     def start(self) -> None:
         seen = self.log.stat().st_size if self.log.exists() else 0
@@ -36,7 +38,9 @@ class Dev:
             self.proc = subprocess.Popen(
                 [WDL, "dev", "--api-port", str(self.api_port),
                  "--gateway-port", str(self.gateway_port)],
-                env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+                env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+                start_new_session=True)
+        self.groups.append(self.proc.pid)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             assert self.proc.poll() is None, self.log.read_text()[-3000:]
@@ -53,8 +57,13 @@ class Dev:
         return code
 
     def kill(self) -> None:
+        # The whole group: a SIGKILLed `wdl dev` cannot stop its workerd processes, which
+        # would otherwise outlive the test (holding memory and sockets) for the whole run.
+        for group in self.groups:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(group, signal.SIGKILL)
+        self.groups.clear()
         if self.proc is not None:
-            self.proc.kill()
             self.proc.wait()
 
     def cli(self, *args: str, stdin: str | None = None) -> str:
