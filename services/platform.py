@@ -189,10 +189,15 @@ class Platform:
                 self.state = StateService(backends.store, blobs, keyring, host=o.state_host,
                                           port=o.state_port, domain=o.domain,
                                           partitions=log_partitions(s), log=backends.log,
-                                          internal_token=o.internal_token)
+                                          internal_token=o.internal_token,
+                                          lease_ms=self._lease_ms())
                 await self.state.start()
                 self._stack.push_async_callback(self.state.stop)
                 state_url = self.state.url
+                if self.api is not None:
+                    self.api.app.state.ctx.propagate = self.state.leases.propagate
+            elif self.api is not None and o.state_url:
+                await self._remote_propagate(o.state_url)
         if self.wants("objects"):
             if state_url is None:
                 raise ValueError("the Durable Object host needs the state service (--state-url)")
@@ -246,6 +251,25 @@ class Platform:
             if not gateway_url:
                 raise ValueError("the queue service alone needs --gateway-url")
             await self._start_queues(backends, gateway_url, queues_sock)
+
+    def _lease_ms(self) -> int:
+        """Gateway freshness leases: on where this process's control API propagates
+        (docs/dataplane.md); a state service of its own grants them only when told
+        to (WDL_GATEWAY_LEASE_MS), because every API must then have --state-url."""
+        configured = os.environ.get("WDL_GATEWAY_LEASE_MS")
+        if configured:
+            return max(0, int(configured))
+        return 1000 if self.wants("api") else 0
+
+    async def _remote_propagate(self, state_url: str) -> None:
+        from services.api.propagate import RemotePropagator
+
+        assert self.api is not None
+        propagator = RemotePropagator(state_url, self.options.internal_token,
+                                      max_lease_ms=self._lease_ms() or 1000)
+        await propagator.start()
+        self._stack.push_async_callback(propagator.stop)
+        self.api.app.state.ctx.propagate = propagator
 
     async def _start_queues(self, backends: Backends, gateway_url: str,
                             sock: socket.socket) -> None:

@@ -116,6 +116,8 @@ async def submit(ctx: ApiContext, envelope: Envelope) -> Outcome:
     if not verdict.accepted:
         log.info("rejected %s: %s", envelope.type, verdict.code, extra={
             "event_id": event_id, "code": verdict.code})
+    elif ctx.propagate is not None:
+        await ctx.propagate()
     if verdict.code == "duplicate_idempotency_key" and envelope.idempotency_key is not None:
         first = await first_outcome(ctx, envelope)
         if first is not None:

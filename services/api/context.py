@@ -31,6 +31,9 @@ class ApiContext:
     r2: Any = None  # services.r2 R2Store
     tail: Any = None  # services.api.tail TailUpstream, when the data service is known
     d1: Any = None  # services.d1.client D1Client, when a D1 replica is known
+    # Awaited after an accepted verdict, before the answer: gateways with a freshness
+    # lease drop what the command changed (services/api/propagate.py).
+    propagate: Any = None
     verdict_timeout_s: float = 10.0
     audit_catch_up_s: float = 3.0
 

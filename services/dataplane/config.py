@@ -82,7 +82,9 @@ class GatewayOptions:
     tails: bool = field(default_factory=lambda: os.environ.get("WDL_TAILS", "1") != "0")
 
 
-def gateway_config(options: GatewayOptions, instance: str) -> Config:
+def gateway_config(options: GatewayOptions, instance: str, push_address: str = "") -> Config:
+    """`push_address`: host:port of this process's private socket, where the state
+    service pushes route changes to a process holding a freshness lease."""
     gateway = Worker(
         "gateway",
         gateway_sources(),
@@ -92,6 +94,7 @@ def gateway_config(options: GatewayOptions, instance: str) -> Config:
             ServiceBinding("STATE", ServiceRef("state")),
             TextBinding("PLATFORM_DOMAIN", options.domain),
             TextBinding("INSTANCE", instance),
+            TextBinding("PUSH_ADDRESS", push_address),
             TextBinding("INTERNAL_TOKEN", options.internal_token),
             ServiceBinding("DATA", ServiceRef("data")),
             ServiceBinding("D1", ServiceRef("d1")),
@@ -124,5 +127,6 @@ def gateway_config(options: GatewayOptions, instance: str) -> Config:
     )
 
 
-def render_gateway_config(options: GatewayOptions, instance: str) -> str:
-    return render_config(gateway_config(options, instance))
+def render_gateway_config(options: GatewayOptions, instance: str,
+                          push_address: str = "") -> str:
+    return render_config(gateway_config(options, instance, push_address))

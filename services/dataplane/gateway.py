@@ -271,8 +271,10 @@ class Gateway:
         assert self._sock is not None and self._dir is not None
         name = f"gw{slot}-{secrets.token_hex(6)}"
         config = Path(self._dir.name) / f"{name}.capnp"
-        config.write_text(render_gateway_config(self.options, name), encoding="utf-8")
         private = bind("127.0.0.1", 0)
+        host, port = private.getsockname()[:2]
+        config.write_text(render_gateway_config(self.options, name, f"{host}:{port}"),
+                          encoding="utf-8")
         process = WorkerdProcess(
             config, binary=self.binary, ready_path=READY_PATH,
             socket_fds={PUBLIC_SOCKET: self._sock, PRIVATE_SOCKET: private},

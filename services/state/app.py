@@ -7,6 +7,7 @@ meanwhile (docs/dataplane.md).
 
 from __future__ import annotations
 
+import hmac
 from collections import OrderedDict
 from typing import Any
 from urllib.parse import parse_qsl
@@ -25,6 +26,7 @@ from services.state.bundles import BundleError, BundleSource
 from services.state.incident_routes import incident_routes
 from services.state.incidents import IncidentDesk, Target, parse_targets
 from services.state.instances import LoadRegistry
+from services.state.leases import GatewayLeases
 from services.state.quarantine import Quarantiner
 from services.state.routing import NoTarget, resolve_target
 from services.state.view import Missing, RouteView
@@ -55,13 +57,14 @@ class SyncFastPath:
     never single anyone out."""
 
     def __init__(self, app: Starlette, view: RouteView, desk: IncidentDesk,
-                 max_instances: int = 256) -> None:
+                 leases: GatewayLeases | None = None, max_instances: int = 256) -> None:
         self.app = app
         self.view = view
         self.desk = desk
+        self.leases = leases
         self.max_instances = max_instances
         self._last: OrderedDict[str, tuple[list[Target], bool]] = OrderedDict()
-        self._quiet: tuple[str, int, bytes] = ("", -1, b"")  # boot, epoch -> "no changes"
+        self._quiet: tuple[str, int, int, bytes] = ("", -1, 0, b"")  # boot, epoch, lease
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] != "/sync":
@@ -115,16 +118,21 @@ class SyncFastPath:
             since = int(query.get("epoch") or -1)
         except ValueError:
             since = -1
-        ch = view.changes_since(since, query.get("boot"))
+        boot = query.get("boot")
+        ch = view.changes_since(since, boot)
+        # No await between the answer's epoch and the lease (services/state/leases.py).
+        lease = 0 if self.leases is None else self.leases.grant(
+            query.get("instance"), query.get("push"), since if boot == view.boot else -1)
         if not ch.flush and not ch.namespaces and not ch.hosts:
-            boot, epoch, quiet = self._quiet
-            if boot != view.boot or epoch != ch.epoch:
+            qboot, epoch, qlease, quiet = self._quiet
+            if qboot != view.boot or epoch != ch.epoch or qlease != lease:
                 quiet = _encode.encode({"boot": view.boot, "epoch": ch.epoch, "flush": False,
-                                        "namespaces": [], "hosts": False})
-                self._quiet = (view.boot, ch.epoch, quiet)
+                                        "namespaces": [], "hosts": False, "lease_ms": lease})
+                self._quiet = (view.boot, ch.epoch, lease, quiet)
             return quiet
         return _encode.encode({"boot": view.boot, "epoch": ch.epoch, "flush": ch.flush,
-                               "namespaces": sorted(ch.namespaces), "hosts": ch.hosts})
+                               "namespaces": sorted(ch.namespaces), "hosts": ch.hosts,
+                               "lease_ms": lease})
 
     @staticmethod
     async def _send(send: Send, status: int, body: bytes) -> None:
@@ -143,7 +151,8 @@ def _param(request: Request, name: str) -> str:
 def create_state_app(view: RouteView, bundles: BundleSource, loads: LoadRegistry,
                      *, domain: str, desk: IncidentDesk | None = None,
                      quarantiner: Quarantiner | None = None, internal_token: str = "",
-                     registry: CollectorRegistry | None = None) -> SyncFastPath:
+                     registry: CollectorRegistry | None = None,
+                     leases: GatewayLeases | None = None) -> SyncFastPath:
     desk = desk if desk is not None else IncidentDesk()
     registry = registry if registry is not None else CollectorRegistry()
 
@@ -214,6 +223,15 @@ def create_state_app(view: RouteView, bundles: BundleSource, loads: LoadRegistry
                 stale += 1
         return _json({"instance": instance, "loaded": len(loaded), "stale": stale})
 
+    async def propagate(request: Request) -> Response:
+        # The control API of another process, before it acknowledges a command
+        # (services/state/leases.py). Internal: it makes the caller wait.
+        given = request.headers.get("x-wdl-internal-token", "")
+        if not internal_token or not hmac.compare_digest(given, internal_token):
+            return _json({"code": "forbidden", "message": "internal token required"}, 403)
+        epoch = await leases.propagate() if leases is not None else await view.sync()
+        return _json({"boot": view.boot, "epoch": epoch})
+
     async def metrics(request: Request) -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
@@ -229,7 +247,8 @@ def create_state_app(view: RouteView, bundles: BundleSource, loads: LoadRegistry
         HttpRoute("/bundle", bundle),
         HttpRoute("/stats", stats),
         HttpRoute("/metrics", metrics),
+        HttpRoute("/propagate", propagate, methods=["POST"]),
         *incident_routes(view, desk, quarantiner, internal_token=internal_token,
                          registry=registry),
     ], exception_handlers={BundleError: errors})
-    return SyncFastPath(app, view, desk)
+    return SyncFastPath(app, view, desk, leases)

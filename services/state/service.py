@@ -18,6 +18,7 @@ from services.state.app import create_state_app
 from services.state.bundles import BundleSource
 from services.state.incidents import IncidentDesk, IncidentPolicy
 from services.state.instances import LoadRegistry
+from services.state.leases import GatewayLeases
 from services.state.quarantine import Quarantiner
 from services.state.view import RouteView
 
@@ -31,15 +32,19 @@ class StateService:
     def __init__(self, store: ProjectionStore, blobs: BlobStore, keyring: Keyring, *,
                  host: str = "127.0.0.1", port: int = 0, domain: str = DEFAULT_DOMAIN,
                  partitions: int | None = None, log: EventLog | None = None,
-                 internal_token: str = "", incidents: IncidentPolicy | None = None) -> None:
+                 internal_token: str = "", incidents: IncidentPolicy | None = None,
+                 lease_ms: int = 0) -> None:
         self.view = RouteView(store, partitions=partitions)
+        # lease_ms > 0 only where every control API that writes calls propagate()
+        # before acknowledging (docs/dataplane.md, "Read-your-writes").
+        self.leases = GatewayLeases(self.view, lease_ms=lease_ms, internal_token=internal_token)
         self.loads = LoadRegistry()
         self.desk = IncidentDesk(incidents)
         # Without the log (tests, read-only replicas) strikes are counted, never acted on.
         quarantiner = Quarantiner(log, ProjectionReader(store)) if log is not None else None
         app = create_state_app(self.view, BundleSource(self.view, blobs, keyring), self.loads,
                                domain=domain, desk=self.desk, quarantiner=quarantiner,
-                               internal_token=internal_token)
+                               internal_token=internal_token, leases=self.leases)
         self.server = HttpServer(app, host=host, port=port, name="state")
         self._watcher: asyncio.Task[None] | None = None
 
@@ -54,17 +59,20 @@ class StateService:
 
     async def start(self) -> None:
         await self.view.sync()
+        await self.leases.start()
         await self.server.start()
         self._watcher = asyncio.create_task(self._watch(), name="state-watch")
 
     async def _watch(self) -> None:
         # Proactive refresh on the change feed, so a gateway's barrier usually
         # finds the cache already current. Correctness does not depend on it:
-        # every barrier re-reads the applied position itself.
+        # every barrier re-reads the applied position itself, and the control API
+        # propagates before it acknowledges. Pushing here too reaches lease holders
+        # with what no API call propagates (rebuilds, probation, quarantine).
         while True:
             try:
                 await self.view.store.wait_for_change(1.0)
-                await self.view.sync()
+                await self.leases.propagate()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -78,6 +86,7 @@ class StateService:
                 await self._watcher
             self._watcher = None
         await self.server.stop()
+        await self.leases.stop()
 
     async def __aenter__(self) -> Self:
         await self.start()

@@ -39,7 +39,7 @@ async def test_markers_then_same_repeats_them_and_an_unknown_instance_is_truncat
         r = await client.post(f"/sync?boot={view.boot}&epoch=0", content=json.dumps(body))
         assert r.status_code == 200
         assert r.json() == {"boot": view.boot, "epoch": 0, "flush": False, "namespaces": [],
-                            "hosts": False}
+                            "hosts": False, "lease_ms": 0}
         assert _last_round(desk, "gw0") == (frozenset({Target(*A)}), False)
 
         r = await client.get(f"/sync?boot={view.boot}&epoch=0&instance=gw0&same=1")
@@ -75,5 +75,5 @@ async def test_sync_lists_what_changed_since_the_asking_epoch() -> None:
         assert doc["epoch"] == 1 and doc["namespaces"] == ["bench"] and not doc["flush"]
         r = await client.get(f"/sync?boot={view.boot}&epoch=1")
         assert r.json() == {"boot": view.boot, "epoch": 1, "flush": False, "namespaces": [],
-                            "hosts": False}
+                            "hosts": False, "lease_ms": 0}
         assert (await client.get("/healthz")).status_code == 200

@@ -78,6 +78,13 @@ const st = {
   cachedRoutes: 0,
   ready: new Set(),       // loader ids handed to LOADER with their code
   pending: new Map(),     // loader id -> {startedAt, promise} of a bundle fetch
+  // Freshness lease (services/state/leases.py): until leaseUntil, requests whose
+  // target the last round announced skip the barrier; the state service pushes
+  // every change to this process (/__wdl/sync) before a write is acknowledged.
+  leaseFrom: 0,
+  leaseUntil: 0,
+  leaseMs: 0,
+  pushEpoch: -1,          // the newest epoch a push named (a lease needs an answer as new)
 };
 let arrivals = 0;   // requests that asked for a barrier so far
 let round = null;   // the sync round in flight: {seq, startedAt, promise}
@@ -124,6 +131,10 @@ async function stateGet(env, path, init) {
 // --- the barrier -------------------------------------------------------------
 
 function applyChanges(c) {
+  if (c.boot !== st.boot) {
+    st.leaseUntil = 0;
+    st.pushEpoch = -1;
+  }
   if (c.boot !== st.boot || c.flush) {
     st.routes.clear();
     st.cachedRoutes = 0;
@@ -138,9 +149,46 @@ function applyChanges(c) {
     }
     if (c.hosts) st.claims = null;
   }
+  // A late answer (rounds can overlap, pushes overtake them) never moves the epoch back.
+  st.epoch = c.boot === st.boot ? Math.max(st.epoch, c.epoch) : c.epoch;
   st.boot = c.boot;
-  st.epoch = c.epoch;
   st.syncedAt = Date.now();
+}
+
+// Marker keys ("ns/worker@version") of the targets the state service has in this
+// process's last round: only their requests may skip the barrier, so a culprit
+// is still always in the stuck process's last round (containment.js).
+let safe = new Set();
+
+function markerKeys(targets) {
+  const out = new Set();
+  for (const t of targets) if (t[2]) out.add(`${t[0]}/${t[1]}@${t[2]}`);
+  return out;
+}
+
+function intersect(a, b) {
+  const out = new Set();
+  for (const k of a) if (b.has(k)) out.add(k);
+  return out;
+}
+
+// POST /__wdl/sync {boot, since, epoch, flush, namespaces, hosts}, from the state
+// service before it lets a write be acknowledged. Relative to `since`: a process
+// that is not there (an answer it never got) gives its lease up instead.
+async function pushed(request, env) {
+  if (request.method !== "POST" || !env.INTERNAL_TOKEN ||
+      !sameSecret(request.headers.get("x-wdl-internal-token"), env.INTERNAL_TOKEN)) {
+    return reply(404, "not_found", "no such route");
+  }
+  const c = await request.json();
+  if (c.boot === st.boot && st.epoch >= c.since && st.epoch >= 0) {
+    applyChanges(c);
+  } else {
+    st.leaseUntil = 0;
+  }
+  if (c.boot === st.boot) st.pushEpoch = Math.max(st.pushEpoch, c.epoch);
+  return new Response(JSON.stringify({ epoch: st.epoch }), {
+    headers: { "content-type": "application/json" } });
 }
 
 // The markers of this process's last round that the state service answered: a
@@ -154,14 +202,19 @@ let rounds = 0;
 let inflight = 0;
 
 async function syncOnce(env) {
-  const body = JSON.stringify(roundMarkers(env.INSTANCE));
+  const markers = roundMarkers(env.INSTANCE);
+  const body = JSON.stringify(markers);
+  const announced = markerKeys(markers.targets);
+  safe = intersect(safe, announced);
   const seq = ++rounds;
   const alone = inflight === 0;
   const same = alone && body === sent.body && st.boot !== "" && st.boot === sent.boot;
-  let path = `/sync?boot=${st.boot}&epoch=${st.epoch}`;
+  const startedAt = Date.now();
+  let path = `/sync?boot=${st.boot}&epoch=${st.epoch}&instance=${encodeURIComponent(env.INSTANCE)}`;
+  if (env.PUSH_ADDRESS) path += `&push=${encodeURIComponent(env.PUSH_ADDRESS)}`;
   let init = { method: "POST", headers: { "content-type": "application/json" }, body };
   if (same) {
-    path += `&instance=${encodeURIComponent(env.INSTANCE)}&same=1`;
+    path += "&same=1";
     init = undefined;
   }
   inflight += 1;
@@ -178,6 +231,14 @@ async function syncOnce(env) {
   sent = alone && seq === rounds && (!same || c.boot === sent.boot)
     ? { body, boot: c.boot } : NOT_SENT;
   applyChanges(c);
+  // The last round the state service saw is this one only if none overlapped it.
+  if (seq === rounds && inflight === 0) safe = announced;
+  if (c.lease_ms > 0 && c.boot === st.boot && c.epoch >= st.pushEpoch) {
+    // Counted from before the round was sent: it ends before the state service's.
+    st.leaseFrom = startedAt;
+    st.leaseUntil = startedAt + c.lease_ms;
+    st.leaseMs = c.lease_ms;
+  }
 }
 
 // Each round is started by a request that itself waits for it (never from a
@@ -205,7 +266,16 @@ async function barrier(env, ctx) {
   }
 }
 
-async function fresh(env, ctx) {
+// `key`: the request's marker key when its target and cached version are known.
+async function fresh(env, ctx, key = null) {
+  const now = Date.now();
+  if (key !== null && now < st.leaseUntil && now >= st.leaseFrom && safe.has(key)) {
+    // Renew ahead of time, without making this request wait for it.
+    if (round === null && st.leaseUntil - now < st.leaseMs / 2) {
+      ctx.waitUntil(barrier(env, ctx).catch(() => {}));
+    }
+    return;
+  }
   try {
     // Each request waits under its own timer even when it joins another request's
     // round: workerd cancels a request as hung ("would never generate a response")
@@ -595,6 +665,7 @@ async function handle(request, env, ctx) {
   if (url.pathname === "/__wdl/scheduled") return scheduled(request, env, ctx);
   if (url.pathname === "/__wdl/workflow") return workflow(request, env, ctx);
   if (url.pathname === "/__wdl/queue") return queueBatch(request, env, ctx);
+  if (url.pathname === "/__wdl/sync") return pushed(request, env);
   const host = request.headers.get("host") || url.host;
   const domain = env.PLATFORM_DOMAIN;
   const bare = host.toLowerCase().split(":")[0];
@@ -602,14 +673,16 @@ async function handle(request, env, ctx) {
   // The mark goes out with the round this request waits for (containment.js).
   const early = onPlatform || st.claims !== null
     ? resolveTarget(host, url.pathname, domain, onPlatform ? NO_CLAIMS : st.claims) : null;
+  let key = null;
   if (early && !early.code) {
     const known = st.routes.get(early.namespace);
     const hit = known && known.get(early.worker);
     mark(early.namespace, early.worker, hit && hit.version);
+    if (hit && hit.version) key = `${early.namespace}/${early.worker}@${hit.version}`;
   } else {
     markUnknown();
   }
-  await fresh(env, ctx);
+  await fresh(env, ctx, key);
   const target = onPlatform && early && !early.code ? early
     : resolveTarget(host, url.pathname, domain, onPlatform ? NO_CLAIMS : await claims(env));
   if (target.code) return reply(404, target.code, target.message);
