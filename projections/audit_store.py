@@ -455,8 +455,10 @@ class AuditDigest:
         columns = _COLUMNS[table]
         values = [_canonical(row.get(c)) for c in columns]
         if "payload" in row and isinstance(row["payload"], str):
-            # The fold hands over JSON text; the database gives it back decoded.
-            values[columns.index("payload")] = _decode_json(row["payload"])
+            # JSON text (the fold's, or PostgreSQL's `json` column, which keeps
+            # the text as written) is hashed as is; a decoded value (SQLite via
+            # SQLAlchemy) is re-encoded sorted, which gives the fold's text back.
+            values[columns.index("payload")] = msgspec.Raw(row["payload"])
         self._chain(table, int(row["log_partition"])).update(_json.encode(values))
 
     def add_changes(self, changes: Changes) -> None:
@@ -467,6 +469,7 @@ class AuditDigest:
         renders them) and the raw bytes of dead letters (taken the slow way).
         """
         encode = _json.encode
+        raw = msgspec.Raw
         for name, rows in (("audit", changes.audit), ("deployments", changes.deployments),
                            ("lease_history", changes.lease_history)):
             if not rows:
@@ -481,7 +484,8 @@ class AuditDigest:
                     chain = self._chain(name, int(partition))
                 values = list(pick(row))
                 if payload is not None and isinstance(values[payload], str):
-                    values[payload] = _decode_json(values[payload])
+                    # Not decoded and re-encoded: that cost more than the fold.
+                    values[payload] = raw(values[payload])
                 chain.update(encode(values))  # type: ignore[union-attr]
         for row in changes.dead_letters:
             self.add("dead_letters", row)
@@ -491,6 +495,7 @@ class AuditDigest:
         order, UUIDs and JSON as text, bytes as hex): the same bytes as `add`."""
         payload = _PAYLOAD_INDEX.get(table)
         encode = _json.encode
+        raw = msgspec.Raw
         chain_of = self._chain
         state: list[Any] = [-1, None]
 
@@ -500,7 +505,7 @@ class AuditDigest:
                 state[0] = values[0]
                 state[1] = chain_of(table, int(values[0]))
             if payload is not None and values[payload] is not None:
-                values[payload] = _decode_json(values[payload])
+                values[payload] = raw(values[payload])  # `json` keeps the text as written
             state[1].update(encode(values))
 
         return add
@@ -548,7 +553,6 @@ _COLUMNS: dict[str, list[str]] = {
 _PICK = {name: operator.itemgetter(*columns) for name, columns in _COLUMNS.items()}
 _PAYLOAD_INDEX = {name: columns.index("payload") for name, columns in _COLUMNS.items()
                   if "payload" in columns}
-_decode_json = msgspec.json.decode
 # Every digested table starts with the partition (the chain a row belongs to).
 assert all(columns[0] == "log_partition" for columns in _COLUMNS.values())
 

@@ -7,10 +7,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import inspect
+from sqlalchemy import func, inspect, select, update
 
 from eventlog import events as ev
 from projections.audit_db import make_sync_engine
+from projections.audit_models import AuditEvent
 from projections.audit_store import AuditDigest, AuditStore, run_migrations
 from projections.changes import Changes
 from projections.fold import Fold
@@ -68,6 +69,15 @@ async def test_digest_matches_the_fold_output(audit: AuditStore) -> None:
     expected.positions(out.positions)
     assert await audit.digest(gen) == expected.hexdigest()
     assert any(row["code"] for row in out.dead_letters)
+
+    # A payload changed behind the store's back changes the digest.
+    async with audit.connect(gen) as conn:
+        table = AuditEvent.__table__
+        first = await conn.scalar(select(func.min(table.c.id)))
+        await conn.execute(update(AuditEvent).where(table.c.id == first)
+                           .values(payload={"tampered": True}))
+        await conn.commit()
+    assert await audit.digest(gen) != expected.hexdigest()
 
 
 async def test_shadow_generation_and_switch(audit: AuditStore) -> None:

@@ -6,6 +6,7 @@ import random
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from eventlog import events as ev
@@ -55,6 +56,20 @@ def test_add_changes_hashes_the_same_bytes_as_add_row_by_row() -> None:
                 slow.add(name, row)
     assert fast.hexdigest() == slow.hexdigest()
     assert any(b.changes.dead_letters for b in batches.values())
+
+
+def test_audit_payload_text_is_what_a_sorted_reencoding_of_it_gives() -> None:
+    # The audit digest hashes the fold's payload text as is (PostgreSQL's json
+    # column gives it back verbatim) and SQLite's decoded read-back re-encoded
+    # sorted: the two agree only if the fold's text is already that encoding.
+    encode = msgspec.json.Encoder(order="sorted").encode
+    rows = [row for batch in Fold().apply_batch(LogBuilder().extend(_history())).values()
+            for row in batch.changes.audit]
+    assert {row["event_type"] for row in rows} >= {
+        "worker.version_uploaded", "worker.version_promoted", "secret.put", "host.claimed",
+        "lease.acquired", "namespace.created"}
+    for row in rows:
+        assert encode(msgspec.json.decode(row["payload"])) == row["payload"].encode()
 
 
 
