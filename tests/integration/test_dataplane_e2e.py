@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -79,6 +80,53 @@ async def test_promote_is_served_by_the_very_next_request(stack: Stack) -> None:
     r = await get(stack, "shop.workers.local", "/cart/a")
     assert r.status_code == 404 and r.json()["error"] == "worker_not_found"
     assert "deleted" in r.json()["message"]
+
+
+async def test_promote_under_steady_traffic_is_pushed_to_lease_holders(stack: Stack) -> None:
+    """Under steady traffic the gateway processes serve from a freshness lease without a
+    barrier round; an acknowledged promote must still be served by every request that
+    starts after the acknowledgement, on every kept-alive connection, because the state
+    service pushed it to every holder before the API answered."""
+    await stack.wdl("ns", "create", "steady")
+    versions = [await stack.deploy("steady", stack.project("feed", answer(f"s{n}")),
+                                   "--no-promote") for n in range(2)]
+    await stack.wdl("promote", "feed", versions[0], "--ns", "steady")
+    assert stack.platform.state is not None and stack.platform.gateway is not None
+    leases = stack.platform.state.leases
+    stop = asyncio.Event()
+    seen: list[list[tuple[float, str]]] = [[] for _ in range(4)]
+
+    async def traffic(out: list[tuple[float, str]]) -> None:
+        async with httpx.AsyncClient(timeout=10) as client:
+            while not stop.is_set():
+                started = time.monotonic()
+                r = await client.get(stack.gateway + "/feed/",
+                                     headers={"host": "steady.workers.local"})
+                out.append((started, r.text))
+
+    loops = [asyncio.create_task(traffic(out)) for out in seen]
+    try:
+        await asyncio.sleep(1.0)
+        assert leases.holders(), "no gateway process holds a lease under steady traffic"
+        pushes = leases.pushes
+        for n in [1, 0, 1, 0, 1, 0]:
+            await stack.wdl("promote", "feed", versions[n], "--ns", "steady")
+            acked = time.monotonic()
+            while not all(out and out[-1][0] > acked for out in seen):
+                await asyncio.sleep(0.01)
+            for out in seen:
+                after = [text for started, text in out if started > acked]
+                assert after and all(t == f"s{n} /" for t in after), (n, after[:5])
+        async with httpx.AsyncClient(timeout=5) as client:
+            health = [(await client.get(i.private_url + "/__wdl/healthz")).json()
+                      for i in stack.platform.gateway.instances()]
+        assert sum(h["leased"] for h in health) > 0, health  # requests skipped the round
+        # The promotes reached the holders by push, not by waiting their leases out.
+        assert leases.pushes > pushes, (leases.pushes, pushes)
+        assert leases.waited_out == 0, leases.waited_out
+    finally:
+        stop.set()
+        await asyncio.gather(*loops)
 
 
 async def test_namespaces_are_isolated(stack: Stack) -> None:
