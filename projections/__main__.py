@@ -21,7 +21,7 @@ from projections.logs import configure as configure_logging
 from projections.membership import KafkaGroupMembership
 from projections.metrics import ProjectorMetrics
 from projections.projector import Projector
-from projections.runtime import open_backends
+from projections.runtime import open_backends, run
 from projections.settings import Settings
 
 log = logging.getLogger("wdl.projector")
@@ -63,4 +63,4 @@ async def main() -> None:
 
 if __name__ == "__main__":
     configure_logging()
-    asyncio.run(main())
+    run(main())

@@ -166,6 +166,59 @@ def relaxed_gc() -> Iterator[None]:
             gc.unfreeze()
 
 
+# While following the log's end, the sinks after the primary (the audit database)
+# are written at most this long after a batch was read, merging every batch that
+# arrived meanwhile into one transaction. Commands one after another each make a
+# batch of one event; an audit transaction apiece cost more CPU than the rest of the
+# projector's work for them, on the same event loop and cores as the next command's
+# verdict path (docs/operations.md, Performance). Audit reads wait for the audit to
+# catch up (services/api/audit_query.py), so they see at most this much more delay.
+DEFAULT_TRAILING_LINGER_S = 0.1
+# Batches queued for the trailing sinks while following: beyond either bound the
+# primary waits for them (memory stays bounded when the audit database is slow).
+_TRAILING_MAX_BATCHES = 256
+# How long a stopping projector waits for what its stores still have to write.
+_FLUSH_TIMEOUT_S = 5.0
+
+
+@dataclass
+class _Trailing:
+    """One folded batch on its way to the sinks after the primary."""
+
+    folded: dict[int, PartitionBatch]
+    everything: Changes | None
+    count: int
+    started: float
+    before: dict[int, int] | None
+    primary: asyncio.Future[None]
+    written: bool = False
+
+
+def _ok(task: asyncio.Future[None]) -> bool:
+    return task.done() and not task.cancelled() and task.exception() is None
+
+
+def _concatenated(group: list[_Trailing]) -> dict[int, PartitionBatch]:
+    """Consecutive batches as one per partition: effects are values as of the end,
+    so the later batch's value of a field wins and rows are appended in log order."""
+    out: dict[int, PartitionBatch] = {}
+    owned: set[int] = set()  # partitions whose Changes here are new (the folds' are shared)
+    for item in group:
+        for p, b in item.folded.items():
+            first = out.get(p)
+            if first is None:
+                out[p] = b
+                continue
+            changes = first.changes
+            if p not in owned:
+                changes = Changes()
+                changes.merge(first.changes)
+                owned.add(p)
+            changes.merge(b.changes)
+            out[p] = PartitionBatch(first.start, b.end, changes)
+    return out
+
+
 class Projector:
     """Folds one event log into a projection store and (optionally) the audit store."""
 
@@ -173,6 +226,7 @@ class Projector:
                  generation: int | None = None, audit_generation: int | None = None,
                  batch_size: int = 5000, metrics: ProjectorMetrics | None = None,
                  on_batch: Callable[[dict[int, PartitionBatch]], Awaitable[None]] | None = None,
+                 trailing_linger_s: float = DEFAULT_TRAILING_LINGER_S,
                  ) -> None:
         self.log = log_
         self.sinks = [_Sink("redis", store, follow=generation is None,
@@ -181,11 +235,13 @@ class Projector:
             self.sinks.append(_Sink("audit", audit, follow=audit_generation is None,
                                     generation=audit_generation or 0))
         self.batch_size = batch_size
+        self.trailing_linger_s = trailing_linger_s
         self.metrics = metrics
         self.fold = Fold()
         self.on_batch = on_batch
         self.events = 0
         self.dead_letters = 0
+        self._flush = asyncio.Event()  # set: trailing sinks stop lingering
 
     async def _reset(self) -> None:
         self.fold = Fold()
@@ -288,19 +344,28 @@ class Projector:
         # Fold the next batch while the previous one is written. The primary store
         # (what the API's verdict wait and the data plane read) is written first and on
         # its own: its batch N+1 waits for its batch N only, never for the slower audit
-        # database, whose writes follow one batch behind (in order, at most two queued).
+        # database, whose writes follow in order: one batch behind (at most two queued),
+        # or while following, merged over DEFAULT_TRAILING_LINGER_S.
         primary: asyncio.Task[None] | None = None
-        rest: deque[asyncio.Task[None]] = deque()
+        rest: deque[tuple[asyncio.Task[None], int]] = deque()  # (task, records)
+        trailing: deque[_Trailing] = deque()  # batches the trailing sinks still need
+        queued = 0  # records in `rest`
         gen_check: asyncio.Task[bool] | None = None
         last_gen_check = 0.0
+        self._flush = asyncio.Event()
         try:
             async for records in batches:
                 started = time.perf_counter()
                 folded = self.fold.apply_batch(records)
                 if primary is not None:
                     await primary
-                while len(rest) > 1:
-                    await rest.popleft()
+                # Not following: one batch behind at most. Following: as many as the
+                # trailing sinks merge, within a batch's worth of records.
+                while len(rest) > 1 and (not follow or queued > self.batch_size
+                                         or len(rest) > _TRAILING_MAX_BATCHES):
+                    task, count = rest.popleft()
+                    queued -= count
+                    await task
                 if follow:
                     # Asked in the background (a PostgreSQL query for the audit sink),
                     # so a batch never waits for the check, only for a switch it found.
@@ -308,7 +373,9 @@ class Projector:
                         moved, gen_check = gen_check.result(), None
                         if moved:
                             while rest:  # a refresh must not race a write of its sink
-                                await rest.popleft()
+                                task, count = rest.popleft()
+                                queued -= count
+                                await task
                             await self._follow_generations()
                     if gen_check is None and time.monotonic() - last_gen_check > 0.5:
                         last_gen_check = time.monotonic()
@@ -320,21 +387,32 @@ class Projector:
                 before = dict(self.sinks[0].applied) if follow else None
                 primary = asyncio.ensure_future(self.sinks[0].write(folded,
                                                                     everything=everything))
-                rest.append(asyncio.ensure_future(self._finish(
-                    primary, rest[-1] if rest else None, folded, everything, len(records),
-                    started, before)))
+                item = _Trailing(folded, everything, len(records), started, before, primary)
+                trailing.append(item)
+                rest.append((asyncio.ensure_future(self._finish(
+                    item, rest[-1][0] if rest else None, trailing,
+                    self.trailing_linger_s if follow else 0.0)), len(records)))
+                queued += len(records)
                 if progress is not None:
                     progress(len(records))
             if primary is not None:
                 await primary
             while rest:
-                await rest.popleft()
+                await rest.popleft()[0]
         finally:
-            for task in (gen_check, primary, *rest):
-                if task is not None and not task.done():
-                    task.cancel()
+            # Stopping (or restarting): what was read is written without lingering,
+            # so a stopped projector leaves its audit as far as its primary store.
+            self._flush.set()
+            writing = [t for t in (primary, *(t for t, _ in rest))
+                       if t is not None and not t.done()]
+            if writing:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.wait(writing, timeout=_FLUSH_TIMEOUT_S)
+            for unfinished in (gen_check, primary, *(t for t, _ in rest)):
+                if unfinished is not None and not unfinished.done():
+                    unfinished.cancel()
                     with contextlib.suppress(asyncio.CancelledError, Exception):
-                        await task
+                        await unfinished
 
     async def _generations_moved(self) -> bool:
         for sink in self.sinks:
@@ -348,24 +426,50 @@ class Projector:
                 log.info("%s: following the new current generation", sink.name)
                 await sink.refresh()
 
-    async def _finish(self, primary: asyncio.Future[None],
-                      previous: asyncio.Future[None] | None,
-                      folded: dict[int, PartitionBatch], everything: Changes | None,
-                      count: int, started: float, before: dict[int, int] | None) -> None:
+    async def _finish(self, item: _Trailing, previous: asyncio.Future[None] | None,
+                      trailing: deque[_Trailing], linger: float) -> None:
         """The rest of one batch: the other sinks (after the primary and after the
-        previous batch's), then the verdict log, counters, `on_batch` and metrics."""
-        await primary
+        previous batch's), then the verdict log, counters, `on_batch` and metrics.
+
+        With `linger`, a batch at the log's end (shorter than a full batch) the
+        trailing sinks do not have yet waits until `linger` after it was read, and
+        is written together with every later batch the primary has written by then
+        (their own tasks find themselves written)."""
+        await item.primary
         if previous is not None:
             await previous
-        if len(self.sinks) > 1:
+        if len(self.sinks) > 1 and not item.written:
+            if (linger > 0 and item.count < self.batch_size
+                    and any(sink.applied.get(p, 0) < b.end
+                            for sink in self.sinks[1:] for p, b in item.folded.items())):
+                delay = item.started + linger - time.perf_counter()
+                if delay > 0 and not self._flush.is_set():
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._flush.wait(), delay)
+            group: list[_Trailing] = []
+            for waiting in trailing:  # in log order; `item` is the first not written
+                if waiting.written or (group and (linger <= 0 or not _ok(waiting.primary))):
+                    break
+                group.append(waiting)
+            assert group and group[0] is item
+            if len(group) == 1:
+                folded, everything = item.folded, item.everything
+            else:
+                folded = _concatenated(group)
+                everything = _merge({p: b.changes for p, b in folded.items()})
             await asyncio.gather(*(sink.write(folded, everything=everything)
                                    for sink in self.sinks[1:]))
-        if before is not None:
-            _log_verdicts(folded, before)
-        self.events += count
-        dead = sum(len(b.changes.dead_letters) for b in folded.values())
+            for done in group:
+                done.written = True
+        if trailing and trailing[0] is item:
+            trailing.popleft()
+        if item.before is not None:
+            _log_verdicts(item.folded, item.before)
+        self.events += item.count
+        dead = sum(len(b.changes.dead_letters) for b in item.folded.values())
         self.dead_letters += dead
         if self.on_batch is not None:
-            await self.on_batch(folded)
+            await self.on_batch(item.folded)
         if self.metrics is not None:
-            self.metrics.observe_batch(folded, count, dead, time.perf_counter() - started)
+            self.metrics.observe_batch(item.folded, item.count, dead,
+                                       time.perf_counter() - item.started)

@@ -42,6 +42,14 @@ def _json(value: str | None) -> Any:
     return None if value is None else _decode.decode(value)
 
 
+def _verdict_view(event_id: str, raw: str | None) -> VerdictView | None:
+    doc = _json(raw)
+    if doc is None:
+        return None
+    return VerdictView(event_id, bool(doc["accepted"]), doc["code"], doc["message"],
+                       int(doc["partition"]), int(doc["offset"]), int(doc["aggregate_version"]))
+
+
 class ProjectionReader:
     def __init__(self, store: ProjectionStore) -> None:
         self.store = store
@@ -81,33 +89,28 @@ class ProjectionReader:
                     waiter.cancel()
 
     async def verdict(self, event_id: str, partition: int) -> VerdictView | None:
-        doc = _json(await self.store.hget(keys.verdicts(partition), event_id))
-        if doc is None:
-            return None
-        return VerdictView(event_id, bool(doc["accepted"]), doc["code"], doc["message"],
-                           int(doc["partition"]), int(doc["offset"]),
-                           int(doc["aggregate_version"]))
+        return _verdict_view(event_id, await self.store.hget(keys.verdicts(partition), event_id))
 
     async def wait_verdict(self, event_id: str, partition: int, offset: int,
                            timeout: float = 10.0) -> VerdictView:
-        # The verdict is written in the same transaction as the applied position, so
-        # finding it is the one read a projected event needs; the position is read only
-        # while it is missing, to tell "not yet" from "applied without a verdict".
+        # The verdict is written in the same transaction as the applied position; both
+        # are read as of one instant in one round trip, to tell "not yet" from "applied
+        # without a verdict".
         found: VerdictView | None = None
+        fields = [(keys.verdicts(partition), event_id), (keys.APPLIED, str(partition))]
 
         async def done() -> bool:
             nonlocal found
-            found = await self.verdict(event_id, partition)
+            raw, applied = await self.store.hget_many(fields)
+            found = _verdict_view(event_id, raw)
             if found is not None:
                 return True
-            if (await self.applied()).get(partition, 0) <= offset:
+            if int(applied or 0) <= offset:
                 return False
-            found = await self.verdict(event_id, partition)  # applied just now
-            if found is None:
-                # Applied but not recorded: the record was dead-lettered.
-                found = VerdictView(event_id, False, "dead_lettered",
-                                    "the event could not be applied; see dead letters",
-                                    partition, offset, 0)
+            # Applied but not recorded: the record was dead-lettered.
+            found = VerdictView(event_id, False, "dead_lettered",
+                                "the event could not be applied; see dead letters",
+                                partition, offset, 0)
             return True
 
         if not await self._wait(done, timeout):
@@ -131,6 +134,13 @@ class ProjectionReader:
 
     async def namespaces(self) -> dict[str, dict[str, Any]]:
         return {k: _json(v) for k, v in (await self.store.hgetall(keys.NAMESPACES)).items()}
+
+    async def namespace_and_worker(self, namespace: str, worker: str,
+                                   ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+        """Both records as of one instant, in one read (a command checks both)."""
+        ns, w = await self.store.hget_many([(keys.NAMESPACES, namespace),
+                                            (keys.workers(namespace), worker)])
+        return _json(ns), _json(w)
 
     async def worker(self, namespace: str, worker: str) -> dict[str, Any] | None:
         return _json(await self.store.hget(keys.workers(namespace), worker))  # type: ignore[no-any-return]

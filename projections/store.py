@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import abc
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Self
 
@@ -93,6 +93,14 @@ class ProjectionStore(abc.ABC):
 
     @abc.abstractmethod
     async def hgetall(self, key: str, *, generation: int | None = None) -> dict[str, str]: ...
+
+    async def hget_many(self, fields: Sequence[tuple[str, str]]) -> list[str | None]:
+        """Several (key, field) reads of the current generation, as of one instant.
+
+        One round trip where the store is remote: a command's verdict wait and its
+        precondition reads are on the path of every command's latency."""
+        gen = await self.current_generation()
+        return [await self.hget(key, name, generation=gen) for key, name in fields]
 
     @abc.abstractmethod
     async def dump(self, generation: int) -> dict[str, dict[str, str]]:

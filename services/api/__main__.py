@@ -11,13 +11,12 @@ lives here); with Redis a separate `python -m projections` runs it, unless
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import os
 
 import uvicorn
 
-from projections.runtime import open_backends
+from projections.runtime import open_backends, run
 from services.api.app import create_app
 from services.blobstore.factory import open_blob_store
 from services.crypto.config import load_keyring
@@ -56,7 +55,7 @@ def main(argv: list[str] | None = None) -> None:
     group.add_argument("--no-projector", dest="projector", action="store_false")
     args = parser.parse_args(argv)
     configure_logging()
-    asyncio.run(serve(args.host, args.port, args.projector))
+    run(serve(args.host, args.port, args.projector))
 
 
 if __name__ == "__main__":

@@ -51,6 +51,20 @@ async def test_apply_then_read_current_generation(store: ProjectionStore) -> Non
     assert await store.hget("routes", "missing") is None
 
 
+async def test_hget_many_reads_fields_of_the_current_generation(store: ProjectionStore) -> None:
+    live = await store.current_generation()
+    await store.apply(live, changes({0: 3}, routes={"api": "v1"}, hosts={"a": "1"}), {})
+    fields = [("routes", "api"), ("hosts", "missing"), ("nothing", "x"), ("applied", "0"),
+              ("hosts", "a")]
+    assert await store.hget_many(fields) == ["v1", None, None, "3", "1"]
+    assert await store.hget_many([]) == []
+    shadow = await store.new_generation()
+    await store.apply(shadow, changes({0: 3}, routes={"api": "v2"}), {})
+    assert (await store.hget_many(fields))[0] == "v1"  # until the switch
+    assert await store.switch(shadow, not_behind=live)
+    assert await store.hget_many(fields) == ["v2", None, None, "3", None]
+
+
 async def test_compare_and_set_refuses_a_stale_writer(store: ProjectionStore) -> None:
     gen = await store.current_generation()
     await store.apply(gen, changes({1: 10}, hosts={"a": "1"}), {})

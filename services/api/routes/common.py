@@ -50,3 +50,19 @@ async def worker_doc(ctx: ApiContext, namespace: str, worker: str) -> dict[str, 
     if doc is None:
         raise ApiError(404, "worker_not_found", f"worker {namespace}/{worker} not found")
     return doc
+
+
+async def namespace_and_worker_docs(ctx: ApiContext, principal: Principal, namespace: str,
+                                    worker: str, *, write: bool = False,
+                                    ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """`namespace_doc` and `worker_doc` in one read (promote and rollback's latency)."""
+    if write:
+        require_write(principal, namespace)
+    else:
+        require_read(principal, namespace)
+    ns_doc, doc = await ctx.reader.namespace_and_worker(namespace, worker)
+    if ns_doc is None:
+        raise not_found("namespace", namespace)
+    if doc is None:
+        raise ApiError(404, "worker_not_found", f"worker {namespace}/{worker} not found")
+    return ns_doc, doc

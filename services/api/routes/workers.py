@@ -26,6 +26,7 @@ from services.api.routes.common import (
     IdemKey,
     Namespace,
     WorkerName,
+    namespace_and_worker_docs,
     namespace_doc,
     worker_doc,
 )
@@ -103,8 +104,7 @@ async def show_version(ns: Namespace, worker: WorkerName, version_id: VersionId,
 async def promote(ns: Namespace, worker: WorkerName, body: PromoteRequest, ctx: Ctx,
                   principal: Auth, idem: IdemKey = None) -> dict[str, Any]:
     """Make a version the active one. Races are settled by the fold: `stale_version`."""
-    await namespace_doc(ctx, principal, ns, write=True)
-    doc = await worker_doc(ctx, ns, worker)
+    _, doc = await namespace_and_worker_docs(ctx, principal, ns, worker, write=True)
     expected = body.expected_version if body.expected_version is not None else doc["version"]
     env = build(ctx, principal, VersionPromoted(namespace=ns, worker=worker,
                                                 version_id=body.version_id),
@@ -116,8 +116,7 @@ async def promote(ns: Namespace, worker: WorkerName, body: PromoteRequest, ctx: 
 async def rollback(ns: Namespace, worker: WorkerName, body: RollbackRequest, ctx: Ctx,
                    principal: Auth, idem: IdemKey = None) -> dict[str, Any]:
     """Activate `to`, or by default the previously active version."""
-    await namespace_doc(ctx, principal, ns, write=True)
-    doc = await worker_doc(ctx, ns, worker)
+    _, doc = await namespace_and_worker_docs(ctx, principal, ns, worker, write=True)
     target = body.to or doc.get("previous_version")
     if target is None:
         raise ApiError(409, "no_previous_version",
