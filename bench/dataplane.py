@@ -21,9 +21,10 @@ gateway -> state service -> projection, the same code as on Redis):
 * `warm_request_p50_ms` / `two_isolate_warm_p50_ms`: one request at a time (the
   same client) through the gateway and through the floor; `warm_over_floor_ms` the
   difference;
-* `gateway_notails_rps` / `ratio_floor_notails`: the gateway without tail consumers
-  (`WDL_TAILS=0`: no live tail, no per-worker request metrics), same run, new processes;
-  `tails` says whether `gateway_rps` had them (the default: on);
+* `gateway_rps` is measured with nobody tailing the worker (so without tail consumers:
+  services/state/tails.py); `gateway_tailed_rps` / `ratio_floor_tailed` the same while
+  one live tail subscription of it is open (its events read and counted:
+  `tailed_events`), same processes;
 * plus a recycle's duration and the wrk parameters.
 
 Needs `wrk` (Debian: `apt-get install wrk`).
@@ -42,7 +43,6 @@ import statistics
 import subprocess
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -178,6 +178,40 @@ class Floor:
                          threads=a.threads)
 
 
+class Tailing:
+    """One live tail subscription of bench/hello on the data service, read in the
+    background; `connected` has been seen when the block starts."""
+
+    def __init__(self, data_url: str, token: str) -> None:
+        self.data_url = data_url
+        self.token = token
+        self.events = 0
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> Tailing:
+        connected = asyncio.get_running_loop().create_future()
+        self._task = asyncio.create_task(self._read(connected))
+        await asyncio.wait_for(connected, 10)
+        return self
+
+    async def _read(self, connected: asyncio.Future[None]) -> None:
+        async with httpx.AsyncClient(timeout=None) as c, c.stream(
+                "GET", self.data_url + "/tail/stream?namespace=bench&worker=hello",
+                headers={"x-wdl-internal-token": self.token}) as r:
+            r.raise_for_status()
+            async for line in r.aiter_lines():
+                if '"type":"connected"' in line and not connected.done():
+                    connected.set_result(None)
+                elif '"type":"event"' in line:
+                    self.events += 1
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
+
 async def warm_p50(web: httpx.AsyncClient, url: str, count: int = 200) -> float:
     times = []
     for _ in range(count):
@@ -215,16 +249,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                           threads=args.threads)
                 gateway_rps = await wrk(gw + "/hello/", HOST, seconds=args.seconds,
                                         connections=args.connections, threads=args.threads)
-                # The same without tail consumers (WDL_TAILS=0): new processes, same run.
-                tails = platform.gateway.options.tails
-                platform.gateway.options = replace(platform.gateway.options, tails=not tails)
-                await platform.gateway.recycle("bench")
-                await wrk(gw + "/hello/", HOST, seconds=2, connections=args.connections,
-                          threads=args.threads)
-                other_rps = await wrk(gw + "/hello/", HOST, seconds=args.seconds,
-                                      connections=args.connections, threads=args.threads)
-                platform.gateway.options = replace(platform.gateway.options, tails=tails)
-                await platform.gateway.recycle("bench")
+                # The same while someone tails it: tail consumers from the next request on.
+                assert platform.data is not None
+                async with Tailing(platform.data.url, options.internal_token) as tailing:
+                    await wrk(gw + "/hello/", HOST, seconds=2, connections=args.connections,
+                              threads=args.threads)
+                    tailed_rps = await wrk(gw + "/hello/", HOST, seconds=args.seconds,
+                                           connections=args.connections, threads=args.threads)
                 await wrk(gw + "/hello/", HOST, seconds=1, connections=args.connections,
                           threads=args.threads)
                 floor_rps = (floor_rps + await floor.rps(max(2, args.seconds // 2))) / 2
@@ -283,9 +314,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "ratio_floor": round(gateway_rps / floor_rps, 3),
         "two_isolate_1proc_rps": round(floor1_rps, 1),
         "gateway_processes": processes,
-        "tails": tails,
-        "gateway_notails_rps": round(other_rps if tails else gateway_rps, 1),
-        "ratio_floor_notails": round((other_rps if tails else gateway_rps) / floor_rps, 3),
+        "gateway_tailed_rps": round(tailed_rps, 1),
+        "ratio_floor_tailed": round(tailed_rps / floor_rps, 3),
+        "tailed_events": tailing.events,
         "watchdog_on_rps": round(with_dog / 2, 1),
         "watchdog_off_rps": round(without_dog / 2, 1),
         "watchdog_cost": round(1 - with_dog / without_dog, 4),

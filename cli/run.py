@@ -119,7 +119,8 @@ def up(only: Annotated[list[str] | None, typer.Option(
        state_port: StatePort = 8790,
        state_host: Annotated[str, typer.Option("--state-host")] = "127.0.0.1",
        state_url: Annotated[str | None, typer.Option(
-           "--state-url", help="state service URL, for --only gateway "
+           "--state-url", help="state service URL, for --only gateway (and --only data: "
+           "where it reports the tailed workers) "
            "[env WDL_STATE_URL]")] = None,
        data_port: Annotated[int, typer.Option("--data-port")] = 8793,
        data_host: Annotated[str, typer.Option("--data-host")] = "127.0.0.1",

@@ -171,7 +171,8 @@ class Platform:
             if self.wants("data"):
                 self.data = DataService(backends.store, kv_url=s.kv_url, r2_url=s.r2_url,
                                         internal_token=o.internal_token, host=o.data_host,
-                                        port=o.data_port)
+                                        port=o.data_port,
+                                        state_url=None if self.wants("state") else o.state_url)
                 await self.data.start()
                 self._stack.push_async_callback(self.data.stop)
                 data_url = self.data.url
@@ -194,6 +195,9 @@ class Platform:
                 await self.state.start()
                 self._stack.push_async_callback(self.state.stop)
                 state_url = self.state.url
+                if self.data is not None:
+                    # One process: the tailed set goes to the state service directly.
+                    self.data.interest.sink = self.state.tails.replace
                 if self.api is not None:
                     self.api.app.state.ctx.propagate = self.state.leases.propagate
             elif self.api is not None and o.state_url:

@@ -12,7 +12,6 @@ import re
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from services.observability.labels import NamespaceLabels, WorkerLabels
-from services.tail.events import TailEvent
 
 # workerd's EventOutcome names; anything else is `other`, so the label stays bounded.
 OUTCOMES = frozenset({"ok", "exception", "exceededCpu", "exceededMemory", "canceled",
@@ -47,19 +46,26 @@ class DataMetrics:
             "wdl_binding_errors", "KV and R2 binding calls answered with an error",
             ["namespace", "kind", "op", "code"], registry=r)
         self.requests = Counter(
-            "wdl_worker_requests", "Tenant invocations, from the gateway's trace events",
+            "wdl_worker_requests", "Tenant invocations, as the gateway counted them",
             ["namespace", "worker", "status_class", "outcome"], registry=r)
         self.exceptions = Counter(
-            "wdl_worker_exceptions", "Exceptions in tenant traces (uncaught errors, unhandled "
-            "rejections)", ["namespace", "worker"], registry=r)
+            "wdl_worker_exceptions", "Tenant invocations that ended in an exception (the "
+            "gateway caught it)", ["namespace", "worker"], registry=r)
         self.duration = Histogram(
             "wdl_worker_request_duration_seconds",
-            "Wall time of tenant invocations, from the event's start to its trace",
+            "Wall time of tenant invocations, measured by the gateway around the call",
             ["namespace", "worker"], buckets=DURATION_BUCKETS, registry=r)
         self.tail_dropped = Counter(
             "wdl_tail_events_dropped",
             "Trace events lost: gateway (buffer full, post failed), subscriber (slow "
             "client), invalid (malformed)", ["stage"], registry=r)
+        self.invocations_dropped = Counter(
+            "wdl_gateway_invocations_dropped",
+            "Invocations a gateway counted but could not report (its aggregate was full or "
+            "a flush failed)", registry=r)
+        self.tail_events = Counter(
+            "wdl_tail_events", "Trace events received from gateways (only workers someone "
+            "tails have tail consumers)", registry=r)
         self.tail_subscribers = Gauge("wdl_tail_subscribers", "Open live tail streams",
                                       registry=r)
 
@@ -76,16 +82,28 @@ class DataMetrics:
         if code is not None:
             self.binding_errors.labels(ns, kind, op, error_code(code)).inc()
 
-    # -- trace events (services.tail.routes.TailObserver) ------------------------------
+    # -- invocations, as gateways count them (services/data/invocations.py) ------------
 
-    def observe(self, event: TailEvent) -> None:
-        ns, worker = self.workers.labels(event.namespace, event.worker)
-        outcome = event.outcome if event.outcome in OUTCOMES else "other"
-        self.requests.labels(ns, worker, event.status_class, outcome).inc()
-        if event.exceptions:
-            self.exceptions.labels(ns, worker).inc(len(event.exceptions))
-        if event.duration_ms is not None:
-            self.duration.labels(ns, worker).observe(event.duration_ms / 1000)
+    def invocations(self, namespace: str, worker: str, requests: list[tuple[str, str, int]],
+                    exceptions: int, buckets: list[int], seconds: float) -> None:
+        """One worker's counts from one gateway flush. `buckets`: how many durations
+        fell in each of DURATION_BUCKETS (and +Inf), not cumulative; `seconds` their sum."""
+        ns, w = self.workers.labels(namespace, worker)
+        for status_class, outcome, n in requests:
+            self.requests.labels(ns, w, status_class,
+                                 outcome if outcome in OUTCOMES else "other").inc(n)
+        if exceptions:
+            self.exceptions.labels(ns, w).inc(exceptions)
+        if any(buckets):
+            # prometheus_client has no "observe n at once"; a flush carries thousands.
+            child = self.duration.labels(ns, w)
+            for i, n in enumerate(buckets):
+                if n:
+                    child._buckets[i].inc(n)
+            child._sum.inc(seconds)
+
+    def received(self, count: int) -> None:
+        self.tail_events.inc(count)
 
     def dropped(self, stage: str, count: int) -> None:
         self.tail_dropped.labels(stage).inc(count)

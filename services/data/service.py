@@ -9,10 +9,12 @@ from typing import Any, Self
 
 from projections.store import ProjectionStore
 from services.data.app import create_data_app
+from services.data.invocations import invocation_routes
 from services.data.metrics import DataMetrics
 from services.data.resources import ResourceIndex
 from services.serving import HttpServer
 from services.tail.hub import TailHub
+from services.tail.interest import TailInterest, http_sink
 from services.tail.routes import tail_routes
 
 
@@ -24,7 +26,8 @@ class DataService:
 
     def __init__(self, store: ProjectionStore, *, kv_url: str, r2_url: str,
                  internal_token: str, host: str = "127.0.0.1", port: int = 0,
-                 metrics: DataMetrics | None = None, tail_heartbeat_s: float = 10.0) -> None:
+                 metrics: DataMetrics | None = None, tail_heartbeat_s: float = 10.0,
+                 state_url: str | None = None) -> None:
         self.projection = store
         self.kv_url = kv_url
         self.r2_url = r2_url
@@ -36,6 +39,10 @@ class DataService:
         self.tail = TailHub(on_drop=lambda n: self.metrics.dropped("subscriber", n))
         self.metrics.tail_subscribers.set_function(lambda: self.tail.subscribers)
         self.tail_heartbeat_s = tail_heartbeat_s
+        # Who learns the tailed workers (services/tail/interest.py): the state service at
+        # `state_url`, or one in this process (the platform sets `interest.sink`).
+        self.interest = TailInterest(self.tail)
+        self.state_url = state_url
         self.kv: Any = None
         self.r2: Any = None
         self.server: HttpServer | None = None
@@ -64,11 +71,21 @@ class DataService:
             self.r2 = await self._stack.enter_async_context(open_r2_store(self.r2_url))
             await self.index.start()
             self._stack.push_async_callback(self.index.stop)
+            if self.state_url:
+                import httpx
+
+                client = await self._stack.enter_async_context(
+                    httpx.AsyncClient(timeout=5.0, trust_env=False))
+                self.interest.sink = http_sink(client, self.state_url, self.internal_token)
+            self.interest.start()
+            self._stack.push_async_callback(self.interest.stop)
             app = create_data_app({
                 "kv": kv_routes(self.kv, self.index.checker("kv")),
                 "r2": r2_routes(self.r2, self.index.checker("r2")),
             }, internal_token=self.internal_token, metrics=self.metrics,
-                extra=tail_routes(self.tail, self.metrics, heartbeat_s=self.tail_heartbeat_s))
+                extra=[*tail_routes(self.tail, self.metrics, heartbeat_s=self.tail_heartbeat_s,
+                                    interest=self.interest),
+                       *invocation_routes(self.metrics)])
             self.server = HttpServer(app, host=self.host, port=self.port, name="data")
             await self.server.start()
             self._stack.push_async_callback(self.server.stop)

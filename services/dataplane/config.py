@@ -77,8 +77,9 @@ class GatewayOptions:
     workflows_address: str = ""  # host:port of the workflows engine (Workflow bindings)
     objects_address: str = ""  # host:port of the Durable Object hosts (services/objects/)
     queues_address: str = ""  # host:port of a queue service replica (queue producers)
-    # Live tail and per-worker request metrics (workerd tail consumers); WDL_TAILS=0 turns
-    # them off for throughput.
+    # Live tail (workerd tail consumers, loaded only for workers someone tails:
+    # services/state/tails.py); WDL_TAILS=0 turns it off for good. Request metrics
+    # do not depend on it (workerd/gateway/metrics.js).
     tails: bool = field(default_factory=lambda: os.environ.get("WDL_TAILS", "1") != "0")
 
 

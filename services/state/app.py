@@ -29,6 +29,7 @@ from services.state.instances import LoadRegistry
 from services.state.leases import GatewayLeases
 from services.state.quarantine import Quarantiner
 from services.state.routing import NoTarget, resolve_target
+from services.state.tails import TAIL_SUFFIX, TailedSet, parse_pairs
 from services.state.view import Missing, RouteView
 
 
@@ -152,8 +153,10 @@ def create_state_app(view: RouteView, bundles: BundleSource, loads: LoadRegistry
                      *, domain: str, desk: IncidentDesk | None = None,
                      quarantiner: Quarantiner | None = None, internal_token: str = "",
                      registry: CollectorRegistry | None = None,
-                     leases: GatewayLeases | None = None) -> SyncFastPath:
+                     leases: GatewayLeases | None = None,
+                     tails: TailedSet | None = None) -> SyncFastPath:
     desk = desk if desk is not None else IncidentDesk()
+    tails = tails if tails is not None else TailedSet(view)
     registry = registry if registry is not None else CollectorRegistry()
 
     async def healthz(request: Request) -> Response:
@@ -174,6 +177,9 @@ def create_state_app(view: RouteView, bundles: BundleSource, loads: LoadRegistry
                                       "status": found.status}})
         route: dict[str, Any] = {"version": found.version, "id": found.loader_id,
                  "egress": found.egress, "grants": list(found.grants)}
+        if tails.tailed(ns, worker):  # services/state/tails.py
+            route["tail"] = True
+            route["id"] = found.loader_id + TAIL_SUFFIX
         if found.limits:
             route["limits"] = found.limits
         if desk.on_probation(ns, worker):
@@ -208,6 +214,10 @@ def create_state_app(view: RouteView, bundles: BundleSource, loads: LoadRegistry
         except BlobStoreError as exc:
             return _json({"code": "bundle_unavailable",
                           "message": f"{ns}/{worker} {version}: {exc.code}"}, 502)
+        if request.query_params.get("tail") == "1":
+            # The gateway asks for the tailed isolate: its id says so (services/state/tails.py).
+            body["id"] += TAIL_SUFFIX
+            body["tail"] = True
         instance = request.query_params.get("instance")
         if instance:
             loads.record(instance, body["id"], ns, worker)
@@ -219,7 +229,8 @@ def create_state_app(view: RouteView, bundles: BundleSource, loads: LoadRegistry
         stale = 0
         for lid, (ns, worker) in loaded.items():
             current = await view.route(ns, worker)
-            if isinstance(current, Missing) or current.loader_id != lid:
+            if isinstance(current, Missing) or \
+                    tails.loader_id(ns, worker, current.loader_id) != lid:
                 stale += 1
         return _json({"instance": instance, "loaded": len(loaded), "stale": stale})
 
@@ -231,6 +242,23 @@ def create_state_app(view: RouteView, bundles: BundleSource, loads: LoadRegistry
             return _json({"code": "forbidden", "message": "internal token required"}, 403)
         epoch = await leases.propagate() if leases is not None else await view.sync()
         return _json({"boot": view.boot, "epoch": epoch})
+
+    async def tailed(request: Request) -> Response:
+        # A data service's full set of tailed workers; answered once gateways have it.
+        given = request.headers.get("x-wdl-internal-token", "")
+        if not internal_token or not hmac.compare_digest(given, internal_token):
+            return _json({"code": "forbidden", "message": "internal token required"}, 403)
+        try:
+            doc = await request.json()
+        except ValueError:
+            doc = None
+        source = doc.get("source") if isinstance(doc, dict) else None
+        pairs = parse_pairs(doc.get("tailed")) if isinstance(doc, dict) else None
+        if not isinstance(source, str) or not source or pairs is None:
+            return _json({"code": "bad_request",
+                          "message": "want {source, tailed: [[namespace, worker], ...]}"}, 400)
+        epoch = await tails.replace(source, pairs)
+        return _json({"boot": view.boot, "epoch": epoch, "tailed": len(tails.pairs)})
 
     async def metrics(request: Request) -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
@@ -248,6 +276,7 @@ def create_state_app(view: RouteView, bundles: BundleSource, loads: LoadRegistry
         HttpRoute("/stats", stats),
         HttpRoute("/metrics", metrics),
         HttpRoute("/propagate", propagate, methods=["POST"]),
+        HttpRoute("/tails", tailed, methods=["POST"]),
         *incident_routes(view, desk, quarantiner, internal_token=internal_token,
                          registry=registry),
     ], exception_handlers={BundleError: errors})

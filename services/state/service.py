@@ -20,6 +20,7 @@ from services.state.incidents import IncidentDesk, IncidentPolicy
 from services.state.instances import LoadRegistry
 from services.state.leases import GatewayLeases
 from services.state.quarantine import Quarantiner
+from services.state.tails import TailedSet
 from services.state.view import RouteView
 
 log = logging.getLogger("wdl.state")
@@ -39,12 +40,14 @@ class StateService:
         # before acknowledging (docs/dataplane.md, "Read-your-writes").
         self.leases = GatewayLeases(self.view, lease_ms=lease_ms, internal_token=internal_token)
         self.loads = LoadRegistry()
+        self.tails = TailedSet(self.view, self.leases.propagate)
         self.desk = IncidentDesk(incidents)
         # Without the log (tests, read-only replicas) strikes are counted, never acted on.
         quarantiner = Quarantiner(log, ProjectionReader(store)) if log is not None else None
         app = create_state_app(self.view, BundleSource(self.view, blobs, keyring), self.loads,
                                domain=domain, desk=self.desk, quarantiner=quarantiner,
-                               internal_token=internal_token, leases=self.leases)
+                               internal_token=internal_token, leases=self.leases,
+                               tails=self.tails)
         self.server = HttpServer(app, host=host, port=port, name="state")
         self._watcher: asyncio.Task[None] | None = None
 
@@ -72,6 +75,7 @@ class StateService:
         while True:
             try:
                 await self.view.store.wait_for_change(1.0)
+                await self.tails.expire()
                 await self.leases.propagate()
             except asyncio.CancelledError:
                 raise

@@ -129,6 +129,10 @@ class TailHub:
             del self._subs[(sub.namespace, sub.worker)]
         sub.close()
 
+    def tailed(self) -> list[tuple[str, str]]:
+        """The (namespace, worker) pairs with at least one subscriber."""
+        return sorted(self._subs)
+
     def publish(self, event: TailEvent) -> int:
         """Offers the event to the matching subscribers; how many accepted it."""
         subs = self._subs.get((event.namespace, event.worker))

@@ -20,18 +20,21 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
-from services.tail.events import TailEvent, parse_event
+from services.tail.events import parse_event
 from services.tail.filters import InvalidFilter, TailFilter
 from services.tail.hub import TailHub, TooManySubscribers, marker
+from services.tail.interest import TailInterest
 
 MAX_BATCH_BYTES = 8 * 1024 * 1024
 NDJSON = "application/x-ndjson"
 
 
 class TailObserver(Protocol):
-    """Where ingested events are counted (the data service's metrics)."""
+    """Where lost events are counted (the data service's metrics). Request metrics do
+    not come from here: the gateway counts invocations itself (services/data/invocations.py),
+    tailed or not."""
 
-    def observe(self, event: TailEvent) -> None: ...
+    def received(self, count: int) -> None: ...
 
     def dropped(self, stage: str, count: int) -> None: ...
 
@@ -41,7 +44,8 @@ def _error(status: int, code: str, message: str) -> JSONResponse:
 
 
 def tail_routes(hub: TailHub, observer: TailObserver | None = None, *,
-                heartbeat_s: float = 10.0, max_duration_s: float = 3600.0) -> list[BaseRoute]:
+                heartbeat_s: float = 10.0, max_duration_s: float = 3600.0,
+                interest: TailInterest | None = None) -> list[BaseRoute]:
     async def ingest(request: Request) -> Response:
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > MAX_BATCH_BYTES:
@@ -59,10 +63,9 @@ def tail_routes(hub: TailHub, observer: TailObserver | None = None, *,
             if event is None:
                 invalid += 1
                 continue
-            if observer is not None:
-                observer.observe(event)
             hub.publish(event)
         if observer is not None:
+            observer.received(len(raw_events) - invalid)
             lost = body.get("dropped")
             if isinstance(lost, int) and not isinstance(lost, bool) and lost > 0:
                 observer.dropped("gateway", lost)
@@ -83,6 +86,16 @@ def tail_routes(hub: TailHub, observer: TailObserver | None = None, *,
             sub = hub.subscribe(namespace, worker, filter_)
         except TooManySubscribers as exc:
             return _error(429, "too_many_tails", str(exc))
+        if interest is not None:
+            # Not `connected` before the state service has it: gateways load the worker
+            # with a tail consumer from then on (services/state/tails.py).
+            try:
+                await interest.ensure()
+            except Exception as exc:
+                hub.unsubscribe(sub)
+                interest.changed()
+                return _error(503, "tail_unavailable",
+                              f"the state service did not take the subscription: {exc!r}")
 
         async def lines() -> AsyncIterator[bytes]:
             loop = asyncio.get_running_loop()
@@ -108,6 +121,8 @@ def tail_routes(hub: TailHub, observer: TailObserver | None = None, *,
             finally:
                 # Runs when the client goes away too (the response task is cancelled).
                 hub.unsubscribe(sub)
+                if interest is not None:
+                    interest.changed()
 
         return StreamingResponse(lines(), media_type=NDJSON,
                                  headers={"cache-control": "no-store",

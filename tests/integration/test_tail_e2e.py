@@ -201,18 +201,88 @@ async def test_tenants_cannot_choose_whom_their_events_belong_to(
     assert (own["namespace"], own["worker"]) == (ns, "spoof")
     assert [(e["namespace"], e["worker"]) for e in victim.events()] == [(victim_ns, "victim")]
 
-    # The same events feed the per-worker metrics of the data service.
-    async with httpx.AsyncClient(timeout=10) as client:
-        text = (await client.get(data.url + "/metrics")).text
+    # Per-worker metrics are the gateway's own counts, attributed the same way; they
+    # arrive with its next flush (about once a second).
+    text = await metrics_until(data.url, lambda t: metric(
+        t, "wdl_worker_request_duration_seconds_count", namespace=victim_ns,
+        worker="victim", default=0) >= 1)
     assert metric(text, "wdl_worker_requests_total", namespace=ns, worker="spoof",
-                  status_class="2xx", outcome="ok") >= 1
+                  status_class="2xx", outcome="ok") == 1
     assert metric(text, "wdl_worker_request_duration_seconds_count", namespace=victim_ns,
                   worker="victim") == 1
 
 
-def metric(text: str, name: str, **labels: str) -> float:
+async def metrics_until(url: str, check: Callable[[str], bool], timeout: float = 15.0) -> str:
+    """The data service's /metrics text once `check` holds (bounded wait)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    async with httpx.AsyncClient(timeout=10) as client:
+        while True:
+            text = (await client.get(url + "/metrics")).text
+            if check(text):
+                return text
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"metrics did not arrive:\n{text[-3000:]}")
+            await asyncio.sleep(0.1)
+
+
+def metric(text: str, name: str, default: float | None = None, **labels: str) -> float:
     for family in text_string_to_metric_families(text):
         for s in family.samples:
             if s.name == name and s.labels == labels:
                 return float(s.value)
+    if default is not None:
+        return default
     raise AssertionError(f"no sample {name}{labels}")
+
+
+async def test_tail_consumers_only_while_someone_tails(
+        stack: Stack, unique_name: Callable[[str], str]) -> None:
+    ns = unique_name("td")
+    await stack.wdl("ns", "create", ns)
+    await stack.deploy(ns, stack.project("app", APP))
+    state, data = stack.platform.state, stack.platform.data
+    assert state is not None and data is not None
+
+    async def route() -> dict[str, object]:
+        async with httpx.AsyncClient(timeout=10) as client:
+            r = await client.get(state.url + "/route", params={"ns": ns, "worker": "app"})
+        return dict(r.json()["route"])
+
+    def received(text: str) -> float:
+        return metric(text, "wdl_tail_events_total", default=0)
+
+    def requests(text: str) -> float:
+        return metric(text, "wdl_worker_requests_total", namespace=ns, worker="app",
+                      status_class="2xx", outcome="ok", default=0)
+
+    async def untraced() -> None:
+        # A request of a worker nobody tails: counted (the gateway's flush), never traced.
+        text = await metrics_until(data.url, lambda t: requests(t) >= 0)
+        events, served = received(text), requests(text)
+        assert (await get(stack, ns, "/app/quiet")).text == "ok /quiet"
+        text = await metrics_until(data.url, lambda t: requests(t) >= served + 1)
+        assert received(text) == events, "an event of a worker nobody tails was posted"
+
+    # Nobody tails it: loaded without a tail consumer, under the untailed id.
+    plain = await route()
+    assert "tail" not in plain and not str(plain["id"]).endswith(":t"), plain
+    await untraced()
+
+    # `connected` means the state service has it: the very next request is traced,
+    # in an isolate of its own.
+    tail = await Tail.start(stack, "app", "--ns", ns, "--format", "json")
+    await tail.connected()
+    tailed = await route()
+    assert tailed["tail"] is True and tailed["id"] == f"{plain['id']}:t", tailed
+    assert (await get(stack, ns, "/app/first")).text == "ok /first"
+    await tail.until(lambda t: "/first" in t.out, "the first request")
+    assert await tail.finish() == 0
+    assert str(tail.events()[0]["url"]).endswith("/first"), tail.out
+
+    # Stopped: the route goes back to the untailed isolate, and tracing stops.
+    deadline = asyncio.get_running_loop().time() + 15
+    while "tail" in await route():
+        assert asyncio.get_running_loop().time() < deadline, "the tail never ended"
+        await asyncio.sleep(0.05)
+    assert (await route())["id"] == plain["id"]
+    await untraced()

@@ -14,9 +14,9 @@ from starlette.routing import Route
 
 from services.data.app import create_data_app
 from services.data.binding_metrics import binding_op
-from services.data.metrics import DataMetrics
+from services.data.invocations import invocation_routes
+from services.data.metrics import DURATION_BUCKETS, DataMetrics
 from services.observability.labels import OTHER, NamespaceLabels, WorkerLabels
-from services.tail.events import parse_event
 
 pytestmark = pytest.mark.unit
 
@@ -55,16 +55,25 @@ def sample(m: DataMetrics, name: str, **labels: str) -> float | None:
     return m.registry.get_sample_value(name, labels)
 
 
-def test_trace_events_feed_requests_duration_and_exceptions_with_capped_labels() -> None:
+async def test_gateway_invocation_counts_feed_requests_duration_and_exceptions() -> None:
     m = DataMetrics(CollectorRegistry(), workers=WorkerLabels(1))
-    for raw in ({"namespace": "a", "worker": "w", "status": 200, "outcome": "ok",
-                 "duration_ms": 20},
-                {"namespace": "a", "worker": "w", "status": None, "outcome": "exception",
-                 "exceptions": [{"name": "E", "message": "m"}]},
-                {"namespace": "b", "worker": "w", "status": 503, "outcome": "weird"}):
-        event = parse_event(raw)
-        assert event is not None
-        m.observe(event)
+    app = create_data_app({}, internal_token="t", metrics=m,
+                          extra=invocation_routes(m))
+    zero = [0] * (len(DURATION_BUCKETS) + 1)
+    batch = {"workers": [
+        {"namespace": "a", "worker": "w", "requests": [["2xx", "ok", 1], ["none", "exception", 1]],
+         "exceptions": 1, "buckets": [0, 0, 0, 0, 1, *zero[5:]], "sum": 0.02},
+        {"namespace": "b", "worker": "w", "requests": [["5xx", "weird", 1]],
+         "buckets": zero, "sum": 0}], "dropped": 3}
+    headers = {"x-wdl-internal-token": "t"}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://data") as client:
+        assert (await client.post("/invocations", json=batch)).status_code == 403
+        assert (await client.post("/invocations", json=batch, headers=headers)).status_code \
+            == 204
+        bad = {"workers": [{"namespace": "a", "worker": "w", "requests": [["9xx", "ok", 1]]}]}
+        assert (await client.post("/invocations", json=bad, headers=headers)).status_code \
+            == 400
     assert sample(m, "wdl_worker_requests_total", namespace="a", worker="w",
                   status_class="2xx", outcome="ok") == 1
     assert sample(m, "wdl_worker_requests_total", namespace="a", worker="w",
@@ -76,6 +85,11 @@ def test_trace_events_feed_requests_duration_and_exceptions_with_capped_labels()
                   worker="w") == 1
     assert sample(m, "wdl_worker_request_duration_seconds_bucket", namespace="a",
                   worker="w", le="0.025") == 1
+    assert sample(m, "wdl_worker_request_duration_seconds_bucket", namespace="a",
+                  worker="w", le="0.01") == 0
+    assert sample(m, "wdl_worker_request_duration_seconds_sum", namespace="a",
+                  worker="w") == pytest.approx(0.02)
+    assert sample(m, "wdl_gateway_invocations_dropped_total") == 3
 
 
 @pytest.mark.parametrize(("path", "method", "expected"), [

@@ -15,6 +15,7 @@ from starlette.applications import Starlette
 from services.tail.events import TailEvent, parse_event
 from services.tail.filters import InvalidFilter, TailFilter
 from services.tail.hub import TailHub, TooManySubscribers
+from services.tail.interest import TailInterest
 from services.tail.routes import tail_routes
 
 pytestmark = pytest.mark.unit
@@ -152,11 +153,11 @@ async def test_close_wakes_blocked_readers() -> None:
 
 class Observer:
     def __init__(self) -> None:
-        self.events: list[TailEvent] = []
         self.drops: dict[str, int] = {}
+        self.received_events = 0
 
-    def observe(self, event: TailEvent) -> None:
-        self.events.append(event)
+    def received(self, count: int) -> None:
+        self.received_events += count
 
     def dropped(self, stage: str, count: int) -> None:
         self.drops[stage] = self.drops.get(stage, 0) + count
@@ -194,5 +195,52 @@ async def test_ingest_and_stream_endpoints() -> None:
     events = [line for line in lines if line["type"] == "event"]
     assert [e["outcome"] for e in events] == ["exception"]
     assert lines[-1]["reason"] == "max_duration"
-    assert len(observer.events) == 2 and observer.drops == {"gateway": 4, "invalid": 1}
+    assert observer.received_events == 2 and observer.drops == {"gateway": 4, "invalid": 1}
     assert hub.subscribers == 0, "the stream's end unsubscribes"
+
+
+async def test_a_stream_is_connected_only_once_the_state_service_has_the_subscription() -> None:
+    hub = TailHub()
+    interest = TailInterest(hub)
+    reports: list[list[tuple[str, str]]] = []
+    release = asyncio.Event()
+
+    async def sink(source: str, pairs: list[tuple[str, str]]) -> None:
+        assert source == interest.source
+        await release.wait()
+        reports.append(pairs)
+
+    interest.sink = sink
+    app = Starlette(routes=tail_routes(hub, None, heartbeat_s=5, max_duration_s=0.3,
+                                       interest=interest))
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://data") as client:
+        async def first_line() -> dict[str, Any]:
+            async with client.stream("GET", "/tail/stream", params={
+                    "namespace": "acme", "worker": "api"}) as response:
+                async for line in response.aiter_lines():
+                    return dict(json.loads(line))
+            raise AssertionError("no line")
+
+        reader = asyncio.create_task(first_line())
+        while hub.subscribers == 0:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.1)
+        assert not reader.done(), "connected before the state service had it"
+        release.set()
+        assert (await asyncio.wait_for(reader, 5))["type"] == "connected"
+        assert reports[0] == [("acme", "api")]
+        while hub.subscribers or len(reports) < 2:
+            await asyncio.sleep(0.01)
+    assert reports[-1] == [], "the end of the stream is reported too"
+
+    # A state service that does not take it: no stream.
+    async def broken(source: str, pairs: list[tuple[str, str]]) -> None:
+        raise OSError("refused")
+
+    interest.sink = broken
+    async with httpx.AsyncClient(transport=transport, base_url="http://data") as client:
+        response = await client.get("/tail/stream", params={"namespace": "acme",
+                                                            "worker": "api"})
+    assert response.status_code == 503 and response.json()["code"] == "tail_unavailable"
+    assert hub.subscribers == 0

@@ -26,6 +26,7 @@ import workflowsSource from "./tenant/workflows.js";
 import doSource from "./tenant/do.js";
 import queuesSource from "./tenant/queues.js";
 import { decodeMessages } from "./queues.js";
+import { count } from "./metrics.js";
 
 export { WdlKv } from "./kv.js";
 export { WdlD1 } from "./d1.js";
@@ -309,7 +310,7 @@ async function lookup(env, ns, worker) {
   const entry = body.route
     ? { version: body.route.version, id: body.route.id, egress: body.route.egress || null,
         grants: body.route.grants || [], probation: body.route.probation === true,
-        limits: body.route.limits || null }
+        limits: body.route.limits || null, tail: body.route.tail === true }
     : { missing: body.missing };
   // Keep it only if no invalidation newer than the answer reached us meanwhile.
   if (body.boot === st.boot && body.epoch >= st.epoch) {
@@ -393,10 +394,11 @@ function tenantModules(body) {
   return { modules, mainModule: "__wdl/main.js" };
 }
 
-async function fetchCode(env, ctx, ns, worker, version) {
+// `tail`: load it with a tail consumer (someone tails the worker: services/state/tails.py).
+async function fetchCode(env, ctx, ns, worker, version, tail) {
   const body = await stateGet(env, `/bundle?ns=${encodeURIComponent(ns)}` +
     `&worker=${encodeURIComponent(worker)}&version=${encodeURIComponent(version)}` +
-    `&instance=${encodeURIComponent(env.INSTANCE)}`);
+    `&instance=${encodeURIComponent(env.INSTANCE)}&tail=${tail ? 1 : 0}`);
   const { modules, mainModule } = tenantModules(body);
   return {
     id: body.id,
@@ -410,11 +412,11 @@ async function fetchCode(env, ctx, ns, worker, version) {
       // Every fetch() of the tenant goes through its namespace's egress policy.
       globalOutbound: ctx.exports.WdlEgress({ props: { namespace: ns, worker } }),
       // Live tail: workerd reports each invocation to WdlTail (workerd/gateway/tail.js)
-      // with props only the platform sets.
-      // Operators may turn it off (GatewayOptions.tails): workerd's trace building costs
-      // a share of throughput (docs/dataplane.md), and without it there is no live tail and
-      // no per-worker request metrics.
-      tails: env.TAILS === "0" ? []
+      // with props only the platform sets - only while someone tails the worker (the
+      // bundle's id then says so): workerd's trace building costs a large share of
+      // throughput (docs/dataplane.md). Operators may turn it off for good
+      // (GatewayOptions.tails); request metrics do not depend on it (metrics.js).
+      tails: env.TAILS === "0" || body.tail !== true ? []
         : [ctx.exports.WdlTail({ props: { namespace: ns, worker, version } })],
     },
   };
@@ -426,12 +428,13 @@ async function stubFor(env, ctx, ns, worker, entry) {
   let id = entry.id;
   if (st.ready.has(id)) {
     return env.LOADER.get(id,
-      async () => (await fetchCode(env, ctx, ns, worker, entry.version)).code);
+  const tail = entry.tail === true;
+      async () => (await fetchCode(env, ctx, ns, worker, entry.version, tail)).code);
   }
   let pending = st.pending.get(id);
   if (!pending || Date.now() - pending.startedAt > BUNDLE_TIMEOUT_MS) {
     const mine = { startedAt: Date.now(), promise: null };
-    mine.promise = fetchCode(env, ctx, ns, worker, entry.version).finally(() => {
+    mine.promise = fetchCode(env, ctx, ns, worker, entry.version, tail).finally(() => {
       if (st.pending.get(id) === mine) st.pending.delete(id);
     });
     st.pending.set(id, mine);
@@ -477,17 +480,21 @@ async function scheduled(request, env, ctx) {
   }
   const base = `${job.namespace}:${job.worker}:${job.version_id}`;
   const stub = await stubFor(env, ctx, job.namespace, job.worker,
-    { version: job.version_id, id: base });
+    { version: job.version_id, id: tail ? current.id : base, tail });
+  const tail = current.tail === true && current.version === job.version_id;
   // Scheduled runs are rare: always announced, so a hang in one is named exactly.
   const token = crypto.randomUUID();
   await announce(env, [job.namespace, job.worker, job.version_id], token);
   const release = admit(job.namespace, job.worker, job.version_id);
   try {
     // A number, as on Cloudflare: the loader hands the options over as they are.
+  const t0 = Date.now();
+  let outcome = "exception";
     await stub.getEntrypoint().scheduled({
       scheduledTime: Number(job.scheduled_time), cron: String(job.cron) });
     return new Response(JSON.stringify({ outcome: "ok" }), {
       headers: { "content-type": "application/json" } });
+    outcome = "ok";
   } catch (err) {
     return new Response(JSON.stringify({
       outcome: "exception", error: String(err && err.message || err).slice(0, 1000) }), {
@@ -495,6 +502,7 @@ async function scheduled(request, env, ctx) {
   } finally {
     release();
     ended(token);
+    count(env, ctx, job.namespace, job.worker, null, outcome, Date.now() - t0);
   }
 }
 
@@ -520,14 +528,18 @@ async function queueBatch(request, env, ctx) {
   const release = admit(job.namespace, job.worker, current.version);
   try {
     const result = await stub.getEntrypoint().queue(String(job.queue),
+  const t0 = Date.now();
+  let outcome = "exception";
                                                     decodeMessages(job.messages));
     return new Response(JSON.stringify(result), {
       headers: { "content-type": "application/json" } });
+    if (result && result.outcome === "ok") outcome = "ok";
   } catch (err) {
     return reply(503, "queue_invoke_failed", String(err && err.message || err).slice(0, 1000));
   } finally {
     release();
   }
+    count(env, ctx, job.namespace, job.worker, null, outcome, Date.now() - t0);
 }
 
 // --- workflows -----------------------------------------------------------------
@@ -557,7 +569,11 @@ async function workflow(request, env, ctx) {
   }
   const release = admit(job.namespace, job.worker, job.version_id);
   try {
-    return json(200, { report: await stub.getEntrypoint(WORKFLOW_RUNNER).run(job) });
+    const report = await stub.getEntrypoint(WORKFLOW_RUNNER).run(job);
+    outcome = "ok";
+    return json(200, { report });
+  const t0 = Date.now();
+  let outcome = "exception";
   } catch (err) {
     const text = String(err && err.message || err).slice(0, 1000);
     if (text.includes("Failed to start Worker")) {
@@ -568,6 +584,7 @@ async function workflow(request, env, ctx) {
   } finally {
     release();
   }
+    count(env, ctx, job.namespace, job.worker, null, outcome, Date.now() - t0);
 }
 
 // --- service bindings and egress -------------------------------------------------
@@ -592,12 +609,20 @@ async function serviceTarget(env, ctx, props) {
 // (the route cache is as fresh as the calling request's barrier).
 export class WdlService extends WorkerEntrypoint {
   async fetch(request) {
-    const release = admit(this.ctx.props.target_namespace, this.ctx.props.worker, null);
+    const { target_namespace: ns, worker } = this.ctx.props;
+    const release = admit(ns, worker, null);
+    const t0 = Date.now();
+    let status = null;
     try {
-      return await (await serviceTarget(this.env, this.ctx, this.ctx.props)).fetch(request);
+      const response = await (await serviceTarget(this.env, this.ctx, this.ctx.props))
+        .fetch(request);
+      status = response.status;
+      return response;
     } finally {
       release();
     }
+      count(this.env, this.ctx, ns, worker, status, status === null ? "exception" : "ok",
+            Date.now() - t0);
   }
 
   async call(method, args) {
@@ -605,12 +630,18 @@ export class WdlService extends WorkerEntrypoint {
     if (typeof method !== "string" || method === "fetch" || method.startsWith("__")) {
       throw new TypeError(`service binding: ${String(method)} is not an RPC method`);
     }
-    const release = admit(this.ctx.props.target_namespace, this.ctx.props.worker, null);
+    const { target_namespace: ns, worker } = this.ctx.props;
+    const release = admit(ns, worker, null);
+    const t0 = Date.now();
+    let outcome = "exception";
     try {
-      return await target[method](...(Array.isArray(args) ? args : []));
+      const result = await target[method](...(Array.isArray(args) ? args : []));
+      outcome = "ok";
+      return result;
     } finally {
       release();
     }
+      count(this.env, this.ctx, ns, worker, null, outcome, Date.now() - t0);
   }
 }
 
@@ -711,13 +742,17 @@ async function invoke(env, ctx, url, request, target, entry) {
   const named = openRequest(target.namespace, target.worker, entry.limits);
   inner.headers.set(REQUEST_ID, named.id);  // replaces any a client sent
   try {
-    return await withinWall(stub.getEntrypoint().fetch(inner), entry.limits,
-                            `${target.namespace}/${target.worker}`);
+    const response = await withinWall(stub.getEntrypoint().fetch(inner), entry.limits,
+                                      `${target.namespace}/${target.worker}`);
+    count(env, ctx, target.namespace, target.worker, response.status, "ok", Date.now() - t0);
+    return response;
   } catch (err) {
+  const t0 = Date.now();
     const text = String(err && err.message || err);
     console.error(`wdl: ${entry.id}: ${text}`);
     if (text.includes("Failed to start Worker")) {
       return reply(502, "worker_start_failed",
+    count(env, ctx, target.namespace, target.worker, null, "exception", Date.now() - t0);
         `version ${entry.version} of ${target.namespace}/${target.worker} failed to start`);
     }
     return reply(500, "worker_exception",

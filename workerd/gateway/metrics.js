@@ -1,0 +1,105 @@
+// Request metrics, counted by the gateway itself (services/data/invocations.py).
+//
+// Every invocation of a tenant worker is counted here - status class, outcome,
+// wall time measured around the call - into an aggregate per (namespace,
+// worker), and the aggregate goes to the data service in one POST at most about
+// once a second. So metrics cost no trace per request (tail consumers are loaded
+// only where someone tails, services/state/tails.py) and never count twice.
+//
+// The flush runs in a request's ctx.waitUntil and waits there for its turn, so
+// the last counts of a burst go out without another request. One flush is in
+// flight at a time; a flush that failed loses its counts, and how many
+// invocations that was travels with the next one
+// (wdl_gateway_invocations_dropped_total).
+
+// services/data/metrics.py DURATION_BUCKETS (seconds), as milliseconds; then +Inf.
+const BOUNDS_MS = [1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000];
+const FLUSH_EVERY_MS = 1000;
+const POST_TIMEOUT_MS = 3000;
+const MAX_WORKERS = 2000;  // (namespace, worker) pairs in one aggregate
+
+let agg = new Map();       // "ns\0worker" -> {namespace, worker, requests: Map, ...}
+let dropped = 0;           // invocations counted but not delivered, not yet reported
+let flushing = null;       // {at}: the flush loop running and when it last moved, or null
+let lastFlush = 0;
+
+function statusClass(status) {
+  return typeof status === "number" && status >= 100 && status <= 599
+    ? `${Math.floor(status / 100)}xx` : "none";
+}
+
+// `status`: the HTTP status (null for calls without one); `outcome`: "ok" | "exception".
+export function count(env, ctx, namespace, worker, status, outcome, ms) {
+  const key = namespace + "\0" + worker;
+  let w = agg.get(key);
+  if (!w) {
+    if (agg.size >= MAX_WORKERS) {
+      dropped += 1;
+      return;
+    }
+    w = { namespace, worker, requests: new Map(), exceptions: 0,
+          buckets: new Array(BOUNDS_MS.length + 1).fill(0), sum: 0 };
+    agg.set(key, w);
+  }
+  const row = statusClass(status) + "\0" + outcome;
+  w.requests.set(row, (w.requests.get(row) || 0) + 1);
+  if (outcome === "exception") w.exceptions += 1;
+  let i = 0;
+  while (i < BOUNDS_MS.length && ms > BOUNDS_MS[i]) i++;
+  w.buckets[i] += 1;
+  w.sum += ms / 1000;
+  // A loop that stopped moving (its request's context was cancelled) no longer counts.
+  if (flushing === null || Date.now() - flushing.at > FLUSH_EVERY_MS + POST_TIMEOUT_MS + 1000) {
+    const mine = { at: Date.now() };
+    flushing = mine;
+    ctx.waitUntil(flushLoop(env, mine));
+  }
+}
+
+function take() {
+  const workers = [];
+  let n = 0;
+  for (const w of agg.values()) {
+    const requests = [];
+    for (const [row, c] of w.requests) {
+      const [sc, outcome] = row.split("\0");
+      requests.push([sc, outcome, c]);
+      n += c;
+    }
+    workers.push({ namespace: w.namespace, worker: w.worker, requests,
+                   exceptions: w.exceptions, buckets: w.buckets, sum: w.sum });
+  }
+  agg = new Map();
+  return { workers, n };
+}
+
+async function flushLoop(env, mine) {
+  try {
+    // Lost counts alone do not keep it going: they go out with the next counts.
+    while (flushing === mine && agg.size > 0) {
+      const wait = lastFlush + FLUSH_EVERY_MS - Date.now();
+      if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+      if (flushing !== mine) return;
+      lastFlush = mine.at = Date.now();
+      const { workers, n } = take();
+      const lost = dropped;
+      dropped = 0;
+      try {
+        const response = await env.DATA.fetch("http://data/invocations", {
+          method: "POST",
+          headers: { "x-wdl-internal-token": env.INTERNAL_TOKEN,
+                     "content-type": "application/json" },
+          body: JSON.stringify({ workers, dropped: lost }),
+          signal: AbortSignal.timeout(POST_TIMEOUT_MS),
+        });
+        if (response.body) await response.body.cancel();
+        if (!response.ok) dropped += n + lost;
+      } catch {
+        dropped += n + lost;
+      }
+      mine.at = Date.now();
+    }
+  } finally {
+    if (flushing === mine) flushing = null;
+  }
+}
