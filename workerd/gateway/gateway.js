@@ -426,9 +426,9 @@ async function fetchCode(env, ctx, ns, worker, version, tail) {
 // the id for the life of the process, a failed fetch here only fails this request.
 async function stubFor(env, ctx, ns, worker, entry) {
   let id = entry.id;
+  const tail = entry.tail === true;
   if (st.ready.has(id)) {
     return env.LOADER.get(id,
-  const tail = entry.tail === true;
       async () => (await fetchCode(env, ctx, ns, worker, entry.version, tail)).code);
   }
   let pending = st.pending.get(id);
@@ -479,30 +479,30 @@ async function scheduled(request, env, ctx) {
       status: 503, headers: { "content-type": "application/json" } });
   }
   const base = `${job.namespace}:${job.worker}:${job.version_id}`;
+  const tail = current.tail === true && current.version === job.version_id;
   const stub = await stubFor(env, ctx, job.namespace, job.worker,
     { version: job.version_id, id: tail ? current.id : base, tail });
-  const tail = current.tail === true && current.version === job.version_id;
   // Scheduled runs are rare: always announced, so a hang in one is named exactly.
   const token = crypto.randomUUID();
   await announce(env, [job.namespace, job.worker, job.version_id], token);
   const release = admit(job.namespace, job.worker, job.version_id);
-  try {
-    // A number, as on Cloudflare: the loader hands the options over as they are.
   const t0 = Date.now();
   let outcome = "exception";
+  try {
+    // A number, as on Cloudflare: the loader hands the options over as they are.
     await stub.getEntrypoint().scheduled({
       scheduledTime: Number(job.scheduled_time), cron: String(job.cron) });
+    outcome = "ok";
     return new Response(JSON.stringify({ outcome: "ok" }), {
       headers: { "content-type": "application/json" } });
-    outcome = "ok";
   } catch (err) {
     return new Response(JSON.stringify({
       outcome: "exception", error: String(err && err.message || err).slice(0, 1000) }), {
       status: 500, headers: { "content-type": "application/json" } });
   } finally {
+    count(env, ctx, job.namespace, job.worker, null, outcome, Date.now() - t0);
     release();
     ended(token);
-    count(env, ctx, job.namespace, job.worker, null, outcome, Date.now() - t0);
   }
 }
 
@@ -526,20 +526,20 @@ async function queueBatch(request, env, ctx) {
   }
   const stub = await stubFor(env, ctx, job.namespace, job.worker, current);
   const release = admit(job.namespace, job.worker, current.version);
-  try {
-    const result = await stub.getEntrypoint().queue(String(job.queue),
   const t0 = Date.now();
   let outcome = "exception";
+  try {
+    const result = await stub.getEntrypoint().queue(String(job.queue),
                                                     decodeMessages(job.messages));
+    if (result && result.outcome === "ok") outcome = "ok";
     return new Response(JSON.stringify(result), {
       headers: { "content-type": "application/json" } });
-    if (result && result.outcome === "ok") outcome = "ok";
   } catch (err) {
     return reply(503, "queue_invoke_failed", String(err && err.message || err).slice(0, 1000));
   } finally {
+    count(env, ctx, job.namespace, job.worker, null, outcome, Date.now() - t0);
     release();
   }
-    count(env, ctx, job.namespace, job.worker, null, outcome, Date.now() - t0);
 }
 
 // --- workflows -----------------------------------------------------------------
@@ -568,12 +568,12 @@ async function workflow(request, env, ctx) {
         `available: ${err.message}` } } });
   }
   const release = admit(job.namespace, job.worker, job.version_id);
+  const t0 = Date.now();
+  let outcome = "exception";
   try {
     const report = await stub.getEntrypoint(WORKFLOW_RUNNER).run(job);
     outcome = "ok";
     return json(200, { report });
-  const t0 = Date.now();
-  let outcome = "exception";
   } catch (err) {
     const text = String(err && err.message || err).slice(0, 1000);
     if (text.includes("Failed to start Worker")) {
@@ -582,9 +582,9 @@ async function workflow(request, env, ctx) {
     }
     return json(500, { outcome: "exception", error: text });
   } finally {
+    count(env, ctx, job.namespace, job.worker, null, outcome, Date.now() - t0);
     release();
   }
-    count(env, ctx, job.namespace, job.worker, null, outcome, Date.now() - t0);
 }
 
 // --- service bindings and egress -------------------------------------------------
@@ -619,10 +619,10 @@ export class WdlService extends WorkerEntrypoint {
       status = response.status;
       return response;
     } finally {
-      release();
-    }
       count(this.env, this.ctx, ns, worker, status, status === null ? "exception" : "ok",
             Date.now() - t0);
+      release();
+    }
   }
 
   async call(method, args) {
@@ -639,9 +639,9 @@ export class WdlService extends WorkerEntrypoint {
       outcome = "ok";
       return result;
     } finally {
+      count(this.env, this.ctx, ns, worker, null, outcome, Date.now() - t0);
       release();
     }
-      count(this.env, this.ctx, ns, worker, null, outcome, Date.now() - t0);
   }
 }
 
@@ -741,18 +741,18 @@ async function invoke(env, ctx, url, request, target, entry) {
   const inner = new Request(url.origin + target.path + url.search, request);
   const named = openRequest(target.namespace, target.worker, entry.limits);
   inner.headers.set(REQUEST_ID, named.id);  // replaces any a client sent
+  const t0 = Date.now();
   try {
     const response = await withinWall(stub.getEntrypoint().fetch(inner), entry.limits,
                                       `${target.namespace}/${target.worker}`);
     count(env, ctx, target.namespace, target.worker, response.status, "ok", Date.now() - t0);
     return response;
   } catch (err) {
-  const t0 = Date.now();
+    count(env, ctx, target.namespace, target.worker, null, "exception", Date.now() - t0);
     const text = String(err && err.message || err);
     console.error(`wdl: ${entry.id}: ${text}`);
     if (text.includes("Failed to start Worker")) {
       return reply(502, "worker_start_failed",
-    count(env, ctx, target.namespace, target.worker, null, "exception", Date.now() - t0);
         `version ${entry.version} of ${target.namespace}/${target.worker} failed to start`);
     }
     return reply(500, "worker_exception",
