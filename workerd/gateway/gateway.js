@@ -88,6 +88,7 @@ const st = {
   pushEpoch: -1,          // the newest epoch a push named (a lease needs an answer as new)
 };
 let arrivals = 0;   // requests that asked for a barrier so far
+let leased = 0;     // requests that skipped it on the lease (reported by /__wdl/healthz)
 let round = null;   // the sync round in flight: {seq, startedAt, promise}
 
 class PlatformError extends Error {
@@ -275,6 +276,7 @@ async function fresh(env, ctx, key = null) {
     if (round === null && st.leaseUntil - now < st.leaseMs / 2) {
       ctx.waitUntil(barrier(env, ctx).catch(() => {}));
     }
+    leased += 1;
     return;
   }
   try {
@@ -689,7 +691,9 @@ async function handle(request, env, ctx) {
   const url = new URL(request.url);
   if (url.pathname === "/__wdl/healthz") {
     return new Response(JSON.stringify({ ok: true, instance: env.INSTANCE,
-                                         children: childCount() }) + "\n", {
+                                         children: childCount(), rounds, leased,
+                                         lease_ms_left: Math.max(0, st.leaseUntil - Date.now()) }) +
+                        "\n", {
       headers: { "content-type": "application/json", "cache-control": "no-store" },
     });
   }
