@@ -5,8 +5,10 @@ waited out. The "gateway" here is a real HTTP server on loopback recording pushe
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -66,68 +68,65 @@ async def _setup(lease_ms: int) -> tuple[Any, RouteView, GatewayLeases]:
     return app, view, leases
 
 
-async def test_a_write_reaches_every_holder_before_propagate_returns() -> None:
+@contextlib.asynccontextmanager
+async def _leased(lease_ms: int, *, stuck: bool = False) -> AsyncIterator[
+        tuple[FakeGateway, str, Any, RouteView, GatewayLeases, MemoryProjectionStore]]:
+    """A fake gateway on loopback and a state app granting `lease_ms` leases."""
     gw = FakeGateway()
+    gw.stuck = stuck
     server = HttpServer(Starlette(routes=[Route("/__wdl/sync", gw.sync, methods=["POST"])]))
     await server.start()
-    app, view, leases = await _setup(1000)
+    app, view, leases = await _setup(lease_ms)
     store = view.store
     assert isinstance(store, MemoryProjectionStore)
     try:
-        push = f"{server.address[0]}:{server.address[1]}"
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                     base_url="http://state") as client:
-            assert (await client.get("/route?ns=a&worker=w")).status_code == 200  # cached
-            r = await client.get(f"/sync?boot={view.boot}&epoch=0&instance=gw0&push={push}")
-            assert r.json()["lease_ms"] == 1000
-            # Without a push address there is nowhere to push to: no lease.
-            r = await client.get(f"/sync?boot={view.boot}&epoch=0&instance=gw1")
-            assert r.json()["lease_ms"] == 0
-
-            await _write(store, "a", 1)
-            epoch = await leases.propagate()
-            assert epoch == 1
-            assert [(p["since"], p["epoch"], p["namespaces"]) for p in gw.pushes] == [
-                (0, 1, ["a"])]
-            # Confirmed: the next write is relative to it; nothing changed, nothing pushed.
-            await leases.propagate()
-            assert len(gw.pushes) == 1
-
-            # The remote form, for a control API in another process.
-            await _write(store, "a", 2)
-            r = await client.post("/propagate", headers={"x-wdl-internal-token": TOKEN})
-            assert r.status_code == 200 and r.json()["epoch"] == 2
-            assert gw.pushes[-1]["since"] == 1 and gw.pushes[-1]["epoch"] == 2
-            assert (await client.post("/propagate")).status_code == 403
+        yield gw, f"{server.address[0]}:{server.address[1]}", app, view, leases, store
     finally:
         await leases.stop()
         await server.stop()
+
+
+async def test_a_write_reaches_every_holder_before_propagate_returns() -> None:
+    async with _leased(1000) as (gw, push, app, view, leases, store), \
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                              base_url="http://state") as client:
+        assert (await client.get("/route?ns=a&worker=w")).status_code == 200  # cached
+        r = await client.get(f"/sync?boot={view.boot}&epoch=0&instance=gw0&push={push}")
+        assert r.json()["lease_ms"] == 1000
+        # Without a push address there is nowhere to push to: no lease.
+        r = await client.get(f"/sync?boot={view.boot}&epoch=0&instance=gw1")
+        assert r.json()["lease_ms"] == 0
+
+        await _write(store, "a", 1)
+        epoch = await leases.propagate()
+        assert epoch == 1
+        assert [(p["since"], p["epoch"], p["namespaces"]) for p in gw.pushes] == [
+            (0, 1, ["a"])]
+        # Confirmed: the next write is relative to it; nothing changed, nothing pushed.
+        await leases.propagate()
+        assert len(gw.pushes) == 1
+
+        # The remote form, for a control API in another process.
+        await _write(store, "a", 2)
+        r = await client.post("/propagate", headers={"x-wdl-internal-token": TOKEN})
+        assert r.status_code == 200 and r.json()["epoch"] == 2
+        assert gw.pushes[-1]["since"] == 1 and gw.pushes[-1]["epoch"] == 2
+        assert (await client.post("/propagate")).status_code == 403
 
 
 async def test_a_holder_that_does_not_confirm_is_waited_out_then_forgotten() -> None:
-    gw = FakeGateway()
-    gw.stuck = True
-    server = HttpServer(Starlette(routes=[Route("/__wdl/sync", gw.sync, methods=["POST"])]))
-    await server.start()
-    app, view, leases = await _setup(600)
-    store = view.store
-    assert isinstance(store, MemoryProjectionStore)
-    try:
-        push = f"{server.address[0]}:{server.address[1]}"
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                     base_url="http://state") as client:
-            await client.get("/route?ns=a&worker=w")
-            granted = time.monotonic()
-            r = await client.get(f"/sync?boot={view.boot}&epoch=0&instance=gw0&push={push}")
-            assert r.json()["lease_ms"] == 600
-            await _write(store, "a", 1)
-            await leases.propagate()
-            # It returned only once the lease this side granted was over.
-            assert time.monotonic() - granted >= 0.6
-            assert leases.waited_out == 1 and leases.holders() == []
-    finally:
-        await leases.stop()
-        await server.stop()
+    async with _leased(600, stuck=True) as (_gw, push, app, view, leases, store), \
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                              base_url="http://state") as client:
+        await client.get("/route?ns=a&worker=w")
+        granted = time.monotonic()
+        r = await client.get(f"/sync?boot={view.boot}&epoch=0&instance=gw0&push={push}")
+        assert r.json()["lease_ms"] == 600
+        await _write(store, "a", 1)
+        await leases.propagate()
+        # It returned only once the lease this side granted was over.
+        assert time.monotonic() - granted >= 0.6
+        assert leases.waited_out == 1 and leases.holders() == []
 
 
 async def test_a_restarted_state_service_waits_out_leases_of_its_previous_boot() -> None:
