@@ -234,20 +234,24 @@ def create_state_app(view: RouteView, bundles: BundleSource, loads: LoadRegistry
                 stale += 1
         return _json({"instance": instance, "loaded": len(loaded), "stale": stale})
 
+    def internal(request: Request) -> bool:
+        given = request.headers.get("x-wdl-internal-token", "")
+        return bool(internal_token) and hmac.compare_digest(given, internal_token)
+
+    forbidden = {"code": "forbidden", "message": "internal token required"}
+
     async def propagate(request: Request) -> Response:
         # The control API of another process, before it acknowledges a command
         # (services/state/leases.py). Internal: it makes the caller wait.
-        given = request.headers.get("x-wdl-internal-token", "")
-        if not internal_token or not hmac.compare_digest(given, internal_token):
-            return _json({"code": "forbidden", "message": "internal token required"}, 403)
+        if not internal(request):
+            return _json(forbidden, 403)
         epoch = await leases.propagate() if leases is not None else await view.sync()
         return _json({"boot": view.boot, "epoch": epoch})
 
     async def tailed(request: Request) -> Response:
         # A data service's full set of tailed workers; answered once gateways have it.
-        given = request.headers.get("x-wdl-internal-token", "")
-        if not internal_token or not hmac.compare_digest(given, internal_token):
-            return _json({"code": "forbidden", "message": "internal token required"}, 403)
+        if not internal(request):
+            return _json(forbidden, 403)
         try:
             doc = await request.json()
         except ValueError:
