@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
@@ -63,7 +63,11 @@ def _worker(doc: object) -> tuple[str, str, list[tuple[str, str, int]], int, lis
 
 def invocation_routes(metrics: DataMetrics) -> list[BaseRoute]:
     async def ingest(request: Request) -> Response:
-        raw = await request.body()
+        try:
+            raw = await request.body()
+        except ClientDisconnect:
+            # The gateway's flush was cut off; it counts the batch as dropped.
+            return Response(status_code=400)
         if len(raw) > MAX_BODY:
             return JSONResponse({"code": "batch_too_large", "message": f"at most {MAX_BODY}"},
                                 413)

@@ -16,7 +16,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Protocol
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
@@ -52,6 +52,10 @@ def tail_routes(hub: TailHub, observer: TailObserver | None = None, *,
             return _error(413, "batch_too_large", f"at most {MAX_BATCH_BYTES} bytes")
         try:
             body = json.loads(await request.body())
+        except ClientDisconnect:
+            # The gateway gave up on this post (timeout, process recycled): it counts
+            # the batch as dropped in its next one; nobody is left to answer.
+            return Response(status_code=400)
         except ValueError:
             return _error(400, "invalid_batch", "the body is not JSON")
         raw_events = body.get("events") if isinstance(body, dict) else None
