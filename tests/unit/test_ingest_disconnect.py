@@ -18,8 +18,9 @@ pytestmark = pytest.mark.unit
 
 
 async def _cut_off_post(app: Any, path: str) -> list[dict[str, Any]]:
-    incoming = [{"type": "http.request", "body": b'{"events": [{"name', "more_body": True},
-                {"type": "http.disconnect"}]
+    incoming: list[dict[str, Any]] = [
+        {"type": "http.request", "body": b'{"events": [{"name', "more_body": True},
+        {"type": "http.disconnect"}]
     sent: list[dict[str, Any]] = []
 
     async def receive() -> dict[str, Any]:
