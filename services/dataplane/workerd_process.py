@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import json
 import os
 import platform
 import signal
 import socket
+import sys
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -142,6 +144,31 @@ class _Output:
         return "\n".join(lines if last is None else lines[-last:])
 
 
+def _die_with_parent() -> Callable[[], None] | None:
+    """For the child: SIGKILL when this process dies (Linux), else None.
+
+    A supervisor that is SIGKILLed (or OOM-killed) runs no cleanup; without
+    this its workerd children would keep serving the ports and holding tenant
+    state. Resolved before the fork: the child only calls into libc."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def child() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os._exit(1)
+
+    return child
+
+
+_PR_SET_PDEATHSIG = 1
+
+
 class WorkerdProcess:
     """`workerd serve [--experimental] <config> [const]` with an explicit async lifecycle.
 
@@ -230,6 +257,7 @@ class WorkerdProcess:
             stderr=asyncio.subprocess.STDOUT,
             pass_fds=[s.fileno() for s in self.socket_fds.values()],
             env=self.env,
+            preexec_fn=_die_with_parent(),
         )
         assert self._proc.stdout is not None
         self._drain = asyncio.create_task(self._pump(self._proc.stdout))

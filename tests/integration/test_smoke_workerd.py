@@ -10,7 +10,10 @@ loopback HTTP sink this test runs (the positive control).
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import socket
+import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -318,3 +321,51 @@ async def test_loader_binding_needs_experimental(workerd_binary: Path, tmp_path:
         with pytest.raises(WorkerdStartError, match="--experimental"):
             await process.start()
     assert not process.running
+
+
+ROOT = Path(__file__).resolve().parents[2]
+SUPERVISOR = """
+import asyncio, sys
+from pathlib import Path
+from harness.workerd import WorkerdProcess, listening_socket
+
+async def main() -> None:
+    with listening_socket() as sock:
+        process = WorkerdProcess(Path(sys.argv[1]), binary=sys.argv[2],
+                                 socket_fds={"http": sock})
+        await process.start()
+        print(process.pid, flush=True)
+        await asyncio.sleep(3600)
+
+asyncio.run(main())
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+async def test_a_killed_supervisor_takes_its_workerd_with_it(
+        workerd_binary: Path, tmp_path: Path) -> None:
+    """SIGKILL runs no cleanup: workerd must still not outlive the process that started it."""
+    path = write_config(_hello_config(), tmp_path / "hello.capnp")
+    supervisor = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", SUPERVISOR, str(path), str(workerd_binary),
+        stdout=asyncio.subprocess.PIPE, cwd=ROOT)
+    assert supervisor.stdout is not None
+    line = await asyncio.wait_for(supervisor.stdout.readline(), 60)
+    child = int(line)
+    assert _alive(child)
+    supervisor.kill()
+    await supervisor.wait()
+    for _ in range(100):
+        if not _alive(child):
+            break
+        await asyncio.sleep(0.1)
+    else:
+        os.kill(child, signal.SIGKILL)
+        raise AssertionError(f"workerd {child} outlived its SIGKILLed supervisor")
