@@ -6,7 +6,11 @@ codec (the baseline: no projector can be faster than reading its input),
 (2) a full rebuild of both projections into shadow generations, switched in,
 (3) the I/O floor: the same reads and as many Redis commands and audit rows
 written by as many processes, without the fold (bench/rebuild_floor.py), and
-(4) `verify_live` of the rebuilt projections (one fold, streamed comparison).
+(4) `verify_live` of the rebuilt projections (one fold, streamed comparison),
+(5) the servers' floor: the CPU PostgreSQL, Redis and Kafka alone spend on the
+rebuild's output loaded with their own bulk paths (bench/rebuild_servers.py),
+which bounds any rebuild of this history on this machine
+(`servers_floor_events_per_s`).
 
 `peak_rss_mb` is the largest sum of the resident memory of this process and
 every worker at one moment during the rebuild (`verify_peak_rss_mb`: during
@@ -26,11 +30,13 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from bench import rebuild_servers
 from bench.history import history
 from bench.rebuild_floor import RssSampler, io_floor
 from eventlog.codec import DEFAULT_CODEC
 from eventlog.kafka import KafkaEventLog, KafkaSettings
 from harness.endpoints import load
+from projections.audit_models import generation_schema
 from projections.audit_store import AuditStore
 from projections.rebuild import rebuild, verify_live
 from projections.redis_store import RedisProjectionStore
@@ -95,7 +101,7 @@ async def _drop_database(url: str) -> None:
 
 
 async def run(events: int, partitions: int, batch: int, verify: bool,
-              workers: int = 1) -> dict[str, Any]:
+              workers: int = 1, servers_floor: bool = True) -> dict[str, Any]:
     ep = load()
     if not (ep.kafka_bootstrap_servers and ep.redis_url and ep.database_url):
         raise SystemExit("needs KAFKA_BOOTSTRAP_SERVERS, REDIS_URL, DATABASE_URL "
@@ -112,11 +118,32 @@ async def run(events: int, partitions: int, batch: int, verify: bool,
             write_s = await _write(log, events)
             ends = await log.end_positions()
             total = sum(ends.values())
+            broker = rebuild_servers.kafka_broker_pid()
+            broker_before = None if broker is None else rebuild_servers.process_cpu_s(broker)
             base_count, base_s = await _baseline(ep.kafka_bootstrap_servers, topic, ends)
+            broker_after = None if broker is None else rebuild_servers.process_cpu_s(broker)
             rss.phase()
             report = await rebuild(log, store, audit, verify=False, grace_s=0.0,
                                    batch_size=batch, workers=workers)
             rebuild_rss = rss.phase()
+            servers: dict[str, Any] = {}
+            if servers_floor and report.audit_generation is not None:
+                pg = await rebuild_servers.postgres_floor(
+                    database, generation_schema(report.audit_generation))
+                rd = await rebuild_servers.redis_floor(ep.redis_url, prefix, report.generation)
+                kafka_cpu = (None if broker_before is None or broker_after is None
+                             else broker_after - broker_before)
+                servers = rebuild_servers.bound(total, {
+                    "postgres_copy": pg["copy_cpu_s"], "postgres_index": pg["index_cpu_s"],
+                    "redis": rd["cpu_s"], "kafka_read": kafka_cpu}, os.cpu_count() or 1)
+                servers["servers_floor_detail"] = {
+                    "postgres_rows": pg["rows"], "postgres_bytes": pg["bytes"],
+                    "postgres_indexes": pg["indexes"],
+                    "postgres_copy_wall_s": round(pg["copy_wall_s"], 2),
+                    "postgres_index_wall_s": round(pg["index_wall_s"], 2),
+                    "redis_commands": rd["commands"], "redis_bytes": rd["bytes"],
+                    "redis_wall_s": round(rd["wall_s"], 2)}
+                rss.phase()
             floor = await io_floor(settings, store, audit, partitions=partitions,
                                    workers=workers, batch_size=batch, events=total,
                                    writes=report.writes)
@@ -154,6 +181,7 @@ async def run(events: int, partitions: int, batch: int, verify: bool,
                 "switched": report.switched,
                 "verify_ok": verified,
                 "verify_s": verify_s,
+                **servers,
                 "peak_rss_mb": rebuild_rss,
                 "verify_peak_rss_mb": verify_rss,
                 "peak_main_rss_mb": round(
@@ -195,8 +223,10 @@ def main(argv: list[str]) -> dict[str, Any]:
         "WDL_PARTITIONS", "8")))
     parser.add_argument("--batch", type=int, default=10_000)
     parser.add_argument("--no-verify", action="store_true")
+    parser.add_argument("--no-servers-floor", action="store_true",
+                        help="skip measuring the servers' own floor")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                         help="rebuild worker processes (1: in-process)")
     args = parser.parse_args(argv)
     return asyncio.run(run(args.events, args.partitions, args.batch, not args.no_verify,
-                           args.workers))
+                           args.workers, not args.no_servers_floor))
