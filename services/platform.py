@@ -127,6 +127,12 @@ class Platform:
                              "components together (`wdl dev`), or configure REDIS_URL")
         if options.components == {"gateway"} and not (options.state_url and options.data_url):
             raise ValueError("the gateway alone needs --state-url and --data-url")
+        if "data" in options.components and "state" not in options.components and \
+                not options.state_url:
+            # Tail consumers are loaded only for workers the state service knows are
+            # tailed: without it, `wdl tail` would connect and never see an event.
+            raise ValueError("the data service without the state service needs --state-url "
+                             "(it reports which workers are tailed to it)")
         self.settings = settings
         self.options = options
         self.api: HttpServer | None = None
