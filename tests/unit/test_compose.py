@@ -73,3 +73,29 @@ def test_platform_commands_exist_in_the_cli() -> None:
         health = svc["healthcheck"]["test"]
         if health[1] == "wdl":
             assert health[2] == "health" and health[3] in COMPONENTS, name
+
+
+def test_each_component_command_is_one_the_platform_accepts(tmp_path: Path) -> None:
+    """What `wdl up --only X ...` checks before starting, for every compose service."""
+    from services.platform import Platform, PlatformOptions
+    from services.settings import Settings
+
+    services = _compose()["services"]
+    checked = 0
+    for svc in services.values():
+        command = svc.get("command") or []
+        if command[:2] != ["wdl", "up"] or "--only" not in command:
+            continue
+
+        def flag(option: str, cmd: list[str] = command) -> str | None:
+            return cmd[cmd.index(option) + 1] if option in cmd else None
+
+        env = {k: str(v) for k, v in svc["environment"].items()}
+        settings = Settings.from_env({**env, "WDL_DATA_DIR": str(tmp_path)})
+        only = flag("--only")
+        assert only is not None
+        Platform(settings, PlatformOptions(components=frozenset(only.split(",")),
+                                           state_url=flag("--state-url"),
+                                           data_url=flag("--data-url")))
+        checked += 1
+    assert checked >= 5
