@@ -2,7 +2,6 @@
 // reference, tests/miniflare/do_reference.mjs) and on WDL
 // (tests/integration/test_do_binding.py). GET / runs every call against env.OBJ
 // (class Conformance) and answers a transcript of {name, ok, value | error{name, message}}.
-// Object methods answer plain JSON values (WDL carries RPC values as JSON).
 import { DurableObject } from "cloudflare:workers";
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -86,6 +85,13 @@ export class Conformance extends DurableObject {
   boom() {
     throw new RangeError("object said no");
   }
+  echo(v) { return v; }
+  shape(v) { return describe(v); }
+  spread(...args) { return describe(args); }
+  unclonable(kind) {
+    if (kind === "symbol") return Symbol("inside");
+    return new (class Inner {})();
+  }
   async incr() {
     const n = ((await this.ctx.storage.get("count")) || 0) + 1;
     await this.ctx.storage.put("count", n);
@@ -129,6 +135,56 @@ export class Conformance extends DurableObject {
   }
 }
 
+// A value as text that says its types, so the transcripts (JSON) can compare what
+// structured clone keeps: shared references print as <seen>.
+function describe(v, seen = new Set()) {
+  if (v === undefined) return "undefined";
+  if (v === null) return "null";
+  if (typeof v === "number") return Object.is(v, -0) ? "number:-0" : `number:${v}`;
+  if (typeof v !== "object") return `${typeof v}:${String(v)}`;
+  if (seen.has(v)) return "<seen>";
+  seen.add(v);
+  const kind = Object.prototype.toString.call(v).slice(8, -1);
+  const bytes = (b) => [...b].join(" ");
+  if (v instanceof Date) return `Date:${v.getTime()}`;
+  if (v instanceof RegExp) return `RegExp:${v.source}/${v.flags}`;
+  if (v instanceof Error) return `${v.constructor.name}:${v.name}:${v.message}`;
+  if (v instanceof ArrayBuffer) return `ArrayBuffer:${bytes(new Uint8Array(v))}`;
+  if (ArrayBuffer.isView(v)) {
+    return `${kind}:${bytes(new Uint8Array(v.buffer, v.byteOffset, v.byteLength))}`;
+  }
+  if (v instanceof Map) {
+    return `Map{${[...v].map(([k, x]) => `${describe(k, seen)}=>${describe(x, seen)}`)}}`;
+  }
+  if (v instanceof Set) return `Set{${[...v].map((x) => describe(x, seen))}}`;
+  if (Array.isArray(v)) {
+    return `[${Array.from(v, (x, i) => (i in v ? describe(x, seen) : "<hole>"))}]`;
+  }
+  return `${kind}{${Object.keys(v).map((k) => `${k}:${describe(v[k], seen)}`)}}`;
+}
+
+function structuredValues() {
+  const cycle = { a: 1 };
+  cycle.self = cycle;
+  const shared = { s: 1 };
+  const renamed = new Error("c");
+  renamed.name = "MyError";
+  return {
+    date: new Date(1700000000123), invalidDate: new Date(NaN),
+    map: new Map([["a", 1], [2, { b: 3 }]]), set: new Set([1, "two"]),
+    u8: new Uint8Array([1, 2, 255]), i16: new Int16Array([-1, 300]),
+    f64: new Float64Array([1.5]), big64: new BigInt64Array([-5n]),
+    subarray: new Uint8Array([9, 8, 7, 6]).subarray(1, 3),
+    dataView: new DataView(new Uint8Array([5, 6]).buffer), buffer: new Uint8Array([4, 5]).buffer,
+    bigint: 12345678901234567890n, undef: undefined, undefInObject: { a: undefined, b: 1 },
+    undefInArray: [1, undefined, 3], holes: [1, , 3], nan: NaN, negZero: -0, inf: -Infinity,
+    regexp: /ab+c/gi, rangeError: new RangeError("nope"), renamedError: renamed,
+    nested: { m: new Map([["d", new Date(5)]]), l: [new Set([1n])] },
+    tagLookalike: { $wdl: "date", v: 1 }, boxed: new String("boxed"), unicode: "h\u00e9llo \u2713",
+    cycle, sharedTwice: [shared, shared],
+  };
+}
+
 async function run(OBJ) {
   const transcript = [];
   async function step(name, fn) {
@@ -165,6 +221,19 @@ async function run(OBJ) {
   await step("sql cursor iteration", () => stub.sqlIter());
   await step("sql error", () => stub.sqlError());
   await step("rpc throws", () => stub.boom());
+  await step("rpc structured values", async () => {
+    const out = {};
+    for (const [k, v] of Object.entries(structuredValues())) {
+      out[k] = { back: describe(await stub.echo(v)), inside: await stub.shape(v) };
+    }
+    return out;
+  });
+  await step("rpc many arguments", () => stub.spread(new Map([[1, 2]]), undefined, 3n));
+  await step("rpc class instance argument", () => stub.echo(new (class Point {})()));
+  await step("rpc null-prototype argument", () => stub.echo(Object.create(null)));
+  await step("rpc symbol argument", () => stub.echo(Symbol("s")));
+  await step("rpc class instance result", () => stub.unclonable("class"));
+  await step("rpc symbol result", () => stub.unclonable("symbol"));
   await step("fetch", async () => {
     const r = await stub.fetch("https://do.example/path?q=1", { method: "POST", body: "hi" });
     return [r.status, r.headers.get("x-obj"), await r.text()];

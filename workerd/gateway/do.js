@@ -6,7 +6,8 @@
 // (env.OBJECTS, services/objects/): the object lives in one host process, never in
 // the gateway process that took the request (there are N of them). The host
 // re-checks the id's tag against these props (workerd/objects/objects.js).
-// RPC arguments and results travel as JSON text (docs/durable-objects.md, limits).
+// RPC arguments and results travel as tagged JSON text, encoded and decoded by the
+// tenant wrapper and the host (workerd/tenant/do.js encodeValue/decodeValue).
 
 import { WorkerEntrypoint } from "cloudflare:workers";
 

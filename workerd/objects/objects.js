@@ -11,7 +11,7 @@
 // the facet's alarm() when it fires; a throw makes workerd retry the host's
 // alarm (at least once, with backoff).
 import { DurableObject, WorkerEntrypoint } from "cloudflare:workers";
-import { idTag } from "./ids.js";
+import { decodeValue, encodeValue, idTag } from "./ids.js";
 import SHIM from "./shim_sources.js";
 
 export { WdlDo } from "./do.js";
@@ -240,8 +240,8 @@ export class WdlObjectHost extends DurableObject {
     await this.#meta(m);
     const app = await this.#app(m);
     try {
-      const value = await app[method](...JSON.parse(argsJson));
-      return value === undefined ? { undefined: true } : { json: JSON.stringify(value) };
+      const value = await app[method](...decodeValue(argsJson));
+      return value === undefined ? { undefined: true } : { json: encodeValue(value) };
     } catch (err) {
       return { error: { name: String(err && err.name || "Error"),
                         message: String(err && err.message || err) } };
