@@ -8,17 +8,21 @@ fold renders (projections/fold/); docs/redis-keys.md lists them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 
 from projections import keys
-from projections.store import ProjectionStore
+from projections.store import ProjectionStore, VerdictWatch
 
 _decode = msgspec.json.Decoder()
+# How long a waiter trusts notifications before it reads anyway: what a lost
+# notification costs at most.
+_POLL_S = 0.05
 
 
 class VerdictTimeout(Exception):
@@ -77,7 +81,8 @@ class ProjectionReader:
         deadline = time.monotonic() + timeout
         while True:
             remaining = deadline - time.monotonic()
-            waiter = asyncio.ensure_future(self.store.wait_for_change(min(max(remaining, 0), 0.05)))
+            waiter = asyncio.ensure_future(self.store.wait_for_change(min(max(remaining, 0),
+                                                                          _POLL_S)))
             try:
                 if await done():
                     return True
@@ -91,11 +96,24 @@ class ProjectionReader:
     async def verdict(self, event_id: str, partition: int) -> VerdictView | None:
         return _verdict_view(event_id, await self.store.hget(keys.verdicts(partition), event_id))
 
+    @contextlib.contextmanager
+    def expect_verdict(self, event_id: str, partition: int) -> Iterator[VerdictWatch | None]:
+        """Enter before appending the event, pass to `wait_verdict`: where the store's
+        notifications carry verdicts, its verdict then needs no read."""
+        watch = self.store.watch_verdict(event_id, partition)
+        try:
+            yield watch
+        finally:
+            if watch is not None:
+                self.store.unwatch_verdict(watch)
+
     async def wait_verdict(self, event_id: str, partition: int, offset: int,
-                           timeout: float = 10.0) -> VerdictView:
+                           timeout: float = 10.0, *,
+                           watch: VerdictWatch | None = None) -> VerdictView:
         # The verdict is written in the same transaction as the applied position; both
         # are read as of one instant in one round trip, to tell "not yet" from "applied
-        # without a verdict".
+        # without a verdict". A notification carrying the verdict (from the current
+        # generation, as of that transaction) is the same answer without the read.
         found: VerdictView | None = None
         fields = [(keys.verdicts(partition), event_id), (keys.APPLIED, str(partition))]
 
@@ -113,11 +131,36 @@ class ProjectionReader:
                                 partition, offset, 0)
             return True
 
-        if not await self._wait(done, timeout):
+        if watch is None:
+            finished = await self._wait(done, timeout)
+        else:
+            watch.partition, watch.offset = partition, offset
+            finished = await self._watch(watch, done, timeout)
+            if watch.verdict is not None and found is None:
+                found = _verdict_view(event_id, watch.verdict)
+        if not finished:
             raise VerdictTimeout(
                 f"position {partition}:{offset} not projected within {timeout:.1f}s")
         assert found is not None
         return found
+
+    async def _watch(self, watch: VerdictWatch, done: Callable[[], Awaitable[bool]],
+                     timeout: float) -> bool:
+        """`_wait` on a watch: reads only when a notification says the event may be
+        applied without carrying its verdict, after _POLL_S without one, and first
+        when the watch may have missed notifications already."""
+        deadline = time.monotonic() + timeout
+        read = not watch.live
+        while True:
+            if watch.verdict is not None:
+                return True
+            if read and await done():
+                return True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            await watch.wait(min(remaining, _POLL_S))
+            read = True
 
     async def aggregate_version(self, kind: str, aggregate_id: str) -> int:
         """Accepted events of an aggregate so far (0 if none): the `expected_version` to send."""

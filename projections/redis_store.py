@@ -15,11 +15,13 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import hiredis
+import msgspec
 import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
 
 from projections import keys
 from projections.changes import Changes
-from projections.store import GenerationMissing, ProjectionStore, StalePosition
+from projections.store import GenerationMissing, ProjectionStore, StalePosition, VerdictWatch
 
 _HGET = """
 local g = redis.call('GET', KEYS[1])
@@ -47,6 +49,49 @@ if not g then return {} end
 return redis.call('HGETALL', ARGV[1] .. 'g' .. g .. ':' .. ARGV[2])
 """
 
+# A live batch in one round trip (instead of WATCH + checks, then MULTI ... EXEC):
+# the checks and the writes run as one atomic step, like a transaction whose
+# watched keys cannot change. KEYS: applied hash, generation registry, current
+# pointer, changes channel. ARGV: generation; n, then n (partition, expected)
+# pairs; m, then m commands, each its argument count and arguments; the change
+# notification without its closing brace, which gets the current generation as of
+# this step (a reader trusts a verdict it carries only from the current generation).
+_APPLY = """
+if redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 0 then return 'missing' end
+local i = 3
+for _ = 1, tonumber(ARGV[2]) do
+  local at = tonumber(redis.call('HGET', KEYS[1], ARGV[i]) or '0')
+  if at ~= tonumber(ARGV[i + 1]) then return 'stale:' .. ARGV[i] .. ':' .. at end
+  i = i + 2
+end
+local m = tonumber(ARGV[i])
+i = i + 1
+for _ = 1, m do
+  local argc = tonumber(ARGV[i])
+  redis.call(unpack(ARGV, i + 1, i + argc))
+  i = i + argc + 1
+end
+local current = redis.call('GET', KEYS[3]) or 'null'
+redis.call('PUBLISH', KEYS[4], ARGV[i] .. ',"current":' .. current .. '}')
+return 'ok'
+"""
+
+# The notification of a large batch, inside its MULTI ... EXEC. KEYS: current
+# pointer, changes channel; ARGV: the notification without its closing brace.
+_PUBLISH = """
+local current = redis.call('GET', KEYS[1]) or 'null'
+return redis.call('PUBLISH', KEYS[2], ARGV[1] .. ',"current":' .. current .. '}')
+"""
+
+# Batches up to these sizes go through _APPLY (Lua's unpack() bounds a command's
+# arguments; a rebuild's batches stay on the pipelined transaction, packed in C).
+_SCRIPT_MAX_COMMANDS = 64
+_SCRIPT_MAX_ARGUMENTS = 2000
+# Verdicts a notification carries at most (more: readers read them).
+NOTICE_MAX_VERDICTS = 64
+_VERDICTS_PREFIX = keys.verdicts(0).rpartition(":")[0] + ":"
+_decode_notice = msgspec.json.Decoder()
+
 # Switch only when the new generation is not behind the reference one on any
 # partition; evaluated atomically with the SET so no write can slip between.
 _SWITCH = """
@@ -71,6 +116,8 @@ class RedisProjectionStore(ProjectionStore):
         self._scripts: dict[str, Any] = {}
         self._listener: asyncio.Task[None] | None = None
         self._changed = asyncio.Event()
+        self._watches: set[VerdictWatch] = set()
+        self._live = False  # the listener is subscribed to the changes channel
         # What `apply` has written through this client (benchmarks compare against it).
         self.written = {"transactions": 0, "commands": 0, "arguments": 0, "bytes": 0,
                         "lost_races": 0}
@@ -85,6 +132,7 @@ class RedisProjectionStore(ProjectionStore):
             "hget_many": self._client.register_script(_HGET_MANY),
             "hgetall": self._client.register_script(_HGETALL),
             "switch": self._client.register_script(_SWITCH),
+            "apply": self._client.register_script(_APPLY),
         }
 
     async def stop(self) -> None:
@@ -184,6 +232,14 @@ class RedisProjectionStore(ProjectionStore):
         """
         applied_key = self.key(generation, keys.APPLIED)
         commands = _batch_commands(self, generation, changes)
+        notice = _change_message(generation, changes)
+        arguments = sum(len(c) for c in commands)
+        if len(commands) <= _SCRIPT_MAX_COMMANDS and arguments <= _SCRIPT_MAX_ARGUMENTS:
+            await self._apply_script(generation, commands, arguments, notice, expected,
+                                     changes)
+            return
+        commands.append(("EVAL", _PUBLISH, 2, self._current_key, self.changes_channel,
+                         notice))
         # Packed before the WATCH: the shorter the WATCH … EXEC window, the
         # less often writers of other partitions (parallel rebuild workers
         # share the applied hash) make each other retry.
@@ -236,6 +292,35 @@ class RedisProjectionStore(ProjectionStore):
         written["commands"] += len(commands)
         written["arguments"] += sum(len(c) - 1 for c in commands)
         written["bytes"] += len(body)
+
+    async def _apply_script(self, generation: int, commands: list[tuple[str | int, ...]],
+                            arguments: int, notice: str, expected: Mapping[int, int],
+                            changes: Changes) -> None:
+        args: list[str | int] = [generation, len(changes.positions)]
+        for partition in changes.positions:
+            args.extend((partition, expected.get(partition, 0)))
+        args.append(len(commands))
+        for cmd in commands:
+            args.append(len(cmd))
+            args.extend(cmd)
+        args.append(notice)
+        try:
+            outcome = await self._scripts["apply"](
+                keys=[self.key(generation, keys.APPLIED), self._registry_key,
+                      self._current_key, self.changes_channel], args=args)
+        except ResponseError as exc:
+            raise RuntimeError(f"Redis refused part of a batch: {exc}") from exc
+        if outcome == "missing":
+            raise GenerationMissing(f"generation {generation} was dropped")
+        if outcome != "ok":
+            _, stale, at = str(outcome).split(":")
+            raise StalePosition(f"partition {stale} is at {at}, writer expected "
+                                f"{expected.get(int(stale), 0)}")
+        written = self.written
+        written["transactions"] += 1
+        written["commands"] += len(commands)
+        written["arguments"] += arguments - len(commands)
+        written["bytes"] += sum(len(str(a)) for a in args)
 
     # --- reading ----------------------------------------------------------
 
@@ -300,25 +385,70 @@ class RedisProjectionStore(ProjectionStore):
                     yield name[strip:], value
 
     async def wait_for_change(self, timeout: float) -> None:
-        if self._listener is None:
-            self._listener = asyncio.create_task(self._listen())
+        self._ensure_listener()
         changed = self._changed
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(changed.wait(), timeout)
 
+    def watch_verdict(self, event_id: str, partition: int) -> VerdictWatch:
+        self._ensure_listener()
+        watch = VerdictWatch(event_id, partition, live=self._live)
+        self._watches.add(watch)
+        return watch
+
+    def unwatch_verdict(self, watch: VerdictWatch) -> None:
+        self._watches.discard(watch)
+
+    def _ensure_listener(self) -> None:
+        if self._listener is None or self._listener.done():
+            self._listener = asyncio.create_task(self._listen())
+
     async def _listen(self) -> None:
-        # Wake-ups only; callers re-read positions, so a missed message costs
-        # at most one timeout, never correctness.
+        # Wake-ups, and the verdicts of watched events; callers still read after a
+        # timeout, so a missed message costs at most that, never correctness.
         pubsub = self.client.pubsub()
-        await pubsub.subscribe(self.changes_channel)
         try:
+            await pubsub.subscribe(self.changes_channel)
             async for message in pubsub.listen():
-                if message.get("type") == "message":
+                kind = message.get("type")
+                if kind == "message":
                     self._changed.set()
                     self._changed = asyncio.Event()
+                    if self._watches:
+                        self._dispatch(message.get("data"))
+                elif kind == "subscribe":
+                    self._live = True
         finally:
+            self._live = False
+            for watch in self._watches:
+                watch.notify()
             with contextlib.suppress(Exception):
                 await pubsub.aclose()
+
+    def _dispatch(self, data: Any) -> None:
+        try:
+            notice = _decode_notice.decode(data)
+            positions = notice.get("positions") or {}
+            current = notice.get("current")
+        except (msgspec.DecodeError, AttributeError, TypeError):
+            notice, positions, current = None, None, None
+        if not isinstance(notice, dict) or not isinstance(positions, dict) \
+                or notice.get("switched"):
+            for watch in self._watches:  # unknown or a switch: everyone reads
+                watch.notify()
+            return
+        generation = notice.get("generation")
+        if current is not None and generation != current:
+            return  # a generation readers do not read (a rebuild's)
+        verdicts = notice.get("verdicts") if current is not None else None
+        for watch in self._watches:
+            raw = verdicts.get(watch.event_id) if isinstance(verdicts, dict) else None
+            if isinstance(raw, str):
+                watch.notify(raw)
+                continue
+            applied = positions.get(str(watch.partition))
+            if isinstance(applied, int) and watch.moved(applied):
+                watch.notify()
 
 
 def _batch_commands(store: RedisProjectionStore, generation: int,
@@ -344,7 +474,6 @@ def _batch_commands(store: RedisProjectionStore, generation: int,
             flat.append(str(p))
             flat.append(str(o))
         commands.append(("HSET", store.key(generation, keys.APPLIED), *flat))
-    commands.append(("PUBLISH", store.changes_channel, _change_message(generation, changes)))
     return commands
 
 
@@ -354,11 +483,25 @@ async def _unwatch(conn: Any) -> None:
 
 
 def _change_message(generation: int, changes: Changes) -> str:
+    """The notification without its closing brace: the store appends `current`.
+
+    A batch of up to NOTICE_MAX_VERDICTS verdicts carries them (event id → the
+    verdict document), so a command's waiter needs no read after its wake-up."""
     routing = sorted(k for k in changes.fields
                      if k.startswith(("routes:", "versions:")) or k == keys.HOSTS)
-    return json.dumps({
+    doc: dict[str, Any] = {
         "generation": generation,
         "positions": {str(p): o for p, o in changes.positions.items()},
         "keys": routing[:200],
         "truncated": len(routing) > 200,
-    }, separators=(",", ":"))
+    }
+    verdicts: dict[str, str] = {}
+    for name, fields in changes.fields.items():
+        if name.startswith(_VERDICTS_PREFIX):
+            verdicts.update((f, v) for f, v in fields.items() if v is not None)
+            if len(verdicts) > NOTICE_MAX_VERDICTS:
+                verdicts = {}
+                break
+    if verdicts:
+        doc["verdicts"] = verdicts
+    return json.dumps(doc, separators=(",", ":"))[:-1]

@@ -11,6 +11,8 @@ compare-and-set), so a stale replica cannot move a projection backwards.
 from __future__ import annotations
 
 import abc
+import asyncio
+import contextlib
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
@@ -28,6 +30,41 @@ class StalePosition(Exception):
 
 class GenerationMissing(Exception):
     code = "generation_missing"
+
+
+class VerdictWatch:
+    """One event's verdict, expected from the store's change notifications.
+
+    Registered before the event is appended, so no notification about it can come
+    before the watch exists. A notification that carries the verdict (written to the
+    current generation) sets `verdict`; one that only shows the event's partition moved
+    past `offset` wakes the waiter to read. Notifications can be lost (a reconnect):
+    waiters still read after a short timeout, so a lost one costs time, never the
+    answer."""
+
+    def __init__(self, event_id: str, partition: int, *, live: bool) -> None:
+        self.event_id = event_id
+        self.partition = partition
+        self.live = live  # the store was receiving notifications when this was made
+        self.offset: int | None = None  # known once the append returned
+        self.verdict: str | None = None  # the verdict document, as the store holds it
+        self._woken = asyncio.Event()
+
+    def notify(self, verdict: str | None = None) -> None:
+        if verdict is not None:
+            self.verdict = verdict
+        self._woken.set()
+
+    def moved(self, applied: int) -> bool:
+        """Whether a partition position of `applied` may include the event."""
+        return self.offset is None or applied > self.offset
+
+    async def wait(self, timeout: float) -> None:
+        """Until notified (or `timeout`); a notification during the caller's next read
+        wakes the next wait at once."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._woken.wait(), timeout)
+        self._woken.clear()
 
 
 class ProjectionStore(abc.ABC):
@@ -111,9 +148,15 @@ class ProjectionStore(abc.ABC):
 
     async def wait_for_change(self, timeout: float) -> None:
         """Return when the current generation may have changed, or after `timeout`."""
-        import asyncio
-
         await asyncio.sleep(timeout)
+
+    def watch_verdict(self, event_id: str, partition: int) -> VerdictWatch | None:
+        """A watch its notifications resolve, or None where they carry no verdicts
+        (the caller then reads after every `wait_for_change`)."""
+        return None
+
+    def unwatch_verdict(self, watch: VerdictWatch) -> None:  # noqa: B027 - optional hook
+        pass
 
 
 def digest_of(dump: Mapping[str, Mapping[str, str]]) -> str:
@@ -166,6 +209,7 @@ __all__ = [
     "GenerationMissing",
     "ProjectionStore",
     "StalePosition",
+    "VerdictWatch",
     "digest_of",
     "first_differences",
     "keys",

@@ -99,20 +99,25 @@ async def submit(ctx: ApiContext, envelope: Envelope) -> Outcome:
         first = await first_outcome(ctx, envelope)
         if first is not None:
             return first
-    position = await ctx.log.append(envelope)
     event_id = str(envelope.event_id)
-    log.info("appended %s", envelope.type, extra={
-        "event_id": event_id, "partition": position.partition, "offset": position.offset})
-    try:
-        verdict = await ctx.reader.wait_verdict(event_id, position.partition, position.offset,
-                                                ctx.verdict_timeout_s)
-    except VerdictTimeout:
-        raise ApiError(504, "verdict_timeout",
-                       "the event was appended but its verdict is not projected yet; "
-                       f"poll GET /v1/events/{event_id}",
-                       event_id=event_id,
-                       position={"partition": position.partition,
-                                 "offset": position.offset}) from None
+    # Watched before the append: the projector's notification of the event carries its
+    # verdict, and must not arrive before anyone listens for it.
+    with ctx.reader.expect_verdict(
+            event_id, partition_for(envelope.partition_key, ctx.log.partitions)) as watch:
+        position = await ctx.log.append(envelope)
+        log.info("appended %s", envelope.type, extra={
+            "event_id": event_id, "partition": position.partition, "offset": position.offset})
+        try:
+            verdict = await ctx.reader.wait_verdict(event_id, position.partition,
+                                                    position.offset, ctx.verdict_timeout_s,
+                                                    watch=watch)
+        except VerdictTimeout:
+            raise ApiError(504, "verdict_timeout",
+                           "the event was appended but its verdict is not projected yet; "
+                           f"poll GET /v1/events/{event_id}",
+                           event_id=event_id,
+                           position={"partition": position.partition,
+                                     "offset": position.offset}) from None
     if not verdict.accepted:
         log.info("rejected %s: %s", envelope.type, verdict.code, extra={
             "event_id": event_id, "code": verdict.code})
