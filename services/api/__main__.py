@@ -26,7 +26,7 @@ from services.r2.factory import open_r2_store
 from services.settings import Settings
 
 
-async def serve(host: str, port: int, projector: bool | None) -> None:
+async def serve(host: str, port: int, projector: bool | None, access_log: bool = False) -> None:
     settings = Settings.from_env()
     keyring = load_keyring(dev_key_file=settings.data_dir / "root.keys"
                            if settings.embedded else None)
@@ -40,8 +40,11 @@ async def serve(host: str, port: int, projector: bool | None) -> None:
                          kv=kv, r2=r2, data_url=os.environ.get("WDL_DATA_URL"),
                          internal_token=os.environ.get("WDL_INTERNAL_TOKEN"))
         # log_config=None: uvicorn's records go through the process's handler (JSON or text).
+        # No access log unless asked for (as in `wdl up`, services/serving.py): a line per
+        # request cost ~0.15 ms of a command's few (docs/api.md, Performance); commands log
+        # their own `appended` line with the request id.
         config = uvicorn.Config(app, host=host, port=port, lifespan="on", log_config=None,
-                                log_level="info", access_log=True)
+                                log_level="info", access_log=access_log)
         await uvicorn.Server(config).serve()
 
 
@@ -53,9 +56,11 @@ def main(argv: list[str] | None = None) -> None:
     group.add_argument("--projector", dest="projector", action="store_true", default=None,
                        help="also run a projector in this process")
     group.add_argument("--no-projector", dest="projector", action="store_false")
+    parser.add_argument("--access-log", action="store_true",
+                        help="log a line per request (uvicorn's access log)")
     args = parser.parse_args(argv)
     configure_logging()
-    run(serve(args.host, args.port, args.projector))
+    run(serve(args.host, args.port, args.projector, args.access_log))
 
 
 if __name__ == "__main__":

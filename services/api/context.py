@@ -38,6 +38,8 @@ class ApiContext:
     audit_catch_up_s: float = 3.0
 
 
-def get_ctx(request: Request) -> ApiContext:
+async def get_ctx(request: Request) -> ApiContext:
+    # async: FastAPI runs a plain `def` dependency in its thread pool, a thread hop
+    # on every request (docs/api.md, Performance).
     ctx: ApiContext = request.app.state.ctx
     return ctx
