@@ -400,7 +400,10 @@ class RedisProjectionStore(ProjectionStore):
         self._watches.discard(watch)
 
     def _ensure_listener(self) -> None:
-        if self._listener is None or self._listener.done():
+        old = self._listener
+        if old is None or old.done():
+            if old is not None and not old.cancelled():
+                old.exception()  # retrieved: a lost connection is retried here, not raised
             self._listener = asyncio.create_task(self._listen())
 
     async def _listen(self) -> None:
