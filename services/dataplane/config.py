@@ -63,6 +63,9 @@ def gateway_sources(directory: Path | None = None) -> list[Module]:
                              for n in names]
     modules += [TextModule(f"tenant/{p.name}", p.read_text(encoding="utf-8"))
                 for p in sorted((root / "tenant").glob("*.js"))]
+    # The value codec is the gateway's too (gateway/queues.js decodes `v8` messages).
+    modules.append(EsModule("values.js", (root / "tenant" / "values.js").read_text(
+        encoding="utf-8")))
     return modules
 
 

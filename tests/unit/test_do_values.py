@@ -1,7 +1,9 @@
-"""Durable Object RPC values (workerd/tenant/do.js `encodeValue`/`decodeValue`), against
-V8's own structured clone: thousands of random values, each sent through the codec and
-through `structuredClone`, must come out the same, shared and circular references
-included; what structured clone refuses the codec refuses with a DataCloneError."""
+"""Structured-clone values as text (workerd/tenant/values.js), for Durable Object RPC and
+`v8` queue messages, against V8's own structured clone: thousands of random values, each
+sent through the codec and through `structuredClone`, must come out the same, shared and
+circular references and class instances included; what Workers RPC refuses the codec
+refuses (strict mode) with Cloudflare's DataCloneError messages; queue messages of the
+previous encoding still decode."""
 
 from __future__ import annotations
 
@@ -17,6 +19,9 @@ pytestmark = pytest.mark.unit
 
 SCRIPT = r"""
 const { encodeValue, decodeValue } = await import(%(module)s);
+const RPC = { strict: true, functions: "Functions cannot be passed to or returned from " +
+              "a Durable Object over WDL's RPC." };
+class Point { constructor() { this.x = 1; this.$wdl = "u"; } }
 let seed = %(seed)d;
 const rnd = () => ((seed = (seed * 1103515245 + 12345) %% 2147483648) / 2147483648);
 const pick = (xs) => xs[Math.floor(rnd() * xs.length)];
@@ -40,6 +45,7 @@ function leaf() {
     () => new BigInt64Array([BigInt(Math.floor(rnd() * 1e6)) - 500000n]),
     () => new DataView(new Uint8Array([1, 2, 3, 4]).buffer, 1, 2),
     () => new String("boxed"), () => new Number(rnd()), () => new Boolean(rnd() < 0.5),
+    () => new Point(), () => Object.assign(Object.create(null), { z: rnd() }),
   ])();
 }
 function value(depth, pool) {
@@ -99,12 +105,16 @@ for (let i = 0; i < %(count)d; i++) {
   out.checked++;
   if (want !== got && out.mismatches.length < 5) out.mismatches.push({ want, got });
 }
-class Point { constructor() { this.x = 1; } }
 for (const bad of [Symbol("s"), () => 1, new Point(), Object.create(null), [1, { f() {} }],
                    new Map([[1, Symbol("deep")]])]) {
-  try { encodeValue(bad); out.refusals.push("accepted"); }
+  try { encodeValue(bad, RPC); out.refusals.push("accepted"); }
   catch (e) { out.refusals.push(`${e.name}: ${e.message}`); }
 }
+// What tenant/queues.js wrote for `v8` bodies before values.js.
+out.legacy = describe(decodeValue(JSON.stringify([
+  { $wdl: "map", v: [["k", { $wdl: "date", v: 42 }]] }, { $wdl: "u8", v: "AQI=" },
+  { $wdl: "bytes", v: "AQI=" }, { $wdl: "bigint", v: "5" }, { $wdl: "num", v: "NaN" },
+  { $wdl: "undefined" }, { $wdl: "obj", v: { $wdl: 1 } }, { $wdl: "set", v: [1] }])));
 console.log(JSON.stringify(out));
 """
 
@@ -112,7 +122,7 @@ console.log(JSON.stringify(out));
 def run(seed: int, count: int) -> dict[str, object]:
     node = shutil.which("node")
     assert node is not None, "node is required (it installs workerd via npm)"
-    module = (workerd_dir() / "tenant" / "do.js").as_uri()
+    module = (workerd_dir() / "tenant" / "values.js").as_uri()
     script = SCRIPT % {"module": json.dumps(module), "seed": seed, "count": count}
     done = subprocess.run([node, "--input-type=module", "-e", script], capture_output=True,
                           text=True, timeout=120, check=False)
@@ -142,3 +152,9 @@ def test_what_structured_clone_refuses_is_refused_with_its_message() -> None:
         "over WDL's RPC.",
         "DataCloneError: Symbol(deep) could not be cloned.",
     ]
+
+
+def test_queue_messages_of_the_previous_encoding_still_decode() -> None:
+    assert run(1, 0)["legacy"] == (
+        "[Map{string:k=>Date:42},Uint8Array:1 2,ArrayBuffer:1 2,bigint:5,number:NaN,"
+        "undefined,{$wdl:number:1},Set{number:1}]")

@@ -7,7 +7,7 @@
 // the gateway process that took the request (there are N of them). The host
 // re-checks the id's tag against these props (workerd/objects/objects.js).
 // RPC arguments and results travel as tagged JSON text, encoded and decoded by the
-// tenant wrapper and the host (workerd/tenant/do.js encodeValue/decodeValue).
+// tenant wrapper and the host (workerd/tenant/values.js encodeValue/decodeValue).
 
 import { WorkerEntrypoint } from "cloudflare:workers";
 

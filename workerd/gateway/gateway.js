@@ -24,6 +24,7 @@ import requestsSource from "./tenant/requests.js";
 import loaderSource from "./tenant/loader.js";
 import workflowsSource from "./tenant/workflows.js";
 import doSource from "./tenant/do.js";
+import valuesSource from "./tenant/values.js";
 import queuesSource from "./tenant/queues.js";
 import { decodeMessages } from "./queues.js";
 import { count } from "./metrics.js";
@@ -52,6 +53,7 @@ export const TENANT_SHIM = {
   "__wdl/loader.js": loaderSource,
   "__wdl/workflows.js": workflowsSource,
   "__wdl/do.js": doSource,
+  "__wdl/values.js": valuesSource,
   "__wdl/queues.js": queuesSource,
 };
 // Binding kind -> the gateway entrypoint (ctx.exports) that serves it.

@@ -9,6 +9,7 @@
 // Refusals come back as `{error: {status, message}}`; the wrapper throws them.
 
 import { WorkerEntrypoint } from "cloudflare:workers";
+import { decodeValue } from "./values.js";
 
 const UNREACHABLE = { error: { status: 503, message: "queue service unavailable" } };
 
@@ -49,33 +50,12 @@ function fromBase64(text) {
   return out;
 }
 
-// "v8" bodies are tagged JSON (tenant/queues.js `tag`): values JSON cannot carry.
-function untag(v) {
-  if (Array.isArray(v)) return v.map(untag);
-  if (v === null || typeof v !== "object") return v;
-  if ("$wdl" in v) {
-    switch (v.$wdl) {
-      case "undefined": return undefined;
-      case "date": return new Date(v.v);
-      case "bigint": return BigInt(v.v);
-      case "map": return new Map(v.v.map(([k, x]) => [untag(k), untag(x)]));
-      case "set": return new Set(v.v.map(untag));
-      case "bytes": return fromBase64(v.v).buffer;
-      case "u8": return fromBase64(v.v);
-      case "num": return Number(v.v);
-      case "obj": return Object.fromEntries(Object.entries(v.v).map(([k, x]) => [k, untag(x)]));
-      default: return v;
-    }
-  }
-  return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, untag(x)]));
-}
-
 function decodeBody(contentType, b64) {
   const bytes = fromBase64(b64);
   if (contentType === "bytes") return bytes.buffer;
   const text = new TextDecoder().decode(bytes);
   if (contentType === "text") return text;
-  if (contentType === "v8") return untag(JSON.parse(text));
+  if (contentType === "v8") return decodeValue(text);
   return JSON.parse(text);
 }
 

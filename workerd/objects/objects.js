@@ -11,7 +11,12 @@
 // the facet's alarm() when it fires; a throw makes workerd retry the host's
 // alarm (at least once, with backoff).
 import { DurableObject, WorkerEntrypoint } from "cloudflare:workers";
-import { decodeValue, encodeValue, idTag } from "./ids.js";
+import { idTag } from "./ids.js";
+import { decodeValue, encodeValue } from "./values.js";
+
+// As the tenant wrapper (tenant/do.js): Workers RPC refuses class instances.
+const RPC = { strict: true, functions: "Functions cannot be passed to or returned from " +
+              "a Durable Object over WDL's RPC." };
 import SHIM from "./shim_sources.js";
 
 export { WdlDo } from "./do.js";
@@ -241,7 +246,7 @@ export class WdlObjectHost extends DurableObject {
     const app = await this.#app(m);
     try {
       const value = await app[method](...decodeValue(argsJson));
-      return value === undefined ? { undefined: true } : { json: encodeValue(value) };
+      return value === undefined ? { undefined: true } : { json: encodeValue(value, RPC) };
     } catch (err) {
       return { error: { name: String(err && err.name || "Error"),
                         message: String(err && err.message || err) } };

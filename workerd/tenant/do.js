@@ -7,7 +7,8 @@
 // idFromString refuses an id of another namespace or class (docs/durable-objects.md).
 // The tag is not a secret and needs not be: the gateway re-checks it against the
 // props it set, and an object is addressed only inside those props' class.
-// Self-contained: no imports.
+// RPC values travel as tagged JSON text (values.js).
+import { decodeValue, encodeValue } from "./values.js";
 
 const K = new Uint32Array([
   0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
@@ -66,164 +67,6 @@ export function nameBody(scope, name) {
   return hex(sha256(utf8.encode(`wdl-do-name\0${scope}\0${name}`)).subarray(0, 16));
 }
 
-// RPC values cross from the gateway to the DO host as text (docs/durable-objects.md),
-// so they are written as JSON in which what JSON cannot carry is tagged: the values
-// Workers RPC structured-clones (undefined, NaN/±Infinity/-0, BigInt, Date, RegExp,
-// Map, Set, ArrayBuffer and views, Error, boxed primitives, holes, shared and circular
-// references) arrive as they were sent. Objects are numbered in the order they are
-// first met, on both sides, so {$wdl: "ref"} can point back at one.
-const VIEWS = new Set(["Int8Array", "Uint8Array", "Uint8ClampedArray", "Int16Array",
-  "Uint16Array", "Int32Array", "Uint32Array", "Float32Array", "Float64Array",
-  "BigInt64Array", "BigUint64Array", "DataView"]);
-const ERRORS = new Set(["Error", "EvalError", "RangeError", "ReferenceError", "SyntaxError",
-  "TypeError", "URIError"]);
-const BOXES = { String, Number, Boolean, BigInt };
-
-function cloneError(message) {
-  return new DOMException(message, "DataCloneError");
-}
-
-function toB64(bytes) {
-  let s = "";
-  for (let i = 0; i < bytes.length; i += 0x8000) {
-    s += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000));
-  }
-  return btoa(s);
-}
-
-function fromB64(text) {
-  const raw = atob(text);
-  const out = new Uint8Array(raw.length);
-  for (let i = 0; i < raw.length; i++) out[i] = raw.charCodeAt(i);
-  return out;
-}
-
-function tagOf(v, seen) {
-  switch (typeof v) {
-    case "string": case "boolean": return v;
-    case "number":
-      if (Number.isFinite(v) && !Object.is(v, -0)) return v;
-      return { $wdl: "n", v: Object.is(v, -0) ? "-0" : String(v) };
-    case "undefined": return { $wdl: "u" };
-    case "bigint": return { $wdl: "big", v: v.toString() };
-    case "symbol": throw cloneError(`${String(v)} could not be cloned.`);
-    case "function":
-      throw cloneError("Functions cannot be passed to or returned from a Durable Object " +
-                       "over WDL's RPC.");
-  }
-  if (v === null) return null;
-  if (seen.has(v)) return { $wdl: "ref", i: seen.get(v) };
-  seen.set(v, seen.size);
-  if (Array.isArray(v)) {
-    const out = new Array(v.length);
-    for (let i = 0; i < v.length; i++) out[i] = i in v ? tagOf(v[i], seen) : { $wdl: "hole" };
-    return out;
-  }
-  const proto = Object.getPrototypeOf(v);
-  if (proto === Object.prototype) {
-    const out = {};
-    for (const k of Object.keys(v)) out[k] = tagOf(v[k], seen);
-    return "$wdl" in v ? { $wdl: "obj", v: out } : out;
-  }
-  if (v instanceof Date) return { $wdl: "date", v: String(v.getTime()) };
-  if (v instanceof RegExp) return { $wdl: "re", s: v.source, f: v.flags };
-  if (v instanceof Map) {
-    return { $wdl: "map", v: Array.from(v, ([k, x]) => [tagOf(k, seen), tagOf(x, seen)]) };
-  }
-  if (v instanceof Set) return { $wdl: "set", v: Array.from(v, (x) => tagOf(x, seen)) };
-  if (v instanceof ArrayBuffer) return { $wdl: "ab", v: toB64(new Uint8Array(v)) };
-  if (ArrayBuffer.isView(v) && VIEWS.has(v.constructor.name)) {
-    return { $wdl: "view", t: v.constructor.name,
-             v: toB64(new Uint8Array(v.buffer, v.byteOffset, v.byteLength)) };
-  }
-  if (v instanceof Error) {
-    // As structured clone: a name outside the standard ones becomes "Error".
-    const name = ERRORS.has(v.name) ? v.name : "Error";
-    return { $wdl: "err", n: name, m: String(v.message) };
-  }
-  for (const [t, Box] of Object.entries(BOXES)) {
-    if (v instanceof Box) return { $wdl: "box", t, v: tagOf(v.valueOf(), new Map()) };
-  }
-  const type = proto === null ? "Object" : (v.constructor && v.constructor.name) || "Object";
-  throw cloneError(`Could not serialize object of type "${type}". ` +
-                   "This type does not support serialization.");
-}
-
-function untagOf(t, refs) {
-  if (t === null || typeof t !== "object") return t;
-  if (Array.isArray(t)) {
-    const out = new Array(t.length);
-    refs.push(out);
-    for (let i = 0; i < t.length; i++) {
-      const x = t[i];
-      if (x !== null && typeof x === "object" && x.$wdl === "hole" && !Array.isArray(x)) continue;
-      out[i] = untagOf(x, refs);
-    }
-    return out;
-  }
-  if (!("$wdl" in t)) {
-    const out = {};
-    refs.push(out);
-    for (const k of Object.keys(t)) out[k] = untagOf(t[k], refs);
-    return out;
-  }
-  switch (t.$wdl) {
-    case "n": return Number(t.v);
-    case "u": return undefined;
-    case "big": return BigInt(t.v);
-    case "ref": return refs[t.i];
-    case "obj": {
-      const out = {};
-      refs.push(out);
-      for (const k of Object.keys(t.v)) out[k] = untagOf(t.v[k], refs);
-      return out;
-    }
-    case "date": { const d = new Date(Number(t.v)); refs.push(d); return d; }
-    case "re": { const r = new RegExp(t.s, t.f); refs.push(r); return r; }
-    case "map": {
-      const m = new Map();
-      refs.push(m);
-      for (const [k, x] of t.v) m.set(untagOf(k, refs), untagOf(x, refs));
-      return m;
-    }
-    case "set": {
-      const s = new Set();
-      refs.push(s);
-      for (const x of t.v) s.add(untagOf(x, refs));
-      return s;
-    }
-    case "ab": { const b = fromB64(t.v).buffer; refs.push(b); return b; }
-    case "view": {
-      if (!VIEWS.has(t.t)) throw cloneError(`unknown view type ${t.t}`);
-      const v = new globalThis[t.t](fromB64(t.v).buffer);
-      refs.push(v);
-      return v;
-    }
-    case "err": {
-      const e = new (ERRORS.has(t.n) ? globalThis[t.n] : Error)(t.m);
-      refs.push(e);
-      return e;
-    }
-    case "box": {
-      const Box = BOXES[t.t];
-      if (!Box) throw cloneError(`unknown boxed type ${t.t}`);
-      const b = Object(untagOf(t.v, []));
-      refs.push(b);
-      return b;
-    }
-    default: throw cloneError(`unknown tag ${String(t.$wdl)}`);
-  }
-}
-
-// A value -> the text that carries it (throws DataCloneError as structured clone does).
-export function encodeValue(value) {
-  return JSON.stringify(tagOf(value, new Map()));
-}
-
-export function decodeValue(text) {
-  return untagOf(JSON.parse(text), []);
-}
-
 const ID_RE = /^[0-9a-f]{64}$/;
 const RESERVED = new Set(["then", "catch", "finally", "constructor", "toJSON"]);
 
@@ -237,6 +80,11 @@ class DurableObjectId {
   toJSON() { return this.#hex; }
   equals(other) { return other instanceof DurableObjectId && other.toString() === this.#hex; }
 }
+
+// Workers RPC is stricter than structuredClone: no class instances; functions would
+// be stubs there, which cannot cross processes here.
+const RPC = { strict: true, functions: "Functions cannot be passed to or returned from " +
+              "a Durable Object over WDL's RPC." };
 
 function stubFor(raw, id) {
   const text = id.toString();
@@ -263,7 +111,7 @@ function stubFor(raw, id) {
       if (prop in t) return t[prop];
       if (RESERVED.has(prop)) return undefined;
       return async (...args) => {
-        const r = await raw.call(text, name ?? null, prop, encodeValue(args));
+        const r = await raw.call(text, name ?? null, prop, encodeValue(args, RPC));
         if (r.error) {
           const Ctor = globalThis[r.error.name] || Error;
           const err = new Ctor(r.error.message);

@@ -3,7 +3,8 @@
 // each raw queue stub in env with `wrapQueue(stub, name)`. Serialisation and the checks
 // follow workerd's own Queue binding as Miniflare runs it (the behaviour reference):
 // TypeErrors for what workerd refuses locally, `Error("Queue send failed: …")` with
-// Miniflare's words for the limits. Self-contained: no imports.
+// Miniflare's words for the limits. `v8` bodies are structured-cloned by values.js.
+import { encodeValue } from "./values.js";
 
 const MAX_MESSAGE_BYTES = 128000;
 const MAX_BATCH_MESSAGES = 100;
@@ -23,29 +24,6 @@ function typeName(v) {
   if (v === null) return "null";
   if (typeof v !== "object") return typeof v;
   return v.constructor && v.constructor.name ? v.constructor.name : "object";
-}
-
-// "v8" (structured clone) bodies travel as tagged JSON: what JSON cannot carry is tagged
-// (docs/queues.md; the gateway's queues.js untags it for the consumer).
-function tag(v) {
-  if (v === undefined) return { $wdl: "undefined" };
-  if (typeof v === "bigint") return { $wdl: "bigint", v: v.toString() };
-  if (typeof v === "number" && !Number.isFinite(v)) return { $wdl: "num", v: String(v) };
-  if (typeof v === "function" || typeof v === "symbol") {
-    throw new DOMException(`${String(v)} could not be cloned.`, "DataCloneError");
-  }
-  if (v === null || typeof v !== "object") return v;
-  if (v instanceof Date) return { $wdl: "date", v: v.getTime() };
-  if (v instanceof Map) return { $wdl: "map", v: [...v].map(([k, x]) => [tag(k), tag(x)]) };
-  if (v instanceof Set) return { $wdl: "set", v: [...v].map(tag) };
-  if (v instanceof ArrayBuffer) return { $wdl: "bytes", v: toBase64(new Uint8Array(v)) };
-  if (ArrayBuffer.isView(v)) {
-    return { $wdl: "u8", v: toBase64(new Uint8Array(v.buffer, v.byteOffset, v.byteLength)) };
-  }
-  if (Array.isArray(v)) return v.map(tag);
-  const out = {};
-  for (const [k, x] of Object.entries(v)) out[k] = tag(x);
-  return "$wdl" in v ? { $wdl: "obj", v: out } : out;
 }
 
 function serialise(body, contentType) {
@@ -69,7 +47,7 @@ function serialise(body, contentType) {
     if (text === undefined) throw new TypeError(`${typeName(body)} cannot be serialised as JSON`);
     bytes = utf8.encode(text);
   } else {
-    bytes = utf8.encode(JSON.stringify(tag(body)));
+    bytes = utf8.encode(encodeValue(body));
   }
   return { bytes, type };
 }
