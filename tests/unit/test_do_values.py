@@ -13,6 +13,7 @@ import subprocess
 
 import pytest
 
+from harness.endpoints import ROOT
 from services.dataplane.config import workerd_dir
 
 pytestmark = pytest.mark.unit
@@ -71,33 +72,7 @@ function value(depth, pool) {
   }
   return out;
 }
-function describe(v, seen = new Map()) {
-  if (v === undefined) return "undefined";
-  if (v === null) return "null";
-  if (typeof v === "number") return Object.is(v, -0) ? "number:-0" : `number:${v}`;
-  if (typeof v !== "object") return `${typeof v}:${String(v)}`;
-  if (seen.has(v)) return `<ref ${seen.get(v)}>`;
-  seen.set(v, seen.size);
-  const kind = Object.prototype.toString.call(v).slice(8, -1);
-  const bytes = (b) => [...b].join(" ");
-  if (v instanceof Date) return `Date:${v.getTime()}`;
-  if (v instanceof RegExp) return `RegExp:${v.source}/${v.flags}`;
-  if (v instanceof Error) return `${v.constructor.name}:${v.name}:${v.message}`;
-  if (v instanceof ArrayBuffer) return `ArrayBuffer:${bytes(new Uint8Array(v))}`;
-  if (ArrayBuffer.isView(v)) {
-    return `${kind}:${bytes(new Uint8Array(v.buffer, v.byteOffset, v.byteLength))}`;
-  }
-  if (v instanceof Map) {
-    return `Map{${[...v].map(([k, x]) => `${describe(k, seen)}=>${describe(x, seen)}`)}}`;
-  }
-  if (v instanceof Set) return `Set{${[...v].map((x) => describe(x, seen))}}`;
-  if (Array.isArray(v)) {
-    return `[${Array.from(v, (x, i) => (i in v ? describe(x, seen) : "<hole>"))}]`;
-  }
-  if (kind !== "Object") return `${kind}(${describe(v.valueOf(), new Map())})`;
-  return `{${Object.keys(v).map((k) => `${k}:${describe(v[k], seen)}`)}}`;
-}
-const out = { checked: 0, mismatches: [], refusals: [] };
+%(describe)sconst out = { checked: 0, mismatches: [], refusals: [] };
 for (let i = 0; i < %(count)d; i++) {
   const v = value(4, []);
   const want = describe(structuredClone(v));
@@ -119,11 +94,19 @@ console.log(JSON.stringify(out));
 """
 
 
+def describe_source() -> str:
+    """The conformance worker's `describe` (one definition of what "the same" means)."""
+    source = (ROOT / "tests" / "workers" / "do_conformance.js").read_text()
+    start = source.index("function describe(")
+    return source[start:source.index("\n}\n", start) + 3]
+
+
 def run(seed: int, count: int) -> dict[str, object]:
     node = shutil.which("node")
     assert node is not None, "node is required (it installs workerd via npm)"
     module = (workerd_dir() / "tenant" / "values.js").as_uri()
-    script = SCRIPT % {"module": json.dumps(module), "seed": seed, "count": count}
+    script = SCRIPT % {"module": json.dumps(module), "seed": seed, "count": count,
+                       "describe": describe_source()}
     done = subprocess.run([node, "--input-type=module", "-e", script], capture_output=True,
                           text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr

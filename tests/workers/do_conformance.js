@@ -136,14 +136,14 @@ export class Conformance extends DurableObject {
 }
 
 // A value as text that says its types, so the transcripts (JSON) can compare what
-// structured clone keeps: shared references print as <seen>.
-function describe(v, seen = new Set()) {
+// structured clone keeps: a repeated object prints as <ref N>, N its first sight's number.
+function describe(v, seen = new Map()) {
   if (v === undefined) return "undefined";
   if (v === null) return "null";
   if (typeof v === "number") return Object.is(v, -0) ? "number:-0" : `number:${v}`;
   if (typeof v !== "object") return `${typeof v}:${String(v)}`;
-  if (seen.has(v)) return "<seen>";
-  seen.add(v);
+  if (seen.has(v)) return `<ref ${seen.get(v)}>`;
+  seen.set(v, seen.size);
   const kind = Object.prototype.toString.call(v).slice(8, -1);
   const bytes = (b) => [...b].join(" ");
   if (v instanceof Date) return `Date:${v.getTime()}`;
@@ -160,7 +160,8 @@ function describe(v, seen = new Set()) {
   if (Array.isArray(v)) {
     return `[${Array.from(v, (x, i) => (i in v ? describe(x, seen) : "<hole>"))}]`;
   }
-  return `${kind}{${Object.keys(v).map((k) => `${k}:${describe(v[k], seen)}`)}}`;
+  if (kind !== "Object") return `${kind}(${describe(v.valueOf(), new Map())})`;
+  return `{${Object.keys(v).map((k) => `${k}:${describe(v[k], seen)}`)}}`;
 }
 
 function structuredValues() {

@@ -4,21 +4,13 @@
 // follow workerd's own Queue binding as Miniflare runs it (the behaviour reference):
 // TypeErrors for what workerd refuses locally, `Error("Queue send failed: …")` with
 // Miniflare's words for the limits. `v8` bodies are structured-cloned by values.js.
-import { encodeValue } from "./values.js";
+import { encodeValue, toB64 as toBase64 } from "./values.js";
 
 const MAX_MESSAGE_BYTES = 128000;
 const MAX_BATCH_MESSAGES = 100;
 const MAX_BATCH_BYTES = 256000;
 const TYPES = new Set(["json", "text", "bytes", "v8"]);
 const utf8 = new TextEncoder();
-
-function toBase64(bytes) {
-  let s = "";
-  for (let i = 0; i < bytes.length; i += 0x8000) {
-    s += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000));
-  }
-  return btoa(s);
-}
 
 function typeName(v) {
   if (v === null) return "null";

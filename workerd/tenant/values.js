@@ -16,7 +16,7 @@ function cloneError(message) {
   return new DOMException(message, "DataCloneError");
 }
 
-function toB64(bytes) {
+export function toB64(bytes) {
   let s = "";
   for (let i = 0; i < bytes.length; i += 0x8000) {
     s += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000));
