@@ -21,8 +21,8 @@ let truncated = false;       // a round left a target out: it cannot single one 
 let done = [];               // tokens of announced entries that ended
 let gate = null;             // the probation request running: {since, promise}
 
-export function mark(ns, worker, version) {
-  const key = ns + "/" + worker;
+// `key` (ns + "/" + worker) is passed by callers that have it cached (route entries).
+export function mark(ns, worker, version, key = ns + "/" + worker) {
   if (marks.has(key)) return;
   if (marks.size >= MAX_TARGETS) {
     truncated = true;
@@ -38,8 +38,7 @@ export function markUnknown() {
 }
 
 // Returns the function that ends the admission.
-export function admit(ns, worker, version) {
-  const key = ns + "/" + worker;
+export function admit(ns, worker, version, key = ns + "/" + worker) {
   let a = admitted.get(key);
   if (!a) admitted.set(key, (a = { target: [ns, worker, version || null], n: 0 }));
   if (version) a.target[2] = version;
@@ -54,8 +53,8 @@ export function admit(ns, worker, version) {
 }
 
 // The version of an admitted target, once its route is known.
-export function nameVersion(ns, worker, version) {
-  const a = admitted.get(ns + "/" + worker);
+export function nameVersion(ns, worker, version, key = ns + "/" + worker) {
+  const a = admitted.get(key);
   if (a && version) a.target[2] = version;
 }
 

@@ -261,7 +261,12 @@ export async function lookup(env, ns, worker) {
   const entry = body.route
     ? { version: body.route.version, id: body.route.id, egress: body.route.egress || null,
         grants: body.route.grants || [], probation: body.route.probation === true,
-        limits: body.route.limits || null, tail: body.route.tail === true }
+        limits: body.route.limits || null, tail: body.route.tail === true,
+        // Made once per route, not per request: the lease's marker key
+        // (markerKeys) and the metrics aggregate's key (metrics.js).
+        marker: `${ns}/${worker}@${body.route.version}`, counted: ns + "\0" + worker,
+        // containment.js's key of the target.
+        slot: ns + "/" + worker }
     : { missing: body.missing };
   // Keep it only if no invalidation newer than the answer reached us meanwhile.
   if (body.boot === st.boot && body.epoch >= st.epoch) {

@@ -425,11 +425,15 @@ async function handle(request, env, ctx) {
   const early = onPlatform || st.claims !== null
     ? resolveTarget(host, url.pathname, domain, onPlatform ? NO_CLAIMS : st.claims) : null;
   let key = null;
+  let slot;  // containment's key of the target, from its cached route (undefined: made there)
   if (early && !early.code) {
     const known = st.routes.get(early.namespace);
     const hit = known && known.get(early.worker);
-    mark(early.namespace, early.worker, hit && hit.version);
-    if (hit && hit.version) key = `${early.namespace}/${early.worker}@${hit.version}`;
+    if (hit && hit.version) {
+      key = hit.marker;
+      slot = hit.slot;
+    }
+    mark(early.namespace, early.worker, hit && hit.version, slot);
   } else {
     markUnknown();
   }
@@ -437,14 +441,15 @@ async function handle(request, env, ctx) {
   const target = onPlatform && early && !early.code ? early
     : resolveTarget(host, url.pathname, domain, onPlatform ? NO_CLAIMS : await claims(env));
   if (target.code) return reply(404, target.code, target.message);
-  const release = admit(target.namespace, target.worker, null);
+  const release = admit(target.namespace, target.worker, null,
+                        target === early ? slot : undefined);
   let endProbation = null;
   try {
     const entry = await lookup(env, target.namespace, target.worker);
     if (entry.missing) {
       return reply(entry.missing.status || 404, entry.missing.code, entry.missing.message);
     }
-    nameVersion(target.namespace, target.worker, entry.version);
+    nameVersion(target.namespace, target.worker, entry.version, entry.slot);
     if (entry.probation) {
       endProbation = await probationEnter(env, [target.namespace, target.worker,
                                                 entry.version]);
@@ -465,10 +470,12 @@ async function invoke(env, ctx, url, request, target, entry) {
   try {
     const response = await withinWall(stub.getEntrypoint().fetch(inner), entry.limits,
                                       `${target.namespace}/${target.worker}`);
-    count(env, ctx, target.namespace, target.worker, response.status, "ok", Date.now() - t0);
+    count(env, ctx, target.namespace, target.worker, response.status, "ok", Date.now() - t0,
+          entry.counted);
     return response;
   } catch (err) {
-    count(env, ctx, target.namespace, target.worker, null, "exception", Date.now() - t0);
+    count(env, ctx, target.namespace, target.worker, null, "exception", Date.now() - t0,
+          entry.counted);
     const text = String(err && err.message || err);
     console.error(`wdl: ${entry.id}: ${text}`);
     if (text.includes("Failed to start Worker")) {

@@ -23,27 +23,33 @@ let dropped = 0;           // invocations counted but not delivered, not yet rep
 let flushing = null;       // {at}: the flush loop running and when it last moved, or null
 let lastFlush = 0;
 
-function statusClass(status) {
-  return typeof status === "number" && status >= 100 && status <= 599
-    ? `${Math.floor(status / 100)}xx` : "none";
+// Rows of an aggregate: status class (1xx..5xx, then "none") x outcome, counted
+// in a fixed array so that a request allocates nothing here.
+const CLASSES = ["1xx", "2xx", "3xx", "4xx", "5xx", "none"];
+const OUTCOMES = ["ok", "exception"];
+
+function row(status, outcome) {
+  const c = typeof status === "number" && status >= 100 && status <= 599
+    ? Math.floor(status / 100) - 1 : 5;
+  return c * 2 + (outcome === "ok" ? 0 : 1);
 }
 
 // `status`: the HTTP status (null for calls without one); `outcome`: "ok" | "exception".
-export function count(env, ctx, namespace, worker, status, outcome, ms) {
-  const key = namespace + "\0" + worker;
+// `key`: namespace + "\0" + worker when the caller has it already (the route entry's).
+export function count(env, ctx, namespace, worker, status, outcome, ms,
+                      key = namespace + "\0" + worker) {
   let w = agg.get(key);
   if (!w) {
     if (agg.size >= MAX_WORKERS) {
       dropped += 1;
       return;
     }
-    w = { namespace, worker, requests: new Map(), exceptions: 0,
+    w = { namespace, worker, requests: new Array(CLASSES.length * 2).fill(0), exceptions: 0,
           buckets: new Array(BOUNDS_MS.length + 1).fill(0), sum: 0 };
     agg.set(key, w);
   }
-  const row = statusClass(status) + "\0" + outcome;
-  w.requests.set(row, (w.requests.get(row) || 0) + 1);
-  if (outcome === "exception") w.exceptions += 1;
+  w.requests[row(status, outcome)] += 1;
+  if (outcome !== "ok") w.exceptions += 1;
   let i = 0;
   while (i < BOUNDS_MS.length && ms > BOUNDS_MS[i]) i++;
   w.buckets[i] += 1;
@@ -61,9 +67,10 @@ function take() {
   let n = 0;
   for (const w of agg.values()) {
     const requests = [];
-    for (const [row, c] of w.requests) {
-      const [sc, outcome] = row.split("\0");
-      requests.push([sc, outcome, c]);
+    for (let i = 0; i < w.requests.length; i++) {
+      const c = w.requests[i];
+      if (c === 0) continue;
+      requests.push([CLASSES[i >> 1], OUTCOMES[i & 1], c]);
       n += c;
     }
     workers.push({ namespace: w.namespace, worker: w.worker, requests,
