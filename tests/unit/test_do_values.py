@@ -19,9 +19,7 @@ from services.dataplane.config import workerd_dir
 pytestmark = pytest.mark.unit
 
 SCRIPT = r"""
-const { encodeValue, decodeValue } = await import(%(module)s);
-const RPC = { strict: true, functions: "Functions cannot be passed to or returned from " +
-              "a Durable Object over WDL's RPC." };
+const { encodeValue, decodeValue, RPC } = await import(%(module)s);
 class Point { constructor() { this.x = 1; this.$wdl = "u"; } }
 let seed = %(seed)d;
 const rnd = () => ((seed = (seed * 1103515245 + 12345) %% 2147483648) / 2147483648);

@@ -9,7 +9,7 @@
 // Refusals come back as `{error: {status, message}}`; the wrapper throws them.
 
 import { WorkerEntrypoint } from "cloudflare:workers";
-import { decodeValue } from "./values.js";
+import { decodeValue, fromB64 as fromBase64 } from "./values.js";
 
 const UNREACHABLE = { error: { status: 503, message: "queue service unavailable" } };
 
@@ -42,13 +42,6 @@ export class WdlQueue extends WorkerEntrypoint {
 }
 
 // --- consumer side: stored bytes -> the values queue() sees -----------------------
-
-function fromBase64(text) {
-  const raw = atob(text);
-  const out = new Uint8Array(raw.length);
-  for (let i = 0; i < raw.length; i++) out[i] = raw.charCodeAt(i);
-  return out;
-}
 
 function decodeBody(contentType, b64) {
   const bytes = fromBase64(b64);

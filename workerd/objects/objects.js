@@ -12,11 +12,7 @@
 // alarm (at least once, with backoff).
 import { DurableObject, WorkerEntrypoint } from "cloudflare:workers";
 import { idTag } from "./ids.js";
-import { decodeValue, encodeValue } from "./values.js";
-
-// As the tenant wrapper (tenant/do.js): Workers RPC refuses class instances.
-const RPC = { strict: true, functions: "Functions cannot be passed to or returned from " +
-              "a Durable Object over WDL's RPC." };
+import { RPC, decodeValue, encodeValue } from "./values.js";
 import SHIM from "./shim_sources.js";
 
 export { WdlDo } from "./do.js";

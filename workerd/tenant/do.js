@@ -8,7 +8,7 @@
 // The tag is not a secret and needs not be: the gateway re-checks it against the
 // props it set, and an object is addressed only inside those props' class.
 // RPC values travel as tagged JSON text (values.js).
-import { decodeValue, encodeValue } from "./values.js";
+import { RPC, decodeValue, encodeValue } from "./values.js";
 
 const K = new Uint32Array([
   0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
@@ -80,11 +80,6 @@ class DurableObjectId {
   toJSON() { return this.#hex; }
   equals(other) { return other instanceof DurableObjectId && other.toString() === this.#hex; }
 }
-
-// Workers RPC is stricter than structuredClone: no class instances; functions would
-// be stubs there, which cannot cross processes here.
-const RPC = { strict: true, functions: "Functions cannot be passed to or returned from " +
-              "a Durable Object over WDL's RPC." };
 
 function stubFor(raw, id) {
   const text = id.toString();

@@ -24,7 +24,7 @@ export function toB64(bytes) {
   return btoa(s);
 }
 
-function fromB64(text) {
+export function fromB64(text) {
   const raw = atob(text);
   const out = new Uint8Array(raw.length);
   for (let i = 0; i < raw.length; i++) out[i] = raw.charCodeAt(i);
@@ -164,6 +164,12 @@ function untagOf(t, refs) {
     default: throw cloneError(`unknown tag ${String(t.$wdl)}`);
   }
 }
+
+// Durable Object RPC (tenant/do.js and the DO host): Workers RPC is stricter than
+// structuredClone (no class instances); functions would be stubs there, which cannot
+// cross processes here.
+export const RPC = { strict: true, functions: "Functions cannot be passed to or returned " +
+                     "from a Durable Object over WDL's RPC." };
 
 // A value -> the text that carries it; throws DataCloneError as structuredClone does.
 // opts.strict: refuse class instances and null-prototype objects, as Workers RPC does;
