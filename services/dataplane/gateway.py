@@ -5,10 +5,11 @@ it loads, so one tenant's `while (true) {}` stops every request of that
 process and a JS heap out-of-memory aborts it (docs/containment.md). The
 supervisor therefore
 
-- runs `processes` workerd processes (default: one per core) that all accept
-  on the one public listening socket (the fd is shared; the kernel hands each
-  new connection to a process that is accepting, so a stuck process stops
-  taking new ones while the others keep serving);
+- runs `processes` workerd processes (default: one per core), each accepting on
+  its own socket of one SO_REUSEPORT group on the public port; the kernel
+  spreads new connections over the processes the supervisor last saw answer,
+  so a stuck one stops getting new ones while the others keep serving
+  (listeners.py);
 - probes each process over its *private* socket every `probe_interval`; a
   process that has not answered for `hang_timeout` is SIGKILLed (its event
   loop would not even act on SIGTERM) and replaced in its slot, and one that
@@ -45,6 +46,7 @@ from services.dataplane.config import (
     GatewayOptions,
     render_gateway_config,
 )
+from services.dataplane.listeners import SlotListeners
 from services.dataplane.workerd_process import WorkerdProcess
 from services.serving import bind
 
@@ -72,6 +74,13 @@ class WatchdogPolicy:
     hang_timeout: float = field(
         default_factory=lambda: float(os.environ.get("WDL_HANG_TIMEOUT", "1.5")))
     enabled: bool = True
+    # A process whose last probe answer is older than this gets no new connections
+    # (listeners.py) until it answers again: stuck, or too busy to take more.
+    steer_after: float = 0.75
+
+    @property
+    def late(self) -> float:
+        return min(self.steer_after, self.hang_timeout)
 
 
 @dataclass(frozen=True)
@@ -135,6 +144,9 @@ class GatewayMetrics:
                                 registry=registry)
         self.processes = Gauge("wdl_gateway_workerd_processes",
                                "workerd processes currently serving", registry=registry)
+        self.steered = Gauge("wdl_gateway_steered_processes",
+                             "workerd processes new connections are steered to",
+                             registry=registry)
         self.probe_seconds = Gauge("wdl_gateway_probe_seconds",
                                    "Latency of the last watchdog probe", ["slot"],
                                    registry=registry)
@@ -169,8 +181,8 @@ class Gateway:
         self.metrics = GatewayMetrics(self.registry)
         self.recycles: list[RecycleReport] = []
         self.incidents: list[Incident] = []
-        self._sock = sock
-        self._owns_sock = sock is None
+        self._sock = sock  # a caller's socket: shared by every process, not steered
+        self._listeners: SlotListeners | None = None
         self._slots: list[_Instance | None] = []
         self._dir: tempfile.TemporaryDirectory[str] | None = None
         self._lock = asyncio.Lock()
@@ -183,6 +195,8 @@ class Gateway:
 
     @property
     def address(self) -> tuple[str, int]:
+        if self._listeners is not None:
+            return self._listeners.address
         if self._sock is None:
             raise RuntimeError("gateway is not started")
         host, port = self._sock.getsockname()[:2]
@@ -215,7 +229,8 @@ class Gateway:
 
     async def start(self) -> None:
         if self._sock is None:
-            self._sock = bind(self.host, self.port)
+            self._listeners = SlotListeners(self.host, self.port, self.processes)
+            self._listeners.open()
         self._dir = tempfile.TemporaryDirectory(prefix="wdl-gateway-")
         self._client = httpx.AsyncClient(timeout=5.0)
         # Its own client and pool: a probe must never queue behind a slow stats call.
@@ -227,6 +242,7 @@ class Gateway:
             await self.stop()
             raise
         self.metrics.processes.set(len(self._slots))
+        self._steer(probes=False)
         if self.watchdog.enabled:
             self._tasks.append(asyncio.create_task(self._watch_loop(), name="gateway-watchdog"))
         if self.policy.interval > 0:
@@ -250,9 +266,9 @@ class Gateway:
             if client is not None:
                 await client.aclose()
         self._client = self._probe_client = None
-        if self._owns_sock and self._sock is not None:
-            self._sock.close()
-            self._sock = None
+        if self._listeners is not None:
+            self._listeners.close()
+            self._listeners = None
         if self._dir is not None:
             self._dir.cleanup()
             self._dir = None
@@ -268,7 +284,9 @@ class Gateway:
     # --- instances ---------------------------------------------------------------
 
     async def _spawn(self, slot: int) -> _Instance:
-        assert self._sock is not None and self._dir is not None
+        assert self._dir is not None
+        public = self._listeners.socket_for(slot) if self._listeners is not None else self._sock
+        assert public is not None
         name = f"gw{slot}-{secrets.token_hex(6)}"
         config = Path(self._dir.name) / f"{name}.capnp"
         private = bind("127.0.0.1", 0)
@@ -277,7 +295,7 @@ class Gateway:
                           encoding="utf-8")
         process = WorkerdProcess(
             config, binary=self.binary, ready_path=READY_PATH,
-            socket_fds={PUBLIC_SOCKET: self._sock, PRIVATE_SOCKET: private},
+            socket_fds={PUBLIC_SOCKET: public, PRIVATE_SOCKET: private},
             stop_timeout=self.stop_timeout)
         try:
             await process.start()
@@ -337,6 +355,28 @@ class Gateway:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
                 self._tasks.remove(task)
+            self._steer(probes=False)
+
+    def _steer(self, *, probes: bool = True) -> None:
+        """New connections go to the processes that answered their last probe in time
+        (`probes=False`: to every running one)."""
+        if self._listeners is None:
+            return
+        now = time.monotonic()
+        late = self.watchdog.late
+        live = [i is not None and i.process.running and (not probes or now - i.last_ok <= late)
+                for i in self._slots]
+        if self._listeners.steer(live):
+            log.info("gateway: new connections go to slots %s",
+                     ",".join(map(str, self._listeners.steered)))
+        self.metrics.steered.set(len(self._listeners.steered))
+
+    @property
+    def steered(self) -> tuple[int, ...]:
+        """The slots new connections are steered to now."""
+        if self._listeners is None:
+            return tuple(range(len(self._slots)))
+        return self._listeners.steered
 
     async def _probe(self, instance: _Instance) -> None:
         assert self._probe_client is not None
@@ -368,12 +408,14 @@ class Gateway:
                                         f"{policy.hang_timeout:.1f} s")
                 elif instance.probe is None or instance.probe.done():
                     instance.probe = asyncio.create_task(self._probe(instance))
+            self._steer()
 
     async def _replace(self, instance: _Instance, kind: str, detail: str) -> None:
         async with self._lock:
             if instance.slot >= len(self._slots) or self._slots[instance.slot] is not instance:
                 return  # recycled or stopped meanwhile
             self._slots[instance.slot] = None
+            self._steer()
             self.metrics.processes.set(len(self.instances()))
             if kind == "hang":
                 self.metrics.kills.labels(kind).inc()
@@ -390,6 +432,7 @@ class Gateway:
             if replacement is None:
                 return
             self._slots[instance.slot] = replacement
+            self._steer()
             self.metrics.restarts.labels(kind).inc()
             self.metrics.processes.set(len(self.instances()))
 

@@ -110,6 +110,14 @@ async def test_a_spinning_tenant_is_contained_and_quarantined(stack: Stack) -> N
     gateway = stack.platform.gateway
     assert gateway is not None and len(gateway.pids) == 2
     healthy = Healthy(stack, "good.workers.local")
+    steered: list[tuple[int, ...]] = []
+
+    async def watch_steering() -> None:
+        while True:
+            steered.append(gateway.steered)
+            await asyncio.sleep(0.05)
+
+    watcher = asyncio.create_task(watch_steering())
     with healthy:
         await asyncio.sleep(0.5)
         quarantined = False
@@ -126,7 +134,11 @@ async def test_a_spinning_tenant_is_contained_and_quarantined(stack: Stack) -> N
             gap = healthy.longest_gap(started)
             assert gap <= RECOVERY_S, f"attempt {attempt}: healthy tenant silent for {gap:.2f}s"
         await healthy.close()
+    watcher.cancel()
     assert quarantined, f"not quarantined after 8 spins: {await incidents(stack)}"
+    # New connections went to both processes, and only to the other one while one
+    # was stuck or being replaced (listeners.py).
+    assert steered[0] == (0, 1) and {(0,), (1,)} & set(steered), sorted(set(steered))
     assert healthy.ok, "the healthy tenant never answered"
     assert len(gateway.incidents) >= 3 and {i.kind for i in gateway.incidents} == {"hang"}
 
