@@ -8,8 +8,8 @@ gateway -> state service -> projection, the same code as on Redis):
 * `two_isolate_rps`: the **two-isolate floor** - bare workerd where a static worker
   forwards each request to a second static worker through a service binding (what
   any gateway that runs tenants in their own isolate must at least pay), run as
-  `gateway_processes` workerd processes sharing one listening socket like the
-  gateway's, measured in two halves around the gateway's run so drift falls on both;
+  `gateway_processes` workerd processes on the gateway's listening layout,
+  measured in two halves around the gateway's run so drift falls on both;
   `ratio_floor` = gateway_rps / two_isolate_rps; `two_isolate_1proc_rps` is the same
   floor with one process (for comparison with `baseline_rps`, also one process);
 * `cold_load_p50_ms`: first request to never-seen versions (route miss, bundle
@@ -60,6 +60,7 @@ from harness.workerd import (
     write_config,
 )
 from services.dataplane.gateway import RecyclePolicy
+from services.dataplane.listeners import SlotListeners
 from services.platform import Platform, PlatformOptions
 from services.settings import Settings
 
@@ -145,8 +146,9 @@ FRONT = "export default { fetch(request, env) { return env.BACK.fetch(request); 
 
 class Floor:
     """The two-isolate floor: front worker -> service binding -> back worker, as
-    `processes` workerd processes accepting on one listening socket (the gateway's
-    layout), so the comparison differs only in what the gateway does."""
+    `processes` workerd processes on the gateway's listening layout (one socket each
+    in a steered SO_REUSEPORT group: listeners.py), so the comparison differs only in
+    what the gateway does."""
 
     def __init__(self, source: str, args: argparse.Namespace, work: Path,
                  processes: int) -> None:
@@ -162,11 +164,14 @@ class Floor:
         self.url = ""
 
     async def __aenter__(self) -> Floor:
-        sock = self._stack.enter_context(listening_socket("127.0.0.1", 0))
-        for _ in range(self.processes):
+        listeners = SlotListeners("127.0.0.1", 0, self.processes)
+        listeners.open()
+        self._stack.callback(listeners.close)
+        for slot in range(self.processes):
             await self._stack.enter_async_context(
-                WorkerdProcess(self.path, socket_fds={"http": sock}, binary=self.args.workerd))
-        self.url = f"http://127.0.0.1:{sock.getsockname()[1]}/hello/"
+                WorkerdProcess(self.path, socket_fds={"http": listeners.socket_for(slot)},
+                               binary=self.args.workerd))
+        self.url = f"http://127.0.0.1:{listeners.address[1]}/hello/"
         return self
 
     async def __aexit__(self, *exc: object) -> None:
