@@ -113,6 +113,9 @@ class SlotListeners:
         self.steering = False  # per-slot sockets with a steering program
 
     def open(self) -> None:
+        if self.count == 1:
+            self._socks = [bind(self.host, self.port)]  # nothing to spread, nobody may join
+            return
         if self.port:
             # A reuseport bind would silently join another server's group on this
             # port: make sure nobody has it first, the way a plain bind would.
