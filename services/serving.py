@@ -25,13 +25,17 @@ class _Server(uvicorn.Server):
         yield
 
 
-def bind(host: str, port: int) -> socket.socket:
+def bind(host: str, port: int, *, reuseport: bool = False) -> socket.socket:
+    """A listening socket, inheritable (passed to workerd with --socket-fd).
+    `reuseport`: SO_REUSEPORT, so other sockets of this user may share the port."""
     # proto=IPPROTO_TCP matters: asyncio sets TCP_NODELAY only on sockets that say
     # so, and without it every keep-alive response waits ~40 ms (Nagle + delayed ACK).
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM,
                          socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuseport:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((host, port))
         sock.listen(1024)
     except OSError:

@@ -43,20 +43,9 @@ class ObjectsOptions:
 
 
 def _shared_socket(host: str, port: int) -> socket.socket:
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM,
-                         socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     # Every DO host of the deployment listens on the same port: the gateway calls one
     # address, and the kernel stops sending to a host that died.
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    try:
-        sock.bind((host, port))
-        sock.listen(1024)
-    except OSError:
-        sock.close()
-        raise
-    sock.set_inheritable(True)
-    return sock
+    return bind(host, port, reuseport=True)
 
 
 class ObjectsHost:
