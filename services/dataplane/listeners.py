@@ -24,7 +24,6 @@ kernel, a caller's own socket), every slot shares one socket as before.
 from __future__ import annotations
 
 import ctypes
-import errno
 import logging
 import socket
 import struct
@@ -86,10 +85,6 @@ def attach(sock: socket.socket, program: bytes) -> None:
     sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, fprog)
 
 
-def _reuseport_socket(host: str, port: int) -> socket.socket:
-    return bind(host, port, reuseport=True)
-
-
 class SlotListeners:
     """`count` listening sockets on one port (or one shared), and their steering."""
 
@@ -98,7 +93,7 @@ class SlotListeners:
         self.port = port
         self.count = count
         self._socks: list[socket.socket] = []
-        self._steered: tuple[int, ...] | None = None
+        self._steered = tuple(range(count))  # the slots new connections go to
         self.steering = False  # per-slot sockets with a steering program
 
     def open(self) -> None:
@@ -110,7 +105,7 @@ class SlotListeners:
             # port: make sure nobody has it first, the way a plain bind would.
             bind(self.host, self.port).close()
         try:
-            first = _reuseport_socket(self.host, self.port)
+            first = bind(self.host, self.port, reuseport=True)
         except (OSError, AttributeError) as exc:
             log.warning("SO_REUSEPORT unavailable (%s): the workerd processes share one socket",
                         exc)
@@ -120,7 +115,7 @@ class SlotListeners:
         try:
             port = first.getsockname()[1]
             for _ in range(1, self.count):
-                socks.append(_reuseport_socket(self.host, port))
+                socks.append(bind(self.host, port, reuseport=True))
             attach(first, steering_program(first.family, list(range(self.count))))
         except OSError as exc:
             for sock in socks[1:]:
@@ -129,14 +124,13 @@ class SlotListeners:
                         "one socket", exc)
             socks = [first]
         self._socks = socks
-        self.steering = len(socks) == self.count and self.count > 1
-        self._steered = tuple(range(self.count)) if self.steering else None
+        self.steering = len(socks) == self.count
 
     def close(self) -> None:
         for sock in self._socks:
             sock.close()
         self._socks = []
-        self._steered = None
+        self._steered = tuple(range(self.count))
 
     @property
     def address(self) -> tuple[str, int]:
@@ -151,8 +145,6 @@ class SlotListeners:
     @property
     def steered(self) -> tuple[int, ...]:
         """The slots new connections go to now."""
-        if self._steered is None:
-            return tuple(range(self.count))
         return self._steered
 
     def steer(self, live: Sequence[bool]) -> bool:
@@ -166,8 +158,7 @@ class SlotListeners:
         try:
             attach(self._socks[0], steering_program(self._socks[0].family, slots))
         except OSError as exc:
-            if exc.errno != errno.EBADF:
-                log.error("could not steer new connections to slots %s: %s", slots, exc)
+            log.error("could not steer new connections to slots %s: %s", slots, exc)
             return False
         self._steered = slots
         return True
