@@ -11,7 +11,7 @@ NODE_STAMP := workerd/node_modules/.package-lock.json
 PYTEST_ARGS ?=
 LOCK_ARGS ?=
 
-.PHONY: install lock run test test-unit test-integration lint services services-down services-status bench clean
+.PHONY: install lock run test test-unit test-integration test-security lint services services-down services-status bench clean
 
 install: $(STAMP) $(NODE_STAMP)
 
@@ -56,6 +56,9 @@ test-unit: install
 
 test-integration: services
 	set -a && . .wdl/services.env && set +a && $(PY) -m pytest -m integration $(PYTEST_ARGS)
+
+test-security: services
+	set -a && . .wdl/services.env && set +a && $(PY) -m pytest -m security $(PYTEST_ARGS)
 
 test: lint services
 	set -a && . .wdl/services.env && set +a && $(PY) -m pytest $(PYTEST_ARGS)

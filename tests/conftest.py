@@ -8,6 +8,7 @@ failure, never a skip, in CI and out of it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Callable, Iterator
@@ -28,13 +29,15 @@ HOW_TO = (
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    # Every test is exactly one of unit/integration, by directory.
+    # Every test is exactly one of unit/integration/security, by directory.
     for item in items:
         path = str(item.path)
         if f"{os.sep}integration{os.sep}" in path:
             item.add_marker(pytest.mark.integration)
         elif f"{os.sep}unit{os.sep}" in path:
             item.add_marker(pytest.mark.unit)
+        elif f"{os.sep}security{os.sep}" in path:
+            item.add_marker(pytest.mark.security)
 
 
 class BrokerControl(Protocol):
@@ -155,6 +158,13 @@ def unique_name() -> Callable[[str], str]:
 @pytest.fixture
 def fresh_database(services: ep.Endpoints) -> Iterator[str]:
     """A brand-new PostgreSQL database for one test; dropped afterwards."""
+    with new_database(services) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def new_database(services: ep.Endpoints) -> Iterator[str]:
+    """A brand-new PostgreSQL database, dropped when the block ends."""
     import psycopg
 
     assert services.database_url is not None

@@ -1,0 +1,90 @@
+"""Fixtures of the security suite: `walls`, one attacker beside one victim, on the real
+servers and on `wdl dev` (each test module runs against both, one platform per shape
+and module: attacks must change nothing, so the tests of a module can share one)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from harness.endpoints import Endpoints
+from services.crypto import generate_root_key
+from services.dataplane.gateway import RecyclePolicy
+from services.platform import Platform, PlatformOptions
+from services.settings import Settings
+from tests.conftest import new_database
+from tests.integration.test_dataplane_dev import Dev
+from tests.platform_stack import ADMIN
+from tests.security.rig import INTERNAL_TOKEN, Actor, Walls, seed_victim, set_the_scene
+
+SERVER_COMPONENTS = frozenset({"api", "projector", "state", "data", "gateway", "d1", "objects"})
+
+
+def _name(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+async def _servers(services: Endpoints, tmp: Path) -> AsyncIterator[Walls]:
+    assert services.kafka_bootstrap_servers and services.redis_url
+    root_keys = generate_root_key("k-sec").export()
+    with new_database(services) as database, pytest.MonkeyPatch.context() as mp:
+        mp.setenv("WDL_ROOT_KEYS", root_keys)
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("WDL_")},
+            **services.as_env(),
+            "WDL_TOPIC": _name("sec"), "WDL_PARTITIONS": "4",
+            "WDL_REDIS_PREFIX": _name("sec") + ":", "DATABASE_URL": database,
+            "WDL_BLOB_URL": f"s3://{_name('sec')}", "WDL_ADMIN_TOKEN": ADMIN,
+            "WDL_ROOT_KEYS": root_keys, "WDL_DATA_DIR": str(tmp / "data"),
+            "WDL_KV_URL": f"{services.redis_url}?prefix={_name('kv')}:",
+            "WDL_R2_URL": f"s3://{_name('r2')}",
+        }
+        options = PlatformOptions(components=SERVER_COMPONENTS, internal_token=INTERNAL_TOKEN,
+                                  api_port=0, gateway_port=0, state_port=0, data_port=0,
+                                  workerd_bin=services.workerd_bin,
+                                  recycle=RecyclePolicy(interval=0))
+        async with Platform(Settings.from_env(env), options) as platform:
+            assert platform.gateway is not None and platform.api is not None
+            cli_env = {**env, "WDL_CONTROL_URL": platform.api.url, "WDL_TOKEN": ADMIN,
+                       "WDL_CONFIG": str(tmp / "no-config.toml")}
+            admin = Actor("admin", cli_env, tmp)
+            attacker = await set_the_scene(admin, tmp / "attacker")
+            await seed_victim(platform.gateway.url)
+            internals = {name: server.url for name, server in (
+                ("state", platform.state), ("data", platform.data)) if server is not None}
+            yield Walls("servers", platform.gateway.url, platform.api.url, tmp / "data",
+                        admin, attacker, INTERNAL_TOKEN, internals,
+                        extra={"platform": platform})
+
+
+async def _dev(services: Endpoints, tmp: Path) -> AsyncIterator[Walls]:
+    assert services.workerd_bin
+    dev = Dev(tmp / "data", services.workerd_bin)
+    dev.env["WDL_INTERNAL_TOKEN"] = INTERNAL_TOKEN
+    try:
+        dev.start()
+        token = (tmp / "data" / "admin.token").read_text().strip()
+        cli_env = {**dev.env, "WDL_CONTROL_URL": f"http://127.0.0.1:{dev.api_port}",
+                   "WDL_TOKEN": token, "WDL_CONFIG": str(tmp / "no-config.toml")}
+        admin = Actor("admin", cli_env, tmp)
+        attacker = await set_the_scene(admin, tmp / "attacker")
+        gateway = f"http://127.0.0.1:{dev.gateway_port}"
+        await seed_victim(gateway)
+        yield Walls("dev", gateway, f"http://127.0.0.1:{dev.api_port}", tmp / "data", admin,
+                    attacker, INTERNAL_TOKEN, extra={"dev": dev})
+    finally:
+        dev.kill()
+
+
+@pytest.fixture(scope="module", params=["servers", "dev"])
+async def walls(request: pytest.FixtureRequest, services: Endpoints,
+                tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Walls]:
+    """An attacker (deployer token scoped to `attacker`) beside a seeded victim."""
+    tmp = tmp_path_factory.mktemp(f"walls-{request.param}")
+    shape = _servers if request.param == "servers" else _dev
+    async for walls in shape(services, tmp):
+        yield walls
