@@ -52,6 +52,7 @@ async def _servers(services: Endpoints, tmp: Path) -> AsyncIterator[Walls]:
             cli_env = {**env, "WDL_CONTROL_URL": platform.api.url, "WDL_TOKEN": ADMIN,
                        "WDL_CONFIG": str(tmp / "no-config.toml")}
             admin = Actor("admin", cli_env, tmp)
+            (tmp / "attacker").mkdir()
             attacker = await set_the_scene(admin, tmp / "attacker")
             await seed_victim(platform.gateway.url)
             internals = {name: server.url for name, server in (
@@ -71,6 +72,7 @@ async def _dev(services: Endpoints, tmp: Path) -> AsyncIterator[Walls]:
         cli_env = {**dev.env, "WDL_CONTROL_URL": f"http://127.0.0.1:{dev.api_port}",
                    "WDL_TOKEN": token, "WDL_CONFIG": str(tmp / "no-config.toml")}
         admin = Actor("admin", cli_env, tmp)
+        (tmp / "attacker").mkdir()
         attacker = await set_the_scene(admin, tmp / "attacker")
         gateway = f"http://127.0.0.1:{dev.gateway_port}"
         await seed_victim(gateway)

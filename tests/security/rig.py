@@ -237,8 +237,8 @@ class Walls:
 
 
 async def set_the_scene(admin: Actor, workdir: Path) -> Actor:
-    """Create the victim (seeded) and the attacker namespace; return the attacker, holding
-    a deployer token scoped to its namespace only."""
+    """Create the victim and the attacker namespace; return the attacker, holding a deployer
+    token scoped to its namespace only (`workdir`, existing, holds its projects)."""
     await admin.wdl("ns", "create", VICTIM)
     await admin.wdl("ns", "create", ATTACKER)
     victim = Actor("victim-admin", admin.env, admin.workdir, VICTIM)
@@ -248,7 +248,6 @@ async def set_the_scene(admin: Actor, workdir: Path) -> Actor:
     issued = await admin.wdl("tokens", "issue", "--role", "deployer", "--namespace", ATTACKER,
                              "--label", "attacker", "--json")
     token = issued.json()["token"]
-    workdir.mkdir(parents=True, exist_ok=True)
     env = {**admin.env, "WDL_TOKEN": token}
     return Actor("attacker", env, workdir, ATTACKER)
 
