@@ -8,7 +8,10 @@
   (e.g. `set -a; . .wdl/services.env; set +a`);
   `--only api|projector|state|gateway|scheduler|workflows|d1|objects|queues`
   runs one of them alone, for multi-replica deployments.
-* `wdl health api|projector|state|gateway`: exit 0 if that process answers.
+* `wdl health api|projector|state|gateway|...`: exit 0 if that process answers. Every
+  component but the control API wants the internal token: from WDL_INTERNAL_TOKEN,
+  else the one `wdl dev` keeps in `WDL_DATA_DIR/internal.token` (never an argument:
+  a command line is readable by every user of the host).
 
 Ctrl-C (SIGINT) or SIGTERM stops everything cleanly.
 """
@@ -32,9 +35,11 @@ from services.dataplane.gateway import RecyclePolicy, WatchdogPolicy
 from services.logs import configure as configure_logging
 from services.platform import (
     COMPONENTS,
+    INTERNAL_TOKEN_FILE,
     Platform,
     PlatformOptions,
     dev_admin_token,
+    dev_internal_token,
     summary,
 )
 from services.settings import Settings
@@ -107,7 +112,8 @@ def dev(api_port: ApiPort = 8787, api_host: ApiHost = "127.0.0.1",
                               gateway_port=gateway_port, state_port=state_port, domain=domain,
                               scheduler_health_port=0, data_port=0,
                               recycle=RecyclePolicy(max_stale=recycle_stale),
-                              gateway_processes=processes, watchdog=_watchdog(hang_timeout))
+                              gateway_processes=processes, watchdog=_watchdog(hang_timeout),
+                              internal_token=dev_internal_token(settings))
     _run(settings, options, token)
 
 
@@ -197,6 +203,17 @@ HEALTH_DEFAULTS = {
 }
 
 
+def _internal_token() -> str | None:
+    token = os.environ.get("WDL_INTERNAL_TOKEN")
+    if token:
+        return token
+    path = Settings.from_env(embedded=True).data_dir / INTERNAL_TOKEN_FILE
+    try:
+        return path.read_text(encoding="ascii").strip() or None
+    except OSError:
+        return None
+
+
 def health(component: Annotated[str, typer.Argument(help=", ".join(COMPONENTS))],
            url: Annotated[str | None, typer.Option("--url", help="health URL to probe")] = None,
            timeout: Annotated[float, typer.Option("--timeout")] = 3.0) -> None:
@@ -205,8 +222,11 @@ def health(component: Annotated[str, typer.Argument(help=", ".join(COMPONENTS))]
         console.print(f"[red]error:[/] unknown component {component!r}")
         raise typer.Exit(2)
     target = url or HEALTH_DEFAULTS[component]
+    # The control API is public (its /healthz is open): the internal token never goes there.
+    token = None if component == "api" else _internal_token()
+    headers = {"authorization": f"Bearer {token}"} if token else {}
     try:
-        response = httpx.get(target, timeout=timeout)
+        response = httpx.get(target, timeout=timeout, headers=headers)
     except httpx.HTTPError as exc:
         console.print(f"{component}: unreachable at {target}: {exc}")
         raise typer.Exit(1) from None

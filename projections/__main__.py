@@ -1,8 +1,10 @@
 """`python -m projections`: run one live projector replica from the environment.
 
 `WDL_METRICS_PORT` serves Prometheus metrics on 127.0.0.1 (or
-`WDL_METRICS_HOST`); `WDL_PROJECTOR_GROUP` names the consumer group replicas
-share partitions through (empty: this replica owns every partition).
+`WDL_METRICS_HOST`), behind `WDL_INTERNAL_TOKEN` (scrapers send it as
+`Authorization: Bearer`: projections/internal_http.py); `WDL_PROJECTOR_GROUP`
+names the consumer group replicas share partitions through (empty: this replica
+owns every partition).
 """
 
 from __future__ import annotations
@@ -12,11 +14,14 @@ import contextlib
 import logging
 import os
 import signal
+from collections.abc import AsyncIterator, Generator
 
-from prometheus_client import start_http_server
+import uvicorn
+from prometheus_client import make_asgi_app
 
 from eventlog.kafka import KafkaEventLog
 from eventlog.port import EventLog
+from projections.internal_http import InternalTokenGuard
 from projections.logs import configure as configure_logging
 from projections.membership import KafkaGroupMembership
 from projections.metrics import ProjectorMetrics
@@ -34,6 +39,37 @@ async def _watch_lag(log_: EventLog, projector: Projector, metrics: ProjectorMet
         await asyncio.sleep(5)
 
 
+class _Server(uvicorn.Server):
+    """uvicorn without its signal capture: main() handles SIGINT/SIGTERM."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+@contextlib.asynccontextmanager
+async def _metrics_server(metrics: ProjectorMetrics) -> AsyncIterator[None]:
+    port = os.environ.get("WDL_METRICS_PORT")
+    if not port:
+        yield
+        return
+    token = os.environ.get("WDL_INTERNAL_TOKEN", "")
+    if not token:
+        raise SystemExit("WDL_METRICS_PORT needs WDL_INTERNAL_TOKEN: scrapers authenticate "
+                         "with it (docs/metrics.md)")
+    server = _Server(uvicorn.Config(
+        InternalTokenGuard(make_asgi_app(metrics.registry), token),
+        host=os.environ.get("WDL_METRICS_HOST", "127.0.0.1"), port=int(port),
+        lifespan="off", log_config=None, log_level="warning", access_log=False))
+    task = asyncio.create_task(server.serve(), name="projector-metrics")
+    try:
+        yield
+    finally:
+        server.should_exit = True
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
 async def main() -> None:
     settings = Settings.from_env()
     stop = asyncio.Event()
@@ -41,11 +77,7 @@ async def main() -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     metrics = ProjectorMetrics()
-    port = os.environ.get("WDL_METRICS_PORT")
-    if port:
-        start_http_server(int(port), addr=os.environ.get("WDL_METRICS_HOST", "127.0.0.1"),
-                          registry=metrics.registry)
-    async with open_backends(settings) as b:
+    async with _metrics_server(metrics), open_backends(settings) as b:
         membership = None
         group = os.environ.get("WDL_PROJECTOR_GROUP", "wdl-projector")
         if isinstance(b.log, KafkaEventLog) and group:

@@ -34,6 +34,7 @@ from services.d1 import D1Service
 from services.data import DataService
 from services.dataplane.config import GatewayOptions
 from services.dataplane.gateway import Gateway, RecyclePolicy, WatchdogPolicy
+from services.internal import InternalTokenGuard
 from services.leases import LeaseClient
 from services.objects import ObjectsHost, ObjectsOptions
 from services.scheduler.clock import SystemClock
@@ -48,6 +49,7 @@ COMPONENTS = ("api", "projector", "state", "data", "gateway", "scheduler", "work
               "objects", "queues")
 DEV_KEY_FILE = "root.keys"  # same file the control API uses in embedded mode
 TOKEN_FILE = "admin.token"
+INTERNAL_TOKEN_FILE = "internal.token"
 
 
 @dataclass(frozen=True)
@@ -97,17 +99,29 @@ def _workflows_address(sock: socket.socket | None, url: str | None) -> str:
     return urlsplit(url).netloc if url else ""
 
 
+def _kept_token(path: Path, prefix: str) -> str:
+    """The token in `path`, created once (mode 0600; the data dir itself 0700 when
+    created here)."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="ascii") as f:
+            f.write(prefix + secrets.token_urlsafe(24) + "\n")
+    return path.read_text(encoding="ascii").strip()
+
+
 def dev_admin_token(settings: Settings) -> str:
     """WDL_ADMIN_TOKEN, else the token kept under the data dir (created once, mode 0600)."""
     if settings.admin_token:
         return settings.admin_token
-    path = settings.data_dir / TOKEN_FILE
-    if not path.exists():
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w", encoding="ascii") as f:
-            f.write("wdl_admin_" + secrets.token_urlsafe(24) + "\n")
-    return path.read_text(encoding="ascii").strip()
+    return _kept_token(settings.data_dir / TOKEN_FILE, "wdl_admin_")
+
+
+def dev_internal_token(settings: Settings) -> str:
+    """WDL_INTERNAL_TOKEN, else the token kept under the data dir (created once, mode
+    0600): `wdl health` on the same data dir finds it there (cli/run.py)."""
+    return os.environ.get("WDL_INTERNAL_TOKEN") or _kept_token(
+        settings.data_dir / INTERNAL_TOKEN_FILE, "wdl_internal_")
 
 
 def log_partitions(settings: Settings) -> int | None:
@@ -156,6 +170,11 @@ class Platform:
 
     def wants(self, name: str) -> bool:
         return name in self.options.components
+
+    def _internal(self, app: Starlette) -> InternalTokenGuard:
+        """A health/metrics server's app behind the internal token: like every internal
+        endpoint (health checks send it as `Authorization: Bearer`)."""
+        return InternalTokenGuard(app, self.options.internal_token)
 
     async def start(self) -> None:
         try:
@@ -367,7 +386,8 @@ class Platform:
             return Response(generate_latest(gateway.registry), media_type=CONTENT_TYPE_LATEST)
 
         self.gateway_health = HttpServer(
-            Starlette(routes=[Route("/healthz", health), Route("/metrics", metrics)]),
+            self._internal(Starlette(routes=[Route("/healthz", health),
+                                             Route("/metrics", metrics)])),
             host="127.0.0.1", port=self.options.gateway_health_port, name="gateway-health")
         await self.gateway_health.start()
         self._stack.push_async_callback(self.gateway_health.stop)
@@ -401,7 +421,8 @@ class Platform:
                                  "leading": scheduler.leading},
                                 status_code=200 if alive else 503)
 
-        self.scheduler_health = HttpServer(Starlette(routes=[Route("/healthz", health)]),
+        self.scheduler_health = HttpServer(self._internal(Starlette(routes=[
+                                               Route("/healthz", health)])),
                                            host="127.0.0.1",
                                            port=self.options.scheduler_health_port,
                                            name="scheduler-health")
@@ -451,7 +472,8 @@ class Platform:
                                                projector.positions().items()}},
                                 status_code=200 if alive else 503)
 
-        self.projector_health = HttpServer(Starlette(routes=[Route("/healthz", health)]),
+        self.projector_health = HttpServer(self._internal(Starlette(routes=[
+                                               Route("/healthz", health)])),
                                            host="127.0.0.1",
                                            port=self.options.projector_health_port,
                                            name="projector-health")

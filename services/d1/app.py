@@ -1,4 +1,4 @@
-"""The D1 service's internal HTTP API (behind the internal token, like the data service).
+"""The D1 service's internal HTTP API (every route behind the internal token).
 
 - `POST /d1/{ns}/{db}/query|execute?resultsFormat=` Miniflare's D1 wire format: a body
   `{sql, params}` or a list of them (all in one transaction); the answer is one result
@@ -7,6 +7,7 @@
 - `POST /d1/{ns}/{db}/backup` -> the SQLite file (online backup API)
 - `POST /d1/{ns}/{db}/restore` (body: a SQLite file) -> 204
 - `GET /status` -> this replica's holder id and the databases it owns
+- `GET /healthz` -> `{ok, holder}`
 
 A replica that does not own the database forwards the request to the one that
 does (owner.py); 503 `d1_unavailable` means none can serve it now (retry).
@@ -15,6 +16,7 @@ does (owner.py); 503 `d1_unavailable` means none can serve it now (retry).
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, quote
@@ -28,7 +30,7 @@ from starlette.types import Receive, Scope, Send
 
 from services.d1.engine import D1Failure, Database, Fenced
 from services.d1.owner import DIRECT_HEADER, Forward, NotFound, Owner, Unavailable
-from services.data.app import InternalTokenGuard
+from services.internal import InternalTokenGuard
 
 MAX_BODY = 64 * 1024 * 1024
 HOT_OPS = frozenset({"query", "execute"})
@@ -95,13 +97,23 @@ def create_d1_app(owner: Owner, *, internal_token: str) -> Any:
                             *(route(op) for op in ("query", "execute", "dump", "backup",
                                                    "restore"))])
 
-    async def hot(scope: Scope, receive: Receive, send: Send) -> None:
-        """`query`/`execute` (every tenant statement) without Starlette's routing and
-        request objects: the same handling as the routes, less work per request."""
+    return InternalTokenGuard(_HotPath(app, serve), internal_token)
+
+
+class _HotPath:
+    """`query`/`execute` (every tenant statement) without Starlette's routing and
+    request objects: the same handling as the routes, less work per request.
+    Everything else goes to `app`."""
+
+    def __init__(self, app: Starlette, serve: Callable[..., Awaitable[Response]]) -> None:
+        self.app = app
+        self.serve = serve
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         parts = scope["path"].split("/") if scope["type"] == "http" else []
         if len(parts) != 5 or parts[1] != "d1" or parts[4] not in HOT_OPS \
                 or not parts[2] or not parts[3] or scope["method"] != "POST":
-            await app(scope, receive, send)
+            await self.app(scope, receive, send)
             return
         chunks: list[bytes] = []
         while True:
@@ -118,11 +130,9 @@ def create_d1_app(owner: Owner, *, internal_token: str) -> Any:
         params = dict(parse_qsl(scope["query_string"].decode("latin-1"),
                                 keep_blank_values=True))
         path = scope.get("raw_path", b"").decode("latin-1") or quote(scope["path"])
-        response = await serve(parts[2], parts[3], parts[4], direct, b"".join(chunks),
-                               params, path)
+        response = await self.serve(parts[2], parts[3], parts[4], direct, b"".join(chunks),
+                                    params, path)
         await response(scope, receive, send)
-
-    return InternalTokenGuard(hot, internal_token)
 
 
 def _work(op: str, raw: bytes, fmt: str) -> Any:

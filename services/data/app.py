@@ -3,12 +3,12 @@
 Only the gateway calls it (over loopback, from the binding entrypoints), and
 it trusts the (namespace, resource) in each path because the gateway took them
 from props that only the platform sets. The token keeps anything else on the
-machine from calling it with made-up ones.
+machine from calling it with made-up ones; `/healthz` and `/metrics` too (health
+checks and scrapers send it as `Authorization: Bearer`).
 """
 
 from __future__ import annotations
 
-import hmac
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -16,37 +16,11 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp
 
 from services.data.binding_metrics import BindingMetrics
 from services.data.metrics import DataMetrics
-
-TOKEN_HEADER = b"x-wdl-internal-token"
-# Without the token: health checks and Prometheus scrapers (which send no custom
-# headers). The data service listens on loopback or a private network only.
-OPEN_PATHS = frozenset({"/healthz", "/metrics"})
-
-
-class InternalTokenGuard:
-    """Plain ASGI (no per-request middleware objects): this sits on the KV hot path."""
-
-    def __init__(self, app: ASGIApp, token: str) -> None:
-        self.app = app
-        self.token = token.encode()
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] not in OPEN_PATHS:
-            given = b""
-            for name, value in scope["headers"]:
-                if name == TOKEN_HEADER:
-                    given = value
-                    break
-            if not self.token or not hmac.compare_digest(given, self.token):
-                response = JSONResponse({"code": "forbidden",
-                                         "message": "internal token required"}, 403)
-                await response(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
+from services.internal import InternalTokenGuard
 
 
 async def _healthz(request: Request) -> Response:

@@ -9,14 +9,14 @@ delivery_delay ("" when it has none: the queue's own applies).
 `GET /held?namespace=&queue=&limit=`: messages this replica holds for the queue (read,
 not running: a dead-letter queue without a consumer keeps them); `POST /redrive
 {namespace, queue, to}` moves them to queue `to` (attempts reset), `{moved}`.
-`GET /healthz`, `GET /metrics`.
+`GET /healthz`, `GET /metrics`. Every route is behind the internal token (services/internal.py:
+`Authorization: Bearer` for health checks and scrapers).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import hmac
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -28,6 +28,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from services.internal import InternalTokenGuard
 from services.queues.consumer import Consumer
 from services.queues.metrics import QueueMetrics
 from services.queues.model import (
@@ -40,7 +41,6 @@ from services.queues.model import (
 )
 from services.queues.store import QueueLog
 
-HEADER = "x-wdl-internal-token"
 QueueLookup = Callable[[str, str], Awaitable[dict[str, Any] | None]]
 
 
@@ -109,14 +109,11 @@ def parse_send(body: Any, queue_delay: int, now_ms: int) -> list[QueueMessage]:
 def create_app(log_of: Callable[[], QueueLog | None], queue_of: QueueLookup,
                internal_token: str, metrics: QueueMetrics,
                health: Callable[[], dict[str, Any]],
-               consumer_of: Callable[[], Consumer | None] = lambda: None) -> Starlette:
-    def allowed(request: Request) -> bool:
-        return bool(internal_token) and hmac.compare_digest(request.headers.get(HEADER, ""),
-                                                            internal_token)
+               consumer_of: Callable[[], Consumer | None] = lambda: None) -> InternalTokenGuard:
 
     async def held(request: Request) -> JSONResponse:
         consumer = consumer_of()
-        if not allowed(request) or consumer is None:
+        if consumer is None:
             return _err(404, "not_found", "no such route")
         q = request.query_params
         limit = min(1000, int(q.get("limit") or 100))
@@ -129,7 +126,7 @@ def create_app(log_of: Callable[[], QueueLog | None], queue_of: QueueLookup,
 
     async def redrive(request: Request) -> JSONResponse:
         consumer = consumer_of()
-        if not allowed(request) or consumer is None:
+        if consumer is None:
             return _err(404, "not_found", "no such route")
         body = await request.json()
         ns, queue, to = body.get("namespace"), body.get("queue"), body.get("to")
@@ -140,8 +137,6 @@ def create_app(log_of: Callable[[], QueueLog | None], queue_of: QueueLookup,
         return JSONResponse({"moved": await consumer.redrive(f"{ns}/{queue}", to)})
 
     async def send(request: Request) -> JSONResponse:
-        if not allowed(request):
-            return _err(404, "not_found", "no such route")
         qlog = log_of()
         if qlog is None:
             return _err(503, "queues_unavailable", "the queue service is starting")
@@ -171,6 +166,7 @@ def create_app(log_of: Callable[[], QueueLog | None], queue_of: QueueLookup,
     async def prometheus(request: Request) -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    return Starlette(routes=[Route("/send", send, methods=["POST"]),
-                             Route("/held", held), Route("/redrive", redrive, methods=["POST"]),
-                             Route("/healthz", healthz), Route("/metrics", prometheus)])
+    return InternalTokenGuard(Starlette(routes=[
+        Route("/send", send, methods=["POST"]), Route("/held", held),
+        Route("/redrive", redrive, methods=["POST"]), Route("/healthz", healthz),
+        Route("/metrics", prometheus)]), internal_token)

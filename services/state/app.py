@@ -1,5 +1,11 @@
 """HTTP endpoints of the state service (Starlette), called by the gateway over loopback.
 
+Every endpoint, `/sync`'s fast path included, is behind the internal token
+(services/internal.py): `/bundle` hands out decrypted secrets, `/enter`, `/incident`
+and `/sync`'s markers decide whom the watchdog blames, and `/route`, `/hosts` and
+`/resolve` map every tenant. Only the workerd runtimes that run tenant code (the
+gateway and the Durable Object host) and the platform's own processes hold it.
+
 Every answer that a cache may keep carries the epoch of the route view it was
 computed at; the gateway keeps it only if no newer invalidation reached it
 meanwhile (docs/dataplane.md).
@@ -7,7 +13,6 @@ meanwhile (docs/dataplane.md).
 
 from __future__ import annotations
 
-import hmac
 from collections import OrderedDict
 from typing import Any
 from urllib.parse import parse_qsl
@@ -22,6 +27,7 @@ from starlette.routing import Route as HttpRoute
 from starlette.types import Receive, Scope, Send
 
 from services.blobstore import BlobStoreError
+from services.internal import InternalTokenGuard
 from services.state.bundles import BundleError, BundleSource
 from services.state.incident_routes import incident_routes
 from services.state.incidents import IncidentDesk, Target, parse_targets
@@ -56,6 +62,9 @@ class SyncFastPath:
     steady stream of requests costs no body to read or parse). An instance whose last
     markers are unknown here (this service restarted) gets a truncated round: it can
     never single anyone out."""
+
+    # Served here, not by a route of `app` (the route walk of tests/security reads it).
+    fast_paths = ("/sync",)
 
     def __init__(self, app: Starlette, view: RouteView, desk: IncidentDesk,
                  leases: GatewayLeases | None = None, max_instances: int = 256) -> None:
@@ -154,7 +163,8 @@ def create_state_app(view: RouteView, bundles: BundleSource, loads: LoadRegistry
                      quarantiner: Quarantiner | None = None, internal_token: str = "",
                      registry: CollectorRegistry | None = None,
                      leases: GatewayLeases | None = None,
-                     tails: TailedSet | None = None) -> SyncFastPath:
+                     tails: TailedSet | None = None) -> InternalTokenGuard:
+    """The app, behind the internal token (an empty one lets nobody in)."""
     desk = desk if desk is not None else IncidentDesk()
     tails = tails if tails is not None else TailedSet(view)
     registry = registry if registry is not None else CollectorRegistry()
@@ -234,24 +244,14 @@ def create_state_app(view: RouteView, bundles: BundleSource, loads: LoadRegistry
                 stale += 1
         return _json({"instance": instance, "loaded": len(loaded), "stale": stale})
 
-    def internal(request: Request) -> bool:
-        given = request.headers.get("x-wdl-internal-token", "")
-        return bool(internal_token) and hmac.compare_digest(given, internal_token)
-
-    forbidden = {"code": "forbidden", "message": "internal token required"}
-
     async def propagate(request: Request) -> Response:
         # The control API of another process, before it acknowledges a command
-        # (services/state/leases.py). Internal: it makes the caller wait.
-        if not internal(request):
-            return _json(forbidden, 403)
+        # (services/state/leases.py). It makes the caller wait.
         epoch = await leases.propagate() if leases is not None else await view.sync()
         return _json({"boot": view.boot, "epoch": epoch})
 
     async def tailed(request: Request) -> Response:
         # A data service's full set of tailed workers; answered once gateways have it.
-        if not internal(request):
-            return _json(forbidden, 403)
         try:
             doc = await request.json()
         except ValueError:
@@ -281,7 +281,6 @@ def create_state_app(view: RouteView, bundles: BundleSource, loads: LoadRegistry
         HttpRoute("/metrics", metrics),
         HttpRoute("/propagate", propagate, methods=["POST"]),
         HttpRoute("/tails", tailed, methods=["POST"]),
-        *incident_routes(view, desk, quarantiner, internal_token=internal_token,
-                         registry=registry),
+        *incident_routes(view, desk, quarantiner, registry=registry),
     ], exception_handlers={BundleError: errors})
-    return SyncFastPath(app, view, desk, leases)
+    return InternalTokenGuard(SyncFastPath(app, view, desk, leases), internal_token)

@@ -7,12 +7,12 @@ props (namespace, workflow, worker, version, class_name) from the gateway —
 set by the platform from the accepted version, never by tenant code.
 `GET /v1/workflows?namespace=`, `/v1/instances?namespace=&workflow=`,
 `/v1/instance?namespace=&workflow=&id=` for the control API; `/healthz`, `/metrics`.
-Errors: `{error: code, message}` with an HTTP status.
+Errors: `{error: code, message}` with an HTTP status. Every route is behind the internal
+token (services/internal.py: `Authorization: Bearer` for health checks and scrapers).
 """
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -22,9 +22,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from services.internal import InternalTokenGuard
 from services.workflows.engine import Engine, WorkflowError
 
-HEADER = "x-wdl-internal-token"
 CONTROL_OPS = frozenset({"pause", "resume", "terminate", "restart"})
 
 
@@ -41,13 +41,10 @@ def _str(body: dict[str, Any], name: str) -> str:
 
 def create_app(engine_of: Callable[[], Engine | None], internal_token: str,
                health: Callable[[], dict[str, Any]],
-               scrape: Callable[[], bytes] | None = None) -> Starlette:
-    def guarded(handler: Callable[[Request, Engine], Awaitable[JSONResponse]]
+               scrape: Callable[[], bytes] | None = None) -> InternalTokenGuard:
+    def on_engine(handler: Callable[[Request, Engine], Awaitable[JSONResponse]]
                 ) -> Callable[[Request], Awaitable[JSONResponse]]:
         async def endpoint(request: Request) -> JSONResponse:
-            if not internal_token or not hmac.compare_digest(
-                    request.headers.get(HEADER, ""), internal_token):
-                return _err(404, "not_found", "no such route")
             engine = engine_of()
             if engine is None:
                 return _err(503, "engine_standby",
@@ -118,11 +115,11 @@ def create_app(engine_of: Callable[[], Engine | None], internal_token: str,
         return Response(scrape() if scrape is not None else b"",
                         media_type=CONTENT_TYPE_LATEST)
 
-    return Starlette(routes=[
+    return InternalTokenGuard(Starlette(routes=[
         Route("/metrics", metrics),
-        Route("/rpc", guarded(rpc), methods=["POST"]),
-        Route("/v1/workflows", guarded(workflows)),
-        Route("/v1/instances", guarded(instances)),
-        Route("/v1/instance", guarded(instance)),
+        Route("/rpc", on_engine(rpc), methods=["POST"]),
+        Route("/v1/workflows", on_engine(workflows)),
+        Route("/v1/instances", on_engine(instances)),
+        Route("/v1/instance", on_engine(instance)),
         Route("/healthz", healthz),
-    ])
+    ]), internal_token)

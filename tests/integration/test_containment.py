@@ -161,7 +161,8 @@ async def test_a_spinning_tenant_is_contained_and_quarantined(stack: Stack) -> N
     state = stack.platform.state
     assert state is not None
     async with httpx.AsyncClient(timeout=5) as client:
-        exposed = (await client.get(state.url + "/metrics")).text
+        exposed = (await client.get(state.url + "/metrics", headers={
+            "authorization": f"Bearer {stack.platform.options.internal_token}"})).text
     assert 'wdl_worker_quarantines_total{namespace="bad",reason="hang",worker="spin"} 1.0' \
         in exposed
     assert 'wdl_worker_cpu_kills_total{kind="hang",namespace="good"' not in exposed

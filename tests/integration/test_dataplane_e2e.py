@@ -118,7 +118,8 @@ async def test_promote_under_steady_traffic_is_pushed_to_lease_holders(stack: St
                 after = [text for started, text in out if started > acked]
                 assert after and all(t == f"s{n} /" for t in after), (n, after[:5])
         async with httpx.AsyncClient(timeout=5) as client:
-            health = [(await client.get(i.private_url + "/__wdl/healthz")).json()
+            health = [(await client.get(i.private_url + "/__wdl/healthz", headers={
+                "x-wdl-internal-token": stack.platform.options.internal_token})).json()
                       for i in stack.platform.gateway.instances()]
         assert sum(h["leased"] for h in health) > 0, health  # requests skipped the round
         # The promotes reached the holders by push, not by waiting their leases out.

@@ -170,10 +170,10 @@ async def test_the_host_refuses_forged_calls(stack: Stack) -> None:
     meta = {"namespace": "nsb", "script": "iso", "class_name": "Box", "id": a_id, "name": None}
     body = {"method": "get", "args": "[]"}
     async with httpx.AsyncClient(base_url=objects.url, timeout=15) as client:
-        # Without the platform's token: no such route.
+        # Without the platform's token: refused before anything is read.
         r = await client.post("/__wdl/do/call", json=body,
                               headers={"x-wdl-do": json.dumps({**meta, "namespace": "nsa"})})
-        assert r.status_code == 404
+        assert r.status_code == 401
         # With it, but props of another namespace than the id was made for: refused.
         r = await client.post("/__wdl/do/call", json=body, headers={
             "x-wdl-internal-token": "wdl-internal-test-token", "x-wdl-do": json.dumps(meta)})

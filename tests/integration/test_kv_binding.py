@@ -139,7 +139,7 @@ async def test_data_routes_need_the_token_and_keep_resources_apart(rig: KvRig) -
     rig.resources.update({(a, "kv"), (b, "kv")})
     async with httpx.AsyncClient(base_url=rig.data_url + "/kv") as client:
         h = {"x-wdl-internal-token": TOKEN}
-        assert (await client.get(f"/{a}/kv/v/k")).status_code == 403
+        assert (await client.get(f"/{a}/kv/v/k")).status_code == 401
         r = await client.put(f"/{a}/kv/v/k%2F%C3%A9", content=b"va", headers={
             **h, "x-kv-metadata": "%7B%22x%22%3A%22%C3%A9%22%7D"},
             params={"expiration_ttl": "120"})

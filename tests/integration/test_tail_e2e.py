@@ -22,6 +22,8 @@ from tests.platform_stack import WDL, Stack
 
 pytestmark = pytest.mark.integration
 
+BEARER = {"authorization": "Bearer wdl-internal-test-token"}  # platform_stack's token
+
 APP = """
 export default { async fetch(req) {
   const u = new URL(req.url);
@@ -192,7 +194,7 @@ async def test_tenants_cannot_choose_whom_their_events_belong_to(
     await victim.connected()
     await spoof.connected()
     answer = (await get(stack, ns, "/spoof/")).text
-    assert answer == "status 403", answer  # the data service wants the internal token
+    assert answer == "status 401", answer  # the data service wants the internal token
     await spoof.until(lambda t: "victim" in t.out, "the spoofing tenant's own event")
     await get(stack, victim_ns, "/victim/")  # the victim's own event, after the spoof's
     await victim.until(lambda t: "victim-line" in t.out, "the victim's event")
@@ -217,7 +219,7 @@ async def metrics_until(url: str, check: Callable[[str], bool], timeout: float =
     deadline = asyncio.get_running_loop().time() + timeout
     async with httpx.AsyncClient(timeout=10) as client:
         while True:
-            text = (await client.get(url + "/metrics")).text
+            text = (await client.get(url + "/metrics", headers=BEARER)).text
             if check(text):
                 return text
             if asyncio.get_running_loop().time() > deadline:
@@ -245,7 +247,8 @@ async def test_tail_consumers_only_while_someone_tails(
 
     async def route() -> dict[str, object]:
         async with httpx.AsyncClient(timeout=10) as client:
-            r = await client.get(state.url + "/route", params={"ns": ns, "worker": "app"})
+            r = await client.get(state.url + "/route", params={"ns": ns, "worker": "app"},
+                                 headers=BEARER)
         return dict(r.json()["route"])
 
     def received(text: str) -> float:

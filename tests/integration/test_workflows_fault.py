@@ -57,7 +57,7 @@ async def until_leading(url: str, timeout: float = 30) -> None:
     async with httpx.AsyncClient(timeout=3) as client:
         while time.monotonic() < deadline:
             try:
-                r = await client.get(url + "/healthz")
+                r = await client.get(url + "/healthz", headers={"x-wdl-internal-token": TOKEN})
                 if r.status_code == 200 and r.json()["leading"]:
                     return
             except httpx.HTTPError:

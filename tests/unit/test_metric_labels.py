@@ -68,7 +68,7 @@ async def test_gateway_invocation_counts_feed_requests_duration_and_exceptions()
     headers = {"x-wdl-internal-token": "t"}
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
                                  base_url="http://data") as client:
-        assert (await client.post("/invocations", json=batch)).status_code == 403
+        assert (await client.post("/invocations", json=batch)).status_code == 401
         assert (await client.post("/invocations", json=batch, headers=headers)).status_code \
             == 204
         bad = {"workers": [{"namespace": "a", "worker": "w", "requests": [["9xx", "ok", 1]]}]}
@@ -129,8 +129,10 @@ async def test_the_data_app_counts_binding_calls_errors_and_egress_refusals() ->
             await client.get(f"/kv/acme/c/v/{key}", headers=headers)
         await client.put("/r2/other/b/put", content=b"x", headers=headers)
         await client.post("/egress/refused", json={"namespace": "acme"}, headers=headers)
-        assert (await client.get("/kv/acme/c/v/k")).status_code == 403, "token required"
-        text = (await client.get("/metrics")).text  # open: scrapers send no token
+        assert (await client.get("/kv/acme/c/v/k")).status_code == 401, "token required"
+        assert (await client.get("/metrics")).status_code == 401, "token required"
+        # Scrapers send the token as a bearer token.
+        text = (await client.get("/metrics", headers={"authorization": "Bearer t"})).text
     assert sample(m, "wdl_binding_operations_total", namespace="acme", kind="kv",
                   op="get") == 3
     assert sample(m, "wdl_binding_errors_total", namespace="acme", kind="kv", op="get",

@@ -16,13 +16,14 @@ from services.state.instances import LoadRegistry
 from services.state.view import RouteView
 
 A = ["bench", "hello", "v1"]
+TOKEN = "internal-token"
 
 
 def _app(store: MemoryProjectionStore) -> tuple[Any, RouteView, IncidentDesk]:
     view = RouteView(store)
     desk = IncidentDesk()
     app = create_state_app(view, None, LoadRegistry(),  # type: ignore[arg-type]
-                           domain="workers.local", desk=desk)
+                           domain="workers.local", desk=desk, internal_token=TOKEN)
     return app, view, desk
 
 
@@ -34,7 +35,8 @@ def _last_round(desk: IncidentDesk, instance: str) -> tuple[frozenset[Target], b
 async def test_markers_then_same_repeats_them_and_an_unknown_instance_is_truncated() -> None:
     app, view, desk = _app(MemoryProjectionStore())
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                 base_url="http://state") as client:
+                                 base_url="http://state",
+                                 headers={"x-wdl-internal-token": TOKEN}) as client:
         body = {"instance": "gw0", "targets": [A], "truncated": False, "done": []}
         r = await client.post(f"/sync?boot={view.boot}&epoch=0", content=json.dumps(body))
         assert r.status_code == 200
@@ -61,7 +63,8 @@ async def test_sync_lists_what_changed_since_the_asking_epoch() -> None:
     store = MemoryProjectionStore()
     app, view, _ = _app(store)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                 base_url="http://state") as client:
+                                 base_url="http://state",
+                                 headers={"x-wdl-internal-token": TOKEN}) as client:
         r = await client.get("/sync?epoch=-1")
         assert r.json()["flush"] is True  # no boot: start over
         assert (await client.get("/route?ns=bench&worker=hello")).json()["missing"]

@@ -31,7 +31,7 @@ async def test_a_tailed_worker_gets_its_own_isolate_and_a_new_epoch() -> None:
                            domain="workers.local", internal_token=TOKEN, tails=tails)
     headers = {"x-wdl-internal-token": TOKEN}
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                 base_url="http://state") as client:
+                                 base_url="http://state", headers=headers) as client:
         async def route() -> dict[str, object]:
             return dict((await client.get("/route?ns=bench&worker=hello")).json()["route"])
 
@@ -39,7 +39,8 @@ async def test_a_tailed_worker_gets_its_own_isolate_and_a_new_epoch() -> None:
         assert plain["id"] == "bench:hello:v1" and "tail" not in plain
         epoch = view.epoch
         report = {"source": "data-1", "tailed": [["bench", "hello"]]}
-        assert (await client.post("/tails", json=report)).status_code == 403
+        assert (await client.post("/tails", json=report,
+                                  headers={"x-wdl-internal-token": ""})).status_code == 401
         assert (await client.post("/tails", json={"source": "x", "tailed": [["a"]]},
                                   headers=headers)).status_code == 400
         r = await client.post("/tails", json=report, headers=headers)
