@@ -44,6 +44,7 @@ def _modules(root: Path) -> list[tuple[str, str, str]]:
            ("kv.js", "esModule", (root / "gateway" / "kv.js").read_text()),
            ("r2.js", "esModule", (root / "gateway" / "r2.js").read_text()),
            ("d1.js", "esModule", (root / "gateway" / "d1.js").read_text()),
+           ("internal.js", "esModule", (root / "gateway" / "internal.js").read_text()),
            ("ids.js", "esModule", (root / "tenant" / "do.js").read_text()),
            ("values.js", "esModule", (root / "tenant" / "values.js").read_text())]
     tenant = sorted((root / "tenant").glob("*.js"))

@@ -9,6 +9,7 @@
 // it (read-your-writes). While the process holds a freshness lease, requests
 // whose target the last round announced skip the barrier instead.
 import { roundMarkers } from "./containment.js";
+import { internalHeaders } from "./internal.js";
 
 const STATE = "http://state";
 const SYNC_TIMEOUT_MS = 3000;
@@ -64,10 +65,13 @@ export function withTimeout(promise, ms, what) {
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
+// Every call carries the internal token (the state service answers nothing without it).
 export async function stateGet(env, path, init) {
   let response;
   try {
-    response = await env.STATE.fetch(STATE + path, init);
+    response = await env.STATE.fetch(STATE + path, init === undefined
+      ? { headers: internalHeaders(env) }
+      : { ...init, headers: internalHeaders(env, init.headers) });
   } catch (err) {
     throw new PlatformError(503, "state_unavailable", "the state service is unreachable");
   }
@@ -126,11 +130,9 @@ function intersect(a, b) {
 // POST /__wdl/sync {boot, since, epoch, flush, namespaces, hosts}, from the state
 // service before it lets a write be acknowledged. Relative to `since`: a process
 // that is not there (an answer it never got) gives its lease up instead.
+// The caller's internal token is checked before (gateway.js).
 export async function pushed(request, env) {
-  if (request.method !== "POST" || !env.INTERNAL_TOKEN ||
-      !sameSecret(request.headers.get("x-wdl-internal-token"), env.INTERNAL_TOKEN)) {
-    return reply(404, "not_found", "no such route");
-  }
+  if (request.method !== "POST") return reply(405, "method_not_allowed", "POST only");
   const c = await request.json();
   if (c.boot === st.boot && st.epoch >= c.since && st.epoch >= 0) {
     applyChanges(c);
@@ -292,10 +294,3 @@ export function roundStats() {
   return { rounds, leased, lease_ms_left: Math.max(0, st.leaseUntil - Date.now()) };
 }
 
-export function sameSecret(a, b) {
-  // Constant-time comparison: the internal token guards every tenant's cron.
-  if (typeof a !== "string" || typeof b !== "string" || a.length !== b.length) return false;
-  let diff = 0;
-  for (let i = 0; i < a.length; i++) diff |= a.charCodeAt(i) ^ b.charCodeAt(i);
-  return diff === 0;
-}

@@ -10,7 +10,8 @@ import { HEADER as REQUEST_ID, openRequest, spendSubrequest, withinWall } from "
 import { admit, announce, ended, mark, markUnknown, nameVersion, probationEnter }
   from "./containment.js";
 import { BUNDLE_TIMEOUT_MS, NO_CLAIMS, PlatformError, claims, dropRoute, fresh, lookup, pushed,
-         reply, roundStats, sameSecret, st, stateGet, withTimeout } from "./freshness.js";
+         reply, roundStats, st, stateGet, withTimeout } from "./freshness.js";
+import { internalHeaders, internalRefusal } from "./internal.js";
 import shimSource from "./tenant/shim.js";
 import kvSource from "./tenant/kv.js";
 import d1Source from "./tenant/d1.js";
@@ -186,10 +187,7 @@ async function stubFor(env, ctx, ns, worker, entry) {
 // POST /__wdl/scheduled {namespace, worker, version_id, cron, scheduled_time}: the
 // scheduler has claimed this slot for this exact version; run its scheduled().
 async function scheduled(request, env, ctx) {
-  if (request.method !== "POST" || !env.INTERNAL_TOKEN ||
-      !sameSecret(request.headers.get("x-wdl-internal-token"), env.INTERNAL_TOKEN)) {
-    return reply(404, "not_found", "no such route");
-  }
+  if (request.method !== "POST") return reply(405, "method_not_allowed", "POST only");
   const job = await request.json();
   await fresh(env, ctx);
   const current = await lookup(env, job.namespace, job.worker);
@@ -233,10 +231,7 @@ async function scheduled(request, env, ctx) {
 // `service_binding_extra_handlers` flag) and gets workerd's outcome back: {outcome,
 // ackAll, retryBatch, explicitAcks, retryMessages}. Any other answer means "not run".
 async function queueBatch(request, env, ctx) {
-  if (request.method !== "POST" || !env.INTERNAL_TOKEN ||
-      !sameSecret(request.headers.get("x-wdl-internal-token"), env.INTERNAL_TOKEN)) {
-    return reply(404, "not_found", "no such route");
-  }
+  if (request.method !== "POST") return reply(405, "method_not_allowed", "POST only");
   const job = await request.json();
   await fresh(env, ctx);
   const current = await lookup(env, job.namespace, job.worker);
@@ -268,10 +263,7 @@ async function queueBatch(request, env, ctx) {
 // created_at, history}: the workflows engine runs one invocation of an instance on its
 // pinned version; the answer is {report} (tenant/workflows.js). 500: run it again later.
 async function workflow(request, env, ctx) {
-  if (request.method !== "POST" || !env.INTERNAL_TOKEN ||
-      !sameSecret(request.headers.get("x-wdl-internal-token"), env.INTERNAL_TOKEN)) {
-    return reply(404, "not_found", "no such route");
-  }
+  if (request.method !== "POST") return reply(405, "method_not_allowed", "POST only");
   const job = await request.json();
   const json = (status, doc) => new Response(JSON.stringify(doc), {
     status, headers: { "content-type": "application/json" } });
@@ -368,7 +360,7 @@ export class WdlService extends WorkerEntrypoint {
 function refused(env, ctx, namespace, url, reason) {
   ctx.waitUntil(env.DATA.fetch("http://data/egress/refused", {
     method: "POST",
-    headers: { "x-wdl-internal-token": env.INTERNAL_TOKEN, "content-type": "application/json" },
+    headers: internalHeaders(env, { "content-type": "application/json" }),
     body: JSON.stringify({ namespace, host: url.hostname, reason }),
   }).then((r) => r.body && r.body.cancel(), () => {}));
   return new Error(`WDL egress policy of namespace ${namespace} refused ` +
@@ -405,8 +397,11 @@ export class WdlEgress extends WorkerEntrypoint {
 
 // --- entry ---------------------------------------------------------------------
 
-async function handle(request, env, ctx) {
-  const url = new URL(request.url);
+// The platform's own paths, on every host and both sockets (the public one too): the
+// internal token first, whatever the path (internal.js).
+async function internal(request, env, ctx, url) {
+  const refusal = internalRefusal(request, env);
+  if (refusal) return refusal;
   if (url.pathname === "/__wdl/healthz") {
     return new Response(JSON.stringify({ ok: true, instance: env.INSTANCE,
                                          children: childCount(), ...roundStats() }) + "\n", {
@@ -417,6 +412,12 @@ async function handle(request, env, ctx) {
   if (url.pathname === "/__wdl/workflow") return workflow(request, env, ctx);
   if (url.pathname === "/__wdl/queue") return queueBatch(request, env, ctx);
   if (url.pathname === "/__wdl/sync") return pushed(request, env);
+  return reply(404, "not_found", "no such route");
+}
+
+async function handle(request, env, ctx) {
+  const url = new URL(request.url);
+  if (url.pathname.startsWith("/__wdl/")) return internal(request, env, ctx, url);
   const host = request.headers.get("host") || url.host;
   const domain = env.PLATFORM_DOMAIN;
   const bare = host.toLowerCase().split(":")[0];

@@ -14,6 +14,7 @@ import { DurableObject, WorkerEntrypoint } from "cloudflare:workers";
 import { idTag } from "./ids.js";
 import { RPC, decodeValue, encodeValue } from "./values.js";
 import SHIM from "./shim_sources.js";
+import { internalHeaders, internalRefusal } from "./internal.js";
 
 export { WdlDo } from "./do.js";
 export { WdlKv } from "./kv.js";
@@ -130,7 +131,7 @@ function scopeOf(m) {
 }
 
 async function stateJson(env, path) {
-  const r = await env.STATE.fetch("http://state" + path);
+  const r = await env.STATE.fetch("http://state" + path, { headers: internalHeaders(env) });
   const body = await r.json();
   if (!r.ok) throw new Error(body.message || `state service answered ${r.status}`);
   return body;
@@ -288,8 +289,8 @@ export class WdlObjectHost extends DurableObject {
     if (!verdict.address) throw new Error(`alarm: no owner (${verdict.reason || "unknown"})`);
     const r = await this.env.PEERS.fetch(`http://${verdict.address}/__wdl/do/alarm`, {
       method: "POST",
-      headers: { "x-wdl-internal-token": this.env.INTERNAL_TOKEN, "x-wdl-do": JSON.stringify(m),
-                 "x-wdl-do-forwarded": "1", "content-type": "application/json" },
+      headers: internalHeaders(this.env, { "x-wdl-do": JSON.stringify(m),
+                 "x-wdl-do-forwarded": "1", "content-type": "application/json" }),
       body: JSON.stringify({ info: retry }) });
     const body = await r.json().catch(() => ({}));
     // A throw makes workerd retry this alarm (with backoff).
@@ -318,7 +319,8 @@ async function ownerOf(env, m) {
                                   class_name: m.class_name, shard });
   let verdict;
   try {
-    verdict = await (await env.SUPERVISOR.fetch("http://supervisor/owner?" + q)).json();
+    verdict = await (await env.SUPERVISOR.fetch("http://supervisor/owner?" + q,
+                                                { headers: internalHeaders(env) })).json();
   } catch (err) {
     return { mine: false, reason: "the host's supervisor is unreachable" };
   }
@@ -384,13 +386,6 @@ export class WdlObjectsOutbound extends WorkerEntrypoint {
   }
 }
 
-function sameSecret(a, b) {
-  if (typeof a !== "string" || typeof b !== "string" || a.length !== b.length) return false;
-  let diff = 0;
-  for (let i = 0; i < a.length; i++) diff |= a.charCodeAt(i) ^ b.charCodeAt(i);
-  return diff === 0;
-}
-
 function parseMeta(request) {
   const m = JSON.parse(request.headers.get("x-wdl-do") || "null");
   if (!m || typeof m.id !== "string" || !/^[0-9a-f]{64}$/.test(m.id)) return null;
@@ -418,11 +413,10 @@ async function callOf(request) {
 export default {
   async fetch(request, env) {
     const url = new URL(request.url);
+    // Both sockets, every path, health included: the internal token first (internal.js).
+    const refusal = internalRefusal(request, env);
+    if (refusal) return refusal;
     if (url.pathname === "/__wdl/healthz") return Response.json({ ok: true });
-    if (!env.INTERNAL_TOKEN ||
-        !sameSecret(request.headers.get("x-wdl-internal-token"), env.INTERNAL_TOKEN)) {
-      return fail(404, "not_found", "no such route");
-    }
     const m = parseMeta(request);
     if (!m) {
       return Response.json({ error: { name: "TypeError", message: "Durable Object ID is not valid for this namespace." } }, { status: 400 });
