@@ -48,6 +48,7 @@ from services.dataplane.config import (
 )
 from services.dataplane.listeners import SlotListeners
 from services.dataplane.workerd_process import WorkerdProcess
+from services.private_files import write_private
 from services.serving import bind
 
 log = logging.getLogger("wdl.gateway")
@@ -232,9 +233,12 @@ class Gateway:
             self._listeners = SlotListeners(self.host, self.port, self.processes)
             self._listeners.open()
         self._dir = tempfile.TemporaryDirectory(prefix="wdl-gateway-")
-        self._client = httpx.AsyncClient(timeout=5.0)
+        # Every call of the supervisor (probes, stats, incidents) carries the internal token.
+        token = {INTERNAL_HEADER: self.options.internal_token}
+        self._client = httpx.AsyncClient(timeout=5.0, headers=token)
         # Its own client and pool: a probe must never queue behind a slow stats call.
-        self._probe_client = httpx.AsyncClient(timeout=self.watchdog.hang_timeout)
+        self._probe_client = httpx.AsyncClient(timeout=self.watchdog.hang_timeout,
+                                               headers=token)
         try:
             self._slots = list(await asyncio.gather(
                 *(self._spawn(slot) for slot in range(self.processes))))
@@ -291,8 +295,8 @@ class Gateway:
         config = Path(self._dir.name) / f"{name}.capnp"
         private = bind("127.0.0.1", 0)
         host, port = private.getsockname()[:2]
-        config.write_text(render_gateway_config(self.options, name, f"{host}:{port}"),
-                          encoding="utf-8")
+        # It holds the internal token: 0600, in the 0700 TemporaryDirectory.
+        write_private(config, render_gateway_config(self.options, name, f"{host}:{port}"))
         process = WorkerdProcess(
             config, binary=self.binary, ready_path=READY_PATH,
             socket_fds={PUBLIC_SOCKET: public, PRIVATE_SOCKET: private},

@@ -11,6 +11,7 @@ docs/durable-objects.md.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,9 +22,11 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from services.dataplane.workerd_process import WorkerdProcess
+from services.internal import InternalTokenGuard
 from services.leases import LeaseClient
 from services.objects.config import PRIVATE_SOCKET, SOCKET, ObjectsConfig, render
 from services.objects.ownership import Ownership, holder_name, shard_scope
+from services.private_files import private_tempdir, write_private
 from services.scheduler.clock import Clock, SystemClock
 from services.serving import HttpServer, bind
 
@@ -61,6 +64,15 @@ class ObjectsHost:
         self._supervisor: HttpServer | None = None
         self._address = ""
         self._private_address = ""
+        self._config_dir: Path | None = None
+
+    @property
+    def config_path(self) -> Path | None:
+        """The generated workerd config (it holds the internal token: mode 0600 in a
+        0700 directory of its own, removed on stop)."""
+        if self._config_dir is None:
+            return None
+        return self._config_dir / "objects.capnp"
 
     @property
     def address(self) -> str:
@@ -119,17 +131,21 @@ class ObjectsHost:
                 self.leases, self.clock, holder, ttl_ms=o.ttl_ms,
                 alive=lambda: self._proc is not None and self._proc.running)
             await self.ownership.start()
-        self._supervisor = HttpServer(Starlette(routes=[Route("/owner", self._owner)]),
-                                      host="127.0.0.1", port=0, name="objects-supervisor")
+        # Behind the internal token: an ownership verdict names lease generations, and
+        # asking for one may append a lease event (services/objects/ownership.py).
+        self._supervisor = HttpServer(
+            InternalTokenGuard(Starlette(routes=[Route("/owner", self._owner)]),
+                               o.internal_token),
+            host="127.0.0.1", port=0, name="objects-supervisor")
         await self._supervisor.start()
         sup_host, sup_port = self._supervisor.address[:2]
-        # One config per host process: several hosts may share a storage dir's parent.
-        path = o.storage_dir / f"objects-{self.private_address.replace(':', '_')}.capnp"
-        path.write_text(render(ObjectsConfig(o.storage_dir, o.state_address, o.internal_token,
-                                             o.egress_allow_loopback,
-                                             supervisor_address=f"{sup_host}:{sup_port}",
-                                             data_address=o.data_address,
-                                             d1_address=o.d1_address)))
+        # The config holds the internal token: never in the (shared) storage dir, only in
+        # a directory of this process's own that no other user may enter.
+        self._config_dir = private_tempdir("wdl-objects-")
+        path = write_private(self._config_dir / "objects.capnp", render(ObjectsConfig(
+            o.storage_dir, o.state_address, o.internal_token, o.egress_allow_loopback,
+            supervisor_address=f"{sup_host}:{sup_port}", data_address=o.data_address,
+            d1_address=o.d1_address)))
         self._proc = WorkerdProcess(path, binary=o.binary,
                                     socket_fds={SOCKET: self._sock,
                                                 PRIVATE_SOCKET: self._private},
@@ -154,3 +170,6 @@ class ObjectsHost:
             if sock is not None:
                 sock.close()
         self._sock = self._private = None
+        if self._config_dir is not None:
+            shutil.rmtree(self._config_dir, ignore_errors=True)
+            self._config_dir = None
