@@ -2,9 +2,9 @@
 
 A spinning tenant and a memory-exhausting tenant are deployed beside a healthy
 one. The healthy one keeps answering (the other workerd processes serve, the
-watchdog replaces the stuck or dead one), and the spinning version is
-quarantined after K strikes: an event in the audit, a 503 with a clear code,
-listed and lifted through the real CLI.
+watchdog replaces the stuck or dead one), and the spinning namespace is held
+back after K strikes: events in the audit, a 503 with a clear code whatever it
+deploys next, listed and lifted through the real CLI; strikes outlive a restart.
 """
 
 from __future__ import annotations
@@ -102,7 +102,7 @@ async def incidents(stack: Stack) -> dict[str, object]:
         return dict(r.json())
 
 
-async def test_a_spinning_tenant_is_contained_and_quarantined(stack: Stack) -> None:
+async def test_a_spinning_tenant_is_contained_and_held_back(stack: Stack) -> None:
     await stack.wdl("ns", "create", "good")
     await stack.wdl("ns", "create", "bad")
     await stack.deploy("good", stack.project("calm", answer("calm")))
@@ -144,41 +144,41 @@ async def test_a_spinning_tenant_is_contained_and_quarantined(stack: Stack) -> N
 
     async with httpx.AsyncClient(timeout=5) as client:
         r = await client.get(stack.gateway + "/spin/", headers={"host": "bad.workers.local"})
-        assert r.status_code == 503 and r.json()["error"] == "version_quarantined"
+        assert r.status_code == 503 and r.json()["error"] == "namespace_quarantined"
         assert (await client.get(stack.gateway + "/calm/",
                                  headers={"host": "good.workers.local"})).status_code == 200
 
-    # The quarantine is an event: in the audit, listed by the CLI, only for the culprit.
+    # The hold is an event: in the audit, listed by the CLI, only for the culprit.
     listed = json.loads(await stack.wdl("quarantine", "list", "--json"))
     assert [(q["namespace"], q["worker"], q["version_id"], q["reason"]) for q in listed] == [
-        ("bad", "spin", spin_version, "hang")]
-    assert listed[0]["strikes"] >= 3
-    audit = json.loads(await stack.wdl("audit", "--ns", "bad", "--type",
-                                       "worker.version_quarantined", "--json"))
-    assert [row["type"] for row in audit] == ["worker.version_quarantined"]
-    assert audit[0]["actor"] == "system:watchdog"
+        ("bad", None, None, "hang")]
+    assert listed[0]["strikes"] >= 3 and listed[0]["last"]["version_id"] == spin_version
+    audit = json.loads(await stack.wdl("audit", "--ns", "bad", "--type", "namespace.struck",
+                                       "--json"))
+    assert len(audit) >= 3 and {row["actor"] for row in audit} == {"system:watchdog"}
+    strikes = {s["namespace"]: s for s in json.loads(
+        await stack.wdl("quarantine", "strikes", "--json"))}
+    assert set(strikes) == {"bad"} and strikes["bad"]["held"]
 
     state = stack.platform.state
     assert state is not None
     async with httpx.AsyncClient(timeout=5) as client:
-        exposed = (await client.get(state.url + "/metrics")).text
-    assert 'wdl_worker_quarantines_total{namespace="bad",reason="hang",worker="spin"} 1.0' \
-        in exposed
+        exposed = (await client.get(state.url + "/metrics", headers={
+            "authorization": f"Bearer {stack.platform.options.internal_token}"})).text
+    assert 'wdl_namespace_holds_total{namespace="bad",reason="hang"} 1.0' in exposed
     assert 'wdl_worker_cpu_kills_total{kind="hang",namespace="good"' not in exposed
 
-    # Promoting another version serves at once; the quarantined one cannot come back
-    # until an operator lifts it.
+    # Whatever the namespace deploys next stays held back until an operator lifts it.
     fixed = await stack.deploy("bad", stack.project("spin", answer("fixed")))
     async with httpx.AsyncClient(timeout=5) as client:
         r = await client.get(stack.gateway + "/spin/", headers={"host": "bad.workers.local"})
-        assert r.status_code == 200 and r.text == "fixed /"
-    async with httpx.AsyncClient(base_url=stack.api, timeout=10,
-                                 headers={"authorization": f"Bearer {ADMIN}"}) as api:
-        r = await api.post("/v1/namespaces/bad/workers/spin/rollback",
-                           json={"to": spin_version, "reason": "try"})
-        assert r.status_code == 409 and r.json()["error"]["code"] == "version_quarantined", r.text
-    await stack.wdl("quarantine", "lift", "bad/spin", spin_version, "--note", "test")
+        assert r.status_code == 503 and r.json()["error"] == "namespace_quarantined"
+    await stack.wdl("quarantine", "lift", "bad", "--note", "test")
     assert json.loads(await stack.wdl("quarantine", "list", "--json")) == []
+    assert json.loads(await stack.wdl("quarantine", "strikes", "--json")) == []
+    async with httpx.AsyncClient(timeout=5) as client:
+        r = await client.get(stack.gateway + "/spin/", headers={"host": "bad.workers.local"})
+        assert r.status_code == 200 and r.text == "fixed /"
     assert fixed != spin_version
 
 
@@ -201,3 +201,39 @@ async def test_a_memory_exhausting_tenant_costs_others_at_most_the_bound(stack: 
     assert gap <= RECOVERY_S, f"healthy tenant silent for {gap:.2f}s"
     assert gateway.incidents and gateway.incidents[-1].kind in ("hang", "crash")
     assert len(gateway.pids) == 2
+
+
+async def test_strikes_outlive_a_restart_of_the_state_service(
+        services: Endpoints, fresh_database: str, unique_name: Callable[[str], str],
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WDL_GATEWAY_PROCESSES", "2")
+    monkeypatch.setenv("WDL_HANG_TIMEOUT", "1.0")
+    names: dict[str, str] = {}
+
+    def same_names(prefix: str) -> str:  # the second platform reads the first one's log
+        return names.setdefault(prefix, unique_name(prefix))
+
+    async def strike_once(stack: Stack, before: int) -> int:
+        assert await hit(stack, "bad.workers.local", "/spin/") != 200
+        for _ in range(100):
+            listed = json.loads(await stack.wdl("quarantine", "strikes", "--json"))
+            count = next((s["strikes"] for s in listed if s["namespace"] == "bad"), 0)
+            if count > before:
+                return int(count)
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"no strike after a spin: {await incidents(stack)}")
+
+    async with platform_stack(services, fresh_database, same_names, tmp_path,
+                              monkeypatch) as stack:
+        await stack.wdl("ns", "create", "bad")
+        await stack.deploy("bad", stack.project("spin", SPIN))
+        assert await strike_once(stack, 0) == 1
+        await stack.deploy("bad", stack.project("spin", SPIN + "// a fresh version"))
+        assert await strike_once(stack, 1) == 2
+    async with platform_stack(services, fresh_database, same_names, tmp_path,
+                              monkeypatch) as stack:
+        # A new state service (no memory of the incidents) on the same log.
+        assert await strike_once(stack, 2) == 3
+        async with httpx.AsyncClient(timeout=5) as client:
+            r = await client.get(stack.gateway + "/spin/", headers={"host": "bad.workers.local"})
+        assert r.status_code == 503 and r.json()["error"] == "namespace_quarantined"

@@ -277,6 +277,12 @@ async function workflow(request, env, ctx) {
   const json = (status, doc) => new Response(JSON.stringify(doc), {
     status, headers: { "content-type": "application/json" } });
   await fresh(env, ctx);
+  // A held namespace runs no code at all; the engine retries with backoff until it is
+  // lifted (docs/containment.md). Other misses do not matter: the version is pinned.
+  const current = await lookup(env, job.namespace, job.worker);
+  if (current.missing && current.missing.code === "namespace_quarantined") {
+    return json(503, { outcome: "held", error: current.missing.message });
+  }
   let stub;
   try {
     stub = await stubFor(env, ctx, job.namespace, job.worker,
