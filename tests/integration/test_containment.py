@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from harness.endpoints import Endpoints
-from tests.platform_stack import ADMIN, Stack, answer, platform_stack
+from tests.platform_stack import Stack, answer, platform_stack
 
 SPIN = "export default { async fetch(req) { while (true) {} } };"
 # Grows the JS heap without end: V8 aborts the process (or the watchdog kills it first).
