@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from eventlog import InvalidEvent
@@ -17,6 +19,12 @@ def strike(worker: str = "spin", version: str | None = "v1", **kw: object) -> ev
                               reason="hang", **fields)  # type: ignore[arg-type]
 
 
+def doc(h: Harness, key: str, field: str) -> dict[str, Any]:
+    found = h.get(key, field)
+    assert isinstance(found, dict), found
+    return found
+
+
 def acme() -> Harness:
     h = Harness()
     assert accepted(h.send(ev.NamespaceCreated(namespace="acme")))
@@ -29,13 +37,11 @@ def test_strikes_of_fresh_versions_add_up_to_a_hold_of_the_namespace() -> None:
         assert accepted(h.send(strike(version=vid), at=T0 + n * 1000))
         assert "held" not in h.get(keys.NAMESPACES, "acme")  # type: ignore[operator]
     assert accepted(h.send(strike(worker="other", version="v3"), at=T0 + 2000))
-    held = h.get(keys.NAMESPACES, "acme")
-    assert isinstance(held, dict) and held["held"]["strikes"] == 3
-    record = h.get(keys.QUARANTINE, "acme")
-    assert isinstance(record, dict)
+    assert doc(h, keys.NAMESPACES, "acme")["held"]["strikes"] == 3
+    record = doc(h, keys.QUARANTINE, "acme")
     assert (record["scope"], record["worker"], record["by"]) == ("namespace", None, "tester")
-    strikes = h.get(keys.STRIKES, "acme")
-    assert isinstance(strikes, dict) and strikes["held"] and len(strikes["strikes"]) == 3
+    strikes = doc(h, keys.STRIKES, "acme")
+    assert strikes["held"] and len(strikes["strikes"]) == 3
 
 
 def test_strikes_outside_the_window_are_forgotten() -> None:
@@ -44,8 +50,7 @@ def test_strikes_outside_the_window_are_forgotten() -> None:
     assert accepted(h.send(strike(), at=T0 + 30_000))
     assert accepted(h.send(strike(), at=T0 + 61_000))  # the first has left the window
     assert h.get(keys.QUARANTINE, "acme") is None
-    strikes = h.get(keys.STRIKES, "acme")
-    assert isinstance(strikes, dict) and strikes["strikes"] == [T0 + 30_000, T0 + 61_000]
+    assert doc(h, keys.STRIKES, "acme")["strikes"] == [T0 + 30_000, T0 + 61_000]
 
 
 def test_only_a_lift_ends_a_hold_and_the_strikes_start_over() -> None:
