@@ -10,11 +10,15 @@ deploys next, listed and lifted through the real CLI; strikes outlive a restart.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
+import os
+import signal
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -237,3 +241,50 @@ async def test_strikes_outlive_a_restart_of_the_state_service(
         async with httpx.AsyncClient(timeout=5) as client:
             r = await client.get(stack.gateway + "/spin/", headers={"host": "bad.workers.local"})
         assert r.status_code == 503 and r.json()["error"] == "namespace_quarantined"
+
+
+async def test_a_slot_that_cannot_start_is_retried_while_the_others_are_watched(
+        stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    gateway = stack.platform.gateway
+    assert gateway is not None and len(gateway.instances()) == 2
+    spawn = gateway._spawn
+    allow = asyncio.Event()
+    failures = 0
+
+    async def failing_in_slot_0(slot: int) -> Any:
+        nonlocal failures
+        if slot == 0 and not allow.is_set():
+            failures += 1
+            raise OSError("injected: no workerd for slot 0 yet")
+        return await spawn(slot)
+
+    monkeypatch.setattr(gateway, "_spawn", failing_in_slot_0)
+    first, second = gateway.instances()
+    assert first.process.pid and second.process.pid
+    os.kill(first.process.pid, signal.SIGKILL)   # dies; its replacement cannot start
+    os.kill(second.process.pid, signal.SIGSTOP)  # hangs meanwhile
+    try:
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            live = {i.slot: i for i in gateway.instances()}
+            if 1 in live and live[1] is not second:
+                break
+            await asyncio.sleep(0.05)
+        # The hung process was found and replaced while slot 0 kept failing: the watch
+        # loop did not wait for slot 0.
+        live = {i.slot: i for i in gateway.instances()}
+        assert 1 in live and live[1] is not second and 0 not in live
+        assert failures >= 2
+        r = await hit(stack, "x.workers.local", "/w/")
+        assert r == 404  # the other slot serves (no such namespace)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(second.process.pid, signal.SIGCONT)
+    allow.set()
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and len(gateway.instances()) < 2:
+        await asyncio.sleep(0.05)
+    assert sorted(i.slot for i in gateway.instances()) == [0, 1]
+    assert gateway.metrics.spawn_failures._value.get() == failures
+    assert gateway.metrics.slots_down._value.get() == 0
+    assert {i.kind for i in gateway.incidents} == {"crash", "hang"}
