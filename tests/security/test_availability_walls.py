@@ -24,6 +24,9 @@ from tests.security.rig import ATTACKER, VICTIM, Walls
 pytestmark = pytest.mark.security
 
 SPIN = "export default {{ async fetch() {{ /* {n} */ while (true) {{}} }} }};"
+# Grows the JS heap without end: V8 aborts the process (or the watchdog kills it first).
+HOG = ("export default {{ async fetch() {{ /* {n} */ const keep = [];"
+       " for (;;) keep.push(new Array(1 << 20).fill(Math.random())); }} }};")
 ROUNDS = 4
 OUTAGE_BOUND_S = 5.0
 
@@ -79,16 +82,17 @@ async def _workerd_processes(walls: Walls) -> int:
     return len(dev.workerd_pids())
 
 
-async def test_a_spin_storm_of_fresh_versions_costs_a_healthy_tenant_seconds(
-        walls: Walls) -> None:
+@pytest.mark.parametrize("code", [SPIN, HOG], ids=["spin", "memory"])
+async def test_a_storm_of_fresh_versions_costs_a_healthy_tenant_seconds(
+        walls: Walls, code: str) -> None:
     expected = await _workerd_processes(walls)
     assert expected >= 2
     healthy = Healthy(walls)
     healthy.start()
     spins: list[asyncio.Task[None]] = []
     for n in range(ROUNDS):
-        deployed = await walls.attacker.deploy(walls.attacker.project("spin", SPIN.format(n=n)),
-                                               ok=False)
+        deployed = await walls.attacker.deploy(
+            walls.attacker.project("spin", code.format(n=f"{code is HOG}-{n}")), ok=False)
         if deployed.code != 0:  # held back already: deploying is refused or serves nothing
             break
         spins.append(asyncio.create_task(_spin(walls)))
@@ -109,7 +113,7 @@ async def test_a_spin_storm_of_fresh_versions_costs_a_healthy_tenant_seconds(
     assert await _workerd_processes(walls) == expected
     assert outage <= OUTAGE_BOUND_S, f"the healthy tenant got nothing for {outage:.1f} s"
 
-    # The spinning namespace is held back (its requests refused before tenant code runs,
+    # The storming namespace is held back (its requests refused before tenant code runs,
     # whatever version it deploys next); the healthy one carries no strike.
     held = await walls.attacker.wdl("quarantine", "list", "--json")
     assert any(q["namespace"] == ATTACKER and q.get("worker") is None for q in held.json())
@@ -121,3 +125,5 @@ async def test_a_spin_storm_of_fresh_versions_costs_a_healthy_tenant_seconds(
     assert by_ns.get(VICTIM, {"strikes": 0})["strikes"] == 0, strikes
     assert by_ns[ATTACKER]["strikes"] >= 1
     await walls.assert_victim_intact()
+    # The next storm starts from nothing held (one platform per module).
+    await walls.admin.wdl("quarantine", "lift", ATTACKER, "--note", "next storm")
