@@ -18,7 +18,8 @@ APPLIED = "applied"
 AGGREGATES = "aggregates"
 EGRESS = "egress"  # namespace -> JSON egress policy
 GRANTS = "grants"  # "target_ns/worker" -> JSON {source namespaces}
-QUARANTINE = "quarantine"  # "ns/worker/version" -> JSON record of the quarantine
+QUARANTINE = "quarantine"  # "ns/worker/version" (or "ns": a held namespace) -> JSON record
+STRIKES = "strikes"  # namespace -> JSON {strikes: [ms...], window_s, hold_after, last}
 QUEUE_CONSUMERS = "queue_consumers"  # "ns/queue" -> JSON consumer settings (docs/queues.md)
 
 

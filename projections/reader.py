@@ -217,8 +217,18 @@ class ProjectionReader:
         return {k: _json(v) for k, v in (await self.store.hgetall(keys.HOSTS)).items()}
 
     async def quarantined(self) -> list[dict[str, Any]]:
-        """Every quarantined version (the watchdog's and operators' decisions)."""
+        """Every quarantined version and held namespace (the watchdog's and operators'
+        decisions); a namespace's hold has `worker` and `version_id` null."""
         raw = await self.store.hgetall(keys.QUARANTINE)
+        return [_json(raw[k]) for k in sorted(raw)]
+
+    async def held(self, namespace: str) -> dict[str, Any] | None:
+        """The namespace's hold, if the watchdog's strikes led to one."""
+        return _json(await self.store.hget(keys.QUARANTINE, namespace))  # type: ignore[no-any-return]
+
+    async def strikes(self) -> list[dict[str, Any]]:
+        """Every namespace's recent strikes (projections/fold/containment.py)."""
+        raw = await self.store.hgetall(keys.STRIKES)
         return [_json(raw[k]) for k in sorted(raw)]
 
     async def cron_schedule(self) -> dict[str, dict[str, Any]]:

@@ -41,6 +41,8 @@ from eventlog.events import (
     KvNamespaceCreated,
     KvNamespaceDeleted,
     NamespaceLimitsSet,
+    NamespaceQuarantineLifted,
+    NamespaceStruck,
     QuarantineLifted,
     QueueConsumerRemoved,
     QueueConsumerSet,
@@ -195,6 +197,10 @@ def every_event() -> list[tuple[Event, dict[str, int]]]:
         (VersionQuarantined(namespace="acme", worker="api", version_id="v1", reason="hang",
                             strikes=3, detail="workerd gw-1 stopped answering"), {}),
         (QuarantineLifted(namespace="acme", worker="api", version_id="v1", note="fixed"), {}),
+        (NamespaceStruck(namespace="acme", worker="api", version_id="v1", reason="hang",
+                         precise=True, instance="gw0-1", detail="no answer for 1.5 s",
+                         hold_after=3, window_s=600), {}),
+        (NamespaceQuarantineLifted(namespace="acme", note="fixed"), {}),
     ]
 
 

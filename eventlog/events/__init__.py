@@ -16,6 +16,7 @@ from types import ModuleType as _Module
 from typing import get_args
 
 from eventlog.events import (
+    containment,
     cron,
     d1,
     hosts,
@@ -37,6 +38,12 @@ from eventlog.events.base import (
     MAX_VAR_BYTES,
     MAX_VARS,
     BaseEvent,
+)
+from eventlog.events.containment import (
+    ContainmentEvent,
+    NamespaceQuarantineLifted,
+    NamespaceStruck,
+    StrikeKind,
 )
 from eventlog.events.cron import CronEvent, CronRunCompleted, CronSlotClaimed, CronStatus
 from eventlog.events.d1 import (
@@ -99,11 +106,12 @@ from eventlog.events.workers import (
 )
 
 Event = (NamespaceEvent | WorkerEvent | SecretEvent | HostEvent | LeaseEvent | TokenEvent
-         | CronEvent | KvEvent | R2Event | D1Event | PolicyEvent | QuarantineEvent | QueueEvent)
+         | CronEvent | KvEvent | R2Event | D1Event | PolicyEvent | QuarantineEvent | QueueEvent
+         | ContainmentEvent)
 
 # The registry, in catalogue order: each module contributes its `CLASSES`.
 _KINDS: tuple[_Module, ...] = (namespaces, workers, secrets, hosts, leases, tokens, cron, kv, r2,
-                               d1, policies, quarantine, queues)
+                               d1, policies, quarantine, queues, containment)
 
 EVENT_CLASSES: tuple[type[Event], ...] = tuple(cls for kind in _KINDS for cls in kind.CLASSES)
 
@@ -126,6 +134,7 @@ __all__ = [
     "BaseEvent",
     "Binding",
     "BindingKind",
+    "ContainmentEvent",
     "CronEvent",
     "CronRunCompleted",
     "CronSlotClaimed",
@@ -158,6 +167,8 @@ __all__ = [
     "NamespaceCreated",
     "NamespaceEvent",
     "NamespaceLimitsSet",
+    "NamespaceQuarantineLifted",
+    "NamespaceStruck",
     "PolicyEvent",
     "QuarantineEvent",
     "QuarantineLifted",
@@ -178,6 +189,7 @@ __all__ = [
     "SecretPut",
     "ServiceGranted",
     "ServiceRevoked",
+    "StrikeKind",
     "TokenEvent",
     "TokenIssued",
     "TokenRevoked",

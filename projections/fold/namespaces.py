@@ -28,6 +28,10 @@ class NamespaceState:
     egress: dict[str, Any] | None = None  # None: the default policy (public)
     grants: list[dict[str, str]] = field(default_factory=list)
     limits: dict[str, int] | None = None  # None: platform defaults
+    # The watchdog's strikes (occurred_at, ms) within their window, and the hold they
+    # led to (projections/fold/containment.py).
+    strikes: list[int] = field(default_factory=list)
+    held: dict[str, Any] | None = None
 
 
 class NamespaceRules(FoldCore):
@@ -74,4 +78,6 @@ class NamespaceRules(FoldCore):
             doc["grants"] = s.grants
         if s.limits is not None:
             doc["limits"] = s.limits
+        if s.held is not None:
+            doc["held"] = s.held
         out.set(keys.NAMESPACES, name, dumps(doc))

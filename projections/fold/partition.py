@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from eventlog.port import Record
 from projections.changes import Changes
+from projections.fold.containment import ContainmentRules
 from projections.fold.core import PartitionBatch, Verdict
 from projections.fold.cron import CronRules
 from projections.fold.d1 import D1Rules
@@ -36,6 +37,7 @@ class PartitionFold(
     SecretRules,
     WorkerRules,
     PolicyRules,
+    ContainmentRules,
     NamespaceRules,
     CronRules,
     LeaseRules,

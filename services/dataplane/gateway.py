@@ -13,8 +13,14 @@ supervisor therefore
 - probes each process over its *private* socket every `probe_interval`; a
   process that has not answered for `hang_timeout` is SIGKILLed (its event
   loop would not even act on SIGTERM) and replaced in its slot, and one that
-  exited (abort, crash) is replaced too. Each such incident is reported to the
-  state service, which works out the culprit and quarantines it after K strikes;
+  exited (abort, crash) is replaced too. Each replacement runs in a task of its
+  own while the loop keeps probing every other slot; it reports the incident to
+  the state service (which works out the culprit namespace and strikes it)
+  *before* the new process takes the connections queued on the slot, so those
+  meet the verdict, not a fresh process that trusts everyone; it counts as up
+  only once it answers on its private socket (the public one is shared and
+  steered); and it retries with backoff for as long as it takes: no slot is
+  ever given up;
 - recycles a process to release isolates of old versions: workerLoader keeps
   every named isolate for the life of the process, so when `max_stale` loaded
   ids are no longer routed (or `max_loaded` in total) the slot gets a new
@@ -151,6 +157,12 @@ class GatewayMetrics:
         self.probe_seconds = Gauge("wdl_gateway_probe_seconds",
                                    "Latency of the last watchdog probe", ["slot"],
                                    registry=registry)
+        self.slots_down = Gauge("wdl_gateway_slots_down",
+                                "Slots without a serving workerd process (being replaced); "
+                                "alert when it stays above 0", registry=registry)
+        self.spawn_failures = Counter("wdl_gateway_spawn_failures_total",
+                                      "workerd processes that failed to start in a slot "
+                                      "(retried with backoff)", registry=registry)
 
 
 def default_processes() -> int:
@@ -165,7 +177,8 @@ class Gateway:
                  port: int = 8080, sock: socket.socket | None = None,
                  binary: str | Path | None = None, policy: RecyclePolicy | None = None,
                  watchdog: WatchdogPolicy | None = None, processes: int | None = None,
-                 stop_timeout: float = 2.0, registry: CollectorRegistry | None = None) -> None:
+                 stop_timeout: float = 2.0, registry: CollectorRegistry | None = None,
+                 incident_wait: float = 2.0) -> None:
         self.options = options
         self.state_url = state_url.rstrip("/")
         self.host = host
@@ -178,6 +191,8 @@ class Gateway:
         if self.processes < 1:
             raise ValueError("the gateway needs at least one workerd process")
         self.stop_timeout = stop_timeout
+        # How long a replacement waits for the state service's verdict on its incident.
+        self.incident_wait = incident_wait
         self.registry = registry if registry is not None else CollectorRegistry()
         self.metrics = GatewayMetrics(self.registry)
         self.recycles: list[RecycleReport] = []
@@ -185,6 +200,8 @@ class Gateway:
         self._sock = sock  # a caller's socket: shared by every process, not steered
         self._listeners: SlotListeners | None = None
         self._slots: list[_Instance | None] = []
+        self._slot_locks: list[asyncio.Lock] = []  # a replacement and a recycle of one slot
+        self._replacing: dict[int, asyncio.Task[None]] = {}
         self._dir: tempfile.TemporaryDirectory[str] | None = None
         self._lock = asyncio.Lock()
         self._client: httpx.AsyncClient | None = None
@@ -239,6 +256,7 @@ class Gateway:
         # Its own client and pool: a probe must never queue behind a slow stats call.
         self._probe_client = httpx.AsyncClient(timeout=self.watchdog.hang_timeout,
                                                headers=token)
+        self._slot_locks = [asyncio.Lock() for _ in range(self.processes)]
         try:
             self._slots = list(await asyncio.gather(
                 *(self._spawn(slot) for slot in range(self.processes))))
@@ -260,6 +278,10 @@ class Gateway:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+        replacing = list(self._replacing.values())
+        for task in replacing:
+            task.cancel()
+        await asyncio.gather(*replacing, return_exceptions=True)
         for report in list(self._reports):
             report.cancel()
         async with self._lock:
@@ -300,7 +322,7 @@ class Gateway:
         process = WorkerdProcess(
             config, binary=self.binary, ready_path=READY_PATH,
             socket_fds={PUBLIC_SOCKET: public, PRIVATE_SOCKET: private},
-            stop_timeout=self.stop_timeout)
+            ready_sockets=(PRIVATE_SOCKET,), stop_timeout=self.stop_timeout)
         try:
             await process.start()
         except BaseException:
@@ -330,11 +352,13 @@ class Gateway:
             if not self._slots:
                 raise RuntimeError("gateway is not started")
             for slot in (slots if slots is not None else range(len(self._slots))):
-                old = self._slots[slot]
-                new = await self._spawn(slot)
-                self._slots[slot] = new
-                news.append(new.name)
-                if old is not None:
+                async with self._slot_locks[slot]:
+                    old = self._slots[slot]
+                    if old is None:
+                        continue  # being replaced: the replacement is a new process already
+                    new = await self._spawn(slot)
+                    self._slots[slot] = new
+                    news.append(new.name)
                     olds.append(old.name)
                     await self._retire(old)
         report = RecycleReport(reason, ",".join(olds), ",".join(news),
@@ -406,23 +430,40 @@ class Gateway:
                     instance.last_progress = now
                 if not instance.process.running:
                     code = instance.process.returncode
-                    await self._replace(instance, "crash", f"workerd exited with status {code}")
+                    self._replace(instance, "crash", f"workerd exited with status {code}")
                 elif now - max(instance.last_ok, instance.last_progress) > policy.hang_timeout:
-                    await self._replace(instance, "hang", f"no answer to the watchdog probe for "
-                                        f"{policy.hang_timeout:.1f} s")
+                    self._replace(instance, "hang", f"no answer to the watchdog probe for "
+                                  f"{policy.hang_timeout:.1f} s")
                 elif instance.probe is None or instance.probe.done():
                     instance.probe = asyncio.create_task(self._probe(instance))
             self._steer()
 
-    async def _replace(self, instance: _Instance, kind: str, detail: str) -> None:
-        async with self._lock:
-            if instance.slot >= len(self._slots) or self._slots[instance.slot] is not instance:
-                return  # recycled or stopped meanwhile
-            self._slots[instance.slot] = None
-            self._steer()
-            self.metrics.processes.set(len(self.instances()))
-            if kind == "hang":
-                self.metrics.kills.labels(kind).inc()
+    def _replace(self, instance: _Instance, kind: str, detail: str) -> None:
+        """Take the instance out of its slot now; kill and replace it in a task of its own
+        (the loop must keep watching the other slots meanwhile)."""
+        slot = instance.slot
+        if slot >= len(self._slots) or self._slots[slot] is not instance:
+            return  # recycled or stopped meanwhile
+        self._slots[slot] = None
+        self._steer()
+        self.metrics.processes.set(len(self.instances()))
+        self.metrics.slots_down.set(len(self._slots) - len(self.instances()))
+        if kind == "hang":
+            self.metrics.kills.labels(kind).inc()
+        task = asyncio.create_task(self._replacement(instance, kind, detail),
+                                   name=f"gateway-replace-{slot}")
+        self._replacing[slot] = task
+        task.add_done_callback(lambda t: self._replaced(slot, t))
+
+    def _replaced(self, slot: int, task: asyncio.Task[None]) -> None:
+        if self._replacing.get(slot) is task:
+            del self._replacing[slot]
+        if not task.cancelled() and task.exception() is not None:
+            log.error("replacing gateway slot %d failed: %r", slot, task.exception())
+
+    async def _replacement(self, instance: _Instance, kind: str, detail: str) -> None:
+        slot = instance.slot
+        async with self._slot_locks[slot]:
             tail = instance.process.output()[-2000:]
             # Kill first: a spinning tenant holds a core the replacement needs.
             await self._retire(instance, kill=True)
@@ -431,30 +472,40 @@ class Gateway:
             del self.incidents[:-100]
             log.error("gateway workerd %s %s (%s); replacing it. Last output:\n%s",
                       instance.name, "hung" if kind == "hang" else "died", detail, tail)
-            self._report(incident)
-            replacement = await self._spawn_retrying(instance.slot)
-            if replacement is None:
+            # The connections queued on this slot's socket go to the replacement: let the
+            # state service conclude first, so they meet the culprit's probation or hold.
+            await self._report(incident, wait=self.incident_wait)
+            replacement = await self._spawn_until_up(slot)
+            if self._slot_locks and self._slots and self._slots[slot] is None:
+                self._slots[slot] = replacement
+            else:  # stopped meanwhile
+                await self._retire(replacement)
                 return
-            self._slots[instance.slot] = replacement
-            self._steer()
-            self.metrics.restarts.labels(kind).inc()
-            self.metrics.processes.set(len(self.instances()))
+        self._steer()
+        self.metrics.restarts.labels(kind).inc()
+        self.metrics.processes.set(len(self.instances()))
+        self.metrics.slots_down.set(len(self._slots) - len(self.instances()))
 
-    async def _spawn_retrying(self, slot: int) -> _Instance | None:
+    async def _spawn_until_up(self, slot: int) -> _Instance:
+        """A new process in `slot`, however many attempts it takes (backoff up to 10 s)."""
         delay = 0.1
-        for _ in range(20):
+        while True:
             try:
                 return await self._spawn(slot)
             except (OSError, RuntimeError, TimeoutError) as exc:
-                log.error("gateway workerd for slot %d failed to start: %s", slot, exc)
+                self.metrics.spawn_failures.inc()
+                log.error("gateway workerd for slot %d failed to start (retrying in %.1f s): "
+                          "%s", slot, delay, exc)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-        return None
+                delay = min(delay * 2, 10.0)
 
-    def _report(self, incident: Incident) -> None:
+    async def _report(self, incident: Incident, *, wait: float) -> None:
+        """Send the incident; wait at most `wait` seconds for the state service's answer
+        (the report carries on in the background after that)."""
         task = asyncio.create_task(self._send_incident(incident))
         self._reports.add(task)
         task.add_done_callback(self._reports.discard)
+        await asyncio.wait({task}, timeout=wait)
 
     async def _send_incident(self, incident: Incident) -> None:
         assert self._client is not None

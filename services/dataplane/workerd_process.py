@@ -18,7 +18,7 @@ import signal
 import socket
 import sys
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -174,7 +174,9 @@ class WorkerdProcess:
 
     `ready` lists HTTP addresses that must answer `GET ready_path` before `start()` returns;
     sockets passed in `socket_fds` (socket name -> listening socket) are handed over with
-    `--socket-fd` and waited for too. The caller keeps ownership of those socket objects.
+    `--socket-fd` and waited for too (only those named in `ready_sockets`, when given: a
+    socket shared with other processes may hand the probe to one of them). The caller keeps
+    ownership of those socket objects.
 
     Note: workerd drops the connection without any response when the handler fails with a
     "disconnected" error (e.g. a service binding to an external server that is down), so point
@@ -191,6 +193,7 @@ class WorkerdProcess:
         ready: Sequence[Address] = (),
         ready_path: str = "/",
         socket_fds: Mapping[str, socket.socket] | None = None,
+        ready_sockets: Collection[str] | None = None,
         extra_args: Sequence[str] = (),
         env: Mapping[str, str] | None = None,
         startup_timeout: float = 30.0,
@@ -203,7 +206,9 @@ class WorkerdProcess:
         self.socket_fds = dict(socket_fds or {})
         self.ready = list(ready)
         self.ready_path = ready_path
-        for sock in self.socket_fds.values():
+        for name, sock in self.socket_fds.items():
+            if ready_sockets is not None and name not in ready_sockets:
+                continue
             host, port = sock.getsockname()[:2]
             self.ready.append(("127.0.0.1" if host in ("0.0.0.0", "") else host, port))
         self.extra_args = list(extra_args)

@@ -33,7 +33,7 @@ from services.state.incident_routes import incident_routes
 from services.state.incidents import IncidentDesk, Target, parse_targets
 from services.state.instances import LoadRegistry
 from services.state.leases import GatewayLeases
-from services.state.quarantine import Quarantiner
+from services.state.quarantine import Striker
 from services.state.routing import NoTarget, resolve_target
 from services.state.tails import TAIL_SUFFIX, TailedSet, parse_pairs
 from services.state.view import Missing, RouteView
@@ -160,7 +160,7 @@ def _param(request: Request, name: str) -> str:
 
 def create_state_app(view: RouteView, bundles: BundleSource, loads: LoadRegistry,
                      *, domain: str, desk: IncidentDesk | None = None,
-                     quarantiner: Quarantiner | None = None, internal_token: str = "",
+                     striker: Striker | None = None, internal_token: str = "",
                      registry: CollectorRegistry | None = None,
                      leases: GatewayLeases | None = None,
                      tails: TailedSet | None = None) -> InternalTokenGuard:
@@ -192,7 +192,7 @@ def create_state_app(view: RouteView, bundles: BundleSource, loads: LoadRegistry
             route["id"] = found.loader_id + TAIL_SUFFIX
         if found.limits:
             route["limits"] = found.limits
-        if desk.on_probation(ns, worker):
+        if desk.on_probation(ns):
             route["probation"] = True
         return _json({"boot": view.boot, "epoch": epoch, "route": route})
 
@@ -281,6 +281,6 @@ def create_state_app(view: RouteView, bundles: BundleSource, loads: LoadRegistry
         HttpRoute("/metrics", metrics),
         HttpRoute("/propagate", propagate, methods=["POST"]),
         HttpRoute("/tails", tailed, methods=["POST"]),
-        *incident_routes(view, desk, quarantiner, registry=registry),
+        *incident_routes(view, desk, striker, registry=registry),
     ], exception_handlers={BundleError: errors})
     return InternalTokenGuard(SyncFastPath(app, view, desk, leases), internal_token)

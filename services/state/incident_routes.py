@@ -1,7 +1,7 @@
 """The state service's containment endpoints: announced entries, incidents, findings.
 
 `/enter` and `/incident` are called by the gateway and its supervisor; with them one
-could blame (and so quarantine) another tenant's version, so like every route of the
+could blame (and so hold back) another tenant's namespace, so like every route of the
 state service they are behind the internal token (services/state/app.py).
 """
 
@@ -15,9 +15,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route as HttpRoute
 
-from services.observability.labels import WorkerLabels
+from services.observability.labels import NamespaceLabels, WorkerLabels
 from services.state.incidents import IncidentDesk, Target, parse_targets
-from services.state.quarantine import Quarantiner
+from services.state.quarantine import Striker
 from services.state.view import Missing, RouteView
 
 log = logging.getLogger("wdl.state.incidents")
@@ -36,20 +36,21 @@ class IncidentMetrics:
         self.incidents = Counter("wdl_gateway_incidents_total",
                                  "workerd hangs and crashes reported by gateway supervisors",
                                  ["kind"], registry=registry)
-        self.strikes = Counter("wdl_worker_strikes_total",
-                               "Strikes against a version (blamed for an incident)",
+        self.strikes = Counter("wdl_namespace_strikes_total",
+                               "Strikes against a namespace (its only suspect in an incident)",
                                ["precise"], registry=registry)
-        self.quarantines = Counter("wdl_worker_quarantines_total",
-                                   "Versions quarantined by the watchdog",
-                                   ["namespace", "worker", "reason"], registry=registry)
+        self.holds = Counter("wdl_namespace_holds_total",
+                             "Namespaces held back by the watchdog's strikes",
+                             ["namespace", "reason"], registry=registry)
         self.kills = Counter("wdl_worker_cpu_kills_total",
                              "workerd processes lost to a worker (blamed for a hang or crash): "
                              "its CPU-budget kills", ["namespace", "worker", "kind"],
                              registry=registry)
         self.workers = WorkerLabels()
+        self.namespaces = NamespaceLabels()
 
 
-def incident_routes(view: RouteView, desk: IncidentDesk, quarantiner: Quarantiner | None, *,
+def incident_routes(view: RouteView, desk: IncidentDesk, striker: Striker | None, *,
                     registry: CollectorRegistry) -> list[HttpRoute]:
     metrics = IncidentMetrics(registry)
 
@@ -84,34 +85,35 @@ def incident_routes(view: RouteView, desk: IncidentDesk, quarantiner: Quarantine
                 body.get("kind") not in ("hang", "crash"):
             return _error(400, "bad_request", "expected {instance, kind: hang|crash, detail}")
         kind = str(body["kind"])
+        instance = str(body["instance"])
         detail = str(body.get("detail") or "")[:1000]
         metrics.incidents.labels(kind).inc()
-        finding = await desk.incident(body["instance"], kind, resolve)
+        finding = await desk.incident(instance, kind, resolve)
+        # Probation changed who runs gated: the routes of those namespaces are re-read.
+        view.touch({*finding.probation, *finding.released,
+                    *(t.namespace for t in finding.blamed)})
+        log.warning("incident %s on %s: blamed %s, probation %s", kind, instance,
+                    [t.label() for t in finding.blamed], list(finding.probation))
+        strikes = []
         for target in finding.blamed:
             metrics.strikes.labels("yes" if finding.precise else "no").inc()
             metrics.kills.labels(*metrics.workers.labels(target.namespace, target.worker),
                                  kind).inc()
-        view.touch({t.namespace for t in finding.probation})
-        log.warning("incident %s on %s: blamed %s, probation %s", kind, body["instance"],
-                    [t.label() for t in finding.blamed], [t.label() for t in finding.probation])
-        results = []
-        for target, strikes in finding.quarantine:
-            if quarantiner is None:
-                break
-            result = await quarantiner.quarantine(
-                target, kind, strikes,
-                f"{strikes} {kind} incidents; last on {body['instance']}: {detail}")
-            if result.accepted or result.code == "already_quarantined":
-                desk.settled(target)
-                metrics.quarantines.labels(
-                    *metrics.workers.labels(target.namespace, target.worker), kind).inc()
-            results.append({"target": target.label(), "accepted": result.accepted,
-                            "code": result.code, "message": result.message})
-        return _json({**finding.to_json(), "quarantined": results})
+            if striker is None:
+                continue
+            result = await striker.strike(target, kind, precise=finding.precise,
+                                          instance=instance, detail=detail)
+            if result.held:
+                metrics.holds.labels(metrics.namespaces.labels(target.namespace), kind).inc()
+                view.touch({target.namespace})
+            strikes.append({"namespace": target.namespace, "target": target.label(),
+                            "accepted": result.accepted, "code": result.code,
+                            "message": result.message, "held": result.held})
+        return _json({**finding.to_json(), "strikes": strikes})
 
     async def findings(request: Request) -> Response:
         return _json({"findings": [f.to_json() for f in desk.findings],
-                      "strikes": desk.strikes(), "probation": desk.probation()})
+                      "probation": desk.probation()})
 
     return [
         HttpRoute("/enter", enter, methods=["POST"]),

@@ -1,22 +1,34 @@
-"""Which tenant hung or crashed a workerd process: markers, probation, strikes.
+"""Which namespace hung or crashed a workerd process: markers, probation, the suspect.
 
 workerd cannot tell (docs/containment.md), so the gateway tells us *before*
 the fact, at no extra round trip: every barrier round it sends (`/sync`)
 carries the targets of the requests waiting for that round ("marks") and of
-the requests past the barrier that have not finished ("admitted"). When a
-process hangs or dies, the culprit is among the last round's marks and
-admitted targets of that process:
+the requests past the barrier that have not finished ("admitted"), each with
+whether it runs *gated* (see below). When a process hangs or dies, the culprit
+is one of
 
-- exactly one suspect: it gets a strike;
-- several: each is put **on probation**. The gateway runs a probation
-  target's requests one at a time per process and announces each with an
-  awaited `/enter` (and its end with the next round), so the next incident
-  while one is open names it exactly: that one gets the strike.
+- its announced entries that have not ended (`/enter`, below), or
+- an ungated target of its last round.
 
-Scheduled invocations are always announced with `/enter` (they are rare).
-After `strikes` strikes within `window_s`, the version is quarantined: an
-event on the log, kept by every rebuild. Strikes and probation live in this
-process only (best effort: a restarted state service starts counting again).
+Gated targets are left out: a request of a namespace on probation runs tenant
+code only while it holds its process's probation gate (one at a time per
+process), and it announces itself with an awaited `/enter` before it does. The
+gateway decides gated-or-not when it marks a request and keeps to it, so a
+target reported gated can only have run as an announced entry.
+
+Blame is by **namespace**: a tenant that deploys a fresh version before every
+spin is the same suspect each time. The candidates name
+
+- one namespace (and the round was not truncated): that namespace gets a strike
+  (the state service appends `namespace.struck`; the fold holds the namespace
+  back after K strikes within the window) and stays on probation, and the
+  namespaces that were only put on probation *alongside* it are released: the
+  incidents they shared are explained;
+- several: each goes **on probation** (gated from then on), nobody is struck.
+  The next incident while they are gated names the culprit exactly.
+
+Probation lives in this process only (it protects precision, not availability:
+losing it costs one more ambiguous incident). Strikes and holds are events.
 """
 
 from __future__ import annotations
@@ -33,6 +45,9 @@ class Target:
     namespace: str
     worker: str
     version: str | None = None
+    # Ran (or will run) only behind its process's probation gate: it reached tenant code
+    # only as an announced entry. Not part of the identity.
+    gated: bool = field(default=False, compare=False)
 
     @property
     def worker_key(self) -> tuple[str, str]:
@@ -44,7 +59,7 @@ class Target:
 
 @dataclass(frozen=True)
 class IncidentPolicy:
-    strikes: int = 3          # strikes within window_s that quarantine a version
+    strikes: int = 3          # strikes within window_s that hold a namespace back
     window_s: float = 600.0
     probation_s: float = 300.0
     max_targets: int = 256    # per round; more are dropped (the round counts as truncated)
@@ -69,28 +84,29 @@ class Finding:
 
     instance: str
     kind: str
-    blamed: tuple[Target, ...]       # got a strike
-    probation: tuple[Target, ...]    # put on probation
-    quarantine: tuple[tuple[Target, int], ...]  # (target, strikes) that reached the bound
+    blamed: tuple[Target, ...]       # the one namespace that gets a strike (or none)
+    probation: tuple[str, ...]       # namespaces put on probation
+    released: tuple[str, ...]        # namespaces whose probation the strike explained
     precise: bool                    # blamed from an announced entry
 
     def to_json(self) -> dict[str, Any]:
         return {"instance": self.instance, "kind": self.kind, "precise": self.precise,
                 "blamed": [t.label() for t in self.blamed],
-                "probation": [t.label() for t in self.probation],
-                "quarantine": [t.label() for t, _ in self.quarantine]}
+                "probation": list(self.probation), "released": list(self.released)}
 
 
 def parse_targets(raw: object, limit: int) -> tuple[list[Target], bool]:
-    """[[ns, worker, version|null], ...] from the gateway; malformed entries are skipped."""
+    """[[ns, worker, version|null, gated?], ...] from the gateway; malformed entries are
+    skipped."""
     out: list[Target] = []
     if not isinstance(raw, list):
         return out, False
     for item in raw[:limit]:
-        if (isinstance(item, list) and len(item) == 3 and isinstance(item[0], str)
+        if (isinstance(item, list) and len(item) in (3, 4) and isinstance(item[0], str)
                 and isinstance(item[1], str) and (item[2] is None or isinstance(item[2], str))
                 and 0 < len(item[0]) <= 128 and 0 < len(item[1]) <= 128):
-            out.append(Target(item[0], item[1], item[2] or None))
+            gated = len(item) == 4 and item[3] is True
+            out.append(Target(item[0], item[1], item[2] or None, gated))
     return out, len(raw) > limit
 
 
@@ -101,8 +117,9 @@ class IncidentDesk:
         self.clock = clock
         self.max_instances = max_instances
         self._trails: OrderedDict[str, _InstanceTrail] = OrderedDict()
-        self._probation: dict[tuple[str, str], float] = {}  # worker -> until
-        self._strikes: dict[Target, list[float]] = {}
+        self._probation: dict[str, float] = {}  # namespace -> until
+        # namespace -> the namespaces it was put on probation with (one incident's suspects)
+        self._together: dict[str, set[str]] = {}
         self.findings: deque[Finding] = deque(maxlen=100)
 
     def _trail(self, instance: str) -> _InstanceTrail:
@@ -132,69 +149,74 @@ class IncidentDesk:
         while len(trail.open) > 64:  # tokens whose end we never heard of
             trail.open.pop(next(iter(trail.open)))
 
-    def on_probation(self, namespace: str, worker: str) -> bool:
-        until = self._probation.get((namespace, worker))
+    def on_probation(self, namespace: str) -> bool:
+        until = self._probation.get(namespace)
         return until is not None and until > self.clock()
 
     def expire(self) -> set[str]:
         """Namespaces whose probation just ended (their cached routes must be refreshed)."""
         now = self.clock()
-        ended = [key for key, until in self._probation.items() if until <= now]
-        for key in ended:
-            del self._probation[key]
-        return {ns for ns, _ in ended}
+        ended = {ns for ns, until in self._probation.items() if until <= now}
+        for ns in ended:
+            self._release(ns)
+        return ended
+
+    def _release(self, namespace: str) -> None:
+        self._probation.pop(namespace, None)
+        for other in self._together.pop(namespace, set()):
+            self._together.get(other, set()).discard(namespace)
 
     # --- incidents ------------------------------------------------------------------
+
+    def _suspects(self, trail: _InstanceTrail) -> tuple[dict[str, list[Target]], bool]:
+        """Candidates by namespace, and whether they may be incomplete."""
+        by_ns: dict[str, list[Target]] = {}
+        for target in trail.open.values():
+            by_ns.setdefault(target.namespace, []).append(target)
+        truncated = False
+        if trail.rounds:
+            last = trail.rounds[-1]
+            truncated = last.truncated
+            for target in last.targets:
+                if not target.gated:
+                    by_ns.setdefault(target.namespace, []).append(target)
+        elif not trail.open:
+            truncated = True  # nothing heard from this process: anyone could have done it
+        return by_ns, truncated
 
     async def incident(self, instance: str, kind: str,
                        resolve: Callable[[Target], Awaitable[Target]]) -> Finding:
         """Conclude an incident of `instance`; `resolve` fills in the version of a target
         that was marked before its route was known (the worker's active version)."""
         trail = self._trails.pop(instance, None) or _InstanceTrail()
-        blamed: list[Target] = []
-        probation: list[Target] = []
-        precise = bool(trail.open)
-        if trail.open:
-            blamed = list(dict.fromkeys(trail.open.values()))
-        else:
-            suspects: dict[tuple[str, str], Target] = {}
-            truncated = False
-            if trail.rounds:
-                last = trail.rounds[-1]
-                truncated = last.truncated
-                for t in sorted(last.targets, key=lambda t: (t.version is None, t.label())):
-                    # One suspect per worker; prefer an entry that names its version.
-                    suspects.setdefault(t.worker_key, t)
-            if len(suspects) == 1 and not truncated:
-                blamed = list(suspects.values())
-            else:
-                probation = list(suspects.values())
-        blamed = list(dict.fromkeys([await resolve(t) for t in blamed]))
+        suspects, truncated = self._suspects(trail)
         now = self.clock()
-        for t in probation:
-            self._probation[t.worker_key] = now + self.policy.probation_s
-        quarantine: list[tuple[Target, int]] = []
-        for t in blamed:
-            hits = [at for at in self._strikes.get(t, []) if at > now - self.policy.window_s]
-            hits.append(now)
-            self._strikes[t] = hits
-            if len(hits) >= self.policy.strikes:
-                quarantine.append((t, len(hits)))
-        finding = Finding(instance, kind, tuple(blamed), tuple(probation), tuple(quarantine),
-                          precise)
+        blamed: tuple[Target, ...] = ()
+        probation: tuple[str, ...] = ()
+        released: tuple[str, ...] = ()
+        precise = False
+        if len(suspects) == 1 and not truncated:
+            (namespace, targets), = suspects.items()
+            announced = [t for t in trail.open.values() if t.namespace == namespace]
+            precise = bool(announced)
+            # Prefer what was announced, then an entry that names its version.
+            pick = sorted(announced or targets, key=lambda t: (t.version is None, t.label()))[0]
+            blamed = (await resolve(pick),)
+            released = tuple(sorted(self._together.get(namespace, set())))
+            for other in released:
+                self._release(other)
+            self._together.pop(namespace, None)
+            self._probation[namespace] = now + self.policy.probation_s
+        elif suspects:
+            probation = tuple(sorted(suspects))
+            for namespace in probation:
+                self._probation[namespace] = now + self.policy.probation_s
+                self._together.setdefault(namespace, set()).update(
+                    ns for ns in probation if ns != namespace)
+        finding = Finding(instance, kind, blamed, probation, released, precise)
         self.findings.append(finding)
         return finding
 
-    def settled(self, target: Target) -> None:
-        """The target was quarantined: start over if it is ever lifted."""
-        self._strikes.pop(target, None)
-        self._probation.pop(target.worker_key, None)
-
-    def strikes(self) -> dict[str, int]:
-        now = self.clock()
-        return {t.label(): len([a for a in hits if a > now - self.policy.window_s])
-                for t, hits in self._strikes.items()}
-
     def probation(self) -> list[str]:
         now = self.clock()
-        return sorted(f"{ns}/{w}" for (ns, w), until in self._probation.items() if until > now)
+        return sorted(ns for ns, until in self._probation.items() if until > now)

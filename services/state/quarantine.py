@@ -1,4 +1,4 @@
-"""Append a quarantine to the control log on behalf of the data plane's watchdog."""
+"""Strike a namespace on the control log on behalf of the data plane's watchdog."""
 
 from __future__ import annotations
 
@@ -9,41 +9,45 @@ from eventlog import events as ev
 from eventlog.envelope import Envelope
 from eventlog.port import EventLog
 from projections.reader import ProjectionReader
-from services.state.incidents import Target
+from services.state.incidents import IncidentPolicy, Target
 
 log = logging.getLogger("wdl.state.quarantine")
 ACTOR = "system:watchdog"
 
 
 @dataclass(frozen=True)
-class QuarantineResult:
+class StrikeResult:
     target: Target
     accepted: bool
     code: str
     message: str
+    held: bool  # the namespace is held back now (by this strike or before)
 
 
-class Quarantiner:
-    """An event like any operator's, so the audit shows it and a rebuild keeps it."""
+class Striker:
+    """An event like any operator's, so the audit shows it and a rebuild keeps it: the
+    fold counts the strikes and holds the namespace (projections/fold/containment.py)."""
 
-    def __init__(self, log_: EventLog, reader: ProjectionReader) -> None:
+    def __init__(self, log_: EventLog, reader: ProjectionReader,
+                 policy: IncidentPolicy | None = None) -> None:
         self.log = log_
         self.reader = reader
+        self.policy = policy or IncidentPolicy()
 
-    async def quarantine(self, target: Target, kind: str, strikes: int,
-                         detail: str) -> QuarantineResult:
-        if target.version is None:
-            return QuarantineResult(target, False, "version_unknown",
-                                    "the worker had no active version to quarantine")
-        payload = ev.VersionQuarantined(
+    async def strike(self, target: Target, kind: str, *, precise: bool, instance: str,
+                     detail: str) -> StrikeResult:
+        payload = ev.NamespaceStruck(
             namespace=target.namespace, worker=target.worker, version_id=target.version,
-            reason="crash" if kind == "crash" else "hang", strikes=strikes,
-            detail=detail[:2000])
+            reason="crash" if kind == "crash" else "hang", precise=precise,
+            instance=instance[:128], detail=detail[:2000], hold_after=self.policy.strikes,
+            window_s=max(1, int(self.policy.window_s)))
         envelope = Envelope.new(payload, actor=ACTOR)
         position = await self.log.append(envelope)
         verdict = await self.reader.wait_verdict(str(envelope.event_id), position.partition,
                                                  position.offset)
-        log.warning("quarantine of %s: %s %s", target.label(),
-                    "accepted" if verdict.accepted else "refused", verdict.code or "")
-        return QuarantineResult(target, verdict.accepted, verdict.code or "",
-                                verdict.message or "")
+        held = await self.reader.held(target.namespace) is not None
+        log.warning("strike against %s (%s): %s%s", target.namespace, target.label(),
+                    "accepted" if verdict.accepted else "refused",
+                    "; the namespace is held back" if held else "")
+        return StrikeResult(target, verdict.accepted, verdict.code or "",
+                            verdict.message or "", held)

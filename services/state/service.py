@@ -19,7 +19,7 @@ from services.state.bundles import BundleSource
 from services.state.incidents import IncidentDesk, IncidentPolicy
 from services.state.instances import LoadRegistry
 from services.state.leases import GatewayLeases
-from services.state.quarantine import Quarantiner
+from services.state.quarantine import Striker
 from services.state.tails import TailedSet
 from services.state.view import RouteView
 
@@ -42,10 +42,11 @@ class StateService:
         self.loads = LoadRegistry()
         self.tails = TailedSet(self.view, self.leases.propagate)
         self.desk = IncidentDesk(incidents)
-        # Without the log (tests, read-only replicas) strikes are counted, never acted on.
-        quarantiner = Quarantiner(log, ProjectionReader(store)) if log is not None else None
+        # Without the log (tests, read-only replicas) incidents are concluded, never acted on.
+        striker = Striker(log, ProjectionReader(store), self.desk.policy) \
+            if log is not None else None
         app = create_state_app(self.view, BundleSource(self.view, blobs, keyring), self.loads,
-                               domain=domain, desk=self.desk, quarantiner=quarantiner,
+                               domain=domain, desk=self.desk, striker=striker,
                                internal_token=internal_token, leases=self.leases,
                                tails=self.tails)
         self.server = HttpServer(app, host=host, port=port, name="state")

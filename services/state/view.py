@@ -61,7 +61,8 @@ class Route:
 
 @dataclass(frozen=True)
 class Missing:
-    code: str  # namespace_not_found | worker_not_found | version_quarantined
+    # namespace_not_found | namespace_quarantined | worker_not_found | version_quarantined
+    code: str
     message: str
     status: int = 404
 
@@ -75,6 +76,7 @@ class _Namespace:
     policy: tuple[dict[str, Any] | None, tuple[dict[str, str], ...],
                   dict[str, int] | None] | None = None
     quarantine: dict[str, frozenset[str]] | None = None  # worker -> quarantined versions
+    hold: dict[str, Any] | None = None  # the namespace's hold (parsed with the policies)
 
     def quarantined(self, worker: str) -> frozenset[str]:
         if self.quarantine is None:
@@ -91,7 +93,12 @@ class _Namespace:
         if self.policy is None:
             doc: dict[str, Any] = _decode.decode(self.record) if self.record else {}
             self.policy = (doc.get("egress"), tuple(doc.get("grants") or ()), doc.get("limits"))
+            self.hold = doc.get("held")
         return self.policy
+
+    def held(self) -> dict[str, Any] | None:
+        self.policies()
+        return self.hold
 
     def same_as(self, other: _Namespace) -> bool:
         return (self.record, self.workers, self.routes) == (
@@ -284,6 +291,12 @@ class RouteView:
         view = await self._namespace(ns)
         if view.record is None:
             return Missing("namespace_not_found", f"namespace {ns!r} does not exist")
+        if view.held() is not None:
+            # Before any worker or version: a hold outlives every redeploy.
+            return Missing("namespace_quarantined",
+                           f"namespace {ns!r} is held back: its workers stopped the data plane "
+                           "(a hang or a crash) too often; an operator can lift it "
+                           f"(wdl quarantine lift {ns})", 503)
         version = view.routes.get(worker)
         if version is None:
             state = _worker_state(view.workers.get(worker))

@@ -66,6 +66,24 @@ class Dev:
         if self.proc is not None:
             self.proc.wait()
 
+    def workerd_pids(self) -> list[int]:
+        """The gateway's workerd processes (children of `wdl dev` serving its configs)."""
+        assert self.proc is not None
+        found = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = (entry / "stat").read_text()
+                cmdline = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            if ppid == self.proc.pid and b"wdl-gateway-" in cmdline and b" Z " not in \
+                    stat.encode():
+                found.append(int(entry.name))
+        return found
+
     def cli(self, *args: str, stdin: str | None = None) -> str:
         token = (Path(self.env["WDL_DATA_DIR"]) / "admin.token").read_text().strip()
         env = {**self.env, "WDL_CONTROL_URL": f"http://127.0.0.1:{self.api_port}",

@@ -206,7 +206,7 @@ async def test_child_network_is_at_most_the_parents(loopback_stack: Stack) -> No
             "ok": 2, "error": ""}
 
 
-async def test_a_spinning_child_quarantines_its_parent(
+async def test_a_spinning_child_holds_back_its_parents_namespace(
         services: Endpoints, fresh_database: str, unique_name: Callable[[str], str],
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WDL_GATEWAY_PROCESSES", "2")
@@ -226,15 +226,15 @@ async def test_a_spinning_child_quarantines_its_parent(
                 status: int | None = r.status_code
             except httpx.HTTPError:
                 status = None
-            if status == 503 and r.json()["error"] == "version_quarantined":
+            if status == 503 and r.json()["error"] == "namespace_quarantined":
                 quarantined = True
                 break
             assert status is None or status >= 500
             await asyncio.sleep(2.0)  # the stuck process is replaced
-        assert quarantined, "the parent of a spinning child was not quarantined"
+        assert quarantined, "the namespace of a spinning child was not held back"
         listed = json.loads(await stack.wdl("quarantine", "list", "--json"))
-        assert [(q["namespace"], q["worker"], q["version_id"]) for q in listed] == [
-            ("bad", "parent", version)]
+        assert [(q["namespace"], q["worker"], q["last"]["worker"], q["last"]["version_id"])
+                for q in listed] == [("bad", None, "parent", version)]
         # The other tenant's children still run.
         assert (await get(stack, "good", "/calm/child?id=x&tag=ok")).text == \
             "child GET /scoped tag=ok"

@@ -84,7 +84,13 @@ ANSWERS: list[tuple[str, Any]] = [
                        "created_at": MS, "updated_at": MS}]),
     (r"/quarantine$", [{"namespace": "demo", "worker": LONG_WORKER, "version_id": V1,
                         "reason": "hung", "strikes": 3, "at": MS,
-                        "detail": "stopped answering during three barrier rounds in a row"}]),
+                        "detail": "stopped answering during three barrier rounds in a row"},
+                       {"namespace": "a-namespace-with-a-long-name", "worker": None,
+                        "version_id": None, "reason": "hang", "strikes": 3, "at": MS,
+                        "detail": "no answer to the watchdog probe for 1.5 s"}]),
+    (r"^/v1/strikes$", [{"namespace": "demo", "strikes": 2,
+                         "at": [MS, MS], "window_s": 600, "hold_after": 3, "held": False,
+                         "last": {"worker": LONG_WORKER, "reason": "hang", "at": MS}}]),
 ]
 
 # command line -> values that must appear whole on one line
@@ -104,7 +110,10 @@ LISTINGS: list[tuple[list[str], list[str]]] = [
     (["r2", "object", "list", "files"], [f"reports/2026/{V1}.json",
                                          "d41d8cd98f00b204e9800998ecf8427e", TIME]),
     (["r2", "bucket", "list"], ["bucket-of-uploaded-reports", ACTOR, TIME]),
-    (["quarantine", "list"], [f"demo/{LONG_WORKER}", V1]),
+    (["quarantine", "list"], [f"demo/{LONG_WORKER}", V1, "a-namespace-with-a-long-name/*",
+                              "(every version)"]),
+    (["quarantine", "strikes"], ["demo", "2/3 in 600 s",
+                                 LONG_WORKER, TIME]),
     (["workflows", "list"], ["orders-of-the-nightly-batch", LONG_WORKER]),
     (["workflows", "instances", "orders"], [f"order-{V1}", V1, TIME]),
     (["queues", "list"], ["queue-of-the-nightly-reports", LONG_WORKER,

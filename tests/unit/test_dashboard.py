@@ -73,7 +73,7 @@ def test_the_dashboard_has_panels_with_queries() -> None:
     assert len(doc["panels"]) >= 10
     assert all(p["targets"] and all(t["expr"] for t in p["targets"]) for p in doc["panels"])
     assert {"wdl_worker_requests_total", "wdl_gateway_watchdog_kills_total",
-            "wdl_gateway_workerd_restarts_total", "wdl_worker_quarantines_total"} <= \
+            "wdl_gateway_workerd_restarts_total", "wdl_namespace_holds_total"} <= \
         dashboard_metrics()
 
 

@@ -42,12 +42,12 @@ async def test_markers_then_same_repeats_them_and_an_unknown_instance_is_truncat
         assert r.status_code == 200
         assert r.json() == {"boot": view.boot, "epoch": 0, "flush": False, "namespaces": [],
                             "hosts": False, "lease_ms": 0}
-        assert _last_round(desk, "gw0") == (frozenset({Target(*A)}), False)
+        assert _last_round(desk, "gw0") == (frozenset({Target(A[0], A[1], A[2])}), False)
 
         r = await client.get(f"/sync?boot={view.boot}&epoch=0&instance=gw0&same=1")
         assert r.status_code == 200 and not r.json()["flush"]
         assert len(desk._trails["gw0"].rounds) == 2
-        assert _last_round(desk, "gw0") == (frozenset({Target(*A)}), False)
+        assert _last_round(desk, "gw0") == (frozenset({Target(A[0], A[1], A[2])}), False)
 
         # Markers this service never got (it restarted): the round can blame nobody.
         await client.get(f"/sync?boot={view.boot}&epoch=0&instance=gw1&same=1")

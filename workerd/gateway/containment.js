@@ -8,27 +8,37 @@
 // arrived, so a process that stops answering has its culprit in its last
 // round. Targets on probation (several suspects last time) run one at a time
 // per process, each announced with an awaited /enter: that names the culprit
-// exactly.
+// exactly. Such a request is reported *gated* in the rounds (a fourth element,
+// true): it reaches tenant code only as an announced entry, so the state
+// service leaves it out of a round's suspects. Whether a request is gated is
+// decided when it is marked and kept (gateway.js), so a target reported gated
+// never runs ungated.
 
 const MAX_TARGETS = 256;
 const MAX_DONE = 256;
 const GATE_WAIT_MS = 5000;
 const ANNOUNCE_TIMEOUT_MS = 1000;
 
-const marks = new Map();     // "ns/worker" -> [ns, worker, version|null]
-const admitted = new Map();  // "ns/worker" -> {target: [ns, worker, version|null], n}
+const marks = new Map();     // "ns/worker" (+ GATED) -> [ns, worker, version|null(, true)]
+const admitted = new Map();  // "ns/worker" (+ GATED) -> {target: [...as marks], n}
+const GATED = "\u0000g";     // key suffix of gated entries (names never hold NUL)
 let truncated = false;       // a round left a target out: it cannot single one out
 let done = [];               // tokens of announced entries that ended
 let gate = null;             // the probation request running: {since, promise}
 
 // `key` (ns + "/" + worker) is passed by callers that have it cached (route entries).
-export function mark(ns, worker, version, key = ns + "/" + worker) {
+function entry(ns, worker, version, gated) {
+  return gated ? [ns, worker, version || null, true] : [ns, worker, version || null];
+}
+
+export function mark(ns, worker, version, key = ns + "/" + worker, gated = false) {
+  if (gated) key += GATED;
   if (marks.has(key)) return;
   if (marks.size >= MAX_TARGETS) {
     truncated = true;
     return;
   }
-  marks.set(key, [ns, worker, version || null]);
+  marks.set(key, entry(ns, worker, version, gated));
 }
 
 // A request whose target is not known before its round: the round must not
@@ -38,9 +48,10 @@ export function markUnknown() {
 }
 
 // Returns the function that ends the admission.
-export function admit(ns, worker, version, key = ns + "/" + worker) {
+export function admit(ns, worker, version, key = ns + "/" + worker, gated = false) {
+  if (gated) key += GATED;
   let a = admitted.get(key);
-  if (!a) admitted.set(key, (a = { target: [ns, worker, version || null], n: 0 }));
+  if (!a) admitted.set(key, (a = { target: entry(ns, worker, version, gated), n: 0 }));
   if (version) a.target[2] = version;
   a.n += 1;
   let ended = false;
@@ -53,8 +64,8 @@ export function admit(ns, worker, version, key = ns + "/" + worker) {
 }
 
 // The version of an admitted target, once its route is known.
-export function nameVersion(ns, worker, version, key = ns + "/" + worker) {
-  const a = admitted.get(key);
+export function nameVersion(ns, worker, version, key = ns + "/" + worker, gated = false) {
+  const a = admitted.get(gated ? key + GATED : key);
   if (a && version) a.target[2] = version;
 }
 

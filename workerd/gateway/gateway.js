@@ -191,7 +191,8 @@ async function scheduled(request, env, ctx) {
   const job = await request.json();
   await fresh(env, ctx);
   const current = await lookup(env, job.namespace, job.worker);
-  if (current.missing && current.missing.code === "version_quarantined") {
+  if (current.missing && (current.missing.code === "version_quarantined" ||
+                          current.missing.code === "namespace_quarantined")) {
     return new Response(JSON.stringify({ outcome: "quarantined",
       error: current.missing.message }), {
       status: 503, headers: { "content-type": "application/json" } });
@@ -268,6 +269,12 @@ async function workflow(request, env, ctx) {
   const json = (status, doc) => new Response(JSON.stringify(doc), {
     status, headers: { "content-type": "application/json" } });
   await fresh(env, ctx);
+  // A held namespace runs no code at all; the engine retries with backoff until it is
+  // lifted (docs/containment.md). Other misses do not matter: the version is pinned.
+  const current = await lookup(env, job.namespace, job.worker);
+  if (current.missing && current.missing.code === "namespace_quarantined") {
+    return json(503, { outcome: "held", error: current.missing.message });
+  }
   let stub;
   try {
     stub = await stubFor(env, ctx, job.namespace, job.worker,
@@ -427,14 +434,16 @@ async function handle(request, env, ctx) {
     ? resolveTarget(host, url.pathname, domain, onPlatform ? NO_CLAIMS : st.claims) : null;
   let key = null;
   let slot;  // containment's key of the target, from its cached route (undefined: made there)
+  let gated = false;  // on probation when marked: it runs behind the gate, whatever comes
   if (early && !early.code) {
     const known = st.routes.get(early.namespace);
     const hit = known && known.get(early.worker);
     if (hit && hit.version) {
       key = hit.marker;
       slot = hit.slot;
+      gated = hit.probation === true;
     }
-    mark(early.namespace, early.worker, hit && hit.version, slot);
+    mark(early.namespace, early.worker, hit && hit.version, slot, gated);
   } else {
     markUnknown();
   }
@@ -442,16 +451,17 @@ async function handle(request, env, ctx) {
   const target = onPlatform && early && !early.code ? early
     : resolveTarget(host, url.pathname, domain, onPlatform ? NO_CLAIMS : await claims(env));
   if (target.code) return reply(404, target.code, target.message);
+  if (target !== early) gated = false;
   const release = admit(target.namespace, target.worker, null,
-                        target === early ? slot : undefined);
+                        target === early ? slot : undefined, gated);
   let endProbation = null;
   try {
     const entry = await lookup(env, target.namespace, target.worker);
     if (entry.missing) {
       return reply(entry.missing.status || 404, entry.missing.code, entry.missing.message);
     }
-    nameVersion(target.namespace, target.worker, entry.version, entry.slot);
-    if (entry.probation) {
+    nameVersion(target.namespace, target.worker, entry.version, entry.slot, gated);
+    if (gated || entry.probation) {
       endProbation = await probationEnter(env, [target.namespace, target.worker,
                                                 entry.version]);
     }
