@@ -243,14 +243,17 @@ async def test_forged_markers_entries_and_incidents_blame_nobody(walls: Walls) -
         r = await client.post(f"{state}/incident", json={
             "instance": forged, "kind": "crash", "detail": "the suite's control"})
         assert r.status_code == 200, r.text
-        if VICTIM in json.dumps(r.json()["blamed"]) + json.dumps(r.json()["probation"]):
+        if VICTIM in r.text:
             problems.append(f"the forged markers were kept: {r.text}")
-        desk = (await client.get(f"{state}/incidents")).json()
-    if VICTIM in json.dumps(desk["strikes"]) + json.dumps(desk["probation"]):
-        problems.append(f"the victim carries strikes: {desk}")
+        desk = (await client.get(f"{state}/incidents")).text
+    if VICTIM in desk:
+        problems.append(f"the watchdog's findings name the victim: {desk}")
+    strikes = await admin_json(walls, "quarantine", "strikes", "--ns", VICTIM)
+    if strikes:
+        problems.append(f"the victim carries strikes: {strikes}")
     quarantined = await admin_json(walls, "quarantine", "list", "--ns", VICTIM)
     if quarantined:
-        problems.append(f"the victim is quarantined: {quarantined}")
+        problems.append(f"the victim is held back: {quarantined}")
     assert not problems, "\n".join(problems)
     await walls.assert_victim_intact()
 
