@@ -91,7 +91,7 @@ async def test_slots_fire_once_across_replicas_and_survive_a_sigkill(
         async with httpx.AsyncClient() as client:
             r = await client.post(stack.gateway + "/__wdl/scheduled", json={},
                                   headers={"host": "acme.workers.local"})
-        assert r.status_code == 404
+        assert r.status_code == 401
 
         now = time.time_ns() // 1_000_000
         clock = f"{now}:{now - now % MINUTE}:{FACTOR}"
