@@ -25,12 +25,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from eventlog.private_files import private_dir
 from projections.projector import Projector
 from projections.reader import ProjectionReader
 from projections.runtime import Backends, open_backends
 from services.blobstore import BlobStore, open_blob_store
 from services.crypto import Keyring, load_keyring
 from services.d1 import D1Service
+from services.d1.confinement import DEFAULT_TIMEOUT_MS as DEFAULT_D1_TIMEOUT_MS
 from services.data import DataService
 from services.dataplane.config import GatewayOptions
 from services.dataplane.gateway import Gateway, RecyclePolicy, WatchdogPolicy
@@ -81,6 +83,9 @@ class PlatformOptions:
     objects_url: str | None = None  # gateway without the DO host: where one is
     d1_ttl_ms: int = field(default_factory=lambda: int(os.environ.get("WDL_D1_LEASE_TTL_MS")
                                                        or 3000))
+    # A tenant's D1 request may run this long (Cloudflare's D1: 30 s per query).
+    d1_timeout_ms: int = field(default_factory=lambda: int(
+        os.environ.get("WDL_D1_TIMEOUT_MS") or DEFAULT_D1_TIMEOUT_MS))
     workflows_port: int = 0  # the workflows engine's API and /healthz (`wdl up`: 8798)
     workflows_url: str | None = None  # gateway without the engine: where it is
     queues_port: int = 0  # the queue service's producer endpoint and /healthz (`wdl up`: 8797)
@@ -103,7 +108,7 @@ def dev_admin_token(settings: Settings) -> str:
         return settings.admin_token
     path = settings.data_dir / TOKEN_FILE
     if not path.exists():
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(settings.data_dir)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w", encoding="ascii") as f:
             f.write("wdl_admin_" + secrets.token_urlsafe(24) + "\n")
@@ -170,6 +175,9 @@ class Platform:
         data_url = o.data_url
         backends: Backends | None = None
         if self.options.components - {"gateway"}:
+            # Tenant data (D1, Durable Objects) and, under `wdl dev`, the log, audit, KV,
+            # queue and workflow files live here: the platform's user only.
+            private_dir(s.data_dir)
             backends = await self._stack.enter_async_context(open_backends(s))
             keyring = load_keyring(dev_key_file=s.data_dir / DEV_KEY_FILE
                                    if s.embedded else None)
@@ -349,7 +357,8 @@ class Platform:
         self.d1 = D1Service(backends.log, backends.store, root,
                             internal_token=self.options.internal_token,
                             host=self.options.data_host, port=self.options.d1_port,
-                            ttl_ms=self.options.d1_ttl_ms)
+                            ttl_ms=self.options.d1_ttl_ms,
+                            timeout_ms=self.options.d1_timeout_ms)
         await self.d1.start()
         self._stack.push_async_callback(self.d1.stop)
 

@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from eventlog.private_files import private_dir
 from services.dataplane.workerd_process import WorkerdProcess
 from services.leases import LeaseClient
 from services.objects.config import PRIVATE_SOCKET, SOCKET, ObjectsConfig, render
@@ -108,7 +109,9 @@ class ObjectsHost:
 
     async def _start(self) -> None:
         o = self.options
-        o.storage_dir.mkdir(parents=True, exist_ok=True)
+        # Every object's SQLite file is in here: the platform's user only (workerd makes
+        # the files themselves 0600 too, see WorkerdProcess).
+        private_dir(o.storage_dir)
         self._sock = _shared_socket(o.host, o.port)
         self._private = bind(o.host, 0)
         self._address = "{}:{}".format(*self._sock.getsockname()[:2])
