@@ -175,9 +175,10 @@ class Platform:
         data_url = o.data_url
         backends: Backends | None = None
         if self.options.components - {"gateway"}:
-            # Tenant data (D1, Durable Objects) and, under `wdl dev`, the log, audit, KV,
-            # queue and workflow files live here: the platform's user only.
-            private_dir(s.data_dir)
+            if s.embedded:
+                # The log, audit, KV, queue, workflow, D1 and Durable Object files of
+                # `wdl dev` live here: the platform's user only.
+                private_dir(s.data_dir)
             backends = await self._stack.enter_async_context(open_backends(s))
             keyring = load_keyring(dev_key_file=s.data_dir / DEV_KEY_FILE
                                    if s.embedded else None)
@@ -334,6 +335,8 @@ class Platform:
         """The Durable Object host; object storage under WDL_OBJECTS_DIR, by default
         `objects/` of the data dir (`.wdl/dev/objects` for `wdl dev`)."""
         root = Path(os.environ.get("WDL_OBJECTS_DIR") or self.settings.data_dir / "objects")
+        if not os.environ.get("WDL_OBJECTS_DIR"):
+            private_dir(self.settings.data_dir)  # tenant data under it: no one else's
         self.objects = ObjectsHost(ObjectsOptions(
             root, urlsplit(state_url).netloc, self.options.internal_token,
             host=self.options.data_host, port=self.options.objects_port,
@@ -354,6 +357,8 @@ class Platform:
         """The D1 owner service; its files live under WDL_D1_DIR (shared by every
         replica), by default `d1/` of the data dir (`.wdl/dev/d1` for `wdl dev`)."""
         root = Path(os.environ.get("WDL_D1_DIR") or self.settings.data_dir / "d1")
+        if not os.environ.get("WDL_D1_DIR"):
+            private_dir(self.settings.data_dir)  # tenant data under it: no one else's
         self.d1 = D1Service(backends.log, backends.store, root,
                             internal_token=self.options.internal_token,
                             host=self.options.data_host, port=self.options.d1_port,

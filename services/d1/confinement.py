@@ -202,6 +202,25 @@ def tenant_may(action: int, arg1: str | None, arg2: str | None, db: str | None) 
     return False
 
 
+# SQLite does not ask the authorizer about a function in a column's DEFAULT expression
+# (`CREATE TABLE x (a DEFAULT (sqlite_version()))` then an INSERT): the built-ins that
+# are refused and exist in this build are replaced on the connection by one that fails.
+# fts3_tokenizer() matters most: this build enables its two-argument form, which
+# installs a tokenizer from a raw pointer (and the one-argument form reveals one).
+DISARMED = (("fts3_tokenizer", 1), ("fts3_tokenizer", 2), ("sqlite_version", 0),
+            ("sqlite_source_id", 0), ("sqlite_compileoption_get", 1),
+            ("sqlite_compileoption_used", 1), ("sqlite_log", 2), ("fts5_source_id", 0))
+
+
+def _disarmed(*args: object) -> None:
+    raise sqlite3.OperationalError("not authorized")
+
+
+def disarm(conn: sqlite3.Connection) -> None:
+    for name, arity in DISARMED:
+        conn.create_function(name, arity, _disarmed)
+
+
 def apply_limits(conn: sqlite3.Connection, limits: dict[int, int]) -> None:
     for limit, value in limits.items():
         conn.setlimit(limit, value)

@@ -178,6 +178,7 @@ class Database:
                                timeout=30.0)
         try:
             confinement.apply_limits(conn, confinement.LIMITS)
+            confinement.disarm(conn)
             # Installed once and never removed (installing one expires every prepared
             # statement); `_judged` says whether it judges what is being prepared.
             conn.set_authorizer(self._authorize)

@@ -138,6 +138,29 @@ def test_messages_are_workerds(tmp_path: Path) -> None:
         db, " UNION ".join(["SELECT 1"] * 6))
 
 
+def test_refused_functions_stay_refused_where_the_authorizer_is_not_asked(
+        tmp_path: Path) -> None:
+    # SQLite evaluates a column's DEFAULT without asking the authorizer about its calls.
+    db = _db(tmp_path)
+    for call in ("sqlite_version()", "fts3_tokenizer('simple')",
+                 "fts3_tokenizer('simple', x'4141414141414141')",
+                 "sqlite_compileoption_get(0)", "sqlite_source_id()"):
+        db.query(1, [_q(f"CREATE TABLE d (a DEFAULT ({call}), b)")], "NONE")
+        assert "SQLITE_ERROR" in _refused(db, "INSERT INTO d (b) VALUES (1)")
+        db.query(1, [_q("DROP TABLE d")], "NONE")
+    # Where the authorizer is asked (a statement, a view, a trigger), it refuses.
+    db.query(1, [_q("CREATE VIEW v AS SELECT sqlite_version() AS x")], "NONE")
+    assert "not authorized to use function: sqlite_version" in _refused(db, "SELECT * FROM v")
+    # An FTS5 table over the platform's table reads nothing of it.
+    db.query(1, [_q("CREATE VIRTUAL TABLE f USING fts5(generation, content='_wdl_fence', "
+                    "content_rowid='id')")], "NONE")
+    assert "SQLITE_AUTH" in _refused(db, "SELECT * FROM f")
+    assert "SQLITE_AUTH" in _refused(db, "INSERT INTO f(f) VALUES ('rebuild')")
+    # Shadow tables in the platform's names are refused with their virtual table.
+    assert "not authorized" in _refused(db, "CREATE VIRTUAL TABLE _wdl USING fts5(a)")
+    assert "not authorized" in _refused(db, "CREATE VIRTUAL TABLE _cf USING rtree(id, a, b)")
+
+
 def test_the_allowed_pragmas_work(tmp_path: Path) -> None:
     db = _db(tmp_path)
     db.query(1, [_q("CREATE TABLE t (a PRIMARY KEY, b REFERENCES t (a))")], "NONE")
