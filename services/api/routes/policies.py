@@ -13,6 +13,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query
 
 from eventlog.events import (
+    ALL_GRANTS,
     EgressPolicySet,
     EgressRule,
     NamespaceLimitsSet,
@@ -99,9 +100,14 @@ async def grant(ns: Namespace, body: ServiceGrantIn, ctx: Ctx, principal: Auth,
 
 @router.delete("/grants/{to}", response_model=CommandResult, responses=WRITE_ERRORS)
 async def revoke(ns: Namespace, to: Annotated[str, Path(max_length=64)], ctx: Ctx,
-                 principal: Auth, worker: Annotated[str, Query(max_length=64)] = "*",
+                 principal: Auth,
+                 worker: Annotated[str | None, Query(
+                     max_length=64, description="the grant to revoke (a worker, or * for the "
+                     "grant of every worker); default: every grant to `to`")] = None,
                  idem: IdemKey = None) -> dict[str, Any]:
+    """Revoke grants to namespace `to`: all of them (one event) unless `worker` names one."""
     await namespace_doc(ctx, principal, ns, write=True)
-    env = build(ctx, principal, ServiceRevoked(namespace=ns, grantee=to, worker=worker),
+    env = build(ctx, principal, ServiceRevoked(
+        namespace=ns, grantee=to, worker=ALL_GRANTS if worker is None else worker),
                 idempotency=idempotency_key(principal, idem))
     return (await submit(ctx, env)).require_accepted().as_dict()
