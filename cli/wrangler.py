@@ -274,13 +274,15 @@ def find_config(root: Path) -> Path:
 
 
 def _typed(doc: dict[str, Any], key: str, kind: type | tuple[type, ...], what: str,
-           config: str, default: Any) -> Any:
-    """`doc[key]` if it has the type wrangler gives it, else a ProjectError naming the key."""
+           config: str, default: Any, label: str | None = None) -> Any:
+    """`doc[key]` if it has the type wrangler gives it, else a ProjectError naming the key
+    (`label`: its full name, e.g. `triggers.crons`)."""
     value = doc.get(key)
     if value is None:
         return default
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise ProjectError(f"{config}: `{key}` must be {what}, not {_describe(value)}")
+        raise ProjectError(f"{config}: `{label or key}` must be {what}, not "
+                           f"{_describe(value)}")
     return value
 
 
@@ -293,7 +295,7 @@ def _describe(value: object) -> str:
 
 
 def _strings(doc: dict[str, Any], key: str, config: str, label: str | None = None) -> list[str]:
-    items = _typed(doc, key, list, "a list of strings", config, [])
+    items = _typed(doc, key, list, "a list of strings", config, [], label)
     for item in items:
         if not isinstance(item, str):
             raise ProjectError(f"{config}: `{label or key}` must be a list of strings; "

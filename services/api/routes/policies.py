@@ -106,7 +106,12 @@ async def revoke(ns: Namespace, to: Annotated[str, Path(max_length=64)], ctx: Ct
                      "grant of every worker); default: every grant to `to`")] = None,
                  idem: IdemKey = None) -> dict[str, Any]:
     """Revoke grants to namespace `to`: all of them (one event) unless `worker` names one."""
-    await namespace_doc(ctx, principal, ns, write=True)
+    doc = await namespace_doc(ctx, principal, ns, write=True)
+    held = [g.get("worker") for g in doc.get("grants") or [] if g.get("namespace") == to]
+    if (worker is None and not held) or (worker is not None and worker not in held):
+        # Refused before anything is written; the fold decides again (a racing revoke).
+        what = f"{ns}/{worker}" if worker is not None else f"any worker of {ns}"
+        raise ApiError(409, "grant_missing", f"{to} has no grant for {what}")
     env = build(ctx, principal, ServiceRevoked(
         namespace=ns, grantee=to, worker=ALL_GRANTS if worker is None else worker),
                 idempotency=idempotency_key(principal, idem))
