@@ -64,7 +64,7 @@ REFUSED = [
     (" * * * * *", "five fields"),
     ("* * * * * ", "five fields"),
     ("* * * * *\n", "'*\\n'"),
-    ("0 0 * * １", "not a value"),              # a fullwidth digit
+    ("0 0 * * \uff11", "not a value"),         # a fullwidth digit
 ]
 
 
