@@ -83,8 +83,8 @@ def test_what_cloudflare_refuses_is_refused(expr: str, reason: str) -> None:
         v.cron("cron_triggers", expr)
 
 
-def _ms(*args: int) -> int:
-    return int(dt.datetime(*args, tzinfo=dt.UTC).timestamp() * 1000)
+def _ms(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> int:
+    return int(dt.datetime(year, month, day, hour, minute, tzinfo=dt.UTC).timestamp() * 1000)
 
 
 def test_weekday_one_runs_on_sunday_as_on_cloudflare() -> None:
