@@ -121,8 +121,9 @@ export function childCode(raw, defaultOutbound) {
   }
   const modules = {};
   for (const name of names) {
-    const prefix = reservedPrefix(name.replace(/^(\.\/)+/, ""));
-    if (prefix) throw refuse(`module names starting with ${prefix} are reserved`);
+    const bare = name.replace(/^(\.\/)+/, "");
+    const prefix = bare.toLowerCase().startsWith("__wdl/") ? "__wdl/" : reservedPrefix(bare);
+    if (prefix) throw refuse(`module names starting with ${prefix} are reserved (in any case)`);
     modules[name] = moduleOf(name, raw.modules[name]);
   }
   if (typeof raw.mainModule !== "string") throw refuse("mainModule must be a module name");
@@ -135,7 +136,9 @@ export function childCode(raw, defaultOutbound) {
   if (given === null || typeof given !== "object") throw refuse("env must be an object");
   for (const [name, value] of Object.entries(given)) {
     const prefix = reservedPrefix(name);
-    if (prefix) throw refuse(`env names starting with ${prefix} (in any case) are reserved`);
+    if (prefix) {
+      throw refuse(`env names starting with ${prefix.toUpperCase()} are reserved (in any case)`);
+    }
     env[name] = value;
   }
   const kinds = {};
