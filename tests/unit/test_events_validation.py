@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -216,8 +217,8 @@ def test_reserved_prefixes_are_refused_in_every_tenant_name(name: str) -> None:
                          ("d1", "db"), ("worker_loader", ""), ("service", "auth")):
         binding = Binding(name=name, kind=kind, target=target,  # type: ignore[arg-type]
                           value="1" if kind == "json" else "")
-        reserved(lambda b=binding: msgspec.structs.replace(base, bindings=(b,)),
-                 "bindings[0].name")
+        with_binding = msgspec.structs.replace(base, bindings=(binding,))
+        reserved(functools.partial(lambda event: event, with_binding), "bindings[0].name")
     secret_ref = Binding(name="S", kind="secret", target=name)
     reserved(lambda: msgspec.structs.replace(base, bindings=(secret_ref,)), "bindings[0].target")
     entry = Binding(name="SVC", kind="service", target="auth", entrypoint=name)

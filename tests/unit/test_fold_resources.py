@@ -127,7 +127,9 @@ def test_revoking_every_grant_leaves_none_behind() -> None:
     assert accepted(h.send(ev.ServiceRevoked(namespace="acme", grantee="partner")))
     doc = h.get(keys.NAMESPACES, "acme")
     assert isinstance(doc, dict)
-    assert [g for g in doc["grants"] if g["namespace"] == "partner"] == [
+    grants = doc["grants"]
+    assert isinstance(grants, list)
+    assert [g for g in grants if g["namespace"] == "partner"] == [
         {"namespace": "partner", "worker": "api"}, {"namespace": "partner", "worker": "web"}]
     assert accepted(h.send(ev.ServiceRevoked(namespace="acme", grantee="partner",
                                              worker=ev.ALL_GRANTS)))
