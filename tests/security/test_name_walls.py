@@ -312,7 +312,7 @@ async def test_wrangler_type_errors_are_clean_exits(walls: Walls, toml: str, key
     async with Unchanged(walls, "typed"):
         result = await walls.attacker.deploy(walls.attacker.project("typed", HELLO, toml),
                                              "--no-bundle", ok=False)
-        text = refused(result, key)
+        text = refused(result, f"`{key}`", "must be")
         assert result.code == 2, text
 
 
@@ -327,7 +327,7 @@ async def test_wrangler_top_level_type_errors_are_clean_exits(
         (project / "wrangler.toml").write_text(
             "".join(f"{k} = {v}\n" for k, v in base.items()))
         result = await walls.attacker.deploy(project, "--no-bundle", ok=False)
-        text = refused(result, field)
+        text = refused(result, f"`{field}`", "must be")
         assert result.code == 2, text
 
 
