@@ -18,6 +18,7 @@ from cli.queues import provision as provision_queues
 from cli.queues import set_consumers
 from cli.resources import provision
 from cli.wrangler import (
+    BuiltModule,
     ProjectError,
     bundle,
     read_config,
@@ -25,6 +26,9 @@ from cli.wrangler import (
     read_queue_consumers,
     split_vars,
 )
+from eventlog import validation as v
+from eventlog.errors import InvalidEvent
+from services.runtime_compat import CompatibilityError, check_compatibility
 
 CHUNK = 64 * 1024
 NS_HINT = ("create it with `wdl ns create {namespace}`, or deploy with --create-namespace "
@@ -49,6 +53,8 @@ def _request_body(project_dir: Path, no_bundle: bool) -> tuple[str, dict[str, An
         project.no_bundle = True
     main, modules, how = bundle(project)
     plain_vars, bindings = split_vars(project.vars)
+    precheck(project.compatibility_date, project.compatibility_flags, project.crons,
+             bindings + project.bindings, plain_vars, modules)
     body = {
         "main_module": main,
         "modules": [{"name": m.name, "type": m.type,
@@ -61,6 +67,32 @@ def _request_body(project_dir: Path, no_bundle: bool) -> tuple[str, dict[str, An
         "cron_triggers": project.crons,
     }
     return project.name, body, how
+
+
+def precheck(date: str, flags: list[str], crons: list[str], bindings: list[dict[str, str]],
+             plain_vars: dict[str, str], modules: list[BuiltModule]) -> None:
+    """The control API's rules for names, crons and compatibility, applied before anything
+    is sent: a deploy it would refuse must not provision KV namespaces, buckets, queues or
+    databases on the way (the API checks all of it again; it is the arbiter)."""
+    try:
+        for name in plain_vars:
+            v.secret_name(f"vars.{name}", name)
+        for b in bindings:
+            v.secret_name(f"bindings.{b['name']}", b["name"])
+            if b.get("entrypoint"):
+                v.entrypoint(f"bindings.{b['name']}.entrypoint", b["entrypoint"])
+            if b.get("kind") == "durable_object":
+                v.entrypoint(f"bindings.{b['name']}.class_name", b.get("target", ""))
+        for module in modules:
+            v.not_reserved(f"modules.{module.name}", module.name, "module names")
+        v.crons("triggers.crons", crons)
+        v.compatibility_date("compatibility_date", date)
+        v.compatibility_flags("compatibility_flags", flags)
+        check_compatibility(date, flags)
+    except InvalidEvent as exc:
+        raise ProjectError(f"{exc.code}: {exc.message}") from None
+    except CompatibilityError as exc:
+        raise ProjectError(f"{exc.code}: {exc.message}") from None
 
 
 def _chunks(raw: bytes, progress: Progress, task: Any) -> Iterator[bytes]:

@@ -107,12 +107,34 @@ def grant(to: Annotated[str, typer.Argument(help="the namespace that may call")]
     outcome(result, f"{to} may call {namespace}/{worker}", as_json)
 
 
-def revoke(to: str, worker: WorkerGrantOpt = "*", ns: NsOpt = None, as_json: JsonOpt = False,
-           url: UrlOpt = None, token: TokenOpt = None, profile: ProfileOpt = None) -> None:
+def revoke(to: Annotated[str, typer.Argument(help="the namespace whose access ends")],
+           worker: Annotated[str | None, typer.Option(
+               "--worker", help="only this grant (a worker, or * for the grant of every "
+               "worker); default: every grant to TO")] = None,
+           ns: NsOpt = None, as_json: JsonOpt = False, url: UrlOpt = None,
+           token: TokenOpt = None, profile: ProfileOpt = None) -> None:
+    """Take back namespace TO's access: every grant to it, or with --worker that one grant.
+    Says what was revoked and what, if anything, still lets TO call this namespace."""
     with connect(url, token, profile, ns, need_namespace=True) as (client, namespace):
+        before = _grants_to(client.get(f"/v1/namespaces/{namespace}/grants"), to)
+        params = {} if worker is None else {"worker": worker}
         result = client.request("DELETE", f"/v1/namespaces/{namespace}/grants/{to}",
-                                params={"worker": worker})
-    outcome(result, f"{to} may no longer call {namespace}/{worker}", as_json)
+                                params=params)
+        left = _grants_to(client.get(f"/v1/namespaces/{namespace}/grants"), to)
+    if as_json:
+        print_json({**result, "revoked": [w for w in before if w not in left],
+                    "remaining": left})
+        return
+    revoked = [w for w in before if w not in left]
+    outcome(result, f"{to} may no longer call {namespace}/"
+            f"{', '.join(revoked) if revoked else (worker or '*')}", as_json)
+    if left:
+        typer.echo(f"{to} still holds grants for {namespace}/{', '.join(left)} "
+                   f"(revoke them with `wdl ns revoke {to} --ns {namespace}`)", err=True)
+
+
+def _grants_to(rows: list[dict[str, str]], to: str) -> list[str]:
+    return [g["worker"] for g in rows if g.get("namespace") == to]
 
 
 def grants(ns: NsOpt = None, as_json: JsonOpt = False, url: UrlOpt = None,

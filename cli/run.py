@@ -58,6 +58,9 @@ MaxStale = Annotated[int, typer.Option("--recycle-stale", help="recycle workerd 
 
 def _run(settings: Settings, options: PlatformOptions, admin_token: str | None) -> None:
     configure_logging(json_when_piped=not settings.embedded)  # `wdl up`, not `wdl dev`
+    # Everything the platform writes (tenant data, logs, blobs, configs) is its user's
+    # alone; the files that matter are also made private explicitly (private_files).
+    os.umask(0o077)
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
     async def main() -> None:

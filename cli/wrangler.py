@@ -260,6 +260,9 @@ def read_config(root: Path) -> tuple[dict[str, Any], str]:
                                else json.loads(strip_jsonc(text)))
     except (OSError, ValueError) as exc:
         raise ProjectError(f"cannot parse {path.name}: {exc}") from None
+    if not isinstance(doc, dict):
+        raise ProjectError(f"{path.name}: the config must be an object of keys, not "
+                           f"{_describe(doc)}")
     return doc, path.name
 
 
@@ -270,31 +273,61 @@ def find_config(root: Path) -> Path:
     raise ProjectError(f"no {', '.join(CONFIG_NAMES)} in {root}")
 
 
+def _typed(doc: dict[str, Any], key: str, kind: type | tuple[type, ...], what: str,
+           config: str, default: Any, label: str | None = None) -> Any:
+    """`doc[key]` if it has the type wrangler gives it, else a ProjectError naming the key
+    (`label`: its full name, e.g. `triggers.crons`)."""
+    value = doc.get(key)
+    if value is None:
+        return default
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ProjectError(f"{config}: `{label or key}` must be {what}, not "
+                           f"{_describe(value)}")
+    return value
+
+
+def _describe(value: object) -> str:
+    if isinstance(value, str):
+        return f"the string {value!r}" if len(value) <= 40 else "a string"
+    names = {bool: "a boolean", int: "an integer", float: "a number", list: "a list",
+             dict: "a table"}
+    return names.get(type(value), f"a {type(value).__name__} ({value!r})")
+
+
+def _strings(doc: dict[str, Any], key: str, config: str, label: str | None = None) -> list[str]:
+    items = _typed(doc, key, list, "a list of strings", config, [], label)
+    for item in items:
+        if not isinstance(item, str):
+            raise ProjectError(f"{config}: `{label or key}` must be a list of strings; "
+                               f"{_describe(item)} is not one")
+    return list(items)
+
+
 def read_project(root: Path) -> Project:
-    path = find_config(root)
-    try:
-        text = path.read_text(encoding="utf-8")
-        doc: dict[str, Any] = (tomllib.loads(text) if path.suffix == ".toml"
-                               else json.loads(strip_jsonc(text)))
-    except (OSError, ValueError) as exc:
-        raise ProjectError(f"cannot parse {path.name}: {exc}") from None
-    name, main = doc.get("name"), doc.get("main")
-    if not isinstance(name, str) or not name:
-        raise ProjectError(f"{path.name}: `name` is required")
-    if not isinstance(main, str) or not main:
-        raise ProjectError(f"{path.name}: `main` is required")
+    doc, config = read_config(root)
+    name = _typed(doc, "name", str, "a string (the worker's name)", config, "")
+    main = _typed(doc, "main", str, "a string (the entry module's path)", config, "")
+    if not name:
+        raise ProjectError(f"{config}: `name` is required")
+    if not main:
+        raise ProjectError(f"{config}: `main` is required")
     if not (root / main).is_file():
-        raise ProjectError(f"{path.name}: main module {main!r} does not exist")
+        raise ProjectError(f"{config}: main module {main!r} does not exist")
     date = doc.get("compatibility_date")
     if not isinstance(date, str):
-        raise ProjectError(f"{path.name}: `compatibility_date` is required (YYYY-MM-DD)")
-    triggers = doc.get("triggers") or {}
+        hint = (" (quote it: a bare TOML date is not a string)"
+                if date is not None and not isinstance(date, str | int | float | bool) else "")
+        raise ProjectError(f"{config}: `compatibility_date` is required and must be a "
+                           f"\"YYYY-MM-DD\" string{hint}")
+    vars_ = _typed(doc, "vars", dict, "a table of names to values", config, {})
+    triggers = _typed(doc, "triggers", dict, "a table (crons = [...])", config, {})
+    crons = _strings(triggers, "crons", config, "triggers.crons")
+    no_bundle = _typed(doc, "no_bundle", bool, "true or false", config, False)
     return Project(root=root, name=name, main=main, compatibility_date=date,
-                   compatibility_flags=list(doc.get("compatibility_flags") or []),
-                   vars=dict(doc.get("vars") or {}), crons=list(triggers.get("crons") or []),
-                   no_bundle=bool(doc.get("no_bundle", False)),
-                   bindings=read_bindings(doc, path.name),
-                   queue_consumers=read_queue_consumers(doc, path.name))
+                   compatibility_flags=_strings(doc, "compatibility_flags", config),
+                   vars=dict(vars_), crons=crons, no_bundle=no_bundle,
+                   bindings=read_bindings(doc, config),
+                   queue_consumers=read_queue_consumers(doc, config))
 
 
 def wrangler_command() -> list[str] | None:
@@ -351,18 +384,42 @@ def _collect_outdir(out: Path, project: Project) -> tuple[str, list[BuiltModule]
     raise ProjectError(f"cannot tell the entry module among {sorted(names)}")
 
 
+def _inside(root: Path, path: Path) -> bool:
+    return path == root or root in path.parents
+
+
 def _as_is(project: Project) -> tuple[str, list[BuiltModule]]:
-    main_path = (project.root / project.main).resolve()
+    """The main module and the source files beside it (and below), as they are. Only files
+    under the project directory are read: `main` outside it, or a symlink that leads out of
+    it, is refused rather than uploaded."""
+    root = project.root.resolve()
+    main_path = (root / project.main).resolve()
+    if not _inside(root, main_path):
+        raise ProjectError(f"`main` {project.main!r} is outside the project directory {root}: "
+                           "when modules are uploaded as they are (no_bundle), only "
+                           "files under the project are read")
     base = main_path.parent
     modules: list[BuiltModule] = []
-    for path in sorted(base.rglob("*")):
-        if not path.is_file() or path.suffix not in _SOURCE_SUFFIXES:
-            continue
-        rel_parts = path.relative_to(base).parts
-        if any(part in _SKIP_DIRS or part.startswith(".") for part in rel_parts):
-            continue
-        rel = path.relative_to(base).as_posix()
-        modules.append(BuiltModule(rel, guess_module_type(rel), path.read_bytes()))
+    for directory, dirnames, filenames in os.walk(base):
+        here = Path(directory)
+        dirnames[:] = sorted(d for d in dirnames
+                             if d not in _SKIP_DIRS and not d.startswith("."))
+        for entry in [*dirnames, *filenames]:
+            path = here / entry
+            if path.is_symlink() and not _inside(root, path.resolve()):
+                rel = path.relative_to(root).as_posix()
+                raise ProjectError(f"{rel} links outside the project directory (to "
+                                   f"{path.resolve()}): when modules are uploaded as they are "
+                                   "(no_bundle), only files under the project are read")
+        for filename in sorted(filenames):
+            path = here / filename
+            if filename.startswith(".") or path.suffix not in _SOURCE_SUFFIXES:
+                continue
+            if not path.is_file():
+                continue
+            rel = path.relative_to(base).as_posix()
+            modules.append(BuiltModule(rel, guess_module_type(rel), path.read_bytes()))
+    modules.sort(key=lambda m: m.name)
     return main_path.relative_to(base).as_posix(), modules
 
 

@@ -31,6 +31,7 @@ from eventlog.port import (
     PreparedEvent,
     Record,
 )
+from eventlog.private_files import private_sqlite
 
 DEFAULT_PARTITIONS = 16
 FORMAT_VERSION = "1"
@@ -74,6 +75,8 @@ class _SqliteThread:
 
     async def open(self, path: Path, busy_timeout_ms: int) -> None:
         def connect() -> sqlite3.Connection:
+            # The control log (admin tokens are events): the platform's user only.
+            private_sqlite(path)
             conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
             conn.execute("PRAGMA journal_mode = WAL")

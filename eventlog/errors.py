@@ -35,6 +35,12 @@ class InvalidEvent(EventLogError, ValueError):
         return {**super().as_dict(), "field": self.field, "reason": self.reason}
 
 
+class ReservedName(InvalidEvent):
+    """A tenant-chosen name in the platform's reserved space (eventlog.validation)."""
+
+    code = "reserved_name"
+
+
 class EventTooLarge(EventLogError):
     """The encoded event exceeds the configured limit; nothing was written."""
 

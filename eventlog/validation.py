@@ -13,7 +13,8 @@ from functools import lru_cache
 
 from croniter import croniter
 
-from eventlog.errors import InvalidEvent
+from eventlog.cron import CronError, to_croniter
+from eventlog.errors import InvalidEvent, ReservedName
 
 NAME_RE = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 SECRET_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
@@ -29,8 +30,10 @@ LEASE_SCOPE_RE = re.compile(r"[a-z0-9][a-z0-9_.:/-]{0,199}")
 KV_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 BUCKET_RE = re.compile(r"[a-z0-9][a-z0-9-]{1,61}[a-z0-9]")
 ENTRYPOINT_RE = re.compile(r"[A-Za-z_$][A-Za-z0-9_$]{0,127}")
-RESERVED_BINDING_PREFIX = "__WDL"
-RESERVED_MODULE_PREFIX = "__wdl/"
+# Prefixes of the platform's own names (`__WDL_BINDINGS` in env, `__wdl/shim.js` modules,
+# `_wdl_`/`__wdl_` tables and methods) and Cloudflare's (`_cf_` tables): a tenant-chosen
+# name that starts with one, in any case, could shadow or reach one of them.
+RESERVED_PREFIXES = ("__wdl", "_wdl_", "_cf_")
 MODULE_NAME_MAX = 512
 REASON_MAX = 1024
 ACTOR_MAX = 256
@@ -61,9 +64,10 @@ def bucket_name(field: str, value: object) -> str:
 
 
 def entrypoint(field: str, value: object) -> str:
+    """An export of the tenant's code (entrypoint, Durable Object or workflow class)."""
     if not isinstance(value, str) or ENTRYPOINT_RE.fullmatch(value) is None:
         raise InvalidEvent(field, f"{value!r} is not a JavaScript export name")
-    return value
+    return not_reserved(field, value, "export names")
 
 
 def identifier(field: str, value: object) -> str:
@@ -72,10 +76,25 @@ def identifier(field: str, value: object) -> str:
     return value
 
 
+def reserved_prefix(value: str) -> str | None:
+    """The reserved prefix `value` starts with (case-insensitively), or None."""
+    lowered = value.lower()
+    return next((p for p in RESERVED_PREFIXES if lowered.startswith(p)), None)
+
+
+def not_reserved(field: str, value: str, what: str = "names") -> str:
+    prefix = reserved_prefix(value)
+    if prefix is not None:
+        raise ReservedName(field, f"{value!r}: {what} starting with {prefix} (in any case) are "
+                                  "reserved for the platform")
+    return value
+
+
 def secret_name(field: str, value: object) -> str:
+    """Secret, var and binding names: identifiers outside the reserved prefixes."""
     if not isinstance(value, str) or SECRET_NAME_RE.fullmatch(value) is None:
         raise InvalidEvent(field, f"{value!r} is not an identifier ([A-Za-z_][A-Za-z0-9_]*)")
-    return value
+    return not_reserved(field, value)
 
 
 def sha256_hex(field: str, value: object) -> str:
@@ -141,15 +160,19 @@ def compatibility_flags(field: str, values: Iterable[object]) -> None:
 
 
 @lru_cache(maxsize=4096)
-def _cron_ok(expr: str) -> bool:
-    # Deploys repeat the same few schedules, so the parse is cached.
+def _croniter_ok(expr: str) -> bool:
     return bool(croniter.is_valid(expr))
 
 
 def cron(field: str, value: object) -> str:
+    """Cloudflare's five-field cron syntax (eventlog/cron.py), runnable by the scheduler."""
     if not isinstance(value, str) or not value.strip() or len(value) > 256:
         raise InvalidEvent(field, f"{value!r} is not a cron expression")
-    if not _cron_ok(value):
+    try:
+        translated = to_croniter(value)
+    except CronError as exc:
+        raise InvalidEvent(field, f"{value!r} is not a valid cron expression: {exc}") from None
+    if not _croniter_ok(translated):
         raise InvalidEvent(field, f"{value!r} is not a valid cron expression")
     return value
 
@@ -189,5 +212,6 @@ def string_map(
     for key, value in values.items():
         if not isinstance(key, str) or key_re.fullmatch(key) is None:
             raise InvalidEvent(field, f"{key!r} is not a valid key")
+        not_reserved(f"{field}.{key}", key)
         if not isinstance(value, str) or len(value) > max_value:
             raise InvalidEvent(f"{field}.{key}", f"must be a string of at most {max_value} chars")

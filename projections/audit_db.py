@@ -15,6 +15,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
+from eventlog.private_files import private_sqlite
+
 GEN_PREFIX = "audit_g"
 
 
@@ -39,14 +41,24 @@ def sqlite_generation_file(main: str, schema: str) -> str:
     return f"{main}.{schema}"
 
 
+def _generation_files(main: str) -> list[str]:
+    return [path for path in sorted(glob.glob(f"{glob.escape(main)}.{GEN_PREFIX}*"))
+            if not path.endswith(("-wal", "-shm", "-journal"))]
+
+
+def _private_files(main: str) -> None:
+    """The audit files (every tenant's resources and who made them): the platform's
+    user only; made so before SQLite creates them, tightened if an older run did."""
+    for path in (main, *_generation_files(main)):
+        private_sqlite(Path(path))
+
+
 def _attach_all(dbapi_conn: Any, main: str) -> None:
     cur = dbapi_conn.cursor()
     try:
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA synchronous=NORMAL")
-        for path in sorted(glob.glob(f"{glob.escape(main)}.{GEN_PREFIX}*")):
-            if path.endswith(("-wal", "-shm", "-journal")):
-                continue
+        for path in _generation_files(main):
             schema = path.rsplit(".", 1)[1]
             cur.execute(f"ATTACH DATABASE ? AS {schema}", (path,))
     finally:
@@ -65,7 +77,7 @@ def make_sync_engine(url: str) -> Engine:
     main = _sqlite_main(full)
     if main is None:
         return create_engine(full, pool_pre_ping=True)
-    Path(main).parent.mkdir(parents=True, exist_ok=True)
+    _private_files(main)
     # NullPool: every connection attaches the generation files that exist now,
     # so a generation created by a rebuild is visible to the next connection.
     engine = create_engine(full, poolclass=NullPool)
@@ -78,7 +90,7 @@ def make_async_engine(url: str) -> AsyncEngine:
     main = _sqlite_main(full)
     if main is None:
         return create_async_engine(full, pool_size=10, max_overflow=10, pool_pre_ping=True)
-    Path(main).parent.mkdir(parents=True, exist_ok=True)
+    _private_files(main)
     engine = create_async_engine(full, poolclass=NullPool)
     event.listen(engine.sync_engine, "connect", lambda c, _r: _attach_all(c, main))
     return engine
@@ -90,8 +102,9 @@ def attach_generation(connection: Connection, schema: str) -> None:
     assert main is not None
     attached = {row[1] for row in connection.exec_driver_sql("PRAGMA database_list")}
     if schema not in attached:
-        connection.exec_driver_sql(
-            f"ATTACH DATABASE ? AS {schema}", (sqlite_generation_file(main, schema),))
+        path = sqlite_generation_file(main, schema)
+        private_sqlite(Path(path))
+        connection.exec_driver_sql(f"ATTACH DATABASE ? AS {schema}", (path,))
 
 
 def ensure_generation_schema(connection: Connection, schema: str) -> None:

@@ -25,12 +25,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from eventlog.private_files import private_dir
 from projections.projector import Projector
 from projections.reader import ProjectionReader
 from projections.runtime import Backends, open_backends
 from services.blobstore import BlobStore, open_blob_store
 from services.crypto import Keyring, load_keyring
 from services.d1 import D1Service
+from services.d1.confinement import DEFAULT_TIMEOUT_MS as DEFAULT_D1_TIMEOUT_MS
 from services.data import DataService
 from services.dataplane.config import GatewayOptions
 from services.dataplane.gateway import Gateway, RecyclePolicy, WatchdogPolicy
@@ -83,6 +85,9 @@ class PlatformOptions:
     objects_url: str | None = None  # gateway without the DO host: where one is
     d1_ttl_ms: int = field(default_factory=lambda: int(os.environ.get("WDL_D1_LEASE_TTL_MS")
                                                        or 3000))
+    # A tenant's D1 request may run this long (Cloudflare's D1: 30 s per query).
+    d1_timeout_ms: int = field(default_factory=lambda: int(
+        os.environ.get("WDL_D1_TIMEOUT_MS") or DEFAULT_D1_TIMEOUT_MS))
     workflows_port: int = 0  # the workflows engine's API and /healthz (`wdl up`: 8798)
     workflows_url: str | None = None  # gateway without the engine: where it is
     queues_port: int = 0  # the queue service's producer endpoint and /healthz (`wdl up`: 8797)
@@ -100,10 +105,9 @@ def _workflows_address(sock: socket.socket | None, url: str | None) -> str:
 
 
 def _kept_token(path: Path, prefix: str) -> str:
-    """The token in `path`, created once (mode 0600; the data dir itself 0700 when
-    created here)."""
+    """The token in `path`, created once (mode 0600, in the private data dir)."""
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        private_dir(path.parent)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w", encoding="ascii") as f:
             f.write(prefix + secrets.token_urlsafe(24) + "\n")
@@ -189,6 +193,10 @@ class Platform:
         data_url = o.data_url
         backends: Backends | None = None
         if self.options.components - {"gateway"}:
+            if s.embedded:
+                # The log, audit, KV, queue, workflow, D1 and Durable Object files of
+                # `wdl dev` live here: the platform's user only.
+                private_dir(s.data_dir)
             backends = await self._stack.enter_async_context(open_backends(s))
             keyring = load_keyring(dev_key_file=s.data_dir / DEV_KEY_FILE
                                    if s.embedded else None)
@@ -345,6 +353,8 @@ class Platform:
         """The Durable Object host; object storage under WDL_OBJECTS_DIR, by default
         `objects/` of the data dir (`.wdl/dev/objects` for `wdl dev`)."""
         root = Path(os.environ.get("WDL_OBJECTS_DIR") or self.settings.data_dir / "objects")
+        if not os.environ.get("WDL_OBJECTS_DIR"):
+            private_dir(self.settings.data_dir)  # tenant data under it: no one else's
         self.objects = ObjectsHost(ObjectsOptions(
             root, urlsplit(state_url).netloc, self.options.internal_token,
             host=self.options.data_host, port=self.options.objects_port,
@@ -365,10 +375,13 @@ class Platform:
         """The D1 owner service; its files live under WDL_D1_DIR (shared by every
         replica), by default `d1/` of the data dir (`.wdl/dev/d1` for `wdl dev`)."""
         root = Path(os.environ.get("WDL_D1_DIR") or self.settings.data_dir / "d1")
+        if not os.environ.get("WDL_D1_DIR"):
+            private_dir(self.settings.data_dir)  # tenant data under it: no one else's
         self.d1 = D1Service(backends.log, backends.store, root,
                             internal_token=self.options.internal_token,
                             host=self.options.data_host, port=self.options.d1_port,
-                            ttl_ms=self.options.d1_ttl_ms)
+                            ttl_ms=self.options.d1_ttl_ms,
+                            timeout_ms=self.options.d1_timeout_ms)
         await self.d1.start()
         self._stack.push_async_callback(self.d1.stop)
 

@@ -10,6 +10,8 @@ import asyncio
 import sqlite3
 from pathlib import Path
 
+from eventlog.private_files import private_sqlite
+
 
 class SqliteLogFile:
     def __init__(self, path: Path) -> None:
@@ -19,7 +21,7 @@ class SqliteLogFile:
 
     def _open(self, *pragmas: str) -> sqlite3.Connection:
         """Open the file (making its folder); `pragmas` are run after the shared ones."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_sqlite(self.path)  # tenant messages and workflow state: private
         db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=FULL")

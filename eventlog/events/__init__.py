@@ -65,6 +65,7 @@ from eventlog.events.leases import (
 )
 from eventlog.events.namespaces import NamespaceCreated, NamespaceEvent
 from eventlog.events.policies import (
+    ALL_GRANTS,
     EgressMode,
     EgressPolicySet,
     EgressRule,
@@ -122,6 +123,7 @@ EVENT_TYPES: dict[str, type[Event]] = {cls.TYPE: cls for cls in EVENT_CLASSES}
 CURRENT_VERSIONS: dict[str, int] = {cls.TYPE: cls.SCHEMA_VERSION for cls in EVENT_CLASSES}
 
 __all__ = [
+    "ALL_GRANTS",
     "CURRENT_VERSIONS",
     "EVENT_CLASSES",
     "EVENT_TYPES",

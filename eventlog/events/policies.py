@@ -91,8 +91,21 @@ class ServiceGranted(_GrantEvent, frozen=True, kw_only=True):
     TYPE: ClassVar[str] = "namespace.service_granted"
 
 
+ALL_GRANTS = ""
+
+
 class ServiceRevoked(_GrantEvent, frozen=True, kw_only=True):
+    """`worker` names the grant revoked (a worker or `*`); `""` (ALL_GRANTS) revokes every
+    grant to `grantee` at once, the `*` one and each per-worker one."""
+
     TYPE: ClassVar[str] = "namespace.service_revoked"
+
+    def validate(self) -> None:
+        if self.worker == ALL_GRANTS:
+            _NamespacePolicyEvent.validate(self)
+            v.name("grantee", self.grantee)
+            return
+        super().validate()
 
 
 MAX_WALL_MS = 15 * 60 * 1000

@@ -122,9 +122,8 @@ class WorkerVersionUploaded(_WorkerEvent, frozen=True, kw_only=True):
             ):
                 _refuse_module(i, module, names)
             names.add(module.name)
-            if module.name.startswith(v.RESERVED_MODULE_PREFIX):
-                raise InvalidEvent(f"modules[{i}].name", f"{module.name!r}: module names "
-                                   f"starting with {v.RESERVED_MODULE_PREFIX} are reserved")
+            if v.reserved_prefix(module.name) is not None:
+                v.not_reserved(f"modules[{i}].name", module.name, "module names")
         main = next((m for m in self.modules if m.name == self.main_module), None)
         if main is None:
             raise InvalidEvent("main_module", f"{self.main_module!r} is not one of the modules")
@@ -150,9 +149,7 @@ class WorkerVersionUploaded(_WorkerEvent, frozen=True, kw_only=True):
                 raise InvalidEvent(f"{field}.name", f"{binding.name!r} is not an identifier")
             if binding.name in seen:
                 raise InvalidEvent(f"{field}.name", f"{binding.name!r} is bound twice")
-            if binding.name.startswith(v.RESERVED_BINDING_PREFIX):
-                raise InvalidEvent(f"{field}.name", f"{binding.name!r}: names starting with "
-                                                    f"{v.RESERVED_BINDING_PREFIX} are reserved")
+            v.not_reserved(f"{field}.name", binding.name)
             seen.add(binding.name)
             if (binding.kind != "service" and binding.namespace) or \
                     (binding.kind not in ("service", "workflow") and binding.entrypoint):

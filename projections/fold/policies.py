@@ -55,11 +55,18 @@ class PolicyRules(NamespaceRules):
 
     def _service_revoked(self, e: ev.ServiceRevoked, env: Envelope, out: Changes) -> int:
         state = self._namespace(e.namespace)
-        grant = {"namespace": e.grantee, "worker": e.worker}
-        if grant not in state.grants:
-            raise Reject("grant_missing", f"{e.grantee} has no grant for "
-                                          f"{e.namespace}/{e.worker}")
-        state.grants = [g for g in state.grants if g != grant]
+        if e.worker == ev.ALL_GRANTS:
+            # Every grant to the grantee, in one event: nothing of it is left behind.
+            if not any(g["namespace"] == e.grantee for g in state.grants):
+                raise Reject("grant_missing", f"{e.grantee} has no grant for any worker of "
+                                              f"{e.namespace}")
+            state.grants = [g for g in state.grants if g["namespace"] != e.grantee]
+        else:
+            grant = {"namespace": e.grantee, "worker": e.worker}
+            if grant not in state.grants:
+                raise Reject("grant_missing", f"{e.grantee} has no grant for "
+                                              f"{e.namespace}/{e.worker}")
+            state.grants = [g for g in state.grants if g != grant]
         state.version += 1
         self._render_namespace(e.namespace, state, out)
         return state.version

@@ -6,6 +6,7 @@ upload cannot get past it either. Nothing is buffered here.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from collections.abc import Sequence
@@ -49,28 +50,36 @@ class BodyLimit:
                     await self._refuse(send, max_bytes)
                     return
         seen = 0
+        over = False
         started = False
 
         async def counting_receive() -> Message:
-            nonlocal seen
+            nonlocal seen, over
+            if over:
+                raise _TooLarge
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > max_bytes:
+                    # Remembered, not only raised: a route or the framework may catch the
+                    # exception (FastAPI turns a failed body read into a 400), and the
+                    # answer must be 413 whoever reads the body.
+                    over = True
                     raise _TooLarge
             return message
 
-        async def tracking_send(message: Message) -> None:
+        async def guarded_send(message: Message) -> None:
             nonlocal started
+            if over:
+                return  # whatever the app answers to a body it could not read is dropped
             if message["type"] == "http.response.start":
                 started = True
             await send(message)
 
-        try:
-            await self.app(scope, counting_receive, tracking_send)
-        except _TooLarge:
-            if not started:
-                await self._refuse(send, max_bytes)
+        with contextlib.suppress(_TooLarge):
+            await self.app(scope, counting_receive, guarded_send)
+        if over and not started:
+            await self._refuse(send, max_bytes)
 
     async def _refuse(self, send: Send, limit: int) -> None:
         body: dict[str, Any] = {"error": {"code": "request_too_large",

@@ -15,6 +15,8 @@ does (owner.py); 503 `d1_unavailable` means none can serve it now (retry).
 
 from __future__ import annotations
 
+import logging
+import sqlite3
 import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -32,6 +34,7 @@ from services.d1.engine import D1Failure, Database, Fenced
 from services.d1.owner import DIRECT_HEADER, Forward, NotFound, Owner, Unavailable
 from services.internal import InternalTokenGuard
 
+log = logging.getLogger("wdl.d1")
 MAX_BODY = 64 * 1024 * 1024
 HOT_OPS = frozenset({"query", "execute"})
 DIRECT_HEADER_BYTES = DIRECT_HEADER.encode()
@@ -69,6 +72,12 @@ def create_d1_app(owner: Owner, *, internal_token: str) -> Any:
             return _failure(f"D1 database owner changed ({exc}); retry", 503, "d1_owner_fenced")
         except D1Failure as exc:
             return _failure(str(exc))
+        except (sqlite3.Error, OSError) as exc:
+            # Opening or claiming the file failed: SQLite's and the OS's texts may name
+            # host paths, so they go to the operator's log only.
+            log.exception("D1 %s/%s: %s failed", ns, db, op)
+            return _failure(f"D1 DB storage failed ({type(exc).__name__}); retry", 503,
+                            "d1_storage_error")
         if isinstance(result, Forward):
             try:
                 answer = await owner.forward(result, path, raw, params)

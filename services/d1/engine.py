@@ -10,6 +10,10 @@ Statements follow Miniflare's D1 simulator (the behaviour reference): the
 statements of one request commit together or not at all, results come as
 columns + rows (blobs as byte arrays), and errors carry SQLite's message with
 its error name (`no such table: t: SQLITE_ERROR`).
+
+Tenant SQL is confined to the database (confinement.py): the authorizer judges every
+statement that is not the platform's own, the connection's limits bound it, and a
+request that runs past the time limit is interrupted and rolled back.
 """
 
 from __future__ import annotations
@@ -23,6 +27,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from eventlog.private_files import private_dir, private_sqlite
+from services.d1 import confinement, export
+
 FENCE_TABLE = "_wdl_fence"
 SERVED_BY = "wdl-d1"
 MAX_STATEMENT_BYTES = 100_000
@@ -32,12 +39,29 @@ _STATE = ("SELECT last_insert_rowid(), (SELECT page_count FROM pragma_page_count
           "(SELECT page_size FROM pragma_page_size())")
 _FENCE_READ = f"SELECT generation FROM {FENCE_TABLE} WHERE id = 1"
 _FENCE_WRITE = f"UPDATE {FENCE_TABLE} SET generation = ? WHERE id = 1"
+# SQLite's authorizer sees the table ALTER TABLE … RENAME TO renames, not the new name
+# (workerd patches SQLite for it): after an ALTER, no name of the platform's may exist
+# but the fence's. (Not LIKE: a tenant may make LIKE case-sensitive on the connection.)
+_RESERVED_OBJECTS = ("SELECT name FROM sqlite_schema WHERE (lower(substr(name, 1, 5)) = "
+                     f"'_wdl_' OR lower(substr(name, 1, 4)) = '_cf_') AND name != '{FENCE_TABLE}'")
+_ALTER = re.compile(r"\balter\b", re.IGNORECASE)
+_FENCE_CREATE = (f"CREATE TABLE IF NOT EXISTS {FENCE_TABLE} "
+                 "(id INTEGER PRIMARY KEY CHECK (id = 1), generation INTEGER NOT NULL)")
+_FENCE_INIT = f"INSERT OR IGNORE INTO {FENCE_TABLE} VALUES (1, 0)"
+# Run once per connection with executescript, which prepares without the statement
+# cache: nothing of it is left for a tenant statement of the same text to reuse.
+_OPEN_SQL = ";".join((
+    "PRAGMA journal_mode=WAL",
+    # FULL: the WAL is fsynced at every commit, so an acknowledged write survives
+    # SIGKILL and power loss (NORMAL would only survive the process dying).
+    "PRAGMA synchronous=FULL",
+    "PRAGMA foreign_keys=ON", _FENCE_CREATE, _FENCE_INIT))
 # The authorizer stays installed (installing one expires every prepared statement,
 # which cost a re-prepare of each statement per request) and only judges tenant SQL.
 # The platform's own statements are prepared unjudged and cached by their text, so a
 # tenant statement with exactly that text would reuse them: it is refused up front.
-_PLATFORM_SQL = frozenset({_FENCE_READ, _FENCE_WRITE})
-_NOT_AUTHORIZED = "not authorized: SQLITE_AUTH"
+_PLATFORM_SQL = frozenset({_FENCE_READ, _FENCE_WRITE, _STATE, _RESERVED_OBJECTS})
+_NOT_AUTHORIZED = confinement.NOT_AUTHORIZED
 # Every request is one fenced transaction: a tenant COMMIT would end it early and run the
 # statements after it unfenced and not all-or-nothing. workerd refuses these statements in
 # its SQLite-backed storage (which Miniflare's D1 runs on) with this text.
@@ -47,13 +71,10 @@ TRANSACTION_REFUSED = (
     "statements. The JavaScript API is safer because it will automatically roll back on "
     "exceptions, and because it interacts correctly with Durable Objects' automatic atomic "
     "write coalescing.")
-_TRANSACTION_ACTIONS = frozenset({sqlite3.SQLITE_TRANSACTION, sqlite3.SQLITE_SAVEPOINT})
 # The platform's own transaction statements, prepared unjudged and cached by their text
 # like _PLATFORM_SQL: a tenant statement of exactly that text would skip the authorizer.
 _PLATFORM_TRANSACTION_SQL = frozenset({"BEGIN IMMEDIATE", "COMMIT", "ROLLBACK"})
 _COMMENT_LINES = re.compile(r"^\s+--.*", re.MULTILINE)
-# Tenant SQL never sees the platform's tables (D1 reserves `_cf_` the same way).
-_RESERVED = ("_wdl_", "_cf_")
 
 
 class D1Failure(Exception):
@@ -91,6 +112,7 @@ def _message(exc: sqlite3.Error, sql: str) -> str:
     near = _SYNTAX.fullmatch(text)
     if near is not None and near.group(1) in sql:
         text += f" at offset {sql.index(near.group(1))}"
+    text = confinement.function_offset(text, sql)
     primary = _PRIMARY[code & 0xFF] if 0 < code & 0xFF < len(_PRIMARY) else str(code)
     extended = getattr(exc, "sqlite_errorname", "")
     text += f": SQLITE_{primary}"
@@ -113,16 +135,6 @@ def statements(sql: str) -> list[str]:
     return out
 
 
-def _tenant_authorize(action: int, arg1: str | None, arg2: str | None) -> int:
-    if action in _TRANSACTION_ACTIONS:
-        return sqlite3.SQLITE_DENY
-    for name in (arg1, arg2):
-        if name and name.lower().startswith(_RESERVED) and \
-                action not in (sqlite3.SQLITE_FUNCTION,):
-            return sqlite3.SQLITE_DENY
-    return sqlite3.SQLITE_OK
-
-
 def _param(value: Any) -> Any:
     if isinstance(value, list):
         if not all(isinstance(b, int) and 0 <= b < 256 for b in value):
@@ -139,45 +151,77 @@ def _cell(value: Any) -> Any:
     return list(value) if isinstance(value, bytes) else value
 
 
+def _row_size(cells: list[Any]) -> int:
+    return sum(len(c) if isinstance(c, str | list) else 8 for c in cells)
+
+
 class Database:
     """Opened by its owner; every method runs on a worker thread (SQLite blocks)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *,
+                 timeout_ms: int = confinement.DEFAULT_TIMEOUT_MS) -> None:
         self.path = path
+        self.timeout_s = timeout_ms / 1000
         self.lock = threading.Lock()
         self.conn: sqlite3.Connection | None = None
         self._current = ""  # the statement running (its text places a syntax error)
-        self._tenant = False  # tenant SQL is running: the authorizer judges it
+        self._judged = False  # tenant SQL (or work on the tenant's data) is running
         self._refused_transaction = False  # the authorizer refused BEGIN/COMMIT/SAVEPOINT
+        self._deadline = 0.0  # time.monotonic() past which the request is interrupted
+        self._timed_out = False  # the progress handler interrupted the request
+        self._hidden = ""  # a refused read of a table Cloudflare's SQLite does not have
 
     def open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self.path.parent)
+        private_sqlite(self.path)
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
                                timeout=30.0)
-        conn.execute("PRAGMA journal_mode=WAL")
-        # FULL: the WAL is fsynced at every commit, so an acknowledged write survives
-        # SIGKILL and power loss (NORMAL would only survive the process dying).
-        conn.execute("PRAGMA synchronous=FULL")
-        conn.execute("PRAGMA foreign_keys=ON")
-        conn.execute(f"CREATE TABLE IF NOT EXISTS {FENCE_TABLE} "
-                     "(id INTEGER PRIMARY KEY CHECK (id = 1), generation INTEGER NOT NULL)")
-        conn.execute(f"INSERT OR IGNORE INTO {FENCE_TABLE} VALUES (1, 0)")
-        conn.set_authorizer(self._authorize)
+        try:
+            confinement.apply_limits(conn, confinement.LIMITS)
+            confinement.disarm(conn)
+            # Installed once and never removed (installing one expires every prepared
+            # statement); `_judged` says whether it judges what is being prepared.
+            conn.set_authorizer(self._authorize)
+            conn.set_progress_handler(self._progress, confinement.PROGRESS_STEPS)
+            conn.executescript(_OPEN_SQL)
+        except BaseException:
+            conn.close()
+            raise
         self.conn = conn
 
     def _authorize(self, action: int, arg1: str | None, arg2: str | None, db: str | None,
                    trigger: str | None) -> int:
-        if not self._tenant:
+        if confinement.outside_the_file(action, arg1, db):
+            return sqlite3.SQLITE_DENY
+        if not self._judged or confinement.tenant_may(action, arg1, arg2, db):
             return sqlite3.SQLITE_OK
-        verdict = _tenant_authorize(action, arg1, arg2)
-        if verdict == sqlite3.SQLITE_DENY and action in _TRANSACTION_ACTIONS:
+        if confinement.is_transaction(action):
             self._refused_transaction = True
-        return verdict
+        elif action == sqlite3.SQLITE_READ and (arg1 or "").lower() in confinement.HIDDEN_TABLES:
+            self._hidden = arg1 or ""
+        return sqlite3.SQLITE_DENY
+
+    def _progress(self) -> int:
+        if self._deadline and time.monotonic() > self._deadline:
+            self._timed_out = True
+            return 1  # SQLITE_INTERRUPT: the statement stops, the request rolls back
+        return 0
+
+    @contextlib.contextmanager
+    def _platform(self) -> Iterator[None]:
+        """The platform's own statements inside a judged transaction (prepared unjudged;
+        their texts are refused as tenant SQL, see _PLATFORM_SQL)."""
+        judged, self._judged = self._judged, False
+        try:
+            yield
+        finally:
+            self._judged = judged
 
     def close(self) -> None:
-        if self.conn is not None:
-            self.conn.close()
-            self.conn = None
+        with self.lock:  # after the request in flight (bounded by the time limit)
+            if self.conn is not None:
+                self.conn.close()
+                self.conn = None
 
     def _c(self) -> sqlite3.Connection:
         if self.conn is None:
@@ -204,8 +248,10 @@ class Database:
     def fenced(self, generation: int, *, tenant: bool = True,
                ) -> Iterator[sqlite3.Connection]:
         """A write transaction that commits only if the fence still holds `generation`.
-        `tenant`: the statements in it are tenant SQL (the authorizer judges them);
-        otherwise the platform's own (dump, restore), run without an authorizer."""
+        The authorizer judges every statement run in it. `tenant`: tenant SQL, under the
+        time limit; otherwise the platform's work on the tenant's data (export,
+        restore), which copies what is stored whatever its size: no time limit, and
+        SQLite's own size limits."""
         with self.lock:
             conn = self._c()
             conn.execute("BEGIN IMMEDIATE")
@@ -213,17 +259,18 @@ class Database:
                 current = conn.execute(_FENCE_READ).fetchone()[0]
                 if current != generation:
                     raise Fenced(generation, current)
-                if not tenant:
-                    conn.set_authorizer(None)
-                self._tenant = tenant
+                if tenant:
+                    self._deadline = time.monotonic() + self.timeout_s
+                else:
+                    confinement.apply_limits(conn, confinement.PLATFORM_LIMITS)
+                self._judged = True
                 try:
                     yield conn
                 finally:
-                    self._tenant = False
+                    self._judged = False
+                    self._deadline = 0.0
                     if not tenant:
-                        # Installing it expires what was prepared unjudged meanwhile: a
-                        # tenant statement of the same text is prepared (judged) again.
-                        conn.set_authorizer(self._authorize)
+                        confinement.apply_limits(conn, confinement.LIMITS)
                 conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:
@@ -233,7 +280,8 @@ class Database:
     def _state(self, conn: sqlite3.Connection) -> tuple[int, int]:
         """(last_insert_rowid, database size in bytes) in one statement: this runs
         twice per statement, on the point-read path."""
-        rowid, pages, page_size = conn.execute(_STATE).fetchone()
+        with self._platform():
+            rowid, pages, page_size = conn.execute(_STATE).fetchone()
         return int(rowid), int(pages) * int(page_size)
 
     def query(self, generation: int, queries: list[dict[str, Any]], fmt: str,
@@ -250,24 +298,27 @@ class Database:
                 raise D1Failure(f"too many SQL variables: at most {MAX_BOUND_PARAMS} bound "
                                 "parameters: SQLITE_RANGE")
         out: list[dict[str, Any]] = []
-        budget = MAX_RESULT_BYTES
+        budget = [MAX_RESULT_BYTES]
         try:
             with self.fenced(generation) as conn:
                 for q in queries:
-                    out.append(self._one(conn, q, fmt))
-                    budget -= len(repr(out[-1]["results"]))
-                    if budget < 0:
-                        raise D1Failure(f"result too large: more than {MAX_RESULT_BYTES} "
-                                        "bytes in one response")
+                    out.append(self._one(conn, q, fmt, budget))
         except sqlite3.Error as exc:
+            if self._timed_out:
+                raise D1Failure(confinement.TIMEOUT_MESSAGE) from None
             if self._refused_transaction:
                 raise D1Failure(TRANSACTION_REFUSED) from None
+            if self._hidden:
+                raise D1Failure(f"no such table: {self._hidden}: SQLITE_ERROR") from None
             raise D1Failure(_message(exc, self._current)) from None
         finally:
             self._refused_transaction = False
+            self._timed_out = False
+            self._hidden = ""
         return out
 
-    def _one(self, conn: sqlite3.Connection, q: dict[str, Any], fmt: str) -> dict[str, Any]:
+    def _one(self, conn: sqlite3.Connection, q: dict[str, Any], fmt: str,
+             budget: list[int]) -> dict[str, Any]:
         started = time.perf_counter()
         before_rowid, before_size = self._state(conn)
         before_changes = conn.total_changes
@@ -286,7 +337,19 @@ class Database:
         self._current = parts[-1]
         cursor = conn.execute(parts[-1], params)
         columns = [d[0] for d in cursor.description or ()]
-        rows = [[_cell(v) for v in row] for row in cursor.fetchall()]
+        rows: list[list[Any]] = []
+        # Row by row: a result past the budget stops before it is all in memory.
+        for row in cursor:
+            cells = [_cell(v) for v in row]
+            budget[0] -= _row_size(cells)
+            if budget[0] < 0:
+                raise D1Failure(f"result too large: more than {MAX_RESULT_BYTES} bytes in "
+                                "one response")
+            rows.append(cells)
+        if any(_ALTER.search(part) for part in parts):
+            with self._platform():
+                if conn.execute(_RESERVED_OBJECTS).fetchone() is not None:
+                    raise D1Failure(_NOT_AUTHORIZED)
         changes = conn.total_changes - before_changes
         after_rowid, after_size = self._state(conn)
         results: Any = ({"columns": columns, "rows": rows} if fmt == "ROWS_AND_COLUMNS"
@@ -307,9 +370,13 @@ class Database:
 
     def dump(self, generation: int) -> list[str]:
         """The database as SQL (schema and rows), without the platform's tables."""
-        with self.fenced(generation, tenant=False) as conn:
-            return [line for line in conn.iterdump()
-                    if FENCE_TABLE not in line and line not in ("BEGIN TRANSACTION;", "COMMIT;")]
+        try:
+            with self.fenced(generation, tenant=False) as conn:
+                return export.dump(conn)
+        except export.ExportRefused as exc:
+            raise D1Failure(str(exc)) from None
+        except sqlite3.Error as exc:
+            raise D1Failure(_message(exc, "")) from None
 
     def backup_to(self, generation: int, target: Path) -> None:
         """A consistent copy through SQLite's online backup API."""
@@ -326,20 +393,11 @@ class Database:
 
     def restore_from(self, generation: int, source: Path) -> None:
         """Replace every table with the backup's, in one fenced transaction."""
-        src = sqlite3.connect(source)
+        src = export.open_backup(source)
         try:
-            lines = [line for line in src.iterdump()
-                     if FENCE_TABLE not in line and line not in ("BEGIN TRANSACTION;",
-                                                                 "COMMIT;")]
+            with self.fenced(generation, tenant=False) as conn:
+                export.restore(conn, src)
+        except sqlite3.Error as exc:
+            raise D1Failure(_message(exc, "")) from None
         finally:
             src.close()
-        with self.fenced(generation, tenant=False) as conn:
-            conn.execute("PRAGMA defer_foreign_keys=ON")
-            objects = conn.execute(
-                "SELECT type, name FROM sqlite_schema WHERE name NOT LIKE 'sqlite_%' "
-                f"AND name != '{FENCE_TABLE}' AND type IN ('table', 'view')").fetchall()
-            for kind, name in objects:
-                quoted = name.replace('"', '""')
-                conn.execute(f'DROP {kind.upper()} IF EXISTS "{quoted}"')
-            for line in lines:
-                conn.execute(line)

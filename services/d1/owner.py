@@ -7,6 +7,12 @@ the owner again). A request for a database another live replica holds is
 forwarded there once (`x-wdl-d1-direct`: the receiver never forwards again);
 a free or expired lease is acquired by whichever replica the request reached.
 The holder id names the replica's address, so forwarding needs no registry.
+
+SQLite work runs on the service's own worker threads, never the event loop's default
+executor (shared with the rest of the process). One database runs one request at a time
+(the others wait on the event loop, not on a thread), a namespace holds at most
+`per_namespace` threads at once, and every tenant request is bounded by the time limit:
+however slow one tenant's SQL, the other namespaces keep threads to run on.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -24,13 +31,18 @@ from typing import Any, TypeVar
 import httpx
 
 from projections.reader import ProjectionReader
-from services.d1.engine import Database, Fenced
+from services.d1.confinement import DEFAULT_TIMEOUT_MS
+from services.d1.engine import D1Failure, Database, Fenced
 from services.leases import LeaseClient, LeaseLost
 
 log = logging.getLogger("wdl.d1")
 T = TypeVar("T")
 DIRECT_HEADER = "x-wdl-d1-direct"
 DEFAULT_TTL_MS = 3000
+DEFAULT_THREADS = 16
+# Requests waiting for one database beyond this are refused, as D1 does.
+MAX_QUEUED = 64
+OVERLOADED = "D1 DB is overloaded. Too many requests queued."
 
 
 class NotFound(Exception):
@@ -57,6 +69,13 @@ class Forward:
 
 
 @dataclass
+class _Gate:
+    """One database's turn: requests wait here (on the event loop) for its thread."""
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    waiting: int = 0
+
+
+@dataclass
 class Owner:
     leases: LeaseClient
     reader: ProjectionReader
@@ -65,14 +84,26 @@ class Owner:
     port: int
     token: str
     ttl_ms: int = DEFAULT_TTL_MS
+    timeout_ms: int = DEFAULT_TIMEOUT_MS  # a tenant request's time limit
+    threads: int = DEFAULT_THREADS
     holder: str = ""
     owned: dict[tuple[str, str], Owned] = field(default_factory=dict)
     _locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
+    _gates: dict[tuple[str, str], _Gate] = field(default_factory=dict)
+    _namespaces: dict[str, asyncio.Semaphore] = field(default_factory=dict)
+    _executor: ThreadPoolExecutor | None = None
     _http: httpx.AsyncClient | None = None
+
+    @property
+    def per_namespace(self) -> int:
+        """Threads one namespace may hold at once: a quarter of them (at least one)."""
+        return max(1, self.threads // 4)
 
     async def start(self) -> None:
         self.holder = f"d1:{self.host}:{self.port}:{secrets.token_hex(4)}"
         self.leases.actor = self.holder
+        self._executor = ThreadPoolExecutor(max_workers=self.threads,
+                                            thread_name_prefix="wdl-d1")
         # Bounded: a paused owner holds a forwarded request until its lease lapses.
         self._http = httpx.AsyncClient(timeout=10.0)
 
@@ -93,9 +124,45 @@ class Owner:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(asyncio.gather(*releases, return_exceptions=True), 1.0)
         for _, o in owned:
-            await asyncio.to_thread(o.database.close)
+            await self._thread(o.database.close)
         if self._http is not None:
             await self._http.aclose()
+        if self._executor is not None:
+            # A statement still running ends within the time limit.
+            await asyncio.to_thread(self._executor.shutdown, wait=True)
+            self._executor = None
+
+    async def _thread(self, fn: Callable[..., T], *args: object) -> T:
+        assert self._executor is not None, "the D1 owner is not started"
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    async def _work(self, key: tuple[str, str], owned: Owned,
+                    work: Callable[[Database, int], T]) -> T:
+        """`work` on a D1 thread once it is this database's turn and its namespace has a
+        thread free."""
+        gate = self._gates.setdefault(key, _Gate())
+        if gate.waiting >= MAX_QUEUED:
+            raise D1Failure(OVERLOADED)
+        slots = self._namespaces.setdefault(key[0], asyncio.Semaphore(self.per_namespace))
+        gate.waiting += 1
+        waiting = True
+        try:
+            async with gate.lock, slots:
+                gate.waiting -= 1
+                waiting = False
+                done = asyncio.ensure_future(self._thread(work, owned.database,
+                                                          owned.generation))
+                try:
+                    return await asyncio.shield(done)
+                except asyncio.CancelledError:
+                    # The caller went away, the thread did not: keep the database's turn
+                    # and the namespace's thread until it returns (within the time limit).
+                    with contextlib.suppress(BaseException):
+                        await done
+                    raise
+        finally:
+            if waiting:
+                gate.waiting -= 1
 
     def status(self) -> dict[str, Any]:
         return {"holder": self.holder, "owned": {
@@ -129,7 +196,7 @@ class Owner:
                 return got
             owned = got
         try:
-            return await asyncio.to_thread(work, owned.database, owned.generation)
+            return await self._work(key, owned, work)
         except Fenced:
             # Another replica took over: this one stops acting for the database.
             await self._drop(key, owned)
@@ -150,7 +217,11 @@ class Owner:
             if not view.free(now) and view.holder != self.holder:
                 url = holder_url(view.holder or "")
                 if direct or url is None:
-                    raise Unavailable(f"D1 database {db} is owned by {view.holder}")
+                    # The holder names a replica's address: the operator's log, not the
+                    # tenant's answer.
+                    log.warning("D1 %s/%s is held by %s, which cannot take this request",
+                                ns, db, view.holder)
+                    raise Unavailable(f"D1 database {db} is owned by another replica")
                 return Forward(url)
             if not view.free(now):
                 # An operator's takeover named this replica: adopt the generation.
@@ -160,11 +231,12 @@ class Owner:
                                                        self.ttl_ms)
             if generation is None:
                 raise Unavailable(f"D1 database {db}: another replica is taking it over")
-            database = Database(self.root / ns / f"{database_id}.sqlite")
+            database = Database(self.root / ns / f"{database_id}.sqlite",
+                                timeout_ms=self.timeout_ms)
             try:
-                await asyncio.to_thread(database.claim, generation)
+                await self._thread(database.claim, generation)
             except BaseException:
-                await asyncio.to_thread(database.close)
+                await self._thread(database.close)
                 raise
             owned = Owned(database, generation, database_id,
                           time.monotonic() + self.ttl_ms / 1000)
@@ -187,7 +259,7 @@ class Owner:
             del self.owned[key]
         if owned.renewer is not None and owned.renewer is not asyncio.current_task():
             owned.renewer.cancel()
-        await asyncio.to_thread(owned.database.close)
+        await self._thread(owned.database.close)
 
     async def _renew(self, key: tuple[str, str], owned: Owned) -> None:
         # A third of the TTL: two renews may fail (a slow log) before the lease lapses.
@@ -213,7 +285,8 @@ class Owner:
                                          headers={DIRECT_HEADER: "1",
                                                   "x-wdl-internal-token": self.token})
         except httpx.HTTPError as exc:
-            raise Unavailable(f"the owner replica {target.url} is unreachable: {exc}") from None
+            log.warning("the D1 owner replica %s is unreachable: %s", target.url, exc)
+            raise Unavailable("the replica owning the database is unreachable") from None
 
 
 def scope(ns: str, db: str) -> str:

@@ -14,6 +14,7 @@ config names them without addresses.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,7 @@ from services.dataplane.workerd_config import (
     Config,
     EsModule,
     External,
+    JsonModule,
     Module,
     Network,
     ServiceBinding,
@@ -66,6 +68,11 @@ def gateway_sources(directory: Path | None = None) -> list[Module]:
     # The value codec is the gateway's too (gateway/queues.js decodes `v8` messages).
     modules.append(EsModule("values.js", (root / "tenant" / "values.js").read_text(
         encoding="utf-8")))
+    # The pinned runtime's experimental flags: loader.js refuses them for tenants' dynamic
+    # Workers as the control API does for versions (services/runtime_compat.py).
+    flags = json.loads((root / "compatibility-flags.json").read_text(encoding="utf-8"))
+    modules.append(JsonModule("experimental-flags.json", sorted(
+        f["enable"] for f in flags["flags"] if f["experimental"] and f["enable"])))
     return modules
 
 

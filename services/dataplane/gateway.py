@@ -46,6 +46,7 @@ from typing import Self
 import httpx
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from eventlog.private_files import write_private
 from services.dataplane.config import (
     PRIVATE_SOCKET,
     PUBLIC_SOCKET,
@@ -54,7 +55,6 @@ from services.dataplane.config import (
 )
 from services.dataplane.listeners import SlotListeners
 from services.dataplane.workerd_process import WorkerdProcess
-from services.private_files import write_private
 from services.serving import bind
 
 log = logging.getLogger("wdl.gateway")

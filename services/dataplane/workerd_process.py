@@ -263,6 +263,8 @@ class WorkerdProcess:
             pass_fds=[s.fileno() for s in self.socket_fds.values()],
             env=self.env,
             preexec_fn=_die_with_parent(),
+            # What workerd writes (Durable Objects' SQLite files) is the platform's user's.
+            umask=0o077,
         )
         assert self._proc.stdout is not None
         self._drain = asyncio.create_task(self._pump(self._proc.stdout))

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import aiosqlite
 
+from eventlog.private_files import private_sqlite
 from services.kv.port import (
     MAX_LIST_LIMIT,
     KvEntry,
@@ -48,7 +49,7 @@ class SqliteKvStore(KvStore):
         self._puts = 0
 
     async def start(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_sqlite(self.path)  # every tenant's KV values: the platform's user only
         self._db = await aiosqlite.connect(self.path, isolation_level=None)
         await self._db.execute("PRAGMA journal_mode=WAL")
         await self._db.execute("PRAGMA synchronous=NORMAL")

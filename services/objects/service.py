@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,12 +22,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from eventlog.private_files import private_dir, write_private
 from services.dataplane.workerd_process import WorkerdProcess
 from services.internal import InternalTokenGuard
 from services.leases import LeaseClient
 from services.objects.config import PRIVATE_SOCKET, SOCKET, ObjectsConfig, render
 from services.objects.ownership import Ownership, holder_name, shard_scope
-from services.private_files import private_tempdir, write_private
 from services.scheduler.clock import Clock, SystemClock
 from services.serving import HttpServer, bind
 
@@ -120,7 +121,9 @@ class ObjectsHost:
 
     async def _start(self) -> None:
         o = self.options
-        o.storage_dir.mkdir(parents=True, exist_ok=True)
+        # Every object's SQLite file is in here: the platform's user only (workerd makes
+        # the files themselves 0600 too, see WorkerdProcess).
+        private_dir(o.storage_dir)
         self._sock = _shared_socket(o.host, o.port)
         self._private = bind(o.host, 0)
         self._address = "{}:{}".format(*self._sock.getsockname()[:2])
@@ -141,7 +144,7 @@ class ObjectsHost:
         sup_host, sup_port = self._supervisor.address[:2]
         # The config holds the internal token: never in the (shared) storage dir, only in
         # a directory of this process's own that no other user may enter.
-        self._config_dir = private_tempdir("wdl-objects-")
+        self._config_dir = Path(tempfile.mkdtemp(prefix="wdl-objects-"))  # mode 0700
         path = write_private(self._config_dir / "objects.capnp", render(ObjectsConfig(
             o.storage_dir, o.state_address, o.internal_token, o.egress_allow_loopback,
             supervisor_address=f"{sup_host}:{sup_port}", data_address=o.data_address,

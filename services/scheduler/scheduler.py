@@ -24,6 +24,7 @@ from croniter import croniter
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from eventlog import events as ev
+from eventlog.cron import CronError, to_croniter
 from projections.reader import ProjectionReader
 from services.leases import LeaseClient, LeaseLost
 from services.scheduler.clock import Clock
@@ -50,8 +51,9 @@ class Trigger:
 
 
 def slots_between(cron: str, after_ms: int, until_ms: int, limit: int = 1000) -> list[int]:
-    """Slot times of `cron` in (after_ms, until_ms], oldest first."""
-    it = croniter(cron, datetime.fromtimestamp(after_ms / 1000, tz=UTC))
+    """Slot times of `cron` (Cloudflare's syntax, eventlog/cron.py) in (after_ms, until_ms],
+    oldest first."""
+    it = croniter(to_croniter(cron), datetime.fromtimestamp(after_ms / 1000, tz=UTC))
     out: list[int] = []
     while len(out) < limit:
         slot = int(it.get_next(float) * 1000)
@@ -104,6 +106,7 @@ class Scheduler:
     _lead: _Leadership | None = None
     _last: dict[tuple[str, str, str], int] = field(default_factory=dict)
     _running: set[asyncio.Task[None]] = field(default_factory=set)
+    _skipped: set[tuple[str, str]] = field(default_factory=set)  # legacy crons warned about
 
     @property
     def leading(self) -> bool:
@@ -161,6 +164,16 @@ class Scheduler:
         for owner, doc in (await self.reader.cron_schedule()).items():
             namespace, _, worker = owner.partition("/")
             for cron in doc["crons"]:
+                try:
+                    to_croniter(cron)
+                except CronError as exc:
+                    # Accepted under older, looser rules (e.g. 6 fields, one run a second):
+                    # history stays readable, but only Cloudflare's syntax is run.
+                    if (owner, cron) not in self._skipped:
+                        self._skipped.add((owner, cron))
+                        log.warning("cron %r of %s is not run: %s; redeploy the worker with "
+                                    "a five-field cron", cron, owner, exc)
+                    continue
                 out.append(Trigger(namespace, worker, doc["version_id"], cron))
         return out
 

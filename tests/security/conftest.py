@@ -28,7 +28,8 @@ def _name(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
 
-async def _servers(services: Endpoints, tmp: Path) -> AsyncIterator[Walls]:
+async def _servers(services: Endpoints, tmp: Path,
+                   extra_env: dict[str, str]) -> AsyncIterator[Walls]:
     assert services.kafka_bootstrap_servers and services.redis_url
     root_keys = generate_root_key("k-sec").export()
     with new_database(services) as database, pytest.MonkeyPatch.context() as mp:
@@ -42,7 +43,10 @@ async def _servers(services: Endpoints, tmp: Path) -> AsyncIterator[Walls]:
             "WDL_ROOT_KEYS": root_keys, "WDL_DATA_DIR": str(tmp / "data"),
             "WDL_KV_URL": f"{services.redis_url}?prefix={_name('kv')}:",
             "WDL_R2_URL": f"s3://{_name('r2')}",
+            **extra_env,
         }
+        for key, value in extra_env.items():
+            mp.setenv(key, value)  # read from the environment by the components too
         options = PlatformOptions(components=SERVER_COMPONENTS, internal_token=INTERNAL_TOKEN,
                                   api_port=0, gateway_port=0, state_port=0, data_port=0,
                                   workerd_bin=services.workerd_bin,
@@ -62,10 +66,12 @@ async def _servers(services: Endpoints, tmp: Path) -> AsyncIterator[Walls]:
                         extra={"platform": platform})
 
 
-async def _dev(services: Endpoints, tmp: Path) -> AsyncIterator[Walls]:
+async def _dev(services: Endpoints, tmp: Path,
+               extra_env: dict[str, str]) -> AsyncIterator[Walls]:
     assert services.workerd_bin
     dev = Dev(tmp / "data", services.workerd_bin)
     dev.env["WDL_INTERNAL_TOKEN"] = INTERNAL_TOKEN
+    dev.env.update(extra_env)
     try:
         dev.start()
         token = (tmp / "data" / "admin.token").read_text().strip()
@@ -85,8 +91,10 @@ async def _dev(services: Endpoints, tmp: Path) -> AsyncIterator[Walls]:
 @pytest.fixture(scope="module", params=["servers", "dev"])
 async def walls(request: pytest.FixtureRequest, services: Endpoints,
                 tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Walls]:
-    """An attacker (deployer token scoped to `attacker`) beside a seeded victim."""
+    """An attacker (deployer token scoped to `attacker`) beside a seeded victim. A test
+    module may set `WALLS_ENV` (a dict) to configure the platform it runs against."""
     tmp = tmp_path_factory.mktemp(f"walls-{request.param}")
     shape = _servers if request.param == "servers" else _dev
-    async for walls in shape(services, tmp):
+    extra_env = dict(getattr(request.module, "WALLS_ENV", {}))
+    async for walls in shape(services, tmp, extra_env):
         yield walls

@@ -51,6 +51,29 @@ CASES: list[tuple[dict[str, Any], str, bool, bool]] = [
     (PUBLIC, "http://[fd00::1]/", False, True),
     (PUBLIC, "http://[fe80::1]/", False, True),
     (PUBLIC, "http://[2606:4700::1111]/", False, False),
+    # Every IPv6 form that embeds an IPv4 address is judged by that address.
+    (PUBLIC, "http://[::ffff:0:7f00:1]/", False, True),         # IPv4-translated 127.0.0.1
+    (PUBLIC, "http://[::ffff:0:127.0.0.1]/", False, True),
+    (PUBLIC, "http://[0:0:0:0:0:ffff:7f00:1]/", False, True),  # IPv4-mapped, long form
+    (PUBLIC, "http://[::FFFF:127.0.0.1]/", False, True),
+    (PUBLIC, "http://[::ffff:a9fe:a9fe]/", False, True),       # mapped metadata address
+    (PUBLIC, "http://[::127.0.0.1]/", False, True),            # IPv4-compatible
+    (PUBLIC, "http://[::a00:1]/", False, True),                # compatible 10.0.0.1
+    (PUBLIC, "http://[2002:7f00:1::]/", False, True),          # 6to4 127.0.0.1
+    (PUBLIC, "http://[2002:a9fe:a9fe::1]/", False, True),      # 6to4 169.254.169.254
+    (PUBLIC, "http://[2002:c0a8:101:1::1]/", False, True),     # 6to4 192.168.1.1
+    (PUBLIC, "http://[2002:7f00:1::]/", True, True),           # a relay is not loopback
+    (PUBLIC, "http://[64:ff9b::7f00:1]/", False, True),        # NAT64 127.0.0.1
+    (PUBLIC, "http://[64:ff9b::a9fe:a9fe]/", False, True),
+    (PUBLIC, "http://[64:ff9b:1::7f00:1]/", False, True),      # local-use NAT64
+    (PUBLIC, "http://[2001:0:4136:e378:8000:63bf:80ff:fffe]/", False, True),  # Teredo client
+    (PUBLIC, "http://[2001:0:a00:1::1]/", False, True),        # Teredo server 10.0.0.1
+    (PUBLIC, "http://[2606:4700::5efe:7f00:1]/", False, True),  # ISATAP 127.0.0.1
+    (PUBLIC, "http://[2606:4700::200:5efe:a9fe:a9fe]/", False, True),
+    (PUBLIC, "http://[::ffff:0:5db8:d822]/", False, False),    # translated 93.184.216.34
+    (PUBLIC, "http://[::ffff:5db8:d822]/", False, False),      # mapped 93.184.216.34
+    (PUBLIC, "http://[2002:5db8:d822::1]/", False, False),     # 6to4 93.184.216.34
+    (PUBLIC, "http://[2606:4700::5efe:5db8:d822]/", False, False),
     (DENY, "https://example.com/", False, True),
     (DENY, "http://127.0.0.1/", True, True),
     (ALLOW, "https://api.example.com/v1", False, False),
@@ -96,3 +119,9 @@ def test_reasons_say_why() -> None:
     assert "allow list" in reasons[("allow", "https://other.example.com/", False)]
     assert "port 80" in reasons[("allow", "http://api.example.com/v1", False)]
     assert "denies" in reasons[("deny", "https://example.com/", False)]
+    translated = reasons[("public", "http://[::ffff:0:7f00:1]/", False)]
+    assert translated == "loopback address (127.0.0.1 embedded in an IPv4-translated address)"
+    assert "6to4" in reasons[("public", "http://[2002:a9fe:a9fe::1]/", False)]
+    assert "Teredo client" in reasons[("public",
+                                       "http://[2001:0:4136:e378:8000:63bf:80ff:fffe]/", False)]
+    assert "ISATAP" in reasons[("public", "http://[2606:4700::5efe:7f00:1]/", False)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -54,7 +55,8 @@ def test_bad_worker_name() -> None:
     refused(lambda: VersionPromoted(namespace="acme", worker="API", version_id="v1"), "worker")
 
 
-@pytest.mark.parametrize("expr", ["", "* * *", "61 * * * *", "*/5 * * * * * * *", "every day"])
+@pytest.mark.parametrize("expr", ["", "* * *", "61 * * * *", "*/5 * * * * * * *", "every day",
+                                  "* * * * * *", "* * * * * * *", "0 0 * * 0", "@daily"])
 def test_bad_cron(expr: str) -> None:
     refused(lambda: msgspec.structs.replace(upload(), cron_triggers=(expr,)), "cron_triggers")
 
@@ -190,3 +192,57 @@ def test_appends_skip_revalidation_only_for_envelopes_built_by_new() -> None:
     assert checked == [forged]
     decoded = DEFAULT_CODEC.decode(DEFAULT_CODEC.encode(good))
     assert id(decoded) not in envelope_module._validated
+
+
+RESERVED = ["__WDL_BINDINGS", "__WDL_DO", "__wdl_x", "__Wdl", "_wdl_meta", "_WDL_X", "_cf_KV",
+            "_CF_X"]
+
+
+def reserved(build: Callable[[], Any], field: str) -> None:
+    with pytest.raises(InvalidEvent) as info:
+        Envelope.new(build(), actor="t")
+    assert info.value.field.startswith(field), info.value
+    assert info.value.code == "reserved_name"
+    assert "reserved for the platform" in info.value.message
+
+
+@pytest.mark.parametrize("name", RESERVED)
+def test_reserved_prefixes_are_refused_in_every_tenant_name(name: str) -> None:
+    base = upload()
+    reserved(lambda: SecretPut(namespace="acme", name=name, sealed=sealed()), "name")
+    reserved(lambda: SecretPut(namespace="acme", worker="api", name=name, sealed=sealed()),
+             "name")
+    reserved(lambda: msgspec.structs.replace(base, vars={name: "x"}), f"vars.{name}")
+    for kind, target in (("text", ""), ("json", ""), ("kv", "cache"), ("r2", "files"),
+                         ("d1", "db"), ("worker_loader", ""), ("service", "auth")):
+        binding = Binding(name=name, kind=kind, target=target,  # type: ignore[arg-type]
+                          value="1" if kind == "json" else "")
+        with_binding = msgspec.structs.replace(base, bindings=(binding,))
+        reserved(functools.partial(lambda event: event, with_binding), "bindings[0].name")
+    secret_ref = Binding(name="S", kind="secret", target=name)
+    reserved(lambda: msgspec.structs.replace(base, bindings=(secret_ref,)), "bindings[0].target")
+    entry = Binding(name="SVC", kind="service", target="auth", entrypoint=name)
+    reserved(lambda: msgspec.structs.replace(base, bindings=(entry,)), "bindings[0].entrypoint")
+    obj = Binding(name="OBJ", kind="durable_object", target=name)
+    reserved(lambda: msgspec.structs.replace(base, bindings=(obj,)), "bindings[0].target")
+    module = ModuleRef(name=f"{name}/x.js", type="esm", sha256=digest("x"), size=1)
+    reserved(lambda: msgspec.structs.replace(base, modules=(*base.modules, module)),
+             "modules[2].name")
+
+
+@pytest.mark.parametrize("name", ["WDL", "CF_TOKEN", "_WDL", "__CF_X", "MY__WDL", "_cfx",
+                                  "_wdlx"])
+def test_names_near_the_reserved_prefixes_are_fine(name: str) -> None:
+    Envelope.new(SecretPut(namespace="acme", name=name, sealed=sealed()), actor="t")
+    Envelope.new(msgspec.structs.replace(upload(), vars={name: "x"}), actor="t")
+
+
+def test_resource_names_cannot_take_a_reserved_prefix() -> None:
+    # KV, R2, D1 and queue names start with a letter or digit: no reserved prefix fits.
+    from eventlog.events.d1 import d1_name
+    from eventlog.events.queues import queue_name
+    from eventlog.validation import bucket_name, kv_name
+    for check in (kv_name, bucket_name, d1_name, queue_name):
+        for name in ("__wdl", "_wdl_x", "_cf_x"):
+            with pytest.raises(InvalidEvent):
+                check("name", name)

@@ -117,6 +117,29 @@ def test_egress_policy_and_grants_render_into_the_namespace_record() -> None:
     assert isinstance(doc, dict) and "grants" not in doc
 
 
+def test_revoking_every_grant_leaves_none_behind() -> None:
+    h = with_namespace()
+    for worker in ("api", "*", "web"):
+        assert accepted(h.send(ev.ServiceGranted(namespace="acme", grantee="partner",
+                                                 worker=worker)))
+    assert accepted(h.send(ev.ServiceGranted(namespace="acme", grantee="other", worker="api")))
+    # `*` revokes the grant of every worker only, not the per-worker grants.
+    assert accepted(h.send(ev.ServiceRevoked(namespace="acme", grantee="partner")))
+    doc = h.get(keys.NAMESPACES, "acme")
+    assert isinstance(doc, dict)
+    grants = doc["grants"]
+    assert isinstance(grants, list)
+    assert [g for g in grants if g["namespace"] == "partner"] == [
+        {"namespace": "partner", "worker": "api"}, {"namespace": "partner", "worker": "web"}]
+    assert accepted(h.send(ev.ServiceRevoked(namespace="acme", grantee="partner",
+                                             worker=ev.ALL_GRANTS)))
+    doc = h.get(keys.NAMESPACES, "acme")
+    assert isinstance(doc, dict)
+    assert doc["grants"] == [{"namespace": "other", "worker": "api"}]
+    again = h.send(ev.ServiceRevoked(namespace="acme", grantee="partner", worker=ev.ALL_GRANTS))
+    assert again.code == "grant_missing"
+
+
 def test_policies_need_the_namespace() -> None:
     h = Harness()
     verdict = h.send(ev.EgressPolicySet(namespace="acme", mode="deny"))

@@ -132,3 +132,28 @@ async def test_a_fenced_off_holder_cannot_claim(
     assert renew.code == "stale_generation"
     lease = await leases.view("scheduler")
     assert (lease.holder, lease.generation) == ("operator", 2)
+
+
+async def test_a_cron_from_looser_history_is_not_run(
+        platform: tuple[EmbeddedEventLog, ProjectionReader],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """History written before crons were held to Cloudflare's five fields stays readable,
+    but the scheduler runs none of its six- or seven-field triggers (one a second)."""
+    log, reader = platform
+    with monkeypatch.context() as loose:
+        loose.setattr("eventlog.validation.cron", lambda field, value: value)
+        events: list[ev.Event] = [
+            ev.NamespaceCreated(namespace="acme"),
+            upload("acme", "tick", "v1", crons=("* * * * * * *", "* * * * *")),
+            ev.VersionPromoted(namespace="acme", worker="tick", version_id="v1")]
+        for payload in events:
+            envelope = Envelope.new(payload, actor="test")
+            pos = await log.append(envelope)
+            verdict = await reader.wait_verdict(str(envelope.event_id), pos.partition,
+                                                pos.offset)
+            assert verdict.accepted, verdict
+    clock = AcceleratedClock(real_epoch_ms=time.time_ns() // 1_000_000,
+                             virtual_epoch_ms=1_790_000_000_000, factor=1)
+    scheduler = Scheduler(leases=LeaseClient(log, reader, clock, actor="sched:a"),
+                          reader=reader, dispatcher=Recorder(), clock=clock, holder="a")
+    assert [t.cron for t in await scheduler.triggers()] == ["* * * * *"]

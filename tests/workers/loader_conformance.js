@@ -201,6 +201,10 @@ export default {
                                                                         resource: "kv" } } }],
         ["plain object as KV", { env: { KV: { namespace: q.get("ns"), resource: "kv" } } }],
         ["reserved module", { modules: { "child.js": CHILD, "__wdl/shim.js": "export {}" } }],
+        ["reserved env, other case", { env: { __wdl_bindings: { KV: "kv" } } }],
+        ["reserved module, other case", { modules: { "child.js": CHILD,
+                                                     "./__WDL/shim.js": "export {}" } }],
+        ["experimental flag", { compatibilityFlags: ["js_rpc"] }],
         ["allowExperimental", { allowExperimental: true }],
         ["fetcher outbound", { globalOutbound: { fetch() {} } }],
       ]) {

@@ -63,14 +63,41 @@ function ipv6Groups(text) {
   return groups;
 }
 
+function dotted(hi, lo) {
+  return [hi >> 8, hi & 255, lo >> 8, lo & 255];
+}
+
+// Every IPv4 address an IPv6 address carries, with the form that carries it. `direct`
+// forms reach the IPv4 host itself (a dual-stack socket connects to it); the others
+// tunnel through a relay or translator, so an embedded special address is never allowed.
+function embeddedV4(g) {
+  const out = [];
+  const zero = (from, to) => g.slice(from, to).every((x) => x === 0);
+  if (zero(0, 5) && g[5] === 0xffff) out.push([dotted(g[6], g[7]), "IPv4-mapped", true]);
+  if (zero(0, 5) && g[5] === 0) out.push([dotted(g[6], g[7]), "IPv4-compatible", true]);
+  if (zero(0, 4) && g[4] === 0xffff && g[5] === 0) {
+    out.push([dotted(g[6], g[7]), "IPv4-translated", true]);
+  }
+  if (g[0] === 0x64 && g[1] === 0xff9b) out.push([dotted(g[6], g[7]), "NAT64", false]);
+  if (g[0] === 0x2002) out.push([dotted(g[1], g[2]), "6to4", false]);
+  if (g[0] === 0x2001 && g[1] === 0) {
+    out.push([dotted(g[2], g[3]), "Teredo server", false]);
+    out.push([dotted(~g[6] & 0xffff, ~g[7] & 0xffff), "Teredo client", false]);
+  }
+  if ((g[4] & 0xfdff) === 0 && g[5] === 0x5efe) out.push([dotted(g[6], g[7]), "ISATAP", false]);
+  return out;
+}
+
 function specialV6(g, loopbackOk) {
   if (g.every((x) => x === 0)) return "unspecified address";
   if (g.slice(0, 7).every((x) => x === 0) && g[7] === 1) {
     return loopbackOk ? "" : "loopback address";
   }
-  if (g.slice(0, 5).every((x) => x === 0) && (g[5] === 0xffff || g[5] === 0)) {
-    // IPv4-mapped / -compatible: judge the embedded IPv4 address.
-    return specialV4([g[6] >> 8, g[6] & 255], loopbackOk);
+  for (const [v4, form, direct] of embeddedV4(g)) {
+    // Judge the embedded IPv4 address as if it had been written as one.
+    const reason = specialV4(v4, direct && loopbackOk);
+    const article = /^[AEIOU]/.test(form) ? "an" : "a";
+    if (reason) return `${reason} (${v4.join(".")} embedded in ${article} ${form} address)`;
   }
   if ((g[0] & 0xfe00) === 0xfc00) return "unique-local address";
   if ((g[0] & 0xffc0) === 0xfe80) return "link-local address";

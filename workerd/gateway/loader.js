@@ -17,6 +17,18 @@
 //   `g<n+1>`, so a fixed callback can load it again.
 import { WorkerEntrypoint } from "cloudflare:workers";
 import { TENANT_SHIM } from "./gateway.js";
+import experimentalFlags from "./experimental-flags.json";
+
+// The pinned workerd's experimental flags (workerd/compatibility-flags.json): the data
+// plane runs with --experimental, which a tenant's Worker must never inherit.
+const EXPERIMENTAL = new Set(experimentalFlags);
+// The platform's name prefixes (eventlog/validation.py RESERVED_PREFIXES), in any case.
+const RESERVED = ["__wdl", "_wdl_", "_cf_"];
+
+function reservedPrefix(name) {
+  const lowered = name.toLowerCase();
+  return RESERVED.find((p) => lowered.startsWith(p));
+}
 
 // workerd never releases a named isolate: bound how many one namespace may
 // create in one gateway process (recycling starts from zero again).
@@ -95,7 +107,7 @@ export function childCode(raw, defaultOutbound) {
     if (typeof flag !== "string" || !FLAG_RE.test(flag)) {
       throw refuse(`${JSON.stringify(flag)} is not a compatibility flag`);
     }
-    if (flag.startsWith("experimental") || flag.startsWith("unsafe")) {
+    if (EXPERIMENTAL.has(flag) || flag.startsWith("experimental") || flag.startsWith("unsafe")) {
       throw refuse(`compatibility flag ${flag} is experimental or unsafe and not allowed ` +
         "for WDL tenants");
     }
@@ -109,7 +121,9 @@ export function childCode(raw, defaultOutbound) {
   }
   const modules = {};
   for (const name of names) {
-    if (name.startsWith("__wdl/")) throw refuse(`module names starting with __wdl/ are reserved`);
+    const bare = name.replace(/^(\.\/)+/, "");
+    const prefix = bare.toLowerCase().startsWith("__wdl/") ? "__wdl/" : reservedPrefix(bare);
+    if (prefix) throw refuse(`module names starting with ${prefix} are reserved (in any case)`);
     modules[name] = moduleOf(name, raw.modules[name]);
   }
   if (typeof raw.mainModule !== "string") throw refuse("mainModule must be a module name");
@@ -121,7 +135,10 @@ export function childCode(raw, defaultOutbound) {
   const given = raw.env === undefined ? {} : raw.env;
   if (given === null || typeof given !== "object") throw refuse("env must be an object");
   for (const [name, value] of Object.entries(given)) {
-    if (name.startsWith("__WDL")) throw refuse(`env names starting with __WDL are reserved`);
+    const prefix = reservedPrefix(name);
+    if (prefix) {
+      throw refuse(`env names starting with ${prefix.toUpperCase()} are reserved (in any case)`);
+    }
     env[name] = value;
   }
   const kinds = {};

@@ -23,6 +23,7 @@ from services.api.routes.common import WRITE_ERRORS, Ctx, IdemKey, Namespace, Wo
 from services.api.routes.common import namespace_doc as _namespace_doc
 from services.api.versions import new_version_id
 from services.bundles import BundleError, BundleLimits, Module, build_bundle, guess_module_type
+from services.runtime_compat import CompatibilityError, check_compatibility
 
 router = APIRouter(prefix="/v1/namespaces/{ns}/workers", tags=["workers"])
 
@@ -93,6 +94,11 @@ async def deploy(ns: Namespace, worker: WorkerName, body: DeployRequest, ctx: Ct
         cron_triggers=tuple(body.cron_triggers),
     )
     env = build(ctx, principal, payload, idempotency=idempotency_key(principal, idem))
+    try:
+        # What the pinned workerd would refuse at load time is refused now, unwritten.
+        check_compatibility(payload.compatibility_date, payload.compatibility_flags)
+    except CompatibilityError as exc:
+        raise ApiError(400, exc.code, exc.message, field=exc.field) from None
     await _check_targets(ctx, ns, payload)
     outcome = await first_outcome(ctx, env) if env.idempotency_key is not None else None
     if outcome is None:

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query
 
 from eventlog.events import (
+    ALL_GRANTS,
     EgressPolicySet,
     EgressRule,
     NamespaceLimitsSet,
@@ -99,9 +100,19 @@ async def grant(ns: Namespace, body: ServiceGrantIn, ctx: Ctx, principal: Auth,
 
 @router.delete("/grants/{to}", response_model=CommandResult, responses=WRITE_ERRORS)
 async def revoke(ns: Namespace, to: Annotated[str, Path(max_length=64)], ctx: Ctx,
-                 principal: Auth, worker: Annotated[str, Query(max_length=64)] = "*",
+                 principal: Auth,
+                 worker: Annotated[str | None, Query(
+                     max_length=64, description="the grant to revoke (a worker, or * for the "
+                     "grant of every worker); default: every grant to `to`")] = None,
                  idem: IdemKey = None) -> dict[str, Any]:
-    await namespace_doc(ctx, principal, ns, write=True)
-    env = build(ctx, principal, ServiceRevoked(namespace=ns, grantee=to, worker=worker),
+    """Revoke grants to namespace `to`: all of them (one event) unless `worker` names one."""
+    doc = await namespace_doc(ctx, principal, ns, write=True)
+    held = [g.get("worker") for g in doc.get("grants") or [] if g.get("namespace") == to]
+    if (worker is None and not held) or (worker is not None and worker not in held):
+        # Refused before anything is written; the fold decides again (a racing revoke).
+        what = f"{ns}/{worker}" if worker is not None else f"any worker of {ns}"
+        raise ApiError(409, "grant_missing", f"{to} has no grant for {what}")
+    env = build(ctx, principal, ServiceRevoked(
+        namespace=ns, grantee=to, worker=ALL_GRANTS if worker is None else worker),
                 idempotency=idempotency_key(principal, idem))
     return (await submit(ctx, env)).require_accepted().as_dict()
