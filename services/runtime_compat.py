@@ -42,6 +42,21 @@ class Flag:
     date: str | None
     experimental: bool
 
+    @property
+    def unsupported(self) -> bool:
+        """Python Workers: enabling them makes workerd fetch Python packages from the
+        network while it loads the worker, outside any egress policy; WDL runs none."""
+        return self.field.startswith("python")
+
+
+def refused_flags() -> dict[str, list[str]]:
+    """Enable names tenants may not use, by why: loader.js gets them for dynamic Workers
+    (services/dataplane/config.py) as the control API refuses them for versions."""
+    flags = pinned_runtime().flags
+    return {"experimental": sorted(f.enable for f in flags if f.experimental and f.enable),
+            "unsupported": sorted(f.enable for f in flags if f.unsupported and f.enable
+                                  and not f.experimental)}
+
 
 @dataclass(frozen=True)
 class Runtime:
@@ -108,6 +123,11 @@ def check_compatibility(date: str, flags: Iterable[str], *,
                 "experimental_compatibility_flag", "compatibility_flags",
                 f"The compatibility flag {name} is experimental and cannot be used in "
                 "Workers deployed to WDL.")
+        if enables and flag.unsupported:
+            raise CompatibilityError(
+                "unsupported_compatibility_flag", "compatibility_flags",
+                f"The compatibility flag {name} is for Python Workers, which WDL does not "
+                "run.")
         (enabled if enables else disabled)[flag.field] = name
         if flag.field in enabled and flag.field in disabled:
             raise CompatibilityError(

@@ -14,7 +14,6 @@ config names them without addresses.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +34,7 @@ from services.dataplane.workerd_config import (
     WorkerLoaderBinding,
     render_config,
 )
+from services.runtime_compat import refused_flags
 
 GATEWAY_COMPATIBILITY_DATE = "2025-11-17"
 # Never a tenant destination, whatever the policy and whatever DNS answers
@@ -68,11 +68,9 @@ def gateway_sources(directory: Path | None = None) -> list[Module]:
     # The value codec is the gateway's too (gateway/queues.js decodes `v8` messages).
     modules.append(EsModule("values.js", (root / "tenant" / "values.js").read_text(
         encoding="utf-8")))
-    # The pinned runtime's experimental flags: loader.js refuses them for tenants' dynamic
-    # Workers as the control API does for versions (services/runtime_compat.py).
-    flags = json.loads((root / "compatibility-flags.json").read_text(encoding="utf-8"))
-    modules.append(JsonModule("experimental-flags.json", sorted(
-        f["enable"] for f in flags["flags"] if f["experimental"] and f["enable"])))
+    # The pinned runtime's flags tenants may not use: loader.js refuses them for tenants'
+    # dynamic Workers as the control API does for versions (services/runtime_compat.py).
+    modules.append(JsonModule("refused-flags.json", refused_flags()))
     return modules
 
 

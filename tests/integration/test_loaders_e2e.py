@@ -147,6 +147,7 @@ async def test_conformance_scoped_ids_and_namespace_isolation(
     assert "__WDL are reserved" in forged["reserved env, other case"]["error"]["message"]
     assert "__wdl/ are reserved" in forged["reserved module, other case"]["error"]["message"]
     assert "experimental or unsafe" in forged["experimental flag"]["error"]["message"]
+    assert "Python Workers" in forged["python flag"]["error"]["message"]
     assert forged["allowExperimental"]["ok"] is False
     assert "allowExperimental is not allowed" in forged["allowExperimental"]["error"]["message"]
     assert forged["fetcher outbound"]["ok"] is False

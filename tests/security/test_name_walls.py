@@ -156,6 +156,10 @@ async def test_cloudflares_cron_extensions_deploy(walls: Walls) -> None:
     ("2025-11-17", ["experimental"], "experimental_compatibility_flag"),
     ("2025-11-17", ["nodejs_compat", "unsafe_module"], "experimental_compatibility_flag"),
     ("2025-11-17", ["nodejs_compat", "no_nodejs_compat"], "contradictory_compatibility_flags"),
+    # Not experimental, but it makes workerd fetch Python packages from the network at load
+    # time, outside any egress policy (and then fail the process's worker).
+    ("2025-11-17", ["python_workers"], "unsupported_compatibility_flag"),
+    ("2025-11-17", ["python_workflows"], "unsupported_compatibility_flag"),
     ("2026-11-18", [], "compatibility_date_unsupported"),   # the pinned workerd's is 11-17
     ("2099-01-01", [], "compatibility_date_unsupported"),
 ])

@@ -15,6 +15,7 @@ from services.runtime_compat import (
     CompatibilityError,
     check_compatibility,
     pinned_runtime,
+    refused_flags,
 )
 
 pytestmark = pytest.mark.unit
@@ -86,3 +87,13 @@ def test_a_disable_flag_of_an_experimental_feature_is_allowed() -> None:
     disables = [f["disable"] for f in doc["flags"] if f["experimental"] and f["disable"]]
     for name in disables:
         check_compatibility("2025-11-17", [name], today=lambda: today("2026-12-07"))
+
+
+def test_python_workers_are_refused_but_may_be_switched_off() -> None:
+    for name in ("python_workers", "python_workflows", "python_workers_20250116"):
+        with pytest.raises(CompatibilityError) as refused:
+            check_compatibility("2025-11-17", [name])
+        assert refused.value.code == "unsupported_compatibility_flag"
+    check_compatibility("2025-11-17", ["no_python_workers_20250116"])
+    assert "python_workers" in refused_flags()["unsupported"]
+    assert not set(refused_flags()["unsupported"]) & set(refused_flags()["experimental"])

@@ -205,6 +205,7 @@ export default {
         ["reserved module, other case", { modules: { "child.js": CHILD,
                                                      "./__WDL/shim.js": "export {}" } }],
         ["experimental flag", { compatibilityFlags: ["js_rpc"] }],
+        ["python flag", { compatibilityFlags: ["python_workers"] }],
         ["allowExperimental", { allowExperimental: true }],
         ["fetcher outbound", { globalOutbound: { fetch() {} } }],
       ]) {

@@ -17,11 +17,13 @@
 //   `g<n+1>`, so a fixed callback can load it again.
 import { WorkerEntrypoint } from "cloudflare:workers";
 import { TENANT_SHIM } from "./gateway.js";
-import experimentalFlags from "./experimental-flags.json";
+import refusedFlags from "./refused-flags.json";
 
 // The pinned workerd's experimental flags (workerd/compatibility-flags.json): the data
 // plane runs with --experimental, which a tenant's Worker must never inherit.
-const EXPERIMENTAL = new Set(experimentalFlags);
+const EXPERIMENTAL = new Set(refusedFlags.experimental);
+// Python Workers: loading one makes workerd fetch packages from the network.
+const UNSUPPORTED = new Set(refusedFlags.unsupported);
 // The platform's name prefixes (eventlog/validation.py RESERVED_PREFIXES), in any case.
 const RESERVED = ["__wdl", "_wdl_", "_cf_"];
 
@@ -110,6 +112,9 @@ export function childCode(raw, defaultOutbound) {
     if (EXPERIMENTAL.has(flag) || flag.startsWith("experimental") || flag.startsWith("unsafe")) {
       throw refuse(`compatibility flag ${flag} is experimental or unsafe and not allowed ` +
         "for WDL tenants");
+    }
+    if (UNSUPPORTED.has(flag)) {
+      throw refuse(`compatibility flag ${flag} is for Python Workers, which WDL does not run`);
     }
   }
   if (raw.modules === null || typeof raw.modules !== "object") {
