@@ -112,6 +112,8 @@ def listening_socket(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
 
 
 PROBE_TIMEOUT = 1.0  # seconds one readiness probe may take
+PUMP_CHUNK = 64 * 1024  # bytes read from workerd's stdout at a time
+MAX_LINE = 16 * 1024  # bytes of one output line kept (a tenant's console.log may be huge)
 
 
 async def http_answers(addr: Address, path: str = "/") -> bool:
@@ -138,6 +140,10 @@ async def http_answers(addr: Address, path: str = "/") -> bool:
 @dataclass
 class _Output:
     lines: deque[str] = field(default_factory=lambda: deque(maxlen=2000))
+
+    def add(self, line: bytes, truncated: bool) -> None:
+        text = line.decode("utf-8", "replace")
+        self.lines.append(text + " [... truncated]" if truncated else text)
 
     def text(self, last: int | None = None) -> str:
         lines = list(self.lines)
@@ -248,8 +254,25 @@ class WorkerdProcess:
         return self._output.text()
 
     async def _pump(self, stream: asyncio.StreamReader) -> None:
-        while line := await stream.readline():
-            self._output.lines.append(line.decode("utf-8", "replace").rstrip("\n"))
+        # Chunks, not readline(): a tenant's console.log is one line of any length, and
+        # readline() raises past its buffer limit - the pipe would then go undrained,
+        # workerd would block writing to it and every tenant of the process would hang.
+        # A line is kept up to MAX_LINE bytes; the rest of it is dropped, never buffered.
+        partial = bytearray()
+        dropped = False
+        while chunk := await stream.read(PUMP_CHUNK):
+            lines = chunk.split(b"\n")
+            for i, piece in enumerate(lines):
+                room = MAX_LINE - len(partial)
+                if len(piece) > room:
+                    piece, dropped = piece[:max(room, 0)], True
+                partial += piece
+                if i < len(lines) - 1:
+                    self._output.add(bytes(partial), dropped)
+                    partial.clear()
+                    dropped = False
+        if partial:
+            self._output.add(bytes(partial), dropped)
 
     async def start(self) -> None:
         if self._proc is not None:
@@ -306,7 +329,9 @@ class WorkerdProcess:
 
     async def _settle_output(self) -> None:
         if self._drain is not None:
-            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+            # Whatever became of the drain, the process is stopped all the same (a stop
+            # that raised here would leave the watchdog's slot empty for good).
+            with contextlib.suppress(Exception, asyncio.CancelledError):
                 await asyncio.wait_for(asyncio.shield(self._drain), timeout=1.0)
 
     @property

@@ -1,0 +1,137 @@
+"""Red team, availability: what a tenant does with the platform's own plumbing to stall
+every other namespace (beyond the spin and heap storms of test_availability_walls.py).
+
+- **One long `console.log` line.** workerd writes a tenant's console output to its
+  stdout, a pipe the supervisor drains line by line. A line longer than the reader's
+  buffer used to kill the drain (asyncio's `readline` limit, 64 KiB): the pipe then
+  filled up, workerd blocked writing to it, every tenant of the process hung, and the
+  replacement of the hung process failed on the same dead drain, so the slot was never
+  filled again. The whole data plane was gone for good after two requests. The same
+  in a Durable Object stalled the DO host, every namespace's objects with it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+
+import httpx
+import pytest
+
+from tests.security.rig import VICTIM, Walls
+
+pytestmark = pytest.mark.security
+
+# One line of 200 KiB, then about 1 MiB more in ordinary lines per request: what a
+# tenant logging a large JSON body or a base64 image does.
+LOGGER = """\
+export default {
+  async fetch(request) {
+    const u = new URL(request.url);
+    const size = Number(u.searchParams.get("size") || "10");
+    const lines = Number(u.searchParams.get("lines") || "1");
+    for (let i = 0; i < lines; i++) console.log("L" + "x".repeat(size));
+    return new Response("logged");
+  },
+};
+"""
+
+DO_LOGGER = """\
+import { DurableObject } from "cloudflare:workers";
+
+export class Chatty extends DurableObject {
+  async log(size, lines) {
+    for (let i = 0; i < lines; i++) console.log("D" + "y".repeat(size));
+    return "logged";
+  }
+}
+
+export default {
+  async fetch(request, env) {
+    const u = new URL(request.url);
+    const size = Number(u.searchParams.get("size") || "10");
+    const lines = Number(u.searchParams.get("lines") || "1");
+    const name = u.searchParams.get("name") || "a";
+    return new Response(await env.CHATTY.getByName(name).log(size, lines));
+  },
+};
+"""
+
+DO_TOML = """
+[[durable_objects.bindings]]
+name = "CHATTY"
+class_name = "Chatty"
+
+[[migrations]]
+tag = "v1"
+new_sqlite_classes = ["Chatty"]
+"""
+
+
+async def _victim_answers_within(walls: Walls, bound_s: float, path: str = "/vault/") -> float:
+    """Seconds until the victim's worker answers 200 again (each try on a new
+    connection, 2 s timeout), or fail after `bound_s`."""
+    started = time.monotonic()
+    limits = httpx.Limits(max_keepalive_connections=0)
+    async with httpx.AsyncClient(base_url=walls.gateway, timeout=2.0, limits=limits) as client:
+        while time.monotonic() - started < bound_s:
+            with contextlib.suppress(httpx.HTTPError):
+                r = await client.get(path, headers={"host": walls.host(VICTIM)})
+                if r.status_code == 200:
+                    return time.monotonic() - started
+            await asyncio.sleep(0.2)
+    raise AssertionError(f"the victim got no answer for {bound_s:.0f} s after the attack")
+
+
+async def _flood_log(walls: Walls, worker: str, query: str, times: int) -> None:
+    for _ in range(times):
+        with contextlib.suppress(httpx.HTTPError):
+            await walls.attack(worker, f"/?{query}", timeout=5)
+
+
+async def _gateway_processes(walls: Walls) -> int:
+    if walls.kind == "servers":
+        gateway = walls.extra["platform"].gateway
+        return len([i for i in gateway.instances() if i.process.running])
+    return len(walls.extra["dev"].workerd_pids())
+
+
+async def test_a_long_console_line_stalls_no_one(walls: Walls) -> None:
+    expected = await _gateway_processes(walls)
+    await walls.attacker.deploy_js("logger", LOGGER)
+    r = await walls.attack("logger", "/?size=10")
+    assert (r.status_code, r.text) == (200, "logged"), r.text
+    # A few long lines (each request may land on either process), then plenty of output.
+    await _flood_log(walls, "logger", "size=200000", 6)
+    await _flood_log(walls, "logger", "size=10000&lines=40", 12)
+    took = await _victim_answers_within(walls, 15)
+    print(f"long console line ({walls.kind}): the victim answered after {took:.1f} s")
+    # Every gateway slot is (back) up, and the attacker's own logging still works.
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and await _gateway_processes(walls) < expected:
+        await asyncio.sleep(0.2)
+    assert await _gateway_processes(walls) == expected
+    r = await walls.attack("logger", "/?size=200000", timeout=10)
+    assert (r.status_code, r.text) == (200, "logged"), r.text
+    await walls.assert_victim_intact()
+
+
+async def test_a_long_console_line_in_a_durable_object_stalls_no_one(walls: Walls) -> None:
+    await walls.attacker.deploy_js("chatty", DO_LOGGER, DO_TOML)
+    r = await walls.attack("chatty", "/?size=10", timeout=30)
+    assert (r.status_code, r.text) == (200, "logged"), r.text
+    await _flood_log(walls, "chatty", "size=200000", 3)
+    await _flood_log(walls, "chatty", "size=10000&lines=40&name=b", 8)
+    # The victim's Durable Object answers (its state read goes through the DO host).
+    started = time.monotonic()
+    while True:
+        with contextlib.suppress(httpx.HTTPError, ValueError):
+            r = await walls.get(walls.host(VICTIM), "/vault/state", timeout=5)
+            if r.status_code == 200 and r.json()["do"]["kv"] == "victim-do-value":
+                break
+        assert time.monotonic() - started < 20, "the victim's Durable Object stalled"
+        await asyncio.sleep(0.5)
+    r = await walls.attack("chatty", "/?size=200000&name=c", timeout=15)
+    assert (r.status_code, r.text) == (200, "logged"), r.text
+    await walls.assert_victim_intact()
