@@ -45,6 +45,8 @@ def _modules(root: Path) -> list[tuple[str, str, str]]:
            ("r2.js", "esModule", (root / "gateway" / "r2.js").read_text()),
            ("d1.js", "esModule", (root / "gateway" / "d1.js").read_text()),
            ("internal.js", "esModule", (root / "gateway" / "internal.js").read_text()),
+           # The gateway's egress judgement, for the objects' own fetch().
+           ("egress.js", "esModule", (root / "gateway" / "egress.js").read_text()),
            ("ids.js", "esModule", (root / "tenant" / "do.js").read_text()),
            ("values.js", "esModule", (root / "tenant" / "values.js").read_text())]
     tenant = sorted((root / "tenant").glob("*.js"))
@@ -84,6 +86,8 @@ const config :Workerd.Config = (
         (name = "DATA", service = "data"),
         (name = "D1", service = "d1"),
         (name = "INTERNAL_TOKEN", text = {capnp_text(config.internal_token)}),
+        (name = "EGRESS_ALLOW_LOOPBACK",
+         text = {capnp_text("1" if config.egress_allow_loopback else "")}),
       ],
       durableObjectNamespaces = [
         (className = {capnp_text(HOST_CLASS)}, uniqueKey = {capnp_text(UNIQUE_KEY)},

@@ -15,6 +15,7 @@ import { idTag } from "./ids.js";
 import { RPC, decodeValue, encodeValue } from "./values.js";
 import SHIM from "./shim_sources.js";
 import { internalHeaders, internalRefusal } from "./internal.js";
+import { egressRefusal } from "./egress.js";
 
 export { WdlDo } from "./do.js";
 export { WdlKv } from "./kv.js";
@@ -183,7 +184,9 @@ function tenantCode(body, m, ctx) {
     mainModule: "__wdl/objects_main.js",
     modules,
     env,
-    globalOutbound: ctx.exports.WdlObjectsOutbound({ props: {} }),
+    // The namespace's egress policy, as for the worker's own fetch() (WdlObjectsOutbound).
+    globalOutbound: ctx.exports.WdlObjectsOutbound({ props: {
+      namespace: m.namespace, script: m.script } }),
   };
 }
 
@@ -380,8 +383,26 @@ export class WdlAlarms extends WorkerEntrypoint {
   async remove(id) { await hostFor(this.env, this.#m(id)).deleteTenantAlarm(); }
 }
 
+// Every fetch() of a tenant's object: the URL judged by its namespace's egress policy
+// (as the gateway's WdlEgress judges the worker's), the address by the NET network
+// service (public addresses only). The policy comes with the worker's route (cached
+// ROUTE_CACHE_MS); no route (the worker was deleted): nothing goes out.
 export class WdlObjectsOutbound extends WorkerEntrypoint {
   async fetch(request) {
+    const { namespace, script } = this.ctx.props;
+    const url = new URL(request.url);
+    let policy = { mode: "deny" };
+    try {
+      const route = await routeOf(this.env, { namespace, script });
+      if (route.route) policy = route.route.egress || { mode: "public" };
+    } catch {
+      // the state service is unreachable: refuse rather than guess
+    }
+    const reason = egressRefusal(policy, url, this.env.EGRESS_ALLOW_LOOPBACK === "1");
+    if (reason) {
+      throw new Error(`WDL egress policy of namespace ${namespace} refused ` +
+        `${url.protocol}//${url.host}: ${reason}`);
+    }
     return this.env.NET.fetch(request);
   }
 }
