@@ -28,8 +28,8 @@ def _name(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
 
-async def _servers(services: Endpoints, tmp: Path,
-                   extra_env: dict[str, str]) -> AsyncIterator[Walls]:
+async def _servers(services: Endpoints, tmp: Path, extra_env: dict[str, str],
+                   components: frozenset[str] = SERVER_COMPONENTS) -> AsyncIterator[Walls]:
     assert services.kafka_bootstrap_servers and services.redis_url
     root_keys = generate_root_key("k-sec").export()
     with new_database(services) as database, pytest.MonkeyPatch.context() as mp:
@@ -47,7 +47,7 @@ async def _servers(services: Endpoints, tmp: Path,
         }
         for key, value in extra_env.items():
             mp.setenv(key, value)  # read from the environment by the components too
-        options = PlatformOptions(components=SERVER_COMPONENTS, internal_token=INTERNAL_TOKEN,
+        options = PlatformOptions(components=components, internal_token=INTERNAL_TOKEN,
                                   api_port=0, gateway_port=0, state_port=0, data_port=0,
                                   workerd_bin=services.workerd_bin,
                                   recycle=RecyclePolicy(interval=0))
@@ -92,9 +92,16 @@ async def _dev(services: Endpoints, tmp: Path,
 async def walls(request: pytest.FixtureRequest, services: Endpoints,
                 tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Walls]:
     """An attacker (deployer token scoped to `attacker`) beside a seeded victim. A test
-    module may set `WALLS_ENV` (a dict) to configure the platform it runs against."""
+    module may set `WALLS_ENV` (a dict) to configure the platform it runs against, and
+    `WALLS_COMPONENTS` (names) to run more components on the servers shape (`wdl dev`
+    runs them all)."""
     tmp = tmp_path_factory.mktemp(f"walls-{request.param}")
-    shape = _servers if request.param == "servers" else _dev
     extra_env = dict(getattr(request.module, "WALLS_ENV", {}))
-    async for walls in shape(services, tmp, extra_env):
-        yield walls
+    if request.param == "servers":
+        components = SERVER_COMPONENTS | frozenset(getattr(request.module, "WALLS_COMPONENTS",
+                                                           ()))
+        async for walls in _servers(services, tmp, extra_env, components):
+            yield walls
+    else:
+        async for walls in _dev(services, tmp, extra_env):
+            yield walls

@@ -8,6 +8,14 @@ every other namespace (beyond the spin and heap storms of test_availability_wall
   replacement of the hung process failed on the same dead drain, so the slot was never
   filled again. The whole data plane was gone for good after two requests. The same
   in a Durable Object stalled the DO host, every namespace's objects with it.
+- **Blame evasion.** The watchdog blames a namespace only when the hung process's last
+  barrier round named it alone and was not *truncated*. Any request whose target was
+  not known before its round marked the round truncated - including requests that can
+  never run tenant code: `GET /` on a platform host (no worker), a host under the
+  platform domain that names no namespace, a host nobody claimed. A spinning tenant
+  that sends a few of those around each spin was never struck, only put on
+  probation, again and again: it hung processes forever (`test_availability_walls.py`'s
+  storm, plus noise).
 """
 
 from __future__ import annotations
@@ -19,7 +27,7 @@ import time
 import httpx
 import pytest
 
-from tests.security.rig import VICTIM, Walls
+from tests.security.rig import ATTACKER, VICTIM, Walls
 
 pytestmark = pytest.mark.security
 
@@ -134,4 +142,58 @@ async def test_a_long_console_line_in_a_durable_object_stalls_no_one(walls: Wall
         await asyncio.sleep(0.5)
     r = await walls.attack("chatty", "/?size=200000&name=c", timeout=15)
     assert (r.status_code, r.text) == (200, "logged"), r.text
+    await walls.assert_victim_intact()
+
+
+SPIN = "export default {{ async fetch() {{ /* {n} */ while (true) {{}} }} }};"
+# Requests that run no tenant code, to the attacker's host and to hosts of nobody.
+NOISE = (("attacker.workers.local", "/"), ("no.such.workers.local", "/x/"),
+         ("nobody-claimed.example", "/x/"))
+
+
+async def _noise(client: httpx.AsyncClient) -> None:
+    for host, path in NOISE:
+        with contextlib.suppress(httpx.HTTPError):
+            await client.get(path, headers={"host": host})
+
+
+async def test_requests_that_run_no_code_do_not_blur_the_blame(walls: Walls) -> None:
+    """The storm of test_availability_walls.py, each spin wrapped in noise: the spinning
+    namespace is still struck and held back."""
+    limits = httpx.Limits(max_keepalive_connections=0)
+    tasks: list[asyncio.Task[None]] = []
+    async with httpx.AsyncClient(base_url=walls.gateway, timeout=5.0, limits=limits) as noise:
+
+        async def spin() -> None:
+            with contextlib.suppress(httpx.HTTPError):
+                await walls.attack("spin", "/", timeout=15)
+
+        async def wrapped() -> None:
+            # Noise before the spin, and noise that waits for the spin's round.
+            tasks.extend(asyncio.create_task(_noise(noise)) for _ in range(3))
+            await asyncio.sleep(0.005)
+            tasks.append(asyncio.create_task(spin()))
+            for _ in range(6):
+                await asyncio.sleep(0.001)
+                tasks.append(asyncio.create_task(_noise(noise)))
+
+        for n in range(4):
+            deployed = await walls.attacker.deploy(
+                walls.attacker.project("spin", SPIN.format(n=f"noise-{n}")), ok=False)
+            if deployed.code != 0:  # held back already
+                break
+            for _ in range(3):
+                await wrapped()
+                await asyncio.sleep(0.3)
+            await asyncio.sleep(1.5)
+        await asyncio.gather(*tasks, return_exceptions=True)
+    try:
+        held = await walls.admin.wdl("quarantine", "list", "--json")
+        strikes = (await walls.admin.wdl("quarantine", "strikes", "--json")).json()
+        assert any(q["namespace"] == ATTACKER and q.get("worker") is None
+                   for q in held.json()), (held.out, strikes)
+        assert not any(s["namespace"] == VICTIM and s["strikes"] for s in strikes), strikes
+    finally:
+        await walls.admin.wdl("quarantine", "lift", ATTACKER, "--note", "red team", ok=False)
+    await _victim_answers_within(walls, 30)
     await walls.assert_victim_intact()

@@ -7,7 +7,7 @@ import { WorkerEntrypoint } from "cloudflare:workers";
 import { resolveTarget } from "./routing.js";
 import { egressRefusal } from "./egress.js";
 import { HEADER as REQUEST_ID, openRequest, spendSubrequest, withinWall } from "./budgets.js";
-import { admit, announce, ended, mark, markUnknown, nameVersion, probationEnter }
+import { admit, announce, ended, mark, nameVersion, probationEnter }
   from "./containment.js";
 import { BUNDLE_TIMEOUT_MS, NO_CLAIMS, PlatformError, claims, dropRoute, fresh, lookup, pushed,
          reply, roundStats, st, stateGet, withTimeout } from "./freshness.js";
@@ -241,6 +241,10 @@ async function queueBatch(request, env, ctx) {
       current.missing.message || `${job.namespace}/${job.worker} has no active version`);
   }
   const stub = await stubFor(env, ctx, job.namespace, job.worker, current);
+  // Announced like a cron run: no barrier round names this target before its code runs,
+  // so a queue() that hangs the process would otherwise be blamed on nobody.
+  const token = crypto.randomUUID();
+  await announce(env, [job.namespace, job.worker, current.version], token);
   const release = admit(job.namespace, job.worker, current.version);
   const t0 = Date.now();
   let outcome = "exception";
@@ -255,6 +259,7 @@ async function queueBatch(request, env, ctx) {
   } finally {
     count(env, ctx, job.namespace, job.worker, null, outcome, Date.now() - t0);
     release();
+    ended(token);
   }
 }
 
@@ -286,6 +291,9 @@ async function workflow(request, env, ctx) {
       message: `version ${job.version_id} of ${job.namespace}/${job.worker} is not ` +
         `available: ${err.message}` } } });
   }
+  // Announced, as a queue batch is (above).
+  const token = crypto.randomUUID();
+  await announce(env, [job.namespace, job.worker, job.version_id], token);
   const release = admit(job.namespace, job.worker, job.version_id);
   const t0 = Date.now();
   let outcome = "exception";
@@ -303,6 +311,7 @@ async function workflow(request, env, ctx) {
   } finally {
     count(env, ctx, job.namespace, job.worker, null, outcome, Date.now() - t0);
     release();
+    ended(token);
   }
 }
 
@@ -432,6 +441,8 @@ async function handle(request, env, ctx) {
   // The mark goes out with the round this request waits for (containment.js).
   const early = onPlatform || st.claims !== null
     ? resolveTarget(host, url.pathname, domain, onPlatform ? NO_CLAIMS : st.claims) : null;
+  // A platform host routes without claims: a target it does not name now, it never will.
+  if (onPlatform && early.code) return reply(404, early.code, early.message);
   let key = null;
   let slot;  // containment's key of the target, from its cached route (undefined: made there)
   let gated = false;  // on probation when marked: it runs behind the gate, whatever comes
@@ -444,14 +455,21 @@ async function handle(request, env, ctx) {
       gated = hit.probation === true;
     }
     mark(early.namespace, early.worker, hit && hit.version, slot, gated);
-  } else {
-    markUnknown();
   }
   await fresh(env, ctx, key);
   const target = onPlatform && early && !early.code ? early
     : resolveTarget(host, url.pathname, domain, onPlatform ? NO_CLAIMS : await claims(env));
   if (target.code) return reply(404, target.code, target.message);
   if (target !== early) gated = false;
+  if (!early || early.code || early.namespace !== target.namespace ||
+      early.worker !== target.worker) {
+    // Its target was not known before the round it waited for (claims not cached, or
+    // changed by that round): one more round that names it, before any tenant code. It
+    // used to mark the round "unknown" instead, which blurred the blame of everyone in
+    // it - and a request that runs no code at all (a host nobody claimed) did it too.
+    mark(target.namespace, target.worker, undefined, undefined, false);
+    await fresh(env, ctx);
+  }
   const release = admit(target.namespace, target.worker, null,
                         target === early ? slot : undefined, gated);
   let endProbation = null;
