@@ -29,6 +29,10 @@ from __future__ import annotations
 
 import re
 
+import idna
+
+from eventlog.errors import InvalidEvent
+
 LOCAL_SUFFIXES: tuple[tuple[str, str], ...] = (
     ("localhost", "the loopback name (RFC 6761)"),
     ("localdomain", "a local name (/etc/hosts)"),
@@ -80,3 +84,23 @@ def reserved_reason(host: str) -> str | None:
 def under_domain(host: str, domain: str) -> bool:
     """Whether `host` is the platform domain or one of its subdomains."""
     return bool(domain) and (host == domain or host.endswith("." + domain))
+
+
+def normalize_pattern(value: str) -> str:
+    """A pattern as a user typed it -> its canonical form: the host lowercased, one
+    trailing dot dropped, a non-ASCII host in its IDNA (UTS #46) ASCII form; the path
+    unchanged (paths are case-sensitive). A port is refused: a claim covers every port.
+    Whatever else is wrong is left to `validation.host_pattern`, which names it."""
+    host, path = split_pattern(value)
+    if host.count(":") == 1 and host.rpartition(":")[2].isdigit():
+        raise InvalidEvent("pattern", f"{host!r} has a port: a host pattern names no port "
+                                      "(a claim covers every port)")
+    if host.endswith(".") and not host.endswith(".."):
+        host = host[:-1]
+    if not host.isascii():
+        try:
+            host = idna.encode(host, uts46=True).decode("ascii")
+        except idna.IDNAError as exc:
+            raise InvalidEvent("pattern", f"{host!r} is not an internationalized host "
+                                          f"name: {exc}") from None
+    return host.lower() + path

@@ -188,9 +188,11 @@ def crons(field: str, values: Iterable[object]) -> None:
         cron(field, expr)
 
 
-def host_pattern(field: str, value: object) -> str:
-    """A lowercase host name with an optional path, e.g. `api.example.com/v1/`, whose
-    host a tenant may hold: no IP literal, local or single-label name (eventlog/hostnames.py)."""
+def host_pattern(field: str, value: object, *, claimable: bool = True) -> str:
+    """A lowercase host name with an optional path, e.g. `api.example.com/v1/`; with
+    `claimable`, one whose host a tenant may hold: no IP literal, local or single-label
+    name (eventlog/hostnames.py). Releases skip that, so a claim made before the rule
+    can still be given up."""
     if not isinstance(value, str) or not value or len(value) > 512:
         raise InvalidEvent(field, f"{value!r} is not a host pattern")
     host, slash, path = value.partition("/")
@@ -199,7 +201,7 @@ def host_pattern(field: str, value: object) -> str:
         raise InvalidEvent(field, f"{host!r} is not a lowercase host name")
     if slash and PATH_RE.fullmatch("/" + path) is None:
         raise InvalidEvent(field, f"{'/' + path!r} is not a URL path")
-    reason = reserved_reason(host)
+    reason = reserved_reason(host) if claimable else None
     if reason is not None:
         raise InvalidEvent(field, f"{host} is {reason}: it belongs to no tenant")
     return value

@@ -75,6 +75,11 @@ class HostClaimed(_HostEvent, frozen=True, kw_only=True):
 class HostReleased(_HostEvent, frozen=True, kw_only=True):
     TYPE: ClassVar[str] = "host.released"
 
+    def validate(self) -> None:
+        # Any claimed pattern may be given up, one on a name no tenant may claim today too.
+        v.host_pattern("pattern", self.pattern, claimable=False)
+        v.name("namespace", self.namespace)
+
 
 class HostVerified(BaseEvent, frozen=True, kw_only=True):
     """A DNS ownership proof: the TXT record `record` held `challenge`, the value tied to

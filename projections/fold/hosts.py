@@ -64,6 +64,14 @@ class HostRules(FoldCore):
             else self.hosts.get(aggregate_id))
         return 0 if state is None else state.version
 
+    def _owner(self, out: Changes, host: str, h: HostState) -> None:
+        """Who holds `host`, claims or not (what the API checks before it appends)."""
+        if h.namespace is None:
+            out.delete(keys.HOST_OWNERS, host)
+        else:
+            out.set(keys.HOST_OWNERS, host, dumps({
+                "namespace": h.namespace, "verified": h.verified, "version": h.version}))
+
     def _write(self, out: Changes, h: HostState, pattern: str) -> None:
         worker, match = h.patterns[pattern]
         out.set(keys.HOSTS, pattern, dumps({
@@ -83,6 +91,7 @@ class HostRules(FoldCore):
         h.patterns[e.pattern] = (e.worker, e.match)
         h.version += 1
         self._write(out, h, e.pattern)
+        self._owner(out, host, h)
         return h.version
 
     def _host_released(self, e: ev.HostReleased, env: Envelope, out: Changes) -> int:
@@ -99,6 +108,7 @@ class HostRules(FoldCore):
             h.namespace, h.verified = None, False
         h.version += 1
         out.delete(keys.HOSTS, e.pattern)
+        self._owner(out, host, h)
         return h.version
 
     def _host_verified(self, e: ev.HostVerified, env: Envelope, out: Changes) -> int:
@@ -112,6 +122,7 @@ class HostRules(FoldCore):
         h.version += 1
         for pattern in h.patterns:
             self._write(out, h, pattern)
+        self._owner(out, e.host, h)
         return h.version
 
     def _legacy(self, e: ev.HostClaimed | ev.HostReleased, *, claim: bool) -> int:

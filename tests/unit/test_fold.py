@@ -175,9 +175,11 @@ def test_a_host_belongs_to_one_namespace_with_every_path_under_it() -> None:
                                  worker="x")).code == "host_claimed"
     assert accepted(h.send(ev.HostReleased(pattern="vault.victim.test/login",
                                            namespace="victim")))
-    # The last release gives the host up.
+    assert h.get(keys.HOST_OWNERS, "vault.victim.test") is None  # the last release gives it up
     assert accepted(h.send(ev.HostClaimed(pattern="vault.victim.test/x", namespace="evil",
                                           worker="x")))
+    owner = h.get(keys.HOST_OWNERS, "vault.victim.test")
+    assert isinstance(owner, dict) and (owner["namespace"], owner["verified"]) == ("evil", False)
 
 
 def test_every_pattern_of_a_host_is_on_the_hosts_partition() -> None:
@@ -203,6 +205,9 @@ def test_a_dns_proof_outranks_claims_without_one() -> None:
                                            challenge="c")))
     assert h.get(keys.HOSTS, "squat.victim.test") is None
     assert h.get(keys.HOSTS, "squat.victim.test/a") is None
+    owner = h.get(keys.HOST_OWNERS, "squat.victim.test")  # proven, no claim yet
+    assert isinstance(owner, dict) and (owner["namespace"], owner["verified"]) == (
+        "victim", True)
     assert h.send(ev.HostClaimed(pattern="squat.victim.test/a", namespace="evil",
                                  worker="x")).code == "host_claimed"
     assert accepted(h.send(ev.HostClaimed(pattern="squat.victim.test", namespace="victim",
