@@ -88,13 +88,22 @@ async def _dev(services: Endpoints, tmp: Path,
         dev.kill()
 
 
+@pytest.fixture(scope="module")
+def walls_env() -> dict[str, str]:
+    """More environment for the platform under attack (both shapes), known only at run
+    time; a test module overrides this fixture (e.g. the address of its DNS server)."""
+    return {}
+
+
 @pytest.fixture(scope="module", params=["servers", "dev"])
 async def walls(request: pytest.FixtureRequest, services: Endpoints,
-                tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Walls]:
+                tmp_path_factory: pytest.TempPathFactory,
+                walls_env: dict[str, str]) -> AsyncIterator[Walls]:
     """An attacker (deployer token scoped to `attacker`) beside a seeded victim. A test
-    module may set `WALLS_ENV` (a dict) to configure the platform it runs against."""
+    module may set `WALLS_ENV` (a dict) to configure the platform it runs against, or
+    override the `walls_env` fixture when the values exist only at run time."""
     tmp = tmp_path_factory.mktemp(f"walls-{request.param}")
     shape = _servers if request.param == "servers" else _dev
-    extra_env = dict(getattr(request.module, "WALLS_ENV", {}))
+    extra_env = {**getattr(request.module, "WALLS_ENV", {}), **walls_env}
     async for walls in shape(services, tmp, extra_env):
         yield walls
