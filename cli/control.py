@@ -193,6 +193,13 @@ def secret_delete(name: str, ns: NsOpt = None, worker: WorkerOpt = None,
 
 hosts_app = typer.Typer(help="Custom host patterns routed to this namespace.",
                         no_args_is_help=True)
+HOST_HINTS = {
+    "host_claimed": "a host belongs to one namespace with every path under it; whoever "
+                    "controls its DNS can take it: `wdl hosts verify HOST --show`",
+    "host_reserved": "claim a DNS name of your own; the namespace host needs no claim",
+    "host_not_verified": "publish the TXT record (`wdl hosts verify HOST --show`), wait for "
+                         "it to be served, then verify again",
+}
 
 
 @hosts_app.command("list")
@@ -203,7 +210,8 @@ def hosts_list(ns: NsOpt = None, as_json: JsonOpt = False, url: UrlOpt = None,
     if as_json:
         print_json(rows)
         return
-    table(rows, [("pattern", "pattern"), ("match", "match"), ("worker", "worker")])
+    table(rows, [("pattern", "pattern"), ("match", "match"), ("worker", "worker"),
+                 ("verified", "verified")])
 
 
 @hosts_app.command("claim")
@@ -215,10 +223,34 @@ def hosts_claim(pattern: str, ns: NsOpt = None,
     """Claim PATTERN (host with optional path) for the namespace, or one worker."""
     if match not in ("exact", "prefix"):
         raise fail("--match must be exact or prefix", 2)
-    with connect(url, token, profile, ns, need_namespace=True) as (client, namespace):
+    with connect(url, token, profile, ns, need_namespace=True,
+                 hints=HOST_HINTS) as (client, namespace):
         result = client.post(f"/v1/namespaces/{namespace}/hosts",
                              {"pattern": pattern, "match": match, "worker": worker})
     outcome(result, f"claimed {pattern}", as_json)
+
+
+@hosts_app.command("verify")
+def hosts_verify(host: str, ns: NsOpt = None,
+                 show: Annotated[bool, typer.Option(
+                     "--show", help="print the TXT record to publish; check nothing")] = False,
+                 as_json: JsonOpt = False, url: UrlOpt = None, token: TokenOpt = None,
+                 profile: ProfileOpt = None) -> None:
+    """Prove the namespace holds HOST's DNS: the TXT record _wdl-challenge.HOST must hold
+    the namespace's challenge (--show prints it). Where verification is on (production),
+    claims of HOST route only once proven; a proof also takes HOST from a namespace
+    that holds it without one."""
+    with connect(url, token, profile, ns, need_namespace=True,
+                 hints=HOST_HINTS) as (client, namespace):
+        if show:
+            shown = client.get(f"/v1/namespaces/{namespace}/hosts/{host}/challenge")
+            if as_json:
+                print_json(shown)
+            else:
+                print(f"{shown['record']} TXT \"{shown['value']}\"")
+            return
+        result = client.post(f"/v1/namespaces/{namespace}/hosts/{host}/verify", {})
+    outcome(result, f"verified {host} for namespace {namespace}", as_json)
 
 
 @hosts_app.command("release")

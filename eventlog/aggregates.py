@@ -40,7 +40,10 @@ def partition_key(kind: AggregateKind, aggregate_id: str) -> str:
     of one namespace is totally ordered on one partition and the projector can
     check cross-aggregate rules (a worker needs its namespace) without
     coordination. Hosts, leases and tokens are global and keyed by their own
-    id, so they spread across partitions.
+    id, so they spread across partitions. A host aggregate's id is the host
+    name (every pattern of one host on one partition, so ownership is judged
+    there); v1 host events with a path kept their whole pattern as their id
+    (eventlog/events/hosts.py).
     """
     if kind in _KEYED_BY_NAMESPACE:
         namespace, _, _ = aggregate_id.partition("/")

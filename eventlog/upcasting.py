@@ -103,11 +103,21 @@ def _token_issued_v1(payload: Payload, _: UpcastContext) -> Payload:
     return out
 
 
+def _host_event_v1(payload: Payload, _: UpcastContext) -> Payload:
+    """v1 keyed a host event by its whole pattern; v2 keys it by the host. A v1 pattern
+    with a path keeps its old aggregate (the envelope says so) and is marked."""
+    out = dict(payload)
+    out["keyed_by_pattern"] = "/" in str(out["pattern"])
+    return out
+
+
 def default_chain() -> UpcasterChain:
     chain = UpcasterChain(CURRENT_VERSIONS)
     chain.register("worker.version_uploaded", 1, _worker_version_uploaded_v1)
     chain.register("lease.acquired", 1, _lease_acquired_v1)
     chain.register("token.issued", 1, _token_issued_v1)
+    chain.register("host.claimed", 1, _host_event_v1)
+    chain.register("host.released", 1, _host_event_v1)
     return chain
 
 

@@ -15,6 +15,7 @@ from croniter import croniter
 
 from eventlog.cron import CronError, to_croniter
 from eventlog.errors import InvalidEvent, ReservedName
+from eventlog.hostnames import reserved_reason
 
 NAME_RE = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 SECRET_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
@@ -187,8 +188,11 @@ def crons(field: str, values: Iterable[object]) -> None:
         cron(field, expr)
 
 
-def host_pattern(field: str, value: object) -> str:
-    """A lowercase host name with an optional path, e.g. `api.example.com/v1/`."""
+def host_pattern(field: str, value: object, *, claimable: bool = True) -> str:
+    """A lowercase host name with an optional path, e.g. `api.example.com/v1/`; with
+    `claimable`, one whose host a tenant may hold: no IP literal, local or single-label
+    name (eventlog/hostnames.py). Releases skip that, so a claim made before the rule
+    can still be given up."""
     if not isinstance(value, str) or not value or len(value) > 512:
         raise InvalidEvent(field, f"{value!r} is not a host pattern")
     host, slash, path = value.partition("/")
@@ -197,7 +201,17 @@ def host_pattern(field: str, value: object) -> str:
         raise InvalidEvent(field, f"{host!r} is not a lowercase host name")
     if slash and PATH_RE.fullmatch("/" + path) is None:
         raise InvalidEvent(field, f"{'/' + path!r} is not a URL path")
+    reason = reserved_reason(host) if claimable else None
+    if reason is not None:
+        raise InvalidEvent(field, f"{host} is {reason}: it belongs to no tenant")
     return value
+
+
+def host_name(field: str, value: object) -> str:
+    """A host a tenant may hold (a host pattern without a path)."""
+    if isinstance(value, str) and "/" in value:
+        raise InvalidEvent(field, f"{value!r} is a host pattern with a path, not a host")
+    return host_pattern(field, value)
 
 
 def lease_scope(field: str, value: object) -> str:

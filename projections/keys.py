@@ -9,7 +9,8 @@ documents the layout.
 from __future__ import annotations
 
 NAMESPACES = "namespaces"
-HOSTS = "hosts"
+HOSTS = "hosts"  # pattern -> JSON claim (namespace, worker, match, version, verified)
+HOST_OWNERS = "host_owners"  # host -> JSON {namespace, verified, version} (docs/hosts.md)
 CRON = "cron"
 LEASES = "leases"
 TOKENS = "tokens"

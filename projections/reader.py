@@ -216,6 +216,10 @@ class ProjectionReader:
     async def hosts(self) -> dict[str, dict[str, Any]]:
         return {k: _json(v) for k, v in (await self.store.hgetall(keys.HOSTS)).items()}
 
+    async def host_owner(self, host: str) -> dict[str, Any] | None:
+        owner: dict[str, Any] | None = _json(await self.store.hget(keys.HOST_OWNERS, host))
+        return owner
+
     async def quarantined(self) -> list[dict[str, Any]]:
         """Every quarantined version and held namespace (the watchdog's and operators'
         decisions); a namespace's hold has `worker` and `version_id` null."""

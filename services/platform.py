@@ -36,6 +36,7 @@ from services.d1.confinement import DEFAULT_TIMEOUT_MS as DEFAULT_D1_TIMEOUT_MS
 from services.data import DataService
 from services.dataplane.config import GatewayOptions
 from services.dataplane.gateway import Gateway, RecyclePolicy, WatchdogPolicy
+from services.hostpolicy import HostPolicy, verification_from_env
 from services.internal import InternalTokenGuard
 from services.leases import LeaseClient
 from services.objects import ObjectsHost, ObjectsOptions
@@ -72,6 +73,14 @@ class PlatformOptions:
     projector_health_port: int = 8791
     scheduler_health_port: int = 8792
     domain: str = "workers.local"
+    # Production: a host claim routes only once its namespace proved the host's DNS
+    # (docs/hosts.md). `wdl dev` turns it off, as does WDL_HOST_VERIFICATION=off.
+    host_verification: bool = field(
+        default_factory=lambda: verification_from_env(os.environ))
+    # Where the API looks up ownership proofs ("ip[:port]", comma-separated; default: the
+    # system's resolvers).
+    dns_resolver: str | None = field(
+        default_factory=lambda: os.environ.get("WDL_DNS_RESOLVER") or None)
     state_url: str | None = None  # gateway alone: where the state service is
     workerd_bin: str | None = None
     recycle: RecyclePolicy = field(default_factory=RecyclePolicy)
@@ -224,7 +233,8 @@ class Platform:
                                           port=o.state_port, domain=o.domain,
                                           partitions=log_partitions(s), log=backends.log,
                                           internal_token=o.internal_token,
-                                          lease_ms=self._lease_ms())
+                                          lease_ms=self._lease_ms(),
+                                          host_verification=o.host_verification)
                 await self.state.start()
                 self._stack.push_async_callback(self.state.stop)
                 state_url = self.state.url
@@ -453,7 +463,10 @@ class Platform:
         app = create_app(settings, backends, keyring, blobs,
                          run_projector=self.wants("projector"), kv=kv, r2=r2,
                          data_url=data_url, internal_token=self.options.internal_token,
-                         d1_url=self.d1.url if self.d1 is not None else self.options.d1_url)
+                         d1_url=self.d1.url if self.d1 is not None else self.options.d1_url,
+                         host_policy=HostPolicy(domain=self.options.domain,
+                                                verification=self.options.host_verification,
+                                                resolver=self.options.dns_resolver))
         self.api = HttpServer(app, host=self.options.api_host, port=self.options.api_port,
                               name="api", lifespan="on")
         await self.api.start()

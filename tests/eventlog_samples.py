@@ -12,6 +12,7 @@ from eventlog import (
     Event,
     HostClaimed,
     HostReleased,
+    HostVerified,
     LeaseAcquired,
     LeaseReleased,
     LeaseRenewed,
@@ -116,6 +117,9 @@ def every_event() -> list[tuple[Event, dict[str, int]]]:
         (HostClaimed(pattern="api.acme.example", namespace="acme"), {}),
         (HostClaimed(pattern="acme.example/app/", match="prefix", namespace="acme"), {}),
         (HostReleased(pattern="api.acme.example", namespace="acme"), {}),
+        (HostVerified(host="api.acme.example", namespace="acme",
+                      record="_wdl-challenge.api.acme.example",
+                      challenge="wdl-verify=5f0c6a1e9b2d4c7a8e3f1b6d0a9c2e4f"), {}),
         (
             LeaseAcquired(
                 scope="cron/acme",

@@ -54,7 +54,13 @@ from eventlog.events.d1 import (
     D1Event,
     D1MigrationsApplied,
 )
-from eventlog.events.hosts import HostClaimed, HostEvent, HostMatch, HostReleased
+from eventlog.events.hosts import (
+    HostClaimed,
+    HostEvent,
+    HostMatch,
+    HostReleased,
+    HostVerified,
+)
 from eventlog.events.kv import KvEvent, KvNamespaceCreated, KvNamespaceDeleted
 from eventlog.events.leases import (
     LeaseAcquired,
@@ -155,6 +161,7 @@ __all__ = [
     "HostEvent",
     "HostMatch",
     "HostReleased",
+    "HostVerified",
     "IncidentKind",
     "KvEvent",
     "KvNamespaceCreated",

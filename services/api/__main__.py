@@ -20,14 +20,18 @@ from projections.runtime import open_backends, run
 from services.api.app import create_app
 from services.blobstore.factory import open_blob_store
 from services.crypto.config import load_keyring
+from services.hostpolicy import HostPolicy, verification_from_env
 from services.kv.factory import open_kv_store
 from services.logs import configure as configure_logging
 from services.r2.factory import open_r2_store
 from services.settings import Settings
 
 
-async def serve(host: str, port: int, projector: bool | None, access_log: bool = False) -> None:
+async def serve(host: str, port: int, projector: bool | None, access_log: bool = False,
+                domain: str = "workers.local") -> None:
     settings = Settings.from_env()
+    hosts = HostPolicy(domain=domain, verification=verification_from_env(os.environ),
+                       resolver=os.environ.get("WDL_DNS_RESOLVER") or None)
     keyring = load_keyring(dev_key_file=settings.data_dir / "root.keys"
                            if settings.embedded else None)
     async with contextlib.AsyncExitStack() as stack:
@@ -38,7 +42,8 @@ async def serve(host: str, port: int, projector: bool | None, access_log: bool =
         app = create_app(settings, backends, keyring, blobs,
                          run_projector=settings.embedded if projector is None else projector,
                          kv=kv, r2=r2, data_url=os.environ.get("WDL_DATA_URL"),
-                         internal_token=os.environ.get("WDL_INTERNAL_TOKEN"))
+                         internal_token=os.environ.get("WDL_INTERNAL_TOKEN"),
+                         host_policy=hosts)
         # log_config=None: uvicorn's records go through the process's handler (JSON or text).
         # No access log unless asked for (as in `wdl up`, services/serving.py): a line per
         # request cost ~0.15 ms of a command's few (docs/api.md, Performance); commands log
@@ -58,9 +63,11 @@ def main(argv: list[str] | None = None) -> None:
     group.add_argument("--no-projector", dest="projector", action="store_false")
     parser.add_argument("--access-log", action="store_true",
                         help="log a line per request (uvicorn's access log)")
+    parser.add_argument("--domain", default="workers.local",
+                        help="the platform domain: no host claim may take it or its subdomains")
     args = parser.parse_args(argv)
     configure_logging()
-    run(serve(args.host, args.port, args.projector, args.access_log))
+    run(serve(args.host, args.port, args.projector, args.access_log, args.domain))
 
 
 if __name__ == "__main__":

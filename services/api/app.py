@@ -50,6 +50,7 @@ from services.api.tail import TailUpstream
 from services.blobstore.port import BlobStore
 from services.crypto.keyring import Keyring
 from services.d1.client import D1Client
+from services.hostpolicy import HostPolicy
 from services.settings import Settings
 
 log = logging.getLogger("wdl.api")
@@ -62,16 +63,19 @@ API_VERSION = "1"
 def create_app(settings: Settings, backends: Backends, keyring: Keyring, blobs: BlobStore, *,
                run_projector: bool = False, kv: Any = None, r2: Any = None,
                data_url: str | None = None, internal_token: str | None = None,
-               d1_url: str | None = None) -> FastAPI:
+               d1_url: str | None = None,
+               host_policy: HostPolicy | None = None) -> FastAPI:
     """`kv` / `r2`: opened tenant data stores (services/kv, services/r2); without them the
     data routes answer 503 and resource deletes leave the data for a later purge.
-    `data_url` + `internal_token`: the data service, for live tail (else it answers 503)."""
+    `data_url` + `internal_token`: the data service, for live tail (else it answers 503).
+    `host_policy`: the platform domain, host verification and DNS resolver (docs/hosts.md)."""
     upstream = TailUpstream(data_url, internal_token) if data_url and internal_token else None
     ctx = ApiContext(settings=settings, log=backends.log, store=backends.store,
                      audit=backends.audit, keyring=keyring, blobs=blobs,
                      reader=ProjectionReader(backends.store), kv=kv, r2=r2, tail=upstream,
                      d1=D1Client(d1_url, internal_token) if d1_url and internal_token
-                     else None)
+                     else None,
+                     hosts=host_policy if host_policy is not None else HostPolicy())
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

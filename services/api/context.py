@@ -14,6 +14,7 @@ from projections.store import ProjectionStore
 from services.blobstore.port import BlobStore
 from services.bundles import BundleLimits
 from services.crypto.keyring import Keyring
+from services.hostpolicy import HostPolicy
 from services.settings import Settings
 
 
@@ -34,6 +35,8 @@ class ApiContext:
     # Awaited after an accepted verdict, before the answer: gateways with a freshness
     # lease drop what the command changed (services/api/propagate.py).
     propagate: Any = None
+    # The platform domain, host verification and the DNS resolver (docs/hosts.md).
+    hosts: HostPolicy = field(default_factory=HostPolicy)
     verdict_timeout_s: float = 10.0
     audit_catch_up_s: float = 3.0
 

@@ -201,12 +201,12 @@ def create_state_app(view: RouteView, bundles: BundleSource, loads: LoadRegistry
         claims = await view.claims()
         return _json({"boot": view.boot, "epoch": epoch, "claims": [
             {"pattern": c.pattern, "namespace": c.namespace, "worker": c.worker,
-             "match": c.match} for c in claims.values()]})
+             "match": c.match} for c in claims]})
 
     async def resolve(request: Request) -> Response:
         await view.sync()
         target = resolve_target(_param(request, "host"), request.query_params.get("path", "/"),
-                                domain, await view.claims())
+                                domain, await view.host_table())
         if isinstance(target, NoTarget):
             return _json({"code": target.code, "message": target.message}, 404)
         found = await view.route(target.namespace, target.worker)

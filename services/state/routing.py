@@ -5,18 +5,29 @@ on its cached host table); `tests/unit/test_gateway_routing.py` runs both on
 one table of cases.
 
 * `<ns>.<platform domain>/<worker>/<rest>` names worker `<worker>` of `<ns>`,
-  which sees the path `/<rest>` (the `/<worker>` segment is stripped).
-* Otherwise the host (+ path) is matched against claimed host patterns: an
-  exact claim first, then the longest prefix claim. A claim with a worker
-  routes there with the path unchanged; a claim without one routes like a
+  which sees the path `/<rest>` (the `/<worker>` segment is stripped). The
+  platform domain itself names no namespace.
+* IP literals (any spelling), local and single-label names belong to no tenant
+  (eventlog/hostnames.py): never routed through a claim, whatever the table holds.
+* Otherwise the host's owner decides before any path: only the owner's claims
+  apply (docs/hosts.md). Among them the most specific wins: an exact claim of
+  host+path, then the longest prefix claim with a path, then the claim of the bare
+  host (exact or prefix: either covers every path of the host). A claim with a
+  worker routes there with the path unchanged; a claim without one routes like a
   namespace host (the first path segment names the worker and is stripped).
+
+The fold gives a host one namespace. A table in which a host's claims name several
+(a projection written before host ownership, docs/hosts.md) routes the host by the
+namespace holding its bare host, and not at all without one: it fails closed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Literal
+
+from eventlog.hostnames import reserved_reason, split_pattern
 
 RESERVED_PREFIX = "/__wdl/"
 
@@ -42,6 +53,43 @@ class NoTarget:
     message: str
 
 
+@dataclass
+class HostEntry:
+    """The claims of one host that route: its owner's, most specific first."""
+
+    owner: str | None  # None: the table names several namespaces and none holds the host
+    bare: HostClaim | None = None
+    exact: dict[str, HostClaim] = field(default_factory=dict)  # path -> claim
+    prefixes: list[HostClaim] = field(default_factory=list)  # with a path, longest first
+
+
+def index_claims(claims: Iterable[HostClaim]) -> dict[str, HostEntry]:
+    """The host table routing reads: host -> its owner's claims."""
+    by_host: dict[str, list[HostClaim]] = {}
+    for claim in claims:
+        by_host.setdefault(split_pattern(claim.pattern)[0], []).append(claim)
+    table: dict[str, HostEntry] = {}
+    for host, group in by_host.items():
+        namespaces = {c.namespace for c in group}
+        bare = [c for c in group if c.pattern == host]
+        owner = group[0].namespace if len(namespaces) == 1 else (
+            bare[0].namespace if bare else None)
+        entry = HostEntry(owner)
+        for claim in sorted(group, key=lambda c: c.pattern):
+            if claim.namespace != owner:
+                continue
+            _, path = split_pattern(claim.pattern)
+            if not path:
+                entry.bare = claim
+            elif claim.match == "exact":
+                entry.exact[path] = claim
+            else:
+                entry.prefixes.append(claim)
+        entry.prefixes.sort(key=lambda c: -len(c.pattern))
+        table[host] = entry
+    return table
+
+
 def normalize_host(host: str) -> str:
     """Lowercase, without port and trailing dot."""
     h = host.strip().lower()
@@ -58,30 +106,25 @@ def _first_segment(path: str) -> tuple[str, str]:
     return worker, "/" + tail if slash else "/"
 
 
-def match_claim(claims: Mapping[str, HostClaim], host: str, path: str) -> HostClaim | None:
-    """The exact claim for host or host+path, else the longest prefix claim."""
-    full = host + path
-    exact = claims.get(full) or claims.get(host)
-    if exact is not None and exact.match == "exact":
+def match_claim(entry: HostEntry, path: str) -> HostClaim | None:
+    """The owner's most specific claim covering `path`."""
+    exact = entry.exact.get(path)
+    if exact is not None:
         return exact
-    best: HostClaim | None = None
-    for claim in claims.values():
-        if claim.match != "prefix" or not full.startswith(claim.pattern):
-            continue
-        # A bare-host prefix must end at the host boundary, not inside a longer name.
-        if "/" not in claim.pattern and full != claim.pattern and \
-                not full[len(claim.pattern):].startswith("/"):
-            continue
-        if best is None or len(claim.pattern) > len(best.pattern):
-            best = claim
-    return best
+    for claim in entry.prefixes:
+        if path.startswith(split_pattern(claim.pattern)[1]):
+            return claim
+    return entry.bare
 
 
 def resolve_target(host: str, path: str, domain: str,
-                   claims: Mapping[str, HostClaim]) -> Target | NoTarget:
+                   table: dict[str, HostEntry]) -> Target | NoTarget:
     host = normalize_host(host)
     path = path or "/"
     suffix = "." + domain
+    if host == domain:
+        return NoTarget("unknown_host", f"{host} is the platform domain: name a namespace "
+                                        f"(https://<namespace>{suffix}/<worker>/)")
     if host.endswith(suffix):
         ns = host[: -len(suffix)]
         if not ns or "." in ns:
@@ -90,7 +133,11 @@ def resolve_target(host: str, path: str, domain: str,
         if not worker:
             return NoTarget("no_worker", f"name a worker: https://{host}/<worker>/")
         return Target(ns, worker, rest)
-    claim = match_claim(claims, host, path)
+    reason = reserved_reason(host)
+    if reason is not None:
+        return NoTarget("unknown_host", f"{host} is {reason}: no worker is routed at it")
+    entry = table.get(host)
+    claim = None if entry is None else match_claim(entry, path)
     if claim is None:
         return NoTarget("unknown_host", f"no worker is routed at {host}{path}")
     if claim.worker is not None:

@@ -34,8 +34,9 @@ class StateService:
                  host: str = "127.0.0.1", port: int = 0, domain: str = DEFAULT_DOMAIN,
                  partitions: int | None = None, log: EventLog | None = None,
                  internal_token: str = "", incidents: IncidentPolicy | None = None,
-                 lease_ms: int = 0) -> None:
-        self.view = RouteView(store, partitions=partitions)
+                 lease_ms: int = 0, host_verification: bool = False) -> None:
+        self.view = RouteView(store, partitions=partitions,
+                              verified_hosts_only=host_verification)
         # lease_ms > 0 only where every control API that writes calls propagate()
         # before acknowledging (docs/dataplane.md, "Read-your-writes").
         self.leases = GatewayLeases(self.view, lease_ms=lease_ms, internal_token=internal_token)

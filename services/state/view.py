@@ -3,7 +3,8 @@
 What is cached, per namespace that someone asked about (including namespaces
 that do not exist, so 404 floods stay cheap): the raw namespace record, the
 `workers:{ns}` hash and the `routes:{ns}` hash, plus the loader ids computed
-from them. Host claims are cached whole.
+from them. Host claims are cached whole, indexed by host (services/state/routing.py);
+where host verification is on, only claims of a host's verified owner are kept.
 
 Freshness (docs/dataplane.md, "Read-your-writes"): `sync()` reads the
 projection's applied position (generation + per-partition offsets). When it
@@ -35,7 +36,7 @@ from projections import keys
 from projections.redis_store import RedisProjectionStore
 from projections.store import ProjectionStore
 from services.state.coalesce import Coalescer
-from services.state.routing import HostClaim
+from services.state.routing import HostClaim, HostEntry, index_claims
 
 _decode = msgspec.json.Decoder()
 
@@ -143,9 +144,13 @@ def loader_id(namespace: str, worker: str, version: str,
 
 class RouteView:
     def __init__(self, store: ProjectionStore, *, partitions: int | None = None,
-                 max_namespaces: int = 100_000, journal_size: int = 4096) -> None:
+                 max_namespaces: int = 100_000, journal_size: int = 4096,
+                 verified_hosts_only: bool = False) -> None:
         self.store = store
         self.partitions = partitions
+        # Production: a claim routes only once its namespace proved it holds the host's
+        # DNS (docs/hosts.md); `wdl dev` and tests may turn that off.
+        self.verified_hosts_only = verified_hosts_only
         self.max_namespaces = max_namespaces
         self.boot = secrets.token_hex(8)
         self.epoch = 0
@@ -153,7 +158,8 @@ class RouteView:
         self._position: Position | None = None
         self._namespaces: OrderedDict[str, _Namespace] = OrderedDict()
         self._hosts: dict[str, str] | None = None
-        self._claims: dict[str, HostClaim] = {}
+        self._claims: list[HostClaim] = []
+        self._table: dict[str, HostEntry] = {}
         self._journal: deque[_Entry] = deque(maxlen=journal_size)
         self._evicted: set[str] = set()
         self._lock = asyncio.Lock()
@@ -197,7 +203,7 @@ class RouteView:
         if old[0] != position[0]:
             self._namespaces.clear()
             self._hosts = None
-            self._claims = {}
+            self._claims, self._table = [], {}
             self._record(frozenset(), hosts=True, flush=True)
             return
         moved = {p for p in set(old[1]) | set(position[1])
@@ -325,21 +331,31 @@ class RouteView:
         shared, own = await self.secret_scopes(ns, worker)
         return {**shared, **own}
 
-    async def claims(self) -> dict[str, HostClaim]:
+    async def _load_hosts(self) -> None:
         if self._hosts is None:
             async with self._lock:
                 if self._hosts is None:
                     self._set_hosts(await self.store.hgetall(keys.HOSTS))
+
+    async def claims(self) -> list[HostClaim]:
+        """The claims that route (what gateways index; services/state/routing.py)."""
+        await self._load_hosts()
         return self._claims
+
+    async def host_table(self) -> dict[str, HostEntry]:
+        await self._load_hosts()
+        return self._table
 
     def _set_hosts(self, raw: dict[str, str]) -> None:
         self._hosts = raw
-        claims: dict[str, HostClaim] = {}
-        for pattern, value in raw.items():
+        claims: list[HostClaim] = []
+        for pattern, value in sorted(raw.items()):
             doc: dict[str, Any] = _decode.decode(value)
-            claims[pattern] = HostClaim(pattern, str(doc["namespace"]), doc.get("worker"),
-                                        "prefix" if doc.get("match") == "prefix" else "exact")
-        self._claims = claims
+            if self.verified_hosts_only and doc.get("verified") is not True:
+                continue
+            claims.append(HostClaim(pattern, str(doc["namespace"]), doc.get("worker"),
+                                    "prefix" if doc.get("match") == "prefix" else "exact"))
+        self._claims, self._table = claims, index_claims(claims)
 
     def cached_namespaces(self) -> int:
         return len(self._namespaces)

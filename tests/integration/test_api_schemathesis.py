@@ -26,6 +26,7 @@ from hypothesis import HealthCheck, given, settings
 
 from services.api.launcher import ApiProcess
 from services.crypto.rootkey import RootKey
+from tests.dns import dns_server
 
 _BACKEND_VARS = ("REDIS_URL", "KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL")
 
@@ -38,6 +39,13 @@ def embedded_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiProces
     env.update({"WDL_DATA_DIR": str(workdir / "data"), "WDL_PARTITIONS": "4",
                 "WDL_ADMIN_TOKEN": f"adm-{secrets.token_hex(16)}",
                 "WDL_ROOT_KEYS": RootKey.generate().export(), "PYTHONUNBUFFERED": "1"})
+    # Host proofs are looked up on a DNS server on loopback, never the machine's resolver.
+    with dns_server() as (_, resolver):
+        env["WDL_DNS_RESOLVER"] = resolver
+        yield from _serve(env, workdir)
+
+
+def _serve(env: dict[str, str], workdir: Path) -> Iterator[ApiProcess]:
     api = ApiProcess(env, Path(workdir) / "api.log", projector=True)
     with api:
         headers = {"Authorization": f"Bearer {env['WDL_ADMIN_TOKEN']}"}

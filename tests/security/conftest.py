@@ -88,15 +88,24 @@ async def _dev(services: Endpoints, tmp: Path,
         dev.kill()
 
 
+@pytest.fixture(scope="module")
+def walls_env() -> dict[str, str]:
+    """More environment for the platform under attack (both shapes), known only at run
+    time; a test module overrides this fixture (e.g. the address of its DNS server)."""
+    return {}
+
+
 @pytest.fixture(scope="module", params=["servers", "dev"])
 async def walls(request: pytest.FixtureRequest, services: Endpoints,
-                tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Walls]:
+                tmp_path_factory: pytest.TempPathFactory,
+                walls_env: dict[str, str]) -> AsyncIterator[Walls]:
     """An attacker (deployer token scoped to `attacker`) beside a seeded victim. A test
-    module may set `WALLS_ENV` (a dict) to configure the platform it runs against, and
+    module may set `WALLS_ENV` (a dict) to configure the platform it runs against, or
+    override the `walls_env` fixture when the values exist only at run time, and set
     `WALLS_COMPONENTS` (names) to run more components on the servers shape (`wdl dev`
     runs them all)."""
     tmp = tmp_path_factory.mktemp(f"walls-{request.param}")
-    extra_env = dict(getattr(request.module, "WALLS_ENV", {}))
+    extra_env = {**getattr(request.module, "WALLS_ENV", {}), **walls_env}
     if request.param == "servers":
         components = SERVER_COMPONENTS | frozenset(getattr(request.module, "WALLS_COMPONENTS",
                                                            ()))

@@ -107,6 +107,28 @@ def test_bad_host_patterns(pattern: str) -> None:
     refused(lambda: HostClaimed(pattern=pattern, namespace="acme"), "pattern")
 
 
+@pytest.mark.parametrize("pattern", [
+    "127.0.0.1", "0.0.0.0", "127.1", "2130706433", "0x7f000001", "0x7f.0.0.1", "0177.0.0.1",
+    "127.0.0.1/admin", "10.0.0.1", "1.2.3.0x", "localhost", "localhost/x", "gateway.localhost",
+    "localhost.localdomain", "printer.local", "workers.local", "acme.workers.local",
+    "metadata.google.internal", "router.home.arpa", "1.0.0.127.in-addr.arpa", "gateway",
+    "x.onion", "nas.lan", "a.invalid", "a.corp", "a.home", "a.intranet", "a.private", "a.alt",
+])
+def test_platform_and_local_names_are_no_tenants_hosts(pattern: str) -> None:
+    with pytest.raises(InvalidEvent, match="belongs to no tenant") as caught:
+        HostClaimed(pattern=pattern, namespace="acme").validate()
+    assert caught.value.field == "pattern"
+
+
+@pytest.mark.parametrize("pattern", [
+    "www.example.test", "vault.victim.test/login", "api.acme.example", "example.com",
+    "xn--bcher-kva.example", "1.2.3.example.com", "127-0-0-1.example.com", "local.example.com",
+    "localhost.example.com", "a.testing",
+])
+def test_dns_names_are_claimable(pattern: str) -> None:
+    HostClaimed(pattern=pattern, namespace="acme").validate()
+
+
 def test_token_rules() -> None:
     def token(**changes: Any) -> TokenIssued:
         base = TokenIssued(

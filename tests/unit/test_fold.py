@@ -153,6 +153,124 @@ def test_host_claims_are_exclusive_per_namespace() -> None:
                                           worker="x")))
 
 
+def test_a_host_belongs_to_one_namespace_with_every_path_under_it() -> None:
+    h = Harness()
+    assert accepted(h.send(ev.HostClaimed(pattern="vault.victim.test", namespace="victim",
+                                          worker="vault")))
+    for pattern in ("vault.victim.test/", "vault.victim.test/login", "vault.victim.test/a/b"):
+        for match in ("exact", "prefix"):
+            refused = h.send(ev.HostClaimed(pattern=pattern, namespace="evil", match=match,
+                                            worker="x"))
+            assert (refused.accepted, refused.code) == (False, "host_claimed"), pattern
+            assert "belongs to another namespace" in refused.message
+            assert h.get(keys.HOSTS, pattern) is None
+    # The owner holds as many patterns of its host as it likes.
+    assert accepted(h.send(ev.HostClaimed(pattern="vault.victim.test/login",
+                                          namespace="victim", worker="login")))
+    assert h.send(ev.HostReleased(pattern="vault.victim.test/login",
+                                  namespace="evil")).code == "host_claimed"
+    assert accepted(h.send(ev.HostReleased(pattern="vault.victim.test", namespace="victim")))
+    # One pattern left: the host is still the victim's.
+    assert h.send(ev.HostClaimed(pattern="vault.victim.test", namespace="evil",
+                                 worker="x")).code == "host_claimed"
+    assert accepted(h.send(ev.HostReleased(pattern="vault.victim.test/login",
+                                           namespace="victim")))
+    assert h.get(keys.HOST_OWNERS, "vault.victim.test") is None  # the last release gives it up
+    assert accepted(h.send(ev.HostClaimed(pattern="vault.victim.test/x", namespace="evil",
+                                          worker="x")))
+    owner = h.get(keys.HOST_OWNERS, "vault.victim.test")
+    assert isinstance(owner, dict) and (owner["namespace"], owner["verified"]) == ("evil", False)
+
+
+def test_every_pattern_of_a_host_is_on_the_hosts_partition() -> None:
+    placed = {partition_for(env(ev.HostClaimed(pattern=p, namespace="a")).partition_key, 64)
+              for p in ("shop.example.test", "shop.example.test/", "shop.example.test/admin",
+                        "shop.example.test/a/b/c")}
+    assert len(placed) == 1
+    proof = env(ev.HostVerified(host="shop.example.test", namespace="a", record="r",
+                                challenge="c"))
+    assert partition_for(proof.partition_key, 64) in placed
+
+
+def test_a_dns_proof_outranks_claims_without_one() -> None:
+    h = Harness()
+    assert accepted(h.send(ev.HostClaimed(pattern="squat.victim.test", namespace="evil",
+                                          worker="x")))
+    assert accepted(h.send(ev.HostClaimed(pattern="squat.victim.test/a", namespace="evil",
+                                          worker="x")))
+    squat = h.get(keys.HOSTS, "squat.victim.test")
+    assert isinstance(squat, dict) and squat["verified"] is False
+    assert accepted(h.send(ev.HostVerified(host="squat.victim.test", namespace="victim",
+                                           record="_wdl-challenge.squat.victim.test",
+                                           challenge="c")))
+    assert h.get(keys.HOSTS, "squat.victim.test") is None
+    assert h.get(keys.HOSTS, "squat.victim.test/a") is None
+    owner = h.get(keys.HOST_OWNERS, "squat.victim.test")  # proven, no claim yet
+    assert isinstance(owner, dict) and (owner["namespace"], owner["verified"]) == (
+        "victim", True)
+    assert h.send(ev.HostClaimed(pattern="squat.victim.test/a", namespace="evil",
+                                 worker="x")).code == "host_claimed"
+    assert accepted(h.send(ev.HostClaimed(pattern="squat.victim.test", namespace="victim",
+                                          worker="vault")))
+    owned = h.get(keys.HOSTS, "squat.victim.test")
+    assert isinstance(owned, dict) and (owned["namespace"], owned["verified"]) == (
+        "victim", True)
+    # A proof by the owner marks the patterns it holds already.
+    h2 = Harness()
+    h2.send(ev.HostClaimed(pattern="a.example.test", namespace="acme", worker="w"))
+    h2.send(ev.HostVerified(host="a.example.test", namespace="acme", record="r", challenge="c"))
+    doc = h2.get(keys.HOSTS, "a.example.test")
+    assert isinstance(doc, dict) and doc["verified"] is True and doc["worker"] == "w"
+
+
+def test_v1_claims_keyed_by_their_pattern_keep_their_verdicts_and_route_nothing() -> None:
+    h = Harness()
+    assert accepted(h.send(ev.HostClaimed(pattern="vault.victim.test", namespace="victim")))
+    legacy = ev.HostClaimed(pattern="vault.victim.test/login", namespace="evil",
+                            keyed_by_pattern=True)
+    assert env(legacy).aggregate_id == "vault.victim.test/login"
+    assert accepted(h.send(legacy))  # as v1 judged it
+    assert h.get(keys.HOSTS, "vault.victim.test/login") is None  # but it routes nothing
+    # The v1 rule still holds among v1 events: one namespace per identical pattern.
+    assert h.send(ev.HostClaimed(pattern="vault.victim.test/login", namespace="other",
+                                 keyed_by_pattern=True)).code == "host_claimed"
+    assert accepted(h.send(ev.HostReleased(pattern="vault.victim.test/login", namespace="evil",
+                                           keyed_by_pattern=True),
+                           expected_version=1))
+    # Its namespace re-claims under the new key: the host's owner decides.
+    assert h.send(ev.HostClaimed(pattern="vault.victim.test/login",
+                                 namespace="evil")).code == "host_claimed"
+
+
+def test_host_verdicts_replay_identically_and_a_host_has_one_namespace() -> None:
+    rnd = random.Random(7)
+    hosts = ["a.example.test", "b.example.test", "c.example.test"]
+    paths = ["", "/", "/x", "/x/y"]
+    events: list[Any] = []
+    for _ in range(400):
+        host, ns = rnd.choice(hosts), rnd.choice(["n1", "n2", "n3"])
+        pattern = host + rnd.choice(paths)
+        roll = rnd.random()
+        if roll < 0.55:
+            events.append(ev.HostClaimed(pattern=pattern, namespace=ns,
+                                         match=rnd.choice(["exact", "prefix"]), worker="w"))
+        elif roll < 0.9:
+            events.append(ev.HostReleased(pattern=pattern, namespace=ns))
+        else:
+            events.append(ev.HostVerified(host=host, namespace=ns, record="r", challenge="c"))
+    runs = []
+    for _ in range(2):
+        h = Harness()
+        verdicts = [(v.accepted, v.code) for v in (h.send(e) for e in events)]
+        runs.append((verdicts, h.state.get(keys.HOSTS, {})))
+        owners: dict[str, set[str]] = {}
+        for pattern, raw in h.state.get(keys.HOSTS, {}).items():
+            owners.setdefault(pattern.partition("/")[0], set()).add(json.loads(raw)["namespace"])
+        assert all(len(namespaces) == 1 for namespaces in owners.values()), owners
+    assert runs[0] == runs[1]
+    assert any(not accepted for accepted, _ in runs[0][0])
+
+
 def _lease(kind: type, gen: int, expected: int, holder: str, at: int,
            **kw: object) -> tuple[Any, dict[str, Any]]:
     fields: dict[str, object] = {"scope": "cron/acme", "holder": holder, "generation": gen}

@@ -10,6 +10,7 @@
 // whose target the last round announced skip the barrier instead.
 import { roundMarkers } from "./containment.js";
 import { internalHeaders } from "./internal.js";
+import { indexClaims } from "./routing.js";
 
 const STATE = "http://state";
 const SYNC_TIMEOUT_MS = 3000;
@@ -18,13 +19,13 @@ export const BUNDLE_TIMEOUT_MS = 15000;
 // this long after the last successful sync; after that requests get a 503.
 const STALE_BOUND_MS = 2000;
 const MAX_CACHED_ROUTES = 100000;
-export const NO_CLAIMS = new Map();  // platform hosts route without claims
+export const NO_CLAIMS = indexClaims([]);  // platform hosts route without claims
 
 export const st = {
   boot: "",
   epoch: -1,
   syncedAt: 0,
-  claims: null,           // Map pattern -> claim, or null when not loaded
+  claims: null,           // indexClaims(...): Map host -> owner's claims, or null when not loaded
   routes: new Map(),      // namespace -> Map worker -> {version, id} | {missing}
   cachedRoutes: 0,
   ready: new Set(),       // loader ids handed to LOADER with their code
@@ -249,7 +250,7 @@ export async function claims(env) {
   if (st.claims !== null) return st.claims;
   const epoch = st.epoch;
   const body = await stateGet(env, "/hosts");
-  const map = new Map(body.claims.map((c) => [c.pattern, c]));
+  const map = indexClaims(body.claims);
   if (body.boot === st.boot && body.epoch >= st.epoch && st.epoch === epoch) st.claims = map;
   return map;
 }
