@@ -15,7 +15,10 @@ every other namespace (beyond the spin and heap storms of test_availability_wall
   platform domain that names no namespace, a host nobody claimed. A spinning tenant
   that sends a few of those around each spin was never struck, only put on
   probation, again and again: it hung processes forever (`test_availability_walls.py`'s
-  storm, plus noise).
+  storm, plus noise). A round also counted as truncated past 256 targets, and every
+  name in a request was a target, routed or not: 700 requests to made-up namespaces
+  (`r1.workers.local/w/`) around each spin did the same - and put 256 made-up
+  namespaces on probation per incident.
 """
 
 from __future__ import annotations
@@ -194,6 +197,57 @@ async def test_requests_that_run_no_code_do_not_blur_the_blame(walls: Walls) -> 
                    for q in held.json()), (held.out, strikes)
         assert not any(s["namespace"] == VICTIM and s["strikes"] for s in strikes), strikes
     finally:
+        await walls.admin.wdl("quarantine", "lift", ATTACKER, "--note", "red team", ok=False)
+    await _victim_answers_within(walls, 30)
+    await walls.assert_victim_intact()
+
+
+async def _crowd(walls: Walls, n: int, spin_path: str) -> None:
+    """`n` requests to made-up namespaces, half before and half after one spin, each on
+    a connection opened beforehand (so they all arrive within one barrier round)."""
+    host, port = walls.gateway.removeprefix("http://").rsplit(":", 1)
+    conns = await asyncio.gather(*[asyncio.open_connection(host, int(port))
+                                   for _ in range(n + 1)])
+
+    async def send(conn: tuple[asyncio.StreamReader, asyncio.StreamWriter], name: str,
+                   path: str) -> None:
+        reader, writer = conn
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n"
+                     .encode())
+        with contextlib.suppress(OSError, TimeoutError):
+            await asyncio.wait_for(reader.read(100), 10)
+        writer.close()
+
+    tag = time.monotonic_ns()
+    sends = [send(c, f"r{tag}x{i}.workers.local", "/w/") for i, c in enumerate(conns[:n // 2])]
+    sends.append(send(conns[n // 2], walls.host(ATTACKER), spin_path))
+    sends += [send(c, f"r{tag}y{i}.workers.local", "/w/")
+              for i, c in enumerate(conns[n // 2 + 1:])]
+    await asyncio.gather(*sends)
+
+
+async def test_a_crowd_of_names_that_route_nowhere_does_not_blur_the_blame(
+        walls: Walls) -> None:
+    before = {s["namespace"]: s["strikes"] for s in (await walls.admin.wdl(
+        "quarantine", "strikes", "--json")).json()}
+    await walls.attacker.deploy_js("spin", SPIN.format(n="crowd"))
+    try:
+        for _ in range(3):
+            await _crowd(walls, 700, "/spin/")
+            await asyncio.sleep(2.0)
+        deadline = time.monotonic() + 10
+        while True:
+            strikes = {s["namespace"]: s["strikes"] for s in (await walls.admin.wdl(
+                "quarantine", "strikes", "--json")).json()}
+            if strikes.get(ATTACKER, 0) > before.get(ATTACKER, 0) \
+                    or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.5)
+        assert strikes.get(ATTACKER, 0) > before.get(ATTACKER, 0), strikes
+        assert strikes.get(VICTIM, 0) == 0, strikes
+    finally:
+        await walls.attacker.deploy_js("spin", "export default { fetch() { return "
+                                               "new Response('calm'); } };")
         await walls.admin.wdl("quarantine", "lift", ATTACKER, "--note", "red team", ok=False)
     await _victim_answers_within(walls, 30)
     await walls.assert_victim_intact()

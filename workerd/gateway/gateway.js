@@ -446,6 +446,7 @@ async function handle(request, env, ctx) {
   let key = null;
   let slot;  // containment's key of the target, from its cached route (undefined: made there)
   let gated = false;  // on probation when marked: it runs behind the gate, whatever comes
+  let marked = false;
   if (early && !early.code) {
     const known = st.routes.get(early.namespace);
     const hit = known && known.get(early.worker);
@@ -453,25 +454,32 @@ async function handle(request, env, ctx) {
       key = hit.marker;
       slot = hit.slot;
       gated = hit.probation === true;
+      mark(early.namespace, early.worker, hit.version, slot, gated);
+      marked = true;
     }
-    mark(early.namespace, early.worker, hit && hit.version, slot, gated);
   }
   await fresh(env, ctx, key);
   const target = onPlatform && early && !early.code ? early
     : resolveTarget(host, url.pathname, domain, onPlatform ? NO_CLAIMS : await claims(env));
   if (target.code) return reply(404, target.code, target.message);
   if (target !== early) gated = false;
-  if (!early || early.code || early.namespace !== target.namespace ||
-      early.worker !== target.worker) {
-    // Its target was not known before the round it waited for (claims not cached, or
-    // changed by that round): one more round that names it, before any tenant code. It
-    // used to mark the round "unknown" instead, which blurred the blame of everyone in
-    // it - and a request that runs no code at all (a host nobody claimed) did it too.
-    mark(target.namespace, target.worker, undefined, undefined, false);
+  if (!marked || early.namespace !== target.namespace || early.worker !== target.worker) {
+    // Its target was not named in the round it waited for (its route was not cached, or
+    // its host's claims were not, or changed): first its route, then one more round that
+    // names it, before any tenant code. Names that route nowhere never reach a round:
+    // they used to mark it (a round past MAX_TARGETS blames no one) or mark it
+    // "unknown" (the same), so a spinning tenant escaped every strike by sending such
+    // requests around each spin (tests/security/test_redteam_availability.py).
+    const entry = await lookup(env, target.namespace, target.worker);
+    if (entry.missing) {
+      return reply(entry.missing.status || 404, entry.missing.code, entry.missing.message);
+    }
+    gated = entry.probation === true;
+    slot = entry.slot;
+    mark(target.namespace, target.worker, entry.version, slot, gated);
     await fresh(env, ctx);
   }
-  const release = admit(target.namespace, target.worker, null,
-                        target === early ? slot : undefined, gated);
+  const release = admit(target.namespace, target.worker, null, slot, gated);
   let endProbation = null;
   try {
     const entry = await lookup(env, target.namespace, target.worker);
