@@ -10,37 +10,58 @@ import { AsyncLocalStorage } from "node:async_hooks";
 export const HEADER = "x-wdl-request-id";
 const current = new AsyncLocalStorage();
 const platformFetch = globalThis.fetch;
+// The built-ins this module calls, taken before the tenant's modules run: tenant code may
+// replace them afterwards (`Headers.prototype.set = ...`), and must not thereby strip
+// the name from its fetches - the egress does not limit an unnamed fetch.
+const { apply } = Reflect;
+const { create, defineProperties, defineProperty, getOwnPropertyDescriptors,
+        getPrototypeOf } = Object;
+const NativeRequest = Request;
+const getStore = AsyncLocalStorage.prototype.getStore;
+const runIn = AsyncLocalStorage.prototype.run;
+const headersOf = Object.getOwnPropertyDescriptor(Request.prototype, "headers").get;
+const getHeader = Headers.prototype.get;
+const setHeader = Headers.prototype.set;
 
 // The name of the request running now (undefined outside one): dynamic Workers
 // (loader.js) pass it on to their children.
 export function currentRequest() {
-  return current.getStore();
+  return apply(getStore, current, []);
 }
 
 globalThis.fetch = function fetch(input, init) {
-  const id = current.getStore();
+  const id = apply(getStore, current, []);
   if (id === undefined) return platformFetch(input, init);
-  const request = new Request(input, init);
-  request.headers.set(HEADER, id);
+  const request = new NativeRequest(input, init);
+  apply(setHeader, apply(headersOf, request, []), [HEADER, id]);
   return platformFetch(request);
 };
 
 function named(handler, idOf) {
   return function (...args) {
     const id = idOf(args);
-    return id ? current.run(id, () => handler.apply(this, args)) : handler.apply(this, args);
+    return id ? apply(runIn, current, [id, () => apply(handler, this, args)])
+      : apply(handler, this, args);
   };
+}
+
+function requestName(args) {
+  try {
+    return apply(getHeader, apply(headersOf, args[0], []), [HEADER]);
+  } catch {
+    return null;  // not a Request (the getter checks its receiver)
+  }
 }
 
 // The tenant's default export with its fetch/scheduled handlers run inside the
 // request's name; anything else is returned as it is.
 export function wrapDefault(exported) {
   if (!exported || typeof exported !== "object") return exported;
-  const out = Object.create(Object.getPrototypeOf(exported));
-  Object.defineProperties(out, Object.getOwnPropertyDescriptors(exported));
+  const out = create(getPrototypeOf(exported));
+  defineProperties(out, getOwnPropertyDescriptors(exported));
   if (typeof exported.fetch === "function") {
-    out.fetch = named(exported.fetch, (args) => args[0] && args[0].headers &&
-      args[0].headers.get(HEADER));
+    defineProperty(out, "fetch", { value: named(exported.fetch, requestName),
+                                   writable: true, enumerable: true, configurable: true });
   }
   return out;
 }
