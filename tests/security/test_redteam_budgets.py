@@ -28,7 +28,7 @@ export default {
   async fetch(request) {
     {setup}
     const seen = {};
-    for (let i = 0; i < %d; i++) {
+    for (let i = 0; i < {tries}; i++) {
       try {
         await fetch("http://10.0.0.1/");
       } catch (e) {
@@ -40,7 +40,7 @@ export default {
     return Response.json(seen);
   },
 };
-""" % TRIES
+""".replace("{tries}", str(TRIES))
 
 VARIANTS = {
     "plain": ("", ""),
