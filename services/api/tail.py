@@ -29,9 +29,13 @@ class TailUpstream:
         self._client: httpx.AsyncClient | None = None
 
     async def start(self) -> None:
+        # One connection per open tail, as many as the data service admits (it bounds
+        # them, per namespace too): httpx's default pool of 100 let 100 tails of one
+        # namespace make every other tail wait for a connection, then answer 503.
         self._client = httpx.AsyncClient(
             base_url=self.data_url, headers={TOKEN_HEADER: self.internal_token},
-            timeout=httpx.Timeout(10.0, read=self.read_timeout_s))
+            timeout=httpx.Timeout(10.0, read=self.read_timeout_s),
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=20))
 
     async def stop(self) -> None:
         if self._client is not None:

@@ -23,6 +23,9 @@ from services.tail.filters import TailFilter
 DEFAULT_QUEUE_SIZE = 256
 DEFAULT_MAX_SUBSCRIBERS = 128
 DEFAULT_MAX_PER_WORKER = 16
+# A quarter of the hub: one namespace (8 workers x 16) could otherwise hold every tail
+# and leave every other tenant's `wdl tail` at 429.
+DEFAULT_MAX_PER_NAMESPACE = 32
 
 
 class TooManySubscribers(Exception):
@@ -87,11 +90,14 @@ class TailHub:
     def __init__(self, *, queue_size: int = DEFAULT_QUEUE_SIZE,
                  max_subscribers: int = DEFAULT_MAX_SUBSCRIBERS,
                  max_per_worker: int = DEFAULT_MAX_PER_WORKER,
+                 max_per_namespace: int = DEFAULT_MAX_PER_NAMESPACE,
                  rng: random.Random | None = None,
                  on_drop: Callable[[int], None] | None = None) -> None:
         self.queue_size = queue_size
         self.max_subscribers = max_subscribers
         self.max_per_worker = max_per_worker
+        self.max_per_namespace = max_per_namespace
+        self._per_namespace: dict[str, int] = {}
         self.rng = rng or random.Random()
         self.on_drop = on_drop
         self._subs: dict[tuple[str, str], set[Subscription]] = {}
@@ -113,10 +119,15 @@ class TailHub:
         if len(subs) >= self.max_per_worker:
             raise TooManySubscribers(f"{namespace}/{worker} already has {len(subs)} tails "
                                      f"(at most {self.max_per_worker})")
+        mine = self._per_namespace.get(namespace, 0)
+        if mine >= self.max_per_namespace:
+            raise TooManySubscribers(f"namespace {namespace} already has {mine} tails open "
+                                     f"(at most {self.max_per_namespace})")
         sub = Subscription(namespace, worker, filter_ or TailFilter(), self.queue_size,
                            self.on_drop)
         self._subs.setdefault((namespace, worker), subs).add(sub)
         self._count += 1
+        self._per_namespace[namespace] = mine + 1
         return sub
 
     def unsubscribe(self, sub: Subscription) -> None:
@@ -125,6 +136,11 @@ class TailHub:
             return
         subs.discard(sub)
         self._count -= 1
+        left = self._per_namespace.get(sub.namespace, 0) - 1
+        if left > 0:
+            self._per_namespace[sub.namespace] = left
+        else:
+            self._per_namespace.pop(sub.namespace, None)
         if not subs:
             del self._subs[(sub.namespace, sub.worker)]
         sub.close()

@@ -140,6 +140,19 @@ async def test_subscriber_limits_and_unsubscribe() -> None:
     assert await a.next() is None, "a closed subscription ends"
 
 
+async def test_one_namespace_holds_at_most_its_share_of_the_tails() -> None:
+    hub = TailHub(max_subscribers=10, max_per_worker=5, max_per_namespace=3)
+    mine = [hub.subscribe("greedy", f"w{i}") for i in range(3)]
+    with pytest.raises(TooManySubscribers, match="namespace greedy already has 3"):
+        hub.subscribe("greedy", "w9")
+    hub.subscribe("other", "api")  # another namespace still gets one
+    hub.unsubscribe(mine[0])
+    hub.unsubscribe(mine[0])  # counted once
+    hub.subscribe("greedy", "w9")
+    with pytest.raises(TooManySubscribers):
+        hub.subscribe("greedy", "w10")
+
+
 async def test_close_wakes_blocked_readers() -> None:
     hub = TailHub()
     sub = hub.subscribe("acme", "api")
