@@ -44,6 +44,9 @@ class Limits:
     max_events: int = 1024  # received events per instance
     max_batch: int = 100  # createBatch
     concurrency: int = 64  # invocations in flight
+    # ... of one namespace: a quarter, so one namespace's slow steps (each may take
+    # invoke_timeout_s) never hold every slot and stall every other namespace's workflows.
+    per_namespace: int = 16
     # Past a step's default timeout (10 minutes): a long step is the tenant's to bound.
     invoke_timeout_s: float = 660.0
 
@@ -103,6 +106,7 @@ class Engine:
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._sem = asyncio.Semaphore(self.limits.concurrency)
+        self._ns_sems: dict[str, asyncio.Semaphore] = {}
         self._running = False
 
     def now_ms(self) -> int:
@@ -198,10 +202,18 @@ class Engine:
                                           f"type {p['type']!r}"})
             self._schedule(self.states[key])
 
+    def _namespace_slots(self, namespace: str) -> asyncio.Semaphore:
+        sem = self._ns_sems.get(namespace)
+        if sem is None:
+            sem = self._ns_sems[namespace] = asyncio.Semaphore(
+                max(1, min(self.limits.per_namespace, self.limits.concurrency)))
+        return sem
+
     async def _run(self, key: str) -> None:
         backoff = 0.2
         try:
-            async with self._sem:
+            # The namespace's slot first: its waiting instances hold no shared one.
+            async with self._namespace_slots(self.states[key].namespace), self._sem:
                 while self._running:
                     inst = self.states[key]
                     if not inst.runnable(self.now_ms()):

@@ -82,3 +82,39 @@ async def test_a_senseless_report_errors_only_that_instance(tmp_path: Path) -> N
     done, rebuilt = await run(tmp_path, Nonsense(), Limits())
     assert done.status == "errored" and "invalid step report" in done.error["message"]  # type: ignore[index]
     assert rebuilt["status"] == "errored"
+
+
+class Gate:
+    """Holds every invocation of namespace `slow` until released; others complete."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+        self.inside: dict[str, int] = {}
+
+    async def invoke(self, inst: Instance) -> dict[str, Any]:
+        self.inside[inst.namespace] = self.inside.get(inst.namespace, 0) + 1
+        try:
+            if inst.namespace == "slow":
+                await self.release.wait()
+            return {"kind": "complete", "output": inst.namespace}
+        finally:
+            self.inside[inst.namespace] -= 1
+
+
+async def test_one_namespace_holds_at_most_its_share_of_the_slots(tmp_path: Path) -> None:
+    store = SqliteWorkflowStore(tmp_path / "wf.sqlite")
+    await store.start()
+    gate = Gate()
+    engine = Engine(store, gate, limits=Limits(concurrency=4, per_namespace=2), generation=1)
+    try:
+        await engine.start()
+        for i in range(6):
+            await engine.create("slow", "wf", "w", "v1", "C", f"s{i}", {})
+        await asyncio.sleep(0.1)
+        assert gate.inside.get("slow") == 2
+        other = await engine.create("fast", "wf", "w", "v1", "C", "f", {})
+        assert (await finish(engine, other.key)).status == "complete"
+        gate.release.set()
+    finally:
+        await engine.stop()
+        await store.stop()
