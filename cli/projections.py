@@ -16,7 +16,7 @@ import json
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -24,16 +24,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from cli.client import ApiFailure, ConfigError, ControlClient, resolve_config
 from cli.common import ProfileOpt, TokenOpt, UrlOpt, report, table
-from projections.dead_letters import list_dead_letters, redrive
-from projections.rebuild import (
-    VerificationFailed,
-    positions_at_time,
-    rebuild,
-    status,
-    verify_live,
-)
-from projections.runtime import Backends, open_backends
 from services.settings import Settings
+
+if TYPE_CHECKING:
+    from projections.runtime import Backends
+
+# The backends' libraries (SQLAlchemy, alembic, psycopg, redis, aiokafka) are imported by
+# the commands that use them: every `wdl` command loads this module, and they cost about
+# a second of start-up.
 
 app = typer.Typer(help="Inspect, verify and rebuild the Redis and audit projections.",
                   no_args_is_help=True)
@@ -42,6 +40,8 @@ T = TypeVar("T")
 
 
 def _run(work: Callable[[Backends], Awaitable[T]]) -> T:
+    from projections.runtime import open_backends
+
     try:
         settings = Settings.from_env()
     except ValueError as exc:
@@ -98,6 +98,8 @@ def status_cmd(as_json: bool = typer.Option(False, "--json", help="machine-reada
     if _embedded():
         rows = _via_api("GET", "/v1/projections/status", url, token, profile)
     else:
+        from projections.rebuild import status
+
         rows = _run(lambda b: status(b.log, b.store, b.audit))
     if as_json:
         _print_json(rows)
@@ -114,6 +116,8 @@ def verify_cmd(as_json: bool = typer.Option(False, "--json"), url: UrlOpt = None
     if _embedded():
         found = dict(_via_api("POST", "/v1/projections/verify", url, token, profile))
     else:
+        from projections.rebuild import verify_live
+
         found = _run(lambda b: verify_live(b.log, b.store, b.audit)).as_dict()
     if as_json:
         _print_json(found)
@@ -172,6 +176,8 @@ def rebuild_cmd(
         _print_rebuild(result, as_json)
         return
 
+    from projections.rebuild import VerificationFailed, positions_at_time, rebuild
+
     async def work(b: Backends) -> dict[str, Any]:
         limit = positions
         if until_ms is not None:
@@ -219,6 +225,8 @@ def dead_letters_cmd(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """List events that could not be decoded or applied, or re-drive them."""
+    from projections.dead_letters import list_dead_letters, redrive
+
     if redrive_:
         result = _run(lambda b: redrive(b.log, b.store, b.audit))
         if as_json:

@@ -24,25 +24,22 @@ import logging
 import os
 import signal
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import httpx
 import typer
 from rich.console import Console
 
-from services.crypto import NoRootKey
+from services.components import COMPONENTS, INTERNAL_TOKEN_FILE
 from services.dataplane.gateway import RecyclePolicy, WatchdogPolicy
 from services.logs import configure as configure_logging
-from services.platform import (
-    COMPONENTS,
-    INTERNAL_TOKEN_FILE,
-    Platform,
-    PlatformOptions,
-    dev_admin_token,
-    dev_internal_token,
-    summary,
-)
 from services.settings import Settings
+
+if TYPE_CHECKING:
+    from services.platform import PlatformOptions
+
+# services.platform (every component and its libraries) is imported by the commands that
+# start the platform: every `wdl` command loads this module.
 
 console = Console(stderr=True)
 
@@ -57,6 +54,9 @@ MaxStale = Annotated[int, typer.Option("--recycle-stale", help="recycle workerd 
 
 
 def _run(settings: Settings, options: PlatformOptions, admin_token: str | None) -> None:
+    from services.crypto import NoRootKey
+    from services.platform import Platform, summary
+
     configure_logging(json_when_piped=not settings.embedded)  # `wdl up`, not `wdl dev`
     # Everything the platform writes (tenant data, logs, blobs, configs) is its user's
     # alone; the files that matter are also made private explicitly (private_files).
@@ -109,6 +109,8 @@ def dev(api_port: ApiPort = 8787, api_host: ApiHost = "127.0.0.1",
         recycle_stale: MaxStale = 64, processes: Processes = None,
         hang_timeout: HangTimeout = None) -> None:
     """Run the whole platform in one process on embedded backends (what `make run` does)."""
+    from services.platform import PlatformOptions, dev_admin_token, dev_internal_token
+
     settings = Settings.from_env(embedded=True)
     token = dev_admin_token(settings)
     # Host claims route without a DNS proof here: a laptop has no public DNS (docs/hosts.md).
@@ -167,6 +169,8 @@ def up(only: Annotated[list[str] | None, typer.Option(
        domain: Domain = "workers.local", recycle_stale: MaxStale = 64,
        processes: Processes = None, hang_timeout: HangTimeout = None) -> None:
     """Run the platform against Kafka/Redis/PostgreSQL/S3 configured in the environment."""
+    from services.platform import PlatformOptions
+
     try:
         settings = Settings.from_env(embedded=False)
     except ValueError as exc:

@@ -30,6 +30,7 @@ from projections.projector import Projector
 from projections.reader import ProjectionReader
 from projections.runtime import Backends, open_backends
 from services.blobstore import BlobStore, open_blob_store
+from services.components import COMPONENTS, DEV_KEY_FILE, INTERNAL_TOKEN_FILE, TOKEN_FILE
 from services.crypto import Keyring, load_keyring
 from services.d1 import D1Service
 from services.d1.confinement import DEFAULT_TIMEOUT_MS as DEFAULT_D1_TIMEOUT_MS
@@ -48,11 +49,6 @@ from services.settings import Settings
 from services.state.service import StateService
 
 log = logging.getLogger("wdl.platform")
-COMPONENTS = ("api", "projector", "state", "data", "gateway", "scheduler", "workflows", "d1",
-              "objects", "queues")
-DEV_KEY_FILE = "root.keys"  # same file the control API uses in embedded mode
-TOKEN_FILE = "admin.token"
-INTERNAL_TOKEN_FILE = "internal.token"
 
 
 @dataclass(frozen=True)

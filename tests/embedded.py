@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from harness.endpoints import Endpoints
-from services.platform import COMPONENTS, Platform, PlatformOptions
+from services.components import COMPONENTS
+from services.platform import Platform, PlatformOptions
 from services.settings import Settings
 from tests.platform_stack import ADMIN
 from tests.wdl_cli import wdl

@@ -67,6 +67,25 @@ def answer(text: str) -> str:
             f"return new Response({json.dumps(text)} + ' ' + u.pathname + u.search); }} }};")
 
 
+def servers_env(services: Endpoints, database: str, unique_name: Callable[[str], str],
+                tmp_path: Path) -> dict[str, str]:
+    """A platform's environment on the real servers, with a log, projection, blobs and
+    tenant data of its own (names from `unique_name`) and a fresh root key."""
+    assert services.kafka_bootstrap_servers and services.redis_url
+    return {
+        **{k: v for k, v in os.environ.items() if not k.startswith("WDL_")},
+        **services.as_env(),
+        "WDL_TOPIC": unique_name("dp"), "WDL_PARTITIONS": "4",
+        "WDL_REDIS_PREFIX": unique_name("dp") + ":", "DATABASE_URL": database,
+        "WDL_BLOB_URL": f"s3://{unique_name('dp')}", "WDL_ADMIN_TOKEN": ADMIN,
+        "WDL_ROOT_KEYS": generate_root_key("k-test").export(),
+        "WDL_DATA_DIR": str(tmp_path / "data"),
+        # Tenant data of this platform only: its own KV prefix and R2 bucket.
+        "WDL_KV_URL": f"{services.redis_url}?prefix={unique_name('kv')}:",
+        "WDL_R2_URL": f"s3://{unique_name('r2')}",
+    }
+
+
 @contextlib.asynccontextmanager
 async def platform_stack(services: Endpoints, fresh_database: str,
                          unique_name: Callable[[str], str], tmp_path: Path,
@@ -77,20 +96,8 @@ async def platform_stack(services: Endpoints, fresh_database: str,
                          egress_allow_loopback: bool = False,
                          workflows_url: str | None = None,
                          ) -> AsyncIterator[Stack]:
-    assert services.kafka_bootstrap_servers and services.redis_url
-    root_keys = generate_root_key("k-test").export()
-    monkeypatch.setenv("WDL_ROOT_KEYS", root_keys)
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("WDL_")},
-        **services.as_env(),
-        "WDL_TOPIC": unique_name("dp"), "WDL_PARTITIONS": "4",
-        "WDL_REDIS_PREFIX": unique_name("dp") + ":", "DATABASE_URL": fresh_database,
-        "WDL_BLOB_URL": f"s3://{unique_name('dp')}", "WDL_ADMIN_TOKEN": ADMIN,
-        "WDL_ROOT_KEYS": root_keys, "WDL_DATA_DIR": str(tmp_path / "data"),
-        # Tenant data of this test only: its own KV prefix and R2 bucket.
-        "WDL_KV_URL": f"{services.redis_url}?prefix={unique_name('kv')}:",
-        "WDL_R2_URL": f"s3://{unique_name('r2')}",
-    }
+    env = servers_env(services, fresh_database, unique_name, tmp_path)
+    monkeypatch.setenv("WDL_ROOT_KEYS", env["WDL_ROOT_KEYS"])
     settings = Settings.from_env(env)
     options = PlatformOptions(components=components, internal_token=internal_token,
                               api_port=0, gateway_port=0, state_port=0, data_port=0,

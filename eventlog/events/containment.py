@@ -14,30 +14,15 @@ from __future__ import annotations
 from typing import ClassVar, Literal
 
 from eventlog import validation as v
-from eventlog.aggregates import AggregateKind
 from eventlog.errors import InvalidEvent
-from eventlog.events.base import BaseEvent, _no_generation
-from eventlog.precondition import Precondition
+from eventlog.events.namespaces import NamespaceScoped
 
 StrikeKind = Literal["hang", "crash"]
 MAX_HOLD_AFTER = 1000
 MAX_WINDOW_S = 7 * 24 * 3600
 
 
-class _ContainmentEvent(BaseEvent, frozen=True, kw_only=True):
-    namespace: str
-
-    def aggregate(self) -> tuple[AggregateKind, str]:
-        return AggregateKind.NAMESPACE, self.namespace
-
-    def validate(self) -> None:
-        v.name("namespace", self.namespace)
-
-    def check_precondition(self, precondition: Precondition) -> None:
-        _no_generation(self, precondition)
-
-
-class NamespaceStruck(_ContainmentEvent, frozen=True, kw_only=True):
+class NamespaceStruck(NamespaceScoped, frozen=True, kw_only=True):
     """A workerd process hung or died with this namespace as its only suspect.
 
     `hold_after` and `window_s` are the watchdog's policy when it struck: the fold
@@ -69,7 +54,7 @@ class NamespaceStruck(_ContainmentEvent, frozen=True, kw_only=True):
             raise InvalidEvent("window_s", f"must be an integer in 1..{MAX_WINDOW_S}")
 
 
-class NamespaceQuarantineLifted(_ContainmentEvent, frozen=True, kw_only=True):
+class NamespaceQuarantineLifted(NamespaceScoped, frozen=True, kw_only=True):
     """An operator lets a held namespace serve again; its strikes start over."""
 
     TYPE: ClassVar[str] = "namespace.quarantine_lifted"

@@ -11,10 +11,8 @@ from typing import ClassVar, Literal
 import msgspec
 
 from eventlog import validation as v
-from eventlog.aggregates import AggregateKind
 from eventlog.errors import InvalidEvent
-from eventlog.events.base import BaseEvent, _no_generation
-from eventlog.precondition import Precondition
+from eventlog.events.namespaces import NamespaceScoped
 
 EgressMode = Literal["deny", "public", "allow"]
 MAX_EGRESS_RULES = 256
@@ -28,20 +26,7 @@ class EgressRule(msgspec.Struct, frozen=True, kw_only=True):
     ports: tuple[int, ...] = ()
 
 
-class _NamespacePolicyEvent(BaseEvent, frozen=True, kw_only=True):
-    namespace: str
-
-    def aggregate(self) -> tuple[AggregateKind, str]:
-        return AggregateKind.NAMESPACE, self.namespace
-
-    def validate(self) -> None:
-        v.name("namespace", self.namespace)
-
-    def check_precondition(self, precondition: Precondition) -> None:
-        _no_generation(self, precondition)
-
-
-class EgressPolicySet(_NamespacePolicyEvent, frozen=True, kw_only=True):
+class EgressPolicySet(NamespaceScoped, frozen=True, kw_only=True):
     """Replace the namespace's egress policy (the default, with none set, is `public`)."""
 
     TYPE: ClassVar[str] = "namespace.egress_set"
@@ -72,7 +57,7 @@ class EgressPolicySet(_NamespacePolicyEvent, frozen=True, kw_only=True):
                     raise InvalidEvent(f"{field}.ports[{j}]", f"{port!r} is not a port")
 
 
-class _GrantEvent(_NamespacePolicyEvent, frozen=True, kw_only=True):
+class _GrantEvent(NamespaceScoped, frozen=True, kw_only=True):
     grantee: str
     worker: str = "*"
 
@@ -102,7 +87,7 @@ class ServiceRevoked(_GrantEvent, frozen=True, kw_only=True):
 
     def validate(self) -> None:
         if self.worker == ALL_GRANTS:
-            _NamespacePolicyEvent.validate(self)
+            NamespaceScoped.validate(self)
             v.name("grantee", self.grantee)
             return
         super().validate()
@@ -112,7 +97,7 @@ MAX_WALL_MS = 15 * 60 * 1000
 MAX_SUBREQUESTS = 100_000
 
 
-class NamespaceLimitsSet(_NamespacePolicyEvent, frozen=True, kw_only=True):
+class NamespaceLimitsSet(NamespaceScoped, frozen=True, kw_only=True):
     """Per-request budgets of the namespace's workers; 0 means the platform default
     (no wall-time bound; `DEFAULT_SUBREQUESTS` outbound fetches per request)."""
 

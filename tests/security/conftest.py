@@ -4,7 +4,6 @@ and module: attacks must change nothing, so the tests of a module can share one)
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -12,13 +11,12 @@ from pathlib import Path
 import pytest
 
 from harness.endpoints import Endpoints
-from services.crypto import generate_root_key
 from services.dataplane.gateway import RecyclePolicy
 from services.platform import Platform, PlatformOptions
 from services.settings import Settings
 from tests.conftest import new_database
 from tests.integration.test_dataplane_dev import Dev
-from tests.platform_stack import ADMIN
+from tests.platform_stack import ADMIN, servers_env
 from tests.security.rig import INTERNAL_TOKEN, Actor, Walls, seed_victim, set_the_scene
 
 SERVER_COMPONENTS = frozenset({"api", "projector", "state", "data", "gateway", "d1", "objects"})
@@ -30,21 +28,9 @@ def _name(prefix: str) -> str:
 
 async def _servers(services: Endpoints, tmp: Path, extra_env: dict[str, str],
                    components: frozenset[str] = SERVER_COMPONENTS) -> AsyncIterator[Walls]:
-    assert services.kafka_bootstrap_servers and services.redis_url
-    root_keys = generate_root_key("k-sec").export()
     with new_database(services) as database, pytest.MonkeyPatch.context() as mp:
-        mp.setenv("WDL_ROOT_KEYS", root_keys)
-        env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith("WDL_")},
-            **services.as_env(),
-            "WDL_TOPIC": _name("sec"), "WDL_PARTITIONS": "4",
-            "WDL_REDIS_PREFIX": _name("sec") + ":", "DATABASE_URL": database,
-            "WDL_BLOB_URL": f"s3://{_name('sec')}", "WDL_ADMIN_TOKEN": ADMIN,
-            "WDL_ROOT_KEYS": root_keys, "WDL_DATA_DIR": str(tmp / "data"),
-            "WDL_KV_URL": f"{services.redis_url}?prefix={_name('kv')}:",
-            "WDL_R2_URL": f"s3://{_name('r2')}",
-            **extra_env,
-        }
+        env = {**servers_env(services, database, _name, tmp), **extra_env}
+        mp.setenv("WDL_ROOT_KEYS", env["WDL_ROOT_KEYS"])
         for key, value in extra_env.items():
             mp.setenv(key, value)  # read from the environment by the components too
         options = PlatformOptions(components=components, internal_token=INTERNAL_TOKEN,

@@ -32,10 +32,11 @@ import pytest
 
 from harness.endpoints import Endpoints
 from harness.workerd import free_port
+from services.components import COMPONENTS
 from services.crypto import generate_root_key
 from services.dataplane.gateway import RecyclePolicy
 from services.internal import MESSAGE
-from services.platform import COMPONENTS, Platform, PlatformOptions
+from services.platform import Platform, PlatformOptions
 from services.serving import HttpServer
 from services.settings import Settings
 from tests.conftest import new_database

@@ -59,7 +59,7 @@ def test_platform_commands_exist_in_the_cli() -> None:
     from typer.main import get_command
 
     from cli.main import app
-    from services.platform import COMPONENTS
+    from services.components import COMPONENTS
 
     services = _compose()["services"]
     root = get_command(app)
