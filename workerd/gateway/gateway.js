@@ -4,7 +4,7 @@
 // from the Python state service (env.STATE, an external service binding);
 // how the routes are kept fresh is freshness.js.
 import { WorkerEntrypoint } from "cloudflare:workers";
-import { resolveTarget } from "./routing.js";
+import { normalizeHost, resolveTarget } from "./routing.js";
 import { egressRefusal } from "./egress.js";
 import { HEADER as REQUEST_ID, openRequest, spendSubrequest, withinWall } from "./budgets.js";
 import { admit, announce, ended, mark, nameVersion, probationEnter }
@@ -491,11 +491,47 @@ async function handle(request, env, ctx) {
       endProbation = await probationEnter(env, [target.namespace, target.worker,
                                                 entry.version]);
     }
-    return await invoke(env, ctx, url, request, target, entry);
+    const response = await invoke(env, ctx, url, request, target, entry);
+    const servedAt = normalizeHost(host);
+    return servedAt.endsWith("." + domain) ? ownCookies(response, servedAt) : response;
   } finally {
     release();
     if (endProbation) endProbation();
   }
+}
+
+// A Set-Cookie's Domain attribute (the last one counts, RFC 6265), lowercased without
+// its leading and trailing dots; null for a host-only cookie.
+function cookieDomain(cookie) {
+  let domain = null;
+  for (const part of cookie.split(";").slice(1)) {
+    const eq = part.indexOf("=");
+    if (eq < 0 || part.slice(0, eq).trim().toLowerCase() !== "domain") continue;
+    domain = part.slice(eq + 1).trim().toLowerCase().replace(/^\.+/, "").replace(/\.+$/, "");
+  }
+  return domain || null;
+}
+
+// A namespace host's response keeps only cookies of that host (host-only, or its own
+// Domain or under it). A browser takes `Domain=<platform domain>` from any namespace's
+// host and sends it to every other one (the platform domain is not a public suffix):
+// one tenant would plant or overwrite another's session cookies.
+function ownCookies(response, host) {
+  if (!response.headers.has("set-cookie")) return response;
+  const cookies = response.headers.getSetCookie();
+  const kept = cookies.filter((c) => {
+    const domain = cookieDomain(c);
+    return domain === null || domain === host || domain.endsWith("." + host);
+  });
+  if (kept.length === cookies.length) return response;
+  console.warn(`wdl: ${host}: dropped ${cookies.length - kept.length} Set-Cookie for ` +
+               "a domain other than the namespace's own host");
+  const headers = new Headers(response.headers);
+  headers.delete("set-cookie");
+  for (const c of kept) headers.append("set-cookie", c);
+  const init = { status: response.status, statusText: response.statusText, headers };
+  if (response.webSocket) init.webSocket = response.webSocket;
+  return new Response(response.body, init);
 }
 
 async function invoke(env, ctx, url, request, target, entry) {
