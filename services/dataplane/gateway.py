@@ -54,7 +54,7 @@ from services.dataplane.config import (
     render_gateway_config,
 )
 from services.dataplane.listeners import SlotListeners
-from services.dataplane.workerd_process import WorkerdProcess
+from services.dataplane.workerd_process import WorkerdProcess, main_thread_syscalls
 from services.serving import bind
 
 log = logging.getLogger("wdl.gateway")
@@ -123,14 +123,9 @@ class _Instance:
         """Did the event loop make I/O syscalls since the last tick? A loop stuck in JS
         makes none; an overloaded one (probes answered late) makes many."""
         pid = self.process.pid
-        if pid is None:
-            return False
-        try:
-            text = Path(f"/proc/{pid}/task/{pid}/io").read_text(encoding="ascii")
-        except OSError:
+        io = main_thread_syscalls(pid) if pid is not None else None
+        if io is None:
             return False  # not Linux, or gone: probes alone decide
-        fields = dict(line.split(": ", 1) for line in text.splitlines() if ": " in line)
-        io = int(fields.get("syscr", 0)) + int(fields.get("syscw", 0))
         moved = self.io >= 0 and io != self.io
         self.io = io
         return moved

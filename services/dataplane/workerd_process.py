@@ -111,6 +111,18 @@ def listening_socket(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
     return s
 
 
+def main_thread_syscalls(pid: int) -> int | None:
+    """Read and write syscalls the process's main thread made so far (None: not Linux, or
+    gone). An event loop stuck in JS makes none; an overloaded one makes many, so a
+    watchdog that sees them move knows a late probe answer is load, not a hang."""
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/io").read_text(encoding="ascii")
+    except OSError:
+        return None
+    fields = dict(line.split(": ", 1) for line in text.splitlines() if ": " in line)
+    return int(fields.get("syscr", 0)) + int(fields.get("syscw", 0))
+
+
 PROBE_TIMEOUT = 1.0  # seconds one readiness probe may take
 PUMP_CHUNK = 64 * 1024  # bytes read from workerd's stdout at a time
 MAX_LINE = 16 * 1024  # bytes of one output line kept (a tenant's console.log may be huge)

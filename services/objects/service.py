@@ -4,12 +4,15 @@ Objects must live in exactly one place, so they are not hosted by the gateway
 (which runs N workerd processes on one socket): the gateway's namespace binding
 (workerd/gateway/do.js) sends every call here. Several hosts may share the public
 port (SO_REUSEPORT); each serves only the shards whose lease it holds and
-forwards the rest to the holder's private socket (ownership.py).
+forwards the rest to the holder's private socket (ownership.py). A watchdog
+replaces the workerd when it hangs or dies, on the same sockets (watchdog.py).
 docs/durable-objects.md.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import shutil
 import socket
@@ -28,8 +31,10 @@ from services.internal import InternalTokenGuard
 from services.leases import LeaseClient
 from services.objects.config import PRIVATE_SOCKET, SOCKET, ObjectsConfig, render
 from services.objects.ownership import Ownership, holder_name, shard_scope
+from services.objects.watchdog import ObjectsWatchdog
 from services.scheduler.clock import Clock, SystemClock
 from services.serving import HttpServer, bind
+from services.state.quarantine import Striker
 
 
 @dataclass(frozen=True)
@@ -66,6 +71,8 @@ class ObjectsHost:
         self._address = ""
         self._private_address = ""
         self._config_dir: Path | None = None
+        self.watchdog: ObjectsWatchdog | None = None
+        self._watch: asyncio.Task[None] | None = None
 
     @property
     def config_path(self) -> Path | None:
@@ -112,6 +119,19 @@ class ObjectsHost:
                              "address": verdict.address, "reason": verdict.reason,
                              "scope": scope, "valid_ms": verdict.valid_ms})
 
+    async def _enter(self, request: Request) -> JSONResponse:
+        # Careful mode's announcements (workerd/objects/careful.js).
+        try:
+            body = await request.json()
+            token, namespace = str(body["token"]), str(body["namespace"])
+            script = str(body.get("script") or "")
+            done = [str(t) for t in body.get("done") or []][:256]
+        except (ValueError, KeyError, TypeError) as exc:
+            return JSONResponse({"ok": False, "reason": f"bad request: {exc}"}, 400)
+        if self.watchdog is not None and namespace and script:
+            self.watchdog.announced.enter(token, namespace[:128], script[:128], done)
+        return JSONResponse({"ok": True})
+
     async def start(self) -> None:
         try:
             await self._start()
@@ -137,29 +157,47 @@ class ObjectsHost:
         # Behind the internal token: an ownership verdict names lease generations, and
         # asking for one may append a lease event (services/objects/ownership.py).
         self._supervisor = HttpServer(
-            InternalTokenGuard(Starlette(routes=[Route("/owner", self._owner)]),
-                               o.internal_token),
+            InternalTokenGuard(Starlette(routes=[
+                Route("/owner", self._owner),
+                Route("/enter", self._enter, methods=["POST"])]), o.internal_token),
             host="127.0.0.1", port=0, name="objects-supervisor")
         await self._supervisor.start()
-        sup_host, sup_port = self._supervisor.address[:2]
         # The config holds the internal token: never in the (shared) storage dir, only in
         # a directory of this process's own that no other user may enter.
         self._config_dir = Path(tempfile.mkdtemp(prefix="wdl-objects-"))  # mode 0700
+        await self._spawn(0)
+        striker = None if self.leases is None else Striker(self.leases.log,
+                                                            self.leases.reader)
+        self.watchdog = ObjectsWatchdog(
+            lambda: self._proc, self._spawn,
+            f"http://{self.private_address}/__wdl/healthz", o.internal_token,
+            striker=striker)
+        self._watch = asyncio.create_task(self.watchdog.run(), name="objects-watchdog")
+
+    async def _spawn(self, careful_until_ms: int) -> None:
+        """A workerd on this host's sockets (they outlive it: a replacement takes what
+        was queued), in careful mode until `careful_until_ms` (watchdog.py)."""
+        o = self.options
+        assert self._supervisor is not None and self._config_dir is not None
+        assert self._sock is not None and self._private is not None
+        sup_host, sup_port = self._supervisor.address[:2]
         path = write_private(self._config_dir / "objects.capnp", render(ObjectsConfig(
             o.storage_dir, o.state_address, o.internal_token, o.egress_allow_loopback,
             supervisor_address=f"{sup_host}:{sup_port}", data_address=o.data_address,
-            d1_address=o.d1_address)))
-        self._proc = WorkerdProcess(path, binary=o.binary,
-                                    socket_fds={SOCKET: self._sock,
-                                                PRIVATE_SOCKET: self._private},
-                                    ready_path="/__wdl/healthz")
-        await self._proc.start()
-        # Only workerd keeps the listening sockets: when it dies, the kernel stops
-        # queueing connections for it on the shared port.
-        for sock in (self._sock, self._private):
-            sock.close()
+            d1_address=o.d1_address, careful_until_ms=careful_until_ms)))
+        process = WorkerdProcess(path, binary=o.binary,
+                                 socket_fds={SOCKET: self._sock,
+                                             PRIVATE_SOCKET: self._private},
+                                 ready_sockets=(PRIVATE_SOCKET,), ready_path="/__wdl/healthz")
+        await process.start()
+        self._proc = process
 
     async def stop(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch
+            self._watch = None
         if self._proc is not None:
             await self._proc.stop()
             self._proc = None

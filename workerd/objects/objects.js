@@ -16,6 +16,7 @@ import { RPC, decodeValue, encodeValue } from "./values.js";
 import SHIM from "./shim_sources.js";
 import { internalHeaders, internalRefusal } from "./internal.js";
 import { egressRefusal } from "./egress.js";
+import { enter } from "./careful.js";
 
 export { WdlDo } from "./do.js";
 export { WdlKv } from "./kv.js";
@@ -286,7 +287,12 @@ export class WdlObjectHost extends DurableObject {
     // shard's owner runs it; the others hand it over (at least once, maybe twice).
     const verdict = await ownerOf(this.env, m);
     if (verdict.mine) {
-      await this.runAlarm({ ...m, generation: verdict.generation }, retry);
+      const leave = await enter(this.env, internalHeaders(this.env), m);
+      try {
+        await this.runAlarm({ ...m, generation: verdict.generation }, retry);
+      } finally {
+        leave();
+      }
       return;
     }
     if (!verdict.address) throw new Error(`alarm: no owner (${verdict.reason || "unknown"})`);
@@ -458,44 +464,54 @@ export default {
     }
     // The generation this call is served under: the object's fence (CTX_PATCH).
     m.generation = verdict.generation;
-    const host = hostFor(env, m);
-    if (url.pathname === "/__wdl/do/alarm") {
-      const body = await request.json();
-      try {
-        await host.runAlarm(m, body.info);
-        return Response.json({ ok: true });
-      } catch (err) {
-        return Response.json({ error: String(err && err.message || err) }, { status: 500 });
-      }
+    // In careful mode (after a hang of this host) tenant code runs announced (careful.js).
+    const leave = await enter(env, internalHeaders(env), m);
+    try {
+      return await serve(request, env, url, m);
+    } finally {
+      leave();
     }
-    if (url.pathname === "/__wdl/do/call") {
-      // The method in a header, the arguments' JSON text as the body, the result's JSON
-      // text as the answer (workerd/gateway/do.js).
-      let out;
-      try {
-        const { method, args } = await callOf(request);
-        out = await host.call(m, method, args);
-      } catch (err) {
-        out = { error: { name: "Error", message: String(err && err.message || err) } };
-      }
-      // Not a string: a value JSON.stringify gives nothing for (a function): answered
-      // as before, the tenant wrapper then fails to parse it.
-      if (out.error || (!out.undefined && typeof out.json !== "string")) return Response.json(out);
-      if (out.undefined) return new Response(null, { headers: { "x-wdl-do-result": "undefined" } });
-      return new Response(out.json, { headers: { "x-wdl-do-result": "json",
-                                                 "content-type": "application/json" } });
-    }
-    if (url.pathname === "/__wdl/do/fetch") {
-      const headers = new Headers(request.headers);
-      const target = headers.get("x-wdl-do-url") || "http://do/";
-      for (const h of ["x-wdl-internal-token", "x-wdl-do-url", "x-wdl-do-forwarded"]) {
-        headers.delete(h);
-      }
-      headers.set("x-wdl-do", JSON.stringify(m));  // with the generation it is served under
-      const inner = new Request(target, { method: request.method, headers,
-                                          body: request.body, redirect: "manual" });
-      return host.fetch(inner);
-    }
-    return fail(404, "not_found", "no such route");
   },
 };
+
+async function serve(request, env, url, m) {
+  const host = hostFor(env, m);
+  if (url.pathname === "/__wdl/do/alarm") {
+    const body = await request.json();
+    try {
+      await host.runAlarm(m, body.info);
+      return Response.json({ ok: true });
+    } catch (err) {
+      return Response.json({ error: String(err && err.message || err) }, { status: 500 });
+    }
+  }
+  if (url.pathname === "/__wdl/do/call") {
+    // The method in a header, the arguments' JSON text as the body, the result's JSON
+    // text as the answer (workerd/gateway/do.js).
+    let out;
+    try {
+      const { method, args } = await callOf(request);
+      out = await host.call(m, method, args);
+    } catch (err) {
+      out = { error: { name: "Error", message: String(err && err.message || err) } };
+    }
+    // Not a string: a value JSON.stringify gives nothing for (a function): answered
+    // as before, the tenant wrapper then fails to parse it.
+    if (out.error || (!out.undefined && typeof out.json !== "string")) return Response.json(out);
+    if (out.undefined) return new Response(null, { headers: { "x-wdl-do-result": "undefined" } });
+    return new Response(out.json, { headers: { "x-wdl-do-result": "json",
+                                               "content-type": "application/json" } });
+  }
+  if (url.pathname === "/__wdl/do/fetch") {
+    const headers = new Headers(request.headers);
+    const target = headers.get("x-wdl-do-url") || "http://do/";
+    for (const h of ["x-wdl-internal-token", "x-wdl-do-url", "x-wdl-do-forwarded"]) {
+      headers.delete(h);
+    }
+    headers.set("x-wdl-do", JSON.stringify(m));  // with the generation it is served under
+    const inner = new Request(target, { method: request.method, headers,
+                                        body: request.body, redirect: "manual" });
+    return host.fetch(inner);
+  }
+  return fail(404, "not_found", "no such route");
+}
