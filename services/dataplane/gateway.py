@@ -459,17 +459,22 @@ class Gateway:
     async def _replacement(self, instance: _Instance, kind: str, detail: str) -> None:
         slot = instance.slot
         async with self._slot_locks[slot]:
-            tail = instance.process.output()[-2000:]
-            # Kill first: a spinning tenant holds a core the replacement needs.
-            await self._retire(instance, kill=True)
-            incident = Incident(kind, instance.name, detail, time.time())
-            self.incidents.append(incident)
-            del self.incidents[:-100]
-            log.error("gateway workerd %s %s (%s); replacing it. Last output:\n%s",
-                      instance.name, "hung" if kind == "hang" else "died", detail, tail)
-            # The connections queued on this slot's socket go to the replacement: let the
-            # state service conclude first, so they meet the culprit's probation or hold.
-            await self._report(incident, wait=self.incident_wait)
+            try:
+                tail = instance.process.output()[-2000:]
+                # Kill first: a spinning tenant holds a core the replacement needs.
+                await self._retire(instance, kill=True)
+                incident = Incident(kind, instance.name, detail, time.time())
+                self.incidents.append(incident)
+                del self.incidents[:-100]
+                log.error("gateway workerd %s %s (%s); replacing it. Last output:\n%s",
+                          instance.name, "hung" if kind == "hang" else "died", detail, tail)
+                # The connections queued on this slot's socket go to the replacement: let
+                # the state service conclude first, so they meet the culprit's probation or
+                # hold.
+                await self._report(incident, wait=self.incident_wait)
+            except Exception:  # whatever went wrong, the slot gets its process back
+                log.exception("gateway slot %d: cleaning up after %s failed; replacing it "
+                              "anyway", slot, instance.name)
             replacement = await self._spawn_until_up(slot)
             if self._slot_locks and self._slots and self._slots[slot] is None:
                 self._slots[slot] = replacement
@@ -487,7 +492,7 @@ class Gateway:
         while True:
             try:
                 return await self._spawn(slot)
-            except (OSError, RuntimeError, TimeoutError) as exc:
+            except Exception as exc:  # any failure is retried: no slot is ever given up
                 self.metrics.spawn_failures.inc()
                 log.error("gateway workerd for slot %d failed to start (retrying in %.1f s): "
                           "%s", slot, delay, exc)
