@@ -3,8 +3,9 @@
 Every append the log ACKNOWLEDGED must be in the log afterwards, exactly at
 the position it was acknowledged with. Appends that raise LogUnavailable are
 retried with the same envelope (same event id), as the control API does; only
-those retries may leave a second copy of an id in the log, which readers drop
-by event id. The idempotent producer itself must add no duplicates.
+those retries may leave more copies of an id in the log (at most one per
+attempt that timed out), which readers drop by event id. The idempotent
+producer itself must add no duplicates.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ class Broker(Protocol):
 @dataclass
 class Outcome:
     acknowledged: dict[uuid.UUID, Position] = field(default_factory=dict)
-    retried: set[uuid.UUID] = field(default_factory=set)
+    retried: Counter[uuid.UUID] = field(default_factory=Counter)
     failures: Counter[str] = field(default_factory=Counter)
     acks_before_restart: int = 0
     acks_after_restart: int = 0
@@ -89,7 +90,7 @@ async def run_restart_scenario(bootstrap: str, broker: Broker, events: int = EVE
                         position = await log.append(env)
                     except LogUnavailable as exc:
                         outcome.failures[type(exc.__cause__ or exc).__name__] += 1
-                        outcome.retried.add(env.event_id)
+                        outcome.retried[env.event_id] += 1
                         await asyncio.sleep(0.2)
                         continue
                     break
@@ -141,7 +142,9 @@ async def test_every_acknowledged_append_survives_a_broker_restart(
     assert set(outcome.acknowledged) <= set(outcome.log_copies)
     assert len(set(outcome.acknowledged.values())) == EVENTS
     # Only our own retries may leave a second copy; the producer adds none.
+    # A timed-out attempt may still land, so an id has at most one copy per attempt.
     duplicated = {i for i, n in outcome.log_copies.items() if n > 1}
-    assert duplicated <= outcome.retried
-    assert max(outcome.log_copies.values()) <= 2
+    assert duplicated <= set(outcome.retried)
+    over = {i: n for i, n in outcome.log_copies.items() if n > 1 + outcome.retried[i]}
+    assert not over, over
     assert set(outcome.log_copies) == set(outcome.acknowledged)
