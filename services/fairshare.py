@@ -29,6 +29,8 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from services.observability.labels import NamespaceLabels
+
 # The keys of a namespace's `limits` record that name a share, with what they bound.
 SHARE_KEYS: Mapping[str, str] = {
     "workflow_slots": "workflow invocations in flight",
@@ -41,9 +43,12 @@ SHARE_KEYS: Mapping[str, str] = {
 class FairShareMetrics:
     """docs/metrics.md, "Fair shares": one set per process, labelled by engine."""
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(self, registry: CollectorRegistry | None = None, *,
+                 namespaces: NamespaceLabels | None = None) -> None:
         r = registry if registry is not None else CollectorRegistry()
         self.registry = r
+        # Moved by inc/dec, never set: namespaces past the label cap share `_other`.
+        self.namespaces = namespaces if namespaces is not None else NamespaceLabels()
         self.held = Gauge("wdl_fairshare_held", "Slots of an engine a namespace holds",
                           ["engine", "namespace"], registry=r)
         self.waiting = Gauge("wdl_fairshare_waiting", "A namespace's work waiting for a slot "
@@ -121,7 +126,7 @@ class FairShare:
         if self._eligible(namespace) and not self._waiters.get(namespace):
             return self._grant(namespace)
         if self.metrics is not None:
-            self.metrics.refusals.labels(self.engine, namespace).inc()
+            self.metrics.refusals.labels(self.engine, self._label(namespace)).inc()
         return None
 
     async def acquire(self, namespace: str) -> Lease:
@@ -133,8 +138,8 @@ class FairShare:
         if namespace not in self._ring:
             self._ring.append(namespace)
         if self.metrics is not None:
-            self.metrics.waits.labels(self.engine, namespace).inc()
-        self._gauge(namespace)
+            self.metrics.waits.labels(self.engine, self._label(namespace)).inc()
+            self.metrics.waiting.labels(self.engine, self._label(namespace)).inc()
         try:
             return await future
         except asyncio.CancelledError:
@@ -144,6 +149,9 @@ class FairShare:
             else:
                 self._forget(namespace, future)
             raise
+        finally:
+            if self.metrics is not None:
+                self.metrics.waiting.labels(self.engine, self._label(namespace)).dec()
 
     @asynccontextmanager
     async def slot(self, namespace: str) -> AsyncIterator[Lease]:
@@ -165,7 +173,8 @@ class FairShare:
     def _grant(self, namespace: str) -> Lease:
         self._held[namespace] = self.held(namespace) + 1
         self._total += 1
-        self._gauge(namespace)
+        if self.metrics is not None:
+            self.metrics.held.labels(self.engine, self._label(namespace)).inc()
         return Lease(self, namespace)
 
     def _release(self, namespace: str) -> None:
@@ -175,7 +184,8 @@ class FairShare:
         else:
             self._held.pop(namespace, None)
         self._total -= 1
-        self._gauge(namespace)
+        if self.metrics is not None:
+            self.metrics.held.labels(self.engine, self._label(namespace)).dec()
         self._dispatch()
 
     def _forget(self, namespace: str, future: asyncio.Future[Lease]) -> None:
@@ -187,7 +197,6 @@ class FairShare:
                 del self._waiters[namespace]
                 with suppress(ValueError):
                     self._ring.remove(namespace)
-        self._gauge(namespace)
 
     def _dispatch(self) -> None:
         # One turn per namespace around the ring; a namespace at its cap keeps its
@@ -213,10 +222,9 @@ class FairShare:
             else:
                 return  # every waiting namespace is at its cap
 
-    def _gauge(self, namespace: str) -> None:
-        if self.metrics is not None:
-            self.metrics.held.labels(self.engine, namespace).set(self.held(namespace))
-            self.metrics.waiting.labels(self.engine, namespace).set(self.waiting(namespace))
+    def _label(self, namespace: str) -> str:
+        assert self.metrics is not None
+        return self.metrics.namespaces.labels(namespace)
 
 
 NamespaceDoc = Callable[[str], Awaitable[Mapping[str, Any] | None]]
