@@ -112,7 +112,7 @@ async def test_workers_versions_and_secrets_stop_at_their_quota(walls: Walls) ->
 
     # The victim counts on its own: it still deploys.
     victim = walls.admin
-    r = await victim.wdl("deploy", str(victim.project("other", WORKER)), "--ns", VICTIM,
-                         "--json")
-    assert r.json()["version_id"]
+    deployed = await victim.wdl("deploy", str(victim.project("other", WORKER)), "--ns", VICTIM,
+                                "--json")
+    assert deployed.json()["version_id"]
     await walls.assert_victim_intact()
