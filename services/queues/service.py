@@ -14,6 +14,7 @@ from typing import Any
 
 from projections.reader import ProjectionReader
 from services.queues.app import create_app
+from services.queues.bounds import QueueBounds
 from services.queues.consumer import Consumer, Invoker
 from services.queues.metrics import QueueMetrics
 from services.queues.store import QueueLog
@@ -30,6 +31,7 @@ class QueuesService:
     port: int = 8797
     sock: socket.socket | None = None  # pre-bound (the gateway is told the address first)
     metrics: QueueMetrics = field(default_factory=QueueMetrics)
+    bounds: QueueBounds = field(default_factory=QueueBounds)
     consumer: Consumer | None = None
     http: HttpServer | None = None
 
@@ -50,10 +52,13 @@ class QueuesService:
         alive = self.consumer is not None and self.consumer.alive()
         c = self.consumer
         return {"ok": alive, "open": sum(len(v) for v in c.tracker.open.values()) if c else 0,
-                "parked": c.parked if c else 0}
+                "parked": c.parked if c else 0, "parked_bytes": c.parked_bytes if c else 0}
 
     async def start(self) -> None:
-        self.consumer = Consumer(self.log, self.invoker, self._queue, self.metrics)
+        # Each namespace's share: the platform's `per_namespace` until the namespace
+        # `limits` (queue_batches) are read here (services/fairshare.NamespaceShares).
+        self.consumer = Consumer(self.log, self.invoker, self._queue, self.metrics,
+                                 bounds=self.bounds)
         await self.log.start()
         self.http = HttpServer(create_app(lambda: self.log, self._queue, self.internal_token,
                                           self.metrics, self.health, lambda: self.consumer),
