@@ -36,11 +36,11 @@ from typing import Any, Protocol
 
 import msgspec
 
+from services.fairshare import FairShare
 from services.queues.bounds import QueueBounds
 from services.queues.invoke import Invocation
 from services.queues.metrics import QueueMetrics
 from services.queues.model import QueueMessage
-from services.queues.share import FairShare
 from services.queues.store import Delivery, QueueLog
 
 log = logging.getLogger("wdl.queues")
@@ -138,9 +138,11 @@ class Consumer:
     def __init__(self, log_: QueueLog, invoker: Invoker, settings: SettingsLookup,
                  metrics: QueueMetrics, *, clock: Callable[[], float] = time.time,
                  bounds: QueueBounds | None = None,
-                 share_of: Callable[[str], int] | None = None) -> None:
+                 share_of: Callable[[str], int] | None = None,
+                 refresh_share: Callable[[str], Awaitable[None]] | None = None) -> None:
         """`share_of(namespace)`: the namespace's in-flight batches (its `queue_batches`
-        limit); default the platform's `bounds.per_namespace`."""
+        limit, NamespaceShares); default the platform's `bounds.per_namespace`.
+        `refresh_share(namespace)` re-reads it (cached) before batches are started."""
         self.log = log_
         self.invoker = invoker
         self.lookup = settings
@@ -149,8 +151,9 @@ class Consumer:
         self.bounds = bounds if bounds is not None else QueueBounds()
         per_ns = self.bounds.per_namespace
         self.share_of: Callable[[str], int] = share_of or (lambda ns: per_ns)
-        self.share = FairShare("queue_batches", self.bounds.capacity, self.share_of,
-                               metrics.fairshare)
+        self.refresh_share = refresh_share
+        self.share = FairShare("queues", self.bounds.capacity, self.share_of,
+                               metrics=metrics.fairshare)
         self.tracker = Tracker()
         self.queues: dict[str, _Queue] = {}
         self.delayed: list[tuple[int, int, Delivery]] = []  # (due ms, seq, delivery)
@@ -400,13 +403,18 @@ class Consumer:
             if not isinstance(settings, dict):
                 continue  # no consumer: the messages wait for one
             ns = key.partition("/")[0]
+            if self.refresh_share is not None:
+                try:
+                    await self.refresh_share(ns)
+                except Exception:  # the projection unreachable: the cached or default share
+                    log.warning("reading the limits of %s failed", ns, exc_info=True)
             size = int(settings.get("max_batch_size") or 10)
             limit = int(settings.get("max_concurrency") or 0) or DEFAULT_CONCURRENCY
             timeout = float(settings.get("max_batch_timeout") or 0)
             # A namespace never has more batches started (running or waiting for a slot
             # of the FairShare) than its share: the rest of its messages wait here.
             while q.waiting and q.running < limit and (
-                    self.started.get(ns, 0) < max(1, self.share_of(ns))) and (
+                    self.started.get(ns, 0) < self.share.cap(ns)) and (
                     len(q.waiting) >= size or now - q.first_at >= timeout):
                 batch, q.waiting = q.waiting[:size], q.waiting[size:]
                 q.first_at = now

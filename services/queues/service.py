@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from projections.reader import ProjectionReader
+from services.fairshare import NamespaceShares
 from services.queues.app import create_app
 from services.queues.bounds import QueueBounds
 from services.queues.consumer import Consumer, Invoker
@@ -55,10 +56,13 @@ class QueuesService:
                 "parked": c.parked if c else 0, "parked_bytes": c.parked_bytes if c else 0}
 
     async def start(self) -> None:
-        # Each namespace's share: the platform's `per_namespace` until the namespace
-        # `limits` (queue_batches) are read here (services/fairshare.NamespaceShares).
+        # Each namespace's share: its `limits` (`wdl ns limits set --queue-batches`),
+        # else the platform's `per_namespace`.
+        shares = NamespaceShares(self.reader.namespace,
+                                 {"queue_batches": self.bounds.per_namespace})
         self.consumer = Consumer(self.log, self.invoker, self._queue, self.metrics,
-                                 bounds=self.bounds)
+                                 bounds=self.bounds, share_of=shares.of("queue_batches"),
+                                 refresh_share=shares.refresh)
         await self.log.start()
         self.http = HttpServer(create_app(lambda: self.log, self._queue, self.internal_token,
                                           self.metrics, self.health, lambda: self.consumer),

@@ -3,7 +3,6 @@ may be committed, how an outcome settles each message, and the refusals' words."
 
 from __future__ import annotations
 
-import asyncio
 import base64
 from collections.abc import Sequence
 from typing import Any
@@ -16,7 +15,6 @@ from services.queues.consumer import Consumer, Tracker, _Queue
 from services.queues.invoke import Invocation, classify
 from services.queues.metrics import QueueMetrics
 from services.queues.model import QueueMessage
-from services.queues.share import FairShare
 from services.queues.store import Delivery
 
 
@@ -255,25 +253,3 @@ def test_the_gateways_answers_are_classified() -> None:
     assert classify(503, {"error": "worker_not_found"}).kind == "not_run"
     assert classify(500, None).kind == "failed"
     assert classify(200, {"nothing": 1}).kind == "failed"
-
-
-async def test_namespaces_waiting_for_a_slot_take_turns() -> None:
-    share = FairShare("queue_batches", 2, lambda ns: 2)
-    order: list[str] = []
-    release = asyncio.Event()
-
-    async def run(ns: str) -> None:
-        async with share.slot(ns):
-            order.append(ns)
-            await release.wait()
-
-    hogs = [asyncio.create_task(run("hog")) for _ in range(6)]
-    await asyncio.sleep(0)
-    victim = asyncio.create_task(run("victim"))
-    await asyncio.sleep(0)
-    assert order == ["hog", "hog"] and share.waiting("hog") == 4
-    release.set()
-    await asyncio.gather(*hogs, victim)
-    # The victim came after four of the hogs' waiters and was served within one turn.
-    assert "victim" in order[2:4]
-    assert share.held("hog") == 0 and share._total == 0
