@@ -321,16 +321,21 @@ class Platform:
     async def _start_queues(self, backends: Backends, gateway_url: str,
                             sock: socket.socket) -> None:
         from services.queues.__main__ import queue_log_url
+        from services.queues.bounds import QueueBounds
         from services.queues.invoke import GatewayQueueInvoker
         from services.queues.service import QueuesService
         from services.queues.store import open_queue_log
 
-        invoker = GatewayQueueInvoker(gateway_url, self.options.internal_token)
+        bounds = QueueBounds.from_env()  # WDL_QUEUE_* (docs/queues.md "Bounds")
+        invoker = GatewayQueueInvoker(gateway_url, self.options.internal_token,
+                                      timeout_s=bounds.invoke_timeout_s,
+                                      connections=bounds.capacity)
         await invoker.start()
         self._stack.push_async_callback(invoker.stop)
         self.queues = QueuesService(log=open_queue_log(queue_log_url(self.settings)),
                                     reader=ProjectionReader(backends.store), invoker=invoker,
-                                    internal_token=self.options.internal_token, sock=sock)
+                                    internal_token=self.options.internal_token, sock=sock,
+                                    bounds=bounds)
         await self.queues.start()
         self._stack.push_async_callback(self.queues.stop)
         if self.api is not None:  # the control API's dead-letter routes (api/routes/queues.py)
