@@ -41,7 +41,7 @@ class WorkflowsService:
     port: int = 8798
     ttl_ms: int = 10_000
     tick_ms: int = 500
-    limits: Limits = field(default_factory=Limits)
+    limits: Limits = field(default_factory=Limits.from_env)
     metrics: EngineMetrics = field(default_factory=EngineMetrics)
     engine: Engine | None = None
     generation: int = 0
