@@ -28,9 +28,10 @@ from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from services.fairshare import FairShare, FairShareMetrics, NamespaceShares
 from services.workflows import bounds
 from services.workflows.model import STATUSES, Instance, apply, fold_all, instance_key
-from services.workflows.slots import NamespaceSlots, SlotShare
+from services.workflows.slots import SlotShare
 from services.workflows.store import WorkflowRecord, WorkflowStore
 
 log = logging.getLogger("wdl.workflows")
@@ -92,6 +93,7 @@ class EngineMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
+        self.shares = FairShareMetrics(r)  # wdl_fairshare_* of engine "workflows"
         self.invocations = Counter("wdl_workflow_invocations", "Invocations of instances "
                                    "through the gateway, by outcome (ok; failed: counted "
                                    "against the instance; deferred: the gateway unreachable "
@@ -151,7 +153,8 @@ class _Warnings:
 class Engine:
     def __init__(self, store: WorkflowStore, invoker: Invoker, *, limits: Limits | None = None,
                  clock: Callable[[], float] = time.time, generation: int = 0,
-                 metrics: EngineMetrics | None = None, slots: SlotShare | None = None) -> None:
+                 metrics: EngineMetrics | None = None, slots: SlotShare | None = None,
+                 shares: NamespaceShares | None = None) -> None:
         self.store = store
         self.invoker = invoker
         self.limits = limits or Limits()
@@ -164,9 +167,13 @@ class Engine:
         self._wakes: set[asyncio.Task[None]] = set()
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._locks: dict[str, asyncio.Lock] = {}
-        # Who runs next: the one place of the scheduling policy (slots.py).
-        self.slots: SlotShare = slots if slots is not None else NamespaceSlots(
-            self.limits.concurrency, lambda _ns: self.limits.per_namespace)
+        # Who runs next: the platform's fair share of the slots (services/fairshare.py),
+        # each namespace's `workflow_slots` from its limits record when one is set.
+        self.shares = shares
+        per_namespace = (shares.of("workflow_slots") if shares is not None
+                         else lambda _ns: self.limits.per_namespace)
+        self.slots: SlotShare = slots if slots is not None else FairShare(
+            "workflows", self.limits.concurrency, per_namespace, metrics=self.metrics.shares)
         self._live: Tally[str] = Tally()  # unfinished instances by namespace
         self._deferred: dict[str, float] = {}  # key -> next backoff of an uncounted retry
         self._warn = _Warnings()
@@ -293,6 +300,8 @@ class Engine:
                     break
                 # One slot per invocation: between two steps of a long instance, the
                 # other namespaces waiting get their turn.
+                if self.shares is not None:
+                    await self.shares.refresh(inst.namespace)
                 async with self.slots.slot(inst.namespace):
                     retry_in = await self._invoke(key)
         except asyncio.CancelledError:

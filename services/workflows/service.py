@@ -20,6 +20,7 @@ from typing import Any
 
 from prometheus_client import generate_latest
 
+from services.fairshare import NamespaceShares
 from services.leases import LeaseClient, LeaseLost
 from services.serving import HttpServer
 from services.workflows.app import create_app
@@ -135,8 +136,10 @@ class WorkflowsService:
             self.generation = 0  # held, but the engine never started: take it anew
             return
         generation = self.generation
+        shares = NamespaceShares(self.leases.reader.namespace,
+                                 {"workflow_slots": self.limits.per_namespace})
         engine = Engine(self.store, self.invoker, limits=self.limits, generation=generation,
-                        metrics=self.metrics)
+                        metrics=self.metrics, shares=shares)
         await engine.start()
         self.engine = engine
         log.info("%s leads the workflows engine at generation %d", self.holder, generation)

@@ -213,3 +213,31 @@ async def test_one_namespace_holds_at_most_its_share_of_the_slots(tmp_path: Path
     finally:
         await engine.stop()
         await store.stop()
+
+
+async def test_an_operators_share_for_a_namespace_replaces_the_default(tmp_path: Path) -> None:
+    from services.fairshare import NamespaceShares
+
+    docs = {"slow": {"limits": {"workflow_slots": 3}}}
+
+    async def doc(ns: str) -> dict[str, Any] | None:
+        return docs.get(ns)
+
+    store = SqliteWorkflowStore(tmp_path / "wf.sqlite")
+    await store.start()
+    gate = Gate()
+    shares = NamespaceShares(doc, {"workflow_slots": 1})
+    engine = Engine(store, gate, limits=Limits(concurrency=8, per_namespace=1), generation=1,
+                    shares=shares)
+    try:
+        await engine.start()
+        for i in range(6):
+            await engine.create("slow", "wf", "w", "v1", "C", f"s{i}", {})
+        await asyncio.sleep(0.1)
+        assert gate.inside.get("slow") == 3
+        assert engine.metrics.registry.get_sample_value(
+            "wdl_fairshare_held", {"engine": "workflows", "namespace": "slow"}) == 3
+        gate.release.set()
+    finally:
+        await engine.stop()
+        await store.stop()
