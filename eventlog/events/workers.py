@@ -189,14 +189,37 @@ class WorkerVersionUploaded(_WorkerEvent, frozen=True, kw_only=True):
             elif binding.kind == "secret":
                 v.secret_name(f"{field}.target", binding.target)
             elif binding.kind == "json":
+                # RecursionError too: 5 KiB of brackets nest 2,500 deep.
                 try:
-                    json.loads(binding.value)
-                except ValueError as exc:
-                    raise InvalidEvent(f"{field}.value", "is not JSON text") from exc
+                    value = json.loads(binding.value)
+                except (ValueError, RecursionError):
+                    raise InvalidEvent(f"{field}.value", "is not JSON text") from None
+                if _nests_deeper(value, MAX_JSON_VAR_DEPTH):
+                    raise InvalidEvent(f"{field}.value",
+                                       f"nests deeper than {MAX_JSON_VAR_DEPTH} levels")
             elif binding.kind != "text":
                 raise InvalidEvent(f"{field}.kind", f"unknown binding kind {binding.kind!r}")
             if len(binding.value) > MAX_VAR_BYTES:
                 raise InvalidEvent(f"{field}.value", f"longer than {MAX_VAR_BYTES} characters")
+
+
+# A `json` var is parsed again wherever the worker's env is built and encoded: bounded
+# far below the codecs' recursion (the workflow engine's values use the same bound).
+MAX_JSON_VAR_DEPTH = 64
+
+
+def _nests_deeper(value: object, limit: int) -> bool:
+    stack: list[tuple[object, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item \
+            if isinstance(item, list) else None
+        if children is None:
+            continue
+        if depth + 1 > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
 
 
 def _refuse_module(i: int, module: object, names: set[str]) -> None:

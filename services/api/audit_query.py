@@ -19,6 +19,7 @@ from sqlalchemy import ColumnElement, Select, and_, literal, or_, select, tuple_
 
 from projections.audit_models import AuditEvent
 from projections.audit_store import AuditStore
+from services import tenant_json
 from services.api.context import ApiContext
 from services.api.errors import ApiError
 
@@ -60,7 +61,7 @@ def _encode_cursor(values: list[int]) -> str:
 def _decode_cursor(cursor: str, size: int) -> list[int]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        values = json.loads(raw)
+        values = tenant_json.loads(raw)
     except ValueError:
         values = None
     if (not isinstance(values, list) or len(values) != size

@@ -30,6 +30,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from services import tenant_json
 from services.d1.engine import D1Failure, Database, Fenced
 from services.d1.owner import DIRECT_HEADER, Forward, NotFound, Owner, Unavailable
 from services.internal import InternalTokenGuard
@@ -148,9 +149,9 @@ def _work(op: str, raw: bytes, fmt: str) -> Any:
     """What runs on the owner's worker thread for one request (parsed here, once)."""
     if op in ("query", "execute"):
         try:
-            body = msgspec.json.decode(raw)
+            body = tenant_json.decode(raw)
         except msgspec.DecodeError:
-            raise D1Failure("request body is not JSON") from None
+            raise D1Failure("request body is not JSON (or nested too deeply)") from None
         single = isinstance(body, dict)
         queries = [body] if single else body
         if not isinstance(queries, list) or not all(

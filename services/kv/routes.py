@@ -29,6 +29,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Match, Route
 from starlette.types import Receive, Scope, Send
 
+from services import tenant_json
 from services.kv import limits
 from services.kv.limits import KvRefusal
 from services.kv.port import InvalidCursor, KvStore, now_s
@@ -79,7 +80,7 @@ def kv_routes(store: KvStore, exists: Exists) -> list[BaseRoute]:
 
     async def bulk(request: Request, ns: str, res: str) -> Response:
         try:
-            keys = json.loads(await request.body())
+            keys = tenant_json.loads(await request.body())
         except ValueError:
             keys = None
         if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):

@@ -25,6 +25,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
+from services import tenant_json
 from services.r2.errors import InvalidArgument, PreconditionFailed, R2Error
 from services.r2.model import (
     HTTP_FIELDS,
@@ -48,8 +49,14 @@ def encode_header(value: Any) -> str:
     return base64.urlsafe_b64encode(json.dumps(value, separators=(",", ":")).encode()).decode()
 
 
+# Requests carry flat maps (custom and HTTP metadata, conditions, checksums): a few
+# levels. Deeper is refused before `_well_formed` walks it (it recurses).
+MAX_REQUEST_DEPTH = 16
+
+
 def decode_header(text: str) -> Any:
-    return json.loads(base64.urlsafe_b64decode(text.encode() + b"=" * (-len(text) % 4)))
+    return tenant_json.loads(base64.urlsafe_b64decode(text.encode() + b"=" * (-len(text) % 4)),
+                             MAX_REQUEST_DEPTH)
 
 
 def r2_routes(store: R2Store, exists: Exists) -> list[BaseRoute]:
@@ -226,7 +233,7 @@ def _well_formed(value: Any) -> Any:
 
 async def _json(request: Request) -> Mapping[str, Any]:
     try:
-        value = json.loads(await request.body())
+        value = tenant_json.loads(await request.body(), MAX_REQUEST_DEPTH)
     except ValueError:
         raise InvalidArgument() from None
     if not isinstance(value, dict):

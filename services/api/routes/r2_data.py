@@ -8,7 +8,6 @@ a bucket missing from the projection is 404 `r2_bucket_not_found`.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import AsyncIterator
 from email.utils import formatdate
@@ -17,6 +16,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
+from services import tenant_json
 from services.api.auth import Auth, Principal
 from services.api.context import ApiContext
 from services.api.errors import ApiError
@@ -135,7 +135,7 @@ async def put_object(ns: Namespace, bucket: Bucket, key: Key, request: Request, 
     raw = request.headers.get(CUSTOM_HEADER)
     if raw:
         try:
-            parsed = json.loads(raw)
+            parsed = tenant_json.loads(raw)
         except ValueError:
             parsed = None
         if not isinstance(parsed, dict):
