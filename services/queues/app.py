@@ -3,10 +3,10 @@
 `POST /send {namespace, queue, delay, messages: [{id, body (base64), contentType,
 delaySeconds}]}` appends the messages and answers once the log acknowledged
 them (`{ok: true}`), or `{error, message}` with a status: 404 `queue_not_found`,
-429 `queue_backlog_full` (the queue's backlog bound, docs/queues.md "Bounds"),
-400/413 for what breaks Cloudflare's limits (the tenant wrapper checks them
-first, with Cloudflare's words). `delay` is the producer binding's
-delivery_delay ("" when it has none: the queue's own applies).
+429 `queue_backlog_full` (the backlog bound of the queue, or of its namespace's
+queues together; docs/queues.md "Bounds"), 400/413 for what breaks Cloudflare's
+limits (the tenant wrapper checks them first, with Cloudflare's words). `delay` is the
+producer binding's delivery_delay ("" when it has none: the queue's own applies).
 `GET /held?namespace=&queue=&limit=`: messages this replica holds for the queue (read,
 not running: a dead-letter queue without a consumer keeps them); `POST /redrive
 {namespace, queue, to}` moves them to queue `to` (attempts reset), `{moved}`.
@@ -160,13 +160,22 @@ def create_app(log_of: Callable[[], QueueLog | None], queue_of: QueueLookup,
         if consumer is not None:
             # What this replica holds of the queue (read, not finished): a queue nobody
             # consumes would otherwise grow the log and the consumer's memory for good.
+            size = sum(len(m.body) for m in messages)
             held = consumer.backlog.get(f"{ns}/{queue}", 0)
             bound = consumer.bounds.max_backlog_bytes
-            if held + sum(len(m.body) for m in messages) > bound:
+            if held + size > bound:
                 metrics.refused.labels(ns, "backlog").inc()
                 return _err(429, "queue_backlog_full", f"queue {queue} has a backlog of "
                             f"{held} bytes; the limit is {bound} bytes (consume or delete "
                             "its messages first)")
+            # A namespace's queues share one bound: many queues must not multiply it.
+            held = consumer.namespace_backlog.get(ns, 0)
+            bound = consumer.bounds.max_namespace_backlog_bytes
+            if held + size > bound:
+                metrics.refused.labels(ns, "backlog").inc()
+                return _err(429, "queue_backlog_full", f"the queues of namespace {ns} have "
+                            f"a backlog of {held} bytes; the limit is {bound} bytes for all "
+                            "of them (consume or delete their messages first)")
         await qlog.append(messages)
         metrics.produced.labels(ns).inc(len(messages))
         return JSONResponse({"ok": True, "ids": [m.id for m in messages]})

@@ -32,6 +32,9 @@ class QueueBounds:
     # A send is refused once the queue's held messages (read and not finished: parked,
     # delayed, waiting, running) weigh this much on this replica.
     max_backlog_bytes: int = 64 * 1024 * 1024
+    # ... and the namespace's queues together: a namespace may have 1,000 queues, and
+    # 1,000 full backlogs would be 64 GiB of this replica's memory.
+    max_namespace_backlog_bytes: int = 256 * 1024 * 1024
     # Parked messages are appended again (to let the commit move past them) only for at
     # least this many bytes of others' finished messages behind them, and never for less
     # than their own size: the re-appends never outgrow the traffic they unblock.
@@ -61,5 +64,8 @@ class QueueBounds:
             retention_s=num("WDL_QUEUE_RETENTION_S", d.retention_s, 60, MAX_RETENTION_S),
             max_backlog_bytes=int(num("WDL_QUEUE_MAX_BACKLOG_BYTES", d.max_backlog_bytes,
                                       1_000_000, 1 << 40)),
+            max_namespace_backlog_bytes=int(num(
+                "WDL_QUEUE_MAX_NAMESPACE_BACKLOG_BYTES", d.max_namespace_backlog_bytes,
+                1_000_000, 1 << 40)),
             park_min_gain_bytes=int(num("WDL_QUEUE_PARK_MIN_GAIN_BYTES",
                                         d.park_min_gain_bytes, 0, 1 << 40)))

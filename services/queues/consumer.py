@@ -161,6 +161,7 @@ class Consumer:
         self._held_at: dict[tuple[int, int], float] = {}  # (partition, offset) -> since
         self._sizes: dict[tuple[int, int], tuple[str, int]] = {}  # -> (queue key, bytes)
         self.backlog: dict[str, int] = {}  # queue key -> bytes held on this replica
+        self.namespace_backlog: dict[str, int] = {}  # namespace -> the same, all its queues
         self._not_run: dict[str, int] = {}  # message id -> batches in a row not run
         self.started: dict[str, int] = {}  # namespace -> batches started, not yet ended
         self.parked = 0
@@ -187,17 +188,21 @@ class Consumer:
         self._unweigh(k)
         self._sizes[k] = (d.message.key, len(d.message.body))
         self.backlog[d.message.key] = self.backlog.get(d.message.key, 0) + len(d.message.body)
+        ns = d.message.namespace
+        self.namespace_backlog[ns] = self.namespace_backlog.get(ns, 0) + len(d.message.body)
         self.metrics.backlog.labels(d.message.namespace).inc(len(d.message.body))
 
     def _unweigh(self, k: tuple[int, int]) -> None:
         entry = self._sizes.pop(k, None)
         if entry is not None:
-            self.metrics.backlog.labels(entry[0].partition("/")[0]).dec(entry[1])
-            left = self.backlog.get(entry[0], 0) - entry[1]
-            if left > 0:
-                self.backlog[entry[0]] = left
-            else:
-                self.backlog.pop(entry[0], None)
+            ns = entry[0].partition("/")[0]
+            self.metrics.backlog.labels(ns).dec(entry[1])
+            for table, key in ((self.backlog, entry[0]), (self.namespace_backlog, ns)):
+                left = table.get(key, 0) - entry[1]
+                if left > 0:
+                    table[key] = left
+                else:
+                    table.pop(key, None)
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="wdl-queues-consumer")
