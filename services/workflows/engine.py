@@ -404,7 +404,7 @@ class Engine:
                 value = report.get("value")
                 bounds.check_value(value, "step result")
                 size = _size(value)
-                if inst.history_bytes + size > lim.max_history_bytes:
+                if inst.history_bytes + inst.events_bytes + size > lim.max_history_bytes:
                     return [("errored", {"error": {
                         "name": "Error", "message": "instance history is bounded to "
                         f"{lim.max_history_bytes} bytes of step results (docs/workflows.md)"}})]
@@ -522,7 +522,8 @@ class Engine:
         if bounds.depth_exceeds(payload, bounds.MAX_DEPTH):
             raise WorkflowError(400, "event.payload_too_deep",
                                 f"payload is nested deeper than {bounds.MAX_DEPTH} levels")
-        if _size(payload) > self.limits.max_result_bytes:
+        size = _size(payload)
+        if size > self.limits.max_result_bytes:
             raise WorkflowError(400, "event.payload_too_large",
                                 f"payload is larger than {self.limits.max_result_bytes} bytes")
         inst = self.get(namespace, workflow, instance_id)
@@ -534,6 +535,14 @@ class Engine:
             if len(inst.events) >= self.limits.max_events:
                 raise WorkflowError(409, "instance.too_many_events",
                                     f"more than {self.limits.max_events} events")
+            # Events are held with the instance like its steps: one bound for both (else
+            # 1,024 events of 1 MiB made one instance hold 1 GiB).
+            bound = self.limits.max_history_bytes
+            if inst.history_bytes + inst.events_bytes + size > bound:
+                raise WorkflowError(409, "instance.history_full",
+                                    f"WorkflowError: (instance.history_full) the instance's "
+                                    f"history (steps and events) is bounded to {bound} "
+                                    "bytes (docs/workflows.md)")
             await self._append(inst.key, "event_received", event_type=event_type,
                                payload=payload)
             inst = self.states[inst.key]

@@ -52,6 +52,8 @@ class Instance:
     epoch: int = 0
     # JSON bytes of the recorded step values and errors: every invocation carries them.
     history_bytes: int = 0
+    # JSON bytes of the received events' payloads: held here too, in the same bound.
+    events_bytes: int = 0
     # Invocations that failed in a row (engine-side: timeout, undecodable answer...) since
     # the instance last moved on; and the last one's error until a step is charged with it.
     failures: int = 0
@@ -118,6 +120,7 @@ def apply(states: dict[str, Instance], r: WorkflowRecord) -> Instance | None:
     elif t == "restarted":
         inst.steps, inst.attempts, inst.events = {}, {}, []
         inst.history_bytes, inst.failures, inst.failure = 0, 0, None
+        inst.events_bytes = 0
         inst.pending, inst.output, inst.error = None, None, None
         inst.status = "queued"
         inst.epoch += 1
@@ -173,6 +176,7 @@ def apply(states: dict[str, Instance], r: WorkflowRecord) -> Instance | None:
     elif t == "event_received":
         inst.events.append({"type": d["event_type"], "payload": d.get("payload"),
                             "timestamp": r.at, "consumed": False})
+        inst.events_bytes += _json_len(d.get("payload"))
     elif t == "completed":
         inst.status, inst.output, inst.pending = "complete", d.get("output"), None
     elif t == "errored":

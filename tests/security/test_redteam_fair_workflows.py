@@ -1,0 +1,87 @@
+"""Red team, fair shares, workflow engine: what one namespace makes the engine hold.
+
+The engine holds every instance in memory (its params, its recorded steps, its events)
+and replays its history on every invocation. Step values and errors count in the
+instance's 32 MiB history bound; *events* did not: `sendEvent` takes payloads of up to
+1 MiB, 1,024 of them an instance, so one instance held 1 GiB of the engine's memory and
+10,000 live instances of one namespace 10 TB. Measured on main: 40 events of 0.9 MB
+(36 MB) all accepted by one instance waiting for another event type.
+
+Real servers (Kafka, Redis, PostgreSQL, workerd), the workflows engine in-process; the
+attacker drives the engine with its own worker's binding only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from harness.endpoints import Endpoints
+from services.workflows.engine import Limits
+from tests.security.conftest import SERVER_COMPONENTS, _servers
+from tests.security.rig import ATTACKER, Walls
+
+pytestmark = pytest.mark.security
+
+HISTORY_BYTES = Limits().max_history_bytes  # 32 MiB: the engine's bound per instance
+EVENTS = 40
+EVENT_CHARS = 900_000  # under the 1 MiB payload bound (and Kafka's 1 MB record)
+
+HOARDER = """\
+import { WorkflowEntrypoint } from "cloudflare:workers";
+
+export class Hoard extends WorkflowEntrypoint {
+  async run(event, step) {
+    // Waits for an event nobody sends: the others pile up unconsumed.
+    return await step.waitForEvent("never", { type: "never", timeout: "1 hour" });
+  }
+}
+
+export default {
+  async fetch(request, env) {
+    const instance = await env.HOARD.create();
+    const payload = "x".repeat(EVENT_CHARS);
+    let sent = 0;
+    let error = null;
+    try {
+      for (; sent < EVENTS; sent++) await instance.sendEvent({ type: "junk", payload });
+    } catch (err) {
+      error = String(err && err.message || err);
+    }
+    await instance.terminate();
+    return Response.json({ sent, error });
+  },
+};
+""".replace("EVENT_CHARS", str(EVENT_CHARS)).replace("EVENTS", str(EVENTS))
+
+HOARDER_TOML = """
+[[workflows]]
+name = "hoard"
+binding = "HOARD"
+class_name = "Hoard"
+"""
+
+
+@pytest.fixture(scope="module")
+async def walls(services: Endpoints, tmp_path_factory: pytest.TempPathFactory
+                ) -> AsyncIterator[Walls]:
+    """The real servers only, with the workflows engine in-process."""
+    tmp = tmp_path_factory.mktemp("walls-redteam-workflows")
+    components = SERVER_COMPONENTS | frozenset({"workflows"})
+    async for walls in _servers(services, tmp, {}, components):
+        yield walls
+
+
+async def test_events_count_in_the_instance_history_bound(walls: Walls) -> None:
+    await walls.attacker.deploy_js("hoarder", HOARDER, HOARDER_TOML)
+    r = await walls.attack("hoarder", "/", timeout=180)
+    assert r.status_code == 200, r.text
+    doc: dict[str, Any] = r.json()
+    held = doc["sent"] * (EVENT_CHARS + 2)
+    assert held <= HISTORY_BYTES, (
+        f"one instance of {ATTACKER} holds {doc['sent']} unconsumed events, {held} bytes, "
+        f"past the {HISTORY_BYTES}-byte history bound ({doc['error']})")
+    assert doc["error"] is not None and "history" in doc["error"], doc
+    await walls.assert_victim_intact()
