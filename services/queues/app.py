@@ -30,6 +30,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from services.internal import InternalTokenGuard
+from services.queues.bounds import weight
 from services.queues.consumer import Consumer
 from services.queues.metrics import QueueMetrics
 from services.queues.model import (
@@ -160,7 +161,7 @@ def create_app(log_of: Callable[[], QueueLog | None], queue_of: QueueLookup,
         if consumer is not None:
             # What this replica holds of the queue (read, not finished): a queue nobody
             # consumes would otherwise grow the log and the consumer's memory for good.
-            size = sum(len(m.body) for m in messages)
+            size = sum(weight(m.body) for m in messages)
             held = consumer.backlog.get(f"{ns}/{queue}", 0)
             bound = consumer.bounds.max_backlog_bytes
             if held + size > bound:

@@ -16,6 +16,16 @@ DAY_S = 86_400
 # --message-retention-period-secs`; not a wrangler.toml key).
 DEFAULT_RETENTION_S = 4 * DAY_S
 MAX_RETENTION_S = 14 * DAY_S
+# What holding one message costs the consumer besides its body (its delivery, the
+# message struct, the tracker's and the consumer's entries): ~850 bytes measured with
+# tracemalloc. A backlog counts it, or a queue of 1-byte messages would hold ~850 times
+# its bound (tests/security/test_redteam_fair_queues.py).
+MESSAGE_OVERHEAD_BYTES = 1024
+
+
+def weight(body: bytes) -> int:
+    """The bytes a held message counts in its queue's and namespace's backlog."""
+    return len(body) + MESSAGE_OVERHEAD_BYTES
 
 
 @dataclass(frozen=True)
@@ -30,7 +40,7 @@ class QueueBounds:
     # A message not finished this long after it was first sent is dropped (counted).
     retention_s: float = DEFAULT_RETENTION_S
     # A send is refused once the queue's held messages (read and not finished: parked,
-    # delayed, waiting, running) weigh this much on this replica.
+    # delayed, waiting, running) weigh this much on this replica (`weight`).
     max_backlog_bytes: int = 64 * 1024 * 1024
     # ... and the namespace's queues together: a namespace may have 1,000 queues, and
     # 1,000 full backlogs would be 64 GiB of this replica's memory.

@@ -37,7 +37,7 @@ from typing import Any, Protocol
 import msgspec
 
 from services.fairshare import FairShare
-from services.queues.bounds import QueueBounds
+from services.queues.bounds import QueueBounds, weight
 from services.queues.invoke import Invocation
 from services.queues.metrics import QueueMetrics
 from services.queues.model import QueueMessage
@@ -186,11 +186,12 @@ class Consumer:
     def _weigh(self, d: Delivery) -> None:
         k = (d.partition, d.offset)
         self._unweigh(k)
-        self._sizes[k] = (d.message.key, len(d.message.body))
-        self.backlog[d.message.key] = self.backlog.get(d.message.key, 0) + len(d.message.body)
+        size = weight(d.message.body)
+        self._sizes[k] = (d.message.key, size)
+        self.backlog[d.message.key] = self.backlog.get(d.message.key, 0) + size
         ns = d.message.namespace
-        self.namespace_backlog[ns] = self.namespace_backlog.get(ns, 0) + len(d.message.body)
-        self.metrics.backlog.labels(d.message.namespace).inc(len(d.message.body))
+        self.namespace_backlog[ns] = self.namespace_backlog.get(ns, 0) + size
+        self.metrics.backlog.labels(d.message.namespace).inc(size)
 
     def _unweigh(self, k: tuple[int, int]) -> None:
         entry = self._sizes.pop(k, None)

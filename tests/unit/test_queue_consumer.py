@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from services.queues.app import Refused, parse_send
-from services.queues.bounds import QueueBounds
+from services.queues.bounds import MESSAGE_OVERHEAD_BYTES, QueueBounds
 from services.queues.consumer import Consumer, Tracker, _Queue
 from services.queues.invoke import Invocation, classify
 from services.queues.metrics import QueueMetrics
@@ -196,7 +196,8 @@ async def test_past_the_retention_period_a_held_message_is_dropped() -> None:
         consumer._weigh(d)
         consumer._admit(d)
     assert [d.message.id for d in consumer.held("acme/jobs")] == ["young"]
-    assert consumer.backlog == {"acme/jobs": 10}
+    assert consumer.backlog == {"acme/jobs": 10 + MESSAGE_OVERHEAD_BYTES}
+    assert consumer.namespace_backlog == {"acme": 10 + MESSAGE_OVERHEAD_BYTES}
     assert consumer.metrics.dropped.labels("acme", "retention")._value.get() == 1
 
 
