@@ -13,6 +13,7 @@ token (services/internal.py: `Authorization: Bearer` for health checks and scrap
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -84,7 +85,8 @@ def create_app(engine_of: Callable[[], Engine | None], internal_token: str,
                                     "WorkflowError: Workflow instance has invalid id")
             if len(ids) != len(set(ids)):
                 raise WorkflowError(400, "batch.duplicate_id", "createBatch: duplicate ids")
-            engine.check_room(ns, len(items))
+            engine.check_room(ns, len(items), sum(
+                len(json.dumps(i.get("params"), separators=(",", ":"))) for i in items))
             out = []
             for item in items:
                 inst = await engine.create(ns, wf, worker, version, class_name, item.get("id"),

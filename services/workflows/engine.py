@@ -57,6 +57,9 @@ class Limits:
     # (every one costs memory and a timer here; Cloudflare queues at most 2,000,000 an
     # account, this engine holds them all in one process).
     max_live_instances: int = 10_000
+    # ... and what they hold together (params, step results, events): 10,000 instances of
+    # 1 MiB params and 32 MiB history each would be 330 GB of this process.
+    max_namespace_bytes: int = 1024 * 1024 * 1024
     # Invocations that failed in a row without the instance moving on (timeout, an
     # answer too large, too deep or not JSON, the gateway failing): each waits
     # failure_backoff_s doubling up to failure_backoff_max_s; past the count the
@@ -68,12 +71,14 @@ class Limits:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Limits:
         """WDL_WORKFLOWS_CONCURRENCY, WDL_WORKFLOWS_PER_NAMESPACE (a namespace's default
-        share of the slots), WDL_WORKFLOWS_MAX_INSTANCES (live instances a namespace)."""
+        share of the slots), WDL_WORKFLOWS_MAX_INSTANCES (live instances a namespace),
+        WDL_WORKFLOWS_MAX_NAMESPACE_BYTES (what they hold together)."""
         e = os.environ if env is None else env
         limits = cls()
         for var, name in (("WDL_WORKFLOWS_CONCURRENCY", "concurrency"),
                           ("WDL_WORKFLOWS_PER_NAMESPACE", "per_namespace"),
-                          ("WDL_WORKFLOWS_MAX_INSTANCES", "max_live_instances")):
+                          ("WDL_WORKFLOWS_MAX_INSTANCES", "max_live_instances"),
+                          ("WDL_WORKFLOWS_MAX_NAMESPACE_BYTES", "max_namespace_bytes")):
             if e.get(var):
                 limits = replace(limits, **{name: max(1, int(e[var]))})
         return limits
@@ -175,6 +180,7 @@ class Engine:
         self.slots: SlotShare = slots if slots is not None else FairShare(
             "workflows", self.limits.concurrency, per_namespace, metrics=self.metrics.shares)
         self._live: Tally[str] = Tally()  # unfinished instances by namespace
+        self._held: Tally[str] = Tally()  # their held_bytes by namespace
         self._deferred: dict[str, float] = {}  # key -> next backoff of an uncounted retry
         self._warn = _Warnings()
         self._running = False
@@ -187,6 +193,10 @@ class Engine:
     async def start(self) -> None:
         self.states = fold_all(await self.store.load())
         self._live = Tally(i.namespace for i in self.states.values() if not i.finished)
+        self._held = Tally()
+        for i in self.states.values():
+            if not i.finished:
+                self._held[i.namespace] += i.held_bytes
         self._running = True
         for inst in self.states.values():
             self._schedule(inst)
@@ -219,9 +229,12 @@ class Engine:
         self.metrics.records.labels(type_).inc()
         before = self.states.get(instance)
         was_live = before is not None and not before.finished
+        held = before.held_bytes if before is not None and was_live else 0
         inst = apply(self.states, record)
-        if inst is not None and was_live != (not inst.finished):
-            self._live[inst.namespace] += -1 if was_live else 1
+        if inst is not None:
+            if was_live != (not inst.finished):
+                self._live[inst.namespace] += -1 if was_live else 1
+            self._held[inst.namespace] += (0 if inst.finished else inst.held_bytes) - held
         return inst
 
     def observe(self) -> None:
@@ -408,6 +421,12 @@ class Engine:
                     return [("errored", {"error": {
                         "name": "Error", "message": "instance history is bounded to "
                         f"{lim.max_history_bytes} bytes of step results (docs/workflows.md)"}})]
+                if self._held[inst.namespace] + size > lim.max_namespace_bytes:
+                    return [("step_failed", {"key": step, "final": True, "attempt": attempt,
+                                             "error": {"name": "Error", "message": "the "
+                                                       "unfinished instances of the namespace "
+                                                       "hold more than "
+                                                       f"{lim.max_namespace_bytes} bytes"}})]
                 if size > lim.max_result_bytes:
                     return [("step_failed", {"key": step, "final": True, "attempt": attempt,
                                              "error": {"name": "Error", "message": "step result "
@@ -474,7 +493,7 @@ class Engine:
             if key in self.states:
                 raise WorkflowError(409, "instance.already_exists",
                                     "Workflow instance with this id already exists")
-            self.check_room(namespace, 1)
+            self.check_room(namespace, 1, _size(params))
             inst = await self._append(key, "created", namespace=namespace, workflow=workflow,
                                       id=iid, worker=worker, version=version,
                                       class_name=class_name, params=params)
@@ -482,9 +501,18 @@ class Engine:
             self._schedule(inst)
             return inst
 
-    def check_room(self, namespace: str, count: int) -> None:
-        """429 when `count` more instances would put the namespace over its bound of
-        unfinished ones (createBatch asks for the whole batch first)."""
+    def check_room(self, namespace: str, count: int, size: int = 0) -> None:
+        """429 when `count` more instances (holding `size` bytes) would put the namespace
+        over its bound of unfinished ones or of what they hold (createBatch asks for the
+        whole batch first)."""
+        held, most = self._held[namespace], self.limits.max_namespace_bytes
+        if held + size > most:
+            self.metrics.refusals.inc()
+            raise WorkflowError(429, "workflow_state_full",
+                                f"WorkflowError: (workflow_state_full) the unfinished "
+                                f"instances of namespace {namespace} hold {held} bytes "
+                                f"(params, step results, events) and may hold at most "
+                                f"{most}: wait for some to finish, or terminate them")
         live, bound = self._live[namespace], self.limits.max_live_instances
         if live + count > bound:
             self.metrics.refusals.inc()
@@ -510,6 +538,8 @@ class Engine:
                                         "terminate instance since its on a finite state")
                 await self._append(inst.key, "terminated")
             elif op == "restart":
+                if inst.finished:  # live again: within the namespace's bounds
+                    self.check_room(namespace, 1, inst.params_bytes)
                 await self._append(inst.key, "restarted")
             else:
                 raise WorkflowError(400, "invalid_op", f"unknown operation {op!r}")
@@ -543,6 +573,7 @@ class Engine:
                                     f"WorkflowError: (instance.history_full) the instance's "
                                     f"history (steps and events) is bounded to {bound} "
                                     "bytes (docs/workflows.md)")
+            self.check_room(namespace, 0, size)
             await self._append(inst.key, "event_received", event_type=event_type,
                                payload=payload)
             inst = self.states[inst.key]

@@ -54,6 +54,7 @@ class Instance:
     history_bytes: int = 0
     # JSON bytes of the received events' payloads: held here too, in the same bound.
     events_bytes: int = 0
+    params_bytes: int = 0
     # Invocations that failed in a row (engine-side: timeout, undecodable answer...) since
     # the instance last moved on; and the last one's error until a step is charged with it.
     failures: int = 0
@@ -62,6 +63,11 @@ class Instance:
     @property
     def finished(self) -> bool:
         return self.status in FINISHED
+
+    @property
+    def held_bytes(self) -> int:
+        """What the engine holds of this instance's data (its namespace's bound)."""
+        return self.params_bytes + self.history_bytes + self.events_bytes
 
     def runnable(self, now_ms: int) -> bool:
         if self.status not in ("queued", "running", "waiting"):
@@ -104,6 +110,7 @@ def apply(states: dict[str, Instance], r: WorkflowRecord) -> Instance | None:
                         id=d["id"], worker=d["worker"], version=d["version"],
                         class_name=d["class_name"], params=d.get("params"),
                         created_at=r.at, updated_at=r.at, gen=r.gen)
+        inst.params_bytes = _json_len(d.get("params"))
         states[r.instance] = inst
         inst.records = 1
         return inst

@@ -7,6 +7,11 @@ instance's 32 MiB history bound; *events* did not: `sendEvent` takes payloads of
 10,000 live instances of one namespace 10 TB. Measured on main: 40 events of 0.9 MB
 (36 MB) all accepted by one instance waiting for another event type.
 
+Nor did anything bound what a namespace's *live instances* hold together: 10,000 of
+them (the bound of unfinished instances) each with 1 MiB of params and 32 MiB of
+history is 330 GB. Measured on main with the namespace bound below: 40 instances with
+0.9 MB params each (54 MB) all created, the bound (40 MB) ignored.
+
 Real servers (Kafka, Redis, PostgreSQL, workerd), the workflows engine in-process; the
 attacker drives the engine with its own worker's binding only.
 """
@@ -29,6 +34,13 @@ HISTORY_BYTES = Limits().max_history_bytes  # 32 MiB: the engine's bound per ins
 EVENTS = 40
 EVENT_CHARS = 900_000  # under the 1 MiB payload bound (and Kafka's 1 MB record)
 
+# The namespace's bound here (the platform default: 1 GiB); above one instance's history
+# bound, so the events test meets that one first.
+NAMESPACE_BYTES = 40_000_000
+WALLS_ENV = {"WDL_WORKFLOWS_MAX_NAMESPACE_BYTES": str(NAMESPACE_BYTES)}
+INSTANCES = 60
+PARAMS_CHARS = 900_000
+
 HOARDER = """\
 import { WorkflowEntrypoint } from "cloudflare:workers";
 
@@ -41,6 +53,18 @@ export class Hoard extends WorkflowEntrypoint {
 
 export default {
   async fetch(request, env) {
+    if (new URL(request.url).pathname === "/many") {
+      const params = { blob: "p".repeat(PARAMS_CHARS) };
+      const made = [];
+      let error = null;
+      try {
+        for (let i = 0; i < INSTANCES; i++) made.push(await env.HOARD.create({ params }));
+      } catch (err) {
+        error = String(err && err.message || err);
+      }
+      for (const instance of made) await instance.terminate();
+      return Response.json({ made: made.length, error });
+    }
     const instance = await env.HOARD.create();
     const payload = "x".repeat(EVENT_CHARS);
     let sent = 0;
@@ -54,7 +78,8 @@ export default {
     return Response.json({ sent, error });
   },
 };
-""".replace("EVENT_CHARS", str(EVENT_CHARS)).replace("EVENTS", str(EVENTS))
+""".replace("EVENT_CHARS", str(EVENT_CHARS)).replace("EVENTS", str(EVENTS)) \
+   .replace("PARAMS_CHARS", str(PARAMS_CHARS)).replace("INSTANCES", str(INSTANCES))
 
 HOARDER_TOML = """
 [[workflows]]
@@ -70,7 +95,7 @@ async def walls(services: Endpoints, tmp_path_factory: pytest.TempPathFactory
     """The real servers only, with the workflows engine in-process."""
     tmp = tmp_path_factory.mktemp("walls-redteam-workflows")
     components = SERVER_COMPONENTS | frozenset({"workflows"})
-    async for walls in _servers(services, tmp, {}, components):
+    async for walls in _servers(services, tmp, dict(WALLS_ENV), components):
         yield walls
 
 
@@ -84,4 +109,17 @@ async def test_events_count_in_the_instance_history_bound(walls: Walls) -> None:
         f"one instance of {ATTACKER} holds {doc['sent']} unconsumed events, {held} bytes, "
         f"past the {HISTORY_BYTES}-byte history bound ({doc['error']})")
     assert doc["error"] is not None and "history" in doc["error"], doc
+    await walls.assert_victim_intact()
+
+
+async def test_live_instances_of_a_namespace_have_one_bound_in_bytes(walls: Walls) -> None:
+    await walls.attacker.deploy_js("hoarder", HOARDER, HOARDER_TOML)
+    r = await walls.attack("hoarder", "/many", timeout=180)
+    assert r.status_code == 200, r.text
+    doc: dict[str, Any] = r.json()
+    held = doc["made"] * PARAMS_CHARS
+    assert held <= NAMESPACE_BYTES, (
+        f"{doc['made']} live instances of {ATTACKER} hold {held} bytes of params, past the "
+        f"namespace's bound of {NAMESPACE_BYTES} ({doc['error']})")
+    assert doc["error"] is not None and "workflow_state_full" in doc["error"], doc
     await walls.assert_victim_intact()
