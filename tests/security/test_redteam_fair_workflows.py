@@ -12,6 +12,10 @@ them (the bound of unfinished instances) each with 1 MiB of params and 32 MiB of
 history is 330 GB. Measured on main with the namespace bound below: 40 instances with
 0.9 MB params each (54 MB) all created, the bound (40 MB) ignored.
 
+And `restart` of a finished instance made it live again without counting it: measured
+on main, 50 instances created and terminated, 50 more created, then the first 50
+restarted: 100 live instances of a namespace bounded to 50.
+
 Real servers (Kafka, Redis, PostgreSQL, workerd), the workflows engine in-process; the
 attacker drives the engine with its own worker's binding only.
 """
@@ -37,7 +41,9 @@ EVENT_CHARS = 900_000  # under the 1 MiB payload bound (and Kafka's 1 MB record)
 # The namespace's bound here (the platform default: 1 GiB); above one instance's history
 # bound, so the events test meets that one first.
 NAMESPACE_BYTES = 40_000_000
-WALLS_ENV = {"WDL_WORKFLOWS_MAX_NAMESPACE_BYTES": str(NAMESPACE_BYTES)}
+MAX_INSTANCES = 50  # unfinished instances of a namespace here (the default: 10,000)
+WALLS_ENV = {"WDL_WORKFLOWS_MAX_NAMESPACE_BYTES": str(NAMESPACE_BYTES),
+             "WDL_WORKFLOWS_MAX_INSTANCES": str(MAX_INSTANCES)}
 INSTANCES = 60
 PARAMS_CHARS = 900_000
 
@@ -53,6 +59,25 @@ export class Hoard extends WorkflowEntrypoint {
 
 export default {
   async fetch(request, env) {
+    if (new URL(request.url).pathname === "/restart") {
+      // Finished instances come back to life by `restart`, past the bound of live ones.
+      const old = [];
+      for (let i = 0; i < MAX_INSTANCES; i++) old.push(await env.HOARD.create());
+      for (const instance of old) await instance.terminate();
+      const live = [];
+      for (let i = 0; i < MAX_INSTANCES; i++) live.push(await env.HOARD.create());
+      let restarted = 0;
+      let error = null;
+      try {
+        for (const instance of old) { await instance.restart(); restarted++; }
+      } catch (err) {
+        error = String(err && err.message || err);
+      }
+      for (const instance of [...old, ...live]) {
+        try { await instance.terminate(); } catch {}
+      }
+      return Response.json({ live: live.length + restarted, error });
+    }
     if (new URL(request.url).pathname === "/many") {
       const params = { blob: "p".repeat(PARAMS_CHARS) };
       const made = [];
@@ -79,7 +104,8 @@ export default {
   },
 };
 """.replace("EVENT_CHARS", str(EVENT_CHARS)).replace("EVENTS", str(EVENTS)) \
-   .replace("PARAMS_CHARS", str(PARAMS_CHARS)).replace("INSTANCES", str(INSTANCES))
+   .replace("PARAMS_CHARS", str(PARAMS_CHARS)).replace("MAX_INSTANCES", str(MAX_INSTANCES)) \
+   .replace("INSTANCES", str(INSTANCES))
 
 HOARDER_TOML = """
 [[workflows]]
@@ -123,3 +149,14 @@ async def test_live_instances_of_a_namespace_have_one_bound_in_bytes(walls: Wall
         f"namespace's bound of {NAMESPACE_BYTES} ({doc['error']})")
     assert doc["error"] is not None and "workflow_state_full" in doc["error"], doc
     await walls.assert_victim_intact()
+
+
+async def test_restarting_finished_instances_counts_against_the_bound(walls: Walls) -> None:
+    await walls.attacker.deploy_js("hoarder", HOARDER, HOARDER_TOML)
+    r = await walls.attack("hoarder", "/restart", timeout=180)
+    assert r.status_code == 200, r.text
+    doc: dict[str, Any] = r.json()
+    assert doc["live"] <= MAX_INSTANCES, (
+        f"{doc['live']} live instances of {ATTACKER} after restarts, its bound "
+        f"{MAX_INSTANCES} ({doc['error']})")
+    assert doc["error"] is not None and "too_many_instances" in doc["error"], doc
