@@ -84,7 +84,10 @@ def idempotency_key(principal: Principal, header: str | None, suffix: str = "") 
 def build(ctx: ApiContext, principal: Principal, payload: Event, *,
           idempotency: str | None = None, expected_version: int | None = None,
           expected_generation: int | None = None) -> Envelope:
-    """Validate and encode (InvalidEvent / EventTooLarge) without writing anything."""
+    """Validate and encode (InvalidEvent / EventTooLarge) without writing anything; 429
+    when the tenant's namespace writes too often (services/api/ratelimit.py)."""
+    if not principal.is_admin:
+        ctx.writes.take(str(getattr(payload, "namespace", "") or principal.actor))
     envelope = Envelope.new(payload, actor=principal.actor, expected_version=expected_version,
                             expected_generation=expected_generation,
                             idempotency_key=idempotency,
