@@ -20,7 +20,7 @@ import httpx
 
 from services.replica import INTERNAL_HEADER, GatewayClient
 from services.workflows import bounds
-from services.workflows.engine import InvokeError, Limits, Unavailable
+from services.workflows.engine import Held, InvokeError, Limits, Unavailable
 from services.workflows.model import Instance
 
 # What an answer may hold beyond one step result: the report's envelope and its error.
@@ -66,7 +66,7 @@ class GatewayInvoker(GatewayClient):
             return report
         detail = bounds.clip(str(answer.get("error") or answer.get("message") or ""), 500)
         if status == 503 and answer.get("outcome") == "held":
-            raise Unavailable(f"the namespace is held: {detail}")  # until it is lifted
+            raise Held(f"the namespace is held: {detail}")  # until it is lifted
         raise InvokeError(f"gateway answered {status}: {detail}")
 
     async def _read(self, response: httpx.Response) -> bytes:
