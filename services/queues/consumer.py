@@ -395,8 +395,13 @@ class Consumer:
 
     async def _flush(self) -> None:
         now = self.clock()
-        for key, q in self.queues.items():
+        for key, q in list(self.queues.items()):
             if not q.waiting:
+                if not q.running:
+                    # Idle: forgotten (made again by its next message), so queues created
+                    # and deleted in a loop do not grow these tables for good.
+                    del self.queues[key]
+                    self._settings.pop(key, None)
                 continue
             doc = await self._settings_of(key)
             if doc is None:

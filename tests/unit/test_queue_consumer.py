@@ -137,6 +137,10 @@ async def test_a_deleted_queue_drops_its_messages_and_one_without_consumer_keeps
     await consumer._flush()
     assert consumer.held("acme/jobs") == [] and consumer.tracker.commits() == {0: 2}
     assert consumer.metrics.dropped.labels("acme", "queue_deleted")._value.get() == 2
+    # Nothing of the deleted queue stays: queues created and deleted in a loop must not
+    # grow the consumer's tables for good.
+    await consumer._flush()
+    assert "acme/jobs" not in consumer.queues and "acme/jobs" not in consumer._settings
 
 
 def _msg(mid: str, *, queue: str = "jobs", size: int = 10, not_before: int = 0,
