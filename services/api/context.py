@@ -11,7 +11,7 @@ from eventlog.port import EventLog
 from projections.audit_store import AuditStore
 from projections.reader import ProjectionReader
 from projections.store import ProjectionStore
-from services.api.quotas import Quotas
+from services.api.quotas import QuotaLocks, Quotas
 from services.api.ratelimit import WriteRate
 from services.blobstore.port import BlobStore
 from services.bundles import BundleLimits
@@ -31,6 +31,7 @@ class ApiContext:
     reader: ProjectionReader
     limits: BundleLimits = field(default_factory=BundleLimits)
     quotas: Quotas = field(default_factory=Quotas.from_env)
+    quota_locks: QuotaLocks = field(default_factory=QuotaLocks)
     writes: WriteRate = field(default_factory=WriteRate.from_env)
     kv: Any = None  # services.kv KvStore, opened by the process owner
     r2: Any = None  # services.r2 R2Store

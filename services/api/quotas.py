@@ -12,14 +12,19 @@ workers, 128 variables and secrets per worker, 1000 KV namespaces and R2 buckets
 10 000 queues, 50 000 D1 databases (WDL's default is lower: each is a file). They are
 counted per namespace, and an operator changes them with the `WDL_QUOTA_*` settings.
 
-The check reads the projection, then the event is written: two creates racing past
-the last free place can both land (at most one per concurrent request over).
+The check reads the projection, then the event is written: creates racing past the
+last free place all landed (30 concurrent requests, 30 queues against a quota of 3).
+So each create path holds `QuotaLocks.hold(kind, where)` from its count to its event's
+verdict: in one API process the creates of one kind and place take turns. (Several API
+replicas each have their own locks: at most one over per replica.)
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, fields
 
 from services.api.errors import ApiError
@@ -68,3 +73,25 @@ LABELS: Mapping[str, str] = {
 
 def setting(kind: str) -> str:
     return f"WDL_QUOTA_{kind.upper()}"
+
+
+class QuotaLocks:
+    """One lock per (kind, place) while anyone holds or waits for it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[tuple[str, str], tuple[asyncio.Lock, int]] = {}
+
+    @asynccontextmanager
+    async def hold(self, kind: str, where: str) -> AsyncIterator[None]:
+        key = (kind, where)
+        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users <= 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)

@@ -127,11 +127,12 @@ async def list_databases(ns: Namespace, ctx: Ctx, principal: Auth) -> list[dict[
 async def create_database(ns: Namespace, body: D1Create, ctx: Ctx, principal: Auth,
                           idem: IdemKey = None) -> dict[str, Any]:
     await namespace_doc(ctx, principal, ns, write=True)
-    ctx.quotas.check("d1", len(await ctx.reader.resources("d1", ns)), f"namespace {ns}",
-                     way_out="delete a D1 database first")
     database_id = body.database_id.lower() or str(uuid.uuid4())
-    result = await _event(ctx, principal, D1DatabaseCreated(
-        namespace=ns, name=body.name, database_id=database_id), idem)
+    async with ctx.quota_locks.hold("d1", ns):  # counted and written in turn
+        ctx.quotas.check("d1", len(await ctx.reader.resources("d1", ns)), f"namespace {ns}",
+                         way_out="delete a D1 database first")
+        result = await _event(ctx, principal, D1DatabaseCreated(
+            namespace=ns, name=body.name, database_id=database_id), idem)
     return {**result, "database_id": database_id}
 
 
@@ -240,15 +241,16 @@ async def list_backups(ns: Namespace, name: DbName, ctx: Ctx,
 async def create_backup(ns: Namespace, name: DbName, ctx: Ctx,
                         principal: Auth) -> dict[str, Any]:
     await _record(ctx, principal, ns, name, write=True)
-    ctx.quotas.check("d1_backups", len(await ctx.reader.d1_backups(ns, name)),
-                     f"D1 database {name}", way_out="delete a backup first")
-    data = await _d1(ctx, ns, name, "backup")
-    if not isinstance(data, bytes):
-        raise ApiError(502, "d1_error", "the D1 service answered no backup")
-    ref = await ctx.blobs.put(data)
-    backup_id = "b-" + uuid.uuid4().hex[:16]
-    result = await _event(ctx, principal, D1BackupCreated(
-        namespace=ns, name=name, backup_id=backup_id, size=ref.size, sha256=ref.sha256))
+    async with ctx.quota_locks.hold("d1_backups", f"{ns}/{name}"):  # in turn
+        ctx.quotas.check("d1_backups", len(await ctx.reader.d1_backups(ns, name)),
+                         f"D1 database {name}", way_out="delete a backup first")
+        data = await _d1(ctx, ns, name, "backup")
+        if not isinstance(data, bytes):
+            raise ApiError(502, "d1_error", "the D1 service answered no backup")
+        ref = await ctx.blobs.put(data)
+        backup_id = "b-" + uuid.uuid4().hex[:16]
+        result = await _event(ctx, principal, D1BackupCreated(
+            namespace=ns, name=name, backup_id=backup_id, size=ref.size, sha256=ref.sha256))
     return {**result, "backup_id": backup_id, "size": ref.size, "sha256": ref.sha256}
 
 

@@ -111,13 +111,15 @@ async def deploy(ns: Namespace, worker: WorkerName, body: DeployRequest, ctx: Ct
     except CompatibilityError as exc:
         raise ApiError(400, exc.code, exc.message, field=exc.field) from None
     await _check_targets(ctx, ns, payload)
-    await _check_quotas(ctx, ns, worker)
-    outcome = await first_outcome(ctx, env) if env.idempotency_key is not None else None
-    if outcome is None:
-        for module in bundle.modules:
-            await ctx.blobs.put(module.content, expected_sha256=module.sha256)
-        await ctx.blobs.put(bundle.manifest, expected_sha256=bundle.sha256)
-        outcome = await submit(ctx, env)
+    # Counted and written in turn (a namespace's deploys take turns in this process).
+    async with ctx.quota_locks.hold("workers", ns):
+        await _check_quotas(ctx, ns, worker)
+        outcome = await first_outcome(ctx, env) if env.idempotency_key is not None else None
+        if outcome is None:
+            for module in bundle.modules:
+                await ctx.blobs.put(module.content, expected_sha256=module.sha256)
+            await ctx.blobs.put(bundle.manifest, expected_sha256=bundle.sha256)
+            outcome = await submit(ctx, env)
     uploaded = outcome.envelope.payload
     assert isinstance(uploaded, WorkerVersionUploaded)
     outcome.require_accepted(version_id=uploaded.version_id)
