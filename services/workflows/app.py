@@ -28,6 +28,12 @@ from services.workflows import bounds
 from services.workflows.engine import Engine, WorkflowError
 
 CONTROL_OPS = frozenset({"pause", "resume", "terminate", "restart"})
+MAX_PAGE = 1000  # instances in one listing
+
+
+def _cursor(inst: Any) -> str:
+    # Instances are listed by creation time then id: a cursor is the last one's place.
+    return f"{inst.created_at:016d}:{inst.id}"
 
 
 def _err(status: int, code: str, message: str) -> JSONResponse:
@@ -109,9 +115,22 @@ def create_app(engine_of: Callable[[], Engine | None], internal_token: str,
         return JSONResponse({"workflows": engine.workflows(ns)})
 
     async def instances(request: Request, engine: Engine) -> JSONResponse:
+        # A page of summaries: a listing of everything, params and outputs included, was
+        # hundreds of MB encoded at once (tests/security/test_redteam_fair_listing.py).
         q = request.query_params
-        rows = engine.instances(q.get("namespace", ""), q.get("workflow") or None)
-        return JSONResponse({"instances": [i.describe() for i in rows]})
+        status = q.get("status") or None
+        try:
+            limit = max(1, min(MAX_PAGE, int(q.get("limit") or MAX_PAGE)))
+        except ValueError:
+            raise WorkflowError(400, "invalid_request", "`limit` is a number") from None
+        after = q.get("cursor") or ""
+        rows = [i for i in engine.instances(q.get("namespace", ""), q.get("workflow") or None)
+                if (status is None or i.status == status) and
+                (not after or _cursor(i) > after)]
+        page = rows[:limit]
+        more = len(rows) > limit
+        return JSONResponse({"instances": [i.summary() for i in page],
+                             "cursor": _cursor(page[-1]) if more else None})
 
     async def instance(request: Request, engine: Engine) -> JSONResponse:
         q = request.query_params

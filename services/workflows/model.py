@@ -90,6 +90,15 @@ class Instance:
             view["error"] = self.error
         return view
 
+    def summary(self) -> dict[str, Any]:
+        """A row of a listing: no params, output or error (each up to 1 MiB), as
+        Cloudflare's list of instances carries ids, statuses and times only."""
+        return {"id": self.id, "namespace": self.namespace, "workflow": self.workflow,
+                "worker": self.worker, "version": self.version, "class_name": self.class_name,
+                "status": self.status, "created_at": self.created_at,
+                "updated_at": self.updated_at, "steps": len(self.steps),
+                "records": self.records}
+
     def describe(self) -> dict[str, Any]:
         return {"id": self.id, "namespace": self.namespace, "workflow": self.workflow,
                 "worker": self.worker, "version": self.version, "class_name": self.class_name,

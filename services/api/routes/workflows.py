@@ -14,7 +14,7 @@ import os
 from typing import Annotated, Any, Literal
 
 import httpx
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.api.auth import Auth
@@ -77,12 +77,22 @@ async def list_workflows(ns: Namespace, ctx: Ctx, principal: Auth,
 
 @router.get("/v1/namespaces/{ns}/workflows/{workflow}/instances", responses=READ_ERRORS)
 async def list_instances(ns: Namespace, workflow: Workflow, ctx: Ctx, principal: Auth,
-                         request: Request, status: str | None = None) -> list[dict[str, Any]]:
+                         request: Request, response: Response, status: str | None = None,
+                         limit: Annotated[int, Query(ge=1, le=1000)] = 1000,
+                         cursor: Annotated[str, Query(max_length=200)] = "",
+                         ) -> list[dict[str, Any]]:
+    """Instances oldest first, without params or output (`.../instances/{id}` has them),
+    at most `limit`; when there are more, the `x-wdl-next-cursor` header is the `cursor`
+    of the next page."""
     await namespace_doc(ctx, principal, ns)
-    doc = await _call(request, "GET", "/v1/instances",
-                      params={"namespace": ns, "workflow": workflow})
+    params = {"namespace": ns, "workflow": workflow, "limit": str(limit), "cursor": cursor}
+    if status is not None:
+        params["status"] = status
+    doc = await _call(request, "GET", "/v1/instances", params=params)
     rows: list[dict[str, Any]] = doc["instances"]
-    return [r for r in rows if status is None or r["status"] == status]
+    if doc.get("cursor"):
+        response.headers["x-wdl-next-cursor"] = str(doc["cursor"])
+    return rows
 
 
 @router.get("/v1/namespaces/{ns}/workflows/{workflow}/instances/{instance}",
