@@ -23,7 +23,8 @@ import re
 import time
 import uuid
 from collections import Counter as Tally
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
@@ -201,6 +202,9 @@ class Engine:
             "workflows", self.limits.concurrency, per_namespace, metrics=self.metrics.shares)
         self._live: Tally[str] = Tally()  # unfinished instances by namespace
         self._held: Tally[str] = Tally()  # their held_bytes by namespace
+        # Room taken by creates (events, restarts) being written: counted like the live.
+        self._reserved: Tally[str] = Tally()
+        self._reserved_bytes: Tally[str] = Tally()
         self._deferred: dict[str, float] = {}  # key -> next backoff of an uncounted retry
         self._gates: dict[str, _Gate] = {}  # held namespaces
         self._warn = _Warnings()
@@ -536,19 +540,36 @@ class Engine:
             if key in self.states:
                 raise WorkflowError(409, "instance.already_exists",
                                     "Workflow instance with this id already exists")
-            self.check_room(namespace, 1, _size(params))
-            inst = await self._append(key, "created", namespace=namespace, workflow=workflow,
-                                      id=iid, worker=worker, version=version,
-                                      class_name=class_name, params=params)
+            with self._room(namespace, 1, _size(params)):
+                inst = await self._append(key, "created", namespace=namespace,
+                                          workflow=workflow, id=iid, worker=worker,
+                                          version=version, class_name=class_name,
+                                          params=params)
             assert inst is not None
             self._schedule(inst)
             return inst
+
+    @contextmanager
+    def _room(self, namespace: str, count: int, size: int) -> Iterator[None]:
+        """check_room, then hold the room until the record is written: creates at once
+        were all counted before any was written (200 made against a bound of 50)."""
+        self.check_room(namespace, count, size)
+        self._reserved[namespace] += count
+        self._reserved_bytes[namespace] += size
+        try:
+            yield
+        finally:
+            self._reserved[namespace] -= count
+            self._reserved_bytes[namespace] -= size
+            if not self._reserved[namespace] and not self._reserved_bytes[namespace]:
+                del self._reserved[namespace], self._reserved_bytes[namespace]
 
     def check_room(self, namespace: str, count: int, size: int = 0) -> None:
         """429 when `count` more instances (holding `size` bytes) would put the namespace
         over its bound of unfinished ones or of what they hold (createBatch asks for the
         whole batch first)."""
-        held, most = self._held[namespace], self.limits.max_namespace_bytes
+        held = self._held[namespace] + self._reserved_bytes[namespace]
+        most = self.limits.max_namespace_bytes
         if held + size > most:
             self.metrics.refusals.inc()
             raise WorkflowError(429, "workflow_state_full",
@@ -556,7 +577,8 @@ class Engine:
                                 f"instances of namespace {namespace} hold {held} bytes "
                                 f"(params, step results, events) and may hold at most "
                                 f"{most}: wait for some to finish, or terminate them")
-        live, bound = self._live[namespace], self.limits.max_live_instances
+        live = self._live[namespace] + self._reserved[namespace]
+        bound = self.limits.max_live_instances
         if live + count > bound:
             self.metrics.refusals.inc()
             raise WorkflowError(429, "too_many_instances",
@@ -581,9 +603,10 @@ class Engine:
                                         "terminate instance since its on a finite state")
                 await self._append(inst.key, "terminated")
             elif op == "restart":
-                if inst.finished:  # live again: within the namespace's bounds
-                    self.check_room(namespace, 1, inst.params_bytes)
-                await self._append(inst.key, "restarted")
+                # Live again if it was finished: within the namespace's bounds.
+                with self._room(namespace, 1 if inst.finished else 0,
+                                inst.params_bytes if inst.finished else 0):
+                    await self._append(inst.key, "restarted")
             else:
                 raise WorkflowError(400, "invalid_op", f"unknown operation {op!r}")
             self._schedule(self.states[inst.key])
@@ -616,9 +639,9 @@ class Engine:
                                     f"WorkflowError: (instance.history_full) the instance's "
                                     f"history (steps and events) is bounded to {bound} "
                                     "bytes (docs/workflows.md)")
-            self.check_room(namespace, 0, size)
-            await self._append(inst.key, "event_received", event_type=event_type,
-                               payload=payload)
+            with self._room(namespace, 0, size):
+                await self._append(inst.key, "event_received", event_type=event_type,
+                                   payload=payload)
             inst = self.states[inst.key]
             p = inst.pending
             if p is not None and p["kind"] == "wait" and p["type"] == event_type:

@@ -12,6 +12,10 @@ them (the bound of unfinished instances) each with 1 MiB of params and 32 MiB of
 history is 330 GB. Measured on main with the namespace bound below: 40 instances with
 0.9 MB params each (54 MB) all created, the bound (40 MB) ignored.
 
+Creates at once raced past that bound: each counted the live instances before any of
+them was written. Measured on main: 200 concurrent `create()` made 200 live instances
+of a namespace bounded to 50.
+
 And `restart` of a finished instance made it live again without counting it: measured
 on main, 50 instances created and terminated, 50 more created, then the first 50
 restarted: 100 live instances of a namespace bounded to 50.
@@ -53,6 +57,7 @@ MAX_INSTANCES = 50  # unfinished instances of a namespace here (the default: 10,
 WALLS_ENV = {"WDL_WORKFLOWS_MAX_NAMESPACE_BYTES": str(NAMESPACE_BYTES),
              "WDL_WORKFLOWS_MAX_INSTANCES": str(MAX_INSTANCES)}
 INSTANCES = 60
+RACERS = 200  # creates at once, four times the bound of live instances
 PARAMS_CHARS = 900_000
 
 HOARDER = """\
@@ -67,6 +72,16 @@ export class Hoard extends WorkflowEntrypoint {
 
 export default {
   async fetch(request, env) {
+    if (new URL(request.url).pathname === "/race") {
+      // Creates at once: each was counted before any of them was written.
+      const results = await Promise.allSettled(
+        Array.from({ length: RACERS }, () => env.HOARD.create()));
+      const made = results.filter((r) => r.status === "fulfilled").map((r) => r.value);
+      const refused = results.find((r) => r.status === "rejected");
+      for (const instance of made) await instance.terminate();
+      return Response.json({ made: made.length,
+                             error: refused ? String(refused.reason.message) : null });
+    }
     if (new URL(request.url).pathname === "/restart") {
       // Finished instances come back to life by `restart`, past the bound of live ones.
       const old = [];
@@ -113,7 +128,7 @@ export default {
 };
 """.replace("EVENT_CHARS", str(EVENT_CHARS)).replace("EVENTS", str(EVENTS)) \
    .replace("PARAMS_CHARS", str(PARAMS_CHARS)).replace("MAX_INSTANCES", str(MAX_INSTANCES)) \
-   .replace("INSTANCES", str(INSTANCES))
+   .replace("INSTANCES", str(INSTANCES)).replace("RACERS", str(RACERS))
 
 HOARDER_TOML = """
 [[workflows]]
@@ -247,3 +262,14 @@ async def test_a_held_namespace_does_not_keep_the_engine_spinning(walls: Walls) 
             f"{RESUMED_WITHIN_S:.0f} s after the hold was lifted")
         await asyncio.sleep(0.5)
         naps = [engine.states[i.key] for i in naps]
+
+
+async def test_concurrent_creates_do_not_race_past_the_bound(walls: Walls) -> None:
+    await walls.attacker.deploy_js("hoarder", HOARDER, HOARDER_TOML)
+    r = await walls.attack("hoarder", "/race", timeout=180)
+    assert r.status_code == 200, r.text
+    doc: dict[str, Any] = r.json()
+    assert doc["made"] <= MAX_INSTANCES, (
+        f"{doc['made']} live instances of {ATTACKER} made by {RACERS} concurrent creates, "
+        f"its bound {MAX_INSTANCES} ({doc['error']})")
+    assert doc["error"] is not None and "too_many_instances" in doc["error"], doc
