@@ -166,4 +166,7 @@ def deploy(
     state = "promoted" if result.get("promote") else "uploaded (not promoted)"
     err.print(f"[green]ok[/] {namespace}/{worker} version {result['version_id']} {state}",
               highlight=False)
+    if result.get("pruned_version"):
+        err.print(f"the worker keeps its newest versions: deleted the oldest, "
+                  f"{result['pruned_version']}", highlight=False)
     typer.echo(result["version_id"])

@@ -14,8 +14,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
-from eventlog.events import Binding, VersionPromoted, WorkerVersionUploaded
-from services.api.auth import Auth
+from eventlog.events import Binding, VersionDeleted, VersionPromoted, WorkerVersionUploaded
+from services.api.auth import Auth, Principal
 from services.api.commands import build, first_outcome, idempotency_key, submit
 from services.api.context import ApiContext
 from services.api.errors import ApiError
@@ -72,14 +72,38 @@ async def _check_targets(ctx: Ctx, ns: str, payload: WorkerVersionUploaded) -> N
                            field=f"bindings.{b.name}")
 
 
-async def _check_quotas(ctx: ApiContext, ns: str, worker: str) -> None:
+async def _make_room(ctx: ApiContext, principal: Principal, ns: str,
+                     worker: str) -> str | None:
+    """Check the namespace's worker quota; keep the worker's newest versions only.
+
+    Cloudflare never refuses a deploy for its history: a worker keeps its newest
+    versions and the oldest fall out. So past the version quota the deploy deletes the
+    oldest version that neither serves nor is the rollback target (a
+    `worker.version_deleted` by the deployer, in the audit) and returns its id; only a
+    worker whose every version is one of those is refused."""
     versions = await ctx.reader.versions(ns, worker)
-    if not versions and await ctx.reader.worker(ns, worker) is None:
+    doc = await ctx.reader.worker(ns, worker)
+    if not versions and doc is None:
         ctx.quotas.check("workers", len(await ctx.reader.workers(ns)), f"namespace {ns}",
                          way_out="delete a worker first (`wdl delete worker`)")
-    retained = sum(1 for doc in versions.values() if not doc.get("deleted"))
-    ctx.quotas.check("versions", retained, f"worker {ns}/{worker}",
-                     way_out="delete old versions first (`wdl delete version`)")
+        return None
+    retained = {v: d for v, d in versions.items() if not d.get("deleted")}
+    if len(retained) < ctx.quotas.versions or doc is None:
+        return None
+    keep = {doc.get("active_version"), doc.get("previous_version")}
+    oldest = sorted((int(d.get("uploaded_at") or 0), v) for v, d in retained.items()
+                    if v not in keep)
+    if len(retained) - len(oldest) >= ctx.quotas.versions or not oldest:
+        ctx.quotas.check("versions", len(retained), f"worker {ns}/{worker}",
+                         way_out="delete old versions first (`wdl delete version`)")
+    version_id = oldest[0][1]
+    env = build(ctx, principal, VersionDeleted(namespace=ns, worker=worker,
+                                               version_id=version_id),
+                expected_version=doc["version"])
+    # A concurrent deploy may have pruned it (or moved the worker on): the upload goes
+    # on regardless; the next deploy prunes again.
+    await submit(ctx, env)
+    return version_id
 
 
 @router.post("/{worker}/versions", status_code=201, responses=WRITE_ERRORS)
@@ -111,9 +135,10 @@ async def deploy(ns: Namespace, worker: WorkerName, body: DeployRequest, ctx: Ct
     except CompatibilityError as exc:
         raise ApiError(400, exc.code, exc.message, field=exc.field) from None
     await _check_targets(ctx, ns, payload)
-    await _check_quotas(ctx, ns, worker)
     outcome = await first_outcome(ctx, env) if env.idempotency_key is not None else None
+    pruned = None
     if outcome is None:
+        pruned = await _make_room(ctx, principal, ns, worker)
         for module in bundle.modules:
             await ctx.blobs.put(module.content, expected_sha256=module.sha256)
         await ctx.blobs.put(bundle.manifest, expected_sha256=bundle.sha256)
@@ -123,7 +148,8 @@ async def deploy(ns: Namespace, worker: WorkerName, body: DeployRequest, ctx: Ct
     outcome.require_accepted(version_id=uploaded.version_id)
     result: dict[str, Any] = {**outcome.as_dict(), "version_id": uploaded.version_id,
                               "bundle_sha256": uploaded.bundle_sha256,
-                              "bundle_size": uploaded.bundle_size, "promote": None}
+                              "bundle_size": uploaded.bundle_size, "promote": None,
+                              "pruned_version": pruned}
     if promote:
         promote_env = build(
             ctx, principal, VersionPromoted(namespace=ns, worker=worker,
