@@ -14,6 +14,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
+from eventlog import validation as v
+from eventlog.errors import InvalidEvent
 from eventlog.events import Binding, VersionPromoted, WorkerVersionUploaded
 from services.api.auth import Auth
 from services.api.commands import build, first_outcome, idempotency_key, submit
@@ -71,6 +73,30 @@ async def _check_targets(ctx: Ctx, ns: str, payload: WorkerVersionUploaded) -> N
                            field=f"bindings.{b.name}")
 
 
+# Cron triggers a namespace's workers may hold together: Cloudflare's account limit on
+# the Paid plan (250 per account, 5 on Free; developers.cloudflare.com/workers/platform/
+# limits). The dispatcher's fair share bounds what they cost others either way; this
+# bounds the claims and records one namespace makes the scheduler write each minute.
+NAMESPACE_MAX_CRONS = 250
+
+
+async def _check_crons(ctx: Ctx, ns: str, worker: str, crons: list[str]) -> None:
+    try:
+        v.distinct_schedules("cron_triggers", crons)
+    except InvalidEvent as exc:
+        raise ApiError(400, "duplicate_cron", exc.reason, field="cron_triggers") from None
+    if not crons:
+        return
+    others = sum(len(doc.get("crons") or ()) for owner, doc in
+                 (await ctx.reader.cron_schedule()).items()
+                 if owner.partition("/")[0] == ns and owner != f"{ns}/{worker}")
+    if others + len(crons) > NAMESPACE_MAX_CRONS:
+        raise ApiError(400, "too_many_crons",
+                       f"namespace {ns} would have {others + len(crons)} cron triggers "
+                       f"(at most {NAMESPACE_MAX_CRONS} across its workers, as a Cloudflare "
+                       "account)", field="cron_triggers")
+
+
 @router.post("/{worker}/versions", status_code=201, responses=WRITE_ERRORS)
 async def deploy(ns: Namespace, worker: WorkerName, body: DeployRequest, ctx: Ctx,
                  principal: Auth, idem: IdemKey = None,
@@ -78,6 +104,7 @@ async def deploy(ns: Namespace, worker: WorkerName, body: DeployRequest, ctx: Ct
                  ) -> dict[str, Any]:
     """Upload a version. Returns its server-generated `version_id` and the verdicts."""
     await _namespace_doc(ctx, principal, ns, write=True)
+    await _check_crons(ctx, ns, worker, body.cron_triggers)
     modules = [Module(m.name, m.type or guess_module_type(m.name), _decode(i, m.content_b64,
                                                                           ctx.limits))
                for i, m in enumerate(body.modules)]
