@@ -4,6 +4,7 @@ hub, its metrics and the HTTP server."""
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Self
 
@@ -27,7 +28,8 @@ class DataService:
     def __init__(self, store: ProjectionStore, *, kv_url: str, r2_url: str,
                  internal_token: str, host: str = "127.0.0.1", port: int = 0,
                  metrics: DataMetrics | None = None, tail_heartbeat_s: float = 10.0,
-                 state_url: str | None = None) -> None:
+                 state_url: str | None = None,
+                 tails_per_namespace: Callable[[str], int] | None = None) -> None:
         self.projection = store
         self.kv_url = kv_url
         self.r2_url = r2_url
@@ -36,7 +38,12 @@ class DataService:
         self.port = port
         self.index = ResourceIndex(store)
         self.metrics = metrics or DataMetrics()
-        self.tail = TailHub(on_drop=lambda n: self.metrics.dropped("subscriber", n))
+        # Where an operator's per-namespace tail cap plugs in (NamespaceShares' "tails");
+        # without one, the hub's default (a quarter of it) holds for every namespace.
+        self.tail = (TailHub(on_drop=lambda n: self.metrics.dropped("subscriber", n))
+                     if tails_per_namespace is None else
+                     TailHub(on_drop=lambda n: self.metrics.dropped("subscriber", n),
+                             max_per_namespace=tails_per_namespace))
         self.metrics.tail_subscribers.set_function(lambda: self.tail.subscribers)
         self.tail_heartbeat_s = tail_heartbeat_s
         # Who learns the tailed workers (services/tail/interest.py): the state service at

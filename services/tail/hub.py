@@ -90,12 +90,14 @@ class TailHub:
     def __init__(self, *, queue_size: int = DEFAULT_QUEUE_SIZE,
                  max_subscribers: int = DEFAULT_MAX_SUBSCRIBERS,
                  max_per_worker: int = DEFAULT_MAX_PER_WORKER,
-                 max_per_namespace: int = DEFAULT_MAX_PER_NAMESPACE,
+                 max_per_namespace: int | Callable[[str], int] = DEFAULT_MAX_PER_NAMESPACE,
                  rng: random.Random | None = None,
                  on_drop: Callable[[int], None] | None = None) -> None:
         self.queue_size = queue_size
         self.max_subscribers = max_subscribers
         self.max_per_worker = max_per_worker
+        # An operator's per-namespace cap plugs in as a callable (NamespaceShares'
+        # "tails", `wdl ns limits set --tails N`); a number is every namespace's cap.
         self.max_per_namespace = max_per_namespace
         self._per_namespace: dict[str, int] = {}
         self.rng = rng or random.Random()
@@ -107,6 +109,15 @@ class TailHub:
     @property
     def subscribers(self) -> int:
         return self._count
+
+    def cap(self, namespace: str) -> int:
+        """How many tails `namespace` may hold (the default, a quarter of the hub, keeps
+        one namespace from taking every tail)."""
+        limit = self.max_per_namespace
+        return int(limit(namespace) if callable(limit) else limit)
+
+    def held(self, namespace: str) -> int:
+        return self._per_namespace.get(namespace, 0)
 
     def subscribe(self, namespace: str, worker: str,
                   filter_: TailFilter | None = None) -> Subscription:
@@ -120,9 +131,10 @@ class TailHub:
             raise TooManySubscribers(f"{namespace}/{worker} already has {len(subs)} tails "
                                      f"(at most {self.max_per_worker})")
         mine = self._per_namespace.get(namespace, 0)
-        if mine >= self.max_per_namespace:
+        cap = self.cap(namespace)
+        if mine >= cap:
             raise TooManySubscribers(f"namespace {namespace} already has {mine} tails open "
-                                     f"(at most {self.max_per_namespace})")
+                                     f"(at most {cap})")
         sub = Subscription(namespace, worker, filter_ or TailFilter(), self.queue_size,
                            self.on_drop)
         self._subs.setdefault((namespace, worker), subs).add(sub)
