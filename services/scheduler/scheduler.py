@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -127,8 +127,11 @@ class Scheduler:
     late_ms: int = 5_000
     dispatch_timeout_s: float = 30.0
     metrics: SchedulerMetrics = field(default_factory=SchedulerMetrics)
-    # What one namespace may run at once (NamespaceShares' "cron_runs" plugs in here).
+    # What one namespace may run at once: NamespaceShares plugs in here, as
+    # `cron_runs=lambda ns: shares.cap("cron_runs", ns)`, `refresh_share=shares.refresh`
+    # (read the namespace's `limits` before its run asks for a slot).
     cron_runs: Callable[[str], int] = lambda namespace: DEFAULT_CRON_RUNS
+    refresh_share: Callable[[str], Awaitable[None]] | None = None
     capacity: int = DISPATCH_CAPACITY
     share: FairShare | None = None
     _lead: _Leadership | None = None
@@ -287,6 +290,9 @@ class Scheduler:
         status: ev.CronStatus
         late = 0
         duration = 0
+        if self.refresh_share is not None:
+            with contextlib.suppress(Exception):  # the cached cap (or default) stands
+                await self.refresh_share(trigger.namespace)
         self.metrics.waiting.labels(label).inc()
         try:
             # Wait for the namespace's share, at most until the slot leaves the catch-up
