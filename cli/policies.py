@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -61,8 +61,16 @@ def egress_set(
     outcome(result, f"egress policy of {namespace} is now {mode}", as_json)
 
 
-limits_app = typer.Typer(help="Per-request budgets of the namespace's workers.",
-                         no_args_is_help=True)
+limits_app = typer.Typer(help="Per-request budgets of the namespace's workers and its fair "
+                         "shares of the shared engines.", no_args_is_help=True)
+
+DEFAULT_SUBREQUESTS = 1000  # as services/api/routes/policies.py shows it
+
+# The fair shares (services/fairshare.py), as `wdl ns limits` shows and sets them.
+SHARES = (("workflow_slots", "workflow invocations in flight"),
+          ("queue_batches", "queue batches in delivery"),
+          ("cron_runs", "cron runs in flight"),
+          ("tails", "open tail sessions"))
 
 
 @limits_app.command("show")
@@ -77,21 +85,43 @@ def limits_show(ns: NsOpt = None, as_json: JsonOpt = False, url: UrlOpt = None,
     typer.echo(f"wall time per request: {wall}")
     typer.echo(f"subrequests per request: {limits['subrequests']}"
                + ("" if limits["set"] else " (platform default)"))
+    for key, what in SHARES:
+        value = limits.get(key) or 0
+        typer.echo(f"{what}: {value if value else 'the engine default'}")
+
+
+def _share_opt(flag: str, what: str) -> Any:
+    return typer.Option(flag, min=0, max=4096, help=f"{what} at once; 0: the engine default")
 
 
 @limits_app.command("set")
 def limits_set(
-    wall_ms: Annotated[int, typer.Option("--wall-ms", min=0,
-                                         help="wall-time budget of one request; 0: none")] = 0,
-    subrequests: Annotated[int, typer.Option(
-        "--subrequests", min=0, help="outbound fetches per request; 0: default")] = 0,
+    wall_ms: Annotated[int | None, typer.Option(
+        "--wall-ms", min=0, help="wall-time budget of one request; 0: none")] = None,
+    subrequests: Annotated[int | None, typer.Option(
+        "--subrequests", min=0, help="outbound fetches per request; 0: default")] = None,
+    workflow_slots: Annotated[int | None, _share_opt("--workflow-slots",
+                                                     "workflow invocations")] = None,
+    queue_batches: Annotated[int | None, _share_opt("--queue-batches", "queue batches")] = None,
+    cron_runs: Annotated[int | None, _share_opt("--cron-runs", "cron runs")] = None,
+    tails: Annotated[int | None, _share_opt("--tails", "open tail sessions")] = None,
     ns: NsOpt = None, as_json: JsonOpt = False, url: UrlOpt = None,
     token: TokenOpt = None, profile: ProfileOpt = None,
 ) -> None:
-    """Replace the budgets (admin). CPU is bounded platform-wide by the watchdog."""
+    """Change budgets and shares (admin); what is not given keeps its value.
+
+    CPU is bounded platform-wide by the watchdog.
+    """
+    given = {"wall_ms": wall_ms, "subrequests": subrequests, "workflow_slots": workflow_slots,
+             "queue_batches": queue_batches, "cron_runs": cron_runs, "tails": tails}
     with connect(url, token, profile, ns, need_namespace=True) as (client, namespace):
-        result = client.put(f"/v1/namespaces/{namespace}/limits",
-                            {"wall_ms": wall_ms, "subrequests": subrequests})
+        current = client.get(f"/v1/namespaces/{namespace}/limits")
+        body = {k: int(current.get(k) or 0) for k in given}
+        # The API shows the default (1000) when none is set: the same as 0, kept as 0.
+        if body["subrequests"] == DEFAULT_SUBREQUESTS:
+            body["subrequests"] = 0
+        body.update({k: v for k, v in given.items() if v is not None})
+        result = client.put(f"/v1/namespaces/{namespace}/limits", body)
     outcome(result, f"limits of {namespace} set", as_json)
 
 

@@ -7,7 +7,8 @@ An operator greps one request id across the API's and the projector's lines.
 
 `WDL_LOG_FORMAT=json|text` decides; without it, production-shaped processes
 (`wdl up`, `python -m …`) write JSON when stderr is not a terminal and `wdl dev`
-writes text. `WDL_LOG_LEVEL` sets the level (default INFO).
+writes text. `WDL_LOG_LEVEL` sets the level (default INFO). Each call site writes at
+most `WDL_LOG_BURST` (20) warnings or lesser records a minute (`RateLimit`).
 
 It lives with the projections because the projector logs through it and must not
 import `services`; `services.logs` re-exports it for everyone else.
@@ -18,7 +19,8 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from typing import Any, TextIO
 
 import structlog
@@ -29,6 +31,8 @@ __all__ = ["FORMAT_ENV", "LEVEL_ENV", "bound", "choose_format", "configure", "co
 
 FORMAT_ENV = "WDL_LOG_FORMAT"
 LEVEL_ENV = "WDL_LOG_LEVEL"
+# Records per call site and minute, warnings and below (RateLimit).
+RATE_ENV = "WDL_LOG_BURST"
 FORMATS = ("json", "text")
 _FIRST = ("time", "level", "logger", "message")
 # Extras libraries attach that repeat the message (uvicorn: the message with ANSI colours).
@@ -102,6 +106,47 @@ class _Handler(logging.StreamHandler):  # type: ignore[type-arg]
     """The handler `configure` installs (so a second call replaces it)."""
 
 
+class RateLimit(logging.Filter):
+    """At most `burst` records per `window_s` of each call site (logger + message
+    template), warnings and below; the rest are counted, and the next record of that
+    site that passes says how many were dropped (`suppressed`).
+
+    Tenants decide how often many of the platform's warnings happen (a workflow that
+    fails at every run, a poisoned message, a hang): without this, one tenant's loop
+    writes the platform's log as fast as it can loop, with a traceback per line.
+    Errors and above always pass. Sites are few (the code's call sites), so the table
+    stays small; a site's state lives for one window.
+    """
+
+    def __init__(self, burst: int = 20, window_s: float = 60.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self.burst = burst
+        self.window_s = window_s
+        self._clock = clock
+        self._sites: dict[tuple[str, str], list[float]] = {}  # [since, passed, dropped]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR:
+            return True
+        key = (record.name, str(record.msg))
+        now = self._clock()
+        site = self._sites.get(key)
+        if site is None or now - site[0] >= self.window_s:
+            dropped = int(site[2]) if site is not None else 0
+            if len(self._sites) > 10_000:
+                self._sites.clear()  # message templates built at run time: start over
+            self._sites[key] = [now, 1.0, 0.0]
+            if dropped:
+                record.suppressed = dropped
+            return True
+        if site[1] < self.burst:
+            site[1] += 1
+            return True
+        site[2] += 1
+        return False
+
+
 def configure(*, json_when_piped: bool = True, level: int | str | None = None,
               stream: TextIO | None = None, env: Mapping[str, str] | None = None) -> str:
     """Send every logger's records to stderr in the chosen format; returns the format.
@@ -111,6 +156,7 @@ def configure(*, json_when_piped: bool = True, level: int | str | None = None,
     out = stream or sys.stderr
     fmt = choose_format(environ, out, json_when_piped=json_when_piped)
     handler = _Handler(out)
+    handler.addFilter(RateLimit(int(environ.get(RATE_ENV) or 20)))
     handler.setFormatter(formatter(fmt, colors=fmt == "text" and _is_tty(out)))
     root = logging.getLogger()
     for old in [h for h in root.handlers if isinstance(h, _Handler)]:

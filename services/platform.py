@@ -33,6 +33,7 @@ from services.blobstore import BlobStore, open_blob_store
 from services.components import COMPONENTS, DEV_KEY_FILE, INTERNAL_TOKEN_FILE, TOKEN_FILE
 from services.crypto import Keyring, load_keyring
 from services.d1 import D1Service
+from services.d1.confinement import DEFAULT_MAX_BYTES as DEFAULT_D1_MAX_BYTES
 from services.d1.confinement import DEFAULT_TIMEOUT_MS as DEFAULT_D1_TIMEOUT_MS
 from services.data import DataService
 from services.dataplane.config import GatewayOptions
@@ -93,6 +94,9 @@ class PlatformOptions:
     # A tenant's D1 request may run this long (Cloudflare's D1: 30 s per query).
     d1_timeout_ms: int = field(default_factory=lambda: int(
         os.environ.get("WDL_D1_TIMEOUT_MS") or DEFAULT_D1_TIMEOUT_MS))
+    # A D1 database may grow to this size (Cloudflare's D1: 10 GB per database).
+    d1_max_bytes: int = field(default_factory=lambda: int(
+        os.environ.get("WDL_D1_MAX_DATABASE_BYTES") or DEFAULT_D1_MAX_BYTES))
     workflows_port: int = 0  # the workflows engine's API and /healthz (`wdl up`: 8798)
     workflows_url: str | None = None  # gateway without the engine: where it is
     queues_port: int = 0  # the queue service's producer endpoint and /healthz (`wdl up`: 8797)
@@ -317,16 +321,21 @@ class Platform:
     async def _start_queues(self, backends: Backends, gateway_url: str,
                             sock: socket.socket) -> None:
         from services.queues.__main__ import queue_log_url
+        from services.queues.bounds import QueueBounds
         from services.queues.invoke import GatewayQueueInvoker
         from services.queues.service import QueuesService
         from services.queues.store import open_queue_log
 
-        invoker = GatewayQueueInvoker(gateway_url, self.options.internal_token)
+        bounds = QueueBounds.from_env()  # WDL_QUEUE_* (docs/queues.md "Bounds")
+        invoker = GatewayQueueInvoker(gateway_url, self.options.internal_token,
+                                      timeout_s=bounds.invoke_timeout_s,
+                                      connections=bounds.capacity)
         await invoker.start()
         self._stack.push_async_callback(invoker.stop)
         self.queues = QueuesService(log=open_queue_log(queue_log_url(self.settings)),
                                     reader=ProjectionReader(backends.store), invoker=invoker,
-                                    internal_token=self.options.internal_token, sock=sock)
+                                    internal_token=self.options.internal_token, sock=sock,
+                                    bounds=bounds)
         await self.queues.start()
         self._stack.push_async_callback(self.queues.stop)
         if self.api is not None:  # the control API's dead-letter routes (api/routes/queues.py)
@@ -387,7 +396,8 @@ class Platform:
                             internal_token=self.options.internal_token,
                             host=self.options.data_host, port=self.options.d1_port,
                             ttl_ms=self.options.d1_ttl_ms,
-                            timeout_ms=self.options.d1_timeout_ms)
+                            timeout_ms=self.options.d1_timeout_ms,
+                            max_bytes=self.options.d1_max_bytes)
         await self.d1.start()
         self._stack.push_async_callback(self.d1.stop)
 

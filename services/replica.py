@@ -40,15 +40,17 @@ def sibling_log_url(settings: Settings, env: Mapping[str, str] | None, *, variab
 class GatewayClient:
     """A pooled HTTP client to the gateway's internal endpoints (explicit start/stop)."""
 
-    def __init__(self, gateway_url: str, internal_token: str, *, timeout_s: float) -> None:
+    def __init__(self, gateway_url: str, internal_token: str, *, timeout_s: float,
+                 connections: int = 256) -> None:
         self.gateway_url = gateway_url.rstrip("/")
         self.internal_token = internal_token
         self.timeout_s = timeout_s
+        self.connections = connections
         self._client: httpx.AsyncClient | None = None
 
     async def start(self) -> None:
         self._client = httpx.AsyncClient(timeout=self.timeout_s,
-                                         limits=httpx.Limits(max_connections=256))
+                                         limits=httpx.Limits(max_connections=self.connections))
 
     async def stop(self) -> None:
         if self._client is not None:

@@ -72,6 +72,7 @@ from eventlog.events.leases import (
 from eventlog.events.namespaces import NamespaceCreated, NamespaceEvent
 from eventlog.events.policies import (
     ALL_GRANTS,
+    SHARE_FIELDS,
     EgressMode,
     EgressPolicySet,
     EgressRule,
@@ -139,6 +140,7 @@ __all__ = [
     "MAX_VARS",
     "MAX_VAR_BYTES",
     "RESOURCE_BINDING_KINDS",
+    "SHARE_FIELDS",
     "BaseEvent",
     "Binding",
     "BindingKind",

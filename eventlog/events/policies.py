@@ -95,21 +95,32 @@ class ServiceRevoked(_GrantEvent, frozen=True, kw_only=True):
 
 MAX_WALL_MS = 15 * 60 * 1000
 MAX_SUBREQUESTS = 100_000
+# Fair shares of the shared engines (services/fairshare.py): what one namespace may hold.
+MAX_SHARE = 4096
+SHARE_FIELDS = ("workflow_slots", "queue_batches", "cron_runs", "tails")
 
 
 class NamespaceLimitsSet(NamespaceScoped, frozen=True, kw_only=True):
-    """Per-request budgets of the namespace's workers; 0 means the platform default
-    (no wall-time bound; `DEFAULT_SUBREQUESTS` outbound fetches per request)."""
+    """Per-request budgets of the namespace's workers and its fair shares of the shared
+    engines; 0 means the platform default (no wall-time bound; `DEFAULT_SUBREQUESTS`
+    outbound fetches per request; each engine's configured share)."""
 
     TYPE: ClassVar[str] = "namespace.limits_set"
 
     wall_ms: int = 0
     subrequests: int = 0
+    # Added after v1 events were written: absent in old events, decoded as 0 (the default).
+    workflow_slots: int = 0
+    queue_batches: int = 0
+    cron_runs: int = 0
+    tails: int = 0
 
     def validate(self) -> None:
         super().validate()
+        shares = tuple((name, getattr(self, name), MAX_SHARE) for name in SHARE_FIELDS)
         for name, value, bound in (("wall_ms", self.wall_ms, MAX_WALL_MS),
-                                   ("subrequests", self.subrequests, MAX_SUBREQUESTS)):
+                                   ("subrequests", self.subrequests, MAX_SUBREQUESTS),
+                                   *shares):
             if type(value) is not int or not 0 <= value <= bound:
                 raise InvalidEvent(name, f"must be an integer in 0..{bound}")
 

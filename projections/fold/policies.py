@@ -28,6 +28,8 @@ class PolicyRules(NamespaceRules):
     def _limits_set(self, e: ev.NamespaceLimitsSet, env: Envelope, out: Changes) -> int:
         state = self._namespace(e.namespace)
         limits = {"wall_ms": e.wall_ms, "subrequests": e.subrequests}
+        # Shares appear in the record only when set, so records of old events stay as they were.
+        limits.update({k: getattr(e, k) for k in ev.SHARE_FIELDS if getattr(e, k)})
         state.limits = limits if any(limits.values()) else None
         state.version += 1
         self._render_namespace(e.namespace, state, out)

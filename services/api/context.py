@@ -11,6 +11,7 @@ from eventlog.port import EventLog
 from projections.audit_store import AuditStore
 from projections.reader import ProjectionReader
 from projections.store import ProjectionStore
+from services.api.quotas import Quotas
 from services.blobstore.port import BlobStore
 from services.bundles import BundleLimits
 from services.crypto.keyring import Keyring
@@ -28,6 +29,7 @@ class ApiContext:
     blobs: BlobStore
     reader: ProjectionReader
     limits: BundleLimits = field(default_factory=BundleLimits)
+    quotas: Quotas = field(default_factory=Quotas.from_env)
     kv: Any = None  # services.kv KvStore, opened by the process owner
     r2: Any = None  # services.r2 R2Store
     tail: Any = None  # services.api.tail TailUpstream, when the data service is known

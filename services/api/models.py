@@ -100,6 +100,14 @@ class LimitsIn(_Strict):
                          description="wall-time budget of one request; 0: none")
     subrequests: int = Field(0, ge=0, le=100_000,
                              description="outbound fetches per request; 0: platform default")
+    workflow_slots: int = Field(0, ge=0, le=4096, description="workflow invocations in "
+                                "flight at once; 0: the engine's default share")
+    queue_batches: int = Field(0, ge=0, le=4096, description="queue batches in delivery at "
+                               "once; 0: the consumer's default share")
+    cron_runs: int = Field(0, ge=0, le=4096, description="cron runs in flight at once; 0: "
+                           "the dispatcher's default share")
+    tails: int = Field(0, ge=0, le=4096, description="open tail sessions; 0: the platform "
+                       "default")
 
 
 class ServiceGrantIn(_Strict):

@@ -32,6 +32,8 @@ NOT_AUTHORIZED = "not authorized: SQLITE_AUTH"
 # Cloudflare's D1 "Maximum SQL query duration" is 30 seconds; past it D1 resets the
 # database's object and answers this (the request's transaction is rolled back here).
 DEFAULT_TIMEOUT_MS = 30_000
+# A database's size bound: Cloudflare's D1 allows 10 GB per database (WDL_D1_MAX_DATABASE_BYTES).
+DEFAULT_MAX_BYTES = 10 * 1000**3
 TIMEOUT_MESSAGE = "D1 DB storage operation exceeded timeout which caused object to be reset."
 # The progress handler runs every this many SQLite VM steps: ~2 % of a tight loop's
 # time, and a deadline overshoot of microseconds.

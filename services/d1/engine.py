@@ -159,9 +159,11 @@ class Database:
     """Opened by its owner; every method runs on a worker thread (SQLite blocks)."""
 
     def __init__(self, path: Path, *,
-                 timeout_ms: int = confinement.DEFAULT_TIMEOUT_MS) -> None:
+                 timeout_ms: int = confinement.DEFAULT_TIMEOUT_MS,
+                 max_bytes: int = confinement.DEFAULT_MAX_BYTES) -> None:
         self.path = path
         self.timeout_s = timeout_ms / 1000
+        self.max_bytes = max_bytes
         self.lock = threading.Lock()
         self.conn: sqlite3.Connection | None = None
         self._current = ""  # the statement running (its text places a syntax error)
@@ -184,6 +186,10 @@ class Database:
             conn.set_authorizer(self._authorize)
             conn.set_progress_handler(self._progress, confinement.PROGRESS_STEPS)
             conn.executescript(_OPEN_SQL)
+            # The size bound: past it a write fails with SQLITE_FULL and changes nothing.
+            # Not a pragma the tenant may run (confinement.ALLOWED_PRAGMAS), so it stays.
+            page = conn.execute("PRAGMA page_size").fetchone()[0]
+            conn.execute(f"PRAGMA max_page_count = {max(1, int(self.max_bytes) // page)}")
         except BaseException:
             conn.close()
             raise

@@ -31,7 +31,7 @@ from typing import Any, TypeVar
 import httpx
 
 from projections.reader import ProjectionReader
-from services.d1.confinement import DEFAULT_TIMEOUT_MS
+from services.d1.confinement import DEFAULT_MAX_BYTES, DEFAULT_TIMEOUT_MS
 from services.d1.engine import D1Failure, Database, Fenced
 from services.leases import LeaseClient, LeaseLost
 
@@ -86,6 +86,7 @@ class Owner:
     ttl_ms: int = DEFAULT_TTL_MS
     timeout_ms: int = DEFAULT_TIMEOUT_MS  # a tenant request's time limit
     threads: int = DEFAULT_THREADS
+    max_bytes: int = DEFAULT_MAX_BYTES  # a database's size bound
     holder: str = ""
     owned: dict[tuple[str, str], Owned] = field(default_factory=dict)
     _locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
@@ -232,7 +233,7 @@ class Owner:
             if generation is None:
                 raise Unavailable(f"D1 database {db}: another replica is taking it over")
             database = Database(self.root / ns / f"{database_id}.sqlite",
-                                timeout_ms=self.timeout_ms)
+                                timeout_ms=self.timeout_ms, max_bytes=self.max_bytes)
             try:
                 await self._thread(database.claim, generation)
             except BaseException:

@@ -11,7 +11,7 @@ from eventlog.private_files import private_dir
 from projections.reader import ProjectionReader
 from projections.store import ProjectionStore
 from services.d1.app import create_d1_app
-from services.d1.confinement import DEFAULT_TIMEOUT_MS
+from services.d1.confinement import DEFAULT_MAX_BYTES, DEFAULT_TIMEOUT_MS
 from services.d1.owner import DEFAULT_THREADS, DEFAULT_TTL_MS, Owner
 from services.leases import LeaseClient
 from services.scheduler.clock import SystemClock
@@ -29,7 +29,7 @@ class D1Service:
     def __init__(self, log: EventLog, store: ProjectionStore, root: Path, *,
                  internal_token: str, host: str = "127.0.0.1", port: int = 0,
                  ttl_ms: int = DEFAULT_TTL_MS, timeout_ms: int = DEFAULT_TIMEOUT_MS,
-                 threads: int = DEFAULT_THREADS) -> None:
+                 threads: int = DEFAULT_THREADS, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
         self.log = log
         self.store = store
         self.root = root
@@ -39,6 +39,7 @@ class D1Service:
         self.ttl_ms = ttl_ms
         self.timeout_ms = timeout_ms
         self.threads = threads
+        self.max_bytes = max_bytes
         self.owner: Owner | None = None
         self.server: HttpServer | None = None
 
@@ -59,7 +60,8 @@ class D1Service:
         # The port is known only once bound, and the holder id names it: bind first.
         owner = Owner(LeaseClient(self.log, reader, SystemClock(), actor="d1"), reader,
                       self.root, self.host, self.port, self.internal_token,
-                      ttl_ms=self.ttl_ms, timeout_ms=self.timeout_ms, threads=self.threads)
+                      ttl_ms=self.ttl_ms, timeout_ms=self.timeout_ms, threads=self.threads,
+                      max_bytes=self.max_bytes)
         self.server = HttpServer(create_d1_app(owner, internal_token=self.internal_token),
                                  host=self.host, port=self.port, name="d1")
         await self.server.start()

@@ -3,6 +3,7 @@
 `POST /send {namespace, queue, delay, messages: [{id, body (base64), contentType,
 delaySeconds}]}` appends the messages and answers once the log acknowledged
 them (`{ok: true}`), or `{error, message}` with a status: 404 `queue_not_found`,
+429 `queue_backlog_full` (the queue's backlog bound, docs/queues.md "Bounds"),
 400/413 for what breaks Cloudflare's limits (the tenant wrapper checks them
 first, with Cloudflare's words). `delay` is the producer binding's
 delivery_delay ("" when it has none: the queue's own applies).
@@ -155,6 +156,17 @@ def create_app(log_of: Callable[[], QueueLog | None], queue_of: QueueLookup,
                                   int(time.time() * 1000))
         except Refused as exc:
             return _err(exc.status, exc.code, exc.message)
+        consumer = consumer_of()
+        if consumer is not None:
+            # What this replica holds of the queue (read, not finished): a queue nobody
+            # consumes would otherwise grow the log and the consumer's memory for good.
+            held = consumer.backlog.get(f"{ns}/{queue}", 0)
+            bound = consumer.bounds.max_backlog_bytes
+            if held + sum(len(m.body) for m in messages) > bound:
+                metrics.refused.labels(ns, "backlog").inc()
+                return _err(429, "queue_backlog_full", f"queue {queue} has a backlog of "
+                            f"{held} bytes; the limit is {bound} bytes (consume or delete "
+                            "its messages first)")
         await qlog.append(messages)
         metrics.produced.labels(ns).inc(len(messages))
         return JSONResponse({"ok": True, "ids": [m.id for m in messages]})

@@ -11,8 +11,15 @@ A batch goes to the gateway's `/__wdl/queue`, which runs the worker's active
 version (`Fetcher.queue`) and answers workerd's outcome: `outcome`, `ackAll`,
 `retryBatch`, `explicitAcks`, `retryMessages`. Per message, an explicit ack or
 retry wins, then the batch's ackAll/retryAll, then the outcome (ok: ack;
-exception: retry). A batch the platform could not run (no active version, the
-gateway unreachable) is tried again later without counting an attempt.
+exception: retry). Any failure of the tenant's batch — a timeout, a broken
+connection while it ran, an error answer about running it, an undecodable message —
+counts an attempt like a thrown `queue()`; only a batch the platform could not run
+(no active version, the gateway unreachable) is tried again without counting, with
+backoff (services/queues/invoke.py).
+
+Fair shares: every batch runs in a slot of a FairShare — at most `capacity` in flight
+per replica (the HTTP pool to the gateway has as many connections) and at most the
+namespace's `queue_batches` share of them; namespaces waiting for a slot take turns.
 """
 
 from __future__ import annotations
@@ -29,15 +36,19 @@ from typing import Any, Protocol
 
 import msgspec
 
+from services.fairshare import FairShare
+from services.queues.bounds import QueueBounds
+from services.queues.invoke import Invocation
 from services.queues.metrics import QueueMetrics
 from services.queues.model import QueueMessage
 from services.queues.store import Delivery, QueueLog
 
 log = logging.getLogger("wdl.queues")
 UNDELIVERED_BACKOFF_MS = 1000
+UNDELIVERED_BACKOFF_MAX_MS = 60_000  # the platform down: 1 s, 2 s, 4 s ... at most this
 # A message held longer than this (of a queue without a consumer, or delayed further than
-# this) is appended again and its original finished, so it holds back its partition's
-# commit for at most about this long (a restart redelivers at most that much).
+# this) may be appended again and its original finished, so that it stops holding back
+# its partition's commit — when that frees enough of others' traffic (QueueBounds).
 PARK_AFTER_S = 30.0
 PARK_EVERY_S = 5.0
 SETTINGS_TTL_S = 1.0
@@ -49,27 +60,33 @@ class Tracker:
 
     def __init__(self) -> None:
         self.epochs: dict[int, int] = {}
-        self.open: dict[int, set[int]] = {}
+        # partition -> {offset: (bytes read on the partition before it, its size)}
+        self.open: dict[int, dict[int, tuple[int, int]]] = {}
         self.seen: dict[int, int] = {}  # partition -> next offset after the highest read
+        self.read_bytes: dict[int, int] = {}  # partition -> bytes read since assigned
         self.committed: dict[int, int] = {}
 
     def assign(self, epochs: dict[int, int]) -> None:
         for p, epoch in epochs.items():
             self.epochs[p] = epoch
-            self.open[p] = set()
+            self.open[p] = {}
             self.seen.pop(p, None)
+            self.read_bytes[p] = 0
             self.committed.pop(p, None)
 
     def read(self, d: Delivery) -> bool:
         if self.epochs.get(d.partition) != d.epoch:
             return False
-        self.open.setdefault(d.partition, set()).add(d.offset)
+        before = self.read_bytes.get(d.partition, 0)
+        size = len(d.message.body)
+        self.open.setdefault(d.partition, {})[d.offset] = (before, size)
+        self.read_bytes[d.partition] = before + size
         self.seen[d.partition] = max(self.seen.get(d.partition, 0), d.offset + 1)
         return True
 
     def finish(self, d: Delivery) -> None:
         if self.epochs.get(d.partition) == d.epoch:
-            self.open.get(d.partition, set()).discard(d.offset)
+            self.open.get(d.partition, {}).pop(d.offset, None)
 
     def commits(self) -> dict[int, int]:
         out = {}
@@ -83,11 +100,27 @@ class Tracker:
     def committed_to(self, offsets: dict[int, int]) -> None:
         self.committed.update(offsets)
 
+    def unblocks(self, partition: int, pinned: set[int]) -> tuple[set[int], int]:
+        """Of `pinned` (open offsets that could be appended again), those below the first
+        other open offset, and the bytes of finished messages the commit would then move
+        past: what re-appending them is worth."""
+        pending = self.open.get(partition, {})
+        others = [o for o in pending if o not in pinned]
+        high = min(others) if others else self.seen.get(partition, 0)
+        low_pinned = [o for o in pinned if o < high and o in pending]
+        if not low_pinned:
+            return set(), 0
+        low = min(low_pinned)
+        start = pending[low][0]
+        end = pending[high][0] if high in pending else self.read_bytes.get(partition, 0)
+        held = sum(pending[o][1] for o in low_pinned)
+        return set(low_pinned), max(0, end - start - held)
+
 
 class Invoker(Protocol):
     async def invoke(self, namespace: str, worker: str, queue: str,
-                     messages: list[dict[str, Any]]) -> dict[str, Any] | None:
-        """workerd's queue outcome, or None when the platform could not run the batch."""
+                     messages: list[dict[str, Any]]) -> Invocation:
+        """Ran (workerd's queue outcome), failed (counts an attempt) or not run."""
 
 
 SettingsLookup = Callable[[str, str], Awaitable[dict[str, Any] | None]]
@@ -103,18 +136,35 @@ class _Queue:
 
 class Consumer:
     def __init__(self, log_: QueueLog, invoker: Invoker, settings: SettingsLookup,
-                 metrics: QueueMetrics, *, clock: Callable[[], float] = time.time) -> None:
+                 metrics: QueueMetrics, *, clock: Callable[[], float] = time.time,
+                 bounds: QueueBounds | None = None,
+                 share_of: Callable[[str], int] | None = None,
+                 refresh_share: Callable[[str], Awaitable[None]] | None = None) -> None:
+        """`share_of(namespace)`: the namespace's in-flight batches (its `queue_batches`
+        limit, NamespaceShares); default the platform's `bounds.per_namespace`.
+        `refresh_share(namespace)` re-reads it (cached) before batches are started."""
         self.log = log_
         self.invoker = invoker
         self.lookup = settings
         self.metrics = metrics
         self.clock = clock
+        self.bounds = bounds if bounds is not None else QueueBounds()
+        per_ns = self.bounds.per_namespace
+        self.share_of: Callable[[str], int] = share_of or (lambda ns: per_ns)
+        self.refresh_share = refresh_share
+        self.share = FairShare("queues", self.bounds.capacity, self.share_of,
+                               metrics=metrics.fairshare)
         self.tracker = Tracker()
         self.queues: dict[str, _Queue] = {}
         self.delayed: list[tuple[int, int, Delivery]] = []  # (due ms, seq, delivery)
         self._seq = 0
         self._held_at: dict[tuple[int, int], float] = {}  # (partition, offset) -> since
+        self._sizes: dict[tuple[int, int], tuple[str, int]] = {}  # -> (queue key, bytes)
+        self.backlog: dict[str, int] = {}  # queue key -> bytes held on this replica
+        self._not_run: dict[str, int] = {}  # message id -> batches in a row not run
+        self.started: dict[str, int] = {}  # namespace -> batches started, not yet ended
         self.parked = 0
+        self.parked_bytes = 0
         self._settings: dict[str, tuple[float, dict[str, Any] | None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._stop = asyncio.Event()
@@ -129,6 +179,25 @@ class Consumer:
         self.delayed = [e for e in self.delayed if e[2].partition not in epochs]
         heapq.heapify(self.delayed)
         self._held_at = {k: v for k, v in self._held_at.items() if k[0] not in epochs}
+        for k in [k for k in self._sizes if k[0] in epochs]:
+            self._unweigh(k)
+
+    def _weigh(self, d: Delivery) -> None:
+        k = (d.partition, d.offset)
+        self._unweigh(k)
+        self._sizes[k] = (d.message.key, len(d.message.body))
+        self.backlog[d.message.key] = self.backlog.get(d.message.key, 0) + len(d.message.body)
+        self.metrics.backlog.labels(d.message.namespace).inc(len(d.message.body))
+
+    def _unweigh(self, k: tuple[int, int]) -> None:
+        entry = self._sizes.pop(k, None)
+        if entry is not None:
+            self.metrics.backlog.labels(entry[0].partition("/")[0]).dec(entry[1])
+            left = self.backlog.get(entry[0], 0) - entry[1]
+            if left > 0:
+                self.backlog[entry[0]] = left
+            else:
+                self.backlog.pop(entry[0], None)
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="wdl-queues-consumer")
@@ -153,11 +222,13 @@ class Consumer:
             try:
                 for d in await self.log.poll(500, 100):
                     if self.tracker.read(d):
+                        self._weigh(d)
                         self._admit(d)
                 self._release_due()
                 await self._flush()
                 now = self.clock()
                 if now - last_park >= PARK_EVERY_S:
+                    self._expire()
                     await self._park()
                     last_park = now
                 if now - last_commit >= 0.2:
@@ -177,7 +248,13 @@ class Consumer:
             await self.log.commit(offsets)
             self.tracker.committed_to(offsets)
 
+    def _expired(self, d: Delivery, now: float) -> bool:
+        return d.message.timestamp / 1000 + self.bounds.retention_s < now
+
     def _admit(self, d: Delivery) -> None:
+        if self._expired(d, self.clock()):
+            self._drop([d], "retention")
+            return
         self._held_at.setdefault((d.partition, d.offset), self.clock())
         now_ms = int(self.clock() * 1000)
         if d.message.not_before > now_ms:
@@ -187,6 +264,26 @@ class Consumer:
         if not q.waiting:
             q.first_at = self.clock()
         q.waiting.append(d)
+
+    def _drop(self, ds: list[Delivery], reason: str) -> None:
+        for d in ds:
+            self.metrics.dropped.labels(d.message.namespace, reason).inc()
+            self._done(d)
+
+    def _expire(self) -> None:
+        """Drop what outlived the retention period while held (Cloudflare deletes a
+        message not consumed within the queue's retention period)."""
+        now = self.clock()
+        for q in self.queues.values():
+            old = [d for d in q.waiting if self._expired(d, now)]
+            if old:
+                q.waiting = [d for d in q.waiting if not self._expired(d, now)]
+                self._drop(old, "retention")
+        old = [e[2] for e in self.delayed if self._expired(e[2], now)]
+        if old:
+            self.delayed = [e for e in self.delayed if not self._expired(e[2], now)]
+            heapq.heapify(self.delayed)
+            self._drop(old, "retention")
 
     def _delay(self, d: Delivery, due_ms: int) -> None:
         self._seq += 1
@@ -202,21 +299,35 @@ class Consumer:
             q.waiting.append(d)
 
     async def _park(self) -> None:
-        """Append again what has been held for PARK_AFTER_S and will not be delivered soon,
-        then finish the originals: the copies are read back and held in their place."""
+        """Append again what has been held for PARK_AFTER_S and will not be delivered soon
+        — when that moves its partition's commit past at least as many bytes of finished
+        messages as it copies (and `park_min_gain_bytes`) — then finish the originals: the
+        copies are read back and held in their place. So the copies never outgrow the
+        traffic they unblock; without such traffic nothing is copied (a restart then
+        redelivers at most the held messages and what they hold back, bounded the same
+        way)."""
         now = self.clock()
         old = now - PARK_AFTER_S
-        moving: list[Delivery] = []
+        candidates: list[Delivery] = []
         for key, q in self.queues.items():
             cached = self._settings.get(key)
             if cached is None or cached[1] is None or isinstance(cached[1].get("consumer"),
                                                                 dict):
                 continue
-            moving += [d for d in q.waiting
-                       if self._held_at.get((d.partition, d.offset), now) <= old]
+            candidates += [d for d in q.waiting
+                           if self._held_at.get((d.partition, d.offset), now) <= old]
         far = int((now + PARK_AFTER_S) * 1000)
-        moving += [d for due, _, d in self.delayed
-                   if due > far and self._held_at.get((d.partition, d.offset), now) <= old]
+        candidates += [d for due, _, d in self.delayed
+                       if due > far and self._held_at.get((d.partition, d.offset), now) <= old]
+        by_partition: dict[int, dict[int, Delivery]] = {}
+        for d in candidates:
+            by_partition.setdefault(d.partition, {})[d.offset] = d
+        moving: list[Delivery] = []
+        for p, ds in by_partition.items():
+            chosen, gain = self.tracker.unblocks(p, set(ds))
+            size = sum(len(ds[o].message.body) for o in chosen)
+            if chosen and gain >= max(self.bounds.park_min_gain_bytes, size):
+                moving += [ds[o] for o in chosen]
         if not moving:
             return
         ids = {id(d) for d in moving}
@@ -228,9 +339,12 @@ class Consumer:
         for d in moving:
             self._done(d)
         self.parked += len(moving)
+        self.parked_bytes += sum(len(d.message.body) for d in moving)
 
     def _done(self, d: Delivery) -> None:
         self._held_at.pop((d.partition, d.offset), None)
+        self._unweigh((d.partition, d.offset))
+        self._not_run.pop(d.message.id, None)
         self.tracker.finish(d)
 
     def held(self, key: str) -> list[Delivery]:
@@ -281,24 +395,31 @@ class Consumer:
             doc = await self._settings_of(key)
             if doc is None:
                 # The queue was deleted (a send checks it exists): its messages go with it.
-                ns = key.partition("/")[0]
-                self.metrics.dropped.labels(ns, "queue_deleted").inc(len(q.waiting))
                 log.warning("queue %s was deleted: %d messages dropped", key, len(q.waiting))
-                for d in q.waiting:
-                    self._done(d)
+                self._drop(q.waiting, "queue_deleted")
                 q.waiting = []
                 continue
             settings = doc.get("consumer")
             if not isinstance(settings, dict):
                 continue  # no consumer: the messages wait for one
+            ns = key.partition("/")[0]
+            if self.refresh_share is not None:
+                try:
+                    await self.refresh_share(ns)
+                except Exception:  # the projection unreachable: the cached or default share
+                    log.warning("reading the limits of %s failed", ns, exc_info=True)
             size = int(settings.get("max_batch_size") or 10)
             limit = int(settings.get("max_concurrency") or 0) or DEFAULT_CONCURRENCY
             timeout = float(settings.get("max_batch_timeout") or 0)
+            # A namespace never has more batches started (running or waiting for a slot
+            # of the FairShare) than its share: the rest of its messages wait here.
             while q.waiting and q.running < limit and (
+                    self.started.get(ns, 0) < self.share.cap(ns)) and (
                     len(q.waiting) >= size or now - q.first_at >= timeout):
                 batch, q.waiting = q.waiting[:size], q.waiting[size:]
                 q.first_at = now
                 q.running += 1
+                self.started[ns] = self.started.get(ns, 0) + 1
                 task = asyncio.create_task(self._deliver(key, q, settings, batch))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
@@ -311,43 +432,73 @@ class Consumer:
                      "body": base64.b64encode(d.message.body).decode("ascii"),
                      "contentType": d.message.content_type, "attempts": d.message.attempts}
                     for d in batch]
-            started = self.clock()
-            answer = await self.invoker.invoke(ns, settings["worker"], queue, wire)
-            if answer is None:
-                self.metrics.undelivered.labels(ns).inc(len(batch))
-                due = int(self.clock() * 1000) + UNDELIVERED_BACKOFF_MS
-                for d in batch:
-                    self._delay(d, due)
+            async with self.share.slot(ns):
+                started = self.clock()
+                result = await self.invoker.invoke(ns, settings["worker"], queue, wire)
+            if result.kind == "not_run" or (result.kind == "ran" and result.answer is None):
+                self._undelivered(ns, batch, result.reason)
                 return
-            self.metrics.batches.labels(ns, str(answer.get("outcome") or "unknown")).inc()
             now = self.clock()
+            self.metrics.handler_seconds.observe(max(0.0, now - started))
+            if result.kind == "failed":
+                # The tenant's batch failed without an outcome: like a thrown queue().
+                self.metrics.batches.labels(ns, "failed").inc()
+                self.metrics.failures.labels(ns, result.reason).inc()
+                log.info("queue %s: a batch of %d failed (%s): an attempt each", key,
+                         len(batch), result.reason)
+                answer: dict[str, Any] = {"outcome": "exception"}
+            else:
+                assert result.answer is not None
+                answer = result.answer
+                self.metrics.batches.labels(ns, str(answer.get("outcome") or "unknown")).inc()
+                if answer.get("undecodable"):
+                    self.metrics.failures.labels(ns, "undecodable").inc(
+                        len(answer["undecodable"]))
             for d in batch:
                 self.metrics.latency.observe(max(0.0, now - d.message.timestamp / 1000))
-            self.metrics.handler_seconds.observe(max(0.0, now - started))
             await self._settle(ns, queue, settings, batch, answer)
         except asyncio.CancelledError:
             raise
         except Exception:
             # Nothing was finished: the messages stay open and are tried again.
             log.exception("delivering a batch of %s failed", key)
-            due = int(self.clock() * 1000) + UNDELIVERED_BACKOFF_MS
-            for d in batch:
-                self._delay(d, due)
+            self._undelivered(ns, batch, "consumer_error")
         finally:
             q.running -= 1
+            self.started[ns] -= 1
+            if self.started[ns] <= 0:
+                del self.started[ns]
+
+    def _undelivered(self, ns: str, batch: list[Delivery], reason: str) -> None:
+        """The platform could not run the batch: again later, no attempt counted, after a
+        backoff that doubles each time in a row (bounded; retention ends it)."""
+        self.metrics.undelivered.labels(ns).inc(len(batch))
+        now_ms = int(self.clock() * 1000)
+        for d in batch:
+            streak = self._not_run.get(d.message.id, 0)
+            self._not_run[d.message.id] = streak + 1
+            self._delay(d, now_ms + min(UNDELIVERED_BACKOFF_MAX_MS,
+                                        UNDELIVERED_BACKOFF_MS << min(streak, 16)))
+        log.info("queue batch of %s not run (%s): %d messages again later", ns, reason,
+                 len(batch))
 
     async def _settle(self, ns: str, queue: str, settings: dict[str, Any],
                       batch: list[Delivery], answer: dict[str, Any]) -> None:
         acks = set(answer.get("explicitAcks") or ())
         retries = {r.get("msgId"): r.get("delaySeconds")
                    for r in answer.get("retryMessages") or () if isinstance(r, dict)}
+        # Messages the gateway could not decode were not in the tenant's batch: each is a
+        # failed attempt of its own.
+        broken = {u.get("id") for u in answer.get("undecodable") or () if isinstance(u, dict)}
         batch_retry = answer.get("retryBatch") or {}
         ok = answer.get("outcome") == "ok"
         acked: list[Delivery] = []
         again: list[tuple[Delivery, Any]] = []
         for d in batch:
             mid = d.message.id
-            if mid in retries:
+            if mid in broken:
+                again.append((d, None))
+            elif mid in retries:
                 again.append((d, retries[mid]))
             elif mid in acks or answer.get("ackAll"):
                 acked.append(d)

@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from projections.reader import ProjectionReader
+from services.fairshare import NamespaceShares
 from services.queues.app import create_app
+from services.queues.bounds import QueueBounds
 from services.queues.consumer import Consumer, Invoker
 from services.queues.metrics import QueueMetrics
 from services.queues.store import QueueLog
@@ -30,6 +32,7 @@ class QueuesService:
     port: int = 8797
     sock: socket.socket | None = None  # pre-bound (the gateway is told the address first)
     metrics: QueueMetrics = field(default_factory=QueueMetrics)
+    bounds: QueueBounds = field(default_factory=QueueBounds)
     consumer: Consumer | None = None
     http: HttpServer | None = None
 
@@ -50,10 +53,16 @@ class QueuesService:
         alive = self.consumer is not None and self.consumer.alive()
         c = self.consumer
         return {"ok": alive, "open": sum(len(v) for v in c.tracker.open.values()) if c else 0,
-                "parked": c.parked if c else 0}
+                "parked": c.parked if c else 0, "parked_bytes": c.parked_bytes if c else 0}
 
     async def start(self) -> None:
-        self.consumer = Consumer(self.log, self.invoker, self._queue, self.metrics)
+        # Each namespace's share: its `limits` (`wdl ns limits set --queue-batches`),
+        # else the platform's `per_namespace`.
+        shares = NamespaceShares(self.reader.namespace,
+                                 {"queue_batches": self.bounds.per_namespace})
+        self.consumer = Consumer(self.log, self.invoker, self._queue, self.metrics,
+                                 bounds=self.bounds, share_of=shares.of("queue_batches"),
+                                 refresh_share=shares.refresh)
         await self.log.start()
         self.http = HttpServer(create_app(lambda: self.log, self._queue, self.internal_token,
                                           self.metrics, self.health, lambda: self.consumer),

@@ -24,6 +24,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from aiokafka.structs import OffsetAndMetadata
 
+from services.queues.bounds import DAY_S, MAX_RETENTION_S
 from services.queues.model import QueueMessage, decode, encode
 from services.sqlite_log import SqliteLogFile
 
@@ -115,10 +116,18 @@ class SqliteQueueLog(SqliteLogFile):
         if 0 not in offsets:
             return
         db = self._conn()
+
+        def write() -> None:
+            db.execute("BEGIN IMMEDIATE")
+            db.execute("INSERT INTO queue_cursor (grp, next) VALUES (?, ?) ON CONFLICT(grp) "
+                       "DO UPDATE SET next = excluded.next", (self.group, offsets[0]))
+            # Below every cursor nothing is read again: trimmed, so the file holds only
+            # unfinished messages (its freed pages are reused; it does not grow for good).
+            db.execute("DELETE FROM queue_log WHERE seq < (SELECT MIN(next) FROM queue_cursor)")
+            db.execute("COMMIT")
+
         async with self._lock:
-            await asyncio.to_thread(db.execute, "INSERT INTO queue_cursor (grp, next) VALUES "
-                                    "(?, ?) ON CONFLICT(grp) DO UPDATE SET next = excluded.next",
-                                    (self.group, offsets[0]))
+            await asyncio.to_thread(write)
 
 
 @dataclass(frozen=True)
@@ -129,6 +138,9 @@ class KafkaQueueSettings:
     replication_factor: int = 1
     group: str = DEFAULT_GROUP
     consume: bool = True
+    # The topic's retention when this creates it: longer than the longest message
+    # retention (14 days) so the log never drops what the consumer still holds.
+    retention_ms: int = (MAX_RETENTION_S + DAY_S) * 1000
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -165,7 +177,9 @@ class KafkaQueueLog:
         admin = AIOKafkaAdminClient(bootstrap_servers=s.bootstrap_servers)
         await admin.start()
         try:
-            await admin.create_topics([NewTopic(s.topic, s.partitions, s.replication_factor)])
+            await admin.create_topics([NewTopic(s.topic, s.partitions, s.replication_factor,
+                                                topic_configs={
+                                                    "retention.ms": str(s.retention_ms)})])
         except TopicAlreadyExistsError:
             pass
         finally:

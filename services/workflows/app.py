@@ -23,6 +23,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from services.internal import InternalTokenGuard
+from services.workflows import bounds
 from services.workflows.engine import Engine, WorkflowError
 
 CONTROL_OPS = frozenset({"pause", "resume", "terminate", "restart"})
@@ -56,8 +57,12 @@ def create_app(engine_of: Callable[[], Engine | None], internal_token: str,
         return endpoint
 
     async def rpc(request: Request, engine: Engine) -> JSONResponse:
+        # Params and payloads are tenant data: depth-scanned before they are parsed.
         try:
-            body = await request.json()
+            body = bounds.loads(await request.body(), bounds.MAX_DEPTH + bounds.ENVELOPE_DEPTH)
+        except bounds.TooDeep:
+            raise WorkflowError(400, "invalid_request.too_deep", "params and payloads are "
+                                f"nested at most {bounds.MAX_DEPTH} levels deep") from None
         except ValueError:
             raise WorkflowError(400, "invalid_request", "the body is not JSON") from None
         if not isinstance(body, dict):
@@ -74,8 +79,12 @@ def create_app(engine_of: Callable[[], Engine | None], internal_token: str,
                 raise WorkflowError(400, "batch.too_large", f"createBatch takes at most "
                                     f"{engine.limits.max_batch} instances")
             ids = [i.get("id") for i in items if i.get("id") is not None]
+            if not all(isinstance(i, str) for i in ids):
+                raise WorkflowError(400, "instance.invalid_id",
+                                    "WorkflowError: Workflow instance has invalid id")
             if len(ids) != len(set(ids)):
                 raise WorkflowError(400, "batch.duplicate_id", "createBatch: duplicate ids")
+            engine.check_room(ns, len(items))
             out = []
             for item in items:
                 inst = await engine.create(ns, wf, worker, version, class_name, item.get("id"),

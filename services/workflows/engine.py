@@ -17,17 +17,21 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import re
 import time
 import uuid
 from collections import Counter as Tally
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from services.fairshare import FairShare, FairShareMetrics, NamespaceShares
+from services.workflows import bounds
 from services.workflows.model import STATUSES, Instance, apply, fold_all, instance_key
+from services.workflows.slots import SlotShare
 from services.workflows.store import WorkflowRecord, WorkflowStore
 
 log = logging.getLogger("wdl.workflows")
@@ -49,6 +53,30 @@ class Limits:
     per_namespace: int = 16
     # Past a step's default timeout (10 minutes): a long step is the tenant's to bound.
     invoke_timeout_s: float = 660.0
+    # Instances of one namespace not yet finished: create/createBatch refused past it
+    # (every one costs memory and a timer here; Cloudflare queues at most 2,000,000 an
+    # account, this engine holds them all in one process).
+    max_live_instances: int = 10_000
+    # Invocations that failed in a row without the instance moving on (timeout, an
+    # answer too large, too deep or not JSON, the gateway failing): each waits
+    # failure_backoff_s doubling up to failure_backoff_max_s; past the count the
+    # instance errors, whatever its steps' retry policies say.
+    max_invoke_failures: int = 10
+    failure_backoff_s: float = 1.0
+    failure_backoff_max_s: float = 60.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Limits:
+        """WDL_WORKFLOWS_CONCURRENCY, WDL_WORKFLOWS_PER_NAMESPACE (a namespace's default
+        share of the slots), WDL_WORKFLOWS_MAX_INSTANCES (live instances a namespace)."""
+        e = os.environ if env is None else env
+        limits = cls()
+        for var, name in (("WDL_WORKFLOWS_CONCURRENCY", "concurrency"),
+                          ("WDL_WORKFLOWS_PER_NAMESPACE", "per_namespace"),
+                          ("WDL_WORKFLOWS_MAX_INSTANCES", "max_live_instances")):
+            if e.get(var):
+                limits = replace(limits, **{name: max(1, int(e[var]))})
+        return limits
 
 
 class WorkflowError(Exception):
@@ -65,9 +93,15 @@ class EngineMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
+        self.shares = FairShareMetrics(r)  # wdl_fairshare_* of engine "workflows"
         self.invocations = Counter("wdl_workflow_invocations", "Invocations of instances "
-                                   "through the gateway, by outcome (ok, retried)",
+                                   "through the gateway, by outcome (ok; failed: counted "
+                                   "against the instance; deferred: the gateway unreachable "
+                                   "or the namespace held, not counted)",
                                    ["outcome"], registry=r)
+        self.refusals = Counter("wdl_workflow_refusals", "create/createBatch refused because "
+                                "the namespace has too many unfinished instances",
+                                registry=r)
         self.records = Counter("wdl_workflow_records", "Records appended to the workflow log",
                                ["type"], registry=r)
         self.invocation_seconds = Histogram("wdl_workflow_invocation_seconds",
@@ -78,7 +112,13 @@ class EngineMetrics:
 
 
 class InvokeError(Exception):
-    """The gateway could not run the invocation (not the tenant's error): retried."""
+    """The invocation failed (timed out, an answer too large, too deep or not JSON, the
+    gateway failing while running it): counted against the instance, with backoff."""
+
+
+class Unavailable(InvokeError):
+    """The invocation could not start (the gateway unreachable, the namespace held): the
+    platform's state, not the instance's doing; retried with backoff, not counted."""
 
 
 class Invoker(Protocol):
@@ -86,13 +126,35 @@ class Invoker(Protocol):
 
 
 def _size(value: Any) -> int:
+    # Only on values whose depth was bounded first (bounds.py): json.dumps recurses.
     return len(json.dumps(value, separators=(",", ":")))
+
+
+class _Warnings:
+    """One line per failed invocation, at most one a namespace every `every_s` (a
+    failing instance must not fill the platform's log); the lines skipped are counted."""
+
+    def __init__(self, every_s: float = 10.0) -> None:
+        self.every_s = every_s
+        self._last: dict[str, float] = {}
+        self._skipped: Tally[str] = Tally()
+
+    def __call__(self, namespace: str, key: str, what: str) -> None:
+        now = time.monotonic()
+        if now - self._last.get(namespace, -self.every_s) < self.every_s:
+            self._skipped[namespace] += 1
+            return
+        self._last[namespace] = now
+        skipped = self._skipped.pop(namespace, 0)
+        log.warning("invocation of %s: %s%s", key, bounds.clip(what, 300),
+                    f" (and {skipped} more failures in {namespace})" if skipped else "")
 
 
 class Engine:
     def __init__(self, store: WorkflowStore, invoker: Invoker, *, limits: Limits | None = None,
                  clock: Callable[[], float] = time.time, generation: int = 0,
-                 metrics: EngineMetrics | None = None) -> None:
+                 metrics: EngineMetrics | None = None, slots: SlotShare | None = None,
+                 shares: NamespaceShares | None = None) -> None:
         self.store = store
         self.invoker = invoker
         self.limits = limits or Limits()
@@ -105,8 +167,16 @@ class Engine:
         self._wakes: set[asyncio.Task[None]] = set()
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._locks: dict[str, asyncio.Lock] = {}
-        self._sem = asyncio.Semaphore(self.limits.concurrency)
-        self._ns_sems: dict[str, asyncio.Semaphore] = {}
+        # Who runs next: the platform's fair share of the slots (services/fairshare.py),
+        # each namespace's `workflow_slots` from its limits record when one is set.
+        self.shares = shares
+        per_namespace = (shares.of("workflow_slots") if shares is not None
+                         else lambda _ns: self.limits.per_namespace)
+        self.slots: SlotShare = slots if slots is not None else FairShare(
+            "workflows", self.limits.concurrency, per_namespace, metrics=self.metrics.shares)
+        self._live: Tally[str] = Tally()  # unfinished instances by namespace
+        self._deferred: dict[str, float] = {}  # key -> next backoff of an uncounted retry
+        self._warn = _Warnings()
         self._running = False
 
     def now_ms(self) -> int:
@@ -116,6 +186,7 @@ class Engine:
 
     async def start(self) -> None:
         self.states = fold_all(await self.store.load())
+        self._live = Tally(i.namespace for i in self.states.values() if not i.finished)
         self._running = True
         for inst in self.states.values():
             self._schedule(inst)
@@ -146,7 +217,12 @@ class Engine:
                                 gen=self.generation, data=data)
         await self.store.append([record])
         self.metrics.records.labels(type_).inc()
-        return apply(self.states, record)
+        before = self.states.get(instance)
+        was_live = before is not None and not before.finished
+        inst = apply(self.states, record)
+        if inst is not None and was_live != (not inst.finished):
+            self._live[inst.namespace] += -1 if was_live else 1
+        return inst
 
     def observe(self) -> None:
         """Set the per-status gauge (at scrape time: it is a count over every instance)."""
@@ -182,6 +258,19 @@ class Engine:
         task.add_done_callback(self._wakes.discard)
         task.add_done_callback(lambda t: _log_failure(t, key))
 
+    def _retry_later(self, key: str, delay_s: float) -> None:
+        """Run again after `delay_s`, outside any slot (an in-memory timer: not counted)."""
+        old = self._timers.pop(key, None)
+        if old is not None:
+            old.cancel()
+        loop = asyncio.get_running_loop()
+        self._timers[key] = loop.call_later(delay_s, self._resume, key)
+
+    def _resume(self, key: str) -> None:
+        self._timers.pop(key, None)
+        if self._running and key in self.states:
+            self._schedule(self.states[key])
+
     async def _wake(self, key: str) -> None:
         if not self._running:
             return
@@ -202,115 +291,163 @@ class Engine:
                                           f"type {p['type']!r}"})
             self._schedule(self.states[key])
 
-    def _namespace_slots(self, namespace: str) -> asyncio.Semaphore:
-        sem = self._ns_sems.get(namespace)
-        if sem is None:
-            sem = self._ns_sems[namespace] = asyncio.Semaphore(
-                max(1, min(self.limits.per_namespace, self.limits.concurrency)))
-        return sem
-
     async def _run(self, key: str) -> None:
-        backoff = 0.2
+        retry_in: float | None = None
         try:
-            # The namespace's slot first: its waiting instances hold no shared one.
-            async with self._namespace_slots(self.states[key].namespace), self._sem:
-                while self._running:
-                    inst = self.states[key]
-                    if not inst.runnable(self.now_ms()):
-                        break
-                    if inst.status == "queued":
-                        async with self._lock(key):
-                            await self._append(key, "started")
-                    epoch = inst.epoch
-                    try:
-                        self.invocations += 1
-                        with self.metrics.invocation_seconds.time():
-                            report = await asyncio.wait_for(self.invoker.invoke(inst),
-                                                            self.limits.invoke_timeout_s)
-                        self.metrics.invocations.labels("ok").inc()
-                        backoff = 0.2
-                    except (InvokeError, TimeoutError, OSError, ValueError) as exc:
-                        self.metrics.invocations.labels("retried").inc()
-                        log.warning("invocation of %s failed, retrying: %s", key, exc)
-                        await asyncio.sleep(backoff)
-                        backoff = min(backoff * 2, 5.0)
-                        continue
-                    async with self._lock(key):
-                        inst = self.states[key]
-                        if inst.epoch != epoch or inst.finished:
-                            continue
-                        try:
-                            await self._record(inst, report)
-                        except (KeyError, TypeError, ValueError, InvokeError) as exc:
-                            # The report comes from the tenant's isolate: one that makes no
-                            # sense ends only that instance.
-                            await self._append(key, "errored", error={
-                                "name": "Error", "message": f"invalid step report: {exc}"[:500]})
+            while self._running and retry_in is None:
+                inst = self.states[key]
+                if not inst.runnable(self.now_ms()):
+                    break
+                # One slot per invocation: between two steps of a long instance, the
+                # other namespaces waiting get their turn.
+                if self.shares is not None:
+                    await self.shares.refresh(inst.namespace)
+                async with self.slots.slot(inst.namespace):
+                    retry_in = await self._invoke(key)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the store failing, or a bug: never a loop
+            self._warn(self.states[key].namespace, key, f"run failed: {_describe(exc)}")
+            retry_in = self._next_deferral(key)
         finally:
             self._tasks.pop(key, None)
             if self._running and key in self.states:
-                self._schedule(self.states[key])
+                if retry_in is not None:
+                    self._retry_later(key, retry_in)
+                else:
+                    self._schedule(self.states[key])
 
-    async def _record(self, inst: Instance, report: dict[str, Any]) -> None:
-        key, kind, lim = inst.key, report.get("kind"), self.limits
+    def _next_deferral(self, key: str) -> float:
+        delay = self._deferred.get(key, 0.2)
+        self._deferred[key] = min(delay * 2, 5.0)
+        return delay
+
+    async def _invoke(self, key: str) -> float | None:
+        """One invocation of the instance and its record. Every way it can fail ends in a
+        record with a backoff (or a deferral without a record): the instance never runs
+        again at once. Returns the seconds to wait before the next try, if deferred."""
+        inst = self.states[key]
+        if inst.status == "queued":
+            async with self._lock(key):
+                await self._append(key, "started")
+        epoch = inst.epoch
+        self.invocations += 1
+        try:
+            with self.metrics.invocation_seconds.time():
+                report = await asyncio.wait_for(self.invoker.invoke(inst),
+                                                self.limits.invoke_timeout_s)
+            if not isinstance(report, dict):
+                raise InvokeError("the invocation's report is not an object")
+        except asyncio.CancelledError:
+            raise
+        except Unavailable as exc:
+            self.metrics.invocations.labels("deferred").inc()
+            self._warn(inst.namespace, key, f"deferred: {exc}")
+            return self._next_deferral(key)
+        except Exception as exc:  # whatever the tenant made happen counts
+            self.metrics.invocations.labels("failed").inc()
+            self._warn(inst.namespace, key, f"failed: {_describe(exc)}")
+            await self._failed(key, epoch, _describe(exc))
+            return None
+        self._deferred.pop(key, None)
+        self.metrics.invocations.labels("ok").inc()
+        async with self._lock(key):
+            inst = self.states[key]
+            if inst.epoch != epoch or inst.finished:
+                return None
+            try:
+                records = self._decide(inst, report)
+            except Exception as exc:  # a report that makes no sense
+                self.metrics.invocations.labels("failed").inc()
+                self._warn(inst.namespace, key, f"invalid report: {_describe(exc)}")
+                await self._failed_locked(inst, f"invalid step report: {_describe(exc)}")
+                return None
+            for type_, data in records:
+                await self._append(key, type_, **data)
+        return None
+
+    async def _failed(self, key: str, epoch: int, message: str) -> None:
+        async with self._lock(key):
+            inst = self.states[key]
+            if inst.epoch == epoch and not inst.finished:
+                await self._failed_locked(inst, message)
+
+    async def _failed_locked(self, inst: Instance, message: str) -> None:
+        """Count a failed invocation: the next one waits (doubling), and the runner charges
+        it to the current step as an attempt under that step's retry policy
+        (workerd/tenant/workflows.js); past max_invoke_failures in a row the instance errors."""
+        lim = self.limits
+        count = inst.failures + 1
+        error = {"name": "Error", "message": bounds.clip(message, bounds.MAX_ERROR_MESSAGE)}
+        if count > lim.max_invoke_failures:
+            await self._append(inst.key, "errored", error={
+                "name": "Error", "message": bounds.clip(
+                    f"Execution failed after {count - 1} failed invocations in a row: "
+                    f"{message}", bounds.MAX_ERROR_MESSAGE)})
+            return
+        delay = min(lim.failure_backoff_s * 2 ** (count - 1), lim.failure_backoff_max_s)
+        await self._append(inst.key, "invoke_failed", failures=count, error=error,
+                           retry_at=self.now_ms() + int(delay * 1000))
+
+    def _decide(self, inst: Instance, report: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+        """The records a report makes (pure: raising leaves the instance untouched)."""
+        kind, lim = report.get("kind"), self.limits
         now = self.now_ms()
         if kind in ("step", "sleep", "wait") and len(inst.steps) >= lim.max_steps:
-            await self._append(key, "errored", error={
+            return [("errored", {"error": {
                 "name": "Error", "message": f"instance history is bounded to {lim.max_steps} "
-                "steps (docs/workflows.md)"})
-            return
+                "steps (docs/workflows.md)"}})]
         if kind == "step":
-            step = str(report["key"])
+            step = _step_key(report)
+            attempt = int(report.get("attempt", 1))
             if report.get("ok"):
                 value = report.get("value")
-                if inst.history_bytes + _size(value) > lim.max_history_bytes:
-                    await self._append(key, "errored", error={
+                bounds.check_value(value, "step result")
+                size = _size(value)
+                if inst.history_bytes + size > lim.max_history_bytes:
+                    return [("errored", {"error": {
                         "name": "Error", "message": "instance history is bounded to "
-                        f"{lim.max_history_bytes} bytes of step results (docs/workflows.md)"})
-                elif _size(value) > lim.max_result_bytes:
-                    await self._append(key, "step_failed", key=step, final=True,
-                                       attempt=int(report.get("attempt", 1)), error={
-                                           "name": "Error", "message": "step result is larger "
-                                           f"than {lim.max_result_bytes} bytes"})
-                else:
-                    await self._append(key, "step_succeeded", key=step, value=value)
-            elif report.get("final"):
-                await self._append(key, "step_failed", key=step, final=True,
-                                   attempt=int(report.get("attempt", 1)),
-                                   error=report.get("error"))
-            else:
-                await self._append(key, "step_failed", key=step, final=False,
-                                   attempt=int(report.get("attempt", 1)),
-                                   error=report.get("error"),
-                                   retry_at=now + max(0, int(report.get("delay_ms", 0))))
-        elif kind == "sleep":
+                        f"{lim.max_history_bytes} bytes of step results (docs/workflows.md)"}})]
+                if size > lim.max_result_bytes:
+                    return [("step_failed", {"key": step, "final": True, "attempt": attempt,
+                                             "error": {"name": "Error", "message": "step result "
+                                                       f"is larger than {lim.max_result_bytes} "
+                                                       "bytes"}})]
+                return [("step_succeeded", {"key": step, "value": value})]
+            error = bounds.clean_error(report.get("error"))
+            if report.get("final"):
+                return [("step_failed", {"key": step, "final": True, "attempt": attempt,
+                                         "error": error})]
+            delay = min(max(0, int(report.get("delay_ms", 0))), 366 * 86_400_000)
+            return [("step_failed", {"key": step, "final": False, "attempt": attempt,
+                                     "error": error, "retry_at": now + delay})]
+        if kind == "sleep":
             until = int(report["until"])
             if until <= now:
-                await self._append(key, "step_succeeded", key=str(report["key"]), value=None)
-            else:
-                await self._append(key, "sleeping", key=str(report["key"]), until=until)
-        elif kind == "wait":
-            etype = str(report["type"])
+                return [("step_succeeded", {"key": _step_key(report), "value": None})]
+            return [("sleeping", {"key": _step_key(report), "until": until})]
+        if kind == "wait":
+            etype = report["type"]
+            if not isinstance(etype, str) or EVENT_TYPE_RE.fullmatch(etype) is None:
+                raise InvokeError("waitForEvent: invalid event type")
             for i, ev in enumerate(inst.events):
                 if not ev["consumed"] and ev["type"] == etype:
-                    await self._append(key, "step_succeeded", key=str(report["key"]),
-                                       value=_event_view(ev), consumed=i)
-                    return
-            await self._append(key, "waiting", key=str(report["key"]), event_type=etype,
-                               until=now + max(0, int(report.get("timeout_ms", 86_400_000))))
-        elif kind == "complete":
+                    return [("step_succeeded", {"key": _step_key(report),
+                                                "value": _event_view(ev), "consumed": i})]
+            timeout = min(max(0, int(report.get("timeout_ms", 86_400_000))), 366 * 86_400_000)
+            return [("waiting", {"key": _step_key(report), "event_type": etype,
+                                 "until": now + timeout})]
+        if kind == "complete":
             output = report.get("output")
+            bounds.check_value(output, "output")
             if _size(output) > lim.max_result_bytes:
-                await self._append(key, "errored", error={
-                    "name": "Error", "message": f"output is larger than "
-                    f"{lim.max_result_bytes} bytes"})
-            else:
-                await self._append(key, "completed", output=output)
-        elif kind == "error":
-            await self._append(key, "errored", error=report.get("error") or {
-                "name": "Error", "message": "unknown error"})
-        else:
-            raise InvokeError(f"unknown report {kind!r}")
+                return [("errored", {"error": {"name": "Error", "message": "output is larger "
+                                               f"than {lim.max_result_bytes} bytes"}})]
+            return [("completed", {"output": output})]
+        if kind == "error":
+            return [("errored", {"error": bounds.clean_error(
+                report.get("error") or {"name": "Error", "message": "unknown error"})})]
+        raise InvokeError(f"unknown report kind {bounds.clip(str(kind), 100)!r}")
 
     # --- the API (binding, control API, CLI) ------------------------------------
 
@@ -326,6 +463,9 @@ class Engine:
         if not isinstance(iid, str) or ID_RE.fullmatch(iid) is None:
             raise WorkflowError(400, "instance.invalid_id",
                                 "WorkflowError: Workflow instance has invalid id")
+        if bounds.depth_exceeds(params, bounds.MAX_DEPTH):
+            raise WorkflowError(400, "instance.params_too_deep",
+                                f"params are nested deeper than {bounds.MAX_DEPTH} levels")
         if _size(params) > self.limits.max_result_bytes:
             raise WorkflowError(400, "instance.params_too_large",
                                 f"params are larger than {self.limits.max_result_bytes} bytes")
@@ -334,12 +474,24 @@ class Engine:
             if key in self.states:
                 raise WorkflowError(409, "instance.already_exists",
                                     "Workflow instance with this id already exists")
+            self.check_room(namespace, 1)
             inst = await self._append(key, "created", namespace=namespace, workflow=workflow,
                                       id=iid, worker=worker, version=version,
                                       class_name=class_name, params=params)
             assert inst is not None
             self._schedule(inst)
             return inst
+
+    def check_room(self, namespace: str, count: int) -> None:
+        """429 when `count` more instances would put the namespace over its bound of
+        unfinished ones (createBatch asks for the whole batch first)."""
+        live, bound = self._live[namespace], self.limits.max_live_instances
+        if live + count > bound:
+            self.metrics.refusals.inc()
+            raise WorkflowError(429, "too_many_instances",
+                                f"WorkflowError: (too_many_instances) namespace {namespace} "
+                                f"has {live} instances not yet finished and may have at most "
+                                f"{bound}: wait for some to finish, or terminate them")
 
     async def control(self, namespace: str, workflow: str, instance_id: str, op: str) -> None:
         inst = self.get(namespace, workflow, instance_id)
@@ -367,6 +519,9 @@ class Engine:
                          event_type: Any, payload: Any) -> None:
         if not isinstance(event_type, str) or EVENT_TYPE_RE.fullmatch(event_type) is None:
             raise WorkflowError(400, "event.invalid_type", "Event type is invalid")
+        if bounds.depth_exceeds(payload, bounds.MAX_DEPTH):
+            raise WorkflowError(400, "event.payload_too_deep",
+                                f"payload is nested deeper than {bounds.MAX_DEPTH} levels")
         if _size(payload) > self.limits.max_result_bytes:
             raise WorkflowError(400, "event.payload_too_large",
                                 f"payload is larger than {self.limits.max_result_bytes} bytes")
@@ -405,6 +560,19 @@ class Engine:
             row["instances"] += 1
             row["by_status"][inst.status] = row["by_status"].get(inst.status, 0) + 1
         return [out[k] for k in sorted(out)]
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return "Execution timed out: the invocation did not end in time"
+    return bounds.clip(str(exc) or type(exc).__name__, 1000)
+
+
+def _step_key(report: dict[str, Any]) -> str:
+    key = report["key"]
+    if not isinstance(key, str) or not key or len(key) > bounds.MAX_STEP_KEY:
+        raise InvokeError(f"a step key is a string of at most {bounds.MAX_STEP_KEY} characters")
+    return key
 
 
 def _log_failure(task: asyncio.Task[None], key: str) -> None:

@@ -3,7 +3,7 @@
 Record types (data fields in docs/workflows.md and docs/events.md):
 `created`, `started`, `step_succeeded`, `step_failed`, `sleeping`, `waiting`,
 `event_received`, `paused`, `resumed`, `completed`, `errored`, `terminated`,
-`restarted`. The fold is pure: the engine, a rebuild and the tests all use it,
+`restarted`, `invoke_failed`. The fold is pure: the engine, a rebuild and the tests all use it,
 so a rebuild reproduces every instance's status exactly.
 """
 
@@ -50,8 +50,12 @@ class Instance:
     before_pause: str = "queued"
     # Bumped by each restart: a run that began before it must not record into the new one.
     epoch: int = 0
-    # JSON bytes of the recorded step values: every invocation carries them (bounded).
+    # JSON bytes of the recorded step values and errors: every invocation carries them.
     history_bytes: int = 0
+    # Invocations that failed in a row (engine-side: timeout, undecodable answer...) since
+    # the instance last moved on; and the last one's error until a step is charged with it.
+    failures: int = 0
+    failure: dict[str, Any] | None = None
 
     @property
     def finished(self) -> bool:
@@ -65,8 +69,12 @@ class Instance:
                                         self.pending["until"] <= now_ms)
 
     def history(self) -> dict[str, Any]:
-        """What the tenant's run() replays: recorded step outcomes and attempts."""
-        return {"steps": self.steps, "attempts": self.attempts}
+        """What the tenant's run() replays: recorded step outcomes and attempts, and the
+        failed invocation the current step is to be charged with (tenant/workflows.js)."""
+        out: dict[str, Any] = {"steps": self.steps, "attempts": self.attempts}
+        if self.failure is not None:
+            out["failure"] = self.failure
+        return out
 
     def status_view(self) -> dict[str, Any]:
         view: dict[str, Any] = {"status": self.status, "output": self.output}
@@ -109,7 +117,7 @@ def apply(states: dict[str, Instance], r: WorkflowRecord) -> Instance | None:
         inst.status, inst.pending = "terminated", None
     elif t == "restarted":
         inst.steps, inst.attempts, inst.events = {}, {}, []
-        inst.history_bytes = 0
+        inst.history_bytes, inst.failures, inst.failure = 0, 0, None
         inst.pending, inst.output, inst.error = None, None, None
         inst.status = "queued"
         inst.epoch += 1
@@ -127,26 +135,38 @@ def apply(states: dict[str, Instance], r: WorkflowRecord) -> Instance | None:
     elif t == "step_succeeded":
         key = d["key"]
         inst.steps[key] = {"ok": True, "value": d.get("value")}
-        inst.history_bytes += len(json.dumps(d.get("value"), separators=(",", ":")))
+        inst.history_bytes += _json_len(d.get("value"))
         if d.get("consumed") is not None:
             inst.events[int(d["consumed"])]["consumed"] = True
-        if inst.pending is not None and inst.pending.get("key") == key:
+        if inst.pending is not None and inst.pending.get("key") in (key, None):
             inst.pending = None
+        inst.failures, inst.failure = 0, None
         _running(inst)
     elif t == "step_failed":
         key = d["key"]
         inst.attempts[key] = int(d.get("attempt", inst.attempts.get(key, 0) + 1))
+        # The failed invocation (if any) is now charged to this step: its count of
+        # failures in a row stays (a step failing that way still backs off longer).
+        inst.failure = None
         if d.get("final"):
             inst.steps[key] = {"ok": False, "error": d.get("error")}
-            if inst.pending is not None and inst.pending.get("key") == key:
+            inst.history_bytes += _json_len(d.get("error"))
+            if inst.pending is not None and inst.pending.get("key") in (key, None):
                 inst.pending = None
         else:
             inst.pending = {"kind": "retry", "key": key, "until": int(d["retry_at"])}
         _running(inst)
+    elif t == "invoke_failed":
+        inst.failures = int(d.get("failures", inst.failures + 1))
+        inst.failure = {"count": inst.failures, "error": d.get("error")}
+        inst.pending = {"kind": "retry", "key": None, "until": int(d["retry_at"])}
+        _running(inst)
     elif t == "sleeping":
         inst.pending = {"kind": "sleep", "key": d["key"], "until": int(d["until"])}
+        inst.failures, inst.failure = 0, None
         _waiting(inst)
     elif t == "waiting":
+        inst.failures, inst.failure = 0, None
         inst.pending = {"kind": "wait", "key": d["key"], "type": d["event_type"],
                         "until": int(d["until"])}
         _waiting(inst)
@@ -158,6 +178,15 @@ def apply(states: dict[str, Instance], r: WorkflowRecord) -> Instance | None:
     elif t == "errored":
         inst.status, inst.error, inst.pending = "errored", d.get("error"), None
     return inst
+
+
+def _json_len(value: Any) -> int:
+    try:
+        return len(json.dumps(value, separators=(",", ":")))
+    except (RecursionError, ValueError):
+        # Written before values were depth-bounded (services/workflows/bounds.py): a
+        # replay must not stop at it; count it as the largest value.
+        return 1024 * 1024
 
 
 def _running(inst: Instance) -> None:

@@ -20,6 +20,7 @@ from typing import Any
 
 from prometheus_client import generate_latest
 
+from services.fairshare import NamespaceShares
 from services.leases import LeaseClient, LeaseLost
 from services.serving import HttpServer
 from services.workflows.app import create_app
@@ -41,7 +42,7 @@ class WorkflowsService:
     port: int = 8798
     ttl_ms: int = 10_000
     tick_ms: int = 500
-    limits: Limits = field(default_factory=Limits)
+    limits: Limits = field(default_factory=Limits.from_env)
     metrics: EngineMetrics = field(default_factory=EngineMetrics)
     engine: Engine | None = None
     generation: int = 0
@@ -135,8 +136,10 @@ class WorkflowsService:
             self.generation = 0  # held, but the engine never started: take it anew
             return
         generation = self.generation
+        shares = NamespaceShares(self.leases.reader.namespace,
+                                 {"workflow_slots": self.limits.per_namespace})
         engine = Engine(self.store, self.invoker, limits=self.limits, generation=generation,
-                        metrics=self.metrics)
+                        metrics=self.metrics, shares=shares)
         await engine.start()
         self.engine = engine
         log.info("%s leads the workflows engine at generation %d", self.holder, generation)

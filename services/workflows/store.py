@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,8 +42,31 @@ class WorkflowRecord(msgspec.Struct, frozen=True, kw_only=True):
     data: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
-_encode = msgspec.json.Encoder().encode
-_decode = msgspec.json.Decoder(WorkflowRecord).decode
+log = logging.getLogger("wdl.workflows")
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(WorkflowRecord)
+
+
+def _encode(record: WorkflowRecord) -> bytes:
+    # Values are depth-bounded before they become records (bounds.py); should one slip
+    # through, it is refused here rather than crash whoever appends it.
+    try:
+        return _encoder.encode(record)
+    except RecursionError:
+        raise ValueError(f"a record of {record.instance} nests too deeply to store") from None
+
+
+def _decode_all(bodies: Sequence[bytes]) -> list[WorkflowRecord]:
+    """Every record that decodes; one that does not (written before values were bounded,
+    or damaged) is skipped with a warning: the engine must start whatever the log holds."""
+    out: list[WorkflowRecord] = []
+    for body in bodies:
+        try:
+            out.append(_decoder.decode(body))
+        except (RecursionError, msgspec.DecodeError, ValueError) as exc:
+            log.warning("skipped an undecodable workflow record (%d bytes): %s", len(body),
+                        str(exc)[:200])
+    return out
 
 
 class WorkflowStore(Protocol):
@@ -80,7 +104,7 @@ class SqliteWorkflowStore(SqliteLogFile):
         async with self._lock:
             rows = await asyncio.to_thread(
                 lambda: db.execute("SELECT body FROM workflow_log ORDER BY seq").fetchall())
-        return [_decode(body) for (body,) in rows]
+        return _decode_all([body for (body,) in rows])
 
 
 @dataclass(frozen=True)
@@ -151,7 +175,7 @@ class KafkaWorkflowStore:
             # Explicit offsets: a lazy seek_to_beginning can lose to the default reset.
             for tp in tps:
                 consumer.seek(tp, starts[tp])
-            out: list[WorkflowRecord] = []
+            bodies: list[bytes] = []
             remaining = {tp for tp in tps if ends[tp] > starts[tp]}
             deadline = asyncio.get_running_loop().time() + s.timeout_s * 4
             while remaining:
@@ -161,10 +185,10 @@ class KafkaWorkflowStore:
                 for tp, messages in batch.items():
                     for m in messages:
                         if m.offset < ends[tp] and m.value is not None:
-                            out.append(_decode(m.value))
+                            bodies.append(m.value)
                     if await consumer.position(tp) >= ends[tp]:
                         remaining.discard(tp)
-            return out
+            return _decode_all(bodies)
         finally:
             await consumer.stop()
 

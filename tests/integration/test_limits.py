@@ -63,7 +63,8 @@ async def test_subrequest_and_wall_budgets(stack: Stack) -> None:
         await stack.wdl("ns", "create", "acme")
         await stack.deploy("acme", stack.project("f", FETCHES))
         shown = json.loads(await stack.wdl("ns", "limits", "show", "--ns", "acme", "--json"))
-        assert shown == {"wall_ms": 0, "subrequests": 1000, "set": False}
+        assert shown == {"wall_ms": 0, "subrequests": 1000, "workflow_slots": 0,
+                         "queue_batches": 0, "cron_runs": 0, "tails": 0, "set": False}
         body = (await get(stack, f"/f/?n=5&url={target}")).json()
         assert body["ok"] == 5 and body["error"] == ""
         # The request's name never reaches the destination.
@@ -84,12 +85,22 @@ async def test_subrequest_and_wall_budgets(stack: Stack) -> None:
         assert "500 ms" in r.json()["message"]
         assert (await get(stack, "/f/?sleep=10")).text == "slept"
 
+        # A share set alone keeps the budgets set before it.
+        await stack.wdl("ns", "limits", "set", "--ns", "acme", "--tails", "2")
+        shown = json.loads(await stack.wdl("ns", "limits", "show", "--ns", "acme", "--json"))
+        assert (shown["tails"], shown["subrequests"], shown["wall_ms"]) == (2, 3, 500)
+        await stack.wdl("ns", "limits", "set", "--ns", "acme", "--subrequests", "0",
+                        "--wall-ms", "0", "--tails", "0")
+        shown = json.loads(await stack.wdl("ns", "limits", "show", "--ns", "acme", "--json"))
+        assert shown["set"] is False and shown["tails"] == 0
+
 
 async def test_limits_are_validated_and_admin_only(stack: Stack) -> None:
     await stack.wdl("ns", "create", "acme")
     async with httpx.AsyncClient(base_url=stack.api, timeout=10,
                                  headers={"authorization": f"Bearer {ADMIN}"}) as api:
-        for bad in ({"subrequests": -1}, {"wall_ms": 10**9}, {"cpu_ms": 5}):
+        for bad in ({"subrequests": -1}, {"wall_ms": 10**9}, {"cpu_ms": 5}, {"tails": 5000},
+                    {"workflow_slots": -1}):
             r = await api.put("/v1/namespaces/acme/limits", json=bad)
             assert r.status_code == 422, (bad, r.text)
         issued = await api.post("/v1/tokens", json={"role": "deployer", "namespaces": ["acme"],

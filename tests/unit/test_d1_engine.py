@@ -134,3 +134,22 @@ def test_tenant_sql_cannot_end_the_fenced_transaction(tmp_path: Path, sql: str) 
     with pytest.raises(D1Failure) as other:
         db.query(1, [_q("SELECT * FROM nope")], "NONE")
     assert "no such table: nope" in str(other.value)
+
+
+def test_a_database_stops_growing_at_its_size_bound(tmp_path: Path) -> None:
+    db = Database(tmp_path / "db.sqlite", max_bytes=256 * 1024)
+    db.claim(1)
+    db.query(1, [_q("CREATE TABLE t (v BLOB)")], "NONE")
+    with pytest.raises(D1Failure) as full:
+        for _ in range(64):
+            db.query(1, [_q("INSERT INTO t VALUES (randomblob(16384))")], "NONE")
+    assert "database or disk is full: SQLITE_FULL" in str(full.value)
+    # The refused write changed nothing; the data stays readable, and deleting frees room.
+    count = db.query(1, [_q("SELECT count(*) AS n FROM t")], "ROWS_AND_COLUMNS")[0]
+    rows = count["results"]["rows"][0][0]
+    assert 0 < rows < 16
+    db.query(1, [_q("DELETE FROM t")], "NONE")
+    db.query(1, [_q("INSERT INTO t VALUES (randomblob(16384))")], "NONE")
+    # The tenant cannot lift the bound.
+    with pytest.raises(D1Failure):
+        db.query(1, [_q("PRAGMA max_page_count = 1000000")], "NONE")

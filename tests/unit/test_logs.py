@@ -197,3 +197,30 @@ def test_projector_logs_new_rejections_with_their_correlation_id(
     first: Any = lines[0]
     assert (first.correlation_id, first.offset, first.code) == (str(corr), 5, "namespace_exists")
     assert not hasattr(lines[1], "correlation_id") and not hasattr(lines[1], "worker")
+
+
+def test_a_call_site_writes_at_most_its_burst_a_window_then_says_what_it_dropped() -> None:
+    out = io.StringIO()
+    now = [0.0]
+    configure(stream=out, env={"WDL_LOG_FORMAT": "json", "WDL_LOG_BURST": "3"})
+    handler = logging.getLogger().handlers[-1]
+    from projections.logs import RateLimit
+
+    limit = next(f for f in handler.filters if isinstance(f, RateLimit))
+    limit._clock = lambda: now[0]
+    log = logging.getLogger("wdl.test.ratelimit")
+    try:
+        for i in range(50):
+            log.warning("invocation of %s failed: %s", "ns/wf", i)
+        log.error("errors always pass")
+        now[0] = 61.0
+        log.warning("invocation of %s failed: %s", "ns/wf", "later")
+    finally:
+        configure(stream=io.StringIO(), env={"WDL_LOG_FORMAT": "json"})
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    warned = [line for line in lines if line["logger"] == "wdl.test.ratelimit"]
+    assert [line["message"] for line in warned] == [
+        "invocation of ns/wf failed: 0", "invocation of ns/wf failed: 1",
+        "invocation of ns/wf failed: 2", "errors always pass",
+        "invocation of ns/wf failed: later"]
+    assert warned[-1]["suppressed"] == 47

@@ -10,7 +10,9 @@ from typing import Any
 import pytest
 
 from services.queues.app import Refused, parse_send
-from services.queues.consumer import Consumer, Tracker
+from services.queues.bounds import QueueBounds
+from services.queues.consumer import Consumer, Tracker, _Queue
+from services.queues.invoke import Invocation, classify
 from services.queues.metrics import QueueMetrics
 from services.queues.model import QueueMessage
 from services.queues.store import Delivery
@@ -137,32 +139,117 @@ async def test_a_deleted_queue_drops_its_messages_and_one_without_consumer_keeps
     assert consumer.metrics.dropped.labels("acme", "queue_deleted")._value.get() == 2
 
 
-async def test_long_held_messages_are_appended_again_so_commits_move_on() -> None:
+def _msg(mid: str, *, queue: str = "jobs", size: int = 10, not_before: int = 0,
+         timestamp: int = 0) -> QueueMessage:
+    return QueueMessage(id=mid, namespace="acme", queue=queue, body=b"x" * size,
+                        content_type="json", timestamp=timestamp, not_before=not_before)
+
+
+async def test_held_messages_are_appended_again_only_for_the_traffic_they_unblock() -> None:
     now = [1000.0]
 
     async def lookup(ns: str, queue: str) -> dict[str, Any] | None:
         return {"consumer": None}  # a dead-letter queue nobody consumes
 
-    log = _Log()
-    consumer = Consumer(log, None, lookup, QueueMetrics(), clock=lambda: now[0])  # type: ignore[arg-type]
+    for min_gain, moved in ((0, ["late", "m0", "m1"]), (1000, [])):
+        log = _Log()
+        consumer = Consumer(log, None, lookup, QueueMetrics(), clock=lambda: now[0],  # type: ignore[arg-type]
+                            bounds=QueueBounds(park_min_gain_bytes=min_gain))
+        consumer.tracker.assign({0: 1})
+        held = [Delivery(0, 0, 1, _msg("m0")), Delivery(0, 1, 1, _msg("m1")),
+                Delivery(0, 2, 1, _msg("late", queue="other", size=0,
+                                       not_before=int((now[0] + 3600) * 1000)))]
+        others = [Delivery(0, o, 1, _msg(f"x{o}", queue="busy", size=100)) for o in range(3, 7)]
+        soon = Delivery(0, 7, 1, _msg("soon", queue="other",
+                                      not_before=int((now[0] + 40) * 1000)))
+        for d in [*held, *others, soon]:
+            consumer.tracker.read(d)
+        for d in [*held, soon]:
+            consumer._admit(d)
+        for d in others:  # others' traffic, finished behind the held ones
+            consumer.tracker.finish(d)
+        await consumer._flush()
+        await consumer._park()
+        assert log.appended == [] and consumer.tracker.commits() == {0: 0}
+        now[0] += 31
+        await consumer._park()
+        # Moving m0, m1 and late frees 400 bytes of others' messages: worth their 20
+        # bytes, not a 1000-byte minimum. "soon" is due within the window: it stays.
+        assert sorted(m.id for m in log.appended) == moved
+        assert consumer.tracker.commits() == ({0: 7} if moved else {0: 0})
+        assert consumer.parked == len(moved)
+        now[0] -= 31
+
+
+async def test_past_the_retention_period_a_held_message_is_dropped() -> None:
+    async def lookup(ns: str, queue: str) -> dict[str, Any] | None:
+        return {"consumer": None}
+
+    now = 10 * 86_400.0
+    consumer = Consumer(_Log(), None, lookup, QueueMetrics(), clock=lambda: now,  # type: ignore[arg-type]
+                        bounds=QueueBounds(retention_s=86_400))
     consumer.tracker.assign({0: 1})
-    soon = Delivery(0, 2, 1, QueueMessage(id="soon", namespace="acme", queue="other", body=b"",
-                                          content_type="json", timestamp=0,
-                                          not_before=int((now[0] + 40) * 1000)))
-    late = Delivery(0, 3, 1, QueueMessage(id="late", namespace="acme", queue="other", body=b"",
-                                          content_type="json", timestamp=0,
-                                          not_before=int((now[0] + 3600) * 1000)))
-    for d in (delivery(0), delivery(1), soon, late):
+    old = Delivery(0, 0, 1, _msg("old", timestamp=int((now - 86_401) * 1000)))
+    young = Delivery(0, 1, 1, _msg("young", timestamp=int((now - 100) * 1000)))
+    for d in (old, young):
         consumer.tracker.read(d)
+        consumer._weigh(d)
         consumer._admit(d)
-    await consumer._flush()
-    await consumer._park()
+    assert [d.message.id for d in consumer.held("acme/jobs")] == ["young"]
+    assert consumer.backlog == {"acme/jobs": 10}
+    assert consumer.metrics.dropped.labels("acme", "retention")._value.get() == 1
+
+
+class _Invoker:
+    def __init__(self, result: Invocation) -> None:
+        self.result = result
+        self.calls = 0
+
+    async def invoke(self, namespace: str, worker: str, queue: str,
+                     messages: list[dict[str, Any]]) -> Invocation:
+        self.calls += 1
+        return self.result
+
+
+async def _deliver(result: Invocation, settings: dict[str, Any],
+                   batch: list[Delivery]) -> tuple[Consumer, _Log]:
+    log = _Log()
+    consumer = Consumer(log, _Invoker(result), None, QueueMetrics(),  # type: ignore[arg-type]
+                        clock=lambda: 1000.0)
+    consumer.tracker.assign({0: 1})
+    for d in batch:
+        consumer.tracker.read(d)
+    q = consumer.queues.setdefault("acme/jobs", _Queue())
+    q.running += 1
+    consumer.started["acme"] = 1
+    await consumer._deliver("acme/jobs", q, {"worker": "w", **settings}, batch)
+    return consumer, log
+
+
+async def test_a_failed_batch_counts_an_attempt_and_ends_in_the_dlq() -> None:
+    settings = {"max_retries": 0, "dead_letter_queue": "dlq"}
+    consumer, log = await _deliver(Invocation.failed("timeout"), settings, [delivery(0)])
+    assert [(m.queue, m.id) for m in log.appended] == [("dlq", "m0")]
+    assert consumer.tracker.commits() == {0: 1}
+    assert consumer.metrics.failures.labels("acme", "timeout")._value.get() == 1
+    # An undecodable message is a failed attempt of its own; the rest of the batch ran.
+    answer = {"outcome": "ok", "undecodable": [{"id": "m1", "error": "SyntaxError"}]}
+    consumer, log = await _deliver(Invocation.ran(answer), {"max_retries": 1},
+                                   [delivery(0), delivery(1)])
+    assert [(m.id, m.attempts) for m in log.appended] == [("m1", 2)]
+
+
+async def test_a_batch_the_platform_could_not_run_backs_off_without_counting() -> None:
+    consumer, log = await _deliver(Invocation.not_run("worker_not_found"), {"max_retries": 0},
+                                   [delivery(0)])
     assert log.appended == [] and consumer.tracker.commits() == {0: 0}
-    now[0] += 31
-    await consumer._park()
-    # The held ones and the far-delayed one went back onto the log, unchanged; the one due
-    # within the parking window stays.
-    assert sorted(m.id for m in log.appended) == ["late", "m0", "m1"]
-    assert next(m for m in log.appended if m.id == "late") == late.message
-    assert consumer.tracker.commits() == {0: 2}
-    assert consumer.held("acme/jobs") == [] and consumer.parked == 3
+    assert [due for due, _, _ in consumer.delayed] == [1_000_000 + 1000]
+    assert consumer._not_run == {"m0": 1}
+
+
+def test_the_gateways_answers_are_classified() -> None:
+    assert classify(200, {"outcome": "ok"}).kind == "ran"
+    assert classify(503, {"error": "queue_invoke_failed"}).kind == "failed"
+    assert classify(503, {"error": "worker_not_found"}).kind == "not_run"
+    assert classify(500, None).kind == "failed"
+    assert classify(200, {"nothing": 1}).kind == "failed"

@@ -240,17 +240,34 @@ async function scheduled(request, env, ctx) {
 // POST /__wdl/queue {namespace, worker, queue, messages}: the queue consumer runs one
 // batch on the worker's active version (Fetcher.queue, which needs the gateway's
 // `service_binding_extra_handlers` flag) and gets workerd's outcome back: {outcome,
-// ackAll, retryBatch, explicitAcks, retryMessages}. Any other answer means "not run".
+// ackAll, retryBatch, explicitAcks, retryMessages, undecodable}. The consumer counts
+// an attempt for what the tenant's batch did (docs/queues.md "Failures"): a 503 with a
+// code other than `queue_invoke_failed` means nothing of the tenant's ran (no active
+// version, held, the platform's lookup failed): tried again without counting.
+// `undecodable` lists the messages whose stored body could not be turned back into a
+// value (a poisoned `v8` body): left out of the batch, each counts a failed attempt.
 async function queueBatch(request, env, ctx) {
   if (request.method !== "POST") return reply(405, "method_not_allowed", "POST only");
-  const job = await request.json();
-  await fresh(env, ctx);
-  const current = await lookup(env, job.namespace, job.worker);
-  if (current.missing) {
-    return reply(503, current.missing.code || "worker_not_found",
-      current.missing.message || `${job.namespace}/${job.worker} has no active version`);
+  let job, current, stub;
+  try {
+    job = await request.json();
+    await fresh(env, ctx);
+    current = await lookup(env, job.namespace, job.worker);
+    if (current.missing) {
+      return reply(503, current.missing.code || "worker_not_found",
+        current.missing.message || `${job.namespace}/${job.worker} has no active version`);
+    }
+    stub = await stubFor(env, ctx, job.namespace, job.worker, current);
+  } catch (err) {
+    return reply(503, "queue_not_run", String(err && err.message || err).slice(0, 1000));
   }
-  const stub = await stubFor(env, ctx, job.namespace, job.worker, current);
+  const { messages, undecodable } = decodeMessages(job.messages);
+  const json = (doc) => new Response(JSON.stringify(doc), {
+    headers: { "content-type": "application/json" } });
+  if (messages.length === 0) {
+    return json({ outcome: "exception", ackAll: false, retryBatch: { retry: false },
+                  explicitAcks: [], retryMessages: [], undecodable });
+  }
   // Announced like a cron run: no barrier round names this target before its code runs,
   // so a queue() that hangs the process would otherwise be blamed on nobody.
   const token = crypto.randomUUID();
@@ -259,11 +276,9 @@ async function queueBatch(request, env, ctx) {
   const t0 = Date.now();
   let outcome = "exception";
   try {
-    const result = await stub.getEntrypoint().queue(String(job.queue),
-                                                    decodeMessages(job.messages));
+    const result = await stub.getEntrypoint().queue(String(job.queue), messages);
     if (result && result.outcome === "ok") outcome = "ok";
-    return new Response(JSON.stringify(result), {
-      headers: { "content-type": "application/json" } });
+    return json({ ...result, undecodable });
   } catch (err) {
     return reply(503, "queue_invoke_failed", String(err && err.message || err).slice(0, 1000));
   } finally {

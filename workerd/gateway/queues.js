@@ -52,10 +52,22 @@ function decodeBody(contentType, b64) {
   return JSON.parse(text);
 }
 
-// [{id, timestamp (ms), body (base64), contentType, attempts}] -> ServiceBindingQueueMessage[]
-export function decodeMessages(messages) {
-  return messages.map((m) => ({
-    id: String(m.id), timestamp: new Date(Number(m.timestamp)),
-    body: decodeBody(m.contentType, m.body), attempts: Number(m.attempts),
-  }));
+// [{id, timestamp (ms), body (base64), contentType, attempts}] -> {messages:
+// ServiceBindingQueueMessage[], undecodable: [{id, error}]}. A body that cannot be
+// decoded (tenant code can store any text as a `v8` body, nested as deep as 128 kB
+// allows: the decoder's recursion then ends in a RangeError) is left out and named,
+// so the consumer counts an attempt for it alone.
+export function decodeMessages(list) {
+  const messages = [];
+  const undecodable = [];
+  for (const m of Array.isArray(list) ? list : []) {
+    try {
+      messages.push({ id: String(m.id), timestamp: new Date(Number(m.timestamp)),
+                      body: decodeBody(m.contentType, m.body), attempts: Number(m.attempts) });
+    } catch (err) {
+      undecodable.push({ id: String(m && m.id),
+        error: `${err && err.name || "Error"}: ${String(err && err.message || err)}`.slice(0, 200) });
+    }
+  }
+  return { messages, undecodable };
 }

@@ -40,9 +40,22 @@ function toError(e) {
   return err;
 }
 
+// Errors are stored and replayed on every invocation: bounded as the engine bounds them
+// (services/workflows/bounds.py; docs/workflows.md, "Limits").
+const MAX_ERROR_NAME = 256;
+const MAX_ERROR_MESSAGE = 8192;
+const MAX_STEP_NAME = 256;
+
+function clip(text, limit) {
+  if (text.length <= limit) return text;
+  const marker = `... [truncated ${text.length - limit} characters]`;
+  return text.slice(0, Math.max(0, limit - marker.length)) + marker;
+}
+
 function errorOf(err) {
-  return { name: (err && err.name) || "Error",
-           message: String(err && err.message !== undefined ? err.message : err) };
+  return { name: clip(String((err && err.name) || "Error"), MAX_ERROR_NAME),
+           message: clip(String(err && err.message !== undefined ? err.message : err),
+                         MAX_ERROR_MESSAGE) };
 }
 
 function backoffMs(retries, attempt) {
@@ -64,6 +77,10 @@ function withTimeout(promise, ms) {
 export async function drive(instance, payload) {
   const steps = (payload.history && payload.history.steps) || {};
   const attempts = (payload.history && payload.history.attempts) || {};
+  // The last invocation failed where the step could not report it (its result too deep
+  // or too large to record, the invocation timed out or was cut off): that was an
+  // attempt of the current step, charged to it under its own retry policy.
+  const failure = payload.history && payload.history.failure;
   const counts = new Map();
   let claimed = false;
   let report = null;
@@ -72,6 +89,9 @@ export async function drive(instance, payload) {
   const keyFor = (kind, name) => {
     if (typeof name !== "string" || name === "") {
       throw new TypeError("Step name must be a non-empty string");
+    }
+    if (name.length > MAX_STEP_NAME) {
+      throw new TypeError(`Step name must be at most ${MAX_STEP_NAME} characters`);
     }
     const base = `${kind}:${name}`;
     const n = (counts.get(base) || 0) + 1;
@@ -98,6 +118,11 @@ export async function drive(instance, payload) {
       claimed = true;
       const attempt = (attempts[key] || 0) + 1;
       const retries = { limit: 5, delay: 10000, backoff: "exponential", ...(config.retries || {}) };
+      if (failure) {
+        const final = attempt > retries.limit;
+        return stop({ kind: "step", key, ok: false, error: errorOf(failure.error), attempt,
+                      final, delay_ms: final ? 0 : backoffMs(retries, attempt) });
+      }
       try {
         const value = await withTimeout(Promise.resolve().then(() => fn()),
                                         durationMs(config.timeout ?? "10 minutes"));
@@ -124,8 +149,9 @@ export async function drive(instance, payload) {
     },
     async waitForEvent(name, options = {}) {
       const key = keyFor("wait", name);
-      if (typeof options.type !== "string" || options.type === "") {
-        throw new TypeError("waitForEvent needs a `type`");
+      if (typeof options.type !== "string" || !/^[A-Za-z0-9_][A-Za-z0-9_-]{0,99}$/.test(options.type)) {
+        throw new TypeError("waitForEvent needs a `type` of letters, digits, - and _ " +
+                            "(at most 100)");
       }
       const rec = recorded(key);
       if (rec) {

@@ -127,6 +127,8 @@ async def list_databases(ns: Namespace, ctx: Ctx, principal: Auth) -> list[dict[
 async def create_database(ns: Namespace, body: D1Create, ctx: Ctx, principal: Auth,
                           idem: IdemKey = None) -> dict[str, Any]:
     await namespace_doc(ctx, principal, ns, write=True)
+    ctx.quotas.check("d1", len(await ctx.reader.resources("d1", ns)), f"namespace {ns}",
+                     way_out="delete a D1 database first")
     database_id = body.database_id.lower() or str(uuid.uuid4())
     result = await _event(ctx, principal, D1DatabaseCreated(
         namespace=ns, name=body.name, database_id=database_id), idem)
@@ -238,6 +240,8 @@ async def list_backups(ns: Namespace, name: DbName, ctx: Ctx,
 async def create_backup(ns: Namespace, name: DbName, ctx: Ctx,
                         principal: Auth) -> dict[str, Any]:
     await _record(ctx, principal, ns, name, write=True)
+    ctx.quotas.check("d1_backups", len(await ctx.reader.d1_backups(ns, name)),
+                     f"D1 database {name}", way_out="delete a backup first")
     data = await _d1(ctx, ns, name, "backup")
     if not isinstance(data, bytes):
         raise ApiError(502, "d1_error", "the D1 service answered no backup")

@@ -19,6 +19,7 @@ from eventlog.errors import InvalidEvent
 from eventlog.events import Binding, VersionPromoted, WorkerVersionUploaded
 from services.api.auth import Auth
 from services.api.commands import build, first_outcome, idempotency_key, submit
+from services.api.context import ApiContext
 from services.api.errors import ApiError
 from services.api.models import DeployRequest
 from services.api.routes.common import WRITE_ERRORS, Ctx, IdemKey, Namespace, WorkerName
@@ -97,6 +98,16 @@ async def _check_crons(ctx: Ctx, ns: str, worker: str, crons: list[str]) -> None
                        "account)", field="cron_triggers")
 
 
+async def _check_quotas(ctx: ApiContext, ns: str, worker: str) -> None:
+    versions = await ctx.reader.versions(ns, worker)
+    if not versions and await ctx.reader.worker(ns, worker) is None:
+        ctx.quotas.check("workers", len(await ctx.reader.workers(ns)), f"namespace {ns}",
+                         way_out="delete a worker first (`wdl delete worker`)")
+    retained = sum(1 for doc in versions.values() if not doc.get("deleted"))
+    ctx.quotas.check("versions", retained, f"worker {ns}/{worker}",
+                     way_out="delete old versions first (`wdl delete version`)")
+
+
 @router.post("/{worker}/versions", status_code=201, responses=WRITE_ERRORS)
 async def deploy(ns: Namespace, worker: WorkerName, body: DeployRequest, ctx: Ctx,
                  principal: Auth, idem: IdemKey = None,
@@ -127,6 +138,7 @@ async def deploy(ns: Namespace, worker: WorkerName, body: DeployRequest, ctx: Ct
     except CompatibilityError as exc:
         raise ApiError(400, exc.code, exc.message, field=exc.field) from None
     await _check_targets(ctx, ns, payload)
+    await _check_quotas(ctx, ns, worker)
     outcome = await first_outcome(ctx, env) if env.idempotency_key is not None else None
     if outcome is None:
         for module in bundle.modules:

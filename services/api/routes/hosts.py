@@ -96,6 +96,10 @@ async def claim_host(ns: Namespace, body: HostClaimRequest, ctx: Ctx, principal:
     if await _owners(ctx, host) - {ns}:
         raise ApiError(409, "host_claimed", f"{host} belongs to another namespace, with every "
                        "path under it")
+    claims = {p for p, doc in (await ctx.reader.hosts()).items() if doc.get("namespace") == ns}
+    if pattern not in claims:
+        ctx.quotas.check("hosts", len(claims), f"namespace {ns}",
+                         way_out="release a host claim first")
     # No expected version: the fold judges ownership on the host's partition.
     env = build(ctx, principal, HostClaimed(pattern=pattern, namespace=ns, match=body.match,
                                             worker=body.worker),

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Path, Query
 
 from eventlog.events import (
     ALL_GRANTS,
+    SHARE_FIELDS,
     EgressPolicySet,
     EgressRule,
     NamespaceLimitsSet,
@@ -64,16 +65,19 @@ async def show_limits(ns: Namespace, ctx: Ctx, principal: Auth) -> dict[str, Any
     limits = doc.get("limits") or {}
     return {"wall_ms": int(limits.get("wall_ms") or 0),
             "subrequests": int(limits.get("subrequests") or 0) or DEFAULT_SUBREQUESTS,
+            # 0: the engine's own default share (each engine's settings; docs/security.md).
+            **{k: int(limits.get(k) or 0) for k in SHARE_FIELDS},
             "set": bool(limits)}
 
 
 @router.put("/limits", response_model=CommandResult, responses=WRITE_ERRORS)
 async def set_limits(ns: Namespace, body: LimitsIn, ctx: Ctx, principal: Auth,
                      idem: IdemKey = None) -> dict[str, Any]:
-    """Replace the per-request budgets (admin); 0 restores a default."""
+    """Replace the per-request budgets and fair shares (admin); 0 restores a default."""
     require_admin(principal)
     await namespace_doc(ctx, principal, ns, write=True)
-    event = NamespaceLimitsSet(namespace=ns, wall_ms=body.wall_ms, subrequests=body.subrequests)
+    event = NamespaceLimitsSet(namespace=ns, wall_ms=body.wall_ms, subrequests=body.subrequests,
+                               **{k: getattr(body, k) for k in SHARE_FIELDS})
     env = build(ctx, principal, event, idempotency=idempotency_key(principal, idem))
     return (await submit(ctx, env)).require_accepted().as_dict()
 

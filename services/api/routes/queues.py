@@ -99,6 +99,8 @@ async def list_queues(ns: Namespace, ctx: Ctx, principal: Auth) -> list[dict[str
 async def create_queue(ns: Namespace, body: QueueCreate, ctx: Ctx, principal: Auth,
                        idem: IdemKey = None) -> dict[str, Any]:
     await namespace_doc(ctx, principal, ns, write=True)
+    ctx.quotas.check("queues", len(await ctx.reader.resources("queue", ns)), f"namespace {ns}",
+                     way_out="delete a queue first")
     return await _accepted(ctx, principal, QueueCreated(
         namespace=ns, name=body.name, delivery_delay=body.delivery_delay), idem, body.name)
 

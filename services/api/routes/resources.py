@@ -56,7 +56,9 @@ async def _list(ctx: Ctx, principal: Auth, ns: str, kind: str) -> list[dict[str,
 async def _create(ctx: Ctx, principal: Auth, ns: str, kind: str, name: str,
                   idem: str | None) -> dict[str, Any]:
     await namespace_doc(ctx, principal, ns, write=True)
-    created, _, _ = _KINDS[kind]
+    created, _, label = _KINDS[kind]
+    ctx.quotas.check(kind, len(await ctx.reader.resources(kind, ns)), f"namespace {ns}",
+                     way_out=f"delete a {label} first")
     env = build(ctx, principal, created(namespace=ns, name=name),
                 idempotency=idempotency_key(principal, idem))
     return (await submit(ctx, env)).require_accepted(name=name).as_dict()

@@ -50,6 +50,10 @@ async def _put(ctx: ApiContext, principal: Principal, ns: str, worker: str | Non
                body: SecretValue, idem: str | None) -> dict[str, Any]:
     await _scope(ctx, principal, ns, worker, write=True)
     secret_name("name", name)
+    held = await ctx.reader.secrets(ns, worker)
+    if name not in held:  # replacing a secret never counts
+        ctx.quotas.check("secrets", len(held), f"worker {worker}" if worker
+                         else f"namespace {ns}", way_out="delete a secret first")
     sealed = ctx.keyring.seal(SecretContext(namespace=ns, worker=worker, name=name), body.value)
     env = build(ctx, principal, SecretPut(namespace=ns, worker=worker, name=name, sealed=sealed),
                 idempotency=idempotency_key(principal, idem))
