@@ -26,11 +26,11 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from eventlog import events as ev
 from eventlog.cron import CronError, canonical, to_croniter
 from projections.reader import ProjectionReader
+from services.fairshare import FairShare, FairShareMetrics, NamespaceShares
 from services.leases import LeaseClient, LeaseLost
 from services.observability.labels import NamespaceLabels
 from services.scheduler.clock import Clock
 from services.scheduler.dispatch import POOL_SIZE
-from services.scheduler.share import FairShare
 
 # Runs dispatched at once, every namespace together (the dispatcher's HTTP pool is
 # sized to match, services/scheduler/dispatch.py), and what one namespace may hold of
@@ -87,6 +87,8 @@ class SchedulerMetrics:
         self.missed = Counter("wdl_scheduler_slots_missed",
                               "Slots skipped: older than the catch-up window", registry=r)
         self.namespaces = NamespaceLabels()
+        # wdl_fairshare_{held,waiting}{engine="cron"}: runs dispatching, runs waiting.
+        self.fairshare = FairShareMetrics(r, namespaces=self.namespaces)
         self.runs = Counter("wdl_scheduler_runs", "Cron runs by namespace and outcome "
                             "(ok, error: scheduled() threw or was refused, timeout, skipped: "
                             "waited on its namespace's share past the catch-up window)",
@@ -94,12 +96,6 @@ class SchedulerMetrics:
         self.late_runs = Counter("wdl_scheduler_runs_late",
                                  "Cron runs that started more than the lateness bound after "
                                  "their slot", ["namespace"], registry=r)
-        self.running = Gauge("wdl_scheduler_runs_running",
-                             "Cron runs being dispatched now, by namespace", ["namespace"],
-                             registry=r)
-        self.waiting = Gauge("wdl_scheduler_runs_waiting",
-                             "Claimed cron runs waiting for their namespace's share",
-                             ["namespace"], registry=r)
         self.leader = Gauge("wdl_scheduler_is_leader", "1 while this replica holds the lease",
                             registry=r)
         self.generation = Gauge("wdl_scheduler_lease_generation",
@@ -141,7 +137,8 @@ class Scheduler:
 
     def __post_init__(self) -> None:
         if self.share is None:
-            self.share = FairShare("cron", self.capacity, self.cron_runs)
+            self.share = FairShare("cron", self.capacity, self.cron_runs,
+                                   metrics=self.metrics.fairshare)
 
     @property
     def leading(self) -> bool:
@@ -293,7 +290,6 @@ class Scheduler:
         if self.refresh_share is not None:
             with contextlib.suppress(Exception):  # the cached cap (or default) stands
                 await self.refresh_share(trigger.namespace)
-        self.metrics.waiting.labels(label).inc()
         try:
             # Wait for the namespace's share, at most until the slot leaves the catch-up
             # window: a namespace that queues more runs than it may hold loses its own
@@ -303,15 +299,12 @@ class Scheduler:
             lease = await asyncio.wait_for(self.share.acquire(trigger.namespace), wait_s)
         except TimeoutError:
             lease = None
-        finally:
-            self.metrics.waiting.labels(label).dec()
         if lease is None:
             status = "skipped"
             error = (f"not run: namespace {trigger.namespace} had "
                      f"{self.share.held(trigger.namespace)} cron runs going (its share) until "
                      f"this slot was {self.catchup_ms // 1000}s old")
         else:
-            self.metrics.running.labels(label).inc()
             try:
                 late = max(0, self.clock.now_ms() - slot)
                 if late > self.late_ms:
@@ -320,7 +313,6 @@ class Scheduler:
                 status, error, duration = await self._invoke(trigger, slot)
             finally:
                 lease.release()
-                self.metrics.running.labels(label).dec()
             self.metrics.fired.inc()
         if status != "ok":
             self.metrics.failed.inc()
@@ -349,6 +341,13 @@ class Scheduler:
         except Exception as exc:
             status, error = "error", f"{type(exc).__name__}: {exc}"[:2000]
         return status, error, int((time.perf_counter() - started) * 1000)
+
+
+def namespace_shares(reader: ProjectionReader) -> NamespaceShares:
+    """Each namespace's `cron_runs` share: its `limits` (`wdl ns limits set --cron-runs`),
+    else DEFAULT_CRON_RUNS. Pass `cron_runs=shares.of("cron_runs")` and
+    `refresh_share=shares.refresh` to the Scheduler."""
+    return NamespaceShares(reader.namespace, {"cron_runs": DEFAULT_CRON_RUNS})
 
 
 def runs_of(doc: Mapping[str, Any]) -> list[dict[str, Any]]:

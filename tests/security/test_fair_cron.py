@@ -162,5 +162,6 @@ async def test_a_cron_storm_does_not_make_another_namespace_late(walls: Walls) -
         await asyncio.sleep(1)
     assert _sample(walls, "wdl_scheduler_runs_late_total", namespace=ATTACKER) >= 1
     assert _sample(walls, "wdl_scheduler_runs_late_total", namespace=VICTIM) == 0
-    assert _sample(walls, "wdl_scheduler_runs_waiting", namespace=ATTACKER) >= 1
+    assert _sample(walls, "wdl_fairshare_waiting", engine="cron", namespace=ATTACKER) >= 1
+    assert _sample(walls, "wdl_fairshare_held", engine="cron", namespace=ATTACKER) <= 8
     await walls.assert_victim_intact()

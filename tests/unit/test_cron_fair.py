@@ -9,7 +9,7 @@ import pytest
 from eventlog import validation as v
 from eventlog.cron import canonical, first_duplicate
 from eventlog.errors import InvalidEvent
-from services.scheduler.share import FairShare
+from services.fairshare import FairShare
 
 
 @pytest.mark.parametrize("a,b", [
