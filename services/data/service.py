@@ -4,17 +4,18 @@ hub, its metrics and the HTTP server."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Self
 
+from projections.reader import ProjectionReader
 from projections.store import ProjectionStore
 from services.data.app import create_data_app
 from services.data.invocations import invocation_routes
 from services.data.metrics import DataMetrics
 from services.data.resources import ResourceIndex
+from services.fairshare import NamespaceShares
 from services.serving import HttpServer
-from services.tail.hub import TailHub
+from services.tail.hub import DEFAULT_MAX_PER_NAMESPACE, TailHub
 from services.tail.interest import TailInterest, http_sink
 from services.tail.routes import tail_routes
 
@@ -28,8 +29,7 @@ class DataService:
     def __init__(self, store: ProjectionStore, *, kv_url: str, r2_url: str,
                  internal_token: str, host: str = "127.0.0.1", port: int = 0,
                  metrics: DataMetrics | None = None, tail_heartbeat_s: float = 10.0,
-                 state_url: str | None = None,
-                 tails_per_namespace: Callable[[str], int] | None = None) -> None:
+                 state_url: str | None = None) -> None:
         self.projection = store
         self.kv_url = kv_url
         self.r2_url = r2_url
@@ -38,12 +38,13 @@ class DataService:
         self.port = port
         self.index = ResourceIndex(store)
         self.metrics = metrics or DataMetrics()
-        # Where an operator's per-namespace tail cap plugs in (NamespaceShares' "tails");
-        # without one, the hub's default (a quarter of it) holds for every namespace.
-        self.tail = (TailHub(on_drop=lambda n: self.metrics.dropped("subscriber", n))
-                     if tails_per_namespace is None else
-                     TailHub(on_drop=lambda n: self.metrics.dropped("subscriber", n),
-                             max_per_namespace=tails_per_namespace))
+        # Each namespace's tails: its `limits` (`wdl ns limits set --tails N`), else the
+        # hub's default (a quarter of the hub, so one namespace never holds them all).
+        self.shares = NamespaceShares(ProjectionReader(store).namespace,
+                                      {"tails": DEFAULT_MAX_PER_NAMESPACE})
+        self.tail = TailHub(on_drop=lambda n: self.metrics.dropped("subscriber", n),
+                            max_per_namespace=self.shares.of("tails"),
+                            metrics=self.metrics.fairshare)
         self.metrics.tail_subscribers.set_function(lambda: self.tail.subscribers)
         self.tail_heartbeat_s = tail_heartbeat_s
         # Who learns the tailed workers (services/tail/interest.py): the state service at
@@ -91,7 +92,8 @@ class DataService:
                 "r2": r2_routes(self.r2, self.index.checker("r2")),
             }, internal_token=self.internal_token, metrics=self.metrics,
                 extra=[*tail_routes(self.tail, self.metrics, heartbeat_s=self.tail_heartbeat_s,
-                                    interest=self.interest),
+                                    interest=self.interest,
+                                    refresh_share=self.shares.refresh),
                        *invocation_routes(self.metrics)])
             self.server = HttpServer(app, host=self.host, port=self.port, name="data")
             await self.server.start()

@@ -17,6 +17,7 @@ import random
 import time
 from collections.abc import Callable
 
+from services.fairshare import FairShareMetrics
 from services.tail.events import TailEvent
 from services.tail.filters import TailFilter
 
@@ -92,7 +93,8 @@ class TailHub:
                  max_per_worker: int = DEFAULT_MAX_PER_WORKER,
                  max_per_namespace: int | Callable[[str], int] = DEFAULT_MAX_PER_NAMESPACE,
                  rng: random.Random | None = None,
-                 on_drop: Callable[[int], None] | None = None) -> None:
+                 on_drop: Callable[[int], None] | None = None,
+                 metrics: FairShareMetrics | None = None) -> None:
         self.queue_size = queue_size
         self.max_subscribers = max_subscribers
         self.max_per_worker = max_per_worker
@@ -102,6 +104,7 @@ class TailHub:
         self._per_namespace: dict[str, int] = {}
         self.rng = rng or random.Random()
         self.on_drop = on_drop
+        self.metrics = metrics  # wdl_fairshare_{held,refusals}{engine="tails"}
         self._subs: dict[tuple[str, str], set[Subscription]] = {}
         self._count = 0
         self.closed = False
@@ -133,6 +136,9 @@ class TailHub:
         mine = self._per_namespace.get(namespace, 0)
         cap = self.cap(namespace)
         if mine >= cap:
+            if self.metrics is not None:
+                self.metrics.refusals.labels(
+                    "tails", self.metrics.namespaces.labels(namespace)).inc()
             raise TooManySubscribers(f"namespace {namespace} already has {mine} tails open "
                                      f"(at most {cap})")
         sub = Subscription(namespace, worker, filter_ or TailFilter(), self.queue_size,
@@ -140,6 +146,8 @@ class TailHub:
         self._subs.setdefault((namespace, worker), subs).add(sub)
         self._count += 1
         self._per_namespace[namespace] = mine + 1
+        if self.metrics is not None:
+            self.metrics.held.labels("tails", self.metrics.namespaces.labels(namespace)).inc()
         return sub
 
     def unsubscribe(self, sub: Subscription) -> None:
@@ -148,6 +156,9 @@ class TailHub:
             return
         subs.discard(sub)
         self._count -= 1
+        if self.metrics is not None:
+            self.metrics.held.labels("tails",
+                                     self.metrics.namespaces.labels(sub.namespace)).dec()
         left = self._per_namespace.get(sub.namespace, 0) - 1
         if left > 0:
             self._per_namespace[sub.namespace] = left

@@ -84,6 +84,37 @@ async def _victim_sees_request(walls: Walls, client: httpx.AsyncClient,
     raise AssertionError("the victim's tail ended without its request's event")
 
 
+def _share(walls: Walls, name: str, namespace: str) -> float:
+    registry = walls.extra["platform"].data.metrics.registry
+    value = registry.get_sample_value(name, {"engine": "tails", "namespace": namespace})
+    return 0.0 if value is None else float(value)
+
+
+async def test_an_operator_sets_a_namespace_tail_share(walls: Walls) -> None:
+    """`wdl ns limits set --tails N` bounds that namespace's tails (within seconds)."""
+    await walls.attacker.deploy_js("tl-small", HELLO)
+    await walls.admin.wdl("ns", "limits", "set", "--ns", ATTACKER, "--tails", "3")
+    attacker = walls.attacker.env["WDL_TOKEN"]
+    opened: list[tuple[int, str]] = []
+    release = asyncio.Event()
+    try:
+        async with httpx.AsyncClient(base_url=walls.api, timeout=60) as client:
+            # The data service caches a namespace's limits for up to 5 s.
+            await asyncio.sleep(6)
+            holders = [asyncio.create_task(_hold(client, attacker, "tl-small", opened,
+                                                 release)) for _ in range(6)]
+            for _ in range(300):
+                if len(opened) == len(holders):
+                    break
+                await asyncio.sleep(0.1)
+            release.set()
+            await asyncio.gather(*holders, return_exceptions=True)
+    finally:
+        await walls.admin.wdl("ns", "limits", "set", "--ns", ATTACKER, "--tails", "0")
+    assert sorted(status for status, _ in opened) == [200] * 3 + [429] * 3, opened
+    await asyncio.sleep(6)  # back to the platform's default for the next test
+
+
 async def test_150_tails_of_one_namespace_leave_others_their_tail(walls: Walls) -> None:
     for i in range(WORKERS):
         await walls.attacker.deploy_js(f"tl{i}", HELLO)
@@ -111,6 +142,9 @@ async def test_150_tails_of_one_namespace_leave_others_their_tail(walls: Walls) 
             for status, body in refused:
                 assert status == 429, (status, body)
                 assert json.loads(body)["error"]["code"] == "too_many_tails", body
+            if walls.kind == "servers":  # the data service's metrics, in-process here
+                assert _share(walls, "wdl_fairshare_held", ATTACKER) == held
+                assert _share(walls, "wdl_fairshare_refusals_total", ATTACKER) >= len(refused)
         finally:
             release.set()
             await asyncio.gather(*holders, return_exceptions=True)
