@@ -86,6 +86,7 @@ def precheck(date: str, flags: list[str], crons: list[str], bindings: list[dict[
         for module in modules:
             v.not_reserved(f"modules.{module.name}", module.name, "module names")
         v.crons("triggers.crons", crons)
+        v.distinct_schedules("triggers.crons", crons)
         v.compatibility_date("compatibility_date", date)
         v.compatibility_flags("compatibility_flags", flags)
         check_compatibility(date, flags)

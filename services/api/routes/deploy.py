@@ -14,6 +14,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
+from eventlog import validation as v
+from eventlog.errors import InvalidEvent
 from eventlog.events import Binding, VersionDeleted, VersionPromoted, WorkerVersionUploaded
 from services.api.auth import Auth, Principal
 from services.api.commands import build, first_outcome, idempotency_key, submit
@@ -72,6 +74,30 @@ async def _check_targets(ctx: Ctx, ns: str, payload: WorkerVersionUploaded) -> N
                            field=f"bindings.{b.name}")
 
 
+# Cron triggers a namespace's workers may hold together: Cloudflare's account limit on
+# the Paid plan (250 per account, 5 on Free; developers.cloudflare.com/workers/platform/
+# limits). The dispatcher's fair share bounds what they cost others either way; this
+# bounds the claims and records one namespace makes the scheduler write each minute.
+NAMESPACE_MAX_CRONS = 250
+
+
+async def _check_crons(ctx: Ctx, ns: str, worker: str, crons: list[str]) -> None:
+    try:
+        v.distinct_schedules("cron_triggers", crons)
+    except InvalidEvent as exc:
+        raise ApiError(400, "duplicate_cron", exc.reason, field="cron_triggers") from None
+    if not crons:
+        return
+    others = sum(len(doc.get("crons") or ()) for owner, doc in
+                 (await ctx.reader.cron_schedule()).items()
+                 if owner.partition("/")[0] == ns and owner != f"{ns}/{worker}")
+    if others + len(crons) > NAMESPACE_MAX_CRONS:
+        raise ApiError(400, "too_many_crons",
+                       f"namespace {ns} would have {others + len(crons)} cron triggers "
+                       f"(at most {NAMESPACE_MAX_CRONS} across its workers, as a Cloudflare "
+                       "account)", field="cron_triggers")
+
+
 async def _make_room(ctx: ApiContext, principal: Principal, ns: str,
                      worker: str) -> str | None:
     """Check the namespace's worker quota; keep the worker's newest versions only.
@@ -87,12 +113,12 @@ async def _make_room(ctx: ApiContext, principal: Principal, ns: str,
         ctx.quotas.check("workers", len(await ctx.reader.workers(ns)), f"namespace {ns}",
                          way_out="delete a worker first (`wdl delete worker`)")
         return None
-    retained = {v: d for v, d in versions.items() if not d.get("deleted")}
+    retained = {vid: d for vid, d in versions.items() if not d.get("deleted")}
     if len(retained) < ctx.quotas.versions or doc is None:
         return None
     keep = {doc.get("active_version"), doc.get("previous_version")}
-    oldest = sorted((int(d.get("uploaded_at") or 0), v) for v, d in retained.items()
-                    if v not in keep)
+    oldest = sorted((int(d.get("uploaded_at") or 0), vid) for vid, d in retained.items()
+                    if vid not in keep)
     if len(retained) - len(oldest) >= ctx.quotas.versions or not oldest:
         ctx.quotas.check("versions", len(retained), f"worker {ns}/{worker}",
                          way_out="delete old versions first (`wdl delete version`)")
@@ -113,6 +139,7 @@ async def deploy(ns: Namespace, worker: WorkerName, body: DeployRequest, ctx: Ct
                  ) -> dict[str, Any]:
     """Upload a version. Returns its server-generated `version_id` and the verdicts."""
     await _namespace_doc(ctx, principal, ns, write=True)
+    await _check_crons(ctx, ns, worker, body.cron_triggers)
     modules = [Module(m.name, m.type or guess_module_type(m.name), _decode(i, m.content_b64,
                                                                           ctx.limits))
                for i, m in enumerate(body.modules)]
