@@ -419,15 +419,16 @@ cron_app = typer.Typer(help="Cron triggers and their runs.", no_args_is_help=Tru
 @cron_app.command("runs")
 def cron_runs(worker: str, ns: NsOpt = None, as_json: JsonOpt = False, url: UrlOpt = None,
               token: TokenOpt = None, profile: ProfileOpt = None) -> None:
-    """Recent cron slots of WORKER, newest first: claimed, ok, error or timeout."""
+    """Recent cron slots of WORKER, newest first: claimed, ok, error, timeout or skipped
+    (waited on the namespace's share too long); `late` says how late a run started."""
     with connect(url, token, profile, ns, need_namespace=True) as (client, namespace):
         rows = client.get(f"{_ws(namespace, worker)}/cron-runs")
     if as_json:
         print_json(rows)
         return
     table(rows, [("slot_ms", "slot"), ("cron", "cron"), ("status", "status"),
-                 ("duration_ms", "ms"), ("version_id", "version"), ("holder", "replica"),
-                 ("error", "error")], {"slot_ms": when})
+                 ("duration_ms", "ms"), ("late_ms", "late ms"), ("version_id", "version"),
+                 ("holder", "replica"), ("error", "error")], {"slot_ms": when})
 
 
 def register(app: typer.Typer) -> None:

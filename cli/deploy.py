@@ -86,6 +86,7 @@ def precheck(date: str, flags: list[str], crons: list[str], bindings: list[dict[
         for module in modules:
             v.not_reserved(f"modules.{module.name}", module.name, "module names")
         v.crons("triggers.crons", crons)
+        v.distinct_schedules("triggers.crons", crons)
         v.compatibility_date("compatibility_date", date)
         v.compatibility_flags("compatibility_flags", flags)
         check_compatibility(date, flags)
@@ -166,4 +167,7 @@ def deploy(
     state = "promoted" if result.get("promote") else "uploaded (not promoted)"
     err.print(f"[green]ok[/] {namespace}/{worker} version {result['version_id']} {state}",
               highlight=False)
+    if result.get("pruned_version"):
+        err.print(f"the worker keeps its newest versions: deleted the oldest, "
+                  f"{result['pruned_version']}", highlight=False)
     typer.echo(result["version_id"])

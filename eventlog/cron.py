@@ -172,3 +172,34 @@ def to_croniter(expr: str) -> str:
                         "would never run")
     return " ".join((_join(_values(MINUTE, minute)), _join(_values(HOUR, hour)), dom_form,
                      _join(months), weekday))
+
+
+@lru_cache(maxsize=4096)
+def canonical(expr: str) -> str:
+    """The schedule `expr` runs, as text: equal for two spellings exactly when they fire
+    at the same times ("* * * * *", "*/1 * * * *", "0-59 * * * *" are one schedule).
+
+    Taken from croniter's own expansion of `to_croniter(expr)` (every field as its set of
+    values, `*` for a full one, and the day-of-month / day-of-week rule croniter applies),
+    so it is the schedule the scheduler actually runs. CronError as `to_croniter`."""
+    from croniter import croniter  # the runner's own reading; imported late, it is heavy
+
+    it = croniter(to_croniter(expr))
+    nth = {str(k): sorted(map(str, v)) for k, v in sorted(it.nth_weekday_of_month.items())}
+    fields = [",".join(map(str, values)) for values in it.expanded]
+    return " ".join(fields) + (f" {nth}" if nth else "")
+
+
+def first_duplicate(exprs: list[str] | tuple[str, ...]) -> tuple[str, str] | None:
+    """The first pair of different spellings of one schedule in `exprs` (earlier, later),
+    or None. Invalid expressions are left to the validator."""
+    seen: dict[str, str] = {}
+    for expr in exprs:
+        try:
+            key = canonical(expr)
+        except (CronError, ValueError, KeyError):
+            continue
+        if key in seen:
+            return seen[key], expr
+        seen[key] = expr
+    return None

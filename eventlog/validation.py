@@ -13,7 +13,7 @@ from functools import lru_cache
 
 from croniter import croniter
 
-from eventlog.cron import CronError, to_croniter
+from eventlog.cron import CronError, first_duplicate, to_croniter
 from eventlog.errors import InvalidEvent, ReservedName
 from eventlog.hostnames import reserved_reason
 
@@ -186,6 +186,18 @@ def crons(field: str, values: Iterable[object]) -> None:
         raise InvalidEvent(field, "cron triggers must be unique")
     for expr in items:
         cron(field, expr)
+
+
+def distinct_schedules(field: str, values: Iterable[object]) -> None:
+    """No two triggers of a worker are spellings of one schedule ("* * * * *" and
+    "*/1 * * * *" both fire every minute): each would run the handler once a slot.
+
+    Checked where a deploy is accepted (the API, the CLI before it) and not in the
+    event's own validation, so versions deployed before the rule still replay."""
+    pair = first_duplicate([str(x) for x in values])
+    if pair is not None:
+        raise InvalidEvent(field, f'"{pair[0]}" and "{pair[1]}" are the same schedule: '
+                           "keep one of them")
 
 
 def host_pattern(field: str, value: object, *, claimable: bool = True) -> str:

@@ -44,7 +44,7 @@ from services.leases import LeaseClient
 from services.objects import ObjectsHost, ObjectsOptions
 from services.scheduler.clock import SystemClock
 from services.scheduler.dispatch import GatewayDispatcher
-from services.scheduler.scheduler import Scheduler
+from services.scheduler.scheduler import Scheduler, namespace_shares
 from services.serving import HttpServer, bind
 from services.settings import Settings
 from services.state.service import StateService
@@ -428,9 +428,11 @@ class Platform:
         reader = ProjectionReader(backends.store)
         holder = os.environ.get("WDL_SCHEDULER_ID") or f"{socket.gethostname()}-{os.getpid()}"
         clock = SystemClock()
+        shares = namespace_shares(reader)
         self.scheduler = Scheduler(
             leases=LeaseClient(backends.log, reader, clock, actor=f"scheduler:{holder}"),
-            reader=reader, dispatcher=dispatcher, clock=clock, holder=holder)
+            reader=reader, dispatcher=dispatcher, clock=clock, holder=holder,
+            cron_runs=shares.of("cron_runs"), refresh_share=shares.refresh)
         self._scheduler_task = asyncio.create_task(self.scheduler.run(self._stop_scheduler),
                                                    name="wdl-scheduler")
 

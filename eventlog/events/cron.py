@@ -42,7 +42,9 @@ class CronSlotClaimed(_CronEvent, frozen=True, kw_only=True):
     TYPE: ClassVar[str] = "cron.slot_claimed"
 
 
-CronStatus = Literal["ok", "error", "timeout"]
+# `skipped`: the run waited on its namespace's fair share of the dispatcher until the
+# slot left the catch-up window (docs/security.md, "Fair shares").
+CronStatus = Literal["ok", "error", "timeout", "skipped"]
 
 
 class CronRunCompleted(_CronEvent, frozen=True, kw_only=True):
@@ -53,12 +55,17 @@ class CronRunCompleted(_CronEvent, frozen=True, kw_only=True):
     status: CronStatus
     duration_ms: int
     error: str = ""
+    # How long after its slot the run started, when later than the scheduler's lateness
+    # bound (0: on time): a run that waited is recorded as late, not as on time.
+    late_ms: int = 0
 
     def validate(self) -> None:
         super().validate()
-        if self.status not in ("ok", "error", "timeout"):
-            raise InvalidEvent("status", f"{self.status!r} is not ok, error or timeout")
+        if self.status not in ("ok", "error", "timeout", "skipped"):
+            raise InvalidEvent("status", f"{self.status!r} is not ok, error, timeout "
+                               "or skipped")
         v.non_negative("duration_ms", self.duration_ms)
+        v.non_negative("late_ms", self.late_ms)
         v.text("error", self.error, max_len=2048, allow_empty=True)
 
 

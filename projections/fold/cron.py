@@ -66,6 +66,8 @@ class CronRules(LeaseRules):
             raise Reject("slot_not_claimed", f"slot {slot} is not claimed and running")
         run.update(status=e.status, duration_ms=e.duration_ms, error=e.error,
                    completed_at=env.occurred_at)
+        if e.late_ms:
+            run["late_ms"] = e.late_ms
         out.set(keys.cron_runs(e.namespace, e.worker), slot, dumps(run))
         lease.version += 1
         self._render_lease(e.scope, lease, out)

@@ -135,6 +135,23 @@ async def query_audit(audit: AuditStore, f: AuditFilter, page: PageParams) -> di
     return {"items": [_row(r) for r in rows], "next_cursor": next_cursor}
 
 
+async def request_namespaces(audit: AuditStore, correlation_id: uuid.UUID,
+                             scope: frozenset[str] | None, limit: int = 10) -> list[str]:
+    """The namespaces whose events carry `correlation_id` (at most `limit`, within
+    `scope`). A request id is the client's choice, so two tenants may send the same one:
+    a query by request id that spans namespaces is ambiguous, never one request."""
+    t = AuditEvent.__table__
+    conds: list[ColumnElement[bool]] = [t.c.correlation_id == correlation_id,
+                                        t.c.namespace.is_not(None)]
+    if scope is not None:
+        conds.append(t.c.namespace.in_(sorted(scope)))
+    stmt = select(t.c.namespace).where(and_(*conds)).distinct().order_by(
+        t.c.namespace).limit(limit)
+    generation = await audit.current_generation()
+    async with audit.connect(generation) as conn:
+        return [str(r.namespace) for r in (await conn.execute(stmt)).all()]
+
+
 async def wait_audit_caught_up(ctx: ApiContext) -> None:
     """Read-your-writes for audit reads: wait (bounded) until the audit tables have
     applied at least what the Redis projection has, which every verdict a client

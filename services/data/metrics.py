@@ -11,6 +11,7 @@ import re
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from services.fairshare import FairShareMetrics
 from services.observability.labels import NamespaceLabels, WorkerLabels
 
 # workerd's EventOutcome names; anything else is `other`, so the label stays bounded.
@@ -36,6 +37,8 @@ class DataMetrics:
         self.workers = workers or WorkerLabels()
         self.namespaces = namespaces or NamespaceLabels()
         r = self.registry
+        # engine "tails": tails each namespace holds, and those refused at its share.
+        self.fairshare = FairShareMetrics(r, namespaces=self.namespaces)
         self.egress_refusals = Counter(
             "wdl_egress_refusals", "Tenant fetches refused by the namespace egress policy",
             ["namespace"], registry=r)

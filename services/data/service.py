@@ -7,13 +7,15 @@ import contextlib
 from types import TracebackType
 from typing import Any, Self
 
+from projections.reader import ProjectionReader
 from projections.store import ProjectionStore
 from services.data.app import create_data_app
 from services.data.invocations import invocation_routes
 from services.data.metrics import DataMetrics
 from services.data.resources import ResourceIndex
+from services.fairshare import NamespaceShares
 from services.serving import HttpServer
-from services.tail.hub import TailHub
+from services.tail.hub import DEFAULT_MAX_PER_NAMESPACE, TailHub
 from services.tail.interest import TailInterest, http_sink
 from services.tail.routes import tail_routes
 
@@ -36,7 +38,13 @@ class DataService:
         self.port = port
         self.index = ResourceIndex(store)
         self.metrics = metrics or DataMetrics()
-        self.tail = TailHub(on_drop=lambda n: self.metrics.dropped("subscriber", n))
+        # Each namespace's tails: its `limits` (`wdl ns limits set --tails N`), else the
+        # hub's default (a quarter of the hub, so one namespace never holds them all).
+        self.shares = NamespaceShares(ProjectionReader(store).namespace,
+                                      {"tails": DEFAULT_MAX_PER_NAMESPACE})
+        self.tail = TailHub(on_drop=lambda n: self.metrics.dropped("subscriber", n),
+                            max_per_namespace=self.shares.of("tails"),
+                            metrics=self.metrics.fairshare)
         self.metrics.tail_subscribers.set_function(lambda: self.tail.subscribers)
         self.tail_heartbeat_s = tail_heartbeat_s
         # Who learns the tailed workers (services/tail/interest.py): the state service at
@@ -84,7 +92,8 @@ class DataService:
                 "r2": r2_routes(self.r2, self.index.checker("r2")),
             }, internal_token=self.internal_token, metrics=self.metrics,
                 extra=[*tail_routes(self.tail, self.metrics, heartbeat_s=self.tail_heartbeat_s,
-                                    interest=self.interest),
+                                    interest=self.interest,
+                                    refresh_share=self.shares.refresh),
                        *invocation_routes(self.metrics)])
             self.server = HttpServer(app, host=self.host, port=self.port, name="data")
             await self.server.start()

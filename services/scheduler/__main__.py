@@ -25,7 +25,7 @@ from services.leases import LeaseClient
 from services.logs import configure as configure_logging
 from services.scheduler.clock import AcceleratedClock, Clock, SystemClock
 from services.scheduler.dispatch import GatewayDispatcher
-from services.scheduler.scheduler import Scheduler, SchedulerMetrics
+from services.scheduler.scheduler import Scheduler, SchedulerMetrics, namespace_shares
 from services.serving import HttpServer
 from services.settings import Settings
 
@@ -69,9 +69,11 @@ async def _run(settings: Settings, clock: Clock, holder: str, metrics: Scheduler
         await dispatcher.start()
         try:
             reader = ProjectionReader(store)
+            shares = namespace_shares(reader)
             scheduler = Scheduler(
                 leases=LeaseClient(log, reader, clock, actor=f"scheduler:{holder}"),
                 reader=reader, dispatcher=dispatcher, clock=clock, holder=holder,
+                cron_runs=shares.of("cron_runs"), refresh_share=shares.refresh,
                 scope=os.environ.get("WDL_SCHEDULER_SCOPE", "scheduler"),
                 ttl_ms=int(os.environ.get("WDL_SCHEDULER_TTL_MS", "10000")),
                 tick_ms=int(os.environ.get("WDL_SCHEDULER_TICK_MS", "500")),

@@ -7,6 +7,10 @@ from typing import Any
 import httpx
 
 INTERNAL_HEADER = "x-wdl-internal-token"
+# Connections to the gateway: the scheduler's fair share hands out exactly this many
+# run slots (services/scheduler/scheduler.py), so no run ever queues inside httpx's
+# pool, where every namespace's runs were served first come, first served.
+POOL_SIZE = 64
 
 
 class GatewayDispatcher:
@@ -17,14 +21,18 @@ class GatewayDispatcher:
     """
 
     def __init__(self, gateway_url: str, internal_token: str, *,
-                 timeout_s: float = 30.0) -> None:
+                 timeout_s: float = 30.0, pool_size: int = POOL_SIZE) -> None:
         self.gateway_url = gateway_url.rstrip("/")
         self.internal_token = internal_token
         self.timeout_s = timeout_s
+        self.pool_size = pool_size
         self._client: httpx.AsyncClient | None = None
 
     async def start(self) -> None:
-        self._client = httpx.AsyncClient(timeout=self.timeout_s)
+        self._client = httpx.AsyncClient(
+            timeout=self.timeout_s,
+            limits=httpx.Limits(max_connections=self.pool_size,
+                                max_keepalive_connections=self.pool_size))
 
     async def stop(self) -> None:
         if self._client is not None:

@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -24,10 +24,20 @@ from croniter import croniter
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from eventlog import events as ev
-from eventlog.cron import CronError, to_croniter
+from eventlog.cron import CronError, canonical, to_croniter
 from projections.reader import ProjectionReader
+from services.fairshare import FairShare, FairShareMetrics, NamespaceShares
 from services.leases import LeaseClient, LeaseLost
+from services.observability.labels import NamespaceLabels
 from services.scheduler.clock import Clock
+from services.scheduler.dispatch import POOL_SIZE
+
+# Runs dispatched at once, every namespace together (the dispatcher's HTTP pool is
+# sized to match, services/scheduler/dispatch.py), and what one namespace may hold of
+# them unless its `limits` say otherwise (NamespaceShares key "cron_runs"): 8 namespaces
+# at their cap fill the pool, so a ninth waits at most one turn of the round-robin.
+DISPATCH_CAPACITY = POOL_SIZE
+DEFAULT_CRON_RUNS = 8
 
 log = logging.getLogger("wdl.scheduler")
 
@@ -76,6 +86,16 @@ class SchedulerMetrics:
                               registry=r)
         self.missed = Counter("wdl_scheduler_slots_missed",
                               "Slots skipped: older than the catch-up window", registry=r)
+        self.namespaces = NamespaceLabels()
+        # wdl_fairshare_{held,waiting}{engine="cron"}: runs dispatching, runs waiting.
+        self.fairshare = FairShareMetrics(r, namespaces=self.namespaces)
+        self.runs = Counter("wdl_scheduler_runs", "Cron runs by namespace and outcome "
+                            "(ok, error: scheduled() threw or was refused, timeout, skipped: "
+                            "waited on its namespace's share past the catch-up window)",
+                            ["namespace", "status"], registry=r)
+        self.late_runs = Counter("wdl_scheduler_runs_late",
+                                 "Cron runs that started more than the lateness bound after "
+                                 "their slot", ["namespace"], registry=r)
         self.leader = Gauge("wdl_scheduler_is_leader", "1 while this replica holds the lease",
                             registry=r)
         self.generation = Gauge("wdl_scheduler_lease_generation",
@@ -103,10 +123,22 @@ class Scheduler:
     late_ms: int = 5_000
     dispatch_timeout_s: float = 30.0
     metrics: SchedulerMetrics = field(default_factory=SchedulerMetrics)
+    # What one namespace may run at once: NamespaceShares plugs in here, as
+    # `cron_runs=lambda ns: shares.cap("cron_runs", ns)`, `refresh_share=shares.refresh`
+    # (read the namespace's `limits` before its run asks for a slot).
+    cron_runs: Callable[[str], int] = lambda namespace: DEFAULT_CRON_RUNS
+    refresh_share: Callable[[str], Awaitable[None]] | None = None
+    capacity: int = DISPATCH_CAPACITY
+    share: FairShare | None = None
     _lead: _Leadership | None = None
     _last: dict[tuple[str, str, str], int] = field(default_factory=dict)
     _running: set[asyncio.Task[None]] = field(default_factory=set)
     _skipped: set[tuple[str, str]] = field(default_factory=set)  # legacy crons warned about
+
+    def __post_init__(self) -> None:
+        if self.share is None:
+            self.share = FairShare("cron", self.capacity, self.cron_runs,
+                                   metrics=self.metrics.fairshare)
 
     @property
     def leading(self) -> bool:
@@ -163,9 +195,10 @@ class Scheduler:
         out: list[Trigger] = []
         for owner, doc in (await self.reader.cron_schedule()).items():
             namespace, _, worker = owner.partition("/")
+            schedules: dict[str, str] = {}
             for cron in doc["crons"]:
                 try:
-                    to_croniter(cron)
+                    key = canonical(cron)
                 except CronError as exc:
                     # Accepted under older, looser rules (e.g. 6 fields, one run a second):
                     # history stays readable, but only Cloudflare's syntax is run.
@@ -174,6 +207,15 @@ class Scheduler:
                         log.warning("cron %r of %s is not run: %s; redeploy the worker with "
                                     "a five-field cron", cron, owner, exc)
                     continue
+                if key in schedules:
+                    # Deployed before equivalent spellings were refused: one schedule
+                    # fires once a slot, under its first spelling.
+                    if (owner, cron) not in self._skipped:
+                        self._skipped.add((owner, cron))
+                        log.warning("cron %r of %s is the schedule of %r: run once, as %r",
+                                    cron, owner, schedules[key], schedules[key])
+                    continue
+                schedules[key] = cron
                 out.append(Trigger(namespace, worker, doc["version_id"], cron))
         return out
 
@@ -194,7 +236,20 @@ class Scheduler:
     async def _fire_due(self) -> None:
         assert self._lead is not None
         now = self.clock.now_ms()
+        by_namespace: dict[str, list[Trigger]] = {}
         for trigger in await self.triggers():
+            by_namespace.setdefault(trigger.namespace, []).append(trigger)
+        # One claimer per namespace, side by side: claims are appends answered one by
+        # one, and 128 of one namespace's claims must not go before another's first.
+        results = await asyncio.gather(*(self._fire_namespace(triggers, now)
+                                         for triggers in by_namespace.values()),
+                                       return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+
+    async def _fire_namespace(self, triggers: list[Trigger], now: int) -> None:
+        for trigger in triggers:
             after = self._last.get(trigger.key)
             if after is None:
                 after = await self._starting_point(trigger, now)
@@ -227,8 +282,53 @@ class Scheduler:
         task.add_done_callback(self._running.discard)
 
     async def _dispatch(self, trigger: Trigger, slot: int, generation: int) -> None:
-        if self.clock.now_ms() - slot > self.late_ms:
-            self.metrics.late.inc()
+        assert self.share is not None
+        label = self.metrics.namespaces.labels(trigger.namespace)
+        status: ev.CronStatus
+        late = 0
+        duration = 0
+        if self.refresh_share is not None:
+            with contextlib.suppress(Exception):  # the cached cap (or default) stands
+                await self.refresh_share(trigger.namespace)
+        try:
+            # Wait for the namespace's share, at most until the slot leaves the catch-up
+            # window: a namespace that queues more runs than it may hold loses its own
+            # oldest ones, counted, and never holds anyone else's.
+            wait_s = max(0.0, (slot + self.catchup_ms - self.clock.now_ms())
+                         / 1000 / self._speed())
+            lease = await asyncio.wait_for(self.share.acquire(trigger.namespace), wait_s)
+        except TimeoutError:
+            lease = None
+        if lease is None:
+            status = "skipped"
+            error = (f"not run: namespace {trigger.namespace} had "
+                     f"{self.share.held(trigger.namespace)} cron runs going (its share) until "
+                     f"this slot was {self.catchup_ms // 1000}s old")
+        else:
+            try:
+                late = max(0, self.clock.now_ms() - slot)
+                if late > self.late_ms:
+                    self.metrics.late.inc()
+                    self.metrics.late_runs.labels(label).inc()
+                status, error, duration = await self._invoke(trigger, slot)
+            finally:
+                lease.release()
+            self.metrics.fired.inc()
+        if status != "ok":
+            self.metrics.failed.inc()
+        self.metrics.runs.labels(label, status).inc()
+        verdict = await self.leases.submit(ev.CronRunCompleted(
+            scope=self.scope, holder=self.holder, generation=generation,
+            namespace=trigger.namespace, worker=trigger.worker, version_id=trigger.version_id,
+            cron=trigger.cron, slot_ms=slot, status=status, duration_ms=duration,
+            error=error[:2000], late_ms=late if late > self.late_ms else 0), generation)
+        if not verdict.accepted:
+            log.warning("run of %s/%s at %d not recorded: %s", trigger.namespace,
+                        trigger.worker, slot, verdict.code)
+
+
+    async def _invoke(self, trigger: Trigger, slot: int) -> tuple[ev.CronStatus, str, int]:
+        """Runs the slot's scheduled(); (status, error, duration in ms)."""
         started = time.perf_counter()
         status: ev.CronStatus
         try:
@@ -240,18 +340,14 @@ class Scheduler:
             status, error = "timeout", f"no answer within {self.dispatch_timeout_s}s"
         except Exception as exc:
             status, error = "error", f"{type(exc).__name__}: {exc}"[:2000]
-        duration = int((time.perf_counter() - started) * 1000)
-        self.metrics.fired.inc()
-        if status != "ok":
-            self.metrics.failed.inc()
-        verdict = await self.leases.submit(ev.CronRunCompleted(
-            scope=self.scope, holder=self.holder, generation=generation,
-            namespace=trigger.namespace, worker=trigger.worker, version_id=trigger.version_id,
-            cron=trigger.cron, slot_ms=slot, status=status, duration_ms=duration,
-            error=error[:2000]), generation)
-        if not verdict.accepted:
-            log.warning("run of %s/%s at %d not recorded: %s", trigger.namespace,
-                        trigger.worker, slot, verdict.code)
+        return status, error, int((time.perf_counter() - started) * 1000)
+
+
+def namespace_shares(reader: ProjectionReader) -> NamespaceShares:
+    """Each namespace's `cron_runs` share: its `limits` (`wdl ns limits set --cron-runs`),
+    else DEFAULT_CRON_RUNS. Pass `cron_runs=shares.of("cron_runs")` and
+    `refresh_share=shares.refresh` to the Scheduler."""
+    return NamespaceShares(reader.namespace, {"cron_runs": DEFAULT_CRON_RUNS})
 
 
 def runs_of(doc: Mapping[str, Any]) -> list[dict[str, Any]]:

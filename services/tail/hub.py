@@ -17,6 +17,7 @@ import random
 import time
 from collections.abc import Callable
 
+from services.fairshare import FairShareMetrics
 from services.tail.events import TailEvent
 from services.tail.filters import TailFilter
 
@@ -90,16 +91,20 @@ class TailHub:
     def __init__(self, *, queue_size: int = DEFAULT_QUEUE_SIZE,
                  max_subscribers: int = DEFAULT_MAX_SUBSCRIBERS,
                  max_per_worker: int = DEFAULT_MAX_PER_WORKER,
-                 max_per_namespace: int = DEFAULT_MAX_PER_NAMESPACE,
+                 max_per_namespace: int | Callable[[str], int] = DEFAULT_MAX_PER_NAMESPACE,
                  rng: random.Random | None = None,
-                 on_drop: Callable[[int], None] | None = None) -> None:
+                 on_drop: Callable[[int], None] | None = None,
+                 metrics: FairShareMetrics | None = None) -> None:
         self.queue_size = queue_size
         self.max_subscribers = max_subscribers
         self.max_per_worker = max_per_worker
+        # An operator's per-namespace cap plugs in as a callable (NamespaceShares'
+        # "tails", `wdl ns limits set --tails N`); a number is every namespace's cap.
         self.max_per_namespace = max_per_namespace
         self._per_namespace: dict[str, int] = {}
         self.rng = rng or random.Random()
         self.on_drop = on_drop
+        self.metrics = metrics  # wdl_fairshare_{held,refusals}{engine="tails"}
         self._subs: dict[tuple[str, str], set[Subscription]] = {}
         self._count = 0
         self.closed = False
@@ -107,6 +112,15 @@ class TailHub:
     @property
     def subscribers(self) -> int:
         return self._count
+
+    def cap(self, namespace: str) -> int:
+        """How many tails `namespace` may hold (the default, a quarter of the hub, keeps
+        one namespace from taking every tail)."""
+        limit = self.max_per_namespace
+        return int(limit(namespace) if callable(limit) else limit)
+
+    def held(self, namespace: str) -> int:
+        return self._per_namespace.get(namespace, 0)
 
     def subscribe(self, namespace: str, worker: str,
                   filter_: TailFilter | None = None) -> Subscription:
@@ -120,14 +134,20 @@ class TailHub:
             raise TooManySubscribers(f"{namespace}/{worker} already has {len(subs)} tails "
                                      f"(at most {self.max_per_worker})")
         mine = self._per_namespace.get(namespace, 0)
-        if mine >= self.max_per_namespace:
+        cap = self.cap(namespace)
+        if mine >= cap:
+            if self.metrics is not None:
+                self.metrics.refusals.labels(
+                    "tails", self.metrics.namespaces.labels(namespace)).inc()
             raise TooManySubscribers(f"namespace {namespace} already has {mine} tails open "
-                                     f"(at most {self.max_per_namespace})")
+                                     f"(at most {cap})")
         sub = Subscription(namespace, worker, filter_ or TailFilter(), self.queue_size,
                            self.on_drop)
         self._subs.setdefault((namespace, worker), subs).add(sub)
         self._count += 1
         self._per_namespace[namespace] = mine + 1
+        if self.metrics is not None:
+            self.metrics.held.labels("tails", self.metrics.namespaces.labels(namespace)).inc()
         return sub
 
     def unsubscribe(self, sub: Subscription) -> None:
@@ -136,6 +156,9 @@ class TailHub:
             return
         subs.discard(sub)
         self._count -= 1
+        if self.metrics is not None:
+            self.metrics.held.labels("tails",
+                                     self.metrics.namespaces.labels(sub.namespace)).dec()
         left = self._per_namespace.get(sub.namespace, 0) - 1
         if left > 0:
             self._per_namespace[sub.namespace] = left

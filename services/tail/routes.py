@@ -12,8 +12,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Protocol
 
 from starlette.requests import ClientDisconnect, Request
@@ -45,7 +46,9 @@ def _error(status: int, code: str, message: str) -> JSONResponse:
 
 def tail_routes(hub: TailHub, observer: TailObserver | None = None, *,
                 heartbeat_s: float = 10.0, max_duration_s: float = 3600.0,
-                interest: TailInterest | None = None) -> list[BaseRoute]:
+                interest: TailInterest | None = None,
+                refresh_share: Callable[[str], Awaitable[None]] | None = None,
+                ) -> list[BaseRoute]:
     async def ingest(request: Request) -> Response:
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > MAX_BATCH_BYTES:
@@ -86,6 +89,11 @@ def tail_routes(hub: TailHub, observer: TailObserver | None = None, *,
             filter_ = TailFilter.from_query(q)
         except InvalidFilter as exc:
             return _error(400, "invalid_tail", str(exc))
+        if refresh_share is not None:
+            # The namespace's `tails` share (its limits record, cached a few seconds);
+            # unreadable, the cached or default cap stands.
+            with contextlib.suppress(Exception):
+                await refresh_share(namespace)
         try:
             sub = hub.subscribe(namespace, worker, filter_)
         except TooManySubscribers as exc:

@@ -35,6 +35,7 @@ async def _servers(services: Endpoints, tmp: Path, extra_env: dict[str, str],
             mp.setenv(key, value)  # read from the environment by the components too
         options = PlatformOptions(components=components, internal_token=INTERNAL_TOKEN,
                                   api_port=0, gateway_port=0, state_port=0, data_port=0,
+                                  scheduler_health_port=0,
                                   workerd_bin=services.workerd_bin,
                                   recycle=RecyclePolicy(interval=0))
         async with Platform(Settings.from_env(env), options) as platform:

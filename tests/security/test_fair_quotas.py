@@ -84,7 +84,8 @@ async def test_resources_stop_at_their_quota_and_a_delete_frees_a_place(walls: W
                                json={"pattern": "h0.attacker.test"})).status_code != 409
 
 
-async def test_workers_versions_and_secrets_stop_at_their_quota(walls: Walls) -> None:
+async def test_workers_and_secrets_stop_at_their_quota_and_versions_are_pruned(
+        walls: Walls) -> None:
     attacker = walls.attacker
     for i in range(QUOTA):
         await attacker.deploy_js(f"w{i}", WORKER)
@@ -92,15 +93,21 @@ async def test_workers_versions_and_secrets_stop_at_their_quota(walls: Walls) ->
     assert refused.code != 0 and "quota_exceeded" in refused.text, refused.text
     assert "WDL_QUOTA_WORKERS=3" in refused.text
 
-    # w0 has one version: two more, then the quota.
-    for _ in range(QUOTA - 1):
-        await attacker.deploy_js("w0", WORKER)
-    refused = await attacker.deploy(attacker.project("w0", WORKER), ok=False)
-    assert "quota_exceeded" in refused.text and "WDL_QUOTA_VERSIONS" in refused.text
+    # w0 has one version. Past the version quota a deploy is not refused (Cloudflare
+    # never refuses one for its history): the oldest version that neither serves nor is
+    # the rollback target is deleted, so the worker keeps QUOTA versions.
+    for _ in range(QUOTA + 2):
+        result = (await attacker.deploy(attacker.project("w0", WORKER))).json()
     async with _api(walls) as api:
         versions = (await api.get(f"/v1/namespaces/{ATTACKER}/workers/w0/versions")).json()
         items = versions["items"] if isinstance(versions, dict) else versions
-        assert len(items) == QUOTA
+        live = [v for v in items if not v.get("deleted")]
+        assert len(live) == QUOTA, items
+        assert result["pruned_version"] and result["pruned_version"] not in {
+            v["version_id"] for v in live}
+        # The deployer's rollback target survives the pruning.
+        worker = (await api.get(f"/v1/namespaces/{ATTACKER}/workers/w0")).json()
+        assert worker["previous_version"] in {v["version_id"] for v in live}
 
         secrets = f"/v1/namespaces/{ATTACKER}/workers/w1/secrets"
         for i in range(QUOTA):

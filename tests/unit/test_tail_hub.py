@@ -257,3 +257,16 @@ async def test_a_stream_is_connected_only_once_the_state_service_has_the_subscri
                                                             "worker": "api"})
     assert response.status_code == 503 and response.json()["code"] == "tail_unavailable"
     assert hub.subscribers == 0
+
+
+def test_a_namespace_cap_can_be_set_per_namespace() -> None:
+    # NamespaceShares' "tails" plugs in as a callable: one namespace's operator cap
+    # does not change another's.
+    hub = TailHub(max_subscribers=10, max_per_worker=5,
+                  max_per_namespace=lambda ns: 1 if ns == "small" else 4)
+    hub.subscribe("small", "w")
+    with pytest.raises(TooManySubscribers, match="at most 1"):
+        hub.subscribe("small", "w")
+    for _ in range(4):
+        hub.subscribe("big", "w")
+    assert (hub.held("small"), hub.held("big"), hub.cap("big")) == (1, 4, 4)

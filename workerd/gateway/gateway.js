@@ -209,9 +209,19 @@ async function scheduled(request, env, ctx) {
   let outcome = "exception";
   try {
     // A number, as on Cloudflare: the loader hands the options over as they are.
-    await stub.getEntrypoint().scheduled({
+    // Fetcher.scheduled() does not throw when the handler does: it answers
+    // {outcome, noRetry}, and anything but "ok" is a failed run (Cloudflare's cron
+    // events show it as "exception", "exceededCpu", ...). The handler's own message
+    // stays in its isolate; `wdl tail` shows it.
+    const result = await stub.getEntrypoint().scheduled({
       scheduledTime: Number(job.scheduled_time), cron: String(job.cron) });
-    outcome = "ok";
+    outcome = String((result && result.outcome) || "exception");
+    if (outcome !== "ok") {
+      return new Response(JSON.stringify({ outcome, error: `scheduled() ended with outcome ` +
+        `"${outcome}"${outcome === "exception" ? " (an uncaught exception; wdl tail shows " +
+        "its message)" : ""}` }), {
+        status: 500, headers: { "content-type": "application/json" } });
+    }
     return new Response(JSON.stringify({ outcome: "ok" }), {
       headers: { "content-type": "application/json" } });
   } catch (err) {

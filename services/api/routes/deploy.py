@@ -14,8 +14,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
-from eventlog.events import Binding, VersionPromoted, WorkerVersionUploaded
-from services.api.auth import Auth
+from eventlog import validation as v
+from eventlog.errors import InvalidEvent
+from eventlog.events import Binding, VersionDeleted, VersionPromoted, WorkerVersionUploaded
+from services.api.auth import Auth, Principal
 from services.api.commands import build, first_outcome, idempotency_key, submit
 from services.api.context import ApiContext
 from services.api.errors import ApiError
@@ -72,14 +74,62 @@ async def _check_targets(ctx: Ctx, ns: str, payload: WorkerVersionUploaded) -> N
                            field=f"bindings.{b.name}")
 
 
-async def _check_quotas(ctx: ApiContext, ns: str, worker: str) -> None:
+# Cron triggers a namespace's workers may hold together: Cloudflare's account limit on
+# the Paid plan (250 per account, 5 on Free; developers.cloudflare.com/workers/platform/
+# limits). The dispatcher's fair share bounds what they cost others either way; this
+# bounds the claims and records one namespace makes the scheduler write each minute.
+NAMESPACE_MAX_CRONS = 250
+
+
+async def _check_crons(ctx: Ctx, ns: str, worker: str, crons: list[str]) -> None:
+    try:
+        v.distinct_schedules("cron_triggers", crons)
+    except InvalidEvent as exc:
+        raise ApiError(400, "duplicate_cron", exc.reason, field="cron_triggers") from None
+    if not crons:
+        return
+    others = sum(len(doc.get("crons") or ()) for owner, doc in
+                 (await ctx.reader.cron_schedule()).items()
+                 if owner.partition("/")[0] == ns and owner != f"{ns}/{worker}")
+    if others + len(crons) > NAMESPACE_MAX_CRONS:
+        raise ApiError(400, "too_many_crons",
+                       f"namespace {ns} would have {others + len(crons)} cron triggers "
+                       f"(at most {NAMESPACE_MAX_CRONS} across its workers, as a Cloudflare "
+                       "account)", field="cron_triggers")
+
+
+async def _make_room(ctx: ApiContext, principal: Principal, ns: str,
+                     worker: str) -> str | None:
+    """Check the namespace's worker quota; keep the worker's newest versions only.
+
+    Cloudflare never refuses a deploy for its history: a worker keeps its newest
+    versions and the oldest fall out. So past the version quota the deploy deletes the
+    oldest version that neither serves nor is the rollback target (a
+    `worker.version_deleted` by the deployer, in the audit) and returns its id; only a
+    worker whose every version is one of those is refused."""
     versions = await ctx.reader.versions(ns, worker)
-    if not versions and await ctx.reader.worker(ns, worker) is None:
+    doc = await ctx.reader.worker(ns, worker)
+    if not versions and doc is None:
         ctx.quotas.check("workers", len(await ctx.reader.workers(ns)), f"namespace {ns}",
                          way_out="delete a worker first (`wdl delete worker`)")
-    retained = sum(1 for doc in versions.values() if not doc.get("deleted"))
-    ctx.quotas.check("versions", retained, f"worker {ns}/{worker}",
-                     way_out="delete old versions first (`wdl delete version`)")
+        return None
+    retained = {vid: d for vid, d in versions.items() if not d.get("deleted")}
+    if len(retained) < ctx.quotas.versions or doc is None:
+        return None
+    keep = {doc.get("active_version"), doc.get("previous_version")}
+    oldest = sorted((int(d.get("uploaded_at") or 0), vid) for vid, d in retained.items()
+                    if vid not in keep)
+    if len(retained) - len(oldest) >= ctx.quotas.versions or not oldest:
+        ctx.quotas.check("versions", len(retained), f"worker {ns}/{worker}",
+                         way_out="delete old versions first (`wdl delete version`)")
+    version_id = oldest[0][1]
+    env = build(ctx, principal, VersionDeleted(namespace=ns, worker=worker,
+                                               version_id=version_id),
+                expected_version=doc["version"])
+    # A concurrent deploy may have pruned it (or moved the worker on): the upload goes
+    # on regardless; the next deploy prunes again.
+    await submit(ctx, env)
+    return version_id
 
 
 @router.post("/{worker}/versions", status_code=201, responses=WRITE_ERRORS)
@@ -89,6 +139,7 @@ async def deploy(ns: Namespace, worker: WorkerName, body: DeployRequest, ctx: Ct
                  ) -> dict[str, Any]:
     """Upload a version. Returns its server-generated `version_id` and the verdicts."""
     await _namespace_doc(ctx, principal, ns, write=True)
+    await _check_crons(ctx, ns, worker, body.cron_triggers)
     modules = [Module(m.name, m.type or guess_module_type(m.name), _decode(i, m.content_b64,
                                                                           ctx.limits))
                for i, m in enumerate(body.modules)]
@@ -113,9 +164,10 @@ async def deploy(ns: Namespace, worker: WorkerName, body: DeployRequest, ctx: Ct
     await _check_targets(ctx, ns, payload)
     # Counted and written in turn (a namespace's deploys take turns in this process).
     async with ctx.quota_locks.hold("workers", ns):
-        await _check_quotas(ctx, ns, worker)
         outcome = await first_outcome(ctx, env) if env.idempotency_key is not None else None
+        pruned = None
         if outcome is None:
+            pruned = await _make_room(ctx, principal, ns, worker)
             for module in bundle.modules:
                 await ctx.blobs.put(module.content, expected_sha256=module.sha256)
             await ctx.blobs.put(bundle.manifest, expected_sha256=bundle.sha256)
@@ -125,7 +177,8 @@ async def deploy(ns: Namespace, worker: WorkerName, body: DeployRequest, ctx: Ct
     outcome.require_accepted(version_id=uploaded.version_id)
     result: dict[str, Any] = {**outcome.as_dict(), "version_id": uploaded.version_id,
                               "bundle_sha256": uploaded.bundle_sha256,
-                              "bundle_size": uploaded.bundle_size, "promote": None}
+                              "bundle_size": uploaded.bundle_size, "promote": None,
+                              "pruned_version": pruned}
     if promote:
         promote_env = build(
             ctx, principal, VersionPromoted(namespace=ns, worker=worker,

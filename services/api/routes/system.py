@@ -35,8 +35,12 @@ async def whoami(ctx: Ctx, principal: Auth) -> dict[str, Any]:
 
 
 @router.get("/v1/projections/status", responses=READ_ERRORS)
-async def projection_status(ctx: Ctx, _: Auth) -> list[dict[str, Any]]:
-    """Per projection and partition: generation, applied offset, log end and lag."""
+async def projection_status(ctx: Ctx, principal: Auth) -> list[dict[str, Any]]:
+    """Per projection and partition: generation, applied offset, log end and lag (admin).
+
+    Admins only: a partition's offsets count every namespace's events, so a scoped
+    token polling them would watch the other tenants' activity (403 `forbidden`)."""
+    require_admin(principal)
     return await status(ctx.log, ctx.store, ctx.audit)
 
 

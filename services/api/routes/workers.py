@@ -72,7 +72,8 @@ async def show_worker(ns: Namespace, worker: WorkerName, ctx: Ctx,
 @router.get("/{worker}/cron-runs", responses=READ_ERRORS)
 async def cron_runs(ns: Namespace, worker: WorkerName, ctx: Ctx,
                     principal: Auth) -> list[dict[str, Any]]:
-    """Recent cron slots of a worker (newest first): claimed, ok, error or timeout."""
+    """Recent cron slots of a worker (newest first): claimed, ok, error, timeout or
+    skipped; `late_ms` when a run started later than the scheduler's bound."""
     await namespace_doc(ctx, principal, ns)
     await worker_doc(ctx, ns, worker)
     return runs_of(await ctx.reader.cron_runs(ns, worker))
