@@ -56,3 +56,13 @@ def test_errors_keep_name_message_and_stack_clipped() -> None:
     assert len(error["message"]) == bounds.MAX_ERROR_MESSAGE
     assert error["message"].endswith("characters]")
     assert bounds.clean_error("plain")["message"] == "plain"
+
+
+def test_scan_depth_is_linear_on_an_unterminated_string() -> None:
+    # Each `"` after a backslash started a new attempt that ran to the end of the text:
+    # 128 KB took 63 s. Unterminated, the string runs to the end once; not JSON.
+    raw = b'["' + b'\\"' * 64_000
+    started = time.monotonic()
+    with pytest.raises(ValueError):
+        bounds.loads(raw, 64)
+    assert time.monotonic() - started < 1.0
