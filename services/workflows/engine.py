@@ -32,7 +32,14 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from services.fairshare import FairShare, FairShareMetrics, NamespaceShares
 from services.workflows import bounds
-from services.workflows.model import STATUSES, Instance, apply, fold_all, instance_key
+from services.workflows.model import (
+    ATTEMPT_BYTES,
+    STATUSES,
+    Instance,
+    apply,
+    fold_all,
+    instance_key,
+)
 from services.workflows.slots import SlotShare
 from services.workflows.store import WorkflowRecord, WorkflowStore
 
@@ -484,6 +491,11 @@ class Engine:
             if report.get("final"):
                 return [("step_failed", {"key": step, "final": True, "attempt": attempt,
                                          "error": error})]
+            if inst.history_bytes + _size(error) + ATTEMPT_BYTES > lim.max_history_bytes:
+                return [("errored", {"error": {
+                    "name": "Error", "message": "instance history is bounded to "
+                    f"{lim.max_history_bytes} bytes of step results and retried attempts "
+                    f"(step {step!r} failed {attempt} times; docs/workflows.md)"}})]
             delay = min(max(0, int(report.get("delay_ms", 0))), 366 * 86_400_000)
             return [("step_failed", {"key": step, "final": False, "attempt": attempt,
                                      "error": error, "retry_at": now + delay})]

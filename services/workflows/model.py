@@ -173,6 +173,9 @@ def apply(states: dict[str, Instance], r: WorkflowRecord) -> Instance | None:
             if inst.pending is not None and inst.pending.get("key") in (key, None):
                 inst.pending = None
         else:
+            # Every attempt is a record of the log: attempts count against the history
+            # bound too, or a step retried without end grows the log without end.
+            inst.history_bytes += _json_len(d.get("error")) + ATTEMPT_BYTES
             inst.pending = {"kind": "retry", "key": key, "until": int(d["retry_at"])}
         _running(inst)
     elif t == "invoke_failed":
@@ -198,6 +201,10 @@ def apply(states: dict[str, Instance], r: WorkflowRecord) -> Instance | None:
     elif t == "errored":
         inst.status, inst.error, inst.pending = "errored", d.get("error"), None
     return inst
+
+
+# What one retried attempt costs the history besides its error (the record's own fields).
+ATTEMPT_BYTES = 64
 
 
 def _json_len(value: Any) -> int:

@@ -241,3 +241,28 @@ async def test_an_operators_share_for_a_namespace_replaces_the_default(tmp_path:
     finally:
         await engine.stop()
         await store.stop()
+
+
+class Relentless:
+    """A step that throws at once, every time, with retries {limit: 1e9, delay: 0}."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def invoke(self, inst: Instance) -> dict[str, Any]:
+        self.calls += 1
+        attempt = inst.attempts.get("do:s#1", 0) + 1
+        return {"kind": "step", "key": "do:s#1", "ok": False, "final": False,
+                "attempt": attempt, "delay_ms": 0,
+                "error": {"name": "Error", "message": "x" * 4000}}
+
+
+async def test_retried_attempts_count_against_the_history_bound(tmp_path: Path) -> None:
+    # Every attempt is a record in the workflow log: a step retried without end with no
+    # delay grew the log without end. Its attempts now count against the history bound.
+    runner = Relentless()
+    done, rebuilt = await run(tmp_path, runner, Limits(max_history_bytes=64 * 1024))
+    assert done.status == "errored", done
+    assert "history" in done.error["message"]  # type: ignore[index]
+    assert 10 <= runner.calls <= 20, runner.calls
+    assert rebuilt["status"] == "errored"
