@@ -75,7 +75,8 @@ async def until_done(engine: EngineApi, ns: str, ids: list[str],
         except httpx.HTTPError:
             rows = {}
         if rows and all(rows.get(i, {}).get("status") in ("complete", "errored") for i in ids):
-            return rows
+            # Listings carry no outputs: each instance whole.
+            return {i: await engine.instance(ns, rows[i]["workflow"], i) for i in ids}
         if time.monotonic() > deadline:
             left = {i: rows.get(i, {}).get("status") for i in ids
                     if rows.get(i, {}).get("status") != "complete"}

@@ -95,9 +95,25 @@ class EngineApi:
         await self.client.aclose()
 
     async def instances(self, ns: str) -> dict[str, dict[str, Any]]:
-        r = await self.client.get(f"{self.url}/v1/instances", params={"namespace": ns})
+        """Every instance's summary row (the listing comes in pages, without values)."""
+        rows: dict[str, dict[str, Any]] = {}
+        params = {"namespace": ns}
+        while True:
+            r = await self.client.get(f"{self.url}/v1/instances", params=params)
+            r.raise_for_status()
+            page = r.json()
+            rows.update({i["id"]: i for i in page["instances"]})
+            if not page.get("cursor"):
+                return rows
+            params = {"namespace": ns, "cursor": page["cursor"]}
+
+    async def instance(self, ns: str, workflow: str, iid: str) -> dict[str, Any]:
+        """One instance whole: params, output and error included."""
+        r = await self.client.get(f"{self.url}/v1/instance",
+                                  params={"namespace": ns, "workflow": workflow, "id": iid})
         r.raise_for_status()
-        return {i["id"]: i for i in r.json()["instances"]}
+        doc: dict[str, Any] = r.json()
+        return doc
 
 
 def expected_sum(n: int) -> int:
