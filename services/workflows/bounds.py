@@ -20,6 +20,11 @@ import json
 import re
 from typing import Any
 
+from services.tenant_json import TooDeep, depth_exceeds
+
+__all__ = ["MAX_DEPTH", "TooDeep", "check_value", "clean_error", "clip", "depth_exceeds",
+           "loads", "scan_depth"]
+
 MAX_DEPTH = 64  # levels of arrays/objects in one value (a scalar is depth 0)
 # Envelope levels around a value in the engine's own messages (report, record, request).
 ENVELOPE_DEPTH = 8
@@ -35,10 +40,6 @@ MAX_EVENT_TYPE = 100
 _STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*(?:"|\Z)', re.DOTALL)
 _BRACKETS = bytes.maketrans(b"{}", b"[]")
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
-
-
-class TooDeep(ValueError):
-    pass
 
 
 def scan_depth(raw: bytes, limit: int) -> int:
@@ -61,23 +62,6 @@ def loads(raw: bytes, limit: int) -> Any:
     """json.loads of tenant text, refused (TooDeep) before parsing if deeper than `limit`."""
     scan_depth(raw, limit)
     return json.loads(raw)
-
-
-def depth_exceeds(value: Any, limit: int) -> bool:
-    """Whether a decoded value nests deeper than `limit` (iterative, stops early)."""
-    stack: list[tuple[Any, int]] = [(value, 0)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict):
-            children: Any = item.values()
-        elif isinstance(item, list):
-            children = item
-        else:
-            continue
-        if depth + 1 > limit:
-            return True
-        stack.extend((child, depth + 1) for child in children)
-    return False
 
 
 def check_value(value: Any, what: str) -> None:

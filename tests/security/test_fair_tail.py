@@ -18,16 +18,15 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 
 from tests.security.rig import ATTACKER, VICTIM, Walls
+from tests.security.test_redteam_tail import HELLO, _tail
 
 pytestmark = pytest.mark.security
 
-HELLO = "export default { fetch() { return new Response('hi'); } };"
 WORKERS = 10
 TAILS = 150
 # The victim's tail must connect and carry its request's event within this: the tail
@@ -35,14 +34,6 @@ TAILS = 150
 # consumer (about a second), the gateway posts events about once a second; 10 s leaves
 # room for a loaded 2-core machine and is far below "never" (before: 503 at once).
 VICTIM_BOUND_S = 10.0
-
-
-@contextlib.asynccontextmanager
-async def _tail(client: httpx.AsyncClient, token: str, ns: str,
-                worker: str) -> AsyncIterator[httpx.Response]:
-    async with client.stream("GET", f"/v1/namespaces/{ns}/workers/{worker}/tail",
-                             headers={"authorization": f"Bearer {token}"}) as r:
-        yield r
 
 
 async def _hold(client: httpx.AsyncClient, token: str, worker: str,

@@ -26,6 +26,7 @@ import pytest
 from harness.endpoints import Endpoints
 from tests.security.conftest import SERVER_COMPONENTS, _servers
 from tests.security.rig import ATTACKER, VICTIM, Actor, Walls
+from tests.security.test_redteam_workflows import QUICK, QUICK_TOML
 
 pytestmark = pytest.mark.security
 
@@ -117,28 +118,6 @@ binding = "SLOW"
 class_name = "Slow"
 """
 
-QUICK = """\
-import { WorkflowEntrypoint } from "cloudflare:workers";
-
-export class Quick extends WorkflowEntrypoint {
-  async run(event, step) {
-    return await step.do("one", async () => "done");
-  }
-}
-
-export default {
-  async fetch(request, env) {
-    return new Response((await env.QUICK.create()).id);
-  },
-};
-"""
-
-QUICK_TOML = """
-[[workflows]]
-name = "quick"
-binding = "QUICK"
-class_name = "Quick"
-"""
 
 
 @pytest.fixture(scope="module")
