@@ -23,7 +23,8 @@ import pytest
 from harness.endpoints import Endpoints
 from tests.security.conftest import SERVER_COMPONENTS, _servers
 from tests.security.rig import ATTACKER, VICTIM, Actor, Walls
-from tests.security.test_fair_workflows import QUICK, QUICK_TOML, victim_workflow_seconds
+from tests.security.test_fair_workflows import victim_workflow_seconds
+from tests.security.test_redteam_workflows import QUICK, QUICK_TOML
 
 pytestmark = pytest.mark.security
 
