@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,8 +19,9 @@ from services.wrangler_routes import RouteClaim, RouteError, read_routes, transl
 SCHEMA = Path(__file__).resolve().parents[2] / "workerd/node_modules/wrangler/config-schema.json"
 
 
-def _schema() -> dict:
-    return json.loads(SCHEMA.read_text())["definitions"]
+def _schema() -> dict[str, Any]:
+    definitions: dict[str, Any] = json.loads(SCHEMA.read_text())["definitions"]
+    return definitions
 
 
 def test_every_key_of_the_pinned_wranglers_schema_is_classified() -> None:
