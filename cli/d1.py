@@ -31,6 +31,7 @@ from cli.common import (
     when,
 )
 from cli.wrangler import ProjectError, find_config, read_config, read_d1_databases
+from eventlog.events.d1 import UUID_RE
 
 app = typer.Typer(help="D1 databases (SQLite, one owner replica each; docs/d1.md).",
                   no_args_is_help=True)
@@ -70,20 +71,28 @@ def _base(namespace: str, name: str) -> str:
 
 def provision_d1(client: ControlClient, namespace: str, project: Path,
                  bindings: list[dict[str, str]], *, create: bool,
-                 quiet: bool = False) -> list[dict[str, str]]:
+                 quiet: bool = False,
+                 entries: list[dict[str, str]] | None = None) -> list[dict[str, str]]:
     """Create the D1 databases the bindings name that do not exist yet (with the
-    project's `database_id` when it gives one). Returns what was missing."""
+    project's `database_id` when it is a uuid). Returns what was missing.
+
+    `database_id` may be any string in a wrangler project (placeholders such as
+    "local-db" are common with `wrangler dev`): a database is named by its namespace and
+    `database_name`, and an id that is no uuid is never sent (the platform gives the
+    database one), so it reaches neither the log nor a file name."""
     wanted = sorted({b["target"] for b in bindings if b["kind"] == "d1"})
     if not wanted:
         return []
     have = {row["name"] for row in client.get(f"/v1/namespaces/{namespace}/d1")}
-    ids = {e["database_name"]: e["database_id"] for e in _entries(project)}
+    ids = {e["database_name"]: e["database_id"]
+           for e in (_entries(project) if entries is None else entries)}
     missing = [{"kind": "d1", "name": name} for name in wanted if name not in have]
     if create:
         for item in missing:
+            given = ids.get(item["name"], "")
             result = client.post(f"/v1/namespaces/{namespace}/d1",
                                  {"name": item["name"],
-                                  "database_id": ids.get(item["name"], "")})
+                                  "database_id": given if UUID_RE.fullmatch(given) else ""})
             if not quiet:
                 err.print(f"[green]provisioned[/] D1 database {item['name']} "
                           f"({result.get('database_id')}) in {namespace}", highlight=False)

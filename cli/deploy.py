@@ -19,11 +19,12 @@ from cli.queues import set_consumers
 from cli.resources import provision
 from cli.wrangler import (
     BuiltModule,
+    Project,
     ProjectError,
     bundle,
-    read_config,
+    deploy_warnings,
+    read_d1_databases,
     read_project,
-    read_queue_consumers,
     split_vars,
 )
 from eventlog import validation as v
@@ -47,15 +48,14 @@ def ensure_namespace(client: ControlClient, namespace: str, *, quiet: bool) -> N
         err.print(f"[green]created[/] namespace {namespace}", highlight=False)
 
 
-def _request_body(project_dir: Path, no_bundle: bool) -> tuple[str, dict[str, Any], str]:
-    project = read_project(project_dir)
+def _request_body(project: Project, no_bundle: bool) -> tuple[str, dict[str, Any], str]:
     if no_bundle:
         project.no_bundle = True
     main, modules, how = bundle(project)
     plain_vars, bindings = split_vars(project.vars)
     precheck(project.compatibility_date, project.compatibility_flags, project.crons,
              bindings + project.bindings, plain_vars, modules)
-    body = {
+    body: dict[str, Any] = {
         "main_module": main,
         "modules": [{"name": m.name, "type": m.type,
                      "content_b64": base64.b64encode(m.content).decode("ascii")}
@@ -66,6 +66,11 @@ def _request_body(project_dir: Path, no_bundle: bool) -> tuple[str, dict[str, An
         "bindings": bindings + project.bindings,
         "cron_triggers": project.crons,
     }
+    # Sent only when set: a deploy without them is the request it always was.
+    if project.routes:
+        body["routes"] = project.routes
+    if not project.workers_dev:
+        body["workers_dev"] = False
     return project.name, body, how
 
 
@@ -106,6 +111,9 @@ def _chunks(raw: bytes, progress: Progress, task: Any) -> Iterator[bytes]:
 def deploy(
     directory: Annotated[Path, typer.Argument(help="project directory")] = Path("."),
     ns: NsOpt = None,
+    env_name: Annotated[str | None, typer.Option(
+        "--env", "-e", help="a wrangler environment ([env.NAME]): its keys over the top "
+        "level's, as wrangler does; the worker is `<name>-<env>` unless it sets `name`")] = None,
     name: Annotated[str | None, typer.Option("--name", help="worker name "
                                              "(default: `name` of the wrangler config)")] = None,
     no_promote: Annotated[bool, typer.Option("--no-promote", help="upload only (stage)")] = False,
@@ -123,11 +131,16 @@ def deploy(
 ) -> None:
     """Bundle (wrangler --dry-run) and upload a version; promote it unless --no-promote."""
     try:
-        project_name, body, how = _request_body(directory.resolve(), no_bundle)
-        consumers = read_queue_consumers(*read_config(directory.resolve()))
+        project = read_project(directory.resolve(), env_name)
+        project_name, body, how = _request_body(project, no_bundle)
+        consumers = project.queue_consumers
+        d1_entries = read_d1_databases(project.doc, "")
+        warnings = deploy_warnings(project, how)
     except ProjectError as exc:
         err.print(f"[red]error:[/] {exc}", highlight=False)
         raise typer.Exit(2) from None
+    for warning in warnings:
+        err.print(f"[yellow]warning:[/] {warning}", highlight=False)
     worker = name or project_name
     raw = json.dumps(body).encode("utf-8")
     with connect(url, token, profile, ns, need_namespace=True,
@@ -139,7 +152,7 @@ def deploy(
         missing += provision_queues(client, namespace, body["bindings"], consumers,
                                     create=not no_provision, quiet=as_json)
         missing += provision_d1(client, namespace, directory.resolve(), body["bindings"],
-                                create=not no_provision, quiet=as_json)
+                                create=not no_provision, quiet=as_json, entries=d1_entries)
         if no_provision and missing:
             names = ", ".join(f"{m['kind']} {m['name']}" for m in missing)
             err.print(f"[red]refused:[/] binding_target_missing: {names} "
@@ -167,6 +180,11 @@ def deploy(
     state = "promoted" if result.get("promote") else "uploaded (not promoted)"
     err.print(f"[green]ok[/] {namespace}/{worker} version {result['version_id']} {state}",
               highlight=False)
+    for route in result.get("routes") or ():
+        pending = "" if route.get("routes_now") else (
+            " - routes once the host is proven (`wdl hosts verify`)")
+        err.print(f"route {route['route']}: claimed {route['pattern']} ({route['match']})"
+                  f"{pending}", highlight=False)
     if result.get("pruned_version"):
         err.print(f"the worker keeps its newest versions: deleted the oldest, "
                   f"{result['pruned_version']}", highlight=False)

@@ -78,6 +78,10 @@ class WorkerVersionUploaded(_WorkerEvent, frozen=True, kw_only=True):
     vars: dict[str, str] = msgspec.field(default_factory=dict)
     bindings: tuple[Binding, ...] = ()
     cron_triggers: tuple[str, ...] = ()
+    workers_dev: bool = True
+    """wrangler's `workers_dev`: false takes the worker off the namespace URL while this
+    version serves (it is reached at its host claims only). Added with its default: older
+    events read as true, today's behaviour."""
 
     def validate(self) -> None:
         super().validate()

@@ -34,6 +34,7 @@ class VersionState:
     bindings: list[dict[str, Any]] | None = None  # checked when it is activated
     crons: list[str] | None = None  # rendered into `cron` while it serves
     deleted: bool = False
+    off_namespace_url: bool = False  # `workers_dev = false`: rendered on the worker record
 
     @property
     def meta(self) -> dict[str, Any]:
@@ -134,11 +135,13 @@ class WorkerRules(NamespaceRules):
             for optional in ("namespace", "entrypoint"):
                 if not b.get(optional):
                     b.pop(optional, None)
+        if meta.get("workers_dev", True):
+            meta.pop("workers_dev", None)  # rendered only when false: older versions as before
         meta["uploaded_at"] = env.occurred_at
         meta["uploaded_by"] = env.actor
         w.versions[e.version_id] = VersionState(
             dumps({**meta, "deleted": False}), meta.get("bindings") or None,
-            meta.get("cron_triggers") or None)
+            meta.get("cron_triggers") or None, off_namespace_url=not e.workers_dev)
         w.live += 1
         w.version += 1
         w.updated_at = env.occurred_at
@@ -257,6 +260,9 @@ class WorkerRules(NamespaceRules):
         }
         if w.quarantined:  # rendered only when set: older histories render as before
             record["quarantined"] = sorted(w.quarantined)
+        serving_version = w.versions.get(w.active) if w.active is not None else None
+        if serving_version is not None and serving_version.off_namespace_url:
+            record["workers_dev"] = False  # likewise: only when the serving version says so
         out.set(keys.workers(ns), name, dumps(record))
         serving = w.active if not w.deleted else None
         if serving is None:

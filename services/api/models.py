@@ -127,6 +127,12 @@ class DeployRequest(_Strict):
     vars: dict[str, str] = Field(default_factory=dict)
     bindings: list[BindingIn] = Field(default_factory=list, max_length=256)
     cron_triggers: list[str] = Field(default_factory=list, max_length=32)
+    routes: list[str | dict[str, str | bool]] = Field(
+        default_factory=list, max_length=100,
+        description="wrangler `routes`: host claims of the namespace for this worker, made "
+        "when the version is promoted (docs/hosts.md)")
+    workers_dev: bool = Field(True, description="false: the worker is served on its routes "
+                              "only, not on the namespace URL")
 
 
 class PromoteRequest(_Strict):

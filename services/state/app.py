@@ -34,7 +34,7 @@ from services.state.incidents import IncidentDesk, Target, parse_targets
 from services.state.instances import LoadRegistry
 from services.state.leases import GatewayLeases
 from services.state.quarantine import Striker
-from services.state.routing import NoTarget, resolve_target
+from services.state.routing import NoTarget, off_namespace_url, on_namespace_url, resolve_target
 from services.state.tails import TAIL_SUFFIX, TailedSet, parse_pairs
 from services.state.view import Missing, RouteView
 
@@ -192,6 +192,8 @@ def create_state_app(view: RouteView, bundles: BundleSource, loads: LoadRegistry
             route["id"] = found.loader_id + TAIL_SUFFIX
         if found.limits:
             route["limits"] = found.limits
+        if not found.workers_dev:
+            route["workers_dev"] = False
         if desk.on_probation(ns):
             route["probation"] = True
         return _json({"boot": view.boot, "epoch": epoch, "route": route})
@@ -212,6 +214,9 @@ def create_state_app(view: RouteView, bundles: BundleSource, loads: LoadRegistry
         found = await view.route(target.namespace, target.worker)
         if isinstance(found, Missing):
             return _json({"code": found.code, "message": found.message}, found.status)
+        if not found.workers_dev and on_namespace_url(_param(request, "host"), domain):
+            off = off_namespace_url(target.namespace, target.worker)
+            return _json({"code": off.code, "message": off.message}, 404)
         return _json({"namespace": found.namespace, "worker": found.worker,
                       "version": found.version, "loader_id": found.loader_id,
                       "path": target.path})

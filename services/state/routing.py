@@ -106,6 +106,19 @@ def _first_segment(path: str) -> tuple[str, str]:
     return worker, "/" + tail if slash else "/"
 
 
+def on_namespace_url(host: str, domain: str) -> bool:
+    """Whether `host` is a namespace host `<ns>.<domain>` (where `workers_dev = false`
+    takes a worker off)."""
+    return normalize_host(host).endswith("." + domain)
+
+
+def off_namespace_url(namespace: str, worker: str) -> NoTarget:
+    """A worker deployed with `workers_dev = false`, asked for at its namespace URL."""
+    return NoTarget("workers_dev_disabled",
+                    f"worker {worker!r} of namespace {namespace!r} is not served on the "
+                    "namespace URL (workers_dev = false): it is reached at its routes")
+
+
 def match_claim(entry: HostEntry, path: str) -> HostClaim | None:
     """The owner's most specific claim covering `path`."""
     exact = entry.exact.get(path)

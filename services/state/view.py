@@ -58,6 +58,7 @@ class Route:
     egress: dict[str, Any] | None = None  # the namespace's egress policy (None: public)
     grants: tuple[dict[str, str], ...] = ()  # namespaces allowed to call its workers
     limits: dict[str, int] | None = None  # per-request budgets (None: platform defaults)
+    workers_dev: bool = True  # False: not served on the namespace URL (only its host claims)
 
 
 @dataclass(frozen=True)
@@ -314,12 +315,15 @@ class RouteView:
                            "the data plane (a hang or a crash) too often; an operator can lift "
                            "it (wdl quarantine lift) or promote another version", 503)
         egress, grants, limits = view.policies()
+        # Rendered only when false (projections/fold/workers.py): skip decoding otherwise.
+        raw = view.workers.get(worker) or ""
+        on_url = '"workers_dev"' not in raw or _decode.decode(raw).get("workers_dev", True)
         cached = view.loader_ids.get(worker)
         if cached is not None and cached[0] == version:
-            return Route(ns, worker, version, cached[1], egress, grants, limits)
+            return Route(ns, worker, version, cached[1], egress, grants, limits, on_url)
         lid = loader_id(ns, worker, version, await self.secret_envelopes(ns, worker))
         view.loader_ids[worker] = (version, lid)
-        return Route(ns, worker, version, lid, egress, grants, limits)
+        return Route(ns, worker, version, lid, egress, grants, limits, on_url)
 
     async def secret_scopes(self, ns: str, worker: str) -> tuple[dict[str, str], dict[str, str]]:
         """Sealed envelopes by name: (namespace scope, worker scope)."""

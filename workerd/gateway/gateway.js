@@ -493,6 +493,13 @@ async function handle(request, env, ctx) {
     if (entry.missing) {
       return reply(entry.missing.status || 404, entry.missing.code, entry.missing.message);
     }
+    if (!entry.workersDev && normalizeHost(host).endsWith("." + domain)) {
+      // services/state/routing.py, off_namespace_url: the same answer as /resolve. On the
+      // normalized host: `ns.<domain>.` and `NS.<domain>:80` are the namespace URL too.
+      return reply(404, "workers_dev_disabled", `worker '${target.worker}' of namespace ` +
+        `'${target.namespace}' is not served on the namespace URL (workers_dev = false): ` +
+        "it is reached at its routes");
+    }
     nameVersion(target.namespace, target.worker, entry.version, entry.slot, gated);
     if (gated || entry.probation) {
       endProbation = await probationEnter(env, [target.namespace, target.worker,

@@ -25,6 +25,7 @@ from services.api.errors import ApiError
 from services.api.models import DeployRequest
 from services.api.routes.common import WRITE_ERRORS, Ctx, IdemKey, Namespace, WorkerName
 from services.api.routes.common import namespace_doc as _namespace_doc
+from services.api.routes.deploy_routes import claim_routes, plan_routes
 from services.api.versions import new_version_id
 from services.bundles import BundleError, BundleLimits, Module, build_bundle, guess_module_type
 from services.runtime_compat import CompatibilityError, check_compatibility
@@ -139,6 +140,7 @@ async def deploy(ns: Namespace, worker: WorkerName, body: DeployRequest, ctx: Ct
     """Upload a version. Returns its server-generated `version_id` and the verdicts."""
     await _namespace_doc(ctx, principal, ns, write=True)
     await _check_crons(ctx, ns, worker, body.cron_triggers)
+    routes = await plan_routes(ctx, ns, worker, body.routes)
     modules = [Module(m.name, m.type or guess_module_type(m.name), _decode(i, m.content_b64,
                                                                           ctx.limits))
                for i, m in enumerate(body.modules)]
@@ -152,7 +154,7 @@ async def deploy(ns: Namespace, worker: WorkerName, body: DeployRequest, ctx: Ct
                                namespace="" if b.namespace == ns else b.namespace,
                                entrypoint=b.entrypoint)
                        for b in body.bindings),
-        cron_triggers=tuple(body.cron_triggers),
+        cron_triggers=tuple(body.cron_triggers), workers_dev=body.workers_dev,
     )
     env = build(ctx, principal, payload, idempotency=idempotency_key(principal, idem))
     try:
@@ -187,4 +189,7 @@ async def deploy(ns: Namespace, worker: WorkerName, body: DeployRequest, ctx: Ct
         promoted = await submit(ctx, promote_env)
         promoted.require_accepted(version_id=uploaded.version_id, upload=outcome.as_dict())
         result["promote"] = promoted.as_dict()
+        # Routes follow the promoted version (an upload alone routes nothing, as
+        # `wrangler versions upload`).
+        result["routes"] = await claim_routes(ctx, principal, ns, worker, routes, idem)
     return result

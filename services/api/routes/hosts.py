@@ -63,7 +63,7 @@ def canonical(ctx: ApiContext, pattern: str) -> str:
     return pattern
 
 
-async def _owners(ctx: ApiContext, host: str) -> set[str]:
+async def owners(ctx: ApiContext, host: str) -> set[str]:
     """The namespaces holding `host` in the projection: its owner (a proof without a
     claim counts) and those of its patterns (a projection from before host owners)."""
     owner = await ctx.reader.host_owner(host)
@@ -93,7 +93,7 @@ async def claim_host(ns: Namespace, body: HostClaimRequest, ctx: Ctx, principal:
     await namespace_doc(ctx, principal, ns, write=True)
     pattern = canonical(ctx, body.pattern)
     host, _ = split_pattern(pattern)
-    if await _owners(ctx, host) - {ns}:
+    if await owners(ctx, host) - {ns}:
         raise ApiError(409, "host_claimed", f"{host} belongs to another namespace, with every "
                        "path under it")
     async with ctx.quota_locks.hold("hosts", ns):  # counted and written in turn
