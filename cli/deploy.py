@@ -66,6 +66,8 @@ def _request_body(project_dir: Path, no_bundle: bool) -> tuple[str, dict[str, An
         "bindings": bindings + project.bindings,
         "cron_triggers": project.crons,
     }
+    if project.tail_consumers:
+        body["tail_consumers"] = project.tail_consumers
     return project.name, body, how
 
 
@@ -164,6 +166,8 @@ def deploy(
     if as_json:
         print_json(result)
         return
+    for warning in result.get("warnings") or ():
+        err.print(f"[yellow]warning:[/] {warning}", highlight=False)
     state = "promoted" if result.get("promote") else "uploaded (not promoted)"
     err.print(f"[green]ok[/] {namespace}/{worker} version {result['version_id']} {state}",
               highlight=False)

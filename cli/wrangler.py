@@ -47,6 +47,8 @@ class Project:
     """Resource and service bindings, in the control API's shape (kv, r2, service)."""
     queue_consumers: list[dict[str, Any]] = field(default_factory=list)
     """`queues.consumers`: set for this worker after its upload (docs/queues.md)."""
+    tail_consumers: list[str] = field(default_factory=list)
+    """`tail_consumers`: Tail Workers of this namespace (docs/tail-workers.md)."""
 
 
 @dataclass
@@ -101,7 +103,8 @@ def strip_jsonc(text: str) -> str:
 # upload, naming the key, rather than deploying a worker whose env lacks them.
 UNSUPPORTED_KEYS = (
     "ai", "vectorize", "hyperdrive", "analytics_engine_datasets", "browser", "assets", "site",
-    "dispatch_namespaces", "mtls_certificates", "send_email", "tail_consumers", "images",
+    "dispatch_namespaces", "mtls_certificates", "send_email", "streaming_tail_consumers",
+    "images",
     "version_metadata", "pipelines", "secrets_store_secrets", "unsafe", "logfwdr",
     "wasm_modules", "text_blobs", "data_blobs", "containers", "vpc_services", "ratelimits",
 )
@@ -327,7 +330,30 @@ def read_project(root: Path) -> Project:
                    compatibility_flags=_strings(doc, "compatibility_flags", config),
                    vars=dict(vars_), crons=crons, no_bundle=no_bundle,
                    bindings=read_bindings(doc, config),
-                   queue_consumers=read_queue_consumers(doc, config))
+                   queue_consumers=read_queue_consumers(doc, config),
+                   tail_consumers=read_tail_consumers(doc, config))
+
+
+def read_tail_consumers(doc: dict[str, Any], config: str) -> list[str]:
+    """`tail_consumers = [{service = "my-tail"}]` as worker names of the namespace.
+
+    `environment` names a Cloudflare *service environment* (the legacy model where one
+    script has environments); WDL has none, so it is refused rather than ignored: name
+    the tail worker as it was deployed (`wdl deploy --env staging` names it
+    `<name>-staging`)."""
+    out: list[str] = []
+    for i, entry in enumerate(_table_list(doc, "tail_consumers", config)):
+        where = f"{config}: tail_consumers[{i}]"
+        unknown = sorted(set(entry) - {"service", "environment"})
+        if unknown:
+            raise ProjectError(f"{where}: unknown key(s) {', '.join(map(repr, unknown))} "
+                               "(a tail consumer is {service = \"worker-name\"})")
+        if entry.get("environment") is not None:
+            raise ProjectError(f"{where}: `environment` (a Cloudflare service environment) is "
+                               "not supported by WDL; name the tail worker by its deployed "
+                               "name instead, e.g. service = \"my-tail-staging\"")
+        out.append(_string(entry, "service", where))
+    return out
 
 
 def wrangler_command() -> list[str] | None:

@@ -133,6 +133,8 @@ class WorkerRules(NamespaceRules):
             for optional in ("namespace", "entrypoint"):
                 if not b.get(optional):
                     b.pop(optional, None)
+        if not meta.get("tail_consumers"):
+            meta.pop("tail_consumers", None)  # rendered only when set, as above
         meta["uploaded_at"] = env.occurred_at
         meta["uploaded_by"] = env.actor
         w.versions[e.version_id] = VersionState(

@@ -123,6 +123,10 @@ class DeployRequest(_Strict):
     vars: dict[str, str] = Field(default_factory=dict)
     bindings: list[BindingIn] = Field(default_factory=list, max_length=256)
     cron_triggers: list[str] = Field(default_factory=list, max_length=32)
+    tail_consumers: list[str] = Field(
+        default_factory=list, max_length=8,
+        description="Tail Workers: names of workers of this namespace whose tail() gets "
+        "each invocation of this version")
 
 
 class PromoteRequest(_Strict):

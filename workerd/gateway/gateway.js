@@ -23,6 +23,8 @@ import workflowsSource from "./tenant/workflows.js";
 import doSource from "./tenant/do.js";
 import valuesSource from "./tenant/values.js";
 import queuesSource from "./tenant/queues.js";
+import tailRunnerSource from "./tenant/tail.js";
+import { setTailInvoker } from "./tail.js";
 import { decodeMessages } from "./queues.js";
 import { count } from "./metrics.js";
 
@@ -52,6 +54,7 @@ export const TENANT_SHIM = {
   "__wdl/do.js": doSource,
   "__wdl/values.js": valuesSource,
   "__wdl/queues.js": queuesSource,
+  "__wdl/tail.js": tailRunnerSource,
 };
 // Binding kind -> the gateway entrypoint (ctx.exports) that serves it.
 const ENTRYPOINTS = { kv: "WdlKv", r2: "WdlR2", d1: "WdlD1", service: "WdlService",
@@ -59,6 +62,8 @@ const ENTRYPOINTS = { kv: "WdlKv", r2: "WdlR2", d1: "WdlD1", service: "WdlServic
                       durable_object: "WdlDo", queue: "WdlQueue" };
 // The platform's export that runs a workflow instance's step (tenant/workflows.js).
 const WORKFLOW_RUNNER = "__WdlWorkflows";
+// The platform's export that runs the tenant's tail() for Tail Workers (tenant/tail.js).
+const TAIL_RUNNER = "__WdlTail";
 
 // --- code ----------------------------------------------------------------------
 
@@ -115,7 +120,9 @@ function tenantModules(body) {
   // platform's fetch().
   modules["__wdl/main.js"] = `import "./shim.js";\nimport { wrapDefault } from "./requests.js";\n` +
     `export * from ${spec};\n` + (body.hasDefault === false ? "" :
-      `import tenantDefault from ${spec};\nexport default wrapDefault(tenantDefault);\n`) +
+      `import tenantDefault from ${spec};\nexport default wrapDefault(tenantDefault);\n` +
+      `import { tailRunner } from "./tail.js";\n` +
+      `export const ${TAIL_RUNNER} = tailRunner(tenantDefault);\n`) +
     // Versions with a workflow binding: the engine runs their classes through this export.
     ((body.bindings || []).some((b) => b.kind === "workflow")
       ? `import * as wdlTenant from ${spec};\nimport { workflowRunner } from "./workflows.js";\n` +
@@ -129,6 +136,7 @@ async function fetchCode(env, ctx, ns, worker, version, tail) {
     `&worker=${encodeURIComponent(worker)}&version=${encodeURIComponent(version)}` +
     `&instance=${encodeURIComponent(env.INSTANCE)}&tail=${tail ? 1 : 0}`);
   const { modules, mainModule } = tenantModules(body);
+  const consumers = Array.isArray(body.tailConsumers) ? body.tailConsumers : [];
   return {
     id: body.id,
     code: {
@@ -145,8 +153,11 @@ async function fetchCode(env, ctx, ns, worker, version, tail) {
       // bundle's id then says so): workerd's trace building costs a large share of
       // throughput (docs/dataplane.md). Operators may turn it off for good
       // (GatewayOptions.tails); request metrics do not depend on it (metrics.js).
-      tails: env.TAILS === "0" || body.tail !== true ? []
-        : [ctx.exports.WdlTail({ props: { namespace: ns, worker, version } })],
+      // Tail Workers: a version naming tail consumers is always loaded with WdlTail,
+      // which feeds their tail() (`live` says whether `wdl tail` wants the events too).
+      tails: env.TAILS === "0" || (body.tail !== true && consumers.length === 0) ? []
+        : [ctx.exports.WdlTail({ props: { namespace: ns, worker, version,
+                                          live: body.tail === true, consumers } })],
     },
   };
 }
@@ -287,6 +298,30 @@ async function queueBatch(request, env, ctx) {
     ended(token);
   }
 }
+
+// --- Tail Workers ----------------------------------------------------------------
+
+// A batch of TraceItems for `consumer`, a worker of the producer's own namespace `ns`
+// (the producer's accepted version names it; props only the platform sets): its active
+// version's tail() runs through the platform's export. "delivered", "no_consumer" (no
+// active version) or "no_handler" (no tail handler); throws when the call failed.
+setTailInvoker(async (env, ctx, ns, consumer, events) => {
+  await fresh(env, ctx);
+  const entry = await lookup(env, ns, consumer);
+  if (entry.missing) return "no_consumer";
+  const stub = await stubFor(env, ctx, ns, consumer, entry);
+  const release = admit(ns, consumer, entry.version);
+  const t0 = Date.now();
+  let outcome = "exception";
+  try {
+    const result = await stub.getEntrypoint(TAIL_RUNNER).deliver(events);
+    outcome = "ok";
+    return result && result.handled === false ? "no_handler" : "delivered";
+  } finally {
+    count(env, ctx, ns, consumer, null, outcome, Date.now() - t0);
+    release();
+  }
+});
 
 // --- workflows -----------------------------------------------------------------
 
