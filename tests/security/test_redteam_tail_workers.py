@@ -81,15 +81,15 @@ async def test_tail_events_never_cross_namespaces(walls: Walls) -> None:
         assert "tail_consumer_not_in_namespace" in text or "invalid_tail_consumer" in text, text
     # ... and through the API itself, without the CLI.
     async with httpx.AsyncClient(base_url=walls.api, timeout=30) as client:
-        r = await client.post(
+        api = await client.post(
             f"/v1/namespaces/{ATTACKER}/workers/spam/versions",
             headers={"authorization": f"Bearer {attacker.env['WDL_TOKEN']}"},
             json={"main_module": "index.js", "compatibility_date": "2025-11-17",
                   "modules": [{"name": "index.js", "type": "esm",
                                "content_b64": "ZXhwb3J0IGRlZmF1bHQge307"}],
                   "tail_consumers": [f"{VICTIM}/vtail"]})
-        assert r.status_code == 400 and r.json()["error"]["code"] == "tail_consumer_not_in_namespace", \
-            r.text
+        assert api.status_code == 400, api.text
+        assert api.json()["error"]["code"] == "tail_consumer_not_in_namespace", api.text
 
     # 2. The victim's tail worker's name in the attacker's namespace: resolves there (no
     # such worker: a warning), so the attacker's traffic never reaches the victim's KV.

@@ -48,7 +48,9 @@ def test_one_namespace_cannot_fill_the_gateway() -> None:
       const o = new TailOutbox({ queueBytes: 1000, namespaceBytes: 300, totalBytes: 500 });
       let flood = 0;
       // One namespace, many consumers: its share stops it, not the process total.
-      for (let c = 0; c < 10; c++) for (let i = 0; i < 10; i++) flood += o.offer("evil", "c" + c, {}, 50);
+      for (let c = 0; c < 10; c++) {
+        for (let i = 0; i < 10; i++) flood += o.offer("evil", "c" + c, {}, 50);
+      }
       const other = [o.offer("good", "tw", {}, 100), o.offer("good", "tw2", {}, 100)];
       const third = o.offer("third", "tw", {}, 100);  // 300 + 200 = the process total
       return [flood, other, third, o.bytes, o.report().dropped.overflow];
