@@ -71,6 +71,8 @@ def _request_body(project: Project, no_bundle: bool) -> tuple[str, dict[str, Any
         body["routes"] = project.routes
     if not project.workers_dev:
         body["workers_dev"] = False
+    if project.tail_consumers:
+        body["tail_consumers"] = project.tail_consumers
     return project.name, body, how
 
 
@@ -177,6 +179,8 @@ def deploy(
     if as_json:
         print_json(result)
         return
+    for warning in result.get("warnings") or ():
+        err.print(f"[yellow]warning:[/] {warning}", highlight=False)
     state = "promoted" if result.get("promote") else "uploaded (not promoted)"
     err.print(f"[green]ok[/] {namespace}/{worker} version {result['version_id']} {state}",
               highlight=False)

@@ -63,6 +63,8 @@ class Project:
     """Keys deployed without effect, and wrangler's environment warnings."""
     doc: dict[str, Any] = field(default_factory=dict)
     """The config as the environment sees it."""
+    tail_consumers: list[str] = field(default_factory=list)
+    """`tail_consumers`: Tail Workers of this namespace (docs/tail-workers.md)."""
 
 
 @dataclass
@@ -116,7 +118,7 @@ def strip_jsonc(text: str) -> str:
 # Wrangler keys WDL does not serve: deploy refuses them before any upload, naming the
 # key, rather than deploying a worker whose env lacks them (the table: cli/wrangler_keys.py).
 # NOT_YET_SERVED: served by other branches of issue 24; each removes its key when it lands.
-NOT_YET_SERVED = ("assets", "tail_consumers", "version_metadata", "ratelimits")
+NOT_YET_SERVED = ("assets", "version_metadata", "ratelimits")
 UNSUPPORTED_KEYS = keys_of("refused") + NOT_YET_SERVED
 
 
@@ -264,13 +266,43 @@ def read_project(root: Path, env: str | None = None) -> Project:
                    vars=dict(vars_), crons=crons, no_bundle=no_bundle,
                    bindings=read_bindings(doc, config),
                    queue_consumers=read_queue_consumers(doc, config), env=env,
-                   routes=routes, workers_dev=workers_dev, warnings=env_warnings, doc=doc)
+                   routes=routes, workers_dev=workers_dev, warnings=env_warnings, doc=doc,
+                   tail_consumers=read_tail_consumers(doc, config))
 
 
 def deploy_warnings(project: Project, how: str) -> list[str]:
     """Wrangler's environment warnings, then every key that deploys without effect."""
     config = find_config(project.root).name
     return [*project.warnings, *warnings_for(project.doc, config, bundled=how == "wrangler")]
+
+
+def read_tail_consumers(doc: dict[str, Any], config: str) -> list[str]:
+    """`tail_consumers = [{service = "my-tail"}]` as worker names of the namespace.
+
+    `environment` names a Cloudflare *service environment* (the legacy model where one
+    script has environments); WDL has none, so it is refused rather than ignored: name
+    the tail worker as it was deployed (`wdl deploy --env staging` names it
+    `<name>-staging`)."""
+    out: list[str] = []
+    try:
+        entries = table_list(doc, "tail_consumers", config)
+    except BindingConfigError as exc:
+        raise ProjectError(str(exc)) from None
+    for i, entry in enumerate(entries):
+        where = f"{config}: tail_consumers[{i}]"
+        unknown = sorted(set(entry) - {"service", "environment"})
+        if unknown:
+            raise ProjectError(f"{where}: unknown key(s) {', '.join(map(repr, unknown))} "
+                               "(a tail consumer is {service = \"worker-name\"})")
+        if entry.get("environment") is not None:
+            raise ProjectError(f"{where}: `environment` (a Cloudflare service environment) is "
+                               "not supported by WDL; name the tail worker by its deployed "
+                               "name instead, e.g. service = \"my-tail-staging\"")
+        service = entry.get("service")
+        if not isinstance(service, str) or not service:
+            raise ProjectError(f"{where}: `service` is required and must be a string")
+        out.append(service)
+    return out
 
 
 def wrangler_command() -> list[str] | None:

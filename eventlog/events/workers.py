@@ -22,6 +22,10 @@ from eventlog.precondition import Precondition
 
 ModuleType = Literal["esm", "commonjs", "text", "data", "wasm", "json", "python"]
 
+# Tail consumers one version may name (Cloudflare documents no limit; every one costs a
+# delivery per invocation).
+MAX_TAIL_CONSUMERS = 8
+
 _ENTRY_MODULE_TYPES = frozenset({"esm", "commonjs", "python"})
 
 
@@ -82,6 +86,10 @@ class WorkerVersionUploaded(_WorkerEvent, frozen=True, kw_only=True):
     """wrangler's `workers_dev`: false takes the worker off the namespace URL while this
     version serves (it is reached at its host claims only). Added with its default: older
     events read as true, today's behaviour."""
+    # Tail Workers (wrangler `tail_consumers`): workers of this same namespace whose
+    # tail() gets each invocation of this version (docs/tail-workers.md). Added
+    # 2026-12-07 with a default: older events decode as "none".
+    tail_consumers: tuple[str, ...] = ()
 
     def validate(self) -> None:
         super().validate()
@@ -121,6 +129,13 @@ class WorkerVersionUploaded(_WorkerEvent, frozen=True, kw_only=True):
         v.string_map("vars", self.vars, v.VAR_NAME_RE, max_value=MAX_VAR_BYTES)
         self._validate_bindings()
         v.crons("cron_triggers", self.cron_triggers)
+        if len(self.tail_consumers) > MAX_TAIL_CONSUMERS:
+            raise InvalidEvent("tail_consumers", f"more than {MAX_TAIL_CONSUMERS} tail consumers")
+        for i, consumer in enumerate(self.tail_consumers):
+            # A worker name, so always one of this namespace: no `ns/worker` form exists.
+            v.name(f"tail_consumers[{i}]", consumer)
+        if len(set(self.tail_consumers)) != len(self.tail_consumers):
+            raise InvalidEvent("tail_consumers", "a tail consumer is named twice")
 
     def _validate_bindings(self) -> None:
         if len(self.bindings) > MAX_BINDINGS:

@@ -137,6 +137,8 @@ class WorkerRules(NamespaceRules):
                     b.pop(optional, None)
         if meta.get("workers_dev", True):
             meta.pop("workers_dev", None)  # rendered only when false: older versions as before
+        if not meta.get("tail_consumers"):
+            meta.pop("tail_consumers", None)  # rendered only when set, as above
         meta["uploaded_at"] = env.occurred_at
         meta["uploaded_by"] = env.actor
         w.versions[e.version_id] = VersionState(

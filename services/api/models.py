@@ -133,6 +133,10 @@ class DeployRequest(_Strict):
         "when the version is promoted (docs/hosts.md)")
     workers_dev: bool = Field(True, description="false: the worker is served on its routes "
                               "only, not on the namespace URL")
+    tail_consumers: list[str] = Field(
+        default_factory=list, max_length=8,
+        description="Tail Workers: names of workers of this namespace whose tail() gets "
+        "each invocation of this version")
 
 
 class PromoteRequest(_Strict):

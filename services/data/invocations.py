@@ -9,7 +9,9 @@ cost no trace per request and do not depend on anyone tailing the worker.
 
 Body: `{"workers": [{"namespace", "worker", "requests": [[status_class,
 outcome, n], ...], "exceptions": n, "buckets": [n, ...], "sum": seconds}],
-"dropped": n}`; `buckets` has one count per DURATION_BUCKETS bound and +Inf.
+"dropped": n, "tail_consumers": {"delivered": n, "dropped": {reason: n}}}` (the last
+optional: Tail Workers' deliveries); `buckets` has one count per DURATION_BUCKETS bound
+and +Inf.
 """
 
 from __future__ import annotations
@@ -61,6 +63,21 @@ def _worker(doc: object) -> tuple[str, str, list[tuple[str, str, int]], int, lis
     return ns, worker, requests, exceptions, [n or 0 for n in buckets], float(seconds)
 
 
+def _tail_consumers(doc: object) -> tuple[int, dict[str, int]] | None:
+    """`{"delivered": n, "dropped": {reason: n}}`: Tail Workers' deliveries (tail.js);
+    malformed parts are left out (metrics only, never a reason to refuse the batch)."""
+    if not isinstance(doc, dict):
+        return None
+    delivered = _count(doc.get("delivered", 0)) or 0
+    raw = doc.get("dropped")
+    dropped: dict[str, int] = {}
+    for reason, value in (raw.items() if isinstance(raw, dict) else ()):
+        n = _count(value)
+        if isinstance(reason, str) and n:
+            dropped[reason] = n
+    return delivered, dropped
+
+
 def invocation_routes(metrics: DataMetrics) -> list[BaseRoute]:
     async def ingest(request: Request) -> Response:
         try:
@@ -89,6 +106,9 @@ def invocation_routes(metrics: DataMetrics) -> list[BaseRoute]:
         dropped = _count(body.get("dropped", 0))
         if dropped:
             metrics.invocations_dropped.inc(dropped)
+        tails = _tail_consumers(body.get("tail_consumers"))
+        if tails is not None:
+            metrics.tail_consumers(*tails)
         return Response(status_code=204)
 
     return [Route("/invocations", ingest, methods=["POST"])]

@@ -22,6 +22,7 @@ DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0
                     10.0, 30.0)
 _CODE = re.compile(r"[A-Za-z0-9_]{1,48}")
 KINDS = frozenset({"kv", "r2"})
+TAIL_DROP_REASONS = frozenset({"overflow", "no_consumer", "no_handler", "failed", "invalid"})
 
 
 def error_code(code: object) -> str:
@@ -69,6 +70,16 @@ class DataMetrics:
         self.tail_events = Counter(
             "wdl_tail_events", "Trace events received from gateways (only workers someone "
             "tails have tail consumers)", registry=r)
+        # Tail Workers (workerd/gateway/tail.js), as gateways report them with their
+        # invocation counts (services/data/invocations.py).
+        self.tail_consumer_delivered = Counter(
+            "wdl_tail_consumer_events_delivered",
+            "Trace events handed to a Tail Worker's tail()", registry=r)
+        self.tail_consumer_dropped = Counter(
+            "wdl_tail_consumer_events_dropped",
+            "Trace events a Tail Worker did not get: overflow (a bound of the gateway's "
+            "outbox), no_consumer (no active version), no_handler (no tail handler), failed "
+            "(tail() threw or timed out), invalid", ["reason"], registry=r)
         self.tail_subscribers = Gauge("wdl_tail_subscribers", "Open live tail streams",
                                       registry=r)
 
@@ -104,6 +115,13 @@ class DataMetrics:
                 if n:
                     child._buckets[i].inc(n)
             child._sum.inc(seconds)
+
+    def tail_consumers(self, delivered: int, dropped: dict[str, int]) -> None:
+        if delivered:
+            self.tail_consumer_delivered.inc(delivered)
+        for reason, n in dropped.items():
+            self.tail_consumer_dropped.labels(
+                reason if reason in TAIL_DROP_REASONS else "other").inc(n)
 
     def received(self, count: int) -> None:
         self.tail_events.inc(count)

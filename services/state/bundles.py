@@ -65,6 +65,8 @@ class BundleSource:
             "modules": modules,
             "env": env,
             "bindings": bindings,
+            # Tail Workers of this version (workerd/gateway/tail.js delivers to them).
+            "tailConsumers": list(meta.get("tail_consumers") or ()),
         }
 
     def _open(self, ns: str, worker: str | None, name: str, raw: str) -> str:

@@ -101,7 +101,9 @@ def test_the_python_check_finds_namings() -> None:
 
 
 _KIND_ALT = "|".join(sorted(PLATFORM))
-_JS_COMPARE = re.compile(rf"""kind\s*[!=]==?\s*["'`]({_KIND_ALT})["'`]""")
+# A binding's kind (`kind`, `b.kind`, `binding.kind`), not other things' (a trace event's).
+_JS_COMPARE = re.compile(
+    rf"""(?:(?<![.\w])|\b(?:b|binding|known)\.)kind\s*[!=]==?\s*["'`]({_KIND_ALT})["'`]""")
 _JS_KEY = re.compile(rf"""(?:^|[{{,\s])["']?({_KIND_ALT})["']?\s*:""")
 
 
@@ -128,6 +130,7 @@ def test_the_javascript_check_finds_namings() -> None:
     assert _js_namings('if (b.kind === "workflow") x();')
     assert _js_namings('const E = { kv: "WdlKv", r2: "WdlR2" };')
     assert not _js_namings('if (kind === "json") x(); const o = { kv: 1 };')
+    assert not _js_namings('if (event.kind === "queue") x();')
 
 
 @pytest.mark.parametrize("kind", sorted(PLATFORM))

@@ -14,6 +14,7 @@ import { BUNDLE_TIMEOUT_MS, NO_CLAIMS, PlatformError, claims, dropRoute, fresh, 
 import { internalHeaders, internalRefusal } from "./internal.js";
 import TENANT_SHIM from "./shim_sources.js";
 import { ENTRYPOINTS, INFO, MAIN_EXPORTS } from "./binding_kinds.js";
+import { setTailInvoker } from "./tail.js";
 import { decodeMessages } from "./queues.js";
 import { count } from "./metrics.js";
 
@@ -31,6 +32,8 @@ import { childCount } from "./loader.js";
 // The platform's export that runs a workflow instance's step (tenant/workflows.js
 // mainExport; the registry's main_export of the workflow kind).
 const WORKFLOW_RUNNER = "__WdlWorkflows";
+// The platform's export that runs the tenant's tail() for Tail Workers (tenant/tail.js).
+const TAIL_RUNNER = "__WdlTail";
 
 // --- code ----------------------------------------------------------------------
 
@@ -100,7 +103,9 @@ function tenantModules(body) {
   // platform's fetch().
   modules["__wdl/main.js"] = `import "./shim.js";\nimport { wrapDefault } from "./requests.js";\n` +
     `export * from ${spec};\n` + (body.hasDefault === false ? "" :
-      `import tenantDefault from ${spec};\nexport default wrapDefault(tenantDefault);\n`) +
+      `import tenantDefault from ${spec};\nexport default wrapDefault(tenantDefault);\n` +
+      `import { tailRunner } from "./tail.js";\n` +
+      `export const ${TAIL_RUNNER} = tailRunner(tenantDefault);\n`) +
     mainExports(body.bindings, spec);
   return { modules, mainModule: "__wdl/main.js" };
 }
@@ -111,6 +116,7 @@ async function fetchCode(env, ctx, ns, worker, version, tail) {
     `&worker=${encodeURIComponent(worker)}&version=${encodeURIComponent(version)}` +
     `&instance=${encodeURIComponent(env.INSTANCE)}&tail=${tail ? 1 : 0}`);
   const { modules, mainModule } = tenantModules(body);
+  const consumers = Array.isArray(body.tailConsumers) ? body.tailConsumers : [];
   return {
     id: body.id,
     code: {
@@ -127,8 +133,11 @@ async function fetchCode(env, ctx, ns, worker, version, tail) {
       // bundle's id then says so): workerd's trace building costs a large share of
       // throughput (docs/dataplane.md). Operators may turn it off for good
       // (GatewayOptions.tails); request metrics do not depend on it (metrics.js).
-      tails: env.TAILS === "0" || body.tail !== true ? []
-        : [ctx.exports.WdlTail({ props: { namespace: ns, worker, version } })],
+      // Tail Workers: a version naming tail consumers is always loaded with WdlTail,
+      // which feeds their tail() (`live` says whether `wdl tail` wants the events too).
+      tails: env.TAILS === "0" || (body.tail !== true && consumers.length === 0) ? []
+        : [ctx.exports.WdlTail({ props: { namespace: ns, worker, version,
+                                          live: body.tail === true, consumers } })],
     },
   };
 }
@@ -269,6 +278,30 @@ async function queueBatch(request, env, ctx) {
     ended(token);
   }
 }
+
+// --- Tail Workers ----------------------------------------------------------------
+
+// A batch of TraceItems for `consumer`, a worker of the producer's own namespace `ns`
+// (the producer's accepted version names it; props only the platform sets): its active
+// version's tail() runs through the platform's export. "delivered", "no_consumer" (no
+// active version) or "no_handler" (no tail handler); throws when the call failed.
+setTailInvoker(async (env, ctx, ns, consumer, events) => {
+  await fresh(env, ctx);
+  const entry = await lookup(env, ns, consumer);
+  if (entry.missing) return "no_consumer";
+  const stub = await stubFor(env, ctx, ns, consumer, entry);
+  const release = admit(ns, consumer, entry.version);
+  const t0 = Date.now();
+  let outcome = "exception";
+  try {
+    const result = await stub.getEntrypoint(TAIL_RUNNER).deliver(events);
+    outcome = "ok";
+    return result && result.handled === false ? "no_handler" : "delivered";
+  } finally {
+    count(env, ctx, ns, consumer, null, outcome, Date.now() - t0);
+    release();
+  }
+});
 
 // --- workflows -----------------------------------------------------------------
 

@@ -22,6 +22,8 @@ let agg = new Map();       // "ns\0worker" -> {namespace, worker, requests: Map,
 let dropped = 0;           // invocations counted but not delivered, not yet reported
 let flushing = null;       // {at}: the flush loop running and when it last moved, or null
 let lastFlush = 0;
+// Tail Workers' deliveries (tail.js) since the last flush: {delivered, dropped: {reason: n}}.
+let tails = { delivered: 0, dropped: {}, any: false };
 
 // Rows of an aggregate: status class (1xx..5xx, then "none") x outcome, counted
 // in a fixed array so that a request allocates nothing here.
@@ -54,12 +56,26 @@ export function count(env, ctx, namespace, worker, status, outcome, ms,
   while (i < BOUNDS_MS.length && ms > BOUNDS_MS[i]) i++;
   w.buckets[i] += 1;
   w.sum += ms / 1000;
+  kick(env, ctx);
+}
+
+function kick(env, ctx) {
   // A loop that stopped moving (its request's context was cancelled) no longer counts.
   if (flushing === null || Date.now() - flushing.at > FLUSH_EVERY_MS + POST_TIMEOUT_MS + 1000) {
     const mine = { at: Date.now() };
     flushing = mine;
     ctx.waitUntil(flushLoop(env, mine));
   }
+}
+
+// Tail Workers' outcomes (tail.js: TailOutbox.report()), sent with the next flush.
+export function countTailConsumers(env, ctx, report) {
+  const dropped = Object.entries(report.dropped || {});
+  if (!report.delivered && dropped.length === 0) return;
+  tails.delivered += report.delivered || 0;
+  for (const [reason, n] of dropped) tails.dropped[reason] = (tails.dropped[reason] || 0) + n;
+  tails.any = true;
+  kick(env, ctx);
 }
 
 function take() {
@@ -83,7 +99,7 @@ function take() {
 async function flushLoop(env, mine) {
   try {
     // Lost counts alone do not keep it going: they go out with the next counts.
-    while (flushing === mine && agg.size > 0) {
+    while (flushing === mine && (agg.size > 0 || tails.any)) {
       const wait = lastFlush + FLUSH_EVERY_MS - Date.now();
       if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
       if (flushing !== mine) return;
@@ -91,12 +107,17 @@ async function flushLoop(env, mine) {
       const { workers, n } = take();
       const lost = dropped;
       dropped = 0;
+      const tailCounts = tails;
+      tails = { delivered: 0, dropped: {}, any: false };
       try {
         const response = await env.DATA.fetch("http://data/invocations", {
           method: "POST",
           headers: { "x-wdl-internal-token": env.INTERNAL_TOKEN,
                      "content-type": "application/json" },
-          body: JSON.stringify({ workers, dropped: lost }),
+          body: JSON.stringify({ workers, dropped: lost,
+                                 ...(tailCounts.any ? { tail_consumers: {
+                                   delivered: tailCounts.delivered,
+                                   dropped: tailCounts.dropped } } : {}) }),
           signal: AbortSignal.timeout(POST_TIMEOUT_MS),
         });
         if (response.body) await response.body.cancel();

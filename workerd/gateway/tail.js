@@ -12,7 +12,16 @@
 // service sees a few posts per round trip, not one per request. Best effort: a
 // full buffer or a failed post drops events and the count travels with the
 // next batch (wdl_tail_events_dropped_total{stage="gateway"}).
+//
+// Tail Workers (wrangler `tail_consumers`, docs/tail-workers.md): a version naming
+// tail consumers is loaded with this consumer too (props.consumers, from the accepted
+// version), and each invocation becomes a Cloudflare TraceItem (tailbatch.js) queued
+// per consumer in a bounded outbox and handed to the consumer's tail() in batches,
+// one call in flight per consumer. Never a tail worker's own events, and never the
+// events of a tail() delivery (entrypoint TAIL_RUNNER): no loops.
 import { WorkerEntrypoint } from "cloudflare:workers";
+import { TailOutbox, traceItem } from "./tailbatch.js";
+import { countTailConsumers } from "./metrics.js";
 
 const EVENT_BUDGET = 16 * 1024;  // characters of console text and exceptions per event
 const ENTRY_COST = 16;           // per log line / part, so many tiny lines also run out
@@ -20,6 +29,15 @@ const MAX_URL = 2048;
 const MAX_BUFFER = 2000;         // events waiting for the data service
 const MAX_BATCH = 500;
 const POST_TIMEOUT_MS = 3000;
+const DELIVER_TIMEOUT_MS = 30000;  // one tail(events) call of a tail worker
+const TAIL_RUNNER = "__WdlTail";   // gateway.js: the platform's export running tail()
+
+const outbox = new TailOutbox();
+let invoker = null;  // (env, ctx, ns, consumer, events) => outcome; set by gateway.js
+
+export function setTailInvoker(fn) {
+  invoker = fn;
+}
 
 const buf = {
   queue: [],       // normalized events not yet posted
@@ -71,7 +89,7 @@ function kindOf(event) {
 
 export function normalize(item, props, now) {
   const ev = item.event || null;
-  const kind = kindOf(ev);
+  const kind = item.entrypoint === TAIL_RUNNER ? "tail" : kindOf(ev);
   let room = EVENT_BUDGET;
   let truncated = Boolean(item.truncated);
   // Exceptions first: when the budget runs out, they matter more than logs.
@@ -168,25 +186,85 @@ async function drain(env, upTo) {
   }
 }
 
+async function deliver(env, ctx, q, events) {
+  let outcome;
+  try {
+    if (invoker === null) throw new Error("no tail invoker");
+    let timer;
+    const late = new Promise((_, reject) => {
+      timer = setTimeout(() => reject(new Error("tail() timed out")), DELIVER_TIMEOUT_MS);
+    });
+    try {
+      outcome = await Promise.race([invoker(env, ctx, q.namespace, q.consumer, events), late]);
+    } finally {
+      clearTimeout(timer);
+    }
+  } catch {
+    outcome = "failed";  // the tail handler threw, or could not be called in time
+  }
+  if (outcome === "delivered") outbox.delivered += events.length;
+  else outbox.drop(outcome, events.length);
+}
+
+// Like drain(): returns once every event queued for this consumer up to now went out
+// in a call that settled; at most one call per consumer is in flight.
+async function feed(env, ctx, namespace, consumer) {
+  const q = outbox.queue(namespace, consumer);
+  if (q === null) return;
+  const upTo = q.queued;
+  while (q.taken < upTo) {
+    const f = q.inflight;
+    if (f !== null && Date.now() - f.startedAt <= DELIVER_TIMEOUT_MS + 500) {
+      await f.promise;
+      continue;
+    }
+    const events = outbox.take(q);
+    if (events.length === 0) break;
+    const mine = { startedAt: Date.now(), promise: null };
+    mine.promise = deliver(env, ctx, q, events).finally(() => {
+      if (q.inflight === mine) q.inflight = null;
+    });
+    q.inflight = mine;
+    await mine.promise;
+  }
+  outbox.release(q);
+}
+
 export class WdlTail extends WorkerEntrypoint {
   async tail(items) {
     const props = this.ctx.props;
     const now = Date.now();
+    // Props of versions loaded before Tail Workers have no `live`: live tail only.
+    const live = props.live !== false;
+    const consumers = Array.isArray(props.consumers)
+      ? props.consumers.filter((c) => typeof c === "string" && c !== props.worker) : [];
     for (const item of items || []) {
-      if (buf.queue.length >= MAX_BUFFER) {
-        buf.dropped += 1;
-        continue;
-      }
+      const full = live && buf.queue.length >= MAX_BUFFER;
+      if (full) buf.dropped += 1;
+      // A tail() delivery's own trace never feeds a tail worker (no loops).
+      const feeds = consumers.length > 0 && item && item.entrypoint !== TAIL_RUNNER;
+      if (full && !feeds) continue;
       let event;
       try {
         event = normalize(item, props, now);
       } catch {
-        buf.dropped += 1;
+        if (live && !full) buf.dropped += 1;
+        if (feeds) outbox.drop("invalid", consumers.length);
         continue;
       }
-      buf.queue.push(event);
-      buf.queued += 1;
+      if (live && !full) {
+        buf.queue.push(event);
+        buf.queued += 1;
+      }
+      if (feeds) {
+        const trace = traceItem(item, event);
+        const bytes = JSON.stringify(trace).length;
+        for (const consumer of consumers) outbox.offer(props.namespace, consumer, trace, bytes);
+      }
     }
-    await drain(this.env, buf.queued);
+    const work = consumers.map((c) => feed(this.env, this.ctx, props.namespace, c));
+    if (live) work.push(drain(this.env, buf.queued));
+    await Promise.all(work);
+    if (consumers.length > 0) countTailConsumers(this.env, this.ctx, outbox.report());
   }
 }

@@ -26,6 +26,8 @@ from services.api.models import DeployRequest
 from services.api.routes.common import WRITE_ERRORS, Ctx, IdemKey, Namespace, WorkerName
 from services.api.routes.common import namespace_doc as _namespace_doc
 from services.api.routes.deploy_routes import claim_routes, plan_routes
+from services.api.tail_consumers import check_names as _tail_consumers
+from services.api.tail_consumers import warnings as _tail_warnings
 from services.api.versions import new_version_id
 from services.bundles import BundleError, BundleLimits, Module, build_bundle, guess_module_type
 from services.runtime_compat import CompatibilityError, check_compatibility
@@ -141,6 +143,7 @@ async def deploy(ns: Namespace, worker: WorkerName, body: DeployRequest, ctx: Ct
     await _namespace_doc(ctx, principal, ns, write=True)
     await _check_crons(ctx, ns, worker, body.cron_triggers)
     routes = await plan_routes(ctx, ns, worker, body.routes)
+    tail_consumers = _tail_consumers(ns, body.tail_consumers)
     modules = [Module(m.name, m.type or guess_module_type(m.name), _decode(i, m.content_b64,
                                                                           ctx.limits))
                for i, m in enumerate(body.modules)]
@@ -155,6 +158,7 @@ async def deploy(ns: Namespace, worker: WorkerName, body: DeployRequest, ctx: Ct
                                entrypoint=b.entrypoint)
                        for b in body.bindings),
         cron_triggers=tuple(body.cron_triggers), workers_dev=body.workers_dev,
+        tail_consumers=tail_consumers,
     )
     env = build(ctx, principal, payload, idempotency=idempotency_key(principal, idem))
     try:
@@ -179,7 +183,8 @@ async def deploy(ns: Namespace, worker: WorkerName, body: DeployRequest, ctx: Ct
     result: dict[str, Any] = {**outcome.as_dict(), "version_id": uploaded.version_id,
                               "bundle_sha256": uploaded.bundle_sha256,
                               "bundle_size": uploaded.bundle_size, "promote": None,
-                              "pruned_version": pruned}
+                              "pruned_version": pruned,
+                              "warnings": await _tail_warnings(ctx, ns, worker, tail_consumers)}
     if promote:
         promote_env = build(
             ctx, principal, VersionPromoted(namespace=ns, worker=worker,
