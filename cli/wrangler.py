@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from cli.durable_objects import DurableObjectConfigError, read_durable_objects
+from cli.version_bindings import VersionBindingConfigError, read_ratelimits, read_version_metadata
 from services.bundles import guess_module_type
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -102,8 +103,8 @@ def strip_jsonc(text: str) -> str:
 UNSUPPORTED_KEYS = (
     "ai", "vectorize", "hyperdrive", "analytics_engine_datasets", "browser", "assets", "site",
     "dispatch_namespaces", "mtls_certificates", "send_email", "tail_consumers", "images",
-    "version_metadata", "pipelines", "secrets_store_secrets", "unsafe", "logfwdr",
-    "wasm_modules", "text_blobs", "data_blobs", "containers", "vpc_services", "ratelimits",
+    "pipelines", "secrets_store_secrets", "unsafe", "logfwdr",
+    "wasm_modules", "text_blobs", "data_blobs", "containers", "vpc_services",
 )
 
 
@@ -156,7 +157,9 @@ def read_bindings(doc: dict[str, Any], config: str) -> list[dict[str, str]]:
     out.extend(read_queue_producers(doc, config))
     try:
         out.extend(read_durable_objects(doc, config))
-    except DurableObjectConfigError as exc:
+        out.extend(read_version_metadata(doc, config))
+        out.extend(read_ratelimits(doc, config))
+    except (DurableObjectConfigError, VersionBindingConfigError) as exc:
         raise ProjectError(str(exc)) from None
     for i, loader in enumerate(_table_list(doc, "worker_loaders", config)):
         # The Dynamic Worker Loader API (docs/loaders.md): just a name.

@@ -20,11 +20,13 @@ from eventlog.events.base import (
 )
 from eventlog.events.d1 import d1_name
 from eventlog.events.queues import MAX_DELAY_S, queue_name
+from eventlog.events.version_meta import MESSAGE_MAX, TAG_MAX, check_binding, printable
 from eventlog.precondition import Precondition
 
 ModuleType = Literal["esm", "commonjs", "text", "data", "wasm", "json", "python"]
 BindingKind = Literal["service", "json", "text", "secret", "kv", "r2", "d1", "queue",
-                      "workflow", "worker_loader", "durable_object"]
+                      "workflow", "worker_loader", "durable_object", "version_metadata",
+                      "ratelimit"]
 RESOURCE_BINDING_KINDS = frozenset({"kv", "r2", "d1", "queue"})
 
 _ENTRY_MODULE_TYPES = frozenset({"esm", "commonjs", "python"})
@@ -55,6 +57,9 @@ class Binding(msgspec.Struct, frozen=True, kw_only=True):
     `durable_object`: `target` is a Durable Object class, `value` the worker of this
     namespace that exports it ("" for this worker; docs/durable-objects.md).
     `secret`: `target` is a secret name, resolved at load time.
+    `version_metadata`: the version's {id, tag, timestamp} (no target or value).
+    `ratelimit`: `target` is the namespace_id, `value` "<limit>/<period>"
+    (eventlog/events/version_meta.py).
     `json`: `value` is JSON text. `text`: `value` is the string itself.
     """
 
@@ -97,10 +102,15 @@ class WorkerVersionUploaded(_WorkerEvent, frozen=True, kw_only=True):
     vars: dict[str, str] = msgspec.field(default_factory=dict)
     bindings: tuple[Binding, ...] = ()
     cron_triggers: tuple[str, ...] = ()
+    # `wdl deploy --tag/--message` (wrangler versions upload's); "" when not given.
+    tag: str = ""
+    message: str = ""
 
     def validate(self) -> None:
         super().validate()
         v.identifier("version_id", self.version_id)
+        printable("tag", self.tag, TAG_MAX)
+        printable("message", self.message, MESSAGE_MAX)
         v.sha256_hex("bundle_sha256", self.bundle_sha256)
         v.positive("bundle_size", self.bundle_size)
         if not self.modules:
@@ -186,6 +196,8 @@ class WorkerVersionUploaded(_WorkerEvent, frozen=True, kw_only=True):
                 v.entrypoint(f"{field}.target", binding.target)
                 if binding.value:
                     v.name(f"{field}.value", binding.value)
+            elif binding.kind in ("version_metadata", "ratelimit"):
+                check_binding(field, binding.kind, binding)
             elif binding.kind == "secret":
                 v.secret_name(f"{field}.target", binding.target)
             elif binding.kind == "json":

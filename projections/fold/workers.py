@@ -133,6 +133,10 @@ class WorkerRules(NamespaceRules):
             for optional in ("namespace", "entrypoint"):
                 if not b.get(optional):
                     b.pop(optional, None)
+        for optional in ("tag", "message"):
+            # Rendered only when set, as the bindings' optional fields.
+            if not meta.get(optional):
+                meta.pop(optional, None)
         meta["uploaded_at"] = env.occurred_at
         meta["uploaded_by"] = env.actor
         w.versions[e.version_id] = VersionState(

@@ -67,12 +67,13 @@ class ModuleUpload(_Strict):
 class BindingIn(_Strict):
     name: str = Field(pattern=SECRET_NAME_PATTERN)
     kind: Literal["service", "json", "text", "secret", "kv", "r2", "workflow", "d1", "queue",
-                  "worker_loader", "durable_object"]
+                  "worker_loader", "durable_object", "version_metadata", "ratelimit"]
     target: str = Field("", max_length=128, description="kv: the KV namespace; r2: the "
                         "bucket; d1: the D1 database; service: the worker; secret: the secret "
                         "name; workflow: "
-                        "the workflow's name")
-    value: str = Field("", max_length=5 * 1024)
+                        "the workflow's name; ratelimit: the namespace_id")
+    value: str = Field("", max_length=5 * 1024, description="ratelimit: "
+                       "\"<limit>/<period>\" (period 10 or 60)")
     namespace: str = Field("", max_length=64, description="service: the target's namespace "
                            "when it is another one (it must have granted this namespace)")
     entrypoint: str = Field("", max_length=128, description="service: a named "
@@ -123,6 +124,10 @@ class DeployRequest(_Strict):
     vars: dict[str, str] = Field(default_factory=dict)
     bindings: list[BindingIn] = Field(default_factory=list, max_length=256)
     cron_triggers: list[str] = Field(default_factory=list, max_length=32)
+    tag: str = Field("", max_length=25, description="a tag for the version (wrangler "
+                     "versions upload --tag); the version_metadata binding's `tag`")
+    message: str = Field("", max_length=100, description="a message for the version "
+                         "(wrangler versions upload --message)")
 
 
 class PromoteRequest(_Strict):

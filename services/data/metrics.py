@@ -21,7 +21,7 @@ OUTCOMES = frozenset({"ok", "exception", "exceededCpu", "exceededMemory", "cance
 DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
                     10.0, 30.0)
 _CODE = re.compile(r"[A-Za-z0-9_]{1,48}")
-KINDS = frozenset({"kv", "r2"})
+KINDS = frozenset({"kv", "r2", "ratelimit"})
 
 
 def error_code(code: object) -> str:
@@ -43,7 +43,8 @@ class DataMetrics:
             "wdl_egress_refusals", "Tenant fetches refused by the namespace egress policy",
             ["namespace"], registry=r)
         self.binding_operations = Counter(
-            "wdl_binding_operations", "KV and R2 binding calls served by the data service",
+            "wdl_binding_operations", "KV, R2 and rate limit binding calls served by the "
+            "data service",
             ["namespace", "kind", "op"], registry=r)
         self.binding_errors = Counter(
             "wdl_binding_errors", "KV and R2 binding calls answered with an error",

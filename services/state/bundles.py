@@ -19,6 +19,7 @@ from eventlog.events import SealedSecret
 from projections.reader import ProjectionReader
 from services.blobstore import BlobStore
 from services.crypto import Keyring, SecretContext, SecretCryptoError
+from services.state.version_bindings import version_binding
 from services.state.view import RouteView, loader_id
 
 # workerLoader module shapes, by the module type recorded at upload.
@@ -119,6 +120,8 @@ def _env(ns: str, worker: str, version: str, meta: dict[str, Any],
             platform.append({"name": name, "kind": kind, "props": {
                 "namespace": ns, "worker": worker, "script": binding.get("value") or worker,
                 "class_name": binding["target"]}})
+        elif kind in ("version_metadata", "ratelimit"):
+            version_binding(env, platform, ns, worker, version, meta, binding)
         elif kind == "service":
             platform.append({"name": name, "kind": kind, "props": {
                 "namespace": ns, "target_namespace": binding.get("namespace") or ns,

@@ -23,6 +23,7 @@ import workflowsSource from "./tenant/workflows.js";
 import doSource from "./tenant/do.js";
 import valuesSource from "./tenant/values.js";
 import queuesSource from "./tenant/queues.js";
+import ratelimitSource from "./tenant/ratelimit.js";
 import { decodeMessages } from "./queues.js";
 import { count } from "./metrics.js";
 
@@ -35,6 +36,7 @@ import { childCount } from "./loader.js";
 export { WdlWorkflow } from "./workflows.js";
 export { WdlDo } from "./do.js";
 export { WdlQueue } from "./queues.js";
+export { WdlRatelimit } from "./ratelimit.js";
 
 // Platform modules added to every ES-module tenant bundle under `__wdl/`
 // (tenant module names may not start with it). `__wdl/main.js` becomes the
@@ -52,11 +54,12 @@ export const TENANT_SHIM = {
   "__wdl/do.js": doSource,
   "__wdl/values.js": valuesSource,
   "__wdl/queues.js": queuesSource,
+  "__wdl/ratelimit.js": ratelimitSource,
 };
 // Binding kind -> the gateway entrypoint (ctx.exports) that serves it.
 const ENTRYPOINTS = { kv: "WdlKv", r2: "WdlR2", d1: "WdlD1", service: "WdlService",
                       worker_loader: "WdlLoader", workflow: "WdlWorkflow",
-                      durable_object: "WdlDo", queue: "WdlQueue" };
+                      durable_object: "WdlDo", queue: "WdlQueue", ratelimit: "WdlRatelimit" };
 // The platform's export that runs a workflow instance's step (tenant/workflows.js).
 const WORKFLOW_RUNNER = "__WdlWorkflows";
 

@@ -12,9 +12,10 @@ import { remember, wrapLoader } from "./loader.js";
 import { wrapWorkflow } from "./workflows.js";
 import { wrapDo } from "./do.js";
 import { wrapQueue } from "./queues.js";
+import { wrapRatelimit } from "./ratelimit.js";
 
 const WRAPPERS = { kv: wrapKv, r2: wrapR2, d1: wrapD1, service: wrapService, workflow: wrapWorkflow,
-                   queue: wrapQueue,
+                   queue: wrapQueue, ratelimit: wrapRatelimit,
                    worker_loader: wrapLoader,
                    // The scope (namespace/script/class) its ids are made for (tenant/do.js).
                    durable_object: (stub, name) => wrapDo(stub, name, doScopes[name]) };

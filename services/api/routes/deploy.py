@@ -153,7 +153,7 @@ async def deploy(ns: Namespace, worker: WorkerName, body: DeployRequest, ctx: Ct
                                namespace="" if b.namespace == ns else b.namespace,
                                entrypoint=b.entrypoint)
                        for b in body.bindings),
-        cron_triggers=tuple(body.cron_triggers),
+        cron_triggers=tuple(body.cron_triggers), tag=body.tag, message=body.message,
     )
     env = build(ctx, principal, payload, idempotency=idempotency_key(principal, idem))
     try:
