@@ -95,6 +95,7 @@ async def test_version_metadata_tag_message_and_a_limit_across_two_gateways(
                           "--tag", "v1.2", "--message", "first deploy: ratelimits")
     version = json.loads(out)["version_id"]
     host = {"host": f"{ns}.workers.local"}
+    assert stack.platform.gateway is not None
     instances = [i.private_url for i in stack.platform.gateway.instances()]
     assert len(instances) == 2
     async with httpx.AsyncClient(timeout=20) as client:
@@ -139,7 +140,7 @@ async def test_version_metadata_tag_message_and_a_limit_across_two_gateways(
         proc = await asyncio.create_subprocess_exec(
             WDL, "deploy", str(project(stack.tmp, "app", 5)), "--ns", ns, *args,
             env=stack.env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-        out, err = await proc.communicate()
+        _, err = await proc.communicate()
         assert proc.returncode != 0 and why in err.decode(), err.decode()
     listed = json.loads(await stack.wdl("versions", "app", "--ns", ns, "--json"))
     assert [v["version_id"] for v in listed] == [version, second]
