@@ -63,6 +63,9 @@ class DataMetrics:
             "wdl_tail_events_dropped",
             "Trace events lost: gateway (buffer full, post failed), subscriber (slow "
             "client), invalid (malformed)", ["stage"], registry=r)
+        self.websockets = Counter(
+            "wdl_gateway_websockets", "WebSocket upgrades tenant workers accepted (101 "
+            "answers), as the gateway counted them", ["namespace", "worker"], registry=r)
         self.invocations_dropped = Counter(
             "wdl_gateway_invocations_dropped",
             "Invocations a gateway counted but could not report (its aggregate was full or "
@@ -89,7 +92,8 @@ class DataMetrics:
     # -- invocations, as gateways count them (services/data/invocations.py) ------------
 
     def invocations(self, namespace: str, worker: str, requests: list[tuple[str, str, int]],
-                    exceptions: int, buckets: list[int], seconds: float) -> None:
+                    exceptions: int, buckets: list[int], seconds: float,
+                    websockets: int = 0) -> None:
         """One worker's counts from one gateway flush. `buckets`: how many durations
         fell in each of DURATION_BUCKETS (and +Inf), not cumulative; `seconds` their sum."""
         ns, w = self.workers.labels(namespace, worker)
@@ -98,6 +102,8 @@ class DataMetrics:
                                  outcome if outcome in OUTCOMES else "other").inc(n)
         if exceptions:
             self.exceptions.labels(ns, w).inc(exceptions)
+        if websockets:
+            self.websockets.labels(ns, w).inc(websockets)
         if any(buckets):
             # prometheus_client has no "observe n at once"; a flush carries thousands.
             child = self.duration.labels(ns, w)
