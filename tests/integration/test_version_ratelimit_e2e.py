@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from harness.endpoints import Endpoints
+from harness.endpoints import ROOT, Endpoints
 from tests.integration.test_dataplane_dev import Dev
 from tests.platform_stack import WDL, Stack, platform_stack
 
@@ -171,6 +171,36 @@ async def test_the_api_refuses_bad_tags_and_ratelimit_bindings(stack: Stack,
         r = await client.get(f"{stack.api}/v1/namespaces/{ns}/workers/w/versions",
                              headers=headers)
         assert r.status_code == 404, r.text
+
+
+CONFORMANCE = ROOT / "tests" / "workers" / "ratelimit_conformance.js"
+
+
+async def test_the_binding_answers_as_miniflare_does(stack: Stack,
+                                                     unique_name: Callable[[str], str]) -> None:
+    """tests/workers/ratelimit_conformance.js under Miniflare's `ratelimits` and on WDL (both
+    with limit 3, period 60), each started well inside a window: equal transcripts."""
+    await fresh_window()
+    proc = await asyncio.create_subprocess_exec(
+        "node", str(ROOT / "tests/miniflare/ratelimit_reference.mjs"), cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 120)
+    assert proc.returncode == 0, err.decode()
+    reference = json.loads(out)
+    ns = unique_name("rlconf")
+    await stack.wdl("ns", "create", ns)
+    directory = stack.tmp / "conformance"
+    (directory / "src").mkdir(parents=True)
+    (directory / "wrangler.toml").write_text(
+        'name = "conf"\nmain = "src/index.js"\ncompatibility_date = "2025-06-01"\n'
+        '[[ratelimits]]\nname = "RL"\nnamespace_id = "7"\nsimple = { limit = 3, period = 60 }\n')
+    (directory / "src" / "index.js").write_text(CONFORMANCE.read_text())
+    await stack.deploy(ns, directory)
+    await fresh_window()
+    async with httpx.AsyncClient(timeout=30) as client:
+        r = await client.get(stack.gateway + "/conf/", headers={"host": f"{ns}.workers.local"})
+    assert r.status_code == 200, r.text
+    assert r.json() == reference
 
 
 def test_wdl_dev_serves_version_metadata_and_rate_limits(dev: Dev, tmp_path: Path) -> None:

@@ -37,11 +37,8 @@ class Ratelimit {
     if (got.error) throw new Error(got.error);
     return { success: got.success };
   }
-
-  get [Symbol.toStringTag]() {
-    return "Ratelimit";
-  }
 }
+// No Symbol.toStringTag: Miniflare's binding is a plain object ("[object Object]").
 
 export function wrapRatelimit(stub) {
   return new Ratelimit(stub);
