@@ -62,8 +62,8 @@ def versions(worker: str, ns: NsOpt = None, as_json: JsonOpt = False, url: UrlOp
         print_json(rows)
         return
     table(rows, [("version_id", "version"), ("active", "active"), ("deleted", "deleted"),
-                 ("uploaded_at", "uploaded"), ("uploaded_by", "by"),
-                 ("bundle_sha256", "bundle")],
+                 ("uploaded_at", "uploaded"), ("uploaded_by", "by"), ("tag", "tag"),
+                 ("message", "message"), ("bundle_sha256", "bundle")],
           {"uploaded_at": when, "bundle_sha256": lambda v: str(v)[:12]})
 
 

@@ -29,6 +29,7 @@ from cli.wrangler import (
 )
 from eventlog import validation as v
 from eventlog.errors import InvalidEvent
+from eventlog.events.version_meta import MESSAGE_MAX, TAG_MAX, printable
 from services.runtime_compat import CompatibilityError, check_compatibility
 
 CHUNK = 64 * 1024
@@ -103,6 +104,16 @@ def precheck(date: str, flags: list[str], crons: list[str], bindings: list[dict[
         raise ProjectError(f"{exc.code}: {exc.message}") from None
 
 
+def version_annotations(tag: str, message: str) -> dict[str, str]:
+    """`--tag` / `--message` as the request's fields (checked as the API will)."""
+    try:
+        printable("--tag", tag, TAG_MAX)
+        printable("--message", message, MESSAGE_MAX)
+    except InvalidEvent as exc:
+        raise ProjectError(f"{exc.code}: {exc.message}") from None
+    return {k: val for k, val in (("tag", tag), ("message", message)) if val}
+
+
 def _chunks(raw: bytes, progress: Progress, task: Any) -> Iterator[bytes]:
     for i in range(0, len(raw), CHUNK):
         piece = raw[i:i + CHUNK]
@@ -128,6 +139,10 @@ def deploy(
         "--create-namespace", help="create the namespace first if it does not exist "
         "(needs an admin token)")] = False,
     idempotency_key: Annotated[str | None, typer.Option("--idempotency-key")] = None,
+    tag: Annotated[str, typer.Option("--tag", help="a tag for this version (at most 25 "
+                                     "characters; the version_metadata binding's `tag`)")] = "",
+    message: Annotated[str, typer.Option("--message", help="a message for this version "
+                                         "(at most 100 characters)")] = "",
     as_json: JsonOpt = False,
     url: UrlOpt = None, token: TokenOpt = None, profile: ProfileOpt = None,
 ) -> None:
@@ -138,6 +153,7 @@ def deploy(
         consumers = project.queue_consumers
         d1_entries = read_d1_databases(project.doc, "")
         warnings = deploy_warnings(project, how)
+        body.update(version_annotations(tag, message))
     except ProjectError as exc:
         err.print(f"[red]error:[/] {exc}", highlight=False)
         raise typer.Exit(2) from None

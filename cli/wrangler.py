@@ -118,7 +118,7 @@ def strip_jsonc(text: str) -> str:
 # Wrangler keys WDL does not serve: deploy refuses them before any upload, naming the
 # key, rather than deploying a worker whose env lacks them (the table: cli/wrangler_keys.py).
 # NOT_YET_SERVED: served by other branches of issue 24; each removes its key when it lands.
-NOT_YET_SERVED = ("assets", "version_metadata", "ratelimits")
+NOT_YET_SERVED = ("assets",)
 UNSUPPORTED_KEYS = keys_of("refused") + NOT_YET_SERVED
 
 

@@ -95,6 +95,7 @@ async def platform_stack(services: Endpoints, fresh_database: str,
                          internal_token: str = "wdl-internal-test-token",
                          egress_allow_loopback: bool = False,
                          workflows_url: str | None = None,
+                         gateway_processes: int | None = None,
                          ) -> AsyncIterator[Stack]:
     env = servers_env(services, fresh_database, unique_name, tmp_path)
     monkeypatch.setenv("WDL_ROOT_KEYS", env["WDL_ROOT_KEYS"])
@@ -104,6 +105,7 @@ async def platform_stack(services: Endpoints, fresh_database: str,
                               egress_allow_loopback=egress_allow_loopback,
                               workflows_url=workflows_url,
                               workerd_bin=services.workerd_bin,
+                              gateway_processes=gateway_processes,
                               recycle=RecyclePolicy(interval=0),
                               # Claims route without a DNS proof (tests/security proves them).
                               host_verification=False)

@@ -16,7 +16,9 @@ from eventlog.bindings import (
     plain,
     queue,
     r2,
+    ratelimit,
     service,
+    version_metadata,
     worker_loader,
     workflow,
 )
@@ -30,7 +32,8 @@ from eventlog.bindings.spec import (
 
 SPECS: Mapping[str, BindingSpec] = {s.kind: s for s in (
     kv.SPEC, r2.SPEC, d1.SPEC, service.SPEC, workflow.SPEC, queue.SPEC,
-    durable_object.SPEC, worker_loader.SPEC, plain.SECRET, plain.JSON, plain.TEXT)}
+    durable_object.SPEC, worker_loader.SPEC, version_metadata.SPEC, ratelimit.SPEC,
+    plain.SECRET, plain.JSON, plain.TEXT)}
 KINDS: tuple[str, ...] = tuple(SPECS)
 RESOURCE_KINDS: frozenset[str] = frozenset(k for k, s in SPECS.items() if s.resource)
 

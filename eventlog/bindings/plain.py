@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from eventlog import validation as v
-from eventlog.bindings.spec import NO_VALUE, BindingLike, BindingSpec
+from eventlog.bindings.spec import NO_VALUE, BindingLike, BindingSpec, Scope
 from eventlog.errors import InvalidEvent
 
 # A `json` var is parsed again wherever the worker's env is built and encoded: bounded
@@ -51,7 +51,7 @@ def _check_text(field: str, b: BindingLike) -> None:
     """Any string (its length is bounded for every kind)."""
 
 
-def _secret(b: Mapping[str, Any], secrets: Mapping[str, str]) -> Any:
+def _secret(_scope: Scope, b: Mapping[str, Any], secrets: Mapping[str, str]) -> Any:
     # Resolved at load time; a secret deleted since is absent from env.
     return secrets.get(b.get("target", ""), NO_VALUE)
 
@@ -61,7 +61,7 @@ SECRET = BindingSpec(
     doc="target: the secret's name", value=_secret)
 JSON = BindingSpec(
     kind="json", label="JSON value", check=_check_json, uses=frozenset({"value"}),
-    doc="value: JSON text", value=lambda b, _s: json.loads(b.get("value") or "null"))
+    doc="value: JSON text", value=lambda _v, b, _s: json.loads(b.get("value") or "null"))
 TEXT = BindingSpec(
     kind="text", label="text", check=_check_text, uses=frozenset({"value"}),
-    doc="value: the string", value=lambda b, _s: b.get("value", ""))
+    doc="value: the string", value=lambda _v, b, _s: b.get("value", ""))

@@ -48,12 +48,15 @@ class Scope:
     namespace: str
     worker: str
     version: str
+    tag: str = ""
+    uploaded_at: int = 0
+    """ms since the epoch."""
 
 
 # (binding as the projection holds it) -> the props of the gateway entrypoint's stub
 Props = Callable[[Scope, Mapping[str, Any]], dict[str, Any]]
-# (binding, the secrets in scope) -> the plain env value, or NO_VALUE
-PlainValue = Callable[[Mapping[str, Any], Mapping[str, str]], Any]
+# (version, binding, the secrets in scope) -> the plain env value, or NO_VALUE
+PlainValue = Callable[[Scope, Mapping[str, Any], Mapping[str, str]], Any]
 # (wrangler config, its file name) -> the control API's bindings of this kind
 Parse = Callable[[Mapping[str, Any], str], list[dict[str, str]]]
 Check = Callable[[str, BindingLike], None]

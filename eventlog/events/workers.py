@@ -18,6 +18,7 @@ from eventlog.events.base import (
     BaseEvent,
     _no_generation,
 )
+from eventlog.events.version_meta import MESSAGE_MAX, TAG_MAX, printable
 from eventlog.precondition import Precondition
 
 ModuleType = Literal["esm", "commonjs", "text", "data", "wasm", "json", "python"]
@@ -90,10 +91,15 @@ class WorkerVersionUploaded(_WorkerEvent, frozen=True, kw_only=True):
     # tail() gets each invocation of this version (docs/tail-workers.md). Added
     # 2026-12-07 with a default: older events decode as "none".
     tail_consumers: tuple[str, ...] = ()
+    # `wdl deploy --tag/--message` (wrangler versions upload's); "" when not given.
+    tag: str = ""
+    message: str = ""
 
     def validate(self) -> None:
         super().validate()
         v.identifier("version_id", self.version_id)
+        printable("tag", self.tag, TAG_MAX)
+        printable("message", self.message, MESSAGE_MAX)
         v.sha256_hex("bundle_sha256", self.bundle_sha256)
         v.positive("bundle_size", self.bundle_size)
         if not self.modules:

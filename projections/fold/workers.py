@@ -139,6 +139,10 @@ class WorkerRules(NamespaceRules):
             meta.pop("workers_dev", None)  # rendered only when false: older versions as before
         if not meta.get("tail_consumers"):
             meta.pop("tail_consumers", None)  # rendered only when set, as above
+        for optional in ("tag", "message"):
+            # Rendered only when set, as the bindings' optional fields.
+            if not meta.get(optional):
+                meta.pop(optional, None)
         meta["uploaded_at"] = env.occurred_at
         meta["uploaded_by"] = env.actor
         w.versions[e.version_id] = VersionState(

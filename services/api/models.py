@@ -137,6 +137,10 @@ class DeployRequest(_Strict):
         default_factory=list, max_length=8,
         description="Tail Workers: names of workers of this namespace whose tail() gets "
         "each invocation of this version")
+    tag: str = Field("", max_length=25, description="a tag for the version (wrangler "
+                     "versions upload --tag); the version_metadata binding's `tag`")
+    message: str = Field("", max_length=100, description="a message for the version "
+                         "(wrangler versions upload --message)")
 
 
 class PromoteRequest(_Strict):

@@ -31,6 +31,8 @@ def binding_op(path: str, method: str) -> tuple[str, str, str] | None:
     if kind == "kv":
         op = _KV_OPS.get((parts[4], method))
         return ("kv", ns, op) if op else None
+    if kind == "ratelimit":
+        return ("ratelimit", ns, "limit") if parts[4] == "limit" else None
     if kind == "r2":
         op = "/".join(parts[4:])
         return ("r2", ns, op if op in _R2_OPS else "other")

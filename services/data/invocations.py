@@ -8,10 +8,11 @@ at most about once a second (workerd/gateway/metrics.js). So request metrics
 cost no trace per request and do not depend on anyone tailing the worker.
 
 Body: `{"workers": [{"namespace", "worker", "requests": [[status_class,
-outcome, n], ...], "exceptions": n, "buckets": [n, ...], "sum": seconds}],
-"dropped": n, "tail_consumers": {"delivered": n, "dropped": {reason: n}}}` (the last
-optional: Tail Workers' deliveries); `buckets` has one count per DURATION_BUCKETS bound
-and +Inf.
+outcome, n], ...], "exceptions": n, "buckets": [n, ...], "sum": seconds[,
+"websockets": n]}], "dropped": n, "tail_consumers": {"delivered": n, "dropped": {reason:
+n}}}` (the last optional: Tail Workers' deliveries); `buckets` has one count per
+DURATION_BUCKETS bound and +Inf; `websockets` the WebSocket upgrades (101s) among the
+requests.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def _count(value: object) -> int | None:
 
 
 def _worker(doc: object) -> tuple[str, str, list[tuple[str, str, int]], int, list[int],
-                                  float] | None:
+                                  float, int] | None:
     if not isinstance(doc, dict):
         return None
     ns, worker = doc.get("namespace"), doc.get("worker")
@@ -57,10 +58,12 @@ def _worker(doc: object) -> tuple[str, str, list[tuple[str, str, int]], int, lis
         return None
     buckets = [_count(n) for n in raw_buckets]
     seconds = doc.get("sum", 0)
+    websockets = _count(doc.get("websockets", 0))
     if any(n is None for n in buckets) or not isinstance(seconds, int | float) or \
-            isinstance(seconds, bool) or seconds < 0:
+            isinstance(seconds, bool) or seconds < 0 or websockets is None:
         return None
-    return ns, worker, requests, exceptions, [n or 0 for n in buckets], float(seconds)
+    return (ns, worker, requests, exceptions, [n or 0 for n in buckets], float(seconds),
+            websockets)
 
 
 def _tail_consumers(doc: object) -> tuple[int, dict[str, int]] | None:

@@ -21,7 +21,7 @@ OUTCOMES = frozenset({"ok", "exception", "exceededCpu", "exceededMemory", "cance
 DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
                     10.0, 30.0)
 _CODE = re.compile(r"[A-Za-z0-9_]{1,48}")
-KINDS = frozenset({"kv", "r2"})
+KINDS = frozenset({"kv", "r2", "ratelimit"})
 TAIL_DROP_REASONS = frozenset({"overflow", "no_consumer", "no_handler", "failed", "invalid"})
 
 
@@ -44,7 +44,8 @@ class DataMetrics:
             "wdl_egress_refusals", "Tenant fetches refused by the namespace egress policy",
             ["namespace"], registry=r)
         self.binding_operations = Counter(
-            "wdl_binding_operations", "KV and R2 binding calls served by the data service",
+            "wdl_binding_operations", "KV, R2 and rate limit binding calls served by the "
+            "data service",
             ["namespace", "kind", "op"], registry=r)
         self.binding_errors = Counter(
             "wdl_binding_errors", "KV and R2 binding calls answered with an error",
@@ -63,6 +64,9 @@ class DataMetrics:
             "wdl_tail_events_dropped",
             "Trace events lost: gateway (buffer full, post failed), subscriber (slow "
             "client), invalid (malformed)", ["stage"], registry=r)
+        self.websockets = Counter(
+            "wdl_gateway_websockets", "WebSocket upgrades tenant workers accepted (101 "
+            "answers), as the gateway counted them", ["namespace", "worker"], registry=r)
         self.invocations_dropped = Counter(
             "wdl_gateway_invocations_dropped",
             "Invocations a gateway counted but could not report (its aggregate was full or "
@@ -99,7 +103,8 @@ class DataMetrics:
     # -- invocations, as gateways count them (services/data/invocations.py) ------------
 
     def invocations(self, namespace: str, worker: str, requests: list[tuple[str, str, int]],
-                    exceptions: int, buckets: list[int], seconds: float) -> None:
+                    exceptions: int, buckets: list[int], seconds: float,
+                    websockets: int = 0) -> None:
         """One worker's counts from one gateway flush. `buckets`: how many durations
         fell in each of DURATION_BUCKETS (and +Inf), not cumulative; `seconds` their sum."""
         ns, w = self.workers.labels(namespace, worker)
@@ -108,6 +113,8 @@ class DataMetrics:
                                  outcome if outcome in OUTCOMES else "other").inc(n)
         if exceptions:
             self.exceptions.labels(ns, w).inc(exceptions)
+        if websockets:
+            self.websockets.labels(ns, w).inc(websockets)
         if any(buckets):
             # prometheus_client has no "observe n at once"; a flush carries thousands.
             child = self.duration.labels(ns, w)

@@ -53,6 +53,7 @@ class DataService:
         self.state_url = state_url
         self.kv: Any = None
         self.r2: Any = None
+        self.ratelimit: Any = None
         self.server: HttpServer | None = None
         self._stack = contextlib.AsyncExitStack()
 
@@ -73,10 +74,15 @@ class DataService:
         from services.kv.routes import kv_routes
         from services.r2.factory import open_r2_store
         from services.r2.routes import r2_routes
+        from services.ratelimit.routes import ratelimit_routes
+        from services.ratelimit.store import ratelimit_store_from_kv_url
 
         try:
             self.kv = await self._stack.enter_async_context(open_kv_store(self.kv_url))
             self.r2 = await self._stack.enter_async_context(open_r2_store(self.r2_url))
+            self.ratelimit = ratelimit_store_from_kv_url(self.kv_url)
+            await self.ratelimit.start()
+            self._stack.push_async_callback(self.ratelimit.stop)
             await self.index.start()
             self._stack.push_async_callback(self.index.stop)
             if self.state_url:
@@ -90,6 +96,7 @@ class DataService:
             app = create_data_app({
                 "kv": kv_routes(self.kv, self.index.checker("kv")),
                 "r2": r2_routes(self.r2, self.index.checker("r2")),
+                "ratelimit": ratelimit_routes(self.ratelimit),
             }, internal_token=self.internal_token, metrics=self.metrics,
                 extra=[*tail_routes(self.tail, self.metrics, heartbeat_s=self.tail_heartbeat_s,
                                     interest=self.interest,

@@ -90,7 +90,8 @@ def _env(ns: str, worker: str, version: str, meta: dict[str, Any],
     env: dict[str, Any] = dict(meta.get("vars") or {})
     env.update(secrets)
     platform: list[dict[str, Any]] = []
-    scope = Scope(ns, worker, version)
+    scope = Scope(ns, worker, version, tag=meta.get("tag") or "",
+                  uploaded_at=int(meta.get("uploaded_at") or 0))
     for binding in meta.get("bindings") or ():
         kind, name = binding["kind"], binding["name"]
         spec = binding_spec(kind)
@@ -101,7 +102,7 @@ def _env(ns: str, worker: str, version: str, meta: dict[str, Any],
         if spec.props is not None:
             platform.append({"name": name, "kind": kind, "props": spec.props(scope, binding)})
         elif spec.value is not None:
-            value = spec.value(binding, secrets)
+            value = spec.value(scope, binding, secrets)
             if value is not NO_VALUE:
                 env[name] = value
     return env, platform

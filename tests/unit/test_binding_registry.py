@@ -168,7 +168,10 @@ def test_a_config_reads_into_every_kind_that_has_a_wrangler_key() -> None:
            "queues": {"producers": [{"binding": "Q", "queue": "jobs"}]},
            "durable_objects": {"bindings": [{"name": "O", "class_name": "C"}]},
            "migrations": [{"tag": "v1", "new_sqlite_classes": ["C"]}],
-           "worker_loaders": [{"binding": "L"}]}
+           "worker_loaders": [{"binding": "L"}],
+           "version_metadata": {"binding": "META"},
+           "ratelimits": [{"name": "RL", "namespace_id": "1",
+                           "simple": {"limit": 5, "period": 10}}]}
     read = {b["kind"] for b in read_wrangler(doc, "wrangler.json")}
     assert read == {k for k, s in SPECS.items() if s.parse is not None}
     assert KINDS[: len(read)] == tuple(k for k in SPECS if SPECS[k].parse is not None)

@@ -47,11 +47,14 @@ export function count(env, ctx, namespace, worker, status, outcome, ms,
       return;
     }
     w = { namespace, worker, requests: new Array(CLASSES.length * 2).fill(0), exceptions: 0,
-          buckets: new Array(BOUNDS_MS.length + 1).fill(0), sum: 0 };
+          buckets: new Array(BOUNDS_MS.length + 1).fill(0), sum: 0, websockets: 0 };
     agg.set(key, w);
   }
   w.requests[row(status, outcome)] += 1;
   if (outcome !== "ok") w.exceptions += 1;
+  // A 101 from a tenant is a WebSocket it accepted (workerd allows 101 only with one);
+  // the socket then runs in workerd, past the gateway's code, so opens are counted here.
+  if (status === 101) w.websockets += 1;
   let i = 0;
   while (i < BOUNDS_MS.length && ms > BOUNDS_MS[i]) i++;
   w.buckets[i] += 1;
@@ -89,8 +92,10 @@ function take() {
       requests.push([CLASSES[i >> 1], OUTCOMES[i & 1], c]);
       n += c;
     }
-    workers.push({ namespace: w.namespace, worker: w.worker, requests,
-                   exceptions: w.exceptions, buckets: w.buckets, sum: w.sum });
+    const entry = { namespace: w.namespace, worker: w.worker, requests,
+                    exceptions: w.exceptions, buckets: w.buckets, sum: w.sum };
+    if (w.websockets) entry.websockets = w.websockets;
+    workers.push(entry);
   }
   agg = new Map();
   return { workers, n };

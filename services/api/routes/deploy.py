@@ -158,7 +158,7 @@ async def deploy(ns: Namespace, worker: WorkerName, body: DeployRequest, ctx: Ct
                                entrypoint=b.entrypoint)
                        for b in body.bindings),
         cron_triggers=tuple(body.cron_triggers), workers_dev=body.workers_dev,
-        tail_consumers=tail_consumers,
+        tail_consumers=tail_consumers, tag=body.tag, message=body.message,
     )
     env = build(ctx, principal, payload, idempotency=idempotency_key(principal, idem))
     try:

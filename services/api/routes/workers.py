@@ -51,7 +51,8 @@ def _version_view(vid: str, meta: dict[str, Any], active: str | None) -> dict[st
             "compatibility_date": meta.get("compatibility_date"),
             "compatibility_flags": meta.get("compatibility_flags"),
             "vars": meta.get("vars"), "bindings": meta.get("bindings"),
-            "cron_triggers": meta.get("cron_triggers")}
+            "cron_triggers": meta.get("cron_triggers"),
+            "tag": meta.get("tag") or "", "message": meta.get("message") or ""}
 
 
 @router.get("", responses=READ_ERRORS)

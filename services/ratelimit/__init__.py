@@ -1,0 +1,1 @@
+"""The rate limiting binding's counters (docs/compatibility.md, ## Rate limiting)."""
