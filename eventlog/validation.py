@@ -102,7 +102,16 @@ def reserved_prefix(value: str) -> str | None:
     return next((p for p in RESERVED_PREFIXES if lowered.startswith(p)), None)
 
 
+# Names that are not plain keys of a JavaScript object: the gateway builds a worker's env
+# by assignment (`env[name] = stub`, workerd/gateway/gateway.js tenantEnv), where
+# `__proto__` would make the platform's raw binding stub env's prototype, reachable
+# under every name env lacks instead of the API object wrapping it.
+NOT_KEYS = frozenset({"__proto__"})
+
+
 def not_reserved(field: str, value: str, what: str = "names") -> str:
+    if value in NOT_KEYS:
+        raise ReservedName(field, f"{value!r} is not a name a worker's env can hold")
     prefix = reserved_prefix(value)
     if prefix is not None:
         raise ReservedName(field, f"{value!r}: {what} starting with {prefix} (in any case) are "

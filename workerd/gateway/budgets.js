@@ -25,17 +25,25 @@ function sweep(now) {
   }
 }
 
-export function openRequest(namespace, worker, limits) {
+// `tail`: the name of a tail() delivery (gateway.js), see fromTailDelivery.
+export function openRequest(namespace, worker, limits, tail = false) {
   const now = Date.now();
   sweep(now);
   const id = crypto.randomUUID();
   const left = (limits && limits.subrequests) || DEFAULT_SUBREQUESTS;
-  const record = { namespace, worker, left, opened: now, until: Infinity };
+  const record = { namespace, worker, left, opened: now, until: Infinity, tail };
   live.set(id, record);
   return {
     id,
     close() { record.until = Date.now() + AFTER_RESPONSE_MS; },
   };
+}
+
+// Whether `id` names a live tail() delivery of `namespace`: a service binding called
+// with it is run so that it feeds no tail consumer (no loops, docs/tail-workers.md).
+export function fromTailDelivery(id, namespace) {
+  const r = typeof id === "string" ? live.get(id) : undefined;
+  return r !== undefined && r.tail === true && r.namespace === namespace;
 }
 
 // Called by the egress for each outbound fetch: a reason to refuse, or null.

@@ -6,7 +6,8 @@
 import { WorkerEntrypoint } from "cloudflare:workers";
 import { normalizeHost, resolveTarget } from "./routing.js";
 import { egressRefusal } from "./egress.js";
-import { HEADER as REQUEST_ID, openRequest, spendSubrequest, withinWall } from "./budgets.js";
+import { HEADER as REQUEST_ID, fromTailDelivery, openRequest, spendSubrequest, withinWall }
+  from "./budgets.js";
 import { admit, announce, ended, mark, nameVersion, probationEnter }
   from "./containment.js";
 import { BUNDLE_TIMEOUT_MS, NO_CLAIMS, PlatformError, claims, dropRoute, fresh, lookup, pushed,
@@ -104,8 +105,8 @@ function tenantModules(body) {
   modules["__wdl/main.js"] = `import "./shim.js";\nimport { wrapDefault } from "./requests.js";\n` +
     `export * from ${spec};\n` + (body.hasDefault === false ? "" :
       `import tenantDefault from ${spec};\nexport default wrapDefault(tenantDefault);\n` +
-      `import { tailRunner } from "./tail.js";\n` +
-      `export const ${TAIL_RUNNER} = tailRunner(tenantDefault);\n`) +
+      `import { tailRunner } from "./tail.js";\nimport * as wdlAll from ${spec};\n` +
+      `export const ${TAIL_RUNNER} = tailRunner(tenantDefault, wdlAll);\n`) +
     mainExports(body.bindings, spec);
   return { modules, mainModule: "__wdl/main.js" };
 }
@@ -290,16 +291,26 @@ setTailInvoker(async (env, ctx, ns, consumer, events) => {
   const entry = await lookup(env, ns, consumer);
   if (entry.missing) return "no_consumer";
   const stub = await stubFor(env, ctx, ns, consumer, entry);
+  // Announced before it runs, as cron runs and queue batches are: a tail() that spins
+  // is named exactly. Unannounced, the hang was blamed on whatever the last barrier
+  // round named - another namespace's request (tests/security/test_redteam_fullstack.py).
+  const token = crypto.randomUUID();
+  await announce(env, [ns, consumer, entry.version], token);
   const release = admit(ns, consumer, entry.version);
+  // Named as a tail delivery: what tail() calls over a service binding feeds no tail
+  // consumer (WdlService), and its fetches are held to the subrequest budget.
+  const named = openRequest(ns, consumer, entry.limits, true);
   const t0 = Date.now();
   let outcome = "exception";
   try {
-    const result = await stub.getEntrypoint(TAIL_RUNNER).deliver(events);
+    const result = await stub.getEntrypoint(TAIL_RUNNER).deliver(events, named.id);
     outcome = "ok";
     return result && result.handled === false ? "no_handler" : "delivered";
   } finally {
     count(env, ctx, ns, consumer, null, outcome, Date.now() - t0);
+    named.close();
     release();
+    ended(token);
   }
 });
 
@@ -373,6 +384,18 @@ async function serviceTarget(env, ctx, props) {
   return props.entrypoint ? stub.getEntrypoint(props.entrypoint) : stub.getEntrypoint();
 }
 
+// A call from inside a tail() delivery of the caller's namespace (the name it carries,
+// tenant/service.js): run through the target's TAIL_RUNNER export, whose invocations
+// never feed a tail consumer, so a tail worker calling its producer cannot loop.
+async function tailRelay(env, ctx, props, name) {
+  if (!fromTailDelivery(name, props.namespace)) return null;
+  const { target_namespace: targetNs, worker } = props;
+  await serviceTarget(env, ctx, props);  // the same checks (missing, grants)
+  const entry = await lookup(env, targetNs, worker);
+  const runner = (await stubFor(env, ctx, targetNs, worker, entry)).getEntrypoint(TAIL_RUNNER);
+  return (method, args) => runner.relay(props.entrypoint || "", method, args);
+}
+
 // A tenant's service binding: resolves the target's active version at call time
 // (the route cache is as fresh as the calling request's barrier).
 export class WdlService extends WorkerEntrypoint {
@@ -382,8 +405,15 @@ export class WdlService extends WorkerEntrypoint {
     const t0 = Date.now();
     let status = null;
     try {
-      const response = await (await serviceTarget(this.env, this.ctx, this.ctx.props))
-        .fetch(request);
+      // The caller's request name is the gateway's business, never the target's.
+      const name = request.headers.get(REQUEST_ID);
+      if (name !== null) {
+        request = new Request(request);
+        request.headers.delete(REQUEST_ID);
+      }
+      const relay = await tailRelay(this.env, this.ctx, this.ctx.props, name);
+      const response = relay ? await relay("fetch", [request])
+        : await (await serviceTarget(this.env, this.ctx, this.ctx.props)).fetch(request);
       status = response.status;
       return response;
     } finally {
@@ -393,11 +423,13 @@ export class WdlService extends WorkerEntrypoint {
     }
   }
 
-  async call(method, args) {
-    const target = await serviceTarget(this.env, this.ctx, this.ctx.props);
+  async call(method, args, name) {
     if (typeof method !== "string" || method === "fetch" || method.startsWith("__")) {
       throw new TypeError(`service binding: ${String(method)} is not an RPC method`);
     }
+    const relay = await tailRelay(this.env, this.ctx, this.ctx.props, name);
+    const target = relay ? { [method]: (...list) => relay(method, list) }
+      : await serviceTarget(this.env, this.ctx, this.ctx.props);
     const { target_namespace: ns, worker } = this.ctx.props;
     const release = admit(ns, worker, null);
     const t0 = Date.now();

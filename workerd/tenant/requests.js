@@ -29,6 +29,21 @@ export function currentRequest() {
   return apply(getStore, current, []);
 }
 
+// Runs `fn` inside the request name `id` (a tail() delivery's, tail.js).
+export function runNamed(id, fn) {
+  return typeof id === "string" && id ? apply(runIn, current, [id, fn]) : fn();
+}
+
+// `request` carrying the name of the request running now (a service binding's fetch,
+// service.js): the gateway tells a call made from inside a tail() delivery by it.
+export function carryName(request) {
+  const id = apply(getStore, current, []);
+  if (id === undefined) return request;
+  const named = new NativeRequest(request);
+  apply(setHeader, apply(headersOf, named, []), [HEADER, id]);
+  return named;
+}
+
 globalThis.fetch = function fetch(input, init) {
   const id = apply(getStore, current, []);
   if (id === undefined) return platformFetch(input, init);

@@ -5,11 +5,41 @@
 // TraceItems of the namespace's producers. Its own invocations are never fed to a
 // tail consumer (the gateway recognises the entrypoint), so tail workers tailing
 // each other or themselves cannot loop.
+//
+// A delivery runs inside a request name of its own (requests.js), which the gateway
+// knows is a tail delivery: a service binding called from tail() carries it, and the
+// gateway then runs the target through `relay` below, this same export, so the
+// target's invocation never feeds a tail consumer either. Without that, a tail
+// worker calling its own producer made one request an endless stream of invocations
+// (tests/security/test_redteam_fullstack.py).
 import { WorkerEntrypoint } from "cloudflare:workers";
+import { runNamed } from "./requests.js";
 
-export function tailRunner(tenantDefault) {
+export function tailRunner(tenantDefault, tenantExports) {
   return class extends WorkerEntrypoint {
-    async deliver(events) {
+    async deliver(events, name) {
+      return runNamed(name, () => this.run(events));
+    }
+
+    // A call to this worker made from inside a tail() delivery (gateway.js WdlService):
+    // `method` ("fetch" or an RPC method) of the entrypoint `entrypoint` ("" default).
+    async relay(entrypoint, method, args) {
+      const target = entrypoint ? tenantExports[entrypoint] : tenantDefault;
+      const list = Array.isArray(args) ? args : [];
+      if (typeof target === "function" && target.prototype) {
+        const instance = new target(this.ctx, this.env);
+        if (typeof instance[method] !== "function") {
+          throw new TypeError(`The RPC receiver does not implement the method "${method}".`);
+        }
+        return instance[method](...list);
+      }
+      if (method === "fetch" && target && typeof target.fetch === "function") {
+        return target.fetch(list[0], this.env, this.ctx);
+      }
+      throw new TypeError(`The RPC receiver does not implement the method "${method}".`);
+    }
+
+    async run(events) {
       const handler = tenantDefault;
       if (typeof handler === "function" && handler.prototype &&
           typeof handler.prototype.tail === "function") {
