@@ -24,6 +24,7 @@ import pytest
 from redis.asyncio import Redis
 from websockets.asyncio.client import ClientConnection, connect
 
+from tests.dns import TxtZone
 from tests.security import test_host_walls as host_walls
 from tests.security.rig import ATTACKER, VICTIM, Actor, Walls
 from tests.security.test_availability_walls import Healthy
@@ -127,6 +128,14 @@ ODD_BINDINGS: list[tuple[str, dict[str, Any]]] = [
     ("do odd class", {"bindings": [_b("X", "durable_object", target="Safe/../x")]}),
     ("service odd entrypoint", {"bindings": [_b("X", "service", target="thief",
                                                 entrypoint="__WdlTail")]}),
+    ("version_metadata target", {"bindings": [_b("X", "version_metadata", target=VICTIM)]}),
+    ("version_metadata value", {"bindings": [_b("X", "version_metadata",
+                                                value='{"id": "forged"}')]}),
+    ("worker_loader namespace", {"bindings": [_b("X", "worker_loader", namespace=VICTIM)]}),
+    ("workflow namespace", {"bindings": [_b("X", "workflow", target="flow", entrypoint="Flow",
+                                            namespace=VICTIM)]}),
+    ("workflow runner class", {"bindings": [_b("X", "workflow", target="flow",
+                                               entrypoint="__WdlWorkflows")]}),
     # Not a plain key of a JavaScript object (tenantEnv assigns env[name]).
     ("__proto__ binding", {"bindings": [_b("__proto__", "service", target="thief")]}),
     ("__proto__ var", {"vars": {"__proto__": "x"}}),
@@ -134,7 +143,7 @@ ODD_BINDINGS: list[tuple[str, dict[str, Any]]] = [
 
 
 async def test_odd_bindings_are_refused_and_change_nothing(walls: Walls) -> None:
-    """Bound: 33 API calls, each well under 5 s."""
+    """Bound: 40 API calls, each well under 5 s."""
     accepted = []
     for what, fields in ODD_BINDINGS:
         r = await _deploy(walls, "oddbind", _body(**fields))
@@ -241,6 +250,29 @@ async def test_a_route_race_with_the_victim_leaves_one_owner(scene: Walls) -> No
         loser = ours if winner is theirs else theirs
         assert winner.status_code == 201, winner.text
         assert loser.status_code in (409,), (loser.status_code, loser.text[:300])
+    await assert_victim_serves(scene)
+
+
+async def test_a_route_squatter_loses_the_host_and_cannot_redeploy_it(
+        scene: Walls, zone: TxtZone) -> None:
+    """The attacker's deploy routes a host nobody holds yet; its DNS owner (the victim)
+    proves it: the attacker's route claim is gone, and redeploying the same config (the
+    stale route) is refused and serves nothing of the attacker's. Bound: 4 deploys,
+    20 s."""
+    squat = "routesquat.victim.test"
+    r = await _deploy(scene, "squatter", _body(routes=[f"{squat}/*"]))
+    assert r.status_code == 201, r.text
+    host_walls.publish(zone, squat, VICTIM)
+    await scene.admin.wdl("hosts", "verify", squat, "--ns", VICTIM)
+    listed = (await scene.admin.wdl("hosts", "list", "--ns", ATTACKER, "--json")).json()
+    assert [row for row in listed if row["pattern"].startswith(squat)] == [], listed
+    again = await _deploy(scene, "squatter", _body(routes=[f"{squat}/*"]))
+    assert (again.status_code, again.json()["error"]["code"]) == (409, "host_claimed"), \
+        again.text
+    await scene.admin.wdl("hosts", "claim", squat, "--ns", VICTIM, "--worker", "vault")
+    for path in ("/", "/x", "/squatter/"):
+        answer = await scene.get(squat, path)
+        assert (answer.status_code, answer.text) == (200, "vault"), (path, answer.text)
     await assert_victim_serves(scene)
 
 
@@ -398,6 +430,63 @@ async def test_a_tail_worker_calling_its_producer_does_not_loop(walls: Walls) ->
     assert first == second == {"loopb": {"events": 1, "answers": ["answer:a"]},
                                "loopd": {"events": 1, "answers": ["answer:pong"]}}, \
         (first, second)
+    await walls.assert_victim_intact()
+
+
+HANG_TAIL = """\
+export default { async tail() { await new Promise(() => {}); },
+                 fetch() { return new Response("h"); } };
+"""
+NOISY = """\
+export default { fetch(request) { console.log("x".repeat(16000)); return new Response("n"); } };
+"""
+VICTIM_TAIL = """\
+export default {
+  async tail(events, env) {
+    for (const e of events) await env.LOG.put(new URL(e.event.request.url).pathname, "1");
+  },
+  async fetch(request, env) {
+    return Response.json((await env.LOG.list()).keys.map((k) => k.name).sort());
+  },
+};
+"""
+
+
+async def test_a_tail_worker_that_never_returns_costs_others_nothing(walls: Walls) -> None:
+    """The attacker's tail() never returns and its noisy producer (16 KB of console text
+    per request) gets 300 requests: the attacker's queue fills and drops; the victim's
+    own producer -> tail worker pair keeps delivering, and the victim's requests stay
+    fast. Bound: 300 requests + delivery within 15 s."""
+    victim = Actor("victim-admin", walls.admin.env, walls.admin.workdir, VICTIM)
+    await victim.deploy(victim.project("vt2", VICTIM_TAIL,
+                                       '[[kv_namespaces]]\nbinding = "LOG"\nid = "vt2-log"\n'))
+    await victim.deploy(victim.project("vp2", LOOP_PRODUCER,
+                                       'tail_consumers = [{ service = "vt2" }]\n'))
+    attacker = walls.attacker
+    await attacker.deploy(attacker.project("hanger", HANG_TAIL))
+    await attacker.deploy(attacker.project("noisy", NOISY,
+                                           'tail_consumers = [{ service = "hanger" }]\n'))
+    limits = httpx.Limits(max_connections=20)
+    async with httpx.AsyncClient(base_url=walls.gateway, timeout=30, limits=limits) as client:
+        async def noise(i: int) -> int:
+            r = await client.get(f"/noisy/{i}", headers={"host": walls.host(ATTACKER)})
+            return r.status_code
+        codes = await asyncio.gather(*(noise(i) for i in range(300)))
+    assert set(codes) == {200}, set(codes)
+    started = time.monotonic()
+    for i in range(3):
+        r = await walls.get(walls.host(VICTIM), f"/vp2/v{i}", timeout=2)
+        assert r.status_code == 200, r.text
+    assert time.monotonic() - started < 3
+    want = ["/v0", "/v1", "/v2"]
+    deadline = time.monotonic() + 15
+    got: list[str] = []
+    while time.monotonic() < deadline:
+        got = (await walls.get(walls.host(VICTIM), "/vt2/")).json()
+        if got == want:
+            break
+        await asyncio.sleep(0.3)
+    assert got == want, got
     await walls.assert_victim_intact()
 
 
