@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from cli.wrangler import NOT_YET_SERVED, UNSUPPORTED_KEYS, ProjectError, read_project
+from cli.wrangler import UNSUPPORTED_KEYS, ProjectError, read_project
 from cli.wrangler_keys import KEYS, EnvError, keys_of, select_env, warnings_for
 from services.wrangler_routes import RouteClaim, RouteError, read_routes, translate
 
@@ -51,10 +51,7 @@ def test_inheritance_follows_the_schema() -> None:
 
 
 def test_refused_keys_are_the_ones_deploy_refuses() -> None:
-    assert set(keys_of("refused")) <= set(UNSUPPORTED_KEYS)
-    assert set(UNSUPPORTED_KEYS) <= set(keys_of("refused")) | set(NOT_YET_SERVED)
-    for key in NOT_YET_SERVED:
-        assert KEYS[key].treatment == "served"
+    assert set(keys_of("refused")) == set(UNSUPPORTED_KEYS)
     for key in keys_of("refused") + keys_of("warned"):
         assert KEYS[key].note, f"{key}: say why"
 
