@@ -16,6 +16,7 @@ from cli.common import JsonOpt, NsOpt, ProfileOpt, TokenOpt, UrlOpt, connect, er
 from cli.d1 import provision_d1
 from cli.queues import provision as provision_queues
 from cli.queues import set_consumers
+from cli.redirect import project_directory
 from cli.resources import provision
 from cli.wrangler import (
     BuiltModule,
@@ -123,8 +124,13 @@ def deploy(
 ) -> None:
     """Bundle (wrangler --dry-run) and upload a version; promote it unless --no-promote."""
     try:
-        project_name, body, how = _request_body(directory.resolve(), no_bundle)
-        consumers = read_queue_consumers(*read_config(directory.resolve()))
+        # A framework's build names the config to deploy, as `wrangler deploy` honours.
+        directory, redirected = project_directory(directory.resolve())
+        if redirected is not None and not as_json:
+            err.print(f"using the redirected config {redirected} (from "
+                      ".wrangler/deploy/config.json), as wrangler deploy does", highlight=False)
+        project_name, body, how = _request_body(directory, no_bundle)
+        consumers = read_queue_consumers(*read_config(directory))
     except ProjectError as exc:
         err.print(f"[red]error:[/] {exc}", highlight=False)
         raise typer.Exit(2) from None

@@ -107,6 +107,14 @@ UNSUPPORTED_KEYS = (
 )
 
 
+def _declared(value: Any) -> bool:
+    """A key that declares something: not empty, nor a table of empty lists (framework
+    builds write every key, e.g. `"logfwdr": {"bindings": []}`)."""
+    if isinstance(value, dict):
+        return any(_declared(v) for v in value.values())
+    return bool(value)
+
+
 def _table_list(doc: dict[str, Any], key: str, config: str) -> list[dict[str, Any]]:
     value = doc.get(key) or []
     if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
@@ -126,7 +134,7 @@ def _string(entry: dict[str, Any], field_name: str, where: str, *,
 
 def read_bindings(doc: dict[str, Any], config: str) -> list[dict[str, str]]:
     """kv_namespaces, r2_buckets and services as the control API's bindings."""
-    unsupported = [k for k in UNSUPPORTED_KEYS if doc.get(k)]
+    unsupported = [k for k in UNSUPPORTED_KEYS if _declared(doc.get(k))]
     if unsupported:
         raise ProjectError(
             f"{config}: {', '.join(f'`{k}`' for k in unsupported)} "
@@ -413,7 +421,8 @@ def _as_is(project: Project) -> tuple[str, list[BuiltModule]]:
                                    "(no_bundle), only files under the project are read")
         for filename in sorted(filenames):
             path = here / filename
-            if filename.startswith(".") or path.suffix not in _SOURCE_SUFFIXES:
+            if filename.startswith(".") or path.suffix not in _SOURCE_SUFFIXES \
+                    or (here == root and filename in CONFIG_NAMES):  # e.g. a built config
                 continue
             if not path.is_file():
                 continue
