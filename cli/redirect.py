@@ -15,6 +15,7 @@ that does not sit beside the user's config when there is one.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from cli.wrangler import CONFIG_NAMES, ProjectError, strip_jsonc
@@ -23,10 +24,19 @@ DEPLOY_CONFIG = Path(".wrangler") / "deploy" / "config.json"
 
 
 def find_deploy_config(directory: Path) -> Path | None:
-    """`.wrangler/deploy/config.json` in `directory` or the nearest parent that has one."""
+    """`.wrangler/deploy/config.json` in `directory` or the nearest parent that has one.
+
+    One found above the project must be the user's own: another local user could
+    otherwise plant one in a shared parent (/tmp) and choose what a deploy from below it
+    uploads (wrangler does not check this)."""
     for base in (directory, *directory.parents):
         candidate = base / DEPLOY_CONFIG
         if candidate.is_file():
+            owner = candidate.stat().st_uid
+            if base != directory and owner not in (os.getuid(), 0):
+                raise ProjectError(f"refusing the deploy configuration file {candidate}: it "
+                                   f"is above the project and owned by another user (uid "
+                                   f"{owner}); remove it or deploy from its directory")
             return candidate
     return None
 

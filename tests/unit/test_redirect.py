@@ -4,6 +4,7 @@ wrangler's rules, and refuses a broken one as wrangler does."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -81,3 +82,19 @@ def test_empty_tables_of_a_built_config_declare_nothing() -> None:
                          "wrangler.json") == []
     with pytest.raises(ProjectError, match="`logfwdr`"):
         read_bindings({"logfwdr": {"bindings": [{"name": "x"}]}}, "wrangler.json")
+
+
+def test_a_deploy_config_planted_above_by_another_user_is_refused(tmp_path: Path) -> None:
+    root = built(tmp_path)
+    (root / "dist" / "app" / "wrangler.json").unlink()
+    (root / "wrangler.jsonc").unlink()
+    inner = root / "mine"
+    inner.mkdir()
+    planted = root / ".wrangler" / "deploy" / "config.json"
+    planted.write_text('{"configPath": "../../mine/../other/wrangler.json"}')
+    os.chown(planted, 65534, 65534)
+    with pytest.raises(ProjectError, match="owned by another user"):
+        project_directory(inner)
+    os.chown(planted, os.getuid(), os.getgid())  # the user's own: followed (and missing)
+    with pytest.raises(ProjectError, match="does not exist"):
+        project_directory(inner)
