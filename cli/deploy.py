@@ -11,6 +11,8 @@ from typing import Annotated, Any
 import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
+from cli.assets import AssetsConfigError, AssetsProject
+from cli.assets import upload as upload_assets
 from cli.client import ApiFailure, ControlClient
 from cli.common import JsonOpt, NsOpt, ProfileOpt, TokenOpt, UrlOpt, connect, err, print_json
 from cli.d1 import provision_d1
@@ -48,11 +50,15 @@ def ensure_namespace(client: ControlClient, namespace: str, *, quiet: bool) -> N
         err.print(f"[green]created[/] namespace {namespace}", highlight=False)
 
 
-def _request_body(project_dir: Path, no_bundle: bool) -> tuple[str, dict[str, Any], str]:
+def _request_body(project_dir: Path, no_bundle: bool,
+                  ) -> tuple[str, dict[str, Any], str, AssetsProject | None]:
     project = read_project(project_dir)
     if no_bundle:
         project.no_bundle = True
-    main, modules, how = bundle(project)
+    if project.main:
+        main, modules, how = bundle(project)
+    else:
+        main, modules, how = "", [], "assets only"
     plain_vars, bindings = split_vars(project.vars)
     precheck(project.compatibility_date, project.compatibility_flags, project.crons,
              bindings + project.bindings, plain_vars, modules)
@@ -67,7 +73,9 @@ def _request_body(project_dir: Path, no_bundle: bool) -> tuple[str, dict[str, An
         "bindings": bindings + project.bindings,
         "cron_triggers": project.crons,
     }
-    return project.name, body, how
+    for warning in project.assets.warnings if project.assets else ():
+        err.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    return project.name, body, how, project.assets
 
 
 def precheck(date: str, flags: list[str], crons: list[str], bindings: list[dict[str, str]],
@@ -129,17 +137,25 @@ def deploy(
         if redirected is not None and not as_json:
             err.print(f"using the redirected config {redirected} (from "
                       ".wrangler/deploy/config.json), as wrangler deploy does", highlight=False)
-        project_name, body, how = _request_body(directory, no_bundle)
+        project_name, body, how, assets = _request_body(directory, no_bundle)
         consumers = read_queue_consumers(*read_config(directory))
     except ProjectError as exc:
         err.print(f"[red]error:[/] {exc}", highlight=False)
         raise typer.Exit(2) from None
     worker = name or project_name
-    raw = json.dumps(body).encode("utf-8")
+    asset_stats: dict[str, int] | None = None
     with connect(url, token, profile, ns, need_namespace=True,
                  hints={"namespace_not_found": NS_HINT}) as (client, namespace):
         if create_namespace:
             ensure_namespace(client, namespace, quiet=as_json)
+        if assets is not None:
+            try:
+                body["assets"], asset_stats = upload_assets(client, namespace, assets,
+                                                            quiet=as_json)
+            except AssetsConfigError as exc:
+                err.print(f"[red]error:[/] {exc}", highlight=False)
+                raise typer.Exit(2) from None
+        raw = json.dumps(body).encode("utf-8")
         missing = provision(client, namespace, body["bindings"], create=not no_provision,
                             quiet=as_json)
         missing += provision_queues(client, namespace, body["bindings"], consumers,
@@ -167,9 +183,13 @@ def deploy(
                 content=_chunks(raw, progress, task), headers=headers)
         # A consumer names the worker, which exists once its first version is uploaded.
         set_consumers(client, namespace, worker, consumers, quiet=as_json)
+    if asset_stats is not None:
+        result["assets"] = {**(result.get("assets") or {}), **asset_stats}
     if as_json:
         print_json(result)
         return
+    for warning in (result.get("assets") or {}).get("warnings") or ():
+        err.print(f"[yellow]warning:[/] assets: {warning}", highlight=False)
     state = "promoted" if result.get("promote") else "uploaded (not promoted)"
     err.print(f"[green]ok[/] {namespace}/{worker} version {result['version_id']} {state}",
               highlight=False)

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cli.assets import AssetsConfigError, AssetsProject, read_assets
 from cli.durable_objects import DurableObjectConfigError, read_durable_objects
 from services.bundles import guess_module_type
 
@@ -47,6 +48,8 @@ class Project:
     """Resource and service bindings, in the control API's shape (kv, r2, service)."""
     queue_consumers: list[dict[str, Any]] = field(default_factory=list)
     """`queues.consumers`: set for this worker after its upload (docs/queues.md)."""
+    assets: AssetsProject | None = None
+    """`assets` (cli/assets.py); with no `main`, an assets-only project."""
 
 
 @dataclass
@@ -100,7 +103,7 @@ def strip_jsonc(text: str) -> str:
 # Wrangler binding keys WDL does not serve yet: deploy refuses them before any
 # upload, naming the key, rather than deploying a worker whose env lacks them.
 UNSUPPORTED_KEYS = (
-    "ai", "vectorize", "hyperdrive", "analytics_engine_datasets", "browser", "assets", "site",
+    "ai", "vectorize", "hyperdrive", "analytics_engine_datasets", "browser", "site",
     "dispatch_namespaces", "mtls_certificates", "send_email", "tail_consumers", "images",
     "version_metadata", "pipelines", "secrets_store_secrets", "unsafe", "logfwdr",
     "wasm_modules", "text_blobs", "data_blobs", "containers", "vpc_services", "ratelimits",
@@ -317,9 +320,14 @@ def read_project(root: Path) -> Project:
     main = _typed(doc, "main", str, "a string (the entry module's path)", config, "")
     if not name:
         raise ProjectError(f"{config}: `name` is required")
-    if not main:
-        raise ProjectError(f"{config}: `main` is required")
-    if not (root / main).is_file():
+    try:
+        assets = read_assets(doc, config, root)
+    except AssetsConfigError as exc:
+        raise ProjectError(str(exc)) from None
+    if not main and assets is None:
+        raise ProjectError(f"{config}: `main` is required (or `assets` for an assets-only "
+                           "project)")
+    if main and not (root / main).is_file():
         raise ProjectError(f"{config}: main module {main!r} does not exist")
     date = doc.get("compatibility_date")
     if not isinstance(date, str):
@@ -335,7 +343,7 @@ def read_project(root: Path) -> Project:
                    compatibility_flags=_strings(doc, "compatibility_flags", config),
                    vars=dict(vars_), crons=crons, no_bundle=no_bundle,
                    bindings=read_bindings(doc, config),
-                   queue_consumers=read_queue_consumers(doc, config))
+                   queue_consumers=read_queue_consumers(doc, config), assets=assets)
 
 
 def wrangler_command() -> list[str] | None:

@@ -10,6 +10,7 @@ import msgspec
 from eventlog import validation as v
 from eventlog.aggregates import AggregateKind, worker_aggregate_id
 from eventlog.errors import InvalidEvent
+from eventlog.events.assets import VersionAssets
 from eventlog.events.base import (
     MAX_BINDINGS,
     MAX_MODULES,
@@ -97,12 +98,30 @@ class WorkerVersionUploaded(_WorkerEvent, frozen=True, kw_only=True):
     vars: dict[str, str] = msgspec.field(default_factory=dict)
     bindings: tuple[Binding, ...] = ()
     cron_triggers: tuple[str, ...] = ()
+    # Static Assets (eventlog/events/assets.py); None for a version without (and for
+    # every event written before assets existed).
+    assets: VersionAssets | None = None
 
     def validate(self) -> None:
         super().validate()
         v.identifier("version_id", self.version_id)
         v.sha256_hex("bundle_sha256", self.bundle_sha256)
         v.positive("bundle_size", self.bundle_size)
+        if self.assets is not None:
+            if not isinstance(self.assets, VersionAssets):
+                raise InvalidEvent("assets", "must be a VersionAssets")
+            self.assets.validate(has_worker=bool(self.modules))
+            if self.assets.config.binding in self.vars or any(
+                    b.name == self.assets.config.binding for b in self.bindings):
+                raise InvalidEvent("assets.binding",
+                                   f"{self.assets.config.binding!r} is bound twice")
+            if not self.modules:
+                # An assets-only project: no worker, nothing else to check of one.
+                if self.main_module or self.bindings or self.vars or self.cron_triggers:
+                    raise InvalidEvent("modules", "an assets-only version has no main "
+                                       "module, bindings, vars or crons")
+                v.compatibility_date("compatibility_date", self.compatibility_date)
+                return
         if not self.modules:
             raise InvalidEvent("modules", "a version needs at least one module")
         if len(self.modules) > MAX_MODULES:

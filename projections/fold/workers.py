@@ -133,6 +133,9 @@ class WorkerRules(NamespaceRules):
             for optional in ("namespace", "entrypoint"):
                 if not b.get(optional):
                     b.pop(optional, None)
+        if meta.get("assets") is None:
+            # Rendered only when set: versions without assets render as before.
+            meta.pop("assets", None)
         meta["uploaded_at"] = env.occurred_at
         meta["uploaded_by"] = env.actor
         w.versions[e.version_id] = VersionState(

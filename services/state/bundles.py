@@ -19,6 +19,7 @@ from eventlog.events import SealedSecret
 from projections.reader import ProjectionReader
 from services.blobstore import BlobStore
 from services.crypto import Keyring, SecretContext, SecretCryptoError
+from services.state.assets import assets_binding
 from services.state.view import RouteView, loader_id
 
 # workerLoader module shapes, by the module type recorded at upload.
@@ -47,6 +48,9 @@ class BundleSource:
         if meta is None or meta.get("deleted"):
             raise BundleError(404, "version_not_found",
                               f"version {version} of {ns}/{worker} does not exist")
+        if not meta.get("modules"):
+            raise BundleError(404, "no_worker_code", f"version {version} of {ns}/{worker} is "
+                              "assets only: it has no worker code to run")
         shared, own = await self.view.secret_scopes(ns, worker)
         envelopes = {**shared, **own}
         modules: dict[str, Any] = {}
@@ -123,6 +127,9 @@ def _env(ns: str, worker: str, version: str, meta: dict[str, Any],
             platform.append({"name": name, "kind": kind, "props": {
                 "namespace": ns, "target_namespace": binding.get("namespace") or ns,
                 "worker": binding["target"], "entrypoint": binding.get("entrypoint") or ""}})
+    binding = assets_binding(ns, worker, version, meta)
+    if binding is not None:
+        platform.append(binding)
     return env, platform
 
 

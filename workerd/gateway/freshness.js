@@ -265,6 +265,7 @@ export async function lookup(env, ns, worker) {
     ? { version: body.route.version, id: body.route.id, egress: body.route.egress || null,
         grants: body.route.grants || [], probation: body.route.probation === true,
         limits: body.route.limits || null, tail: body.route.tail === true,
+        assets: body.route.assets || null,  // Static Assets (assets.js)
         // Made once per route, not per request: the lease's marker key
         // (markerKeys) and the metrics aggregate's key (metrics.js).
         marker: `${ns}/${worker}@${body.route.version}`, counted: ns + "\0" + worker,

@@ -35,6 +35,8 @@ import { childCount } from "./loader.js";
 export { WdlWorkflow } from "./workflows.js";
 export { WdlDo } from "./do.js";
 export { WdlQueue } from "./queues.js";
+export { WdlAssets } from "./assets.js";
+import { routeAssets } from "./assets.js";
 
 // Platform modules added to every ES-module tenant bundle under `__wdl/`
 // (tenant module names may not start with it). `__wdl/main.js` becomes the
@@ -56,7 +58,7 @@ export const TENANT_SHIM = {
 // Binding kind -> the gateway entrypoint (ctx.exports) that serves it.
 const ENTRYPOINTS = { kv: "WdlKv", r2: "WdlR2", d1: "WdlD1", service: "WdlService",
                       worker_loader: "WdlLoader", workflow: "WdlWorkflow",
-                      durable_object: "WdlDo", queue: "WdlQueue" };
+                      durable_object: "WdlDo", queue: "WdlQueue", assets: "WdlAssets" };
 // The platform's export that runs a workflow instance's step (tenant/workflows.js).
 const WORKFLOW_RUNNER = "__WdlWorkflows";
 
@@ -510,6 +512,17 @@ async function handle(request, env, ctx) {
     const entry = await lookup(env, target.namespace, target.worker);
     if (entry.missing) {
       return reply(entry.missing.status || 404, entry.missing.code, entry.missing.message);
+    }
+    if (entry.assets) {
+      // Static Assets answer before any tenant code (assets.js).
+      const t0 = Date.now();
+      const served = await routeAssets(env, target.namespace, target.worker, entry, request,
+        target.path, url.pathname === target.path ? "" : "/" + url.pathname.split("/")[1]);
+      if (served) {
+        count(env, ctx, target.namespace, target.worker, served.status, "ok", Date.now() - t0,
+              entry.counted);
+        return served;
+      }
     }
     nameVersion(target.namespace, target.worker, entry.version, entry.slot, gated);
     if (gated || entry.probation) {

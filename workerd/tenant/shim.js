@@ -14,7 +14,7 @@ import { wrapDo } from "./do.js";
 import { wrapQueue } from "./queues.js";
 
 const WRAPPERS = { kv: wrapKv, r2: wrapR2, d1: wrapD1, service: wrapService, workflow: wrapWorkflow,
-                   queue: wrapQueue,
+                   queue: wrapQueue, assets: wrapService,  // env.ASSETS: a Fetcher
                    worker_loader: wrapLoader,
                    // The scope (namespace/script/class) its ids are made for (tenant/do.js).
                    durable_object: (stub, name) => wrapDo(stub, name, doScopes[name]) };
