@@ -10,6 +10,8 @@ from services.assets.manifest import (
     check_files,
     check_path,
     content_type,
+    owner_digest,
+    owner_marker,
     render_manifest,
     scoped_bytes,
     scoped_content,
@@ -18,5 +20,6 @@ from services.assets.manifest import (
 from services.assets.rules import parse_headers, parse_redirects
 
 __all__ = ["AssetError", "AssetFile", "check_files", "check_path", "content_type",
+           "owner_digest", "owner_marker",
            "parse_headers", "parse_redirects", "render_manifest", "scoped_bytes",
            "scoped_content", "scoped_digest"]

@@ -78,6 +78,22 @@ def scoped_content(namespace: str, blob: bytes) -> bytes | None:
     return blob[len(head):] if blob.startswith(head) else None
 
 
+OWNER_PREFIX = b"wdl-asset-owner/1\x00"
+RESERVED_CONTENT = b"wdl-asset"  # no module may start with it (services/bundles.py)
+
+
+def owner_marker(namespace: str, digest: str) -> bytes:
+    """A small blob stored beside each upload: "this namespace uploaded `digest`". Its
+    digest is computable from (namespace, digest) alone, so the control API checks who
+    uploaded a file without reading it; only the upload route writes one (asset blobs
+    start with PREFIX, and modules may not start with RESERVED_CONTENT)."""
+    return OWNER_PREFIX + namespace.encode("utf-8") + b"\x00" + digest.encode("ascii")
+
+
+def owner_digest(namespace: str, digest: str) -> str:
+    return hashlib.sha256(owner_marker(namespace, digest)).hexdigest()
+
+
 def content_type(path: str) -> str | None:
     ext = posixpath.splitext(path)[1].lower()
     found = _TYPES.get(ext) or mimetypes.guess_type("x" + ext, strict=False)[0]

@@ -170,7 +170,7 @@ def create_state_app(view: RouteView, bundles: BundleSource, loads: LoadRegistry
     desk = desk if desk is not None else IncidentDesk()
     tails = tails if tails is not None else TailedSet(view)
     registry = registry if registry is not None else CollectorRegistry()
-    asset_source = AssetSource(view.store, bundles.blobs)
+    asset_source = AssetSource(view.store, bundles.blobs if bundles is not None else None)
 
     async def healthz(request: Request) -> Response:
         epoch = await view.sync()

@@ -65,7 +65,7 @@ def assets_binding(ns: str, worker: str, version: str,
 
 
 class AssetSource:
-    def __init__(self, store: ProjectionStore, blobs: BlobStore) -> None:
+    def __init__(self, store: ProjectionStore, blobs: BlobStore | None) -> None:
         self.store = store
         self.blobs = blobs
         self._bytes: OrderedDict[str, bytes] = OrderedDict()
@@ -80,6 +80,9 @@ class AssetSource:
                                f"version {version} of {ns}/{worker} has no assets")
         digest = found["manifest"]
         doc = self._manifests.get(digest)
+        if self.blobs is None:
+            raise AssetMissing("assets_unavailable", "this state service has no blob store",
+                               503)
         if doc is None:
             try:
                 doc = json.loads(await self.blobs.get(digest))
@@ -100,6 +103,9 @@ class AssetSource:
         if hit is not None:
             self._bytes.move_to_end(key)
             return hit
+        if self.blobs is None:
+            raise AssetMissing("assets_unavailable", "this state service has no blob store",
+                               503)
         try:
             blob = await self.blobs.get(digest)
         except BlobNotFound:

@@ -296,9 +296,10 @@ async function fileResponse(env, ns, request, intent) {
   if (!request.headers.has("Authorization") && !request.headers.has("Range")) {
     headers.set("Cache-Control", CACHE_CONTROL);
   }
+  // As Cloudflare compares it: the header is exactly the strong or the weak form (no
+  // lists, `*` is not a match).
   const inm = request.headers.get("If-None-Match");
-  if (inm && inm.split(",").map((t) => t.trim()).some((t) => t === etag || t === `W/${etag}`
-                                                         || t === "*")) {
+  if (inm === etag || inm === `W/${etag}`) {
     return new Response(null, { status: 304, headers });
   }
   const head = request.method === "HEAD";

@@ -521,7 +521,8 @@ async function handle(request, env, ctx) {
       if (served) {
         count(env, ctx, target.namespace, target.worker, served.status, "ok", Date.now() - t0,
               entry.counted);
-        return served;
+        const at = normalizeHost(host);  // `_headers` may set cookies too
+        return at.endsWith("." + domain) ? ownCookies(served, at) : served;
       }
     }
     nameVersion(target.namespace, target.worker, entry.version, entry.slot, gated);

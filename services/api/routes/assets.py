@@ -27,6 +27,8 @@ from services.assets import (
     AssetError,
     AssetFile,
     check_files,
+    owner_digest,
+    owner_marker,
     parse_headers,
     parse_redirects,
     render_manifest,
@@ -57,8 +59,11 @@ async def missing(ns: Namespace, body: AssetDigests, ctx: Ctx,
     gate = asyncio.Semaphore(_PARALLEL)
 
     async def absent(digest: str) -> bool:
+        # Present only as this namespace's upload: another namespace's file is "missing"
+        # here (no oracle of what others uploaded).
         async with gate:
-            return not await ctx.blobs.exists(digest)
+            return not (await ctx.blobs.exists(owner_digest(ns, digest))
+                        and await ctx.blobs.exists(digest))
 
     flags = await asyncio.gather(*(absent(d) for d in wanted))
     return {"missing": [d for d, gone in zip(wanted, flags, strict=True) if gone],
@@ -85,6 +90,7 @@ async def upload(ns: Namespace, digest: Digest, request: Request, ctx: Ctx,
                        f"namespace {ns}, not {digest}")
     try:
         await ctx.blobs.put(scoped_bytes(ns, content), expected_sha256=digest)
+        await ctx.blobs.put(owner_marker(ns, digest))  # after the bytes: a marker vouches
     except BlobStoreError as exc:
         raise ApiError(503, "blobstore_unavailable", f"the blob store failed: {exc}") from None
     return {"sha256": digest, "size": size}
@@ -120,7 +126,8 @@ async def build_assets(ctx: ApiContext, ns: str, body: AssetsIn, *, has_worker: 
 
     async def absent(f: AssetFile) -> bool:
         async with gate:
-            return not await ctx.blobs.exists(f.sha256)
+            return not (await ctx.blobs.exists(owner_digest(ns, f.sha256))
+                        and await ctx.blobs.exists(f.sha256))
 
     flags = await asyncio.gather(*(absent(f) for f in files))
     lacking = [f.path for f, gone in zip(files, flags, strict=True) if gone]
