@@ -5,7 +5,9 @@ its committed package-lock.json; installed from the npm registry with `npm ci`, 
 under .wdl/ by the lockfile's digest). `npm run build` emits dist/client (the assets) and
 dist/vite_react/wrangler.json, and points .wrangler/deploy/config.json at it; `wdl deploy`
 of the project directory follows that redirection as `wrangler deploy` does. Then the
-React app's pages, its hashed bundle and the Worker's API are served on the real servers.
+React app's pages, its hashed bundle and the Worker's API are served on the real servers,
+and answer as the pinned `wrangler dev` of the same build does (which follows the
+redirection too), path by path.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import httpx
 import pytest
 
 from harness.endpoints import ROOT, Endpoints
+from tests.assets_parity import NAV, Probe, compare_all, record, wrangler_dev
 from tests.platform_stack import platform_stack
 
 pytestmark = pytest.mark.timeout(900)
@@ -69,6 +72,15 @@ async def test_a_vite_react_app_deploys_and_serves_its_pages_and_api(
     bundles = sorted((client_dir / "assets").glob("index-*.js"))
     assert len(bundles) == 1 and (project / ".wrangler" / "deploy" / "config.json").is_file()
     bundle = bundles[0]
+    probes = [Probe("GET", "/"), Probe("HEAD", "/"), Probe("GET", "/", revalidate=True),
+              Probe("GET", "/index.html"), Probe("GET", f"/assets/{bundle.name}"),
+              Probe("GET", f"/assets/{bundle.name}", revalidate=True),
+              Probe("GET", "/robots.txt"), Probe("GET", "/settings/profile", NAV),
+              Probe("GET", "/settings/profile"), Probe("GET", "/api/name"),
+              Probe("GET", "/api/shell"), Probe("GET", "/api/missing"),
+              Probe("POST", "/api/name", body=b"x"), Probe("GET", "/assets/missing.js")]
+    with wrangler_dev(project) as reference:
+        expected = await asyncio.to_thread(record, reference.url, HOST, probes)
     async with platform_stack(services, fresh_database, unique_name, tmp_path,
                               monkeypatch) as stack:
         await stack.wdl("ns", "create", "web")
@@ -107,3 +119,6 @@ async def test_a_vite_react_app_deploys_and_serves_its_pages_and_api(
             assert robots.status_code == 200 and robots.text.startswith("User-agent")
             missing_api = await client.get("/api/missing")
             assert missing_api.status_code == 404
+        got = await asyncio.to_thread(record, stack.gateway, HOST, probes)
+    differences = compare_all(expected, got, probes)
+    assert not differences, "\n".join(map(str, differences))
