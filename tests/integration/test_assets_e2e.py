@@ -12,6 +12,7 @@ import pytest
 
 from harness.endpoints import Endpoints
 from tests.assets_fixture import BINARY, LARGE, write_project
+from tests.integration.test_dataplane_dev import Dev
 from tests.platform_stack import Stack, platform_stack
 
 HOST = "site.workers.local"
@@ -191,3 +192,27 @@ async def test_limits_are_refused_clearly(stack: Stack) -> None:
     assert "huge.bin" not in out  # printed on stderr; the deploy made nothing
     r = await get(stack, "/huge/")
     assert r.status_code == 404
+
+
+def test_wdl_dev_serves_assets_the_same_and_keeps_them_across_a_restart(
+        dev: Dev, tmp_path: Path) -> None:
+    dev.start()
+    dev.cli("ns", "create", "site")
+    project = write_project(tmp_path, "app", {
+        "binding": "ASSETS", "not_found_handling": "single-page-application",
+        "run_worker_first": ["/api/*", "/via-binding"]})
+    out = json.loads(dev.cli("deploy", str(project), "--ns", "site", "--json"))
+    assert out["assets"]["uploaded"] == 9
+    assert json.loads(dev.cli("deploy", str(project), "--ns", "site", "--json"))[
+        "assets"]["uploaded"] == 0
+    r = dev.get(HOST, "/app/about.html")
+    assert (r.status_code, r.headers["location"]) == (307, "/app/about")
+    assert dev.get(HOST, "/app/api/x").json() == {"api": "/api/x", "method": "GET"}
+    assert dev.get(HOST, "/app/deep/link").text == "<h1>home</h1>"
+    assert dev.get(HOST, "/app/via-binding").text == "binding:200:<h1>about</h1>"
+    assert dev.get(HOST, "/app/large.bin").content == LARGE
+    assert dev.interrupt() == 0
+    dev.start()
+    r = dev.get(HOST, "/app/logo.bin")
+    assert r.content == BINARY and r.headers["content-type"] == "application/octet-stream"
+    assert dev.interrupt() == 0
