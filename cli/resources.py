@@ -20,11 +20,12 @@ from cli.common import (
     table,
     when,
 )
+from eventlog.bindings import SPECS
 
 ForceOpt = Annotated[bool, typer.Option("--force", help="delete even if an active version "
                                         "binds it (its calls then fail)")]
-# binding kind -> (API path segment, what users call it)
-KINDS = {"kv": ("kv", "KV namespace"), "r2": ("r2", "R2 bucket")}
+# binding kind -> (API path segment, what users call it: the registry's label)
+KINDS = {kind: (kind, SPECS[kind].label) for kind in ("kv", "r2")}
 
 
 def _resources(client: ControlClient, namespace: str, kind: str) -> list[dict[str, Any]]:

@@ -21,7 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from cli.assets import AssetsConfigError, AssetsProject, read_assets
-from cli.durable_objects import DurableObjectConfigError, read_durable_objects
+from eventlog import bindings
+from eventlog.bindings import BindingConfigError
+from eventlog.bindings.d1 import read_databases
+from eventlog.bindings.queue import queues_table
+from eventlog.bindings.spec import integer, string, table_list
 from services.bundles import guess_module_type
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -118,148 +122,58 @@ def _declared(value: Any) -> bool:
     return bool(value)
 
 
-def _table_list(doc: dict[str, Any], key: str, config: str) -> list[dict[str, Any]]:
-    value = doc.get(key) or []
-    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
-        raise ProjectError(f"{config}: `{key}` must be a list of tables")
-    return value
-
-
-def _string(entry: dict[str, Any], field_name: str, where: str, *,
-            required: bool = True) -> str:
-    value = entry.get(field_name)
-    if value is None and not required:
-        return ""
-    if not isinstance(value, str) or not value:
-        raise ProjectError(f"{where}: `{field_name}` is required and must be a string")
-    return value
-
-
 def read_bindings(doc: dict[str, Any], config: str) -> list[dict[str, str]]:
-    """kv_namespaces, r2_buckets and services as the control API's bindings."""
+    """Every binding the config declares, as the control API's bindings (each kind's
+    spec reads its own keys: eventlog/bindings/)."""
     unsupported = [k for k in UNSUPPORTED_KEYS if _declared(doc.get(k))]
     if unsupported:
         raise ProjectError(
             f"{config}: {', '.join(f'`{k}`' for k in unsupported)} "
             f"{'is' if len(unsupported) == 1 else 'are'} not supported by WDL yet; remove "
             "it to deploy (docs/compatibility.md lists what is supported)")
-    out: list[dict[str, str]] = []
-    for i, kv in enumerate(_table_list(doc, "kv_namespaces", config)):
-        where = f"{config}: kv_namespaces[{i}]"
-        binding = _string(kv, "binding", where)
-        # The id names the platform KV namespace; without one, the binding name does.
-        out.append({"name": binding, "kind": "kv",
-                    "target": _string(kv, "id", where, required=False) or binding.lower()})
-    for i, r2 in enumerate(_table_list(doc, "r2_buckets", config)):
-        where = f"{config}: r2_buckets[{i}]"
-        out.append({"name": _string(r2, "binding", where), "kind": "r2",
-                    "target": _string(r2, "bucket_name", where)})
-    out.extend({"name": d["binding"], "kind": "d1", "target": d["database_name"]}
-               for d in read_d1_databases(doc, config))
-    for i, svc in enumerate(_table_list(doc, "services", config)):
-        where = f"{config}: services[{i}]"
-        target = _string(svc, "service", where)
-        namespace, _, worker = target.rpartition("/")
-        out.append({"name": _string(svc, "binding", where), "kind": "service",
-                    "target": worker, "namespace": namespace,
-                    "entrypoint": _string(svc, "entrypoint", where, required=False)})
-    out.extend(_workflow_bindings(doc, config))
-    out.extend(read_queue_producers(doc, config))
     try:
-        out.extend(read_durable_objects(doc, config))
-    except DurableObjectConfigError as exc:
+        return bindings.read_wrangler(doc, config)
+    except BindingConfigError as exc:
         raise ProjectError(str(exc)) from None
-    for i, loader in enumerate(_table_list(doc, "worker_loaders", config)):
-        # The Dynamic Worker Loader API (docs/loaders.md): just a name.
-        out.append({"name": _string(loader, "binding", f"{config}: worker_loaders[{i}]"),
-                    "kind": "worker_loader"})
-    return out
-
-
-def _queues_table(doc: dict[str, Any], config: str) -> dict[str, Any]:
-    queues = doc.get("queues") or {}
-    if not isinstance(queues, dict):
-        raise ProjectError(f"{config}: `queues` must be a table (producers, consumers)")
-    unknown = sorted(set(queues) - {"producers", "consumers"})
-    if unknown:
-        raise ProjectError(f"{config}: `queues.{unknown[0]}` is not supported by WDL")
-    return queues
-
-
-def _int(entry: dict[str, Any], key: str, where: str, low: int, high: int) -> int | None:
-    value = entry.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-        raise ProjectError(f"{where}: `{key}` must be an integer from {low} to {high}")
-    return value
-
-
-def read_queue_producers(doc: dict[str, Any], config: str) -> list[dict[str, str]]:
-    """`queues.producers`: binding, queue, delivery_delay (seconds; the binding's value)."""
-    out: list[dict[str, str]] = []
-    for i, p in enumerate(_table_list(_queues_table(doc, config), "producers", config)):
-        where = f"{config}: queues.producers[{i}]"
-        delay = _int(p, "delivery_delay", where, 0, 43_200)
-        out.append({"name": _string(p, "binding", where), "kind": "queue",
-                    "target": _string(p, "queue", where),
-                    "value": "" if delay is None else str(delay)})
-    return out
 
 
 def read_queue_consumers(doc: dict[str, Any], config: str) -> list[dict[str, Any]]:
     """`queues.consumers`: the queues this worker consumes, in the control API's shape
     (queue plus the settings given; the API's defaults fill the rest)."""
+    try:
+        return _queue_consumers(doc, config)
+    except BindingConfigError as exc:
+        raise ProjectError(str(exc)) from None
+
+
+def _queue_consumers(doc: dict[str, Any], config: str) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     limits = {"max_batch_size": (1, 100), "max_batch_timeout": (0, 60),
               "max_retries": (0, 100), "retry_delay": (0, 43_200),
               "max_concurrency": (1, 250)}
-    for i, c in enumerate(_table_list(_queues_table(doc, config), "consumers", config)):
+    for i, c in enumerate(table_list(queues_table(doc, config), "consumers", config)):
         where = f"{config}: queues.consumers[{i}]"
         if c.get("type", "worker") != "worker":
             raise ProjectError(f"{where}: `type = {c.get('type')!r}` (pull consumers) is not "
                                "supported by WDL; only push consumers (a queue() handler)")
-        entry: dict[str, Any] = {"queue": _string(c, "queue", where)}
+        entry: dict[str, Any] = {"queue": string(c, "queue", where)}
         for key, (low, high) in limits.items():
-            value = _int(c, key, where, low, high)
+            value = integer(c, key, where, low, high)
             if value is not None:
                 entry[key] = value
-        dlq = _string(c, "dead_letter_queue", where, required=False)
+        dlq = string(c, "dead_letter_queue", where, required=False)
         if dlq:
             entry["dead_letter_queue"] = dlq
         out.append(entry)
     return out
 
 
-def _workflow_bindings(doc: dict[str, Any], config: str) -> list[dict[str, str]]:
-    """`workflows`: name, binding, class_name of this worker (docs/workflows.md)."""
-    out: list[dict[str, str]] = []
-    for i, wf in enumerate(_table_list(doc, "workflows", config)):
-        where = f"{config}: workflows[{i}]"
-        if wf.get("script_name") and wf.get("script_name") != doc.get("name"):
-            # Instances run on the version of the worker that declares the class.
-            raise ProjectError(f"{where}: `script_name` (a workflow of another worker) is not "
-                               "supported by WDL; bind it from the worker that defines it")
-        out.append({"name": _string(wf, "binding", where), "kind": "workflow",
-                    "target": _string(wf, "name", where),
-                    "entrypoint": _string(wf, "class_name", where)})
-    return out
-
-
 def read_d1_databases(doc: dict[str, Any], config: str) -> list[dict[str, str]]:
-    """`d1_databases`: binding, database_name, and the optional database_id (a uuid the
-    database gets when deploy provisions it) and migrations_dir (default `migrations`)."""
-    out: list[dict[str, str]] = []
-    for i, db in enumerate(_table_list(doc, "d1_databases", config)):
-        where = f"{config}: d1_databases[{i}]"
-        binding = _string(db, "binding", where)
-        out.append({"binding": binding,
-                    "database_name": _string(db, "database_name", where, required=False)
-                    or binding.lower().replace("_", "-"),
-                    "database_id": _string(db, "database_id", where, required=False).lower(),
-                    "migrations_dir": _string(db, "migrations_dir", where, required=False)
-                    or "migrations"})
-    return out
+    """`d1_databases` with what deploy provisions them from (eventlog/bindings/d1.py)."""
+    try:
+        return read_databases(doc, config)
+    except BindingConfigError as exc:
+        raise ProjectError(str(exc)) from None
 
 
 def read_config(root: Path) -> tuple[dict[str, Any], str]:

@@ -99,9 +99,7 @@ from eventlog.events.resources import ResourceDeletion, ResourceEvent
 from eventlog.events.secrets import SealedSecret, SecretDeleted, SecretEvent, SecretPut
 from eventlog.events.tokens import Role, TokenEvent, TokenIssued, TokenRevoked
 from eventlog.events.workers import (
-    RESOURCE_BINDING_KINDS,
     Binding,
-    BindingKind,
     ModuleRef,
     ModuleType,
     VersionDeleted,
@@ -139,11 +137,9 @@ __all__ = [
     "MAX_SECRET_CIPHERTEXT",
     "MAX_VARS",
     "MAX_VAR_BYTES",
-    "RESOURCE_BINDING_KINDS",
     "SHARE_FIELDS",
     "BaseEvent",
     "Binding",
-    "BindingKind",
     "ContainmentEvent",
     "CronEvent",
     "CronRunCompleted",

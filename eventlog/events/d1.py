@@ -15,18 +15,11 @@ from eventlog import validation as v
 from eventlog.aggregates import AggregateKind
 from eventlog.errors import InvalidEvent
 from eventlog.events.resources import ResourceDeletion, ResourceEvent
+from eventlog.validation import d1_name
 
-D1_NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 MIGRATION_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,199}")
 MAX_MIGRATIONS_PER_EVENT = 1000
-
-
-def d1_name(field: str, value: object) -> str:
-    if not isinstance(value, str) or D1_NAME_RE.fullmatch(value) is None:
-        raise InvalidEvent(field, f"{value!r} is not a D1 database name (a-z, 0-9, '_', '-', "
-                                  "1-63, starting with a letter or digit)")
-    return value
 
 
 def database_id(field: str, value: object) -> str:

@@ -10,27 +10,18 @@ add|remove` changes it without a deploy (docs/queues.md).
 
 from __future__ import annotations
 
-import re
 from typing import ClassVar
 
 from eventlog import validation as v
 from eventlog.aggregates import AggregateKind
 from eventlog.errors import InvalidEvent
 from eventlog.events.resources import ResourceDeletion, ResourceEvent
+from eventlog.validation import MAX_DELAY_S, queue_name
 
-QUEUE_NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 MAX_BATCH_SIZE = 100
 MAX_BATCH_TIMEOUT_S = 60
 MAX_RETRIES = 100
-MAX_DELAY_S = 43_200  # 12 hours, Cloudflare's limit for delaySeconds and retry_delay
 MAX_CONCURRENCY = 250
-
-
-def queue_name(field: str, value: object) -> str:
-    if not isinstance(value, str) or QUEUE_NAME_RE.fullmatch(value) is None:
-        raise InvalidEvent(field, f"{value!r} is not a queue name (a-z, 0-9, '_', '-', 1-63, "
-                                  "starting with a letter or digit)")
-    return value
 
 
 def _in_range(field: str, value: object, low: int, high: int) -> int:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from typing import ClassVar, Literal
 
 import msgspec
 
+from eventlog import bindings
 from eventlog import validation as v
 from eventlog.aggregates import AggregateKind, worker_aggregate_id
+from eventlog.bindings import assets as assets_binding
 from eventlog.errors import InvalidEvent
 from eventlog.events.assets import VersionAssets
 from eventlog.events.base import (
@@ -19,14 +20,9 @@ from eventlog.events.base import (
     BaseEvent,
     _no_generation,
 )
-from eventlog.events.d1 import d1_name
-from eventlog.events.queues import MAX_DELAY_S, queue_name
 from eventlog.precondition import Precondition
 
 ModuleType = Literal["esm", "commonjs", "text", "data", "wasm", "json", "python"]
-BindingKind = Literal["service", "json", "text", "secret", "kv", "r2", "d1", "queue",
-                      "workflow", "worker_loader", "durable_object"]
-RESOURCE_BINDING_KINDS = frozenset({"kv", "r2", "d1", "queue"})
 
 _ENTRY_MODULE_TYPES = frozenset({"esm", "commonjs", "python"})
 
@@ -41,26 +37,12 @@ class ModuleRef(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class Binding(msgspec.Struct, frozen=True, kw_only=True):
-    """A binding in the worker's env.
-
-    `service`: `target` is a worker of this namespace, or of `namespace` when
-    that is another one (which must have granted it), served by its default
-    export or by the named `entrypoint`.
-    `kv` / `r2` / `d1`: `target` is a KV namespace / R2 bucket / D1 database of this
-    namespace.
-    `queue`: a producer; `target` is a queue of this namespace, `value` the binding's
-    delivery_delay in seconds ("": the queue's own; docs/queues.md).
-    `workflow`: `target` is the workflow's name, `entrypoint` the class of this
-    worker that runs its instances (docs/workflows.md).
-    `worker_loader`: the Dynamic Worker Loader API (no target; docs/loaders.md).
-    `durable_object`: `target` is a Durable Object class, `value` the worker of this
-    namespace that exports it ("" for this worker; docs/durable-objects.md).
-    `secret`: `target` is a secret name, resolved at load time.
-    `json`: `value` is JSON text. `text`: `value` is the string itself.
-    """
+    """A binding in the worker's env. What `target`, `value`, `namespace` and
+    `entrypoint` mean, and which a kind uses, is its spec's (eventlog/bindings/)."""
 
     name: str
-    kind: BindingKind
+    kind: str
+    """One of eventlog.bindings.KINDS (validate() checks it)."""
     target: str = ""
     value: str = ""
     namespace: str = ""
@@ -111,10 +93,6 @@ class WorkerVersionUploaded(_WorkerEvent, frozen=True, kw_only=True):
             if not isinstance(self.assets, VersionAssets):
                 raise InvalidEvent("assets", "must be a VersionAssets")
             self.assets.validate(has_worker=bool(self.modules))
-            if self.assets.config.binding in self.vars or any(
-                    b.name == self.assets.config.binding for b in self.bindings):
-                raise InvalidEvent("assets.binding",
-                                   f"{self.assets.config.binding!r} is bound twice")
             if not self.modules:
                 # An assets-only project: no worker, nothing else to check of one.
                 if self.main_module or self.bindings or self.vars or self.cron_triggers:
@@ -154,6 +132,8 @@ class WorkerVersionUploaded(_WorkerEvent, frozen=True, kw_only=True):
             raise InvalidEvent("vars", f"more than {MAX_VARS} vars")
         v.string_map("vars", self.vars, v.VAR_NAME_RE, max_value=MAX_VAR_BYTES)
         self._validate_bindings()
+        assets_binding.check_version(self.bindings, self.assets.config.binding
+                                     if self.assets is not None else "")
         v.crons("cron_triggers", self.cron_triggers)
 
     def _validate_bindings(self) -> None:
@@ -170,75 +150,12 @@ class WorkerVersionUploaded(_WorkerEvent, frozen=True, kw_only=True):
                 raise InvalidEvent(f"{field}.name", f"{binding.name!r} is bound twice")
             v.not_reserved(f"{field}.name", binding.name)
             seen.add(binding.name)
-            if (binding.kind != "service" and binding.namespace) or \
-                    (binding.kind not in ("service", "workflow") and binding.entrypoint):
-                raise InvalidEvent(field, "namespace and entrypoint are for service bindings")
-            if binding.kind == "service":
-                v.name(f"{field}.target", binding.target)
-                if binding.namespace:
-                    v.name(f"{field}.namespace", binding.namespace)
-                if binding.entrypoint:
-                    v.entrypoint(f"{field}.entrypoint", binding.entrypoint)
-            elif binding.kind == "kv":
-                v.kv_name(f"{field}.target", binding.target)
-            elif binding.kind == "r2":
-                v.bucket_name(f"{field}.target", binding.target)
-            elif binding.kind == "workflow":
-                # target: the workflow's name; entrypoint: the exported class that runs it.
-                v.kv_name(f"{field}.target", binding.target)
-                v.entrypoint(f"{field}.entrypoint", binding.entrypoint)
-            elif binding.kind == "worker_loader":
-                if binding.target or binding.value:
-                    raise InvalidEvent(field, "a worker_loader binding has no target or value")
-            elif binding.kind == "queue":
-                # value: the producer's delivery_delay in seconds ("" for the queue's own).
-                queue_name(f"{field}.target", binding.target)
-                if binding.value and not (binding.value.isdigit()
-                                          and int(binding.value) <= MAX_DELAY_S):
-                    raise InvalidEvent(f"{field}.value", "a queue binding's value is its "
-                                       f"delivery_delay: seconds, at most {MAX_DELAY_S}")
-            elif binding.kind == "d1":
-                d1_name(f"{field}.target", binding.target)
-            elif binding.kind == "durable_object":
-                # target: the class; value: the worker of this namespace that exports it
-                # ("" for this one).
-                v.entrypoint(f"{field}.target", binding.target)
-                if binding.value:
-                    v.name(f"{field}.value", binding.value)
-            elif binding.kind == "secret":
-                v.secret_name(f"{field}.target", binding.target)
-            elif binding.kind == "json":
-                # RecursionError too: 5 KiB of brackets nest 2,500 deep.
-                try:
-                    value = json.loads(binding.value)
-                except (ValueError, RecursionError):
-                    raise InvalidEvent(f"{field}.value", "is not JSON text") from None
-                if _nests_deeper(value, MAX_JSON_VAR_DEPTH):
-                    raise InvalidEvent(f"{field}.value",
-                                       f"nests deeper than {MAX_JSON_VAR_DEPTH} levels")
-            elif binding.kind != "text":
+            kind = bindings.spec(binding.kind)
+            if kind is None:
                 raise InvalidEvent(f"{field}.kind", f"unknown binding kind {binding.kind!r}")
+            kind.validate(field, binding)
             if len(binding.value) > MAX_VAR_BYTES:
                 raise InvalidEvent(f"{field}.value", f"longer than {MAX_VAR_BYTES} characters")
-
-
-# A `json` var is parsed again wherever the worker's env is built and encoded: bounded
-# far below the codecs' recursion (the workflow engine's values use the same bound).
-MAX_JSON_VAR_DEPTH = 64
-
-
-def _nests_deeper(value: object, limit: int) -> bool:
-    stack: list[tuple[object, int]] = [(value, 0)]
-    while stack:
-        item, depth = stack.pop()
-        children = item.values() if isinstance(item, dict) else item \
-            if isinstance(item, list) else None
-        if children is None:
-            continue
-        if depth + 1 > limit:
-            return True
-        stack.extend((child, depth + 1) for child in children)
-    return False
 
 
 def _refuse_module(i: int, module: object, names: set[str]) -> None:

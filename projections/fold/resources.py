@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from eventlog.bindings import spec as binding_spec
 from eventlog.envelope import Envelope
 from eventlog.events import ResourceDeletion, ResourceEvent
 from projections import keys
@@ -29,9 +30,6 @@ class ResourceState:
 class ResourceRules(WorkerRules):
     """Extends WorkerRules: a delete must know which active versions bind the resource."""
 
-    LABELS: dict[str, str] = {"kv": "KV namespace", "r2": "R2 bucket", "d1": "D1 database",
-                              "queue": "queue"}
-
     def __init__(self, partition: int) -> None:
         super().__init__(partition)
         self.resources: dict[tuple[str, str, str], ResourceState] = {}
@@ -42,7 +40,8 @@ class ResourceRules(WorkerRules):
         return 0 if state is None else state.version
 
     def _label(self, kind: str, ns: str, name: str) -> str:
-        return f"{self.LABELS.get(kind, kind)} {name!r} of namespace {ns}"
+        spec = binding_spec(kind)
+        return f"{spec.label if spec else kind} {name!r} of namespace {ns}"
 
     def _resource_created(self, e: ResourceEvent, env: Envelope, out: Changes) -> int:
         kind = str(e.KIND)

@@ -10,6 +10,7 @@ import msgspec
 
 from eventlog import events as ev
 from eventlog.aggregates import AggregateKind
+from eventlog.bindings import spec as binding_spec
 from eventlog.envelope import Envelope
 from projections import keys
 from projections.changes import Changes
@@ -99,16 +100,16 @@ class WorkerRules(NamespaceRules):
         return version
 
     def _check_targets(self, ns: str, bindings: Any) -> None:
-        """Every kv/r2/d1 binding names a resource of the namespace (same partition)."""
+        """Every resource-backed binding names a resource of the namespace (same
+        partition)."""
         existing = self._namespace(ns).resources
         for b in bindings:
             kind, target = (b.kind, b.target) if not isinstance(b, dict) else (
                 b["kind"], b["target"])
-            if kind in ev.RESOURCE_BINDING_KINDS and target not in existing.get(kind, ()):
-                label = {"kv": "KV namespace", "r2": "R2 bucket", "d1": "D1 database",
-                         "queue": "queue"}[kind]
+            spec = binding_spec(kind)
+            if spec is not None and spec.resource and target not in existing.get(kind, ()):
                 raise Reject("binding_target_missing",
-                             f"{label} {target!r} does not exist in namespace {ns}")
+                             f"{spec.label} {target!r} does not exist in namespace {ns}")
 
     def _uploaded(self, e: ev.WorkerVersionUploaded, env: Envelope, out: Changes) -> int:
         self._namespace(e.namespace)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from eventlog.bindings import KINDS, SPECS
 
 NAME_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$"
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
@@ -64,20 +66,22 @@ class ModuleUpload(_Strict):
     content_b64: str = Field(description="the module's bytes, standard base64")
 
 
+def _known_kind(kind: str) -> str:
+    if kind not in KINDS:
+        raise ValueError(f"unknown binding kind {kind!r}; one of {', '.join(KINDS)}")
+    return kind
+
+
 class BindingIn(_Strict):
     name: str = Field(pattern=SECRET_NAME_PATTERN)
-    kind: Literal["service", "json", "text", "secret", "kv", "r2", "workflow", "d1", "queue",
-                  "worker_loader", "durable_object"]
-    target: str = Field("", max_length=128, description="kv: the KV namespace; r2: the "
-                        "bucket; d1: the D1 database; service: the worker; secret: the secret "
-                        "name; workflow: "
-                        "the workflow's name")
+    kind: Annotated[str, AfterValidator(_known_kind)] = Field(
+        json_schema_extra={"enum": list(KINDS)},
+        description="; ".join(f"{k}: {SPECS[k].doc}" for k in KINDS))
+    target: str = Field("", max_length=128, description="what the kind binds (see kind)")
     value: str = Field("", max_length=5 * 1024)
     namespace: str = Field("", max_length=64, description="service: the target's namespace "
                            "when it is another one (it must have granted this namespace)")
-    entrypoint: str = Field("", max_length=128, description="service: a named "
-                            "WorkerEntrypoint of the target (default: its default export); "
-                            "workflow: the class_name that runs it")
+    entrypoint: str = Field("", max_length=128, description="see kind")
 
 
 class ResourceCreate(_Strict):

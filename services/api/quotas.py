@@ -27,6 +27,7 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, fields
 
+from eventlog.bindings import SPECS
 from services.api.errors import ApiError
 
 
@@ -66,8 +67,9 @@ class Quotas:
 
 LABELS: Mapping[str, str] = {
     "workers": "workers", "versions": "versions", "secrets": "secrets",
-    "hosts": "host claims", "kv": "KV namespaces", "r2": "R2 buckets",
-    "d1": "D1 databases", "queues": "queues", "d1_backups": "backups",
+    "hosts": "host claims", "queues": "queues", "d1_backups": "backups",
+    # The resource kinds, as the binding registry calls them.
+    **{kind: f"{SPECS[kind].label}s" for kind in ("kv", "r2", "d1")},
 }
 
 

@@ -18,6 +18,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from services.dataplane import binding_index
 from services.dataplane.workerd_config import (
     Config,
     EsModule,
@@ -63,8 +64,14 @@ def gateway_sources(directory: Path | None = None) -> list[Module]:
     names = ["gateway.js", *sorted(p.name for p in gateway.glob("*.js") if p.name != "gateway.js")]
     modules: list[Module] = [EsModule(n, (gateway / n).read_text(encoding="utf-8"))
                              for n in names]
-    modules += [TextModule(f"tenant/{p.name}", p.read_text(encoding="utf-8"))
-                for p in sorted((root / "tenant").glob("*.js"))]
+    tenant = sorted((root / "tenant").glob("*.js"))
+    modules += [TextModule(f"tenant/{p.name}", p.read_text(encoding="utf-8")) for p in tenant]
+    # The binding kinds' indexes, made from the registry (eventlog/bindings/).
+    modules += [EsModule("binding_entrypoints.js", binding_index.entrypoints_module()),
+                EsModule("binding_kinds.js", binding_index.kinds_module()),
+                TextModule("tenant/bindings.js", binding_index.tenant_module()),
+                EsModule("shim_sources.js",
+                         binding_index.shim_sources_module(p.name for p in tenant))]
     # The value codec is the gateway's too (gateway/queues.js decodes `v8` messages).
     modules.append(EsModule("values.js", (root / "tenant" / "values.js").read_text(
         encoding="utf-8")))

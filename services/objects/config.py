@@ -9,10 +9,10 @@ on the pinned workerd 1.20261117.1 (docs/durable-objects.md).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from services.dataplane import binding_index
 from services.dataplane.config import TENANT_DENY, workerd_dir
 from services.dataplane.workerd_config import capnp_text
 
@@ -39,27 +39,27 @@ class ObjectsConfig:
 
 
 def _modules(root: Path) -> list[tuple[str, str, str]]:
-    """(name, kind, source): objects.js first, the gateway's WdlDo, the id helpers, the
-    tenant shim's modules as text and a module that maps them to bundle names."""
+    """(name, kind, source): objects.js first, the gateway's entrypoints of the binding
+    kinds objects serve (the registry's `in_objects`), the id helpers, the tenant shim's
+    modules as text and the generated indexes (services/dataplane/binding_index.py)."""
+    gateway = root / "gateway"
     out = [("objects.js", "esModule", (root / "objects" / "objects.js").read_text()),
-           ("careful.js", "esModule", (root / "objects" / "careful.js").read_text()),
-           ("do.js", "esModule", (root / "gateway" / "do.js").read_text()),
-           # The gateway's own binding entrypoints, served here too for objects' env.
-           ("kv.js", "esModule", (root / "gateway" / "kv.js").read_text()),
-           ("r2.js", "esModule", (root / "gateway" / "r2.js").read_text()),
-           ("d1.js", "esModule", (root / "gateway" / "d1.js").read_text()),
-           ("internal.js", "esModule", (root / "gateway" / "internal.js").read_text()),
-           # The gateway's egress judgement, for the objects' own fetch().
-           ("egress.js", "esModule", (root / "gateway" / "egress.js").read_text()),
-           ("ids.js", "esModule", (root / "tenant" / "do.js").read_text()),
-           ("values.js", "esModule", (root / "tenant" / "values.js").read_text())]
+           ("careful.js", "esModule", (root / "objects" / "careful.js").read_text())]
+    out += [(name, "esModule", (gateway / name).read_text())
+            for name in binding_index.gateway_files(objects=True)]
+    out += [("internal.js", "esModule", (gateway / "internal.js").read_text()),
+            # The gateway's egress judgement, for the objects' own fetch().
+            ("egress.js", "esModule", (gateway / "egress.js").read_text()),
+            ("ids.js", "esModule", (root / "tenant" / "do.js").read_text()),
+            ("values.js", "esModule", (root / "tenant" / "values.js").read_text()),
+            ("binding_entrypoints.js", "esModule",
+             binding_index.entrypoints_module(objects=True)),
+            ("binding_kinds.js", "esModule", binding_index.kinds_module(objects=True)),
+            ("tenant/bindings.js", "text", binding_index.tenant_module())]
     tenant = sorted((root / "tenant").glob("*.js"))
     out += [(f"tenant/{p.name}", "text", p.read_text()) for p in tenant]
-    lines = [f"import m{i} from {json.dumps('./tenant/' + p.name)};"
-             for i, p in enumerate(tenant)]
-    entries = ", ".join(f"{json.dumps('__wdl/' + p.name)}: m{i}" for i, p in enumerate(tenant))
-    lines.append(f"export default {{ {entries} }};")
-    out.append(("shim_sources.js", "esModule", "\n".join(lines) + "\n"))
+    out.append(("shim_sources.js", "esModule",
+                binding_index.shim_sources_module(p.name for p in tenant)))
     return out
 
 

@@ -53,17 +53,6 @@ def _navigation(meta: dict[str, Any]) -> bool:
             or str(meta.get("compatibility_date") or "") >= "2025-04-01")
 
 
-def assets_binding(ns: str, worker: str, version: str,
-                   meta: dict[str, Any]) -> dict[str, Any] | None:
-    """`env.<binding>` of the `assets` config: the gateway's WdlAssets entrypoint
-    (workerd/gateway/assets.js), scoped by props to this very version's manifest."""
-    name = ((meta.get("assets") or {}).get("config") or {}).get("binding")
-    if not name:
-        return None
-    return {"name": name, "kind": "assets", "props": {
-        "namespace": ns, "worker": worker, "version": version}}
-
-
 class AssetSource:
     def __init__(self, store: ProjectionStore, blobs: BlobStore | None) -> None:
         self.store = store

@@ -15,11 +15,12 @@ from typing import Any
 
 import msgspec
 
+from eventlog.bindings import NO_VALUE, Scope
+from eventlog.bindings import spec as binding_spec
 from eventlog.events import SealedSecret
 from projections.reader import ProjectionReader
 from services.blobstore import BlobStore
 from services.crypto import Keyring, SecretContext, SecretCryptoError
-from services.state.assets import assets_binding
 from services.state.view import RouteView, loader_id
 
 # workerLoader module shapes, by the module type recorded at upload.
@@ -48,9 +49,6 @@ class BundleSource:
         if meta is None or meta.get("deleted"):
             raise BundleError(404, "version_not_found",
                               f"version {version} of {ns}/{worker} does not exist")
-        if not meta.get("modules"):
-            raise BundleError(404, "no_worker_code", f"version {version} of {ns}/{worker} is "
-                              "assets only: it has no worker code to run")
         shared, own = await self.view.secret_scopes(ns, worker)
         envelopes = {**shared, **own}
         modules: dict[str, Any] = {}
@@ -90,46 +88,20 @@ def _env(ns: str, worker: str, version: str, meta: dict[str, Any],
     env: dict[str, Any] = dict(meta.get("vars") or {})
     env.update(secrets)
     platform: list[dict[str, Any]] = []
+    scope = Scope(ns, worker, version)
     for binding in meta.get("bindings") or ():
         kind, name = binding["kind"], binding["name"]
-        if kind == "text":
-            env[name] = binding.get("value", "")
-        elif kind == "json":
-            env[name] = json.loads(binding.get("value") or "null")
-        elif kind == "secret" and binding.get("target", "") in secrets:
-            env[name] = secrets[binding["target"]]
-        elif kind in ("kv", "r2", "d1"):
-            platform.append({"name": name, "kind": kind, "props": {
-                "namespace": ns, "resource": binding["target"], "worker": worker,
-                "version": version}})
-        elif kind == "queue":
-            # A producer: sends go to this namespace's queue only; `delay` is the
-            # binding's delivery_delay ("": the queue's own; docs/queues.md).
-            platform.append({"name": name, "kind": kind, "props": {
-                "namespace": ns, "queue": binding["target"], "worker": worker,
-                "version": version, "delay": binding.get("value", "")}})
-        elif kind == "worker_loader":
-            # Children are scoped by these props (workerd/gateway/loader.js).
-            platform.append({"name": name, "kind": kind, "props": {
-                "namespace": ns, "worker": worker, "version": version}})
-        elif kind == "workflow":
-            # Instances are created on, and stay on, the version holding the binding.
-            platform.append({"name": name, "kind": kind, "props": {
-                "namespace": ns, "worker": worker, "version": version,
-                "workflow": binding["target"], "class_name": binding.get("entrypoint") or ""}})
-        elif kind == "durable_object":
-            # Objects of `class_name` of `script` (a worker of this namespace, this one
-            # by default); the namespace is the caller's, always (docs/durable-objects.md).
-            platform.append({"name": name, "kind": kind, "props": {
-                "namespace": ns, "worker": worker, "script": binding.get("value") or worker,
-                "class_name": binding["target"]}})
-        elif kind == "service":
-            platform.append({"name": name, "kind": kind, "props": {
-                "namespace": ns, "target_namespace": binding.get("namespace") or ns,
-                "worker": binding["target"], "entrypoint": binding.get("entrypoint") or ""}})
-    binding = assets_binding(ns, worker, version, meta)
-    if binding is not None:
-        platform.append(binding)
+        spec = binding_spec(kind)
+        if spec is None:
+            # The log only holds kinds its validation knew; an unknown one is a newer
+            # writer's: leave it out rather than hand the tenant a half-made binding.
+            continue
+        if spec.props is not None:
+            platform.append({"name": name, "kind": kind, "props": spec.props(scope, binding)})
+        elif spec.value is not None:
+            value = spec.value(binding, secrets)
+            if value is not NO_VALUE:
+                env[name] = value
     return env, platform
 
 

@@ -8,7 +8,11 @@ from typing import Any
 
 import pytest
 
-from cli.durable_objects import DurableObjectConfigError, migrated_classes, read_durable_objects
+from eventlog.bindings.durable_object import (
+    DurableObjectConfigError,
+    migrated_classes,
+    read_durable_objects,
+)
 from eventlog.errors import InvalidEvent
 from eventlog.events.workers import Binding, ModuleRef, WorkerVersionUploaded
 
@@ -83,6 +87,6 @@ def test_the_version_event_checks_durable_object_bindings() -> None:
     with pytest.raises(InvalidEvent, match=r"bindings\[0\]\.value"):
         _version(Binding(name="OBJ", kind="durable_object", target="Counter",
                          value="ns/worker")).validate()
-    with pytest.raises(InvalidEvent, match="namespace and entrypoint"):
+    with pytest.raises(InvalidEvent, match="binding has no namespace"):
         _version(Binding(name="OBJ", kind="durable_object", target="Counter",
                          namespace="other")).validate()

@@ -237,7 +237,7 @@ def test_reserved_prefixes_are_refused_in_every_tenant_name(name: str) -> None:
     reserved(lambda: msgspec.structs.replace(base, vars={name: "x"}), f"vars.{name}")
     for kind, target in (("text", ""), ("json", ""), ("kv", "cache"), ("r2", "files"),
                          ("d1", "db"), ("worker_loader", ""), ("service", "auth")):
-        binding = Binding(name=name, kind=kind, target=target,  # type: ignore[arg-type]
+        binding = Binding(name=name, kind=kind, target=target,
                           value="1" if kind == "json" else "")
         with_binding = msgspec.structs.replace(base, bindings=(binding,))
         reserved(functools.partial(lambda event: event, with_binding), "bindings[0].name")
@@ -261,9 +261,7 @@ def test_names_near_the_reserved_prefixes_are_fine(name: str) -> None:
 
 def test_resource_names_cannot_take_a_reserved_prefix() -> None:
     # KV, R2, D1 and queue names start with a letter or digit: no reserved prefix fits.
-    from eventlog.events.d1 import d1_name
-    from eventlog.events.queues import queue_name
-    from eventlog.validation import bucket_name, kv_name
+    from eventlog.validation import bucket_name, d1_name, kv_name, queue_name
     for check in (kv_name, bucket_name, d1_name, queue_name):
         for name in ("__wdl", "_wdl_x", "_cf_x"):
             with pytest.raises(InvalidEvent):

@@ -38,6 +38,6 @@ def test_the_version_event_checks_workflow_bindings() -> None:
     for bad, field in [(Binding(name="O", kind="workflow", target="orders"), "entrypoint"),
                        (Binding(name="O", kind="workflow", target="", entrypoint="C"), "target"),
                        (Binding(name="O", kind="kv", target="cache", entrypoint="C"),
-                        "are for service bindings")]:
+                        "has no entrypoint")]:
         with pytest.raises(InvalidEvent, match=field):
             msgspec.structs.replace(upload("ns", "w", "v1"), bindings=(bad,)).validate()

@@ -16,6 +16,12 @@ function meta(props, id, name) {
                           class_name: props.class_name, id, name });
 }
 
+// The scope the tenant wrapper makes this binding's ids for (workerd/tenant/do.js);
+// public: ids are opaque, the host re-checks their tag against the props.
+export function info(props) {
+  return `${props.namespace}/${props.script}/${props.class_name}`;
+}
+
 function unreachable(err) {
   return { error: { name: "Error", message: "Durable Object host unavailable: " +
                     String(err && err.message || err) } };

@@ -12,54 +12,25 @@ import { admit, announce, ended, mark, nameVersion, probationEnter }
 import { BUNDLE_TIMEOUT_MS, NO_CLAIMS, PlatformError, claims, dropRoute, fresh, lookup, pushed,
          reply, roundStats, st, stateGet, withTimeout } from "./freshness.js";
 import { internalHeaders, internalRefusal } from "./internal.js";
-import shimSource from "./tenant/shim.js";
-import kvSource from "./tenant/kv.js";
-import d1Source from "./tenant/d1.js";
-import r2Source from "./tenant/r2.js";
-import serviceSource from "./tenant/service.js";
-import requestsSource from "./tenant/requests.js";
-import loaderSource from "./tenant/loader.js";
-import workflowsSource from "./tenant/workflows.js";
-import doSource from "./tenant/do.js";
-import valuesSource from "./tenant/values.js";
-import queuesSource from "./tenant/queues.js";
+import TENANT_SHIM from "./shim_sources.js";
+import { ENTRYPOINTS, INFO, MAIN_EXPORTS } from "./binding_kinds.js";
 import { decodeMessages } from "./queues.js";
 import { count } from "./metrics.js";
 
-export { WdlKv } from "./kv.js";
-export { WdlD1 } from "./d1.js";
-export { WdlR2 } from "./r2.js";
+// Each binding kind's entrypoint (generated from eventlog/bindings/).
+export * from "./binding_entrypoints.js";
 export { WdlTail } from "./tail.js";
-export { WdlLoader } from "./loader.js";
 import { childCount } from "./loader.js";
-export { WdlWorkflow } from "./workflows.js";
-export { WdlDo } from "./do.js";
-export { WdlQueue } from "./queues.js";
-export { WdlAssets } from "./assets.js";
 import { routeAssets } from "./assets.js";
 
 // Platform modules added to every ES-module tenant bundle under `__wdl/`
-// (tenant module names may not start with it). `__wdl/main.js` becomes the
-// main module: it runs the shim, then re-exports the tenant's own main module.
-// Exported for dynamic Workers (loader.js), which get the same shim.
-export const TENANT_SHIM = {
-  "__wdl/shim.js": shimSource,
-  "__wdl/kv.js": kvSource,
-  "__wdl/d1.js": d1Source,
-  "__wdl/r2.js": r2Source,
-  "__wdl/service.js": serviceSource,
-  "__wdl/requests.js": requestsSource,
-  "__wdl/loader.js": loaderSource,
-  "__wdl/workflows.js": workflowsSource,
-  "__wdl/do.js": doSource,
-  "__wdl/values.js": valuesSource,
-  "__wdl/queues.js": queuesSource,
-};
-// Binding kind -> the gateway entrypoint (ctx.exports) that serves it.
-const ENTRYPOINTS = { kv: "WdlKv", r2: "WdlR2", d1: "WdlD1", service: "WdlService",
-                      worker_loader: "WdlLoader", workflow: "WdlWorkflow",
-                      durable_object: "WdlDo", queue: "WdlQueue", assets: "WdlAssets" };
-// The platform's export that runs a workflow instance's step (tenant/workflows.js).
+// (tenant module names may not start with it): TENANT_SHIM, generated with the
+// binding kinds' index (services/dataplane/binding_index.py). `__wdl/main.js`
+// becomes the main module: it runs the shim, then re-exports the tenant's own
+// main module. Dynamic Workers (loader.js) get the same shim.
+
+// The platform's export that runs a workflow instance's step (tenant/workflows.js
+// mainExport; the registry's main_export of the workflow kind).
 const WORKFLOW_RUNNER = "__WdlWorkflows";
 
 // --- code ----------------------------------------------------------------------
@@ -88,10 +59,9 @@ function tenantEnv(ctx, body) {
       `binding ${b.name}: kind ${b.kind} is not served by this gateway`);
     env[b.name] = factory({ props: b.props });
     kinds[b.name] = b.kind;
-    if (b.kind === "durable_object") {
-      // The scope its ids are made for (tenant/do.js); not a secret.
-      (env.__WDL_DO ||= {})[b.name] = `${b.props.namespace}/${b.props.script}/${b.props.class_name}`;
-    }
+    const info = INFO[b.kind];
+    // Public facts for the tenant wrapper (e.g. the scope a DO's ids are made for).
+    if (info) (env.__WDL_INFO ||= {})[b.name] = info(b.props);
   }
   if (Object.keys(kinds).length) env.__WDL_BINDINGS = kinds;
   return env;
@@ -100,6 +70,20 @@ function tenantEnv(ctx, body) {
 function withFlag(flags, flag) {
   const list = Array.isArray(flags) ? flags : [];
   return list.includes(flag) || list.includes("nodejs_compat") ? list : [...list, flag];
+}
+
+// Exports a binding kind adds to the tenant's main module (the registry's
+// main_export): `export const <name> = mainExport(tenant)` of tenant/<module>.js.
+function mainExports(bindings, spec) {
+  const kinds = new Set((bindings || []).map((b) => b.kind));
+  let out = "";
+  for (const [kind, [name, file]] of Object.entries(MAIN_EXPORTS)) {
+    if (!kinds.has(kind)) continue;
+    if (!out) out = `import * as wdlTenant from ${spec};\n`;
+    out += `import { mainExport as ${name}Of } from ${JSON.stringify("./" + file)};\n` +
+      `export const ${name} = ${name}Of(wdlTenant);\n`;
+  }
+  return out;
 }
 
 function tenantModules(body) {
@@ -118,10 +102,7 @@ function tenantModules(body) {
   modules["__wdl/main.js"] = `import "./shim.js";\nimport { wrapDefault } from "./requests.js";\n` +
     `export * from ${spec};\n` + (body.hasDefault === false ? "" :
       `import tenantDefault from ${spec};\nexport default wrapDefault(tenantDefault);\n`) +
-    // Versions with a workflow binding: the engine runs their classes through this export.
-    ((body.bindings || []).some((b) => b.kind === "workflow")
-      ? `import * as wdlTenant from ${spec};\nimport { workflowRunner } from "./workflows.js";\n` +
-        `export const ${WORKFLOW_RUNNER} = workflowRunner(wdlTenant);\n` : "");
+    mainExports(body.bindings, spec);
   return { modules, mainModule: "__wdl/main.js" };
 }
 

@@ -16,7 +16,7 @@
 //   one call; a child that fails to start moves its id to the next generation
 //   `g<n+1>`, so a fixed callback can load it again.
 import { WorkerEntrypoint } from "cloudflare:workers";
-import { TENANT_SHIM } from "./gateway.js";
+import TENANT_SHIM from "./shim_sources.js";
 import refusedFlags from "./refused-flags.json";
 
 // The pinned workerd's experimental flags (workerd/compatibility-flags.json): the data

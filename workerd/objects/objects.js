@@ -18,13 +18,11 @@ import { internalHeaders, internalRefusal } from "./internal.js";
 import { egressRefusal } from "./egress.js";
 import { enter } from "./careful.js";
 
-export { WdlDo } from "./do.js";
-export { WdlKv } from "./kv.js";
-export { WdlR2 } from "./r2.js";
-export { WdlD1 } from "./d1.js";
+// The binding kinds objects serve (generated from eventlog/bindings/: in_objects).
+export * from "./binding_entrypoints.js";
+import { ENTRYPOINTS, INFO } from "./binding_kinds.js";
 
 // Binding kinds served inside objects -> the entrypoint (ctx.exports) that serves it.
-const ENTRYPOINTS = { durable_object: "WdlDo", kv: "WdlKv", r2: "WdlR2", d1: "WdlD1" };
 
 // The facet's ctx.storage as the tenant sees it: alarms go to the host (facets
 // cannot set them), and every write is fenced: it runs in one SQLite transaction
@@ -162,19 +160,19 @@ function tenantCode(body, m, ctx) {
     `}\n`;
   const env = { ...body.env };
   const kinds = {};
-  const scopes = {};
+  const infos = {};
   for (const b of body.bindings || []) {
-    // Service, workflow and loader bindings are not served inside objects
+    // Only the kinds the registry marks in_objects are served inside objects
     // (docs/durable-objects.md, limits).
     const entry = ENTRYPOINTS[b.kind];
     if (!entry) continue;
     env[b.name] = ctx.exports[entry]({ props: b.props });
     kinds[b.name] = b.kind;
-    if (b.kind === "durable_object") scopes[b.name] = scopeOf(b.props);
+    if (INFO[b.kind]) infos[b.name] = INFO[b.kind](b.props);
   }
   if (Object.keys(kinds).length) {
     env.__WDL_BINDINGS = kinds;
-    env.__WDL_DO = scopes;
+    env.__WDL_INFO = infos;
   }
   env.__WDL_ALARMS = ctx.exports.WdlAlarms({ props: {
     namespace: m.namespace, script: m.script, class_name: m.class_name } });

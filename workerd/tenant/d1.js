@@ -1,7 +1,7 @@
 // The D1 API for tenant code (D1Database), over the platform's WdlD1 stub.
 //
 // Delivered to the tenant isolate as `__wdl/d1.js`; the shim replaces each raw D1
-// stub in env with `wrapD1(stub, name)`. Behaviour follows workerd's own D1
+// stub in env with `wrap(stub, name)`. Behaviour follows workerd's own D1
 // binding as Miniflare runs it (the reference): values are checked and
 // converted here (blobs travel as byte lists, booleans as 1/0), a failed
 // statement throws `D1_ERROR: <SQLite's message>`, and a batch commits all or
@@ -157,6 +157,6 @@ class D1PreparedStatement {
   }
 }
 
-export function wrapD1(stub, _name) {
+export function wrap(stub, _name) {
   return new D1Database(stub);
 }

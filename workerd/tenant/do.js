@@ -1,7 +1,7 @@
 // Durable Object namespace bindings for tenant code (DurableObjectNamespace),
 // over the platform's WdlDo stub (workerd/gateway/do.js). Delivered to the
 // tenant isolate as `__wdl/do.js`; the shim replaces each raw stub with
-// `wrapDo(stub, name, scope)`. Ids are made here, synchronously as on
+// `wrap(stub, name, scope)`. Ids are made here, synchronously as on
 // Cloudflare: 32 bytes as 64 hex digits, 16 naming the object and 16 of
 // SHA-256 over the binding's scope (namespace/script/class) and those 16, so
 // idFromString refuses an id of another namespace or class (docs/durable-objects.md).
@@ -120,7 +120,7 @@ function stubFor(raw, id) {
   });
 }
 
-export function wrapDo(raw, bindingName, scope) {
+export function wrap(raw, bindingName, scope) {
   const ns = {
     idFromName(name) {
       const text = String(name);

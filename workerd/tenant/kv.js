@@ -1,7 +1,7 @@
 // The Workers KV API for tenant code (KVNamespace), over the platform's WdlKv stub.
 //
 // Delivered to the tenant isolate as `__wdl/kv.js`; the shim replaces each raw
-// KV stub in env with `wrapKv(stub, name)`. Argument handling and refusals follow
+// KV stub in env with `wrap(stub, name)`. Argument handling and refusals follow
 // workerd's own KV binding as Miniflare runs it (the behaviour reference): the
 // checks workerd makes locally throw TypeErrors here too, and refusals the KV
 // service makes surface as `Error("KV <OP> failed: <status> <message>")` with
@@ -190,6 +190,6 @@ class KVNamespace {
   }
 }
 
-export function wrapKv(stub, name) {
+export function wrap(stub, name) {
   return new KVNamespace(stub, name);
 }

@@ -121,6 +121,6 @@ class WorkerLoader {
   }
 }
 
-export function wrapLoader(stub) {
+export function wrap(stub) {
   return new WorkerLoader(stub);
 }

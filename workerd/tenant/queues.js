@@ -1,6 +1,6 @@
 // The Queues producer API for tenant code (Queue: send, sendBatch), over the platform's
 // WdlQueue stub. Delivered to the tenant isolate as `__wdl/queues.js`; the shim wraps
-// each raw queue stub in env with `wrapQueue(stub, name)`. Serialisation and the checks
+// each raw queue stub in env with `wrap(stub, name)`. Serialisation and the checks
 // follow workerd's own Queue binding as Miniflare runs it (the behaviour reference):
 // TypeErrors for what workerd refuses locally, `Error("Queue send failed: …")` with
 // Miniflare's words for the limits. `v8` bodies are structured-cloned by values.js.
@@ -61,7 +61,7 @@ function failed(op, error) {
 
 const SENT = () => ({ metadata: { metrics: { backlogCount: 0, backlogBytes: 0 } } });
 
-export function wrapQueue(stub) {
+export function wrap(stub) {
   return Object.freeze({
     async send(body, options = {}) {
       const { bytes, type } = serialise(body, options && options.contentType);

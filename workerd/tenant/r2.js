@@ -1,6 +1,6 @@
 // The R2Bucket API tenant code sees, built over a WdlR2 stub (workerd/gateway/r2.js).
 //
-// The platform shim replaces each raw stub in env with `wrapR2(stub, name)`. Argument
+// The platform shim replaces each raw stub in env with `wrap(stub, name)`. Argument
 // checks, option parsing, error messages and result classes follow workerd's own R2
 // binding (what Miniflare runs), so a Worker cannot tell the difference; the stub is kept
 // in a private field so tenant code only ever goes through this surface.
@@ -412,6 +412,6 @@ class R2Bucket {
   }
 }
 
-export function wrapR2(stub, name) {
+export function wrap(stub, name) {
   return new R2Bucket(stub, name);
 }

@@ -4,7 +4,7 @@
 // forwarded by name, so any method the target's entrypoint defines works.
 const RESERVED = new Set(["then", "catch", "finally", "constructor", "toJSON"]);
 
-export function wrapService(stub, name) {
+export function wrap(stub, name) {
   const target = {
     fetch(input, init) {
       return stub.fetch(input instanceof Request && init === undefined ? input

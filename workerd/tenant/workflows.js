@@ -179,7 +179,8 @@ export async function drive(instance, payload) {
 }
 
 // The gateway calls `__WdlWorkflows.run(payload)` (exported by the platform's main module).
-export function workflowRunner(tenantModule) {
+// The registry's main_export of the workflow kind (eventlog/bindings/workflow.py).
+export function mainExport(tenantModule) {
   return class extends WorkerEntrypoint {
     async run(payload) {
       const Cls = tenantModule[payload.class_name];
@@ -224,7 +225,7 @@ function options(o) {
   return out;
 }
 
-export function wrapWorkflow(stub) {
+export function wrap(stub) {
   return {
     async create(o) {
       const r = answer(await stub.create([options(o)]));

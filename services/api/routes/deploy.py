@@ -16,6 +16,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from eventlog import validation as v
+from eventlog.bindings import spec as binding_spec
 from eventlog.errors import InvalidEvent
 from eventlog.events import Binding, VersionDeleted, VersionPromoted, WorkerVersionUploaded
 from services.api.auth import Auth, Principal
@@ -51,9 +52,6 @@ def _decode(index: int, text: str, limits: BundleLimits) -> bytes:
         raise BundleError(field, "is not valid base64") from None
 
 
-_RESOURCE_LABELS = {"kv": "KV namespace", "r2": "R2 bucket"}
-
-
 async def _check_targets(ctx: Ctx, ns: str, payload: WorkerVersionUploaded) -> None:
     """Refuse before anything is written: a bound resource that does not exist, or
     another namespace's worker that namespace did not grant.
@@ -63,14 +61,15 @@ async def _check_targets(ctx: Ctx, ns: str, payload: WorkerVersionUploaded) -> N
     so only this check and the gateway (on every call) look at them.
     """
     for b in payload.bindings:
-        if b.kind in _RESOURCE_LABELS:
+        spec = binding_spec(b.kind)
+        if spec is not None and spec.resource:
             if await ctx.reader.resource(b.kind, ns, b.target) is None:
                 raise ApiError(409, "binding_target_missing",
-                               f"binding {b.name}: {_RESOURCE_LABELS[b.kind]} {b.target!r} "
+                               f"binding {b.name}: {spec.label} {b.target!r} "
                                f"does not exist in namespace {ns}",
                                field=f"bindings.{b.name}")
             continue
-        if b.kind != "service" or not b.namespace:
+        if spec is None or not spec.cross_namespace or not b.namespace:
             continue
         doc = await ctx.reader.namespace(b.namespace)
         grants = (doc or {}).get("grants") or []

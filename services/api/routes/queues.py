@@ -22,9 +22,9 @@ from eventlog.events.queues import (
     MAX_BATCH_SIZE,
     MAX_BATCH_TIMEOUT_S,
     MAX_CONCURRENCY,
-    MAX_DELAY_S,
     MAX_RETRIES,
 )
+from eventlog.validation import MAX_DELAY_S
 from services.api.auth import Auth, Principal
 from services.api.commands import build, idempotency_key, submit
 from services.api.context import ApiContext

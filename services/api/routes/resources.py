@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
 
+from eventlog.bindings import SPECS
 from eventlog.events import (
     KvNamespaceCreated,
     KvNamespaceDeleted,
@@ -35,12 +36,12 @@ router = APIRouter(prefix="/v1/namespaces/{ns}", tags=["resources"])
 ResourceName = Annotated[str, Path(min_length=1, max_length=64)]
 Force = Annotated[bool, Query(description="delete even if an active version binds it")]
 
-# kind -> (create event, delete event, what users call it)
+# kind -> (create event, delete event, what users call it: the registry's label)
 _KINDS: dict[str, tuple[type[KvNamespaceCreated | R2BucketCreated],
                         type[KvNamespaceDeleted | R2BucketDeleted], str]] = {
-    "kv": (KvNamespaceCreated, KvNamespaceDeleted, "KV namespace"),
-    "r2": (R2BucketCreated, R2BucketDeleted, "R2 bucket"),
-}
+    kind: (created, deleted, SPECS[kind].label) for kind, created, deleted in (
+        ("kv", KvNamespaceCreated, KvNamespaceDeleted),
+        ("r2", R2BucketCreated, R2BucketDeleted))}
 
 
 def _view(name: str, doc: dict[str, Any]) -> dict[str, Any]:

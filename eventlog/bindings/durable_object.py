@@ -10,14 +10,18 @@ another namespace: the platform sets the namespace, docs/durable-objects.md).
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
+
+from eventlog import validation as v
+from eventlog.bindings.spec import BindingConfigError, BindingLike, BindingSpec, Scope
 
 CLASS_RE = re.compile(r"^[A-Za-z_$][A-Za-z0-9_$]{0,127}$")
 _MIGRATION_KEYS = {"tag", "new_classes", "new_sqlite_classes", "renamed_classes",
                    "deleted_classes"}
 
 
-class DurableObjectConfigError(ValueError):
+class DurableObjectConfigError(BindingConfigError):
     pass
 
 
@@ -34,7 +38,7 @@ def _names(m: dict[str, Any], key: str, where: str) -> list[str]:
     return [_class(c, f"{where}.{key}[{i}]") for i, c in enumerate(items)]
 
 
-def migrated_classes(doc: dict[str, Any], config: str) -> dict[str, str]:
+def migrated_classes(doc: Mapping[str, Any], config: str) -> dict[str, str]:
     """Class -> "sqlite" | "kv" after applying every migration in order."""
     migrations = doc.get("migrations", [])
     if not isinstance(migrations, list):
@@ -81,7 +85,7 @@ def migrated_classes(doc: dict[str, Any], config: str) -> dict[str, str]:
     return classes
 
 
-def read_durable_objects(doc: dict[str, Any], config: str) -> list[dict[str, str]]:
+def read_durable_objects(doc: Mapping[str, Any], config: str) -> list[dict[str, str]]:
     """The control API's `durable_object` bindings (target: class, value: script)."""
     classes = migrated_classes(doc, config)
     section = doc.get("durable_objects", {})
@@ -115,3 +119,27 @@ def read_durable_objects(doc: dict[str, Any], config: str) -> list[dict[str, str
                 "new_sqlite_classes of a [[migrations]] entry)")
         out.append({"name": name, "kind": "durable_object", "target": cls, "value": script})
     return out
+
+
+def _check(field: str, b: BindingLike) -> None:
+    # target: the class; value: the worker of this namespace that exports it ("" for
+    # this one).
+    v.entrypoint(f"{field}.target", b.target)
+    if b.value:
+        v.name(f"{field}.value", b.value)
+
+
+def _props(scope: Scope, b: Mapping[str, Any]) -> dict[str, Any]:
+    # Objects of `class_name` of `script` (a worker of this namespace, this one by
+    # default); the namespace is the caller's, always (docs/durable-objects.md).
+    return {"namespace": scope.namespace, "worker": scope.worker,
+            "script": b.get("value") or scope.worker, "class_name": b["target"]}
+
+
+SPEC = BindingSpec(
+    kind="durable_object", label="Durable Object class", check=_check,
+    uses=frozenset({"target", "value"}),
+    doc="target: the class; value: the worker of this namespace exporting it (default: "
+        "this one)",
+    wrangler_keys=("durable_objects", "migrations"), parse=read_durable_objects,
+    props=_props, entrypoint="WdlDo", module="do", in_objects=True, info=True)
