@@ -18,6 +18,7 @@ from cli.common import JsonOpt, NsOpt, ProfileOpt, TokenOpt, UrlOpt, connect, er
 from cli.d1 import provision_d1
 from cli.queues import provision as provision_queues
 from cli.queues import set_consumers
+from cli.redirect import project_directory
 from cli.resources import provision
 from cli.wrangler import (
     BuiltModule,
@@ -156,7 +157,12 @@ def deploy(
 ) -> None:
     """Bundle (wrangler --dry-run) and upload a version; promote it unless --no-promote."""
     try:
-        project = read_project(directory.resolve(), env_name)
+        # A framework's build names the config to deploy, as `wrangler deploy` honours.
+        directory, redirected = project_directory(directory.resolve())
+        if redirected is not None and not as_json:
+            err.print(f"using the redirected config {redirected} (from "
+                      ".wrangler/deploy/config.json), as wrangler deploy does", highlight=False)
+        project = read_project(directory, env_name)
         project_name, body, how, assets = _request_body(project, no_bundle)
         consumers = project.queue_consumers
         d1_entries = read_d1_databases(project.doc, "")

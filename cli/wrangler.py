@@ -123,10 +123,18 @@ def strip_jsonc(text: str) -> str:
 UNSUPPORTED_KEYS = keys_of("refused")
 
 
+def _declared(value: Any) -> bool:
+    """A key that declares something: not empty, nor a table of empty lists (framework
+    builds write every key, e.g. `"logfwdr": {"bindings": []}`)."""
+    if isinstance(value, dict):
+        return any(_declared(v) for v in value.values())
+    return bool(value)
+
+
 def read_bindings(doc: dict[str, Any], config: str) -> list[dict[str, str]]:
     """Every binding the config declares, as the control API's bindings (each kind's
     spec reads its own keys: eventlog/bindings/)."""
-    unsupported = [k for k in UNSUPPORTED_KEYS if doc.get(k)]
+    unsupported = [k for k in UNSUPPORTED_KEYS if _declared(doc.get(k))]
     if unsupported:
         raise ProjectError(
             f"{config}: {', '.join(f'`{k}`' for k in unsupported)} "
@@ -395,7 +403,8 @@ def _as_is(project: Project) -> tuple[str, list[BuiltModule]]:
                                    "(no_bundle), only files under the project are read")
         for filename in sorted(filenames):
             path = here / filename
-            if filename.startswith(".") or path.suffix not in _SOURCE_SUFFIXES:
+            if filename.startswith(".") or path.suffix not in _SOURCE_SUFFIXES \
+                    or (here == root and filename in CONFIG_NAMES):  # e.g. a built config
                 continue
             if not path.is_file():
                 continue
