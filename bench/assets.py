@@ -31,9 +31,8 @@ from typing import Any
 import httpx
 
 from bench.dataplane import wrk
-from services.dataplane.gateway import RecyclePolicy
-from services.platform import Platform, PlatformOptions
-from services.settings import Settings
+from bench.embedded import embedded, wrk_parser
+from services.platform import Platform
 
 TOKEN = "wdl_admin_bench_assets"
 NS = "bench"
@@ -85,11 +84,7 @@ async def p50s(web: httpx.AsyncClient, urls: dict[str, str], count: int) -> dict
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="wdl-bench-assets-") as tmp:
         work = Path(tmp)
-        settings = Settings.from_env({"WDL_DATA_DIR": str(work / "data"),
-                                      "WDL_ADMIN_TOKEN": TOKEN}, embedded=True)
-        options = PlatformOptions(api_port=0, gateway_port=0, state_port=0, data_port=0,
-                                  scheduler_health_port=0, projector_health_port=0,
-                                  workerd_bin=args.workerd, recycle=RecyclePolicy(interval=0))
+        settings, options = embedded(work, TOKEN, args.workerd)
         hello, site, content = projects(work)
         async with Platform(settings, options) as platform, \
                 httpx.AsyncClient(timeout=30, headers={"host": HOST}) as web:
@@ -141,10 +136,5 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str]) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(prog="python -m bench assets")
-    parser.add_argument("--seconds", type=int, default=10)
-    parser.add_argument("--connections", type=int, default=64)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--samples", type=int, default=400)
-    parser.add_argument("--workerd", default=None, help="workerd binary (default: pinned)")
+    parser = wrk_parser("python -m bench assets", samples=400)
     return asyncio.run(run(parser.parse_args(argv)))
