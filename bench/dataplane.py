@@ -48,6 +48,7 @@ from typing import Any
 
 import httpx
 
+from bench.embedded import embedded, wrk_parser
 from harness.workerd import (
     Config,
     EsModule,
@@ -59,10 +60,8 @@ from harness.workerd import (
     listening_socket,
     write_config,
 )
-from services.dataplane.gateway import RecyclePolicy
 from services.dataplane.listeners import SlotListeners
-from services.platform import Platform, PlatformOptions
-from services.settings import Settings
+from services.platform import Platform
 
 TOKEN = "wdl_admin_bench"
 HOST = "bench.workers.local"
@@ -229,11 +228,7 @@ async def warm_p50(web: httpx.AsyncClient, url: str, count: int = 200) -> float:
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="wdl-bench-") as tmp:
         work = Path(tmp)
-        settings = Settings.from_env({"WDL_DATA_DIR": str(work / "data"),
-                                      "WDL_ADMIN_TOKEN": TOKEN}, embedded=True)
-        options = PlatformOptions(api_port=0, gateway_port=0, state_port=0, data_port=0,
-                                  scheduler_health_port=0, projector_health_port=0,
-                                  workerd_bin=args.workerd, recycle=RecyclePolicy(interval=0))
+        settings, options = embedded(work, TOKEN, args.workerd)
         async with Platform(settings, options) as platform, httpx.AsyncClient(
                 base_url=platform.api.url if platform.api else "", timeout=30,
                 headers={"authorization": f"Bearer {TOKEN}"}) as client, \
@@ -341,10 +336,5 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str]) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(prog="python -m bench dataplane")
-    parser.add_argument("--seconds", type=int, default=10)
-    parser.add_argument("--connections", type=int, default=64)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--samples", type=int, default=40)
-    parser.add_argument("--workerd", default=None, help="workerd binary (default: pinned)")
+    parser = wrk_parser("python -m bench dataplane", samples=40)
     return asyncio.run(run(parser.parse_args(argv)))

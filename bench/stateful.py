@@ -37,10 +37,9 @@ from typing import Any
 
 import httpx
 
+from bench.embedded import embedded
 from bench.stateful_bare import BareStateful
-from services.dataplane.gateway import RecyclePolicy
-from services.platform import Platform, PlatformOptions
-from services.settings import Settings
+from services.platform import Platform
 
 TOKEN = "wdl_admin_bench"
 NS = "bench"
@@ -153,11 +152,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                                        for how in ("", "_inner")}
     with tempfile.TemporaryDirectory(prefix="wdl-bench-stateful-") as tmp:
         work = Path(tmp)
-        settings = Settings.from_env({"WDL_DATA_DIR": str(work / "data"),
-                                      "WDL_ADMIN_TOKEN": TOKEN}, embedded=True)
-        options = PlatformOptions(api_port=0, gateway_port=0, state_port=0, data_port=0,
-                                  scheduler_health_port=0, projector_health_port=0,
-                                  workerd_bin=args.workerd, recycle=RecyclePolicy(interval=0))
+        settings, options = embedded(work, TOKEN, args.workerd)
         async with Platform(settings, options) as platform, BareStateful(
                 work, args.workerd) as bare, httpx.AsyncClient(timeout=30) as web:
             assert platform.api is not None and platform.gateway is not None

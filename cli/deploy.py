@@ -11,11 +11,14 @@ from typing import Annotated, Any
 import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
+from cli.assets import AssetsConfigError, AssetsProject
+from cli.assets import upload as upload_assets
 from cli.client import ApiFailure, ControlClient
 from cli.common import JsonOpt, NsOpt, ProfileOpt, TokenOpt, UrlOpt, connect, err, print_json
 from cli.d1 import provision_d1
 from cli.queues import provision as provision_queues
 from cli.queues import set_consumers
+from cli.redirect import project_directory
 from cli.resources import provision
 from cli.wrangler import (
     BuiltModule,
@@ -49,10 +52,14 @@ def ensure_namespace(client: ControlClient, namespace: str, *, quiet: bool) -> N
         err.print(f"[green]created[/] namespace {namespace}", highlight=False)
 
 
-def _request_body(project: Project, no_bundle: bool) -> tuple[str, dict[str, Any], str]:
+def _request_body(project: Project, no_bundle: bool,
+                  ) -> tuple[str, dict[str, Any], str, AssetsProject | None]:
     if no_bundle:
         project.no_bundle = True
-    main, modules, how = bundle(project)
+    if project.main:
+        main, modules, how = bundle(project)
+    else:
+        main, modules, how = "", [], "assets only"
     plain_vars, bindings = split_vars(project.vars)
     precheck(project.compatibility_date, project.compatibility_flags, project.crons,
              bindings + project.bindings, plain_vars, modules)
@@ -74,7 +81,9 @@ def _request_body(project: Project, no_bundle: bool) -> tuple[str, dict[str, Any
         body["workers_dev"] = False
     if project.tail_consumers:
         body["tail_consumers"] = project.tail_consumers
-    return project.name, body, how
+    for warning in project.assets.warnings if project.assets else ():
+        err.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    return project.name, body, how, project.assets
 
 
 def precheck(date: str, flags: list[str], crons: list[str], bindings: list[dict[str, str]],
@@ -148,8 +157,13 @@ def deploy(
 ) -> None:
     """Bundle (wrangler --dry-run) and upload a version; promote it unless --no-promote."""
     try:
-        project = read_project(directory.resolve(), env_name)
-        project_name, body, how = _request_body(project, no_bundle)
+        # A framework's build names the config to deploy, as `wrangler deploy` honours.
+        directory, redirected = project_directory(directory.resolve())
+        if redirected is not None and not as_json:
+            err.print(f"using the redirected config {redirected} (from "
+                      ".wrangler/deploy/config.json), as wrangler deploy does", highlight=False)
+        project = read_project(directory, env_name)
+        project_name, body, how, assets = _request_body(project, no_bundle)
         consumers = project.queue_consumers
         d1_entries = read_d1_databases(project.doc, "")
         warnings = deploy_warnings(project, how)
@@ -160,11 +174,19 @@ def deploy(
     for warning in warnings:
         err.print(f"[yellow]warning:[/] {warning}", highlight=False)
     worker = name or project_name
-    raw = json.dumps(body).encode("utf-8")
+    asset_stats: dict[str, int] | None = None
     with connect(url, token, profile, ns, need_namespace=True,
                  hints={"namespace_not_found": NS_HINT}) as (client, namespace):
         if create_namespace:
             ensure_namespace(client, namespace, quiet=as_json)
+        if assets is not None:
+            try:
+                body["assets"], asset_stats = upload_assets(client, namespace, assets,
+                                                            quiet=as_json)
+            except AssetsConfigError as exc:
+                err.print(f"[red]error:[/] {exc}", highlight=False)
+                raise typer.Exit(2) from None
+        raw = json.dumps(body).encode("utf-8")
         missing = provision(client, namespace, body["bindings"], create=not no_provision,
                             quiet=as_json)
         missing += provision_queues(client, namespace, body["bindings"], consumers,
@@ -192,11 +214,15 @@ def deploy(
                 content=_chunks(raw, progress, task), headers=headers)
         # A consumer names the worker, which exists once its first version is uploaded.
         set_consumers(client, namespace, worker, consumers, quiet=as_json)
+    if asset_stats is not None:
+        result["assets"] = {**(result.get("assets") or {}), **asset_stats}
     if as_json:
         print_json(result)
         return
     for warning in result.get("warnings") or ():
         err.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    for warning in (result.get("assets") or {}).get("warnings") or ():
+        err.print(f"[yellow]warning:[/] assets: {warning}", highlight=False)
     state = "promoted" if result.get("promote") else "uploaded (not promoted)"
     err.print(f"[green]ok[/] {namespace}/{worker} version {result['version_id']} {state}",
               highlight=False)

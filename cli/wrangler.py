@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cli.assets import AssetsConfigError, AssetsProject, read_assets
 from cli.wrangler_keys import EnvError, keys_of, select_env, warnings_for
 from eventlog import bindings
 from eventlog.bindings import BindingConfigError
@@ -65,6 +66,8 @@ class Project:
     """The config as the environment sees it."""
     tail_consumers: list[str] = field(default_factory=list)
     """`tail_consumers`: Tail Workers of this namespace (docs/tail-workers.md)."""
+    assets: AssetsProject | None = None
+    """`assets` (cli/assets.py); with no `main`, an assets-only project."""
 
 
 @dataclass
@@ -117,15 +120,21 @@ def strip_jsonc(text: str) -> str:
 
 # Wrangler keys WDL does not serve: deploy refuses them before any upload, naming the
 # key, rather than deploying a worker whose env lacks them (the table: cli/wrangler_keys.py).
-# NOT_YET_SERVED: served by other branches of issue 24; each removes its key when it lands.
-NOT_YET_SERVED = ("assets",)
-UNSUPPORTED_KEYS = keys_of("refused") + NOT_YET_SERVED
+UNSUPPORTED_KEYS = keys_of("refused")
+
+
+def _declared(value: Any) -> bool:
+    """A key that declares something: not empty, nor a table of empty lists (framework
+    builds write every key, e.g. `"logfwdr": {"bindings": []}`)."""
+    if isinstance(value, dict):
+        return any(_declared(v) for v in value.values())
+    return bool(value)
 
 
 def read_bindings(doc: dict[str, Any], config: str) -> list[dict[str, str]]:
     """Every binding the config declares, as the control API's bindings (each kind's
     spec reads its own keys: eventlog/bindings/)."""
-    unsupported = [k for k in UNSUPPORTED_KEYS if doc.get(k)]
+    unsupported = [k for k in UNSUPPORTED_KEYS if _declared(doc.get(k))]
     if unsupported:
         raise ProjectError(
             f"{config}: {', '.join(f'`{k}`' for k in unsupported)} "
@@ -241,9 +250,14 @@ def read_project(root: Path, env: str | None = None) -> Project:
     main = _typed(doc, "main", str, "a string (the entry module's path)", config, "")
     if not name:
         raise ProjectError(f"{config}: `name` is required")
-    if not main:
-        raise ProjectError(f"{config}: `main` is required")
-    if not (root / main).is_file():
+    try:
+        assets = read_assets(doc, config, root)
+    except AssetsConfigError as exc:
+        raise ProjectError(str(exc)) from None
+    if not main and assets is None:
+        raise ProjectError(f"{config}: `main` is required (or `assets` for an assets-only "
+                           "project)")
+    if main and not (root / main).is_file():
         raise ProjectError(f"{config}: main module {main!r} does not exist")
     date = doc.get("compatibility_date")
     if not isinstance(date, str):
@@ -267,7 +281,7 @@ def read_project(root: Path, env: str | None = None) -> Project:
                    bindings=read_bindings(doc, config),
                    queue_consumers=read_queue_consumers(doc, config), env=env,
                    routes=routes, workers_dev=workers_dev, warnings=env_warnings, doc=doc,
-                   tail_consumers=read_tail_consumers(doc, config))
+                   tail_consumers=read_tail_consumers(doc, config), assets=assets)
 
 
 def deploy_warnings(project: Project, how: str) -> list[str]:
@@ -389,7 +403,8 @@ def _as_is(project: Project) -> tuple[str, list[BuiltModule]]:
                                    "(no_bundle), only files under the project are read")
         for filename in sorted(filenames):
             path = here / filename
-            if filename.startswith(".") or path.suffix not in _SOURCE_SUFFIXES:
+            if filename.startswith(".") or path.suffix not in _SOURCE_SUFFIXES \
+                    or (here == root and filename in CONFIG_NAMES):  # e.g. a built config
                 continue
             if not path.is_file():
                 continue

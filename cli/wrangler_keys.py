@@ -121,7 +121,8 @@ KEYS: dict[str, Key] = {
     "account_id": Key(_W, _I, "WDL has no accounts: the namespace (--ns) plays that part"),
     "cache": Key(_W, _I, "there is no edge cache"),
     "compliance_region": Key(_W, _I, "WDL runs where you run it"),
-    "dev": Key(_W, _TOP, "`wrangler dev` settings; `wdl dev` takes its own options"),
+    # Only `wrangler dev` reads it; deploying it changes nothing, as on Cloudflare.
+    "dev": Key(_T, _TOP, "`wrangler dev` settings; `wdl dev` takes its own options"),
     "first_party_worker": Key(_W, _I, "a Cloudflare-internal flag"),
     "keep_vars": Key(_W, _TOP, "a deploy sets exactly the config's vars; secrets are kept"),
     "legacy_env": Key(_W, _TOP, "only wrangler environments are read (`--env`); "
@@ -150,11 +151,24 @@ def keys_of(treatment: Treatment) -> tuple[str, ...]:
     return tuple(k for k, spec in KEYS.items() if spec.treatment == treatment)
 
 
+# What wrangler writes into a config it generates (a framework build's
+# `dist/<worker>/wrangler.json`, reached through `.wrangler/deploy/config.json`): where it
+# came from. Not config: never warned.
+GENERATED_MARKS = frozenset({"configPath", "userConfigPath", "topLevelName"})
+
+
 def warnings_for(doc: dict[str, Any], config: str, *, bundled: bool) -> list[str]:
-    """One line per key of the (merged) config that deploys without effect."""
+    """One line per key of the (merged) config that deploys without effect.
+
+    A generated config (a framework build's) was bundled by its toolchain: its bundler
+    keys were applied there, and `legacy_env = true` is wrangler's default written out."""
     out: list[str] = []
+    generated = bool(GENERATED_MARKS & set(doc))
+    bundled = bundled or generated
     for key in doc:
         spec = KEYS.get(key)
+        if key in GENERATED_MARKS or (generated and key == "legacy_env" and doc[key] is True):
+            continue
         if spec is None:
             out.append(f"{config}: `{key}` is not a wrangler config key WDL knows; "
                        "it is ignored")

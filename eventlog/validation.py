@@ -56,23 +56,24 @@ def kv_name(field: str, value: object) -> str:
     return value
 
 
-D1_NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
-QUEUE_NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+# D1 databases and queues: Cloudflare's rule for both.
+D1_NAME_RE = QUEUE_NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 MAX_DELAY_S = 43_200  # 12 hours, Cloudflare's limit for delaySeconds and retry_delay
 
 
-def d1_name(field: str, value: object) -> str:
+def _lower_name(field: str, value: object, what: str) -> str:
     if not isinstance(value, str) or D1_NAME_RE.fullmatch(value) is None:
-        raise InvalidEvent(field, f"{value!r} is not a D1 database name (a-z, 0-9, '_', '-', "
-                                  "1-63, starting with a letter or digit)")
+        raise InvalidEvent(field, f"{value!r} is not a {what} (a-z, 0-9, '_', '-', 1-63, "
+                                  "starting with a letter or digit)")
     return value
+
+
+def d1_name(field: str, value: object) -> str:
+    return _lower_name(field, value, "D1 database name")
 
 
 def queue_name(field: str, value: object) -> str:
-    if not isinstance(value, str) or QUEUE_NAME_RE.fullmatch(value) is None:
-        raise InvalidEvent(field, f"{value!r} is not a queue name (a-z, 0-9, '_', '-', 1-63, "
-                                  "starting with a letter or digit)")
-    return value
+    return _lower_name(field, value, "queue name")
 
 
 def bucket_name(field: str, value: object) -> str:

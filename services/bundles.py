@@ -21,6 +21,7 @@ from typing import get_args
 
 from eventlog.events import MAX_MODULES, ModuleRef, ModuleType
 from eventlog.validation import MODULE_NAME_MAX
+from services.assets.manifest import RESERVED_CONTENT
 
 MODULE_TYPES: frozenset[str] = frozenset(get_args(ModuleType))
 ENTRY_TYPES = frozenset({"esm", "commonjs", "python"})
@@ -121,6 +122,11 @@ def build_bundle(main_module: str, modules: list[Module], limits: BundleLimits) 
         seen.add(module.name)
         if module.type not in MODULE_TYPES:
             raise BundleError(f"{where}.type", f"must be one of {sorted(MODULE_TYPES)}")
+        if module.content.startswith(RESERVED_CONTENT):
+            # Static Assets' own blobs start so (services/assets/manifest.py): a module must
+            # not pass for another namespace's upload.
+            raise BundleError(f"{where}.content", "starts with bytes reserved for the "
+                              "platform's asset blobs")
         size = len(module.content)
         if size > limits.max_module_bytes:
             raise BundleError(f"{where}.content",

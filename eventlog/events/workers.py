@@ -9,7 +9,9 @@ import msgspec
 from eventlog import bindings
 from eventlog import validation as v
 from eventlog.aggregates import AggregateKind, worker_aggregate_id
+from eventlog.bindings import assets as assets_binding
 from eventlog.errors import InvalidEvent
+from eventlog.events.assets import VersionAssets
 from eventlog.events.base import (
     MAX_BINDINGS,
     MAX_MODULES,
@@ -94,6 +96,9 @@ class WorkerVersionUploaded(_WorkerEvent, frozen=True, kw_only=True):
     # `wdl deploy --tag/--message` (wrangler versions upload's); "" when not given.
     tag: str = ""
     message: str = ""
+    # Static Assets (eventlog/events/assets.py); None for a version without (and for
+    # every event written before assets existed).
+    assets: VersionAssets | None = None
 
     def validate(self) -> None:
         super().validate()
@@ -102,6 +107,17 @@ class WorkerVersionUploaded(_WorkerEvent, frozen=True, kw_only=True):
         printable("message", self.message, MESSAGE_MAX)
         v.sha256_hex("bundle_sha256", self.bundle_sha256)
         v.positive("bundle_size", self.bundle_size)
+        if self.assets is not None:
+            if not isinstance(self.assets, VersionAssets):
+                raise InvalidEvent("assets", "must be a VersionAssets")
+            self.assets.validate(has_worker=bool(self.modules))
+            if not self.modules:
+                # An assets-only project: no worker, nothing else to check of one.
+                if self.main_module or self.bindings or self.vars or self.cron_triggers:
+                    raise InvalidEvent("modules", "an assets-only version has no main "
+                                       "module, bindings, vars or crons")
+                v.compatibility_date("compatibility_date", self.compatibility_date)
+                return
         if not self.modules:
             raise InvalidEvent("modules", "a version needs at least one module")
         if len(self.modules) > MAX_MODULES:
@@ -134,6 +150,8 @@ class WorkerVersionUploaded(_WorkerEvent, frozen=True, kw_only=True):
             raise InvalidEvent("vars", f"more than {MAX_VARS} vars")
         v.string_map("vars", self.vars, v.VAR_NAME_RE, max_value=MAX_VAR_BYTES)
         self._validate_bindings()
+        assets_binding.check_version(self.bindings, self.assets.config.binding
+                                     if self.assets is not None else "")
         v.crons("cron_triggers", self.cron_triggers)
         if len(self.tail_consumers) > MAX_TAIL_CONSUMERS:
             raise InvalidEvent("tail_consumers", f"more than {MAX_TAIL_CONSUMERS} tail consumers")

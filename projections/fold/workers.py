@@ -143,6 +143,9 @@ class WorkerRules(NamespaceRules):
             # Rendered only when set, as the bindings' optional fields.
             if not meta.get(optional):
                 meta.pop(optional, None)
+        if meta.get("assets") is None:
+            # Rendered only when set: versions without assets render as before.
+            meta.pop("assets", None)
         meta["uploaded_at"] = env.occurred_at
         meta["uploaded_by"] = env.actor
         w.versions[e.version_id] = VersionState(

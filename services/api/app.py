@@ -27,6 +27,7 @@ from services.api.guard import ErrorGuard
 from services.api.limits import BodyLimit
 from services.api.request_ids import RequestIds
 from services.api.routes import (
+    assets,
     audit,
     d1,
     deploy,
@@ -104,7 +105,7 @@ def create_app(settings: Settings, backends: Backends, keyring: Keyring, blobs: 
     install_handlers(app)
     for module in (system, namespaces, workers, deploy, secrets, hosts, leases, audit, tokens,
                    resources, policies, kv_data, r2_data, quarantine, tail, d1,
-                   queues, workflows):
+                   queues, workflows, assets):
         app.include_router(module.router)
     app.add_middleware(ErrorGuard)
     app.add_middleware(BodyLimit, max_bytes=ctx.limits.max_request_bytes,

@@ -119,9 +119,34 @@ class ServiceGrantIn(_Strict):
     worker: str = Field("*", max_length=64, description="a worker of this namespace, or *")
 
 
+class AssetFileIn(_Strict):
+    path: str = Field(min_length=1, max_length=1024, description="/dir/file.ext")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="the namespace-scoped digest "
+                        "(docs/compatibility.md, Static Assets)")
+    size: int = Field(ge=0, le=MAX_INT)
+
+
+class AssetsIn(_Strict):
+    """wrangler's `assets` (the directory read by the CLI) and its files by digest."""
+
+    binding: str = Field("", max_length=128)
+    html_handling: Literal["auto-trailing-slash", "force-trailing-slash",
+                           "drop-trailing-slash", "none"] = "auto-trailing-slash"
+    not_found_handling: Literal["none", "404-page", "single-page-application"] = "none"
+    run_worker_first: bool | list[str] = False
+    files: list[AssetFileIn] = Field(default_factory=list)
+    headers: str = Field("", description="the text of `_headers`")
+    redirects: str = Field("", description="the text of `_redirects`")
+
+
+class AssetDigests(_Strict):
+    digests: list[str] = Field(max_length=20_000)
+
+
 class DeployRequest(_Strict):
-    main_module: str = Field(min_length=1, max_length=512)
-    modules: list[ModuleUpload] = Field(min_length=1)
+    main_module: str = Field("", max_length=512, description="empty for an assets-only "
+                             "project")
+    modules: list[ModuleUpload] = Field(default_factory=list)
     compatibility_date: str = Field(pattern=r"^\d{4}-\d{2}-\d{2}$")
     compatibility_flags: list[str] = Field(default_factory=list, max_length=128)
     vars: dict[str, str] = Field(default_factory=dict)
@@ -141,6 +166,7 @@ class DeployRequest(_Strict):
                      "versions upload --tag); the version_metadata binding's `tag`")
     message: str = Field("", max_length=100, description="a message for the version "
                          "(wrangler versions upload --message)")
+    assets: AssetsIn | None = None
 
 
 class PromoteRequest(_Strict):

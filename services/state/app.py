@@ -27,7 +27,9 @@ from starlette.routing import Route as HttpRoute
 from starlette.types import Receive, Scope, Send
 
 from services.blobstore import BlobStoreError
+from services.blobstore.ref import is_digest
 from services.internal import InternalTokenGuard
+from services.state.assets import AssetMissing, AssetSource
 from services.state.bundles import BundleError, BundleSource
 from services.state.incident_routes import incident_routes
 from services.state.incidents import IncidentDesk, Target, parse_targets
@@ -168,6 +170,7 @@ def create_state_app(view: RouteView, bundles: BundleSource, loads: LoadRegistry
     desk = desk if desk is not None else IncidentDesk()
     tails = tails if tails is not None else TailedSet(view)
     registry = registry if registry is not None else CollectorRegistry()
+    asset_source = AssetSource(view.store, bundles.blobs if bundles is not None else None)
 
     async def healthz(request: Request) -> Response:
         epoch = await view.sync()
@@ -194,6 +197,8 @@ def create_state_app(view: RouteView, bundles: BundleSource, loads: LoadRegistry
             route["limits"] = found.limits
         if not found.workers_dev:
             route["workers_dev"] = False
+        if found.assets:
+            route["assets"] = found.assets  # services/state/assets.py
         if desk.on_probation(ns):
             route["probation"] = True
         return _json({"boot": view.boot, "epoch": epoch, "route": route})
@@ -237,6 +242,31 @@ def create_state_app(view: RouteView, bundles: BundleSource, loads: LoadRegistry
         if instance:
             loads.record(instance, body["id"], ns, worker)
         return _json(body)
+
+    async def assets_manifest(request: Request) -> Response:
+        try:
+            doc = await asset_source.manifest(_param(request, "ns"), _param(request, "worker"),
+                                              _param(request, "version"))
+        except AssetMissing as exc:
+            return _json({"code": exc.code, "message": exc.message}, exc.status)
+        return _json(doc)
+
+    async def asset_blob(request: Request) -> Response:
+        # The bytes of one asset of the namespace; `start`/`end` (inclusive) for a Range
+        # the gateway already checked against the manifest's size.
+        ns, digest = _param(request, "ns"), _param(request, "digest")
+        if not is_digest(digest):
+            return _json({"code": "bad_request", "message": "digest: not a sha256"}, 400)
+        try:
+            content = await asset_source.content(ns, digest)
+        except AssetMissing as exc:
+            return _json({"code": exc.code, "message": exc.message}, exc.status)
+        start = request.query_params.get("start")
+        end = request.query_params.get("end")
+        if start is not None and end is not None and start.isdigit() and end.isdigit():
+            content = content[int(start):int(end) + 1]
+        return Response(content, media_type="application/octet-stream",
+                        headers={"cache-control": "no-store"})
 
     async def stats(request: Request) -> Response:
         instance = _param(request, "instance")
@@ -282,6 +312,8 @@ def create_state_app(view: RouteView, bundles: BundleSource, loads: LoadRegistry
         HttpRoute("/hosts", hosts),
         HttpRoute("/resolve", resolve),
         HttpRoute("/bundle", bundle),
+        HttpRoute("/assets/manifest", assets_manifest),
+        HttpRoute("/assets/blob", asset_blob),
         HttpRoute("/stats", stats),
         HttpRoute("/metrics", metrics),
         HttpRoute("/propagate", propagate, methods=["POST"]),

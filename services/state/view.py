@@ -33,8 +33,10 @@ import msgspec
 
 from eventlog.partitioning import partition_for
 from projections import keys
+from projections.reader import ProjectionReader
 from projections.redis_store import RedisProjectionStore
 from projections.store import ProjectionStore
+from services.state.assets import version_assets
 from services.state.coalesce import Coalescer
 from services.state.routing import HostClaim, HostEntry, index_claims
 
@@ -59,6 +61,7 @@ class Route:
     grants: tuple[dict[str, str], ...] = ()  # namespaces allowed to call its workers
     limits: dict[str, int] | None = None  # per-request budgets (None: platform defaults)
     workers_dev: bool = True  # False: not served on the namespace URL (only its host claims)
+    assets: dict[str, Any] | None = None  # the version's Static Assets (services/state/assets.py)
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,8 @@ class _Namespace:
     workers: dict[str, str]
     routes: dict[str, str]
     loader_ids: dict[str, tuple[str, str]] = field(default_factory=dict)  # worker -> (version, id)
+    # worker -> (version, its `assets` or None): read once per version, which never changes
+    assets: dict[str, tuple[str, dict[str, Any] | None]] = field(default_factory=dict)
     policy: tuple[dict[str, Any] | None, tuple[dict[str, str], ...],
                   dict[str, int] | None] | None = None
     quarantine: dict[str, frozenset[str]] | None = None  # worker -> quarantined versions
@@ -318,12 +323,18 @@ class RouteView:
         # Rendered only when false (projections/fold/workers.py): skip decoding otherwise.
         raw = view.workers.get(worker) or ""
         on_url = '"workers_dev"' not in raw or _decode.decode(raw).get("workers_dev", True)
+        known = view.assets.get(worker)
+        if known is None or known[0] != version:
+            meta = await ProjectionReader(self.store).version(ns, worker, version)
+            known = (version, version_assets(meta))
+            view.assets[worker] = known
+        assets = known[1]
         cached = view.loader_ids.get(worker)
         if cached is not None and cached[0] == version:
-            return Route(ns, worker, version, cached[1], egress, grants, limits, on_url)
+            return Route(ns, worker, version, cached[1], egress, grants, limits, on_url, assets)
         lid = loader_id(ns, worker, version, await self.secret_envelopes(ns, worker))
         view.loader_ids[worker] = (version, lid)
-        return Route(ns, worker, version, lid, egress, grants, limits, on_url)
+        return Route(ns, worker, version, lid, egress, grants, limits, on_url, assets)
 
     async def secret_scopes(self, ns: str, worker: str) -> tuple[dict[str, str], dict[str, str]]:
         """Sealed envelopes by name: (namespace scope, worker scope)."""

@@ -48,7 +48,7 @@ import kvSource from "./tenant/kv.js";
 import workerSource from "./tenant/worker.js";
 
 const SHIM = `import { env } from "cloudflare:workers";
-import { wrapKv } from "./kv.js";
+import { wrap as wrapKv } from "./kv.js";
 env.KV = wrapKv(env.KV, "KV");
 `;
 const ENTRY = `import "./shim.js";

@@ -190,7 +190,7 @@ export default {
 
 WRAP = """
 import { env } from "cloudflare:workers";
-import { wrapR2 } from "./r2.js";
+import { wrap as wrapR2 } from "./r2.js";
 for (const name of JSON.parse(%(names)s)) env[name] = wrapR2(env[name], name);
 """
 

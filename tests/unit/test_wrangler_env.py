@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from cli.wrangler import NOT_YET_SERVED, UNSUPPORTED_KEYS, ProjectError, read_project
+from cli.wrangler import UNSUPPORTED_KEYS, ProjectError, read_project
 from cli.wrangler_keys import KEYS, EnvError, keys_of, select_env, warnings_for
 from services.wrangler_routes import RouteClaim, RouteError, read_routes, translate
 
@@ -51,10 +51,7 @@ def test_inheritance_follows_the_schema() -> None:
 
 
 def test_refused_keys_are_the_ones_deploy_refuses() -> None:
-    assert set(keys_of("refused")) <= set(UNSUPPORTED_KEYS)
-    assert set(UNSUPPORTED_KEYS) <= set(keys_of("refused")) | set(NOT_YET_SERVED)
-    for key in NOT_YET_SERVED:
-        assert KEYS[key].treatment == "served"
+    assert set(keys_of("refused")) == set(UNSUPPORTED_KEYS)
     for key in keys_of("refused") + keys_of("warned"):
         assert KEYS[key].note, f"{key}: say why"
 
@@ -184,3 +181,20 @@ def test_route_and_routes_are_exclusive() -> None:
     with pytest.raises(RouteError, match="exclusive"):
         read_routes({"route": "a.example.test/*", "routes": []}, "wrangler.toml")
     assert read_routes({"route": "a.example.test/*"}, "w")[0].pattern == "a.example.test"
+
+
+def test_a_framework_builds_config_deploys_without_warnings() -> None:
+    # What @cloudflare/vite-plugin 1.13.0 writes to dist/<worker>/wrangler.json (trimmed).
+    built = {"configPath": "/p/wrangler.jsonc", "userConfigPath": "/p/wrangler.jsonc",
+             "topLevelName": "app", "legacy_env": True, "compatibility_date": "2025-06-01",
+             "jsx_factory": "React.createElement", "jsx_fragment": "React.Fragment",
+             "rules": [{"type": "ESModule", "globs": ["**/*.js"]}], "name": "app",
+             "main": "index.js", "triggers": {}, "kv_namespaces": [], "vectorize": [],
+             "logfwdr": {"bindings": []}, "no_bundle": True,
+             "dev": {"ip": "localhost", "local_protocol": "http"}}
+    assert warnings_for(built, "wrangler.json", bundled=False) == []
+    # Still named: a key nobody knows, even in a generated config.
+    assert warnings_for({**built, "mystery": 1}, "wrangler.json", bundled=False) == [
+        "wrangler.json: `mystery` is not a wrangler config key WDL knows; it is ignored"]
+    # A hand-written config's bundler keys, uploaded as they are, are named.
+    assert warnings_for({"jsx_factory": "h"}, "wrangler.toml", bundled=False)

@@ -267,6 +267,7 @@ export async function lookup(env, ns, worker) {
         limits: body.route.limits || null, tail: body.route.tail === true,
         // `workers_dev = false`: not served on the namespace URL (gateway.js, handle).
         workersDev: body.route.workers_dev !== false,
+        assets: body.route.assets || null,  // Static Assets (assets.js)
         // Made once per route, not per request: the lease's marker key
         // (markerKeys) and the metrics aggregate's key (metrics.js).
         marker: `${ns}/${worker}@${body.route.version}`, counted: ns + "\0" + worker,

@@ -23,6 +23,7 @@ import { count } from "./metrics.js";
 export * from "./binding_entrypoints.js";
 export { WdlTail } from "./tail.js";
 import { childCount } from "./loader.js";
+import { routeAssets } from "./assets.js";
 
 // Platform modules added to every ES-module tenant bundle under `__wdl/`
 // (tenant module names may not start with it): TENANT_SHIM, generated with the
@@ -564,6 +565,18 @@ async function handle(request, env, ctx) {
       return reply(404, "workers_dev_disabled", `worker '${target.worker}' of namespace ` +
         `'${target.namespace}' is not served on the namespace URL (workers_dev = false): ` +
         "it is reached at its routes");
+    }
+    if (entry.assets) {
+      // Static Assets answer before any tenant code (assets.js).
+      const t0 = Date.now();
+      const served = await routeAssets(env, target.namespace, target.worker, entry, request,
+        target.path, url.pathname === target.path ? "" : "/" + url.pathname.split("/")[1]);
+      if (served) {
+        count(env, ctx, target.namespace, target.worker, served.status, "ok", Date.now() - t0,
+              entry.counted);
+        const at = normalizeHost(host);  // `_headers` may set cookies too
+        return at.endsWith("." + domain) ? ownCookies(served, at) : served;
+      }
     }
     nameVersion(target.namespace, target.worker, entry.version, entry.slot, gated);
     if (gated || entry.probation) {

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
@@ -23,13 +24,21 @@ from services.api.commands import build, first_outcome, idempotency_key, submit
 from services.api.context import ApiContext
 from services.api.errors import ApiError
 from services.api.models import DeployRequest
+from services.api.routes.assets import build_assets
 from services.api.routes.common import WRITE_ERRORS, Ctx, IdemKey, Namespace, WorkerName
 from services.api.routes.common import namespace_doc as _namespace_doc
 from services.api.routes.deploy_routes import claim_routes, plan_routes
 from services.api.tail_consumers import check_names as _tail_consumers
 from services.api.tail_consumers import warnings as _tail_warnings
 from services.api.versions import new_version_id
-from services.bundles import BundleError, BundleLimits, Module, build_bundle, guess_module_type
+from services.bundles import (
+    BundleError,
+    BundleLimits,
+    Module,
+    build_bundle,
+    guess_module_type,
+    render_manifest,
+)
 from services.runtime_compat import CompatibilityError, check_compatibility
 
 router = APIRouter(prefix="/v1/namespaces/{ns}/workers", tags=["workers"])
@@ -147,11 +156,22 @@ async def deploy(ns: Namespace, worker: WorkerName, body: DeployRequest, ctx: Ct
     modules = [Module(m.name, m.type or guess_module_type(m.name), _decode(i, m.content_b64,
                                                                           ctx.limits))
                for i, m in enumerate(body.modules)]
-    bundle = build_bundle(body.main_module, modules, ctx.limits)
+    if body.assets is not None and not modules and not body.main_module:
+        # An assets-only project: no worker code; the bundle manifest lists no module.
+        bundle = None
+        bundle_manifest = render_manifest("", [])
+    else:
+        bundle = build_bundle(body.main_module, modules, ctx.limits)
+        bundle_manifest = bundle.manifest
+    assets, assets_manifest, warnings = (None, b"", []) if body.assets is None else \
+        await build_assets(ctx, ns, body.assets, has_worker=bundle is not None)
     payload = WorkerVersionUploaded(
         namespace=ns, worker=worker, version_id=new_version_id(),
-        bundle_sha256=bundle.sha256, bundle_size=bundle.size, modules=bundle.module_refs(),
-        main_module=bundle.main_module, compatibility_date=body.compatibility_date,
+        bundle_sha256=hashlib.sha256(bundle_manifest).hexdigest(),
+        bundle_size=len(bundle_manifest),
+        modules=bundle.module_refs() if bundle is not None else (),
+        main_module=bundle.main_module if bundle is not None else "",
+        compatibility_date=body.compatibility_date,
         compatibility_flags=tuple(body.compatibility_flags), vars=dict(body.vars),
         bindings=tuple(Binding(name=b.name, kind=b.kind, target=b.target, value=b.value,
                                namespace="" if b.namespace == ns else b.namespace,
@@ -159,6 +179,7 @@ async def deploy(ns: Namespace, worker: WorkerName, body: DeployRequest, ctx: Ct
                        for b in body.bindings),
         cron_triggers=tuple(body.cron_triggers), workers_dev=body.workers_dev,
         tail_consumers=tail_consumers, tag=body.tag, message=body.message,
+        assets=assets,
     )
     env = build(ctx, principal, payload, idempotency=idempotency_key(principal, idem))
     try:
@@ -173,9 +194,11 @@ async def deploy(ns: Namespace, worker: WorkerName, body: DeployRequest, ctx: Ct
         pruned = None
         if outcome is None:
             pruned = await _make_room(ctx, principal, ns, worker)
-            for module in bundle.modules:
+            for module in bundle.modules if bundle is not None else ():
                 await ctx.blobs.put(module.content, expected_sha256=module.sha256)
-            await ctx.blobs.put(bundle.manifest, expected_sha256=bundle.sha256)
+            await ctx.blobs.put(bundle_manifest, expected_sha256=payload.bundle_sha256)
+            if assets is not None:
+                await ctx.blobs.put(assets_manifest, expected_sha256=assets.manifest_sha256)
             outcome = await submit(ctx, env)
     uploaded = outcome.envelope.payload
     assert isinstance(uploaded, WorkerVersionUploaded)
@@ -185,6 +208,9 @@ async def deploy(ns: Namespace, worker: WorkerName, body: DeployRequest, ctx: Ct
                               "bundle_size": uploaded.bundle_size, "promote": None,
                               "pruned_version": pruned,
                               "warnings": await _tail_warnings(ctx, ns, worker, tail_consumers)}
+    if assets is not None:
+        result["assets"] = {"files": assets.files, "manifest_sha256": assets.manifest_sha256,
+                            "warnings": warnings}
     if promote:
         promote_env = build(
             ctx, principal, VersionPromoted(namespace=ns, worker=worker,
