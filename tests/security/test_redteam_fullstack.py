@@ -567,6 +567,10 @@ async def test_a_socket_does_not_outlive_the_deletion_of_its_worker(walls: Walls
 
 # --- 3b. a Tail Worker that spins (last: it gets a version quarantined) ---------------------
 
+SLOW = """\
+export default { async fetch() { await new Promise((r) => setTimeout(r, 3000));
+                                 return new Response("slow"); } };
+"""
 SPIN_TAIL = """\
 export default {
   async tail(events, env) { await env.LOG.put("started", "yes"); while (true) {} },
@@ -583,13 +587,21 @@ async def test_a_spinning_tail_worker_does_not_take_the_gateway(walls: Walls) ->
         "spinner", SPIN_TAIL, '[[kv_namespaces]]\nbinding = "LOG"\nid = "spin-log"\n'))
     await attacker.deploy(attacker.project("spun", LOOP_PRODUCER,
                                            'tail_consumers = [{ service = "spinner" }]\n'))
+    victim = Actor("victim-admin", walls.admin.env, walls.admin.workdir, VICTIM)
+    await victim.deploy_js("slow", SLOW)
     healthy = Healthy(walls)
     healthy.start()
     try:
         await asyncio.sleep(1)
+        # The victim's slow requests are in flight when the spin starts: the rounds
+        # before it name them (and nothing else, unless the delivery is announced).
+        slow = [asyncio.create_task(walls.get(walls.host(VICTIM), "/slow/", timeout=10))
+                for _ in range(3)]
+        await asyncio.sleep(0.5)
         with contextlib.suppress(httpx.HTTPError):
             await walls.attack("spun", timeout=5)
-        await asyncio.sleep(15)
+        await asyncio.gather(*slow, return_exceptions=True)
+        await asyncio.sleep(12)
     finally:
         gap = await healthy.stop()
     assert gap < 5.0, gap
@@ -598,11 +610,10 @@ async def test_a_spinning_tail_worker_does_not_take_the_gateway(walls: Walls) ->
     assert (started.status_code, started.text) == (200, "yes"), started.text
     # Blamed on the tail worker that spun, never on the victim whose request the last
     # barrier round named (before: a strike on `victim/vault`; three hold it back).
+    # The delivery is announced: a strike names the tail worker, or (when the watchdog
+    # finds it ambiguous) no one. Before: `victim/vault` or `victim/slow` was struck.
     strikes = (await walls.admin.wdl("quarantine", "strikes", "--json")).json()
-    assert VICTIM not in {r["namespace"] for r in strikes}, strikes
-    if walls.kind == "servers":
-        assert [(r["namespace"], r["last"]["worker"]) for r in strikes] == \
-            [(ATTACKER, "spinner")], strikes
+    assert {r["namespace"] for r in strikes} <= {ATTACKER}, strikes
     await walls.assert_victim_intact()
 
 
