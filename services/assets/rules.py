@@ -11,6 +11,7 @@ reads the file whole).
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -77,13 +78,27 @@ def _url(token: str, *, only_relative: bool, no_ports: bool,
                   "HTTPS (e.g. begin with \"https://\").")
 
 
+def _rule_lines(name: str, text: str, warnings: list[str]) -> Iterator[tuple[int, int, str]]:
+    """(line number, lines in the file, the line stripped) of each line that may hold a
+    rule: blank lines and comments skipped, over-long lines skipped with a warning."""
+    lines = text.split("\n")
+    for n, raw in enumerate(lines, 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if len(line) > MAX_LINE_LENGTH:
+            warnings.append(f"{name} line {n}: ignored, longer than {MAX_LINE_LENGTH} "
+                            "characters")
+            continue
+        yield n, len(lines), line
+
+
 def parse_headers(text: str) -> tuple[list[dict[str, Any]], list[str]]:
     """([{path, set, unset}], warnings)."""
     _check_size("_headers", text)
     rules: list[dict[str, Any]] = []
     warnings: list[str] = []
     rule: dict[str, Any] | None = None
-    lines = text.split("\n")
 
     def close() -> None:
         if rule is None:
@@ -93,18 +108,11 @@ def parse_headers(text: str) -> tuple[list[dict[str, Any]], list[str]]:
         else:
             warnings.append(f"_headers line {rule['line']}: no headers specified")
 
-    for n, raw in enumerate(lines, 1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        if len(line) > MAX_LINE_LENGTH:
-            warnings.append(f"_headers line {n}: ignored, longer than {MAX_LINE_LENGTH} "
-                            "characters")
-            continue
+    for n, total, line in _rule_lines("_headers", text, warnings):
         if _LOOKS_LIKE_PATH.match(line):
             if len(rules) >= MAX_HEADER_RULES:
                 warnings.append(f"_headers: at most {MAX_HEADER_RULES} rules; skipped the "
-                                f"remaining {len(lines) - n + 1} lines")
+                                f"remaining {total - n + 1} lines")
                 rule = None
                 break
             close()
@@ -151,15 +159,7 @@ def parse_redirects(text: str, html_handling: str) -> tuple[dict[str, Any], list
     seen: set[str] = set()
     statics = dynamics = 0
     static_ok = True
-    lines = text.split("\n")
-    for n, raw in enumerate(lines, 1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        if len(line) > MAX_LINE_LENGTH:
-            warnings.append(f"_redirects line {n}: ignored, longer than {MAX_LINE_LENGTH} "
-                            "characters")
-            continue
+    for n, total, line in _rule_lines("_redirects", text, warnings):
         tokens = re.sub(r"\s+#.*$", "", line).split()
         if not 2 <= len(tokens) <= 3:
             warnings.append(f"_redirects line {n}: expected exactly 2 or 3 whitespace-"
@@ -181,7 +181,7 @@ def parse_redirects(text: str, html_handling: str) -> tuple[dict[str, Any], list
             dynamics += 1
             if dynamics > MAX_DYNAMIC_REDIRECTS:
                 warnings.append(f"_redirects: at most {MAX_DYNAMIC_REDIRECTS} dynamic rules; "
-                                f"skipped the remaining {len(lines) - n + 1} lines")
+                                f"skipped the remaining {total - n + 1} lines")
                 break
         target, problem = _url(dst, only_relative=False, no_ports=False, keep_query=True)
         if problem or target is None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import httpx
@@ -185,18 +185,8 @@ async def test_route_another_worker_holds_is_refused_and_changes_nothing(
     assert r.json()["error"] == "worker_not_found", r.text
 
 
-@pytest.fixture
-def dev(services: Endpoints, tmp_path: Path) -> Iterator[Dev]:
-    assert services.workerd_bin
-    d = Dev(tmp_path / "data", services.workerd_bin)
-    try:
-        d.start()
-        yield d
-    finally:
-        d.kill()
-
-
 def test_wdl_dev_serves_routes_and_workers_dev_false(dev: Dev, tmp_path: Path) -> None:
+    dev.start()
     dev.cli("ns", "create", "pard")
     dev.cli("deploy", str(_project(tmp_path)), "--ns", "pard", "--env", "production",
             "--no-bundle")
