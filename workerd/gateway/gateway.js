@@ -22,6 +22,8 @@ import { count } from "./metrics.js";
 // Each binding kind's entrypoint (generated from eventlog/bindings/).
 export * from "./binding_entrypoints.js";
 export { WdlTail } from "./tail.js";
+export { WdlSelf, WdlSelfBinding } from "./self.js";
+import { setSelfLoader } from "./self.js";
 import { childCount } from "./loader.js";
 import { routeAssets } from "./assets.js";
 
@@ -90,6 +92,25 @@ function mainExports(bindings, spec) {
   return out;
 }
 
+// Self stubs (self.js): the tenant's own ES modules import "cloudflare:workers" from
+// the platform's `__wdl/workers.js`, whose `exports` mints stubs workerd can transfer.
+// Only static specifiers are rewritten (`from "…"`, `import "…"`, `import("…")`).
+const CF_WORKERS = /(\bfrom\s*|\bimport\s*\(\s*|\bimport\s*)(["'])cloudflare:workers\2/g;
+
+function selfExports(modules) {
+  for (const [name, m] of Object.entries(modules)) {
+    if (m === null || typeof m.js !== "string" || !m.js.includes("cloudflare:workers")) continue;
+    const to = relativeTo(name, "__wdl/workers.js");
+    modules[name] = { js: m.js.replace(CF_WORKERS, (_, pre, q) => `${pre}${q}${to}${q}`) };
+  }
+}
+
+// env.__WDL_SELF: the minter of the version's self stubs, with the props of what is loaded.
+function withSelf(ctx, env, namespace, worker, version) {
+  env.__WDL_SELF = ctx.exports.WdlSelfBinding({ props: { namespace, worker, version } });
+  return env;
+}
+
 function tenantModules(body) {
   const modules = {};
   for (const [name, m] of Object.entries(body.modules)) {
@@ -100,6 +121,7 @@ function tenantModules(body) {
   // ES module entry: wrap it so the shim runs first. `export *` skips
   // `default`, hence the second line.
   const spec = JSON.stringify(relativeTo("__wdl/main.js", body.mainModule));
+  selfExports(modules);
   Object.assign(modules, TENANT_SHIM);
   // requests.js before the tenant's module: its top level already sees the
   // platform's fetch().
@@ -108,7 +130,9 @@ function tenantModules(body) {
       `import tenantDefault from ${spec};\nexport default wrapDefault(tenantDefault);\n` +
       `import { tailRunner } from "./tail.js";\nimport * as wdlAll from ${spec};\n` +
       `export const ${TAIL_RUNNER} = tailRunner(tenantDefault, wdlAll);\n`) +
-    mainExports(body.bindings, spec);
+    mainExports(body.bindings, spec) +
+    `import { setMain as wdlSetMain } from "./workers.js";\nimport * as wdlSelfOf from ${spec};\n` +
+    "wdlSetMain(wdlSelfOf);\n";
   return { modules, mainModule: "__wdl/main.js" };
 }
 
@@ -127,7 +151,7 @@ async function fetchCode(env, ctx, ns, worker, version, tail) {
       compatibilityFlags: withFlag(body.compatibilityFlags, "nodejs_als"),
       mainModule,
       modules,
-      env: tenantEnv(ctx, body),
+      env: withSelf(ctx, tenantEnv(ctx, body), ns, worker, version),
       // Every fetch() of the tenant goes through its namespace's egress policy.
       globalOutbound: ctx.exports.WdlEgress({ props: { namespace: ns, worker } }),
       // Live tail: workerd reports each invocation to WdlTail (workerd/gateway/tail.js)
@@ -174,6 +198,10 @@ async function stubFor(env, ctx, ns, worker, entry) {
   st.ready.add(id);
   return stub;
 }
+
+// A self stub's calls go to the version that minted it (self.js).
+setSelfLoader((env, ctx, ns, worker, version) =>
+  stubFor(env, ctx, ns, worker, { version, id: `${ns}:${worker}:${version}` }));
 
 // --- cron ----------------------------------------------------------------------
 

@@ -9,6 +9,7 @@
 // into a child's `env` travel as the platform's stubs (their props unchanged:
 // still the parent's namespace) and are wrapped again in the child.
 import { HEADER, currentRequest } from "./requests.js";
+import { isMinted } from "./workers.js";
 
 const raw = new WeakMap();  // binding object the shim made -> {stub, kind}
 
@@ -19,7 +20,9 @@ export function remember(wrapper, stub, kind) {
 }
 
 // WorkerCode -> what the gateway's childCode() accepts (binding objects as stubs).
-function portable(code) {
+// A self stub still pending (`exports.X({props})` is an RpcPromise: workers.js) is
+// awaited first, so the child's env gets the stub itself.
+async function portable(code) {
   if (code === null || typeof code !== "object") {
     throw new TypeError("The Worker code callback must return a WorkerCode object.");
   }
@@ -27,7 +30,8 @@ function portable(code) {
   if (code.env !== undefined && code.env !== null && typeof code.env === "object") {
     const env = {};
     const kinds = {};
-    for (const [name, value] of Object.entries(code.env)) {
+    for (let [name, value] of Object.entries(code.env)) {
+      if (isMinted(value)) value = await value;
       const known = (value !== null && typeof value === "object" || typeof value === "function")
         ? raw.get(value) : undefined;
       if (known) {

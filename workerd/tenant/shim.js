@@ -4,6 +4,8 @@
 // Workers code expects (KVNamespace, R2Bucket, a service Fetcher), by its kind's
 // `wrap` (`./bindings.js`, generated from the registry: eventlog/bindings/).
 // Tenant code only ever sees the wrappers; the wrappers keep their stub private.
+// First: it takes the platform's self-stub minter out of env (workers.js).
+import "./workers.js";
 import { env } from "cloudflare:workers";
 import { WRAPPERS } from "./bindings.js";
 import { remember } from "./loader.js";

@@ -1,0 +1,101 @@
+// Self stubs: `exports.X({props})` of "cloudflare:workers" in a tenant (issue 25,
+// Dynamic Workflows). The tenant is itself a dynamically loaded worker, and workerd
+// refuses to transfer a loaded worker's own `exports` stubs anywhere (verified on the
+// pinned workerd 1.20261117.1), so the platform mints them instead: the tenant's
+// `__wdl/workers.js` (tenant/workers.js) calls WdlSelfBinding.mint(X, props), which
+// answers `ctx.exports.WdlSelf({props: {namespace, worker, version, entrypoint, props}})`
+// - a stub of the gateway, which workerd does transfer (into a child's env, over RPC).
+//
+// Isolation: namespace, worker and version are the props the gateway set when it
+// loaded the minting version (gateway.js fetchCode), never tenant input; the tenant
+// chooses only the entrypoint name (an identifier of its own version) and the props
+// its own entrypoint sees as `ctx.props`. A stub keeps calling the version that
+// minted it (pinned), as a Cloudflare self stub belongs to the version that made it.
+import { WorkerEntrypoint } from "cloudflare:workers";
+import { admit } from "./containment.js";
+import { count } from "./metrics.js";
+
+const NAME_RE = /^[A-Za-z_$][A-Za-z0-9_$]{0,127}$/;
+export const MAX_SELF_PROPS = 64 * 1024;  // bytes of JSON
+// Names a Proxy must not answer: promise-likeness and the stub's own machinery.
+const NOT_METHODS = new Set(["then", "catch", "finally", "constructor", "toJSON", "ctx",
+                             "env", "dup", "fetch"]);
+
+let loadVersion = null;  // (env, ctx, ns, worker, version) -> WorkerStub (gateway.js)
+
+export function setSelfLoader(fn) {
+  loadVersion = fn;
+}
+
+export function checkEntrypoint(name) {
+  if (typeof name !== "string" || !NAME_RE.test(name) || name.startsWith("__")) {
+    throw new TypeError(`exports: ${JSON.stringify(String(name)).slice(0, 140)} is not an ` +
+      "entrypoint of this Worker (an identifier of at most 128 characters, not starting " +
+      "with __)");
+  }
+}
+
+export function checkProps(props) {
+  if (props === undefined) return undefined;
+  let text;
+  try {
+    text = JSON.stringify(props);
+  } catch (err) {
+    throw new TypeError(`exports: props must be JSON-serializable: ${err && err.message}`);
+  }
+  if (text === undefined) throw new TypeError("exports: props must be JSON-serializable");
+  if (text.length > MAX_SELF_PROPS) {
+    throw new TypeError(`exports: props are ${text.length} bytes as JSON, more than ` +
+      `${MAX_SELF_PROPS}`);
+  }
+  return JSON.parse(text);
+}
+
+// env.__WDL_SELF of every version the gateway loads (props: {namespace, worker, version}).
+export class WdlSelfBinding extends WorkerEntrypoint {
+  mint(entrypoint, props) {
+    checkEntrypoint(entrypoint);
+    const { namespace, worker, version } = this.ctx.props;
+    return this.ctx.exports.WdlSelf({ props: { namespace, worker, version, entrypoint,
+                                               props: checkProps(props) } });
+  }
+}
+
+// A minted stub: any method name is forwarded to the entrypoint of the pinned version
+// (workerd looks an RPC method up on the object the constructor returns).
+export class WdlSelf extends WorkerEntrypoint {
+  constructor(ctx, env) {
+    super(ctx, env);
+    return new Proxy(this, {
+      get: (target, prop, receiver) => {
+        if (prop === "fetch") return (request) => this.#call("fetch", [request]);
+        if (typeof prop !== "string" || NOT_METHODS.has(prop) || prop.startsWith("__")) {
+          return Reflect.get(target, prop, receiver);
+        }
+        return (...args) => this.#call(prop, args);
+      },
+    });
+  }
+
+  async #call(method, args) {
+    const { namespace, worker, version, entrypoint, props } = this.ctx.props;
+    if (loadVersion === null) throw new Error("self stubs are not served by this process");
+    const stub = await loadVersion(this.env, this.ctx, namespace, worker, version);
+    const options = props === undefined ? {} : { props };
+    const target = entrypoint === "default" ? stub.getEntrypoint(undefined, options)
+      : stub.getEntrypoint(entrypoint, options);
+    const release = admit(namespace, worker, version);
+    const t0 = Date.now();
+    let outcome = "exception";
+    let status = null;
+    try {
+      const result = await target[method](...args);
+      if (method === "fetch") status = result.status;
+      outcome = "ok";
+      return result;
+    } finally {
+      count(this.env, this.ctx, namespace, worker, status, outcome, Date.now() - t0);
+      release();
+    }
+  }
+}
