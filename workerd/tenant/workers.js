@@ -35,6 +35,33 @@ function isEntrypoint(name) {
   return typeof value === "function" && value.prototype instanceof WorkerEntrypoint;
 }
 
+// The minted stub as the tenant holds it. Not the RpcPromise itself: on the pinned
+// workerd a second call pipelined on an RpcPromise after a first one finished fails
+// ("The RPC receiver does not implement the method"), so calls wait for the stub and
+// go to it; `await` gives the stub (transferable, as a binding is).
+function selfStub(pending) {
+  const ready = new Promise((resolve, reject) => pending.then(resolve, reject));
+  ready.catch(() => {});  // a stub never used must not be an unhandled rejection
+  const calls = new Map();
+  return new Proxy(function () {}, {
+    get(_, prop) {
+      if (prop === "then") return (ok, fail) => ready.then(ok, fail);
+      if (prop === "catch") return (fail) => ready.catch(fail);
+      if (prop === "finally") return (fn) => ready.finally(fn);
+      if (typeof prop !== "string") return undefined;
+      let call = calls.get(prop);
+      if (!call) {
+        call = (...args) => ready.then((s) => s[prop](...args));
+        calls.set(prop, call);
+      }
+      return call;
+    },
+    apply() {
+      throw new TypeError("a self stub is not a function");
+    },
+  });
+}
+
 function factory(name) {
   let f = factories.get(name);
   if (f) return f;
@@ -55,7 +82,7 @@ function factory(name) {
         throw new TypeError(`exports.${name}(): props must be JSON-serializable on WDL`);
       }
     }
-    const stub = minter.mint(name, props);
+    const stub = selfStub(minter.mint(name, props));
     minted.add(stub);
     return stub;
   };
