@@ -50,6 +50,8 @@ def _modules(root: Path) -> list[tuple[str, str, str]]:
     out += [("internal.js", "esModule", (gateway / "internal.js").read_text()),
             # The gateway's egress judgement, for the objects' own fetch().
             ("egress.js", "esModule", (gateway / "egress.js").read_text()),
+            # Self stubs of Durable Objects' code (`exports.X({props})`).
+            ("self.js", "esModule", (gateway / "self.js").read_text()),
             ("ids.js", "esModule", (root / "tenant" / "do.js").read_text()),
             ("values.js", "esModule", (root / "tenant" / "values.js").read_text()),
             ("binding_entrypoints.js", "esModule",

@@ -23,7 +23,7 @@ import { count } from "./metrics.js";
 export * from "./binding_entrypoints.js";
 export { WdlTail } from "./tail.js";
 export { WdlSelf, WdlSelfBinding } from "./self.js";
-import { setSelfLoader } from "./self.js";
+import { selfExports, setSelfLoader } from "./self.js";
 import { childCount } from "./loader.js";
 import { routeAssets } from "./assets.js";
 
@@ -90,19 +90,6 @@ function mainExports(bindings, spec) {
       `export const ${name} = ${name}Of(wdlTenant);\n`;
   }
   return out;
-}
-
-// Self stubs (self.js): the tenant's own ES modules import "cloudflare:workers" from
-// the platform's `__wdl/workers.js`, whose `exports` mints stubs workerd can transfer.
-// Only static specifiers are rewritten (`from "…"`, `import "…"`, `import("…")`).
-const CF_WORKERS = /(\bfrom\s*|\bimport\s*\(\s*|\bimport\s*)(["'])cloudflare:workers\2/g;
-
-function selfExports(modules) {
-  for (const [name, m] of Object.entries(modules)) {
-    if (m === null || typeof m.js !== "string" || !m.js.includes("cloudflare:workers")) continue;
-    const to = relativeTo(name, "__wdl/workers.js");
-    modules[name] = { js: m.js.replace(CF_WORKERS, (_, pre, q) => `${pre}${q}${to}${q}`) };
-  }
 }
 
 // env.__WDL_SELF: the minter of the version's self stubs, with the props of what is loaded.
@@ -200,8 +187,24 @@ async function stubFor(env, ctx, ns, worker, entry) {
 }
 
 // A self stub's calls go to the version that minted it (self.js).
+// Admitted and counted under the minting version, like a service call.
 setSelfLoader((env, ctx, ns, worker, version) =>
-  stubFor(env, ctx, ns, worker, { version, id: `${ns}:${worker}:${version}` }));
+  stubFor(env, ctx, ns, worker, { version, id: `${ns}:${worker}:${version}` }),
+async (env, ctx, ns, worker, version, method, run) => {
+  const release = admit(ns, worker, version);
+  const t0 = Date.now();
+  let outcome = "exception";
+  let status = null;
+  try {
+    const result = await run();
+    if (method === "fetch") status = result.status;
+    outcome = "ok";
+    return result;
+  } finally {
+    count(env, ctx, ns, worker, status, outcome, Date.now() - t0);
+    release();
+  }
+});
 
 // --- cron ----------------------------------------------------------------------
 

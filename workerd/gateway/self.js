@@ -11,9 +11,11 @@
 // chooses only the entrypoint name (an identifier of its own version) and the props
 // its own entrypoint sees as `ctx.props`. A stub keeps calling the version that
 // minted it (pinned), as a Cloudflare self stub belongs to the version that made it.
+//
+// Served by the gateway and by the objects process (Durable Objects' `exports`), each
+// with its own way to load a version (setSelfLoader): this module imports nothing of
+// either.
 import { WorkerEntrypoint } from "cloudflare:workers";
-import { admit } from "./containment.js";
-import { count } from "./metrics.js";
 
 const NAME_RE = /^[A-Za-z_$][A-Za-z0-9_$]{0,127}$/;
 export const MAX_SELF_PROPS = 64 * 1024;  // bytes of JSON
@@ -21,10 +23,31 @@ export const MAX_SELF_PROPS = 64 * 1024;  // bytes of JSON
 const NOT_METHODS = new Set(["then", "catch", "finally", "constructor", "toJSON", "ctx",
                              "env", "dup", "fetch"]);
 
-let loadVersion = null;  // (env, ctx, ns, worker, version) -> WorkerStub (gateway.js)
+let loadVersion = null;  // (env, ctx, ns, worker, version) -> WorkerStub
+// (env, ctx, ns, worker, version, method, run) -> run()'s answer: admission, metrics.
+let around = (env, ctx, ns, worker, version, method, run) => run();
 
-export function setSelfLoader(fn) {
-  loadVersion = fn;
+export function setSelfLoader(load, wrap) {
+  loadVersion = load;
+  if (wrap) around = wrap;
+}
+
+// Rewrites "cloudflare:workers" in the tenant's own ES modules (`modules`: name ->
+// {js}|…, before the platform's are added) to the platform's `__wdl/workers.js`. Only
+// static specifiers: `from "…"`, `import "…"`, `import("…")`.
+const CF_WORKERS = /(\bfrom\s*|\bimport\s*\(\s*|\bimport\s*)(["'])cloudflare:workers\2/g;
+
+function relativeTo(from, to) {
+  const up = from.split("/").length - 1;
+  return (up ? "../".repeat(up) : "./") + to;
+}
+
+export function selfExports(modules) {
+  for (const [name, m] of Object.entries(modules)) {
+    if (m === null || typeof m.js !== "string" || !m.js.includes("cloudflare:workers")) continue;
+    const to = relativeTo(name, "__wdl/workers.js");
+    modules[name] = { js: m.js.replace(CF_WORKERS, (_, pre, q) => `${pre}${q}${to}${q}`) };
+  }
 }
 
 export function checkEntrypoint(name) {
@@ -84,18 +107,7 @@ export class WdlSelf extends WorkerEntrypoint {
     const options = props === undefined ? {} : { props };
     const target = entrypoint === "default" ? stub.getEntrypoint(undefined, options)
       : stub.getEntrypoint(entrypoint, options);
-    const release = admit(namespace, worker, version);
-    const t0 = Date.now();
-    let outcome = "exception";
-    let status = null;
-    try {
-      const result = await target[method](...args);
-      if (method === "fetch") status = result.status;
-      outcome = "ok";
-      return result;
-    } finally {
-      count(this.env, this.ctx, namespace, worker, status, outcome, Date.now() - t0);
-      release();
-    }
+    return around(this.env, this.ctx, namespace, worker, version, method,
+                  () => target[method](...args));
   }
 }

@@ -20,6 +20,9 @@ import { enter } from "./careful.js";
 
 // The binding kinds objects serve (generated from eventlog/bindings/: in_objects).
 export * from "./binding_entrypoints.js";
+// Self stubs (`exports.X({props})`) of a Durable Object's code (gateway/self.js).
+export { WdlSelf, WdlSelfBinding } from "./self.js";
+import { selfExports, setSelfLoader } from "./self.js";
 import { ENTRYPOINTS, INFO } from "./binding_kinds.js";
 
 // Binding kinds served inside objects -> the entrypoint (ctx.exports) that serves it.
@@ -139,18 +142,24 @@ async function stateJson(env, path) {
 
 // The tenant bundle as a worker whose main module exports the class, wrapped so
 // its ctx.storage alarms go to the host.
-function tenantCode(body, m, ctx) {
+// `self`: the version as a plain Worker (its entrypoints, for a self stub's calls).
+function tenantCode(body, m, ctx, version, self = false) {
   const modules = {};
   for (const [name, mod] of Object.entries(body.modules)) {
     modules[name] = mod.b64 !== undefined ? { [mod.kind]: fromBase64(mod.b64) } : mod;
   }
+  selfExports(modules);
   Object.assign(modules, SHIM);
   modules["__wdl/alarms.js"] = CTX_PATCH;
   const spec = JSON.stringify(relativeTo("__wdl/objects_main.js", body.mainModule));
   const cls = JSON.stringify(m.class_name);
+  modules["__wdl/self_main.js"] = `import "./shim.js";\nimport * as tenant from ${spec};\n` +
+    `import { setMain } from "./workers.js";\nsetMain(tenant);\nexport * from ${spec};\n` +
+    `export default tenant.default ?? {};\n`;
   modules["__wdl/objects_main.js"] =
     `import "./alarms.js";\nimport "./shim.js";\nimport { patch } from "./alarms.js";\n` +
     `import * as tenant from ${spec};\n` +
+    `import { setMain } from "./workers.js";\nsetMain(tenant);\n` +
     `const Base = tenant[${cls}];\n` +
     `if (typeof Base !== "function") throw new Error("class " + ${cls} + " is not exported");\n` +
     `export class WdlFacet extends Base {\n` +
@@ -174,13 +183,17 @@ function tenantCode(body, m, ctx) {
     env.__WDL_BINDINGS = kinds;
     env.__WDL_INFO = infos;
   }
-  env.__WDL_ALARMS = ctx.exports.WdlAlarms({ props: {
-    namespace: m.namespace, script: m.script, class_name: m.class_name } });
+  if (!self) {
+    env.__WDL_ALARMS = ctx.exports.WdlAlarms({ props: {
+      namespace: m.namespace, script: m.script, class_name: m.class_name } });
+  }
+  env.__WDL_SELF = ctx.exports.WdlSelfBinding({ props: {
+    namespace: m.namespace, worker: m.script, version } });
   return {
     compatibilityDate: body.compatibilityDate,
     // nodejs_als: the shim's AsyncLocalStorage (tenant/requests.js), as in the gateway.
     compatibilityFlags: withFlag(body.compatibilityFlags, "nodejs_als"),
-    mainModule: "__wdl/objects_main.js",
+    mainModule: self ? "__wdl/self_main.js" : "__wdl/objects_main.js",
     modules,
     env,
     // The namespace's egress policy, as for the worker's own fetch() (WdlObjectsOutbound).
@@ -188,6 +201,19 @@ function tenantCode(body, m, ctx) {
       namespace: m.namespace, script: m.script } }),
   };
 }
+
+async function bundleOf(env, ns, script, version) {
+  return stateJson(env, `/bundle?ns=${encodeURIComponent(ns)}` +
+    `&worker=${encodeURIComponent(script)}&version=${encodeURIComponent(version)}` +
+    `&instance=objects`);
+}
+
+// A self stub minted in a Durable Object calls the minting version's entrypoint, loaded
+// here as a plain Worker.
+setSelfLoader((env, ctx, ns, worker, version) =>
+  env.LOADER.get(`${ns}:${worker}:${version}:self`, async () =>
+    tenantCode(await bundleOf(env, ns, worker, version), { namespace: ns, script: worker },
+               ctx, version, true)));
 
 export class WdlObjectHost extends DurableObject {
   #facet = null;
@@ -231,7 +257,7 @@ export class WdlObjectHost extends DurableObject {
       const body = await stateJson(this.env, `/bundle?ns=${encodeURIComponent(m.namespace)}` +
         `&worker=${encodeURIComponent(m.script)}&version=${encodeURIComponent(route.route.version)}` +
         `&instance=objects`);
-      return tenantCode(body, m, this.ctx);
+      return tenantCode(body, m, this.ctx, route.route.version);
     });
     this.#facet = this.ctx.facets.get("app", () => ({
       class: worker.getDurableObjectClass("WdlFacet", { props: { generation } }), id: m.id }));
