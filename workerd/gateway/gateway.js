@@ -16,6 +16,7 @@ import { internalHeaders, internalRefusal } from "./internal.js";
 import TENANT_SHIM from "./shim_sources.js";
 import { ENTRYPOINTS, INFO, MAIN_EXPORTS } from "./binding_kinds.js";
 import { setTailInvoker } from "./tail.js";
+import { DISPATCH_RUNNER, setDispatchHost, throughOutbound, viaKey } from "./dispatch.js";
 import { decodeMessages } from "./queues.js";
 import { count } from "./metrics.js";
 
@@ -54,14 +55,16 @@ function relativeTo(from, to) {
 
 // The tenant's env: plain values as they are, and each platform binding as a
 // stub of a gateway entrypoint whose props only the platform sets.
-function tenantEnv(ctx, body) {
+// `via`: the outbound Worker a dispatched user worker runs under (dispatch.js): every
+// binding stub carries it on, so a service target or a loaded child is intercepted too.
+function tenantEnv(ctx, body, via = null) {
   const env = { ...body.env };
   const kinds = {};
   for (const b of body.bindings || []) {
     const factory = ctx.exports[ENTRYPOINTS[b.kind]];
     if (!factory) throw new PlatformError(500, "binding_unsupported",
       `binding ${b.name}: kind ${b.kind} is not served by this gateway`);
-    env[b.name] = factory({ props: b.props });
+    env[b.name] = factory({ props: via ? { ...b.props, via } : b.props });
     kinds[b.name] = b.kind;
     const info = INFO[b.kind];
     // Public facts for the tenant wrapper (e.g. the scope a DO's ids are made for).
@@ -107,13 +110,15 @@ function tenantModules(body) {
     `export * from ${spec};\n` + (body.hasDefault === false ? "" :
       `import tenantDefault from ${spec};\nexport default wrapDefault(tenantDefault);\n` +
       `import { tailRunner } from "./tail.js";\nimport * as wdlAll from ${spec};\n` +
-      `export const ${TAIL_RUNNER} = tailRunner(tenantDefault, wdlAll);\n`) +
+      `export const ${TAIL_RUNNER} = tailRunner(tenantDefault, wdlAll);\n` +
+      `import { dispatchRunner } from "./dispatch.js";\n` +
+      `export const ${DISPATCH_RUNNER} = dispatchRunner(tenantDefault);\n`) +
     mainExports(body.bindings, spec);
   return { modules, mainModule: "__wdl/main.js" };
 }
 
 // `tail`: load it with a tail consumer (someone tails the worker: services/state/tails.py).
-async function fetchCode(env, ctx, ns, worker, version, tail) {
+async function fetchCode(env, ctx, ns, worker, version, tail, via = null) {
   const body = await stateGet(env, `/bundle?ns=${encodeURIComponent(ns)}` +
     `&worker=${encodeURIComponent(worker)}&version=${encodeURIComponent(version)}` +
     `&instance=${encodeURIComponent(env.INSTANCE)}&tail=${tail ? 1 : 0}`);
@@ -127,9 +132,11 @@ async function fetchCode(env, ctx, ns, worker, version, tail) {
       compatibilityFlags: withFlag(body.compatibilityFlags, "nodejs_als"),
       mainModule,
       modules,
-      env: tenantEnv(ctx, body),
-      // Every fetch() of the tenant goes through its namespace's egress policy.
-      globalOutbound: ctx.exports.WdlEgress({ props: { namespace: ns, worker } }),
+      env: tenantEnv(ctx, body, via),
+      // Every fetch() of the tenant goes through its namespace's egress policy (or, for a
+      // dispatched user worker, to its dispatcher's outbound Worker: dispatch.js).
+      globalOutbound: ctx.exports.WdlEgress({ props: via ? { namespace: ns, worker, via }
+        : { namespace: ns, worker } }),
       // Live tail: workerd reports each invocation to WdlTail (workerd/gateway/tail.js)
       // with props only the platform sets - only while someone tails the worker (the
       // bundle's id then says so): workerd's trace building costs a large share of
@@ -146,17 +153,19 @@ async function fetchCode(env, ctx, ns, worker, version, tail) {
 
 // The code is fetched *before* LOADER.get(): a failing callback would poison
 // the id for the life of the process, a failed fetch here only fails this request.
-async function stubFor(env, ctx, ns, worker, entry) {
-  let id = entry.id;
+// `via` (dispatch.js): an isolate of its own whose fetches go to that outbound Worker.
+async function stubFor(env, ctx, ns, worker, entry, via = null) {
+  const suffix = via ? `:via:${viaKey(via)}` : "";
+  let id = entry.id + suffix;
   const tail = entry.tail === true;
   if (st.ready.has(id)) {
     return env.LOADER.get(id,
-      async () => (await fetchCode(env, ctx, ns, worker, entry.version, tail)).code);
+      async () => (await fetchCode(env, ctx, ns, worker, entry.version, tail, via)).code);
   }
   let pending = st.pending.get(id);
   if (!pending || Date.now() - pending.startedAt > BUNDLE_TIMEOUT_MS) {
     const mine = { startedAt: Date.now(), promise: null };
-    mine.promise = fetchCode(env, ctx, ns, worker, entry.version, tail).finally(() => {
+    mine.promise = fetchCode(env, ctx, ns, worker, entry.version, tail, via).finally(() => {
       if (st.pending.get(id) === mine) st.pending.delete(id);
     });
     st.pending.set(id, mine);
@@ -164,16 +173,19 @@ async function stubFor(env, ctx, ns, worker, entry) {
     pending = mine;
   }
   const loaded = await withTimeout(pending.promise, BUNDLE_TIMEOUT_MS, "the bundle fetch");
-  if (loaded.id !== id) {
+  if (loaded.id !== entry.id) {
     // Secrets changed between the route answer and the bundle: name the isolate
     // after what it really contains and re-resolve the route next time.
     dropRoute(ns, worker);
-    id = loaded.id;
+    id = loaded.id + suffix;
   }
   const stub = env.LOADER.get(id, () => loaded.code);
   st.ready.add(id);
   return stub;
 }
+
+// Dynamic dispatch (dispatch.js) loads user workers and outbound Workers with this code.
+setDispatchHost({ stubFor, fetchCode });
 
 // --- cron ----------------------------------------------------------------------
 
@@ -381,7 +393,7 @@ async function serviceTarget(env, ctx, props) {
     throw new Error(`service binding: namespace ${targetNs} does not grant ` +
       `${namespace} access to ${worker}`);
   }
-  const stub = await stubFor(env, ctx, targetNs, worker, entry);
+  const stub = await stubFor(env, ctx, targetNs, worker, entry, props.via || null);
   return props.entrypoint ? stub.getEntrypoint(props.entrypoint) : stub.getEntrypoint();
 }
 
@@ -393,7 +405,8 @@ async function tailRelay(env, ctx, props, name) {
   const { target_namespace: targetNs, worker } = props;
   await serviceTarget(env, ctx, props);  // the same checks (missing, grants)
   const entry = await lookup(env, targetNs, worker);
-  const runner = (await stubFor(env, ctx, targetNs, worker, entry)).getEntrypoint(TAIL_RUNNER);
+  const runner = (await stubFor(env, ctx, targetNs, worker, entry, props.via || null))
+    .getEntrypoint(TAIL_RUNNER);
   return (method, args) => runner.relay(props.entrypoint || "", method, args);
 }
 
@@ -464,11 +477,17 @@ function refused(env, ctx, namespace, url, reason) {
 export class WdlEgress extends WorkerEntrypoint {
   async fetch(request) {
     const { namespace, worker } = this.ctx.props;
-    const over = spendSubrequest(request.headers.get(REQUEST_ID), namespace);
+    const name = request.headers.get(REQUEST_ID);
+    const over = spendSubrequest(name, namespace);
     if (over) throw new Error(over);
     if (request.headers.has(REQUEST_ID)) {
       request = new Request(request);  // the name is the platform's, not the destination's
       request.headers.delete(REQUEST_ID);
+    }
+    if (this.ctx.props.via) {
+      // A dispatched user worker: its outbound Worker answers instead of the network.
+      return throughOutbound(this.env, this.ctx, namespace, this.ctx.props.via, request,
+                             name);
     }
     const entry = await lookup(this.env, namespace, worker);
     const policy = entry.missing ? { mode: "deny" } : (entry.egress || { mode: "public" });

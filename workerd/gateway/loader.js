@@ -188,8 +188,11 @@ function startFailure(err) {
 
 export class WdlLoader extends WorkerEntrypoint {
   #outbound() {
-    const { namespace, worker } = this.ctx.props;
-    return this.ctx.exports.WdlEgress({ props: { namespace, worker } });
+    // A dispatched user worker's children fetch through its outbound Worker too (`via`,
+    // dispatch.js): the parent's binding props carry it.
+    const { namespace, worker, via } = this.ctx.props;
+    return this.ctx.exports.WdlEgress({ props: via ? { namespace, worker, via }
+      : { namespace, worker } });
   }
 
   // -> {stub, failed()}: the child's WorkerStub and what to do when it did not start.
@@ -207,7 +210,11 @@ export class WdlLoader extends WorkerEntrypoint {
         handle.id.length > MAX_ID_LENGTH) {
       throw refuse(`the id must be a non-empty string of at most ${MAX_ID_LENGTH} characters`);
     }
-    const base = `${namespace}:${worker}:${version}:child:${await digest(handle.id)}`;
+    // Under an outbound Worker a child is an isolate of its own: one loaded without it
+    // (the user worker served at its own route) must not be reused by a dispatched call.
+    const via = this.ctx.props.via;
+    const base = `${namespace}:${worker}:${version}:child:${await digest(handle.id)}` +
+      (via ? `:via:${await digest(JSON.stringify(via))}` : "");
     let rec = children.get(base);
     let code = null;
     if (!rec || !rec.ready) {
