@@ -421,7 +421,10 @@ export class WdlService extends WorkerEntrypoint {
     try {
       // The caller's request name is the gateway's business, never the target's.
       const name = request.headers.get(REQUEST_ID);
-      if (name !== null) {
+      // Except under an outbound Worker (dispatch.js), within the dispatch namespace: the
+      // target's fetches then carry the call's parameters and spend its budget.
+      const keep = this.ctx.props.via && ns === this.ctx.props.namespace;
+      if (name !== null && !keep) {
         request = new Request(request);
         request.headers.delete(REQUEST_ID);
       }
