@@ -49,8 +49,7 @@ def workers(ns: NsOpt = None, tag: TagOpt = None, as_json: JsonOpt = False,
             url: UrlOpt = None, token: TokenOpt = None, profile: ProfileOpt = None) -> None:
     """List the namespace's workers with their active version."""
     with connect(url, token, profile, ns, need_namespace=True) as (client, namespace):
-        rows = client.request("GET", f"/v1/namespaces/{namespace}/workers",
-                              params={"tag": tag})
+        rows = client.get(f"/v1/namespaces/{namespace}/workers", tag=tag)
     if as_json:
         print_json(rows)
         return
