@@ -26,6 +26,8 @@ export default class extends WorkerEntrypoint {
   async fetch(req) {
     const u = new URL(req.url);
     const n = Number(u.searchParams.get("n") || "2");
+    const sleep = Number(u.searchParams.get("sleep") || "0");
+    if (sleep) await new Promise((r) => setTimeout(r, sleep));
     const seen = [];
     for (let i = 0; i < n; i++) {
       try { seen.push(await (await fetch("https://api.example.com/call/" + i)).json()); }
@@ -55,6 +57,8 @@ export default { async fetch(req, env) {
   const options = { outbound: { customer: "cust-" + name } };
   const sub = u.searchParams.get("sub");
   if (sub) options.limits = { subRequests: Number(sub) };
+  const wall = u.searchParams.get("wall");
+  if (wall) options.limits = { wallMs: Number(wall) };
   try {
     if (mode === "cpu") {
       env.DISPATCHER.get(name, {}, { limits: { cpuMs: 10 } });
@@ -68,7 +72,7 @@ export default { async fetch(req, env) {
     const user = env.DISPATCHER.get(name, {}, options);
     if (mode === "rpc") return Response.json(await user.hello("bob"));
     return await user.fetch(new Request("https://" + name + ".example/path?n=" +
-                                        (u.searchParams.get("n") || "2")));
+      (u.searchParams.get("n") || "2") + "&sleep=" + (u.searchParams.get("sleep") || "0")));
   } catch (e) {
     if (e.message.startsWith("Worker not found")) {
       return new Response("404: " + e.message, { status: 404 });
@@ -151,6 +155,10 @@ async def test_missing_worker_limits_and_refusals(stack: Stack) -> None:
     seen = r.json()["seen"]
     assert [s.get("customer") for s in seen[:2]] == ["cust-alice", "cust-alice"]
     assert "Too many subrequests" in seen[2]["error"]
+    # wallMs (a WDL extension): the call fails once the user worker runs past it.
+    r = await get(stack, "/dispatch/?w=alice&sleep=3000&wall=300")
+    assert r.status_code == 500 and "exceeded its wall-time limit of 300 ms" in r.text, r.text
+    assert (await get(stack, "/dispatch/?w=alice&sleep=10&wall=5000")).status_code == 200
     # A user worker is not served on the namespace URL (no workers.dev for user workers).
     async with httpx.AsyncClient(timeout=20) as client:
         r = await client.get(stack.gateway + "/alice/", headers={"host": "users.workers.local"})
