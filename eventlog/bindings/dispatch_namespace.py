@@ -35,6 +35,10 @@ def _parse(doc: Mapping[str, Any], config: str) -> list[dict[str, str]]:
         unknown = set(d) - {"binding", "namespace", "outbound", "experimental_remote", "remote"}
         if unknown:
             raise BindingConfigError(f"{where}: unknown field(s) {sorted(unknown)}")
+        if d.get("remote") or d.get("experimental_remote"):
+            raise BindingConfigError(f"{where}: `remote` (a binding proxied to Cloudflare) is "
+                                     "not supported by WDL: the dispatch namespace is served "
+                                     "locally")
         outbound = d.get("outbound")
         service, params = "", cast(list[str], [])
         if outbound is not None:

@@ -41,6 +41,7 @@ def test_the_wrangler_key_reads_as_cloudflare_documents_it() -> None:
     ({"binding": "D", "namespace": "u", "outbound": {"service": "o", "environment": "e"}},
      "not supported"),
     ({"binding": "D", "namespace": "u", "nope": 1}, "unknown field"),
+    ({"binding": "D", "namespace": "u", "remote": True}, "`remote`"),
 ])
 def test_wrong_entries_are_named(entry: dict[str, object], words: str) -> None:
     with pytest.raises(BindingConfigError, match=words):
