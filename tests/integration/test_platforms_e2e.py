@@ -30,7 +30,9 @@ export default class extends WorkerEntrypoint {
     if (sleep) await new Promise((r) => setTimeout(r, sleep));
     const seen = [];
     for (let i = 0; i < n; i++) {
-      try { seen.push(await (await fetch("https://api.example.com/call/" + i)).json()); }
+      const base = u.searchParams.get("pass") ? "https://api.example.com/pass/"
+        : "https://api.example.com/call/";
+      try { seen.push(await (await fetch(base + i)).json()); }
       catch (e) { seen.push({ error: String(e.message || e) }); }
     }
     return Response.json({ user: VERSION, path: u.pathname, seen });
@@ -44,6 +46,10 @@ export default class extends WorkerEntrypoint {
 
 OUTBOUND = """
 export default { async fetch(req, env) {
+  if (new URL(req.url).pathname.startsWith("/pass/")) {
+    try { await fetch(req); return Response.json({ passed: true }); }
+    catch (e) { return Response.json({ refused: String(e.message) }); }
+  }
   return Response.json({ url: req.url, customer: env.customer ?? null,
     plan: env.plan ?? null, named: req.headers.get("x-wdl-request-id") !== null });
 } };
@@ -72,7 +78,8 @@ export default { async fetch(req, env) {
     const user = env.DISPATCHER.get(name, {}, options);
     if (mode === "rpc") return Response.json(await user.hello("bob"));
     return await user.fetch(new Request("https://" + name + ".example/path?n=" +
-      (u.searchParams.get("n") || "2") + "&sleep=" + (u.searchParams.get("sleep") || "0")));
+      (u.searchParams.get("n") || "2") + "&sleep=" + (u.searchParams.get("sleep") || "0") +
+      "&pass=" + (u.searchParams.get("pass") || "")));
   } catch (e) {
     if (e.message.startsWith("Worker not found")) {
       return new Response("404: " + e.message, { status: 404 });
@@ -155,6 +162,10 @@ async def test_missing_worker_limits_and_refusals(stack: Stack) -> None:
     seen = r.json()["seen"]
     assert [s.get("customer") for s in seen[:2]] == ["cust-alice", "cust-alice"]
     assert "Too many subrequests" in seen[2]["error"]
+    # The outbound Worker's own fetch() goes through ITS namespace's egress policy.
+    await stack.wdl("ns", "egress", "set", "deny", "--ns", "plat")
+    seen = (await get(stack, "/dispatch/?w=alice&n=1&pass=1")).json()["seen"]
+    assert "egress policy of namespace plat refused" in seen[0]["refused"], seen
     # wallMs (a WDL extension): the call fails once the user worker runs past it.
     r = await get(stack, "/dispatch/?w=alice&sleep=3000&wall=300")
     assert r.status_code == 500 and "exceeded its wall-time limit of 300 ms" in r.text, r.text
