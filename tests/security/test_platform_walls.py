@@ -232,8 +232,8 @@ async def test_tags_stay_inside_their_namespace(walls: Walls, platform: Actor) -
     assert all(r["tags"] == ["shared", "cust-1"] for r in listed)
     # The attacker's token reaches neither tenants' nor the victim's tags.
     for ns in (TENANTS, VICTIM):
-        for args in (("workers", "--tag", "shared"), ("delete", "tagged", "shared")):
-            out = await walls.attacker.wdl(*args, "--ns", ns, "--json", ok=False)
+        for cmd in (("workers", "--tag", "shared"), ("delete", "tagged", "shared")):
+            out = await walls.attacker.wdl(*cmd, "--ns", ns, "--json", ok=False)
             # A token scoped elsewhere is told the namespace does not exist (as everywhere).
             assert out.code != 0 and "namespace_not_found" in out.text, out.text
     out = await walls.attacker.wdl("deploy", str(walls.attacker.project("t-one", HELPER)),
