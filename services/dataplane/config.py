@@ -45,7 +45,7 @@ TENANT_DENY = ("private", "169.254.0.0/16", "100.64.0.0/10", "0.0.0.0/8", "224.0
                "192.0.0.0/24", "198.18.0.0/15", "fc00::/7", "fe80::/10", "ff00::/8",
                "::/128", "64:ff9b::/96")
 # The name V8 exposes its gc() under in the gateway's processes (`--expose-gc-as`):
-# the gateway collects released dynamic Workers' stubs with it (gateway/children.js);
+# the gateway collects dropped dynamic Workers' stubs with it (gateway/collect.js);
 # tenant isolates lose it before their code runs (tenant/shim.js).
 GC_GLOBAL = "__wdl_gc"
 # Dynamic Workers a gateway process keeps loaded (all namespaces together; the

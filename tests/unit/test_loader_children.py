@@ -19,8 +19,8 @@ pytestmark = pytest.mark.unit
 def test_the_gc_name_is_one_name_in_the_config_the_gateway_and_the_shim() -> None:
     text = render_gateway_config(GatewayOptions("127.0.0.1:1"), "gw0")
     assert f'v8Flags = ["--expose-gc-as={GC_GLOBAL}"]' in text
-    children = (workerd_dir() / "gateway" / "children.js").read_text()
-    assert f'const GC_GLOBAL = "{GC_GLOBAL}";' in children
+    collect = (workerd_dir() / "gateway" / "collect.js").read_text()
+    assert f'const GC_GLOBAL = "{GC_GLOBAL}";' in collect
     shim = (workerd_dir() / "tenant" / "shim.js").read_text()
     assert (f'Object.defineProperty(globalThis, "{GC_GLOBAL}", '
             "{ value: undefined, writable: false });") in shim

@@ -17,19 +17,12 @@
 // a namespace alone may use the whole budget, one spraying children only ever
 // evicts its own once it holds more than the others (fair share), nobody is
 // refused. Evicting drops the stub; workerd releases the isolate when V8
-// collects the stub, which a gateway heap growing by a few bytes per child
-// would not do for thousands of children (measured: +1.6 MB RSS per evicted
-// child), so the gateway collects explicitly every GC_EVERY evictions with the
-// function V8 exposes under the platform's name (config.py GC_GLOBAL; tenant
-// isolates lose it in tenant/shim.js before any tenant module runs).
+// collects it, which the gateway makes happen (collect.js).
 import { DurableObject } from "cloudflare:workers";
 import { childCode, entrypointOf, startFailure } from "./loader.js";
+import { released } from "./collect.js";
 
-// services/dataplane/config.py GC_GLOBAL (tests/unit/test_loader_children.py).
-const GC_GLOBAL = "__wdl_gc";
-const collect = typeof globalThis[GC_GLOBAL] === "function" ? globalThis[GC_GLOBAL] : null;
 export const DEFAULT_RESIDENT = 256;
-const GC_EVERY = 32;
 // workerd drops an idle Durable Object instance after about ten seconds (with
 // its children): a timer keeps an instance that holds children alive.
 const KEEPALIVE_MS = 4000;
@@ -39,7 +32,6 @@ const residents = new Map();  // namespace -> its live instance's LRU map (key -
 let resident = 0;
 let loads = 0;
 let evictions = 0;
-let sinceGc = 0;
 
 // For /__wdl/healthz (the supervisor's metrics and recycle backstop).
 export function childStats() {
@@ -66,11 +58,7 @@ function makeRoom(keep) {
     victim.delete(victim.keys().next().value);
     resident -= 1;
     evictions += 1;
-    sinceGc += 1;
-  }
-  if (sinceGc >= GC_EVERY && collect !== null) {
-    sinceGc = 0;
-    collect();
+    released();
   }
 }
 

@@ -18,6 +18,7 @@
 import { WorkerEntrypoint } from "cloudflare:workers";
 import TENANT_SHIM from "./shim_sources.js";
 import refusedFlags from "./refused-flags.json";
+import { released } from "./collect.js";
 
 // The pinned workerd's experimental flags (workerd/compatibility-flags.json): the data
 // plane runs with --experimental, which a tenant's Worker must never inherit.
@@ -206,7 +207,13 @@ export class WdlLoader extends WorkerEntrypoint {
 
   async fetchChild(handle, request) {
     const child = await this.#child(handle);
-    if (child.load) return entrypointOf(child.load, handle).fetch(request);
+    if (child.load) {
+      try {
+        return await entrypointOf(child.load, handle).fetch(request);
+      } finally {
+        released();
+      }
+    }
     return child.keeper.fetchChild(child.props, child.key, handle, request);
   }
 
@@ -216,7 +223,13 @@ export class WdlLoader extends WorkerEntrypoint {
     }
     const list = Array.isArray(args) ? args : [];
     const child = await this.#child(handle);
-    if (child.load) return entrypointOf(child.load, handle)[method](...list);
+    if (child.load) {
+      try {
+        return await entrypointOf(child.load, handle)[method](...list);
+      } finally {
+        released();
+      }
+    }
     return child.keeper.callChild(child.props, child.key, handle, method, list);
   }
 }
