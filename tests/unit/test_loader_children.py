@@ -12,6 +12,14 @@ from services.dataplane.config import (
     workerd_dir,
 )
 from services.dataplane.gateway import RecyclePolicy
+from services.dataplane.workerd_config import (
+    Config,
+    ConfigError,
+    DurableObjectNamespaceBinding,
+    EsModule,
+    Worker,
+    render_config,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -40,3 +48,11 @@ def test_children_are_kept_by_an_in_memory_object_under_the_configured_budget(
     assert RecyclePolicy().max_children == 80
     children = (workerd_dir() / "gateway" / "children.js").read_text()
     assert f"export const DEFAULT_RESIDENT = {DEFAULT_LOADER_RESIDENT};" in children
+
+
+def test_an_object_binding_must_name_a_class_of_the_worker() -> None:
+    worker = Worker("w", [EsModule("m.js", "export default {}")], "2025-11-17",
+                    bindings=[DurableObjectNamespaceBinding("X", "Nope")],
+                    ephemeral_objects=["Yes"])
+    with pytest.raises(ConfigError, match="not one of the worker's ephemeral_objects"):
+        render_config(Config(services=[worker]))
