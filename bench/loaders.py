@@ -150,6 +150,7 @@ async def scale(web: httpx.AsyncClient, gw: str, pids: list[int], children: int,
     await asyncio.gather(*(client() for _ in range(concurrency)))
     seconds = time.perf_counter() - started
     end = {str(pid): round(rss_mb(pid), 1) for pid in pids}
+    peak = {pid: max(mb, end[pid]) for pid, mb in peak.items()}
     return {"scale_children": children, "scale_seconds": round(seconds, 1),
             "scale_rps": round(len(latency) / seconds, 1),
             "scale_p50_ms": round(statistics.median(latency), 3),
