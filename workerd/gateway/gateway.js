@@ -23,7 +23,9 @@ import { count } from "./metrics.js";
 // Each binding kind's entrypoint (generated from eventlog/bindings/).
 export * from "./binding_entrypoints.js";
 export { WdlTail } from "./tail.js";
-import { childCount } from "./loader.js";
+// Tenants' named dynamic Workers, kept per namespace (docs/loaders.md "Limits").
+export { WdlChildren } from "./children.js";
+import { childStats } from "./children.js";
 import { routeAssets } from "./assets.js";
 
 // Platform modules added to every ES-module tenant bundle under `__wdl/`
@@ -515,7 +517,7 @@ async function internal(request, env, ctx, url) {
   if (refusal) return refusal;
   if (url.pathname === "/__wdl/healthz") {
     return new Response(JSON.stringify({ ok: true, instance: env.INSTANCE,
-                                         children: childCount(), ...roundStats() }) + "\n", {
+                                         ...childStats(), ...roundStats() }) + "\n", {
       headers: { "content-type": "application/json", "cache-control": "no-store" },
     });
   }
