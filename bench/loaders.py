@@ -12,8 +12,20 @@ with `wdl`'s API on a platform in this process (embedded control plane):
   the baseline's p50, `*_inside_mean_ms` the mean of N sequential calls timed inside
   the isolate, `*_rps` with the same client and concurrency as `baseline_rps`.
 
-No goal is set by the issue; the reference is the service binding (`ratio_child_rpc_
-vs_svc` = child RPC rps / service binding rps).
+No goal is set by the issue for these; the reference is the service binding
+(`ratio_child_rpc_vs_svc` = child RPC rps / service binding rps).
+
+Children at scale (issue 25): `scale_children` (10,000) distinct children, one per
+customer, requested round-robin through one parent (`/scale?i=N`; one request at a
+time by default, `--scale-concurrency`, so that a cold load is timed alone rather than
+queued behind others in a single-threaded process), so with a resident budget far
+below 10,000 every request evicts one child and loads another: `scale_rps` (and
+`ratio_scale_vs_baseline`, against the baseline's sequential rate), `scale_p50_ms` /
+`scale_p99_ms` through the gateway, `cold_load_p50_ms` (callback + load + first call,
+timed inside the parent; goal <= 10 ms), `gateway_rss_mb` per workerd process at the
+start, its peak while loading (sampled every 500 requests) and at the end (goal:
+bounded, whatever the number of children: the peak must not grow with it),
+`resident_budget` and `errors` (goal 0).
 """
 
 from __future__ import annotations
@@ -24,6 +36,7 @@ import json
 import os
 import statistics
 import tempfile
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -41,7 +54,8 @@ HOST = f"{NS}.workers.local"
 
 CHILD = """
 import { WorkerEntrypoint } from "cloudflare:workers";
-export class Rpc extends WorkerEntrypoint { add(a, b) { return a + b; } }
+let n = 0;
+export class Rpc extends WorkerEntrypoint { add(a, b) { return a + b; } hit() { return ++n; } }
 export default { fetch() { return new Response("child"); } };
 """
 TENANT = """
@@ -68,6 +82,12 @@ export default { async fetch(req, env) {
     const fresh = env.LOADER.get(url.searchParams.get("id"), code);
     return new Response(String(await fresh.getEntrypoint("Rpc").add(1, 2)));
   }
+  if (url.pathname === "/scale") {
+    const t0 = Date.now();
+    const calls = await env.LOADER.get("customer-" + url.searchParams.get("i"), code)
+      .getEntrypoint("Rpc").hit();
+    return Response.json({ cold: calls === 1, ms: Date.now() - t0 });
+  }
   if (url.pathname === "/inside") return Response.json({
     svc: await timed(() => env.SVC.add(1, 2)),
     child_rpc: await timed(() => child.getEntrypoint("Rpc").add(1, 2)),
@@ -83,7 +103,63 @@ export default { fetch() { return new Response("adder"); } };
 """
 OPS = {"baseline": "/direct", "svc": "/svc", "child_rpc": "/child-rpc",
        "child_fetch": "/child-fetch"}
-COLD_SAMPLES = 40  # under the per-namespace bound of children per process (128)
+COLD_SAMPLES = 40
+
+
+def rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+async def scale(web: httpx.AsyncClient, gw: str, pids: list[int], children: int,
+                concurrency: int) -> dict[str, Any]:
+    """`children` distinct children round-robin through one parent."""
+    start = {str(pid): round(rss_mb(pid), 1) for pid in pids}
+    peak = dict(start)
+    latency: list[float] = []
+    cold: list[float] = []
+    errors = 0
+    colds = 0
+    nxt = 0
+
+    async def client() -> None:
+        nonlocal nxt, errors, colds
+        while nxt < children:
+            i = nxt
+            nxt += 1
+            t0 = time.perf_counter()
+            try:
+                r = await web.get(f"{gw}/scale?i={i}")
+                r.raise_for_status()
+                body = r.json()
+            except (httpx.HTTPError, ValueError):
+                errors += 1
+                continue
+            latency.append((time.perf_counter() - t0) * 1000)
+            if body["cold"]:
+                colds += 1
+                cold.append(float(body["ms"]))
+            if i % 500 == 0:
+                for pid in pids:
+                    peak[str(pid)] = max(peak[str(pid)], round(rss_mb(pid), 1))
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(concurrency)))
+    seconds = time.perf_counter() - started
+    end = {str(pid): round(rss_mb(pid), 1) for pid in pids}
+    peak = {pid: max(mb, end[pid]) for pid, mb in peak.items()}
+    return {"scale_children": children, "scale_seconds": round(seconds, 1),
+            "scale_rps": round(len(latency) / seconds, 1),
+            "scale_p50_ms": round(statistics.median(latency), 3),
+            "scale_p99_ms": round(percentile(latency, 0.99), 3),
+            "scale_cold_loads": colds,
+            "cold_load_p50_ms": round(statistics.median(cold), 3) if cold else None,
+            "cold_load_p99_ms": round(percentile(cold, 0.99), 3) if cold else None,
+            "gateway_rss_mb": {"start": start, "peak": peak, "end": end},
+            "errors": errors}
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -132,6 +208,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                                                      args.concurrency), 1)
             result["ratio_child_rpc_vs_svc"] = round(result["child_rpc_rps"]
                                                      / result["svc_rps"], 3)
+            result["baseline_sequential_rps"] = round(
+                1000 * len(samples["baseline"]) / sum(samples["baseline"]), 1)
+            result["resident_budget"] = platform.gateway.options.loader_resident
+            result["scale_concurrency"] = args.scale_concurrency
+            result.update(await scale(web, gw, platform.gateway.pids, args.children,
+                                      args.scale_concurrency))
+            result["ratio_scale_vs_baseline"] = round(
+                result["scale_rps"] / result["baseline_sequential_rps"], 3)
             return result
 
 
@@ -140,5 +224,7 @@ def main(argv: list[str]) -> dict[str, Any]:
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--children", type=int, default=10_000)
+    parser.add_argument("--scale-concurrency", type=int, default=1)
     parser.add_argument("--workerd", default=os.environ.get("WORKERD_BIN"))
     return asyncio.run(run(parser.parse_args(argv)))

@@ -40,17 +40,23 @@ def _ws(ns: str, worker: str) -> str:
 # --- workers and versions ----------------------------------------------------
 
 
-def workers(ns: NsOpt = None, as_json: JsonOpt = False, url: UrlOpt = None,
-            token: TokenOpt = None, profile: ProfileOpt = None) -> None:
+TagOpt = Annotated[str | None, typer.Option(
+    "--tag", help="only the workers with this script tag (user workers of a dispatch "
+    "namespace, docs/platforms.md)")]
+
+
+def workers(ns: NsOpt = None, tag: TagOpt = None, as_json: JsonOpt = False,
+            url: UrlOpt = None, token: TokenOpt = None, profile: ProfileOpt = None) -> None:
     """List the namespace's workers with their active version."""
     with connect(url, token, profile, ns, need_namespace=True) as (client, namespace):
-        rows = client.get(f"/v1/namespaces/{namespace}/workers")
+        rows = client.get(f"/v1/namespaces/{namespace}/workers", tag=tag)
     if as_json:
         print_json(rows)
         return
     table(rows, [("name", "worker"), ("active_version", "active"),
                  ("previous_version", "previous"), ("versions", "versions"),
-                 ("deleted", "deleted"), ("updated_at", "updated")], {"updated_at": when})
+                 ("deleted", "deleted"), ("tags", "tags"), ("updated_at", "updated")],
+          {"updated_at": when, "tags": lambda t: ",".join(t or [])})
 
 
 def versions(worker: str, ns: NsOpt = None, as_json: JsonOpt = False, url: UrlOpt = None,
@@ -110,6 +116,25 @@ def delete_version(worker: str, version: str, ns: NsOpt = None, as_json: JsonOpt
     with connect(url, token, profile, ns, need_namespace=True) as (client, namespace):
         result = client.delete(f"{_ws(namespace, worker)}/versions/{version}")
     outcome(result, f"deleted version {version}", as_json)
+
+
+@delete_app.command("tagged")
+def delete_tagged(tag: Annotated[str, typer.Argument(help="the script tag")], ns: NsOpt = None,
+                  as_json: JsonOpt = False, url: UrlOpt = None, token: TokenOpt = None,
+                  profile: ProfileOpt = None) -> None:
+    """Soft-delete every worker of the namespace with script tag TAG (each one an
+    ordinary worker delete)."""
+    with connect(url, token, profile, ns, need_namespace=True) as (client, namespace):
+        result = client.request("DELETE", f"/v1/namespaces/{namespace}/workers",
+                                params={"tag": tag})
+    if as_json:
+        print_json(result)
+        return
+    err.print(f"[green]ok[/] deleted {len(result['deleted'])} worker(s) of {namespace} "
+              f"tagged {tag}: {', '.join(result['deleted']) or '-'}", highlight=False)
+    for row in result["refused"]:
+        err.print(f"[yellow]refused:[/] {row['worker']}: {row['verdict']['message']}",
+                  highlight=False)
 
 
 @delete_app.command("worker")

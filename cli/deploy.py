@@ -33,6 +33,7 @@ from cli.wrangler import (
 from eventlog import validation as v
 from eventlog.errors import InvalidEvent
 from eventlog.events.version_meta import MESSAGE_MAX, TAG_MAX, printable
+from eventlog.events.workers import script_tags
 from services.runtime_compat import CompatibilityError, check_compatibility
 
 CHUNK = 64 * 1024
@@ -123,6 +124,24 @@ def version_annotations(tag: str, message: str) -> dict[str, str]:
     return {k: val for k, val in (("tag", tag), ("message", message)) if val}
 
 
+def dispatch_target(ns: str | None, dispatch_namespace: str) -> str:
+    """`--dispatch-namespace NS`: the namespace the user worker goes into (a token scoped
+    to NS deploys there as into any namespace; `--ns`, if given too, must agree)."""
+    if ns is not None and ns != dispatch_namespace:
+        raise ProjectError(f"--ns {ns} and --dispatch-namespace {dispatch_namespace} name "
+                           "different namespaces")
+    return dispatch_namespace
+
+
+def check_script_tags(tags: list[str]) -> list[str]:
+    """A user worker's `--tag`s, checked as the API will (Cloudflare: at most 8)."""
+    try:
+        script_tags("--tag", tags)
+    except InvalidEvent as exc:
+        raise ProjectError(str(exc)) from None
+    return tags
+
+
 def _chunks(raw: bytes, progress: Progress, task: Any) -> Iterator[bytes]:
     for i in range(0, len(raw), CHUNK):
         piece = raw[i:i + CHUNK]
@@ -148,8 +167,14 @@ def deploy(
         "--create-namespace", help="create the namespace first if it does not exist "
         "(needs an admin token)")] = False,
     idempotency_key: Annotated[str | None, typer.Option("--idempotency-key")] = None,
-    tag: Annotated[str, typer.Option("--tag", help="a tag for this version (at most 25 "
-                                     "characters; the version_metadata binding's `tag`)")] = "",
+    tag: Annotated[list[str] | None, typer.Option(
+        "--tag", help="a tag for this version (at most 25 characters; the version_metadata "
+        "binding's `tag`); with --dispatch-namespace: a tag of the user worker (repeatable, "
+        "at most 8)")] = None,
+    dispatch_namespace: Annotated[str | None, typer.Option(
+        "--dispatch-namespace", help="deploy a user worker into this dispatch namespace "
+        "(Workers for Platforms, docs/platforms.md): served through dispatchers only, "
+        "unless it has routes")] = None,
     message: Annotated[str, typer.Option("--message", help="a message for this version "
                                          "(at most 100 characters)")] = "",
     as_json: JsonOpt = False,
@@ -167,7 +192,19 @@ def deploy(
         consumers = project.queue_consumers
         d1_entries = read_d1_databases(project.doc, "")
         warnings = deploy_warnings(project, how)
-        body.update(version_annotations(tag, message))
+        tags = list(tag or [])
+        if dispatch_namespace is not None:
+            ns = dispatch_target(ns, dispatch_namespace)
+            # A user worker has no namespace URL (Cloudflare: no workers.dev for it).
+            body["workers_dev"] = False
+            body.update(version_annotations("", message))
+            script_tags = check_script_tags(tags)
+        else:
+            if len(tags) > 1:
+                raise ProjectError("--tag names one version tag (repeat it only with "
+                                   "--dispatch-namespace, for a user worker's tags)")
+            body.update(version_annotations(tags[0] if tags else "", message))
+            script_tags = None
     except ProjectError as exc:
         err.print(f"[red]error:[/] {exc}", highlight=False)
         raise typer.Exit(2) from None
@@ -214,6 +251,10 @@ def deploy(
                 content=_chunks(raw, progress, task), headers=headers)
         # A consumer names the worker, which exists once its first version is uploaded.
         set_consumers(client, namespace, worker, consumers, quiet=as_json)
+        if script_tags is not None:
+            result["tags"] = client.request(
+                "PUT", f"/v1/namespaces/{namespace}/workers/{worker}/tags",
+                json_body={"tags": script_tags})["tags"]
     if asset_stats is not None:
         result["assets"] = {**(result.get("assets") or {}), **asset_stats}
     if as_json:

@@ -96,7 +96,7 @@ KEYS: dict[str, Key] = {
     "cloudchamber": Key(_R, _N, "containers are not served by WDL"),
     "containers": Key(_R, _N, "containers are not served by WDL"),
     "data_blobs": Key(_R, _TOP, "a legacy service-worker binding; import the file instead"),
-    "dispatch_namespaces": Key(_R, _N, _BINDING),
+    "dispatch_namespaces": Key(_S, _N),
     "flagship": Key(_R, _N, _BINDING),
     "hyperdrive": Key(_R, _N, _BINDING),
     "images": Key(_R, _N, _BINDING),

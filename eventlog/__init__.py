@@ -43,6 +43,7 @@ from eventlog.events import (
     WorkerDeleted,
     WorkerPurged,
     WorkerRolledBack,
+    WorkerTagsSet,
     WorkerVersionUploaded,
 )
 from eventlog.factory import open_event_log
@@ -105,6 +106,7 @@ __all__ = [
     "WorkerDeleted",
     "WorkerPurged",
     "WorkerRolledBack",
+    "WorkerTagsSet",
     "WorkerVersionUploaded",
     "decode",
     "encode",

@@ -29,6 +29,7 @@ from eventlog import (
     WorkerDeleted,
     WorkerPurged,
     WorkerRolledBack,
+    WorkerTagsSet,
     WorkerVersionUploaded,
 )
 from eventlog.events import (
@@ -110,6 +111,7 @@ def every_event() -> list[tuple[Event, dict[str, int]]]:
         ),
         (VersionDeleted(namespace="acme", worker="api", version_id="v2"), {}),
         (WorkerDeleted(namespace="acme", worker="api"), {}),
+        (WorkerTagsSet(namespace="acme", worker="api", tags=("cust-1", "plan:pro")), {}),
         (WorkerPurged(namespace="acme", worker="api"), {}),
         (SecretPut(namespace="acme", worker="api", name="API_KEY", sealed=sealed()), {}),
         (SecretPut(namespace="acme", name="SHARED", sealed=sealed()), {}),

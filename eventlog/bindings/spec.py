@@ -82,6 +82,9 @@ class BindingSpec:
     cross_namespace: bool = False
     """`namespace` may name another namespace, which must have granted this one (the API
     checks the grant at deploy, the gateway on every call)."""
+    whole_namespace: bool = False
+    """With `cross_namespace`: the binding reaches every worker of `namespace`, whose grant
+    must then be for every worker (`*`), not for `target`."""
     """`target` names a resource of the namespace that must exist (API and fold check)."""
     props: Props | None = None
     """A platform binding: the props of its gateway entrypoint's stub. Set here, from the

@@ -108,6 +108,7 @@ from eventlog.events.workers import (
     WorkerEvent,
     WorkerPurged,
     WorkerRolledBack,
+    WorkerTagsSet,
     WorkerVersionUploaded,
 )
 
@@ -207,5 +208,6 @@ __all__ = [
     "WorkerEvent",
     "WorkerPurged",
     "WorkerRolledBack",
+    "WorkerTagsSet",
     "WorkerVersionUploaded",
 ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from typing import ClassVar, Literal
 
 import msgspec
@@ -243,6 +245,35 @@ class WorkerPurged(_WorkerEvent, frozen=True, kw_only=True):
     TYPE: ClassVar[str] = "worker.purged"
 
 
+# Workers for Platforms' script tags (docs/platforms.md): Cloudflare's limit per script.
+MAX_SCRIPT_TAGS = 8
+SCRIPT_TAG_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:=-]{0,63}")
+
+
+def script_tags(field: str, tags: Sequence[object]) -> None:
+    if len(tags) > MAX_SCRIPT_TAGS:
+        raise InvalidEvent(field, f"at most {MAX_SCRIPT_TAGS} tags per worker")
+    for i, tag in enumerate(tags):
+        if not isinstance(tag, str) or SCRIPT_TAG_RE.fullmatch(tag) is None:
+            raise InvalidEvent(f"{field}[{i}]", f"{tag!r} is not a tag (1-64 of A-Za-z0-9 and "
+                                                "_.:=-, starting with a letter or digit)")
+    if len(set(tags)) != len(tags):
+        raise InvalidEvent(field, "a tag is named twice")
+
+
+class WorkerTagsSet(_WorkerEvent, frozen=True, kw_only=True):
+    """Replace a worker's tags (a user worker of a dispatch namespace; listed and deleted
+    by tag: each delete is its own `worker.deleted`)."""
+
+    TYPE: ClassVar[str] = "worker.tags_set"
+
+    tags: tuple[str, ...] = ()
+
+    def validate(self) -> None:
+        super().validate()
+        script_tags("tags", self.tags)
+
+
 WorkerEvent = (
     WorkerVersionUploaded
     | VersionPromoted
@@ -250,6 +281,7 @@ WorkerEvent = (
     | VersionDeleted
     | WorkerDeleted
     | WorkerPurged
+    | WorkerTagsSet
 )
 
 CLASSES: tuple[type[WorkerEvent], ...] = (
@@ -259,4 +291,5 @@ CLASSES: tuple[type[WorkerEvent], ...] = (
     VersionDeleted,
     WorkerDeleted,
     WorkerPurged,
+    WorkerTagsSet,
 )

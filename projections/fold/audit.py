@@ -67,7 +67,7 @@ def audit(env: Envelope, verdict: Verdict, out: Changes) -> None:
 
 _DEPLOYMENT, _LEASE = 1, 2
 _DEPLOYMENT_EVENTS = (ev.WorkerVersionUploaded, ev.VersionPromoted, ev.WorkerRolledBack,
-                      ev.VersionDeleted, ev.WorkerDeleted, ev.WorkerPurged)
+                      ev.VersionDeleted, ev.WorkerDeleted, ev.WorkerPurged, ev.WorkerTagsSet)
 _LEASE_EVENTS = (ev.LeaseAcquired, ev.LeaseRenewed, ev.LeaseReleased, ev.LeaseTakenOver)
 # Per payload type: (has namespace, has worker, history table, action). Looked up
 # once per type instead of per event: getattr() with a default raises and catches

@@ -57,6 +57,7 @@ class WorkerState:
     secrets: set[str] = field(default_factory=set)
     live: int = 0  # versions not deleted
     quarantined: dict[str, dict[str, Any]] = field(default_factory=dict)  # version -> record
+    tags: tuple[str, ...] = ()  # script tags (Workers for Platforms)
 
 
 class WorkerRules(NamespaceRules):
@@ -69,6 +70,7 @@ class WorkerRules(NamespaceRules):
         ev.VersionDeleted: "_version_deleted",
         ev.WorkerDeleted: "_worker_deleted",
         ev.WorkerPurged: "_worker_purged",
+        ev.WorkerTagsSet: "_tags_set",
     }
     VERSIONS: ClassVar[Mapping[str, str]] = {AggregateKind.WORKER: "_worker_version"}
 
@@ -223,12 +225,21 @@ class WorkerRules(NamespaceRules):
         self._render_worker(e.namespace, e.worker, w, out)
         return w.version
 
+    def _tags_set(self, e: ev.WorkerTagsSet, env: Envelope, out: Changes) -> int:
+        w = self._worker(e.namespace, e.worker)
+        w.tags = tuple(e.tags)
+        w.version += 1
+        w.updated_at = env.occurred_at
+        self._render_worker(e.namespace, e.worker, w, out)
+        return w.version
+
     def _worker_purged(self, e: ev.WorkerPurged, env: Envelope, out: Changes) -> int:
         w = self._worker(e.namespace, e.worker, allow_deleted=True)
         if not w.deleted:
             raise Reject("worker_not_deleted",
                          f"worker {e.namespace}/{e.worker} must be deleted before it is purged")
         w.purged = True
+        w.tags = ()
         w.version += 1
         w.versions.clear()
         w.live = 0
@@ -267,6 +278,8 @@ class WorkerRules(NamespaceRules):
             "version": w.version, "deleted": w.deleted, "versions": w.live,
             "created_at": w.created_at, "updated_at": w.updated_at,
         }
+        if w.tags:  # likewise: only when set
+            record["tags"] = list(w.tags)
         if w.quarantined:  # rendered only when set: older histories render as before
             record["quarantined"] = sorted(w.quarantined)
         serving_version = w.versions.get(w.active) if w.active is not None else None

@@ -176,6 +176,14 @@ class PromoteRequest(_Strict):
         "default: the projection's current one")
 
 
+# Script tags of a user worker (eventlog.events.workers.SCRIPT_TAG_RE, MAX_SCRIPT_TAGS).
+TAG_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:=-]{0,63}$"
+
+
+class TagsRequest(_Strict):
+    tags: list[Annotated[str, Field(pattern=TAG_PATTERN)]] = Field(max_length=8)
+
+
 class RollbackRequest(_Strict):
     to: str | None = Field(None, pattern=ID_PATTERN,
                            description="default: the worker's previous active version")

@@ -21,6 +21,7 @@ from pathlib import Path
 from services.dataplane import binding_index
 from services.dataplane.workerd_config import (
     Config,
+    DurableObjectNamespaceBinding,
     EsModule,
     External,
     JsonModule,
@@ -43,6 +44,13 @@ GATEWAY_COMPATIBILITY_DATE = "2025-11-17"
 TENANT_DENY = ("private", "169.254.0.0/16", "100.64.0.0/10", "0.0.0.0/8", "224.0.0.0/3",
                "192.0.0.0/24", "198.18.0.0/15", "fc00::/7", "fe80::/10", "ff00::/8",
                "::/128", "64:ff9b::/96")
+# The name V8 exposes its gc() under in the gateway's processes (`--expose-gc-as`):
+# the gateway collects dropped dynamic Workers' stubs with it (gateway/collect.js);
+# tenant isolates lose it before their code runs (tenant/shim.js).
+GC_GLOBAL = "__wdl_gc"
+# Dynamic Workers a gateway process keeps loaded (all namespaces together; the
+# least-recently-used of the namespace holding the most goes first): docs/loaders.md.
+DEFAULT_LOADER_RESIDENT = 256
 PUBLIC_SOCKET = "http"
 PRIVATE_SOCKET = "control"
 
@@ -54,6 +62,12 @@ def workerd_dir() -> Path:
         return Path(override)
     here = Path(__file__).resolve().parent.parent.parent / "workerd"
     return here if (here / "gateway").is_dir() else Path.cwd() / "workerd"
+
+
+def loader_resident() -> int:
+    """WDL_LOADER_RESIDENT, or the default (measured in `python -m bench loaders`)."""
+    configured = os.environ.get("WDL_LOADER_RESIDENT")
+    return max(1, int(configured)) if configured else DEFAULT_LOADER_RESIDENT
 
 
 def gateway_sources(directory: Path | None = None) -> list[Module]:
@@ -96,6 +110,8 @@ class GatewayOptions:
     # services/state/tails.py); WDL_TAILS=0 turns it off for good. Request metrics
     # do not depend on it (workerd/gateway/metrics.js).
     tails: bool = field(default_factory=lambda: os.environ.get("WDL_TAILS", "1") != "0")
+    # Tenants' dynamic Workers kept loaded per process (gateway/children.js).
+    loader_resident: int = field(default_factory=loader_resident)
 
 
 def gateway_config(options: GatewayOptions, instance: str, push_address: str = "") -> Config:
@@ -120,7 +136,10 @@ def gateway_config(options: GatewayOptions, instance: str, push_address: str = "
             ServiceBinding("NET", ServiceRef("tenant-net")),
             TextBinding("EGRESS_ALLOW_LOOPBACK", "1" if options.egress_allow_loopback else ""),
             TextBinding("TAILS", "1" if options.tails else "0"),
+            DurableObjectNamespaceBinding("CHILDREN", "WdlChildren"),
+            TextBinding("LOADER_RESIDENT", str(options.loader_resident)),
         ],
+        ephemeral_objects=["WdlChildren"],
         global_outbound=ServiceRef("no-network"),
         # Fetcher.queue(): the queue consumer runs tenants' queue() through the gateway.
         compatibility_flags=["service_binding_extra_handlers"],
@@ -140,6 +159,7 @@ def gateway_config(options: GatewayOptions, instance: str, push_address: str = "
         # (readiness checks must reach *this* process).
         sockets=[Socket(PUBLIC_SOCKET, ServiceRef("gateway")),
                  Socket(PRIVATE_SOCKET, ServiceRef("gateway"))],
+        v8_flags=[f"--expose-gc-as={GC_GLOBAL}"],
     )
 
 

@@ -51,6 +51,7 @@ from services.dataplane.config import (
     PRIVATE_SOCKET,
     PUBLIC_SOCKET,
     GatewayOptions,
+    loader_resident,
     render_gateway_config,
 )
 from services.dataplane.listeners import SlotListeners
@@ -68,7 +69,8 @@ class RecyclePolicy:
     max_loaded: int = 1000   # ... or when this many ids are loaded in total
     # ... or when a process holds this many tenants' dynamic Workers (docs/loaders.md):
     # the state service does not see those, the process's health answer counts them.
-    max_children: int = 512
+    # A backstop: the process itself keeps at most `loader_resident` (config.py).
+    max_children: int = field(default_factory=lambda: 2 * loader_resident())
     interval: float = 5.0    # seconds between checks; 0 disables automatic recycling
 
 
@@ -117,7 +119,9 @@ class _Instance:
     probe: asyncio.Task[None] | None = None
     io: int = -1  # read+write syscalls of the main thread at the last watchdog tick
     last_progress: float = field(default_factory=time.monotonic)
-    children: int = 0  # dynamic Workers loaded, per the last probe's answer
+    children: int = 0  # dynamic Workers resident, per the last probe's answer
+    child_loads: int = 0  # ... loaded and evicted since the process started
+    child_evictions: int = 0
 
     def progressed(self) -> bool:
         """Did the event loop make I/O syscalls since the last tick? A loop stuck in JS
@@ -155,6 +159,15 @@ class GatewayMetrics:
         self.slots_down = Gauge("wdl_gateway_slots_down",
                                 "Slots without a serving workerd process (being replaced); "
                                 "alert when it stays above 0", registry=registry)
+        self.loader_resident = Gauge("wdl_gateway_loader_resident_children",
+                                     "Tenants' dynamic Workers loaded in a workerd process",
+                                     ["slot"], registry=registry)
+        self.loader_loads = Counter("wdl_gateway_loader_loads_total",
+                                    "Dynamic Workers loaded (named ones, on a call that "
+                                    "found them not resident)", registry=registry)
+        self.loader_evictions = Counter("wdl_gateway_loader_evictions_total",
+                                        "Dynamic Workers evicted to stay within the resident "
+                                        "budget", registry=registry)
         self.spawn_failures = Counter("wdl_gateway_spawn_failures_total",
                                       "workerd processes that failed to start in a slot "
                                       "(retried with backoff)", registry=registry)
@@ -411,9 +424,20 @@ class Gateway:
         if response.status_code == 200:
             instance.last_ok = time.monotonic()
             with contextlib.suppress(ValueError, TypeError, AttributeError):
-                instance.children = int(response.json().get("children", 0))
+                self._children(instance, response.json())
             self.metrics.probe_seconds.labels(str(instance.slot)).set(
                 instance.last_ok - started)
+
+    def _children(self, instance: _Instance, body: dict[str, object]) -> None:
+        """The dynamic Workers the health answer reports (gateway/children.js)."""
+        instance.children = int(str(body.get("children", 0)))
+        self.metrics.loader_resident.labels(str(instance.slot)).set(instance.children)
+        loads = int(str(body.get("childLoads", 0)))
+        evictions = int(str(body.get("childEvictions", 0)))
+        # Counters of the process: the first answer of a new one starts from its own zero.
+        self.metrics.loader_loads.inc(max(0, loads - instance.child_loads))
+        self.metrics.loader_evictions.inc(max(0, evictions - instance.child_evictions))
+        instance.child_loads, instance.child_evictions = loads, evictions
 
     async def _watch_loop(self) -> None:
         policy = self.watchdog

@@ -105,6 +105,15 @@ class FromEnvironmentBinding:
     variable: str
 
 
+@dataclass(frozen=True)
+class DurableObjectNamespaceBinding:
+    """A Durable Object namespace of the same Worker (`class_name` one of its
+    `ephemeral_objects`)."""
+
+    name: str
+    class_name: str
+
+
 Binding: TypeAlias = (
     TextBinding
     | JsonBinding
@@ -112,6 +121,7 @@ Binding: TypeAlias = (
     | ServiceBinding
     | WorkerLoaderBinding
     | FromEnvironmentBinding
+    | DurableObjectNamespaceBinding
 )
 
 
@@ -130,6 +140,9 @@ class Worker:
     compatibility_flags: Sequence[str] = ()
     bindings: Sequence[Binding] = ()
     global_outbound: ServiceRef | None = None
+    # Durable Object classes exported by the Worker, served as `ephemeralLocal`
+    # namespaces (in memory, one process, `env.X.get(name)` by name) with in-memory storage.
+    ephemeral_objects: Sequence[str] = ()
 
 
 @dataclass(frozen=True)
@@ -245,6 +258,8 @@ def _binding(binding: Binding) -> str:
     elif isinstance(binding, WorkerLoaderBinding):
         inner = "" if binding.id is None else f"id = {capnp_text(binding.id)}"
         body = f"workerLoader = ({inner})"
+    elif isinstance(binding, DurableObjectNamespaceBinding):
+        body = f"durableObjectNamespace = {capnp_text(binding.class_name)}"
     else:
         body = f"fromEnvironment = {capnp_text(binding.variable)}"
     return f"({name}, {body})"
@@ -278,6 +293,11 @@ def _service(service: Service, indent: str) -> str:
         )
     if service.global_outbound is not None:
         lines.append(f"globalOutbound = {_designator(service.global_outbound)}")
+    if service.ephemeral_objects:
+        lines.append("durableObjectNamespaces = " + _list(
+            f"(className = {capnp_text(c)}, ephemeralLocal = void)"
+            for c in service.ephemeral_objects))
+        lines.append("durableObjectStorage = (inMemory = void)")
     body = f",\n{inner}".join(lines)
     return f"({name}, worker = (\n{inner}{body}\n{indent}  ))"
 
@@ -314,6 +334,11 @@ def validate(config: Config) -> None:
         ]
         if svc.global_outbound is not None:
             refs.append((f"{svc.name}.globalOutbound", svc.global_outbound))
+        for b in svc.bindings:
+            if (isinstance(b, DurableObjectNamespaceBinding)
+                    and b.class_name not in svc.ephemeral_objects):
+                raise ConfigError(f"{svc.name}.{b.name} names {b.class_name!r}, which is not "
+                                  "one of the worker's ephemeral_objects")
     for where, ref in refs:
         if ref.name not in known:
             raise ConfigError(f"{where} refers to unknown service {ref.name!r}")

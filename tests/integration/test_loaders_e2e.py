@@ -271,6 +271,56 @@ async def test_a_process_full_of_children_is_recycled(
 
 
 
+async def test_children_past_the_old_cap_share_the_budget_fairly(
+        services: Endpoints, fresh_database: str, unique_name: Callable[[str], str],
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # One process keeping 6 children (docs/loaders.md "Limits").
+    monkeypatch.setenv("WDL_GATEWAY_PROCESSES", "1")
+    monkeypatch.setenv("WDL_LOADER_RESIDENT", "6")
+    async with platform_stack(services, fresh_database, unique_name, tmp_path,
+                              monkeypatch) as stack:
+        gateway = stack.platform.gateway
+        assert gateway is not None
+        for ns in ("big", "small"):
+            await stack.wdl("ns", "create", ns)
+            await stack.deploy(ns, loader_project(stack.tmp, f"parent-{ns}"))
+
+        async def child(ns: str, i: str, tag: str) -> str:
+            r = await get(stack, ns, f"/parent-{ns}/child?id={i}&tag={tag}")
+            assert r.status_code == 200, r.text
+            return r.text.removeprefix("child GET /scoped tag=")
+
+        # Past the old cap of 128 per namespace: every call works, the oldest go.
+        for i in range(150):
+            assert await child("big", f"b{i}", "first") == "first"
+        assert await child("big", "b149", "again") == "first"  # still resident
+        assert await child("big", "b0", "again") == "again"    # evicted, loaded afresh
+        # Another namespace arrives: it takes its share from the one holding the most.
+        for i in range(3):
+            assert await child("small", f"s{i}", "s") == "s"
+        for _ in range(3):
+            for i in range(3):
+                assert await child("small", f"s{i}", "changed") == "s"
+            # The big namespace keeps loading: it evicts its own, never small's share.
+            for i in range(150, 160):
+                assert await child("big", f"b{i}", "first") == "first"
+        # Its most recent children are resident; small's three and big's three.
+        assert await child("big", "b159", "again") == "first"
+        assert await child("big", "b156", "again") == "again"
+        deadline = time.monotonic() + 5
+        instance = gateway.instances()[0]
+        while instance.child_evictions == 0 and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        assert instance.children == 6
+        assert instance.child_loads >= 165 and instance.child_evictions >= 159
+        assert gateway.registry.get_sample_value(
+            "wdl_gateway_loader_resident_children", {"slot": "0"}) == 6
+        # Idle for longer than workerd keeps an idle Durable Object instance (about
+        # 10 s): the namespace's keeper stays alive while it holds children.
+        await asyncio.sleep(15)
+        assert await child("small", "s0", "changed") == "s"
+
+
 def test_wdl_dev_serves_a_loader_project(dev: Dev, tmp_path: Path) -> None:
     dev.start()
     dev.cli("ns", "create", "demo")

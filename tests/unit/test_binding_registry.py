@@ -172,7 +172,9 @@ def test_a_config_reads_into_every_kind_that_has_a_wrangler_key() -> None:
            "version_metadata": {"binding": "META"},
            "ratelimits": [{"name": "RL", "namespace_id": "1",
                            "simple": {"limit": 5, "period": 10}}],
-           "assets": {"directory": "./public", "binding": "ASSETS"}}
+           "assets": {"directory": "./public", "binding": "ASSETS"},
+           "dispatch_namespaces": [{"binding": "D", "namespace": "users",
+                                    "outbound": {"service": "out", "parameters": ["p"]}}]}
     read = {b["kind"] for b in read_wrangler(doc, "wrangler.json")}
     assert read == {k for k, s in SPECS.items() if s.parse is not None}
     assert KINDS[: len(read)] == tuple(k for k in SPECS if SPECS[k].parse is not None)

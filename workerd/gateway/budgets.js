@@ -26,16 +26,19 @@ function sweep(now) {
 }
 
 // `tail`: the name of a tail() delivery (gateway.js), see fromTailDelivery.
-export function openRequest(namespace, worker, limits, tail = false) {
+// `outbound`: a dispatched call's {key, params} (dispatch.js): the egress hands the
+// request's fetches to that outbound Worker with those parameters.
+export function openRequest(namespace, worker, limits, tail = false, outbound = null) {
   const now = Date.now();
   sweep(now);
   const id = crypto.randomUUID();
   const left = (limits && limits.subrequests) || DEFAULT_SUBREQUESTS;
-  const record = { namespace, worker, left, opened: now, until: Infinity, tail };
+  const record = { namespace, worker, left, opened: now, until: Infinity, tail, outbound };
   live.set(id, record);
   return {
     id,
     close() { record.until = Date.now() + AFTER_RESPONSE_MS; },
+    spendAll() { record.left = 0; },  // a budget of zero subrequests (dispatch.js)
   };
 }
 
@@ -44,6 +47,14 @@ export function openRequest(namespace, worker, limits, tail = false) {
 export function fromTailDelivery(id, namespace) {
   const r = typeof id === "string" ? live.get(id) : undefined;
   return r !== undefined && r.tail === true && r.namespace === namespace;
+}
+
+// The outbound parameters of the live dispatched request `id` of `namespace` made for
+// the outbound Worker `key`, or null.
+export function outboundOf(id, namespace, key) {
+  const r = typeof id === "string" ? live.get(id) : undefined;
+  if (!r || r.namespace !== namespace || !r.outbound || r.outbound.key !== key) return null;
+  return r.outbound.params;
 }
 
 // Called by the egress for each outbound fetch: a reason to refuse, or null.

@@ -16,6 +16,7 @@ import { internalHeaders, internalRefusal } from "./internal.js";
 import TENANT_SHIM from "./shim_sources.js";
 import { ENTRYPOINTS, INFO, MAIN_EXPORTS } from "./binding_kinds.js";
 import { setTailInvoker } from "./tail.js";
+import { DISPATCH_RUNNER, setDispatchHost, throughOutbound, viaKey } from "./dispatch.js";
 import { decodeMessages } from "./queues.js";
 import { count } from "./metrics.js";
 
@@ -24,7 +25,9 @@ export * from "./binding_entrypoints.js";
 export { WdlTail } from "./tail.js";
 export { WdlSelf, WdlSelfBinding } from "./self.js";
 import { selfExports, setSelfLoader } from "./self.js";
-import { childCount } from "./loader.js";
+// Tenants' named dynamic Workers, kept per namespace (docs/loaders.md "Limits").
+export { WdlChildren } from "./children.js";
+import { childStats } from "./children.js";
 import { routeAssets } from "./assets.js";
 
 // Platform modules added to every ES-module tenant bundle under `__wdl/`
@@ -56,14 +59,16 @@ function relativeTo(from, to) {
 
 // The tenant's env: plain values as they are, and each platform binding as a
 // stub of a gateway entrypoint whose props only the platform sets.
-function tenantEnv(ctx, body) {
+// `via`: the outbound Worker a dispatched user worker runs under (dispatch.js): every
+// binding stub carries it on, so a service target or a loaded child is intercepted too.
+function tenantEnv(ctx, body, via = null) {
   const env = { ...body.env };
   const kinds = {};
   for (const b of body.bindings || []) {
     const factory = ctx.exports[ENTRYPOINTS[b.kind]];
     if (!factory) throw new PlatformError(500, "binding_unsupported",
       `binding ${b.name}: kind ${b.kind} is not served by this gateway`);
-    env[b.name] = factory({ props: b.props });
+    env[b.name] = factory({ props: via ? { ...b.props, via } : b.props });
     kinds[b.name] = b.kind;
     const info = INFO[b.kind];
     // Public facts for the tenant wrapper (e.g. the scope a DO's ids are made for).
@@ -93,8 +98,9 @@ function mainExports(bindings, spec) {
 }
 
 // env.__WDL_SELF: the minter of the version's self stubs, with the props of what is loaded.
-function withSelf(ctx, env, namespace, worker, version) {
-  env.__WDL_SELF = ctx.exports.WdlSelfBinding({ props: { namespace, worker, version } });
+function withSelf(ctx, env, namespace, worker, version, via = null) {
+  env.__WDL_SELF = ctx.exports.WdlSelfBinding({ props: via
+    ? { namespace, worker, version, via } : { namespace, worker, version } });
   return env;
 }
 
@@ -116,7 +122,9 @@ function tenantModules(body) {
     `export * from ${spec};\n` + (body.hasDefault === false ? "" :
       `import tenantDefault from ${spec};\nexport default wrapDefault(tenantDefault);\n` +
       `import { tailRunner } from "./tail.js";\nimport * as wdlAll from ${spec};\n` +
-      `export const ${TAIL_RUNNER} = tailRunner(tenantDefault, wdlAll);\n`) +
+      `export const ${TAIL_RUNNER} = tailRunner(tenantDefault, wdlAll);\n` +
+      `import { dispatchRunner } from "./dispatch.js";\n` +
+      `export const ${DISPATCH_RUNNER} = dispatchRunner(tenantDefault);\n`) +
     mainExports(body.bindings, spec) +
     `import { setMain as wdlSetMain } from "./workers.js";\nimport * as wdlSelfOf from ${spec};\n` +
     "wdlSetMain(wdlSelfOf);\n";
@@ -124,7 +132,7 @@ function tenantModules(body) {
 }
 
 // `tail`: load it with a tail consumer (someone tails the worker: services/state/tails.py).
-async function fetchCode(env, ctx, ns, worker, version, tail) {
+async function fetchCode(env, ctx, ns, worker, version, tail, via = null) {
   const body = await stateGet(env, `/bundle?ns=${encodeURIComponent(ns)}` +
     `&worker=${encodeURIComponent(worker)}&version=${encodeURIComponent(version)}` +
     `&instance=${encodeURIComponent(env.INSTANCE)}&tail=${tail ? 1 : 0}`);
@@ -138,9 +146,11 @@ async function fetchCode(env, ctx, ns, worker, version, tail) {
       compatibilityFlags: withFlag(body.compatibilityFlags, "nodejs_als"),
       mainModule,
       modules,
-      env: withSelf(ctx, tenantEnv(ctx, body), ns, worker, version),
-      // Every fetch() of the tenant goes through its namespace's egress policy.
-      globalOutbound: ctx.exports.WdlEgress({ props: { namespace: ns, worker } }),
+      env: withSelf(ctx, tenantEnv(ctx, body, via), ns, worker, version, via),
+      // Every fetch() of the tenant goes through its namespace's egress policy (or, for a
+      // dispatched user worker, to its dispatcher's outbound Worker: dispatch.js).
+      globalOutbound: ctx.exports.WdlEgress({ props: via ? { namespace: ns, worker, via }
+        : { namespace: ns, worker } }),
       // Live tail: workerd reports each invocation to WdlTail (workerd/gateway/tail.js)
       // with props only the platform sets - only while someone tails the worker (the
       // bundle's id then says so): workerd's trace building costs a large share of
@@ -157,17 +167,19 @@ async function fetchCode(env, ctx, ns, worker, version, tail) {
 
 // The code is fetched *before* LOADER.get(): a failing callback would poison
 // the id for the life of the process, a failed fetch here only fails this request.
-async function stubFor(env, ctx, ns, worker, entry) {
-  let id = entry.id;
+// `via` (dispatch.js): an isolate of its own whose fetches go to that outbound Worker.
+async function stubFor(env, ctx, ns, worker, entry, via = null) {
+  const suffix = via ? `:via:${viaKey(via)}` : "";
+  let id = entry.id + suffix;
   const tail = entry.tail === true;
   if (st.ready.has(id)) {
     return env.LOADER.get(id,
-      async () => (await fetchCode(env, ctx, ns, worker, entry.version, tail)).code);
+      async () => (await fetchCode(env, ctx, ns, worker, entry.version, tail, via)).code);
   }
   let pending = st.pending.get(id);
   if (!pending || Date.now() - pending.startedAt > BUNDLE_TIMEOUT_MS) {
     const mine = { startedAt: Date.now(), promise: null };
-    mine.promise = fetchCode(env, ctx, ns, worker, entry.version, tail).finally(() => {
+    mine.promise = fetchCode(env, ctx, ns, worker, entry.version, tail, via).finally(() => {
       if (st.pending.get(id) === mine) st.pending.delete(id);
     });
     st.pending.set(id, mine);
@@ -175,21 +187,22 @@ async function stubFor(env, ctx, ns, worker, entry) {
     pending = mine;
   }
   const loaded = await withTimeout(pending.promise, BUNDLE_TIMEOUT_MS, "the bundle fetch");
-  if (loaded.id !== id) {
+  if (loaded.id !== entry.id) {
     // Secrets changed between the route answer and the bundle: name the isolate
     // after what it really contains and re-resolve the route next time.
     dropRoute(ns, worker);
-    id = loaded.id;
+    id = loaded.id + suffix;
   }
   const stub = env.LOADER.get(id, () => loaded.code);
   st.ready.add(id);
   return stub;
 }
 
-// A self stub's calls go to the version that minted it (self.js).
+// A self stub's calls go to the version that minted it (self.js), under the outbound
+// Worker it ran under when dispatched (`via`: its self stubs do not escape the outbound).
 // Admitted and counted under the minting version, like a service call.
-setSelfLoader((env, ctx, ns, worker, version) =>
-  stubFor(env, ctx, ns, worker, { version, id: `${ns}:${worker}:${version}` }),
+setSelfLoader((env, ctx, ns, worker, version, via) =>
+  stubFor(env, ctx, ns, worker, { version, id: `${ns}:${worker}:${version}` }, via || null),
 async (env, ctx, ns, worker, version, method, run) => {
   const release = admit(ns, worker, version);
   const t0 = Date.now();
@@ -205,6 +218,9 @@ async (env, ctx, ns, worker, version, method, run) => {
     release();
   }
 });
+
+// Dynamic dispatch (dispatch.js) loads user workers and outbound Workers with this code.
+setDispatchHost({ stubFor, fetchCode });
 
 // --- cron ----------------------------------------------------------------------
 
@@ -412,7 +428,7 @@ async function serviceTarget(env, ctx, props) {
     throw new Error(`service binding: namespace ${targetNs} does not grant ` +
       `${namespace} access to ${worker}`);
   }
-  const stub = await stubFor(env, ctx, targetNs, worker, entry);
+  const stub = await stubFor(env, ctx, targetNs, worker, entry, props.via || null);
   return props.entrypoint ? stub.getEntrypoint(props.entrypoint) : stub.getEntrypoint();
 }
 
@@ -424,7 +440,8 @@ async function tailRelay(env, ctx, props, name) {
   const { target_namespace: targetNs, worker } = props;
   await serviceTarget(env, ctx, props);  // the same checks (missing, grants)
   const entry = await lookup(env, targetNs, worker);
-  const runner = (await stubFor(env, ctx, targetNs, worker, entry)).getEntrypoint(TAIL_RUNNER);
+  const runner = (await stubFor(env, ctx, targetNs, worker, entry, props.via || null))
+    .getEntrypoint(TAIL_RUNNER);
   return (method, args) => runner.relay(props.entrypoint || "", method, args);
 }
 
@@ -439,7 +456,10 @@ export class WdlService extends WorkerEntrypoint {
     try {
       // The caller's request name is the gateway's business, never the target's.
       const name = request.headers.get(REQUEST_ID);
-      if (name !== null) {
+      // Except under an outbound Worker (dispatch.js), within the dispatch namespace: the
+      // target's fetches then carry the call's parameters and spend its budget.
+      const keep = this.ctx.props.via && ns === this.ctx.props.namespace;
+      if (name !== null && !keep) {
         request = new Request(request);
         request.headers.delete(REQUEST_ID);
       }
@@ -495,11 +515,17 @@ function refused(env, ctx, namespace, url, reason) {
 export class WdlEgress extends WorkerEntrypoint {
   async fetch(request) {
     const { namespace, worker } = this.ctx.props;
-    const over = spendSubrequest(request.headers.get(REQUEST_ID), namespace);
+    const name = request.headers.get(REQUEST_ID);
+    const over = spendSubrequest(name, namespace);
     if (over) throw new Error(over);
     if (request.headers.has(REQUEST_ID)) {
       request = new Request(request);  // the name is the platform's, not the destination's
       request.headers.delete(REQUEST_ID);
+    }
+    if (this.ctx.props.via) {
+      // A dispatched user worker: its outbound Worker answers instead of the network.
+      return throughOutbound(this.env, this.ctx, namespace, this.ctx.props.via, request,
+                             name);
     }
     const entry = await lookup(this.env, namespace, worker);
     const policy = entry.missing ? { mode: "deny" } : (entry.egress || { mode: "public" });
@@ -524,7 +550,7 @@ async function internal(request, env, ctx, url) {
   if (refusal) return refusal;
   if (url.pathname === "/__wdl/healthz") {
     return new Response(JSON.stringify({ ok: true, instance: env.INSTANCE,
-                                         children: childCount(), ...roundStats() }) + "\n", {
+                                         ...childStats(), ...roundStats() }) + "\n", {
       headers: { "content-type": "application/json", "cache-control": "no-store" },
     });
   }

@@ -5,19 +5,20 @@
 // worker, so the tenant never holds its children: every fetch()/RPC call on a
 // child comes here and the gateway forwards it, which is what lets the platform
 // keep children inside their parent's sandbox (docs/loaders.md):
-// * ids are scoped by the props the platform set: the gateway's own loader id
-//   is `<ns>:<worker>:<version>:child:<sha-256 of the tenant's id>:g<n>`, so a
+// * ids are scoped by the props the platform set: the gateway's key for a child
+//   is `<ns>:<worker>:<version>:child:<sha-256 of the tenant's id>`, so a
 //   tenant of another namespace (or another version) using the same id string
-//   gets another isolate;
+//   gets another isolate; named children are kept (and evicted) by WdlChildren
+//   (children.js), loaded unnamed so that workerd can release them;
 // * the child's network is its parent's egress (WdlEgress with the parent's
 //   props), nothing (`null`), or a service binding of the parent;
-// * code is validated here (experimental/unsafe features refused), and the
-//   tenant's callback runs *before* LOADER.get(), so a failing callback fails
-//   one call; a child that fails to start moves its id to the next generation
-//   `g<n+1>`, so a fixed callback can load it again.
+// * code is validated here (experimental/unsafe features refused); a failing
+//   callback fails one call and a child that fails to start is dropped, so a
+//   fixed callback loads it again on the next call.
 import { WorkerEntrypoint } from "cloudflare:workers";
 import TENANT_SHIM from "./shim_sources.js";
 import refusedFlags from "./refused-flags.json";
+import { released } from "./collect.js";
 
 // The pinned workerd's experimental flags (workerd/compatibility-flags.json): the data
 // plane runs with --experimental, which a tenant's Worker must never inherit.
@@ -32,12 +33,6 @@ function reservedPrefix(name) {
   return RESERVED.find((p) => lowered.startsWith(p));
 }
 
-// workerd never releases a named isolate: bound how many one namespace may
-// create in one gateway process (recycling starts from zero again).
-export const MAX_CHILDREN_PER_NAMESPACE = 128;
-// Past this a process refuses new children; the supervisor recycles it well before
-// (RecyclePolicy.max_children, from the health answer's `children`).
-const MAX_CHILDREN = 1024;
 const MAX_ID_LENGTH = 1024;
 const MAX_MODULES = 256;
 const MODULE_KINDS = new Set(["js", "cjs", "py", "text", "data", "json", "wasm"]);
@@ -45,15 +40,6 @@ const FLAG_RE = /^[a-z0-9_]{1,128}$/;
 const DATE_RE = /^\d{4}-\d{2}-\d{2}$/;
 const ALLOWED_KEYS = new Set(["compatibilityDate", "compatibilityFlags", "mainModule",
   "modules", "env", "globalOutbound", "kinds", "outbound", "allowExperimental"]);
-
-const children = new Map();  // scoped base id -> {gen, ready, namespace}
-const perNamespace = new Map();  // namespace -> isolates created (all generations)
-let total = 0;
-
-// Isolates created for dynamic Workers in this process (for /__wdl/healthz).
-export function childCount() {
-  return total;
-}
 
 async function digest(text) {
   const bytes = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
@@ -180,103 +166,80 @@ export function childCode(raw, defaultOutbound) {
            env, globalOutbound };
 }
 
-function startFailure(err) {
+export function startFailure(err) {
   const text = String(err && err.message || err);
   return text.includes("Failed to start Worker") || text.includes("No such compatibility flag") ||
     text.includes("requires compatibility date") || text.includes("Module name must");
 }
 
-export class WdlLoader extends WorkerEntrypoint {
-  #outbound() {
-    const { namespace, worker } = this.ctx.props;
-    return this.ctx.exports.WdlEgress({ props: { namespace, worker } });
-  }
+// The props of a child's egress: its parent's namespace and worker, and for a dispatched
+// user worker the outbound Worker it runs under (`via`, dispatch.js), so its children
+// fetch through that outbound Worker too.
+export function egressProps({ namespace, worker, via }) {
+  return via ? { namespace, worker, via } : { namespace, worker };
+}
 
-  // -> {stub, failed()}: the child's WorkerStub and what to do when it did not start.
+// The entrypoint of a child's WorkerStub that a handle names.
+export function entrypointOf(stub, handle) {
+  const name = handle.name === undefined || handle.name === null ? undefined : handle.name;
+  if (name !== undefined && (typeof name !== "string" || name.startsWith("__"))) {
+    throw refuse(`${String(name)} is not an entrypoint name`);
+  }
+  return handle.props === undefined ? stub.getEntrypoint(name)
+    : stub.getEntrypoint(name, { props: handle.props });
+}
+
+export class WdlLoader extends WorkerEntrypoint {
+  // -> [run(call)]: runs `call(entrypoint)` on the child the handle names.
   async #child(handle) {
     if (handle === null || typeof handle !== "object" || typeof handle.code !== "function") {
       throw refuse("malformed call");
     }
     if (handle.id === null) {
-      // load(): a fresh isolate workerd may release again, nothing to scope.
-      const code = childCode(await handle.code(), this.#outbound());
-      return { stub: this.env.LOADER.load(code), failed() {} };
+      // load(): a fresh isolate workerd releases again, nothing to scope or keep.
+      const outbound = this.ctx.exports.WdlEgress({ props: egressProps(this.ctx.props) });
+      const code = childCode(await handle.code(), outbound);
+      return { load: this.env.LOADER.load(code) };
     }
     const { namespace, worker, version } = this.ctx.props;
     if (typeof handle.id !== "string" || handle.id.length === 0 ||
         handle.id.length > MAX_ID_LENGTH) {
       throw refuse(`the id must be a non-empty string of at most ${MAX_ID_LENGTH} characters`);
     }
-    const base = `${namespace}:${worker}:${version}:child:${await digest(handle.id)}`;
-    let rec = children.get(base);
-    let code = null;
-    if (!rec || !rec.ready) {
-      // The tenant's callback, before LOADER.get(): if it throws, nothing is recorded.
-      code = childCode(await handle.code(), this.#outbound());
-      rec = children.get(base);
-      if (!rec || !rec.ready) {
-        const used = perNamespace.get(namespace) || 0;
-        if (used >= MAX_CHILDREN_PER_NAMESPACE || total >= MAX_CHILDREN) {
-          throw new Error(`Dynamic Worker Loader: namespace ${namespace} loaded ` +
-            `${used} dynamic Workers in this gateway process, the most it may ` +
-            `(${MAX_CHILDREN_PER_NAMESPACE}); reuse ids`);
-        }
-        perNamespace.set(namespace, used + 1);
-        total += 1;
-        if (!rec) children.set(base, (rec = { gen: 0, ready: false }));
-        rec.ready = true;
-      }
-    }
-    const gen = rec.gen;
-    const id = `${base}:g${gen}`;
-    const failed = () => {
-      // A child that did not start would fail under this id forever (workerd keeps
-      // the failure): the next call asks the tenant's callback again, under a new id.
-      if (rec.gen === gen) {
-        rec.gen += 1;
-        rec.ready = false;
-      }
-    };
-    let stub;
-    try {
-      stub = this.env.LOADER.get(id, code !== null ? () => code
-        : async () => childCode(await handle.code(), this.#outbound()));
-    } catch (err) {
-      failed();
-      throw err;
-    }
-    return { stub, failed };
-  }
-
-  #entrypoint(stub, handle) {
-    const name = handle.name === undefined || handle.name === null ? undefined : handle.name;
-    if (name !== undefined && (typeof name !== "string" || name.startsWith("__"))) {
-      throw refuse(`${String(name)} is not an entrypoint name`);
-    }
-    return handle.props === undefined ? stub.getEntrypoint(name)
-      : stub.getEntrypoint(name, { props: handle.props });
+    // Scoped by the props the platform set: the same id elsewhere is another child.
+    // Under an outbound Worker a child is an isolate of its own: one loaded without it
+    // (the user worker served at its own route) must not be reused by a dispatched call.
+    const via = this.ctx.props.via;
+    const key = `${namespace}:${worker}:${version}:child:${await digest(handle.id)}` +
+      (via ? `:via:${await digest(JSON.stringify(via))}` : "");
+    return { key, keeper: this.env.CHILDREN.get(namespace), props: egressProps(this.ctx.props) };
   }
 
   async fetchChild(handle, request) {
-    const { stub, failed } = await this.#child(handle);
-    try {
-      return await this.#entrypoint(stub, handle).fetch(request);
-    } catch (err) {
-      if (startFailure(err)) failed();
-      throw err;
+    const child = await this.#child(handle);
+    if (child.load) {
+      try {
+        return await entrypointOf(child.load, handle).fetch(request);
+      } finally {
+        released();
+      }
     }
+    return child.keeper.fetchChild(child.props, child.key, handle, request);
   }
 
   async callChild(handle, method, args) {
     if (typeof method !== "string" || method === "fetch" || method.startsWith("__")) {
       throw new TypeError(`${String(method)} is not an RPC method`);
     }
-    const { stub, failed } = await this.#child(handle);
-    try {
-      return await this.#entrypoint(stub, handle)[method](...(Array.isArray(args) ? args : []));
-    } catch (err) {
-      if (startFailure(err)) failed();
-      throw err;
+    const list = Array.isArray(args) ? args : [];
+    const child = await this.#child(handle);
+    if (child.load) {
+      try {
+        return await entrypointOf(child.load, handle)[method](...list);
+      } finally {
+        released();
+      }
     }
+    return child.keeper.callChild(child.props, child.key, handle, method, list);
   }
 }

@@ -23,7 +23,7 @@ export const MAX_SELF_PROPS = 64 * 1024;  // bytes of JSON
 const NOT_METHODS = new Set(["then", "catch", "finally", "constructor", "toJSON", "ctx",
                              "env", "dup", "fetch"]);
 
-let loadVersion = null;  // (env, ctx, ns, worker, version) -> WorkerStub
+let loadVersion = null;  // (env, ctx, ns, worker, version, via?) -> WorkerStub
 // (env, ctx, ns, worker, version, method, run) -> run()'s answer: admission, metrics.
 let around = (env, ctx, ns, worker, version, method, run) => run();
 
@@ -78,9 +78,10 @@ export function checkProps(props) {
 export class WdlSelfBinding extends WorkerEntrypoint {
   mint(entrypoint, props) {
     checkEntrypoint(entrypoint);
-    const { namespace, worker, version } = this.ctx.props;
-    return this.ctx.exports.WdlSelf({ props: { namespace, worker, version, entrypoint,
-                                               props: checkProps(props) } });
+    const { namespace, worker, version, via } = this.ctx.props;
+    const minted = { namespace, worker, version, entrypoint, props: checkProps(props) };
+    if (via) minted.via = via;  // a dispatched user worker's outbound (gateway dispatch.js)
+    return this.ctx.exports.WdlSelf({ props: minted });
   }
 }
 
@@ -101,9 +102,9 @@ export class WdlSelf extends WorkerEntrypoint {
   }
 
   async #call(method, args) {
-    const { namespace, worker, version, entrypoint, props } = this.ctx.props;
+    const { namespace, worker, version, entrypoint, props, via } = this.ctx.props;
     if (loadVersion === null) throw new Error("self stubs are not served by this process");
-    const stub = await loadVersion(this.env, this.ctx, namespace, worker, version);
+    const stub = await loadVersion(this.env, this.ctx, namespace, worker, version, via);
     const options = props === undefined ? {} : { props };
     const target = entrypoint === "default" ? stub.getEntrypoint(undefined, options)
       : stub.getEntrypoint(entrypoint, options);

@@ -74,14 +74,20 @@ async def _check_targets(ctx: Ctx, ns: str, payload: WorkerVersionUploaded) -> N
             continue
         if spec is None or not spec.cross_namespace or not b.namespace:
             continue
+        if b.namespace == ns:
+            continue
+        # A binding of a whole namespace (a dispatch namespace) needs its `*` grant.
+        worker = "*" if spec.whole_namespace else b.target
         doc = await ctx.reader.namespace(b.namespace)
         grants = (doc or {}).get("grants") or []
-        if doc is None or not any(g.get("namespace") == ns and g.get("worker") in ("*", b.target)
+        if doc is None or not any(g.get("namespace") == ns and g.get("worker") in ("*", worker)
                                   for g in grants):
+            what = "every worker" if worker == "*" else f"worker {worker!r}"
+            hint = "" if worker == "*" else f" --worker {worker}"
             raise ApiError(409, "service_not_granted",
                            f"binding {b.name}: namespace {b.namespace!r} has not granted "
-                           f"{ns!r} access to worker {b.target!r} (ask its owners to run "
-                           f"`wdl ns grant {ns} --ns {b.namespace} --worker {b.target}`)",
+                           f"{ns!r} access to {what} (ask its owners to run "
+                           f"`wdl ns grant {ns} --ns {b.namespace}{hint}`)",
                            field=f"bindings.{b.name}")
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Path, Query
 
 from eventlog.events import (
     VersionDeleted,
@@ -12,13 +12,21 @@ from eventlog.events import (
     WorkerDeleted,
     WorkerPurged,
     WorkerRolledBack,
+    WorkerTagsSet,
 )
 from services.api.audit_query import AuditFilter, Page, query_audit, wait_audit_caught_up
 from services.api.auth import Auth
 from services.api.commands import build, idempotency_key, submit
 from services.api.errors import ApiError
 from services.api.gc import collect_after_purge, version_digests
-from services.api.models import ID_PATTERN, CommandResult, PromoteRequest, RollbackRequest
+from services.api.models import (
+    ID_PATTERN,
+    TAG_PATTERN,
+    CommandResult,
+    PromoteRequest,
+    RollbackRequest,
+    TagsRequest,
+)
 from services.api.routes.common import (
     READ_ERRORS,
     WRITE_ERRORS,
@@ -34,13 +42,16 @@ from services.scheduler.scheduler import runs_of
 
 router = APIRouter(prefix="/v1/namespaces/{ns}/workers", tags=["workers"])
 VersionId = Annotated[str, Path(pattern=ID_PATTERN)]
+TagQuery = Annotated[str | None, Query(pattern=TAG_PATTERN,
+                                       description="only the workers with this script tag")]
 
 
 def _worker_view(name: str, doc: dict[str, Any]) -> dict[str, Any]:
     return {"name": name, "active_version": doc.get("active_version"),
             "previous_version": doc.get("previous_version"), "deleted": doc.get("deleted"),
             "versions": doc.get("versions"), "version": doc.get("version"),
-            "created_at": doc.get("created_at"), "updated_at": doc.get("updated_at")}
+            "created_at": doc.get("created_at"), "updated_at": doc.get("updated_at"),
+            "tags": doc.get("tags") or []}
 
 
 def _version_view(vid: str, meta: dict[str, Any], active: str | None) -> dict[str, Any]:
@@ -56,11 +67,48 @@ def _version_view(vid: str, meta: dict[str, Any], active: str | None) -> dict[st
 
 
 @router.get("", responses=READ_ERRORS)
-async def list_workers(ns: Namespace, ctx: Ctx, principal: Auth) -> list[dict[str, Any]]:
-    """Workers of a namespace with their active version."""
+async def list_workers(ns: Namespace, ctx: Ctx, principal: Auth,
+                       tag: TagQuery = None) -> list[dict[str, Any]]:
+    """Workers of a namespace with their active version (`tag`: those with that tag)."""
     await namespace_doc(ctx, principal, ns)
     docs = await ctx.reader.workers(ns)
-    return [_worker_view(name, doc) for name, doc in sorted(docs.items())]
+    return [_worker_view(name, doc) for name, doc in sorted(docs.items())
+            if tag is None or tag in (doc.get("tags") or ())]
+
+
+@router.delete("", responses=WRITE_ERRORS)
+async def delete_tagged(ns: Namespace, ctx: Ctx, principal: Auth,
+                        tag: Annotated[str, Query(pattern=TAG_PATTERN)]) -> dict[str, Any]:
+    """Soft-delete every worker of this namespace with the script tag `tag`: each one an
+    ordinary `worker.deleted` (Workers for Platforms' delete-by-tag)."""
+    await namespace_doc(ctx, principal, ns, write=True)
+    docs = await ctx.reader.workers(ns)
+    deleted: list[str] = []
+    refused: list[dict[str, Any]] = []
+    for name, doc in sorted(docs.items()):
+        if doc.get("deleted") or tag not in (doc.get("tags") or ()):
+            continue
+        env = build(ctx, principal, WorkerDeleted(namespace=ns, worker=name),
+                    expected_version=doc["version"])
+        result = await submit(ctx, env)
+        if result.accepted:
+            deleted.append(name)
+        else:
+            refused.append({"worker": name, **result.as_dict()})
+    return {"tag": tag, "deleted": deleted, "refused": refused}
+
+
+@router.put("/{worker}/tags", responses=WRITE_ERRORS)
+async def set_tags(ns: Namespace, worker: WorkerName, body: TagsRequest, ctx: Ctx,
+                   principal: Auth, idem: IdemKey = None) -> dict[str, Any]:
+    """Replace a worker's script tags (at most 8; Workers for Platforms, docs/platforms.md)."""
+    await namespace_doc(ctx, principal, ns, write=True)
+    doc = await worker_doc(ctx, ns, worker)
+    env = build(ctx, principal, WorkerTagsSet(namespace=ns, worker=worker,
+                                              tags=tuple(body.tags)),
+                idempotency=idempotency_key(principal, idem), expected_version=doc["version"])
+    outcome = (await submit(ctx, env)).require_accepted()
+    return {**outcome.as_dict(), "tags": body.tags}
 
 
 @router.get("/{worker}", responses=READ_ERRORS)
