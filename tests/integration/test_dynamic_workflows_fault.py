@@ -90,6 +90,10 @@ async def test_sigkill_engine_during_dynamic_workflows(
                 for i in ids["t2"]:
                     await call("t2", f"/event?id={i}",
                                {"type": "go-ahead", "payload": {"prefix": "p"}})
+                # Parallel steps (Promise.all in the child), on the new engine.
+                ids["t3"] = [f"p-{n}" for n in range(N)]
+                for i in ids["t3"]:
+                    await call("t3", "/create", {"id": i, "params": {}})
                 done: dict[str, object] = {}
                 deadline = time.monotonic() + 90
                 for t in ids:
@@ -115,6 +119,9 @@ async def test_sigkill_engine_during_dynamic_workflows(
                 assert after[f"o-{n}"] == {"load": 1, "charge": 1}
                 assert after[f"j-{n}"] == {f"square{k}": 1 for k in (n, n + 1, n + 2)} | {
                     "label": 1}
+                assert done[f"p-{n}"] == {"status": "complete", "error": None,
+                                          "output": {"tenant": "t3", "sum": 3}}
+                assert after[f"p-{n}"] == {"left": 1, "right": 1}
             # The new engine really took over from the killed one (a new generation).
             text = log.read_text()
             assert "engine-b" in text or "generation 2" in text, text[-2000:]

@@ -58,6 +58,32 @@ function errorOf(err) {
                          MAX_ERROR_MESSAGE) };
 }
 
+// A NonRetryableError, by name - or by message: thrown in a dynamic Worker's step
+// callback (Dynamic Workflows), it crosses RPC as an Error whose message starts with
+// "NonRetryableError: " (workerd keeps built-in error types only), which Cloudflare's
+// engine also takes as non-retryable. -> the error as it is recorded, or null.
+function nonRetryable(err) {
+  if (!err) return null;
+  if (err.name === "NonRetryableError") return err;
+  const message = typeof err.message === "string" ? err.message : "";
+  if (!message.startsWith("NonRetryableError")) return null;
+  return { name: "NonRetryableError", message: message.replace(/^NonRetryableError:?\s*/, "") };
+}
+
+// What an instance whose run() threw errors with: Cloudflare's engine (as Miniflare vendors
+// it) turns a NonRetryableError into a WorkflowFatalError with a fixed message, or keeps
+// its own message under the workflows_preserve_non_retryable_error_message flag.
+function instanceError(err) {
+  const fatal = nonRetryable(err);
+  if (fatal === null) return errorOf(err);
+  const flags = globalThis.Cloudflare && globalThis.Cloudflare.compatibilityFlags;
+  if (flags && flags.workflows_preserve_non_retryable_error_message === true) {
+    return errorOf(fatal);
+  }
+  return { name: "WorkflowFatalError", message: "The execution of the Workflow instance was " +
+    "terminated, as a step threw an NonRetryableError and it was not handled" };
+}
+
 function backoffMs(retries, attempt) {
   const delay = durationMs(retries.delay);
   if (retries.backoff === "constant") return delay;
@@ -128,8 +154,9 @@ export async function drive(instance, payload) {
                                         durationMs(config.timeout ?? "10 minutes"));
         return stop({ kind: "step", key, ok: true, value: encode(value), attempt });
       } catch (err) {
-        const final = (err && err.name === "NonRetryableError") || attempt > retries.limit;
-        return stop({ kind: "step", key, ok: false, error: errorOf(err), attempt, final,
+        const fatal = nonRetryable(err);
+        const final = fatal !== null || attempt > retries.limit;
+        return stop({ kind: "step", key, ok: false, error: errorOf(fatal || err), attempt, final,
                       delay_ms: final ? 0 : backoffMs(retries, attempt) });
       }
     },
@@ -173,7 +200,7 @@ export async function drive(instance, payload) {
     run.then((value) => ({ value }), (error) => ({ error })),
   ]);
   if (outcome.stopped || report) return report;
-  if ("error" in outcome) return { kind: "error", error: errorOf(outcome.error) };
+  if ("error" in outcome) return { kind: "error", error: instanceError(outcome.error) };
   return { kind: "complete", output: outcome.value === undefined ? null
     : JSON.parse(JSON.stringify(outcome.value)) };
 }
