@@ -81,6 +81,28 @@ function callLimits(own, options) {
   return out;
 }
 
+// A parameter value must be a JSON value: the outbound isolate is named after the values'
+// JSON, so two values the same as JSON (two Maps, two ArrayBuffers, NaN and null, two
+// stubs) would share one isolate and one call would see the other's parameters.
+function checkJson(value, where, depth) {
+  const bad = () => new TypeError(`${where} must be a JSON value (a string, a finite ` +
+    "number, a boolean, null, or an array or plain object of those)");
+  if (depth > 32) throw bad();
+  if (value === null || typeof value === "string" || typeof value === "boolean") return;
+  if (typeof value === "number") {
+    if (!Number.isFinite(value)) throw bad();
+    return;
+  }
+  if (typeof value !== "object") throw bad();
+  if (Array.isArray(value)) {
+    for (const item of value) checkJson(item, where, depth + 1);
+    return;
+  }
+  const proto = Object.getPrototypeOf(value);
+  if (proto !== Object.prototype && proto !== null) throw bad();
+  for (const item of Object.values(value)) checkJson(item, where, depth + 1);
+}
+
 // options.outbound -> the declared parameters' values (undeclared names are refused).
 function outboundParams(declared, options) {
   const given = options && options.outbound;
@@ -94,6 +116,7 @@ function outboundParams(declared, options) {
       throw new TypeError(`options.outbound.${key.slice(0, 64)} is not a parameter the ` +
         `outbound Worker declares (${declared.join(", ") || "none"})`);
     }
+    checkJson(given[key], `options.outbound.${key}`, 0);
     out[key] = given[key];
   }
   if (JSON.stringify(out).length > MAX_PARAMETERS_BYTES) {
@@ -121,6 +144,12 @@ export class WdlDispatch extends WorkerEntrypoint {
   async #open(name, options) {
     if (typeof name !== "string" || !NAME_RE.test(name)) throw notFound(name);
     const { namespace, dispatch_namespace: dns, outbound, parameters } = this.ctx.props;
+    if (this.ctx.props.via) {
+      // The caller is itself a dispatched user worker (its binding stubs carry `via`): the
+      // worker it would dispatch runs under another outbound Worker or none - an escape.
+      throw new Error("a dispatched user worker cannot dispatch: its dispatch namespace " +
+        "bindings work only outside a dispatched call (Workers for Platforms)");
+    }
     const entry = await lookup(this.env, dns, name);
     if (entry.missing) {
       if (entry.missing.code === "worker_not_found") throw notFound(name);
