@@ -206,3 +206,80 @@ async def test_the_outbound_sees_no_other_calls_parameters(scene: Walls, kind: s
     # Plain JSON values still work.
     r = await walls.attack("plat", "/", params={"how": "direct", "v": json.dumps("c2")[1:-1]})
     assert r.text.endswith('customer="c2"'), r.text
+
+
+# A victim platform: its outbound Worker counts the fetches its isolate answered, so a
+# named isolate reused across calls shows a count above 1, a fresh one always 1.
+VOUT = """\
+let answered = 0;
+export default { async fetch(req, env) {
+  answered += 1;
+  return new Response(String(answered));
+} };
+"""
+
+VUSER = """\
+export default { async fetch() { return fetch("http://example.com/"); } };
+"""
+
+VDISPATCH = """\
+export default { async fetch(req, env) {
+  const customer = new URL(req.url).searchParams.get("c");
+  const r = await env.D.get("vuser", {}, { outbound: { customer } }).fetch(req.url);
+  return new Response(await r.text());
+} };
+"""
+
+VTOML = """
+[[dispatch_namespaces]]
+binding = "D"
+namespace = "vplat"
+outbound = { service = "vout", parameters = ["customer"] }
+"""
+
+# The attacker's dispatcher: `n` calls, each with parameters never seen before.
+FLOOD = """\
+export default { async fetch(req, env) {
+  const u = new URL(req.url);
+  const n = Number(u.searchParams.get("n"));
+  const tag = u.searchParams.get("tag");
+  for (let i = 0; i < n; i++) {
+    const r = await env.DISPATCHER.get("user", {}, { outbound: { customer: tag + i } })
+      .fetch("http://user/?how=direct");
+    await r.text();
+  }
+  return new Response("flooded " + n);
+} };
+"""
+
+
+async def test_one_namespace_cannot_take_every_named_outbound_isolate(scene: Walls) -> None:
+    walls = scene
+    admin = walls.admin
+    await admin.wdl("ns", "create", "vplat")
+    for name, js, toml in (("vout", VOUT, ""), ("vuser", VUSER, ""),
+                           ("vd", VDISPATCH, VTOML)):
+        await admin.wdl("deploy", str(admin.project(name, js, toml)), "--ns", "vplat",
+                        "--json")
+    await walls.attacker.deploy_js("flood", FLOOD, DISPATCHER_TOML)
+
+    async def victim_counts(customer: str) -> list[int]:
+        counts = []
+        for _ in range(8):
+            r = await walls.get(walls.host("vplat"), "/vd/", params={"c": customer})
+            assert r.status_code == 200, r.text
+            counts.append(int(r.text))
+        return counts
+
+    # Before: the victim's parameter set gets a named isolate, reused call after call.
+    before = await victim_counts("before")
+    assert max(before) >= 3, before
+    # The attacker's parameter sets, over several connections (every gateway process).
+    for round_ in range(4):
+        r = await walls.attack("flood", "/", params={"n": "300", "tag": f"r{round_}-"},
+                               timeout=300)
+        assert r.text == "flooded 300", r.text
+    # The victim's calls with one parameter set: its outbound isolate is named and kept.
+    after = await victim_counts("after")
+    assert max(after) >= 3, after
+    await walls.assert_victim_intact()

@@ -32,6 +32,7 @@ const NAME_RE = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
 const MAX_SUBREQUESTS = 1000000;
 const MAX_WALL_MS = 15 * 60 * 1000;
 const MAX_PARAMETER_SETS = 256;
+const MAX_PARAMETER_SETS_PER_NAMESPACE = 32;
 const MAX_PARAMETERS_BYTES = 64 * 1024;
 
 let host = null;  // {stubFor, fetchCode} of gateway.js (set there: no import cycle)
@@ -218,6 +219,10 @@ export class WdlDispatch extends WorkerEntrypoint {
 }
 
 const paramSets = new Map();  // outbound isolate id -> true (named isolates made)
+// Named parameter sets per dispatcher namespace: one platform spending every name of the
+// process left every other platform's outbound a fresh isolate (and a bundle fetch) per
+// fetch (tests/security/test_redteam_platforms.py).
+const setsOf = new Map();
 
 async function digest(text) {
   const bytes = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
@@ -238,9 +243,13 @@ async function outboundStub(env, ctx, ns, worker, entry, params) {
     return code;
   };
   if (paramSets.has(id)) return env.LOADER.get(id, made);
-  if (paramSets.size >= MAX_PARAMETER_SETS) return env.LOADER.load(await made());
+  const mine = setsOf.get(ns) || 0;
+  if (paramSets.size >= MAX_PARAMETER_SETS || mine >= MAX_PARAMETER_SETS_PER_NAMESPACE) {
+    return env.LOADER.load(await made());
+  }
   const code = await made();  // before get(): a failed fetch must not poison the id
   paramSets.set(id, true);
+  setsOf.set(ns, (setsOf.get(ns) || 0) + 1);
   return env.LOADER.get(id, () => code);
 }
 
