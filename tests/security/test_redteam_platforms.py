@@ -16,7 +16,14 @@ What is tried, on the real servers and on `wdl dev`:
   outbound, runs the next user worker with a free egress;
 - the outbound Worker seeing another call's parameters: values that are the same as
   JSON (two Maps, two ArrayBuffers, NaN and null) named one outbound isolate, so the
-  second end user's fetches reached the outbound with the first one's parameters.
+  second end user's fetches reached the outbound with the first one's parameters;
+- one namespace taking every named outbound isolate of the gateway (256 parameter sets
+  per process): every other platform's outbound then got a fresh isolate per fetch.
+
+Tried and held (probed, not kept as tests): limits of -1, "5", 1e9, 1e300, NaN, 0.5 ms
+(TypeError); RPC names `__WdlDispatch`, `__WdlTail` (not an RPC method); `connect()`
+from a user worker (refused by the egress); PUT tags on the victim's worker
+(`namespace_not_found`); tags with `&`, `../*` (422). Open gaps: docs/security.md.
 """
 
 from __future__ import annotations
