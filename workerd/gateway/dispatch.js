@@ -32,6 +32,7 @@ const NAME_RE = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
 const MAX_SUBREQUESTS = 1000000;
 const MAX_WALL_MS = 15 * 60 * 1000;
 const MAX_PARAMETER_SETS = 256;
+const MAX_PARAMETER_SETS_PER_NAMESPACE = 32;
 const MAX_PARAMETERS_BYTES = 64 * 1024;
 
 let host = null;  // {stubFor, fetchCode} of gateway.js (set there: no import cycle)
@@ -81,6 +82,28 @@ function callLimits(own, options) {
   return out;
 }
 
+// A parameter value must be a JSON value: the outbound isolate is named after the values'
+// JSON, so two values the same as JSON (two Maps, two ArrayBuffers, NaN and null, two
+// stubs) would share one isolate and one call would see the other's parameters.
+function checkJson(value, where, depth) {
+  const bad = () => new TypeError(`${where} must be a JSON value (a string, a finite ` +
+    "number, a boolean, null, or an array or plain object of those)");
+  if (depth > 32) throw bad();
+  if (value === null || typeof value === "string" || typeof value === "boolean") return;
+  if (typeof value === "number") {
+    if (!Number.isFinite(value)) throw bad();
+    return;
+  }
+  if (typeof value !== "object") throw bad();
+  if (Array.isArray(value)) {
+    for (const item of value) checkJson(item, where, depth + 1);
+    return;
+  }
+  const proto = Object.getPrototypeOf(value);
+  if (proto !== Object.prototype && proto !== null) throw bad();
+  for (const item of Object.values(value)) checkJson(item, where, depth + 1);
+}
+
 // options.outbound -> the declared parameters' values (undeclared names are refused).
 function outboundParams(declared, options) {
   const given = options && options.outbound;
@@ -94,6 +117,7 @@ function outboundParams(declared, options) {
       throw new TypeError(`options.outbound.${key.slice(0, 64)} is not a parameter the ` +
         `outbound Worker declares (${declared.join(", ") || "none"})`);
     }
+    checkJson(given[key], `options.outbound.${key}`, 0);
     out[key] = given[key];
   }
   if (JSON.stringify(out).length > MAX_PARAMETERS_BYTES) {
@@ -121,6 +145,12 @@ export class WdlDispatch extends WorkerEntrypoint {
   async #open(name, options) {
     if (typeof name !== "string" || !NAME_RE.test(name)) throw notFound(name);
     const { namespace, dispatch_namespace: dns, outbound, parameters } = this.ctx.props;
+    if (this.ctx.props.via) {
+      // The caller is itself a dispatched user worker (its binding stubs carry `via`): the
+      // worker it would dispatch runs under another outbound Worker or none - an escape.
+      throw new Error("a dispatched user worker cannot dispatch: its dispatch namespace " +
+        "bindings work only outside a dispatched call (Workers for Platforms)");
+    }
     const entry = await lookup(this.env, dns, name);
     if (entry.missing) {
       if (entry.missing.code === "worker_not_found") throw notFound(name);
@@ -189,6 +219,10 @@ export class WdlDispatch extends WorkerEntrypoint {
 }
 
 const paramSets = new Map();  // outbound isolate id -> true (named isolates made)
+// Named parameter sets per dispatcher namespace: one platform spending every name of the
+// process left every other platform's outbound a fresh isolate (and a bundle fetch) per
+// fetch (tests/security/test_redteam_platforms.py).
+const setsOf = new Map();
 
 async function digest(text) {
   const bytes = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
@@ -209,9 +243,13 @@ async function outboundStub(env, ctx, ns, worker, entry, params) {
     return code;
   };
   if (paramSets.has(id)) return env.LOADER.get(id, made);
-  if (paramSets.size >= MAX_PARAMETER_SETS) return env.LOADER.load(await made());
+  const mine = setsOf.get(ns) || 0;
+  if (paramSets.size >= MAX_PARAMETER_SETS || mine >= MAX_PARAMETER_SETS_PER_NAMESPACE) {
+    return env.LOADER.load(await made());
+  }
   const code = await made();  // before get(): a failed fetch must not poison the id
   paramSets.set(id, true);
+  setsOf.set(ns, (setsOf.get(ns) || 0) + 1);
   return env.LOADER.get(id, () => code);
 }
 

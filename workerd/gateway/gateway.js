@@ -428,8 +428,16 @@ async function serviceTarget(env, ctx, props) {
     throw new Error(`service binding: namespace ${targetNs} does not grant ` +
       `${namespace} access to ${worker}`);
   }
-  const stub = await stubFor(env, ctx, targetNs, worker, entry, props.via || null);
+  const stub = await stubFor(env, ctx, targetNs, worker, entry, carriedVia(props));
   return props.entrypoint ? stub.getEntrypoint(props.entrypoint) : stub.getEntrypoint();
+}
+
+// The outbound Worker a service target runs under: the caller's, only for a target of the
+// caller's own namespace (the dispatch namespace). A target in another namespace is that
+// namespace's code and fetches with its secrets under its own egress policy: its grant
+// lets the caller call it, never lets the caller's platform read its traffic.
+function carriedVia(props) {
+  return props.via && props.target_namespace === props.namespace ? props.via : null;
 }
 
 // A call from inside a tail() delivery of the caller's namespace (the name it carries,
@@ -440,7 +448,7 @@ async function tailRelay(env, ctx, props, name) {
   const { target_namespace: targetNs, worker } = props;
   await serviceTarget(env, ctx, props);  // the same checks (missing, grants)
   const entry = await lookup(env, targetNs, worker);
-  const runner = (await stubFor(env, ctx, targetNs, worker, entry, props.via || null))
+  const runner = (await stubFor(env, ctx, targetNs, worker, entry, carriedVia(props)))
     .getEntrypoint(TAIL_RUNNER);
   return (method, args) => runner.relay(props.entrypoint || "", method, args);
 }

@@ -91,6 +91,15 @@ async def _check_targets(ctx: Ctx, ns: str, payload: WorkerVersionUploaded) -> N
                            field=f"bindings.{b.name}")
 
 
+def _own_namespace(kind: str, namespace: str, ns: str) -> str:
+    """A binding's namespace as stored: "" for this one, except where the binding names a
+    whole namespace (a dispatcher binding its own namespace must still name it)."""
+    spec = binding_spec(kind)
+    if namespace == ns and not (spec is not None and spec.whole_namespace):
+        return ""
+    return namespace
+
+
 # Cron triggers a namespace's workers may hold together: Cloudflare's account limit on
 # the Paid plan (250 per account, 5 on Free; developers.cloudflare.com/workers/platform/
 # limits). The dispatcher's fair share bounds what they cost others either way; this
@@ -180,7 +189,7 @@ async def deploy(ns: Namespace, worker: WorkerName, body: DeployRequest, ctx: Ct
         compatibility_date=body.compatibility_date,
         compatibility_flags=tuple(body.compatibility_flags), vars=dict(body.vars),
         bindings=tuple(Binding(name=b.name, kind=b.kind, target=b.target, value=b.value,
-                               namespace="" if b.namespace == ns else b.namespace,
+                               namespace=_own_namespace(b.kind, b.namespace, ns),
                                entrypoint=b.entrypoint)
                        for b in body.bindings),
         cron_triggers=tuple(body.cron_triggers), workers_dev=body.workers_dev,
