@@ -14,7 +14,6 @@ test_dynamic_workflows_fault.py.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import os
 import shutil
@@ -29,6 +28,7 @@ import pytest
 
 from harness.endpoints import ROOT, Endpoints
 from tests.integration.test_dataplane_dev import Dev
+from tests.npm_fixture import node_modules
 from tests.platform_stack import platform_stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
@@ -39,31 +39,13 @@ WRANGLER = ROOT / "workerd" / "node_modules" / ".bin" / "wrangler"
 WORKER = "my-dispatcher"
 
 
-def node_modules() -> Path:
-    """The fixture's dependencies, `npm ci`'d once per lockfile into .wdl/ (gitignored)."""
-    digest = hashlib.sha256((FIXTURE / "package-lock.json").read_bytes()).hexdigest()[:16]
-    cache = ROOT / ".wdl" / "npm" / f"dynamic-workflows-{digest}"
-    if (cache / "node_modules" / ".package-lock.json").is_file():
-        return cache / "node_modules"
-    staging = cache.with_name(cache.name + f".staging-{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    for name in ("package.json", "package-lock.json"):
-        shutil.copy(FIXTURE / name, staging / name)
-    done = subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=staging,
-                          capture_output=True, text=True, timeout=600, check=False)
-    assert done.returncode == 0, f"npm ci failed:\n{done.stderr[-3000:]}"
-    shutil.rmtree(cache, ignore_errors=True)
-    staging.rename(cache)  # whole or not at all
-    return cache / "node_modules"
-
-
 def project(dest: Path, kv: bool = False) -> Path:
     """The fixture as a project directory; `kv`: the dispatcher gets a KV namespace too
     (passed on to the tenants, whose steps count their executions in it)."""
     directory = dest / "dynamic-workflows"
     shutil.copytree(FIXTURE, directory, ignore=shutil.ignore_patterns("node_modules"))
-    (directory / "node_modules").symlink_to(node_modules(), target_is_directory=True)
+    (directory / "node_modules").symlink_to(node_modules(FIXTURE, "dynamic-workflows"),
+                                           target_is_directory=True)
     if kv:
         config = directory / "wrangler.jsonc"
         text = config.read_text()

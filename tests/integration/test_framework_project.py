@@ -13,7 +13,6 @@ redirection too), path by path.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import os
 import shutil
 import subprocess
@@ -25,6 +24,7 @@ import pytest
 
 from harness.endpoints import ROOT, Endpoints
 from tests.assets_parity import NAV, Probe, compare_all, record, wrangler_dev
+from tests.npm_fixture import node_modules
 from tests.platform_stack import platform_stack
 
 pytestmark = pytest.mark.timeout(900)
@@ -33,30 +33,12 @@ FIXTURE = ROOT / "tests" / "fixtures" / "vite_react"
 HOST = "vite.framework.example.test"
 
 
-def node_modules() -> Path:
-    """The fixture's dependencies, `npm ci`'d once per lockfile into .wdl/ (gitignored)."""
-    digest = hashlib.sha256((FIXTURE / "package-lock.json").read_bytes()).hexdigest()[:16]
-    cache = ROOT / ".wdl" / "npm" / f"vite-react-{digest}"
-    if (cache / "node_modules" / ".package-lock.json").is_file():
-        return cache / "node_modules"
-    staging = cache.with_name(cache.name + f".staging-{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    for name in ("package.json", "package-lock.json"):
-        shutil.copy(FIXTURE / name, staging / name)
-    done = subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=staging,
-                          capture_output=True, text=True, timeout=600, check=False)
-    assert done.returncode == 0, f"npm ci failed:\n{done.stderr[-3000:]}"
-    shutil.rmtree(cache, ignore_errors=True)
-    staging.rename(cache)  # whole or not at all: a killed install leaves only its staging
-    return cache / "node_modules"
-
-
 def build(dest: Path) -> Path:
     project = dest / "vite_react"
     shutil.copytree(FIXTURE, project, ignore=shutil.ignore_patterns(
         "node_modules", "dist", ".wrangler"))
-    (project / "node_modules").symlink_to(node_modules(), target_is_directory=True)
+    (project / "node_modules").symlink_to(node_modules(FIXTURE, "vite-react"),
+                                           target_is_directory=True)
     done = subprocess.run(["npm", "run", "build"], cwd=project, capture_output=True,
                           text=True, timeout=300, check=False,
                           env={**os.environ, "WRANGLER_SEND_METRICS": "false", "CI": "true"})
