@@ -8,7 +8,7 @@
 // so that the method runs inside the call's request name (requests.js), which carries
 // the call's subrequest budget and outbound parameters.
 import { WorkerEntrypoint } from "cloudflare:workers";
-import { HEADER, carryName, runNamed } from "./requests.js";
+import { HEADER, carryName, invokeExport, runNamed } from "./requests.js";
 
 function noHandler() {
   return new TypeError("The user Worker has no fetch() handler.");
@@ -111,18 +111,12 @@ export function dispatchRunner(tenantDefault) {
 
     // `method` of the default export, inside the request name `name`.
     async call(name, method, args) {
-      return runNamed(name, () => {
-        const target = tenantDefault;
-        const list = Array.isArray(args) ? args : [];
-        if (typeof target === "function" && target.prototype) {
-          const instance = new target(this.ctx, this.env);
-          if (typeof instance[method] !== "function") {
-            throw new TypeError(`The RPC receiver does not implement the method "${method}".`);
-          }
-          return instance[method](...list);
-        }
+      // RPC reaches a class default export only (a plain object has no RPC methods).
+      if (typeof tenantDefault !== "function") {
         throw new TypeError(`The RPC receiver does not implement the method "${method}".`);
-      });
+      }
+      return runNamed(name, () => invokeExport(tenantDefault, this.ctx, this.env, method,
+                                               Array.isArray(args) ? args : []));
     }
   };
 }

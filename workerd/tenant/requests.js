@@ -80,3 +80,22 @@ export function wrapDefault(exported) {
   }
   return out;
 }
+
+function notImplemented(method) {
+  return new TypeError(`The RPC receiver does not implement the method "${method}".`);
+}
+
+// `method` of a tenant export called by platform code rather than by workerd's RPC (a
+// tail() delivery's relay, a dispatched call): a class is constructed with this call's
+// ctx and env, as workerd would; an object's `fetch` gets (request, env, ctx).
+export function invokeExport(target, ctx, env, method, list) {
+  if (typeof target === "function" && target.prototype) {
+    const instance = new target(ctx, env);
+    if (typeof instance[method] !== "function") throw notImplemented(method);
+    return instance[method](...list);
+  }
+  if (method === "fetch" && target && typeof target.fetch === "function") {
+    return target.fetch(list[0], env, ctx);
+  }
+  throw notImplemented(method);
+}

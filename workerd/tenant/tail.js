@@ -13,7 +13,7 @@
 // worker calling its own producer made one request an endless stream of invocations
 // (tests/security/test_redteam_fullstack.py).
 import { WorkerEntrypoint } from "cloudflare:workers";
-import { runNamed } from "./requests.js";
+import { invokeExport, runNamed } from "./requests.js";
 
 export function tailRunner(tenantDefault, tenantExports) {
   return class extends WorkerEntrypoint {
@@ -25,18 +25,7 @@ export function tailRunner(tenantDefault, tenantExports) {
     // `method` ("fetch" or an RPC method) of the entrypoint `entrypoint` ("" default).
     async relay(entrypoint, method, args) {
       const target = entrypoint ? tenantExports[entrypoint] : tenantDefault;
-      const list = Array.isArray(args) ? args : [];
-      if (typeof target === "function" && target.prototype) {
-        const instance = new target(this.ctx, this.env);
-        if (typeof instance[method] !== "function") {
-          throw new TypeError(`The RPC receiver does not implement the method "${method}".`);
-        }
-        return instance[method](...list);
-      }
-      if (method === "fetch" && target && typeof target.fetch === "function") {
-        return target.fetch(list[0], this.env, this.ctx);
-      }
-      throw new TypeError(`The RPC receiver does not implement the method "${method}".`);
+      return invokeExport(target, this.ctx, this.env, method, Array.isArray(args) ? args : []);
     }
 
     async run(events) {
