@@ -83,3 +83,58 @@ async def test_the_specifier_rewrite_leaves_strings_and_childrens_code_alone(
     # Workerd's own module, reached with a specifier built at run time: no minter in it.
     assert r.json()["minter"] == "undefined" and r.json()["envMinter"] == "undefined", r.text
     await walls.assert_victim_intact()
+
+
+# The minted stub is a stub of the gateway's own WdlSelf entrypoint: its instance fields
+# (the gateway's env and ctx, with the platform's bindings) and its machinery are asked
+# for as properties and as methods.
+MACHINERY = r"""
+import { WorkerEntrypoint, exports } from "cloudflare:workers";
+
+export class Echo extends WorkerEntrypoint {
+  who() { return "echo"; }
+}
+
+async function attempt(fn) {
+  try {
+    const v = await fn();
+    let shown;
+    try { shown = JSON.stringify(v); } catch (e) { shown = "unserializable"; }
+    return { ok: typeof v, shown: shown === undefined ? null : String(shown).slice(0, 300) };
+  } catch (e) { return { error: String(e && e.message || e).slice(0, 200) }; }
+}
+
+export default {
+  async fetch(request, env) {
+    const s = await exports.Echo({ props: { n: 1 } });
+    const out = {};
+    for (const name of ["env", "ctx", "constructor", "dup", "toJSON", "__proto__",
+                        "toString", "valueOf", "hasOwnProperty"]) {
+      out["get:" + name] = await attempt(async () => await s[name]);
+      out["call:" + name] = await attempt(() => s[name]());
+    }
+    out["env.LOADER"] = await attempt(async () => typeof (await s.env.LOADER));
+    out["env.keys"] = await attempt(async () => Object.keys(await s.env));
+    out["ctx.props"] = await attempt(async () => await s.ctx.props);
+    out["ctx.exports"] = await attempt(async () => typeof (await s.ctx.exports));
+    out.who = await attempt(() => s.who());
+    return Response.json(out);
+  },
+};
+"""
+
+# What only the platform holds: the gateway's bindings and the minted stub's pinning.
+SECRETS = ("LOADER", "CHILDREN", "INTERNAL", "namespace", "version", "attacker")
+
+
+async def test_a_self_stub_does_not_give_out_the_gateways_env_or_ctx(walls: Walls) -> None:
+    await walls.attacker.deploy_js("machinery", MACHINERY)
+    r = await walls.attack("machinery", "/")
+    assert r.status_code == 200, r.text
+    got: dict[str, Any] = r.json()
+    assert got["who"] == {"ok": "string", "shown": '"echo"'}, got
+    leaked = {k: v for k, v in got.items()
+              if k != "who" and "ok" in v and v["ok"] not in ("undefined",)
+              and any(s in str(v.get("shown")) for s in SECRETS)}
+    assert leaked == {}, got
+    await walls.assert_victim_intact()
