@@ -70,6 +70,13 @@ def loader_resident() -> int:
     return max(1, int(configured)) if configured else DEFAULT_LOADER_RESIDENT
 
 
+def es_module_lexer(root: Path) -> str:
+    """The pinned es-module-lexer's asm.js build (workerd/package.json): self stubs
+    (gateway/self.js) rewrite only the real import specifiers of a tenant's modules."""
+    return (root / "node_modules" / "es-module-lexer" / "dist" / "lexer.asm.js").read_text(
+        encoding="utf-8")
+
+
 def gateway_sources(directory: Path | None = None) -> list[Module]:
     """The gateway's modules (gateway.js first: the main module), then the tenant
     shim's modules as text, which the gateway adds to every tenant bundle."""
@@ -92,6 +99,7 @@ def gateway_sources(directory: Path | None = None) -> list[Module]:
     # The pinned runtime's flags tenants may not use: loader.js refuses them for tenants'
     # dynamic Workers as the control API does for versions (services/runtime_compat.py).
     modules.append(JsonModule("refused-flags.json", refused_flags()))
+    modules.append(EsModule("es-module-lexer.js", es_module_lexer(root)))
     return modules
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from services.dataplane import binding_index
-from services.dataplane.config import TENANT_DENY, workerd_dir
+from services.dataplane.config import TENANT_DENY, es_module_lexer, workerd_dir
 from services.dataplane.workerd_config import capnp_text
 
 COMPATIBILITY_DATE = "2025-11-17"
@@ -52,6 +52,7 @@ def _modules(root: Path) -> list[tuple[str, str, str]]:
             ("egress.js", "esModule", (gateway / "egress.js").read_text()),
             # Self stubs of Durable Objects' code (`exports.X({props})`).
             ("self.js", "esModule", (gateway / "self.js").read_text()),
+            ("es-module-lexer.js", "esModule", es_module_lexer(root)),
             ("ids.js", "esModule", (root / "tenant" / "do.js").read_text()),
             ("values.js", "esModule", (root / "tenant" / "values.js").read_text()),
             ("binding_entrypoints.js", "esModule",

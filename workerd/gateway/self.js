@@ -16,6 +16,8 @@
 // with its own way to load a version (setSelfLoader): this module imports nothing of
 // either.
 import { WorkerEntrypoint } from "cloudflare:workers";
+// The asm.js build: workerd refuses to compile WebAssembly at run time.
+import { parse } from "./es-module-lexer.js";
 
 const NAME_RE = /^[A-Za-z_$][A-Za-z0-9_$]{0,127}$/;
 export const MAX_SELF_PROPS = 64 * 1024;  // bytes of JSON
@@ -34,122 +36,35 @@ export function setSelfLoader(load, wrap) {
 
 // Rewrites "cloudflare:workers" in the tenant's own ES modules (`modules`: name ->
 // {js}|…, before the platform's are added) to the platform's `__wdl/workers.js`. Only
-// static specifiers in code: `from "…"`, `import "…"`, `import("…")`. The same text in a
-// string, a template, a comment or a regular expression is the tenant's data and stays as
-// written (a plain regex replace rewrote them all: a tenant's `/from "cloudflare:workers"/`
-// then no longer parsed, and strings it served or handed to a child changed).
+// the specifiers of imports and re-exports: `from "…"`, `import "…"`, `import("…")`.
+// The same text in a string, a template, a comment or a regular expression is the
+// tenant's data and stays as written (a plain regex replace rewrote them all: a tenant's
+// `/from "cloudflare:workers"/` then no longer parsed, and strings it served or handed
+// to a child changed). es-module-lexer (Vite's and Node's ESM lexer) tells them apart.
 const SPECIFIER = "cloudflare:workers";
-const WORD = /[A-Za-z0-9_$\u0080-\uffff]/;
-// After these words an expression starts, so `/` opens a regular expression.
-const BEFORE_EXPRESSION = new Set(["return", "typeof", "case", "do", "else", "in", "of",
-  "instanceof", "new", "delete", "void", "throw", "yield", "await", "export", "default"]);
 
 function relativeTo(from, to) {
   const up = from.split("/").length - 1;
   return (up ? "../".repeat(up) : "./") + to;
 }
 
-// The end of the quoted string at `i` (its opening quote), escapes skipped.
-function stringEnd(src, i) {
-  const q = src[i];
-  let j = i + 1;
-  while (j < src.length && src[j] !== q && src[j] !== "\n") j += src[j] === "\\" ? 2 : 1;
-  return j + 1;
-}
-
-// The end of the regular expression literal at `i` (its `/`), classes and flags included.
-function regexEnd(src, i) {
-  let j = i + 1;
-  let inClass = false;
-  while (j < src.length && src[j] !== "\n") {
-    const c = src[j];
-    if (c === "\\") j += 1;
-    else if (c === "[") inClass = true;
-    else if (c === "]") inClass = false;
-    else if (c === "/" && !inClass) break;
-    j += 1;
-  }
-  j += 1;
-  while (j < src.length && WORD.test(src[j])) j += 1;
-  return j;
-}
-
 export function rewriteSpecifier(src, to) {
+  let found;
+  try {
+    [found] = parse(src);
+  } catch {
+    // Not a module the lexer reads: left as written, workerd reports its syntax error.
+    return src;
+  }
   let out = "";
   let copied = 0;
-  const tokens = ["", "", ""];  // the last three significant tokens
-  const push = (t) => { tokens.shift(); tokens.push(t); };
-  const templates = [];  // open `${` of templates: the brace depth each resumes at
-  let depth = 0;
-  let i = 0;
-  const template = () => {  // from inside a template's text to its end or next `${`
-    while (i < src.length) {
-      const c = src[i];
-      if (c === "\\") { i += 2; continue; }
-      if (c === "`") { i += 1; push("`"); return; }
-      if (c === "$" && src[i + 1] === "{") { i += 2; templates.push(depth); push("{"); return; }
-      i += 1;
-    }
-  };
-  while (i < src.length) {
-    const c = src[i];
-    if (c === " " || c === "\t" || c === "\n" || c === "\r") { i += 1; continue; }
-    if (c === "/" && src[i + 1] === "/") {
-      const end = src.indexOf("\n", i);
-      i = end < 0 ? src.length : end;
-      continue;
-    }
-    if (c === "/" && src[i + 1] === "*") {
-      const end = src.indexOf("*/", i + 2);
-      i = end < 0 ? src.length : end + 2;
-      continue;
-    }
-    if (c === "'" || c === '"') {
-      const end = stringEnd(src, i);
-      const [a, b, last] = tokens;
-      if (src.slice(i + 1, end - 1) === SPECIFIER &&
-          ((last === "from") || (last === "import" && b !== ".") ||
-           (last === "(" && b === "import" && a !== "."))) {
-        out += src.slice(copied, i + 1) + to;
-        copied = end - 1;
-      }
-      i = end;
-      push("string");
-      continue;
-    }
-    if (c === "`") { i += 1; template(); continue; }
-    if (c === "{") { depth += 1; i += 1; push("{"); continue; }
-    if (c === "}") {
-      if (templates.length && templates[templates.length - 1] === depth) {
-        templates.pop();
-        i += 1;
-        template();
-        continue;
-      }
-      depth -= 1;
-      i += 1;
-      push("}");
-      continue;
-    }
-    if (c === "/") {
-      const last = tokens[2];
-      const afterValue = last === ")" || last === "]" || last === "string" || last === "`" ||
-        (WORD.test(last[0] || "") && !BEFORE_EXPRESSION.has(last));
-      if (!afterValue) {
-        i = regexEnd(src, i);
-        push("regex");
-        continue;
-      }
-    }
-    if (WORD.test(c)) {
-      let j = i + 1;
-      while (j < src.length && WORD.test(src[j])) j += 1;
-      push(src.slice(i, j));
-      i = j;
-      continue;
-    }
-    push(c);
-    i += 1;
+  for (const imp of found) {
+    if (imp.specifier !== SPECIFIER) continue;
+    // A static specifier's span excludes its quotes, a dynamic import's argument includes them.
+    const [start, end] = imp.type === "dynamic" ? [imp.start + 1, imp.end - 1]
+      : [imp.start, imp.end];
+    out += src.slice(copied, start) + to;
+    copied = end;
   }
   return out + src.slice(copied);
 }
