@@ -173,11 +173,13 @@ def test_installed_binary_is_the_pinned_native_executable() -> None:
 
 def test_lockfile_pins_exact_versions_and_lists_every_platform_package() -> None:
     package = json.loads((WORKERD_DIR / "package.json").read_text())
-    assert package["dependencies"] == {"workerd": "1.20261117.1", "wrangler": "4.85.0"}
+    assert package["dependencies"] == {"workerd": "1.20261117.1", "wrangler": "4.85.0",
+                                       "es-module-lexer": "3.0.5"}
     lock = json.loads((WORKERD_DIR / "package-lock.json").read_text())
     packages = lock["packages"]
     assert packages["node_modules/workerd"]["version"] == "1.20261117.1"
     assert packages["node_modules/wrangler"]["version"] == "4.85.0"
+    assert packages["node_modules/es-module-lexer"]["version"] == "3.0.5"
     # `npm ci` refuses a lock that lacks any of workerd's optional platform packages; the
     # registry mirror here lacks some of them, so they are listed by hand (see docs/workerd.md).
     for name, version in packages["node_modules/workerd"]["optionalDependencies"].items():
