@@ -4,7 +4,19 @@ from __future__ import annotations
 
 import typer
 
-from cli import control, d1, kv, projections, quarantine, queues, r2, run, tail, workflows
+from cli import (
+    control,
+    d1,
+    hyperdrive,
+    kv,
+    projections,
+    quarantine,
+    queues,
+    r2,
+    run,
+    tail,
+    workflows,
+)
 from cli.resources import kv_namespace_app, r2_bucket_app
 
 app = typer.Typer(
@@ -20,6 +32,7 @@ app.add_typer(kv.app, name="kv")
 app.add_typer(r2.app, name="r2")
 app.add_typer(d1.app, name="d1")
 app.add_typer(queues.app, name="queues")
+app.add_typer(hyperdrive.app, name="hyperdrive")
 app.add_typer(workflows.app, name="workflows")
 control.register(app)
 quarantine.register(app)

@@ -70,7 +70,8 @@ DEFAULT_SUBREQUESTS = 1000  # as services/api/routes/policies.py shows it
 SHARES = (("workflow_slots", "workflow invocations in flight"),
           ("queue_batches", "queue batches in delivery"),
           ("cron_runs", "cron runs in flight"),
-          ("tails", "open tail sessions"))
+          ("tails", "open tail sessions"),
+          ("hyperdrive_connections", "Hyperdrive server connections"))
 
 
 @limits_app.command("show")
@@ -105,6 +106,8 @@ def limits_set(
     queue_batches: Annotated[int | None, _share_opt("--queue-batches", "queue batches")] = None,
     cron_runs: Annotated[int | None, _share_opt("--cron-runs", "cron runs")] = None,
     tails: Annotated[int | None, _share_opt("--tails", "open tail sessions")] = None,
+    hyperdrive_connections: Annotated[int | None, _share_opt(
+        "--hyperdrive-connections", "Hyperdrive server connections")] = None,
     ns: NsOpt = None, as_json: JsonOpt = False, url: UrlOpt = None,
     token: TokenOpt = None, profile: ProfileOpt = None,
 ) -> None:
@@ -113,7 +116,8 @@ def limits_set(
     CPU is bounded platform-wide by the watchdog.
     """
     given = {"wall_ms": wall_ms, "subrequests": subrequests, "workflow_slots": workflow_slots,
-             "queue_batches": queue_batches, "cron_runs": cron_runs, "tails": tails}
+             "queue_batches": queue_batches, "cron_runs": cron_runs, "tails": tails,
+             "hyperdrive_connections": hyperdrive_connections}
     with connect(url, token, profile, ns, need_namespace=True) as (client, namespace):
         current = client.get(f"/v1/namespaces/{namespace}/limits")
         body = {k: int(current.get(k) or 0) for k in given}

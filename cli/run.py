@@ -6,7 +6,7 @@
   survives a restart.
 * `wdl up`: the same against Kafka/Redis/PostgreSQL/S3 from the environment
   (e.g. `set -a; . .wdl/services.env; set +a`);
-  `--only api|projector|state|gateway|scheduler|workflows|d1|objects|queues`
+  `--only api|projector|state|gateway|scheduler|workflows|d1|objects|queues|hyperdrive`
   runs one of them alone, for multi-replica deployments.
 * `wdl health api|projector|state|gateway|...`: exit 0 if that process answers. Every
   component but the control API wants the internal token: from WDL_INTERNAL_TOKEN,
@@ -23,8 +23,10 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import sys
 from typing import TYPE_CHECKING, Annotated
+from urllib.parse import urlsplit
 
 import httpx
 import typer
@@ -158,6 +160,11 @@ def up(only: Annotated[list[str] | None, typer.Option(
            "[env WDL_OBJECTS_URL]")] = None,
        queues_port: Annotated[int, typer.Option(
            "--queues-port", help="queue service producer endpoint and /healthz")] = 8797,
+       hyperdrive_port: Annotated[int, typer.Option(
+           "--hyperdrive-port", help="the Hyperdrive pooler (PgBouncer); default: "
+           "WDL_HYPERDRIVE_URL's port, else 26432")] = 0,
+       hyperdrive_host: Annotated[str, typer.Option(
+           "--hyperdrive-host", help="where the pooler listens")] = "127.0.0.1",
        queues_url: Annotated[str | None, typer.Option(
            "--queues-url", help="a queue service replica's URL, for a gateway without it "
            "[env WDL_QUEUES_URL]")] = None,
@@ -193,9 +200,14 @@ def up(only: Annotated[list[str] | None, typer.Option(
         objects_port=objects_port,
         objects_url=objects_url or os.environ.get("WDL_OBJECTS_URL"),
         workflows_url=workflows_url or os.environ.get("WDL_WORKFLOWS_URL"),
-        queues_port=queues_port, queues_url=queues_url or os.environ.get("WDL_QUEUES_URL"))
+        queues_port=queues_port, queues_url=queues_url or os.environ.get("WDL_QUEUES_URL"),
+        hyperdrive_host=hyperdrive_host,
+        hyperdrive_port=hyperdrive_port or urlsplit(
+            os.environ.get("WDL_HYPERDRIVE_URL") or "").port or HYPERDRIVE_PORT)
     _run(settings, options, None)
 
+
+HYPERDRIVE_PORT = 26432  # harness/services.py's default (WDL_HYPERDRIVE_PORT)
 
 HEALTH_DEFAULTS = {
     "api": "http://127.0.0.1:8787/healthz",
@@ -208,6 +220,8 @@ HEALTH_DEFAULTS = {
     "queues": "http://127.0.0.1:8797/healthz",
     "d1": "http://127.0.0.1:8795/healthz",
     "objects": "http://127.0.0.1:8796/__wdl/healthz",
+    # PgBouncer speaks PostgreSQL, not HTTP: a TCP connect is its health.
+    "hyperdrive": f"tcp://127.0.0.1:{HYPERDRIVE_PORT}",
 }
 
 
@@ -230,6 +244,16 @@ def health(component: Annotated[str, typer.Argument(help=", ".join(COMPONENTS))]
         console.print(f"[red]error:[/] unknown component {component!r}")
         raise typer.Exit(2)
     target = url or HEALTH_DEFAULTS[component]
+    if target.startswith("tcp://"):
+        parts = urlsplit(target)
+        try:
+            socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 0),
+                                     timeout=timeout).close()
+        except OSError as exc:
+            console.print(f"{component}: unreachable at {target}: {exc}")
+            raise typer.Exit(1) from None
+        sys.stdout.write(f"{component}: listening at {target}\n")
+        raise typer.Exit(0)
     # The control API is public (its /healthz is open): the internal token never goes there.
     token = None if component == "api" else _internal_token()
     headers = {"authorization": f"Bearer {token}"} if token else {}

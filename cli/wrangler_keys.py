@@ -98,7 +98,7 @@ KEYS: dict[str, Key] = {
     "data_blobs": Key(_R, _TOP, "a legacy service-worker binding; import the file instead"),
     "dispatch_namespaces": Key(_S, _N),
     "flagship": Key(_R, _N, _BINDING),
-    "hyperdrive": Key(_R, _N, _BINDING),
+    "hyperdrive": Key(_S, _N),
     "images": Key(_R, _N, _BINDING),
     "logfwdr": Key(_R, _I, _BINDING),
     "media": Key(_R, _N, _BINDING),

@@ -15,6 +15,7 @@ class AggregateKind(enum.StrEnum):
     R2_BUCKET = "r2"
     D1_DATABASE = "d1"
     QUEUE = "queue"
+    HYPERDRIVE = "hyperdrive"
 
 
 # Tenant resources live on their namespace's partition, so the fold can check
@@ -22,7 +23,7 @@ class AggregateKind(enum.StrEnum):
 _KEYED_BY_NAMESPACE = frozenset({AggregateKind.NAMESPACE, AggregateKind.WORKER,
                                  AggregateKind.KV_NAMESPACE, AggregateKind.R2_BUCKET,
                                  AggregateKind.D1_DATABASE,
-                                 AggregateKind.QUEUE})
+                                 AggregateKind.QUEUE, AggregateKind.HYPERDRIVE})
 
 
 def resource_aggregate_id(namespace: str, name: str) -> str:

@@ -7,7 +7,9 @@ skip the download/build:
 - Kafka 4.x (KRaft, combined broker+controller) from Maven Central jars,
 - Redis 7 and PostgreSQL 15 from Debian packages,
 - versitygw (an S3 gateway that checks SigV4 signatures) via ``go install``,
-- workerd from npm (pinned in ``workerd/package.json``).
+- workerd from npm (pinned in ``workerd/package.json``),
+- PgBouncer from its Debian package (``apt-get download`` + ``dpkg -x``; the Hyperdrive
+  component runs it).
 
 Runtime state (data directories, pid files, logs) lives in ``.wdl/`` of the
 checkout. Health is established by speaking each protocol, never by sleeping.
@@ -41,6 +43,7 @@ KAFKA_CONTROLLER_PORT = KAFKA_PORT + 1
 REDIS_PORT = int(os.environ.get("WDL_REDIS_PORT", "26379"))
 POSTGRES_PORT = int(os.environ.get("WDL_POSTGRES_PORT", "25432"))
 S3_PORT = int(os.environ.get("WDL_S3_PORT", "27070"))
+HYPERDRIVE_PORT = int(os.environ.get("WDL_HYPERDRIVE_PORT", "26432"))
 
 VERSITYGW_MODULE = "github.com/versity/versitygw/cmd/versitygw"
 VERSITYGW_VERSION = "v1.8.0"
@@ -519,6 +522,28 @@ def workerd_binary() -> Path:
     return exe
 
 
+PGBOUNCER_PACKAGES = ("pgbouncer", "libc-ares2")
+
+
+def pgbouncer_binary() -> Path:
+    """PgBouncer from Debian's package (bookworm: 1.18), unpacked into the cache with
+    `apt-get download` + `dpkg -x`: no root, no init script, no postgresql-common. The
+    Hyperdrive component runs it (services/hyperdrive); its other libraries (libevent,
+    libssl) are the system's."""
+    root = CACHE / "pgbouncer" / "root"
+    exe = root / "usr" / "sbin" / "pgbouncer"
+    if not exe.exists():
+        debs = CACHE / "pgbouncer" / "debs"
+        debs.mkdir(parents=True, exist_ok=True)
+        log("downloading PgBouncer (apt-get download)")
+        run(["apt-get", "download", "-qq", *PGBOUNCER_PACKAGES], cwd=debs)
+        for deb in sorted(debs.glob("*.deb")):
+            run(["dpkg", "-x", str(deb), str(root)])
+    env = {**os.environ, "LD_LIBRARY_PATH": str(root / "usr" / "lib" / "x86_64-linux-gnu")}
+    run([str(exe), "--version"], env=env)
+    return exe
+
+
 # --------------------------------------------------------------------------- orchestration
 
 
@@ -546,6 +571,7 @@ def up() -> dict[str, str]:
     pg.start()
     s3.start()
     workerd = workerd_binary()
+    pgbouncer = pgbouncer_binary()
     env = {
         "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap,
         "REDIS_URL": redis_.url,
@@ -555,6 +581,10 @@ def up() -> dict[str, str]:
         "S3_SECRET_ACCESS_KEY": secret,
         "S3_REGION": "us-east-1",
         "WORKERD_BIN": str(workerd),
+        # The Hyperdrive component's pooler (it runs PgBouncer itself: its configuration
+        # is the projected configs'); WDL_HYPERDRIVE_URL is where it listens.
+        "PGBOUNCER_BIN": str(pgbouncer),
+        "WDL_HYPERDRIVE_URL": f"postgresql://{HOST}:{HYPERDRIVE_PORT}",
         "WDL_HARNESS_STATE": str(STATE),
     }
     SERVICES_ENV.write_text(

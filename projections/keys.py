@@ -21,6 +21,7 @@ EGRESS = "egress"  # namespace -> JSON egress policy
 GRANTS = "grants"  # "target_ns/worker" -> JSON {source namespaces}
 QUARANTINE = "quarantine"  # "ns/worker/version" (or "ns": a held namespace) -> JSON record
 STRIKES = "strikes"  # namespace -> JSON {strikes: [ms...], window_s, hold_after, last}
+HYPERDRIVE = "hyperdrive"  # config id -> JSON config record (docs/hyperdrive.md)
 QUEUE_CONSUMERS = "queue_consumers"  # "ns/queue" -> JSON consumer settings (docs/queues.md)
 
 

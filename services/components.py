@@ -7,7 +7,7 @@ them without importing every component's libraries at start-up.
 from __future__ import annotations
 
 COMPONENTS = ("api", "projector", "state", "data", "gateway", "scheduler", "workflows", "d1",
-              "objects", "queues")
+              "objects", "queues", "hyperdrive")
 DEV_KEY_FILE = "root.keys"  # same file the control API uses in embedded mode
 TOKEN_FILE = "admin.token"
 INTERNAL_TOKEN_FILE = "internal.token"

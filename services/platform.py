@@ -101,6 +101,14 @@ class PlatformOptions:
     workflows_url: str | None = None  # gateway without the engine: where it is
     queues_port: int = 0  # the queue service's producer endpoint and /healthz (`wdl up`: 8797)
     queues_url: str | None = None  # gateway without the queue service: where one is
+    # The Hyperdrive pooler's port (`wdl up`: WDL_HYPERDRIVE_URL's, 26432 from the harness;
+    # 0: a free one). Its address is `Platform.hyperdrive.address` (docs/hyperdrive.md).
+    hyperdrive_port: int = field(default_factory=lambda: urlsplit(
+        os.environ.get("WDL_HYPERDRIVE_URL") or "").port or 0)
+    hyperdrive_host: str = "127.0.0.1"
+    # Where tenants' pooler connections come from (PgBouncer hba's address column).
+    hyperdrive_clients: str = field(default_factory=lambda: os.environ.get(
+        "WDL_HYPERDRIVE_CLIENTS") or "127.0.0.1/32")
     # Shared by the gateway and the scheduler (WDL_INTERNAL_TOKEN); one per process if unset.
     internal_token: str = field(
         default_factory=lambda: os.environ.get("WDL_INTERNAL_TOKEN") or secrets.token_urlsafe(32))
@@ -180,6 +188,7 @@ class Platform:
         self._scheduler_task: asyncio.Task[None] | None = None
         self.workflows: Any = None  # services.workflows.service.WorkflowsService
         self.queues: Any = None  # services.queues.service.QueuesService
+        self.hyperdrive: Any = None  # services.hyperdrive.service.HyperdriveService
 
     def wants(self, name: str) -> bool:
         return name in self.options.components
@@ -245,6 +254,8 @@ class Platform:
                     self.api.app.state.ctx.propagate = self.state.leases.propagate
             elif self.api is not None and o.state_url:
                 await self._remote_propagate(o.state_url)
+            if self.wants("hyperdrive"):
+                await self._start_hyperdrive(backends, keyring)
         if self.wants("objects"):
             if state_url is None:
                 raise ValueError("the Durable Object host needs the state service (--state-url)")
@@ -298,6 +309,26 @@ class Platform:
             if not gateway_url:
                 raise ValueError("the queue service alone needs --gateway-url")
             await self._start_queues(backends, gateway_url, queues_sock)
+
+    async def _start_hyperdrive(self, backends: Backends, keyring: Keyring) -> None:
+        """PgBouncer supervised from the projected configs. Run with the rest (`wdl dev`,
+        `wdl up`) it is skipped, with a warning, where PgBouncer is not installed;
+        `wdl up --only hyperdrive` fails instead."""
+        from services.hyperdrive.service import HyperdriveOptions, HyperdriveService, find_binary
+
+        binary = find_binary()
+        if binary is None:
+            if self.options.components == {"hyperdrive"}:
+                raise ValueError("PgBouncer is not installed: set PGBOUNCER_BIN (`make "
+                                 "services` provisions it from Debian's package)")
+            log.warning("hyperdrive: PgBouncer is not installed (PGBOUNCER_BIN); "
+                        "Hyperdrive configs are not served")
+            return
+        self.hyperdrive = HyperdriveService(backends.store, keyring, HyperdriveOptions(
+            binary=binary, host=self.options.hyperdrive_host, port=self.options.hyperdrive_port,
+            clients=self.options.hyperdrive_clients))
+        await self.hyperdrive.start()
+        self._stack.push_async_callback(self.hyperdrive.stop)
 
     def _lease_ms(self) -> int:
         """Gateway freshness leases: on where this process's control API propagates

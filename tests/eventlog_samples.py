@@ -40,6 +40,9 @@ from eventlog.events import (
     D1MigrationsApplied,
     EgressPolicySet,
     EgressRule,
+    HyperdriveCreated,
+    HyperdriveDeleted,
+    HyperdriveUpdated,
     KvNamespaceCreated,
     KvNamespaceDeleted,
     NamespaceLimitsSet,
@@ -207,6 +210,14 @@ def every_event() -> list[tuple[Event, dict[str, int]]]:
                          precise=True, instance="gw0-1", detail="no answer for 1.5 s",
                          hold_after=3, window_s=600), {}),
         (NamespaceQuarantineLifted(namespace="acme", note="fixed"), {}),
+        (HyperdriveCreated(namespace="acme", name="main-db", config_id="0" * 32,
+                           origin_host="db.internal", origin_port=5432, origin_database="app",
+                           sealed_origin=sealed(), sealed_password=sealed()),
+         {"expected_version": 0}),
+        (HyperdriveUpdated(namespace="acme", name="main-db", config_id="0" * 32,
+                           origin_host="10.0.0.5", origin_port=6432, origin_database="app",
+                           pool_size=3, sealed_origin=sealed()), {}),
+        (HyperdriveDeleted(namespace="acme", name="main-db"), {}),
     ]
 
 

@@ -14,6 +14,7 @@ from eventlog.bindings import (
     d1,
     dispatch_namespace,
     durable_object,
+    hyperdrive,
     kv,
     plain,
     queue,
@@ -35,7 +36,7 @@ from eventlog.bindings.spec import (
 SPECS: Mapping[str, BindingSpec] = {s.kind: s for s in (
     kv.SPEC, r2.SPEC, d1.SPEC, service.SPEC, workflow.SPEC, queue.SPEC,
     durable_object.SPEC, worker_loader.SPEC, version_metadata.SPEC, ratelimit.SPEC,
-    assets.SPEC, dispatch_namespace.SPEC, plain.SECRET, plain.JSON, plain.TEXT)}
+    assets.SPEC, dispatch_namespace.SPEC, hyperdrive.SPEC, plain.SECRET, plain.JSON, plain.TEXT)}
 KINDS: tuple[str, ...] = tuple(SPECS)
 RESOURCE_KINDS: frozenset[str] = frozenset(k for k, s in SPECS.items() if s.resource)
 

@@ -20,6 +20,7 @@ from eventlog.events import (
     cron,
     d1,
     hosts,
+    hyperdrive,
     kv,
     leases,
     namespaces,
@@ -60,6 +61,12 @@ from eventlog.events.hosts import (
     HostMatch,
     HostReleased,
     HostVerified,
+)
+from eventlog.events.hyperdrive import (
+    HyperdriveCreated,
+    HyperdriveDeleted,
+    HyperdriveEvent,
+    HyperdriveUpdated,
 )
 from eventlog.events.kv import KvEvent, KvNamespaceCreated, KvNamespaceDeleted
 from eventlog.events.leases import (
@@ -114,11 +121,12 @@ from eventlog.events.workers import (
 
 Event = (NamespaceEvent | WorkerEvent | SecretEvent | HostEvent | LeaseEvent | TokenEvent
          | CronEvent | KvEvent | R2Event | D1Event | PolicyEvent | QuarantineEvent | QueueEvent
-         | ContainmentEvent)
+         | ContainmentEvent | HyperdriveEvent)
 
 # The registry, in catalogue order: each module contributes its `CLASSES`.
 _KINDS: tuple[_Module, ...] = (namespaces, workers, secrets, hosts, leases, tokens, cron, kv, r2,
-                               d1, policies, quarantine, queues, containment)
+                               d1, policies, quarantine, queues, containment,
+                               hyperdrive)
 
 EVENT_CLASSES: tuple[type[Event], ...] = tuple(cls for kind in _KINDS for cls in kind.CLASSES)
 
@@ -161,6 +169,10 @@ __all__ = [
     "HostMatch",
     "HostReleased",
     "HostVerified",
+    "HyperdriveCreated",
+    "HyperdriveDeleted",
+    "HyperdriveEvent",
+    "HyperdriveUpdated",
     "IncidentKind",
     "KvEvent",
     "KvNamespaceCreated",

@@ -97,7 +97,8 @@ MAX_WALL_MS = 15 * 60 * 1000
 MAX_SUBREQUESTS = 100_000
 # Fair shares of the shared engines (services/fairshare.py): what one namespace may hold.
 MAX_SHARE = 4096
-SHARE_FIELDS = ("workflow_slots", "queue_batches", "cron_runs", "tails")
+SHARE_FIELDS = ("workflow_slots", "queue_batches", "cron_runs", "tails",
+                "hyperdrive_connections")
 
 
 class NamespaceLimitsSet(NamespaceScoped, frozen=True, kw_only=True):
@@ -114,6 +115,9 @@ class NamespaceLimitsSet(NamespaceScoped, frozen=True, kw_only=True):
     queue_batches: int = 0
     cron_runs: int = 0
     tails: int = 0
+    # Server connections all the namespace's Hyperdrive configs may hold at the origin
+    # (docs/hyperdrive.md); added later, decoded as 0 (the pooler's default) when absent.
+    hyperdrive_connections: int = 0
 
     def validate(self) -> None:
         super().validate()

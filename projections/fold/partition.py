@@ -16,6 +16,7 @@ from projections.fold.core import PartitionBatch, Verdict
 from projections.fold.cron import CronRules
 from projections.fold.d1 import D1Rules
 from projections.fold.hosts import HostRules
+from projections.fold.hyperdrive import HyperdriveRules
 from projections.fold.kv import KvRules
 from projections.fold.leases import LeaseRules
 from projections.fold.namespaces import NamespaceRules
@@ -29,6 +30,7 @@ from projections.fold.workers import WorkerRules
 
 
 class PartitionFold(
+    HyperdriveRules,
     KvRules,
     R2Rules,
     D1Rules,

@@ -32,6 +32,7 @@ from services.api.routes import (
     d1,
     deploy,
     hosts,
+    hyperdrive,
     kv_data,
     leases,
     namespaces,
@@ -105,7 +106,7 @@ def create_app(settings: Settings, backends: Backends, keyring: Keyring, blobs: 
     install_handlers(app)
     for module in (system, namespaces, workers, deploy, secrets, hosts, leases, audit, tokens,
                    resources, policies, kv_data, r2_data, quarantine, tail, d1,
-                   queues, workflows, assets):
+                   queues, workflows, assets, hyperdrive):
         app.include_router(module.router)
     app.add_middleware(ErrorGuard)
     app.add_middleware(BodyLimit, max_bytes=ctx.limits.max_request_bytes,

@@ -112,6 +112,9 @@ class LimitsIn(_Strict):
                            "the dispatcher's default share")
     tails: int = Field(0, ge=0, le=4096, description="open tail sessions; 0: the platform "
                        "default")
+    hyperdrive_connections: int = Field(0, ge=0, le=4096, description="server connections "
+                                        "the namespace's Hyperdrive configs hold at their "
+                                        "origins, together; 0: the pooler's default")
 
 
 class ServiceGrantIn(_Strict):

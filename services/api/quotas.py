@@ -42,6 +42,7 @@ class Quotas:
     d1: int = 1000  # D1 databases
     queues: int = 1000
     d1_backups: int = 100  # per database
+    hyperdrive: int = 25  # Hyperdrive configs (Cloudflare's Workers Paid limit)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Quotas:
@@ -68,6 +69,7 @@ class Quotas:
 LABELS: Mapping[str, str] = {
     "workers": "workers", "versions": "versions", "secrets": "secrets",
     "hosts": "host claims", "queues": "queues", "d1_backups": "backups",
+    "hyperdrive": "Hyperdrive configs",
     # The resource kinds, as the binding registry calls them.
     **{kind: f"{SPECS[kind].label}s" for kind in ("kv", "r2", "d1")},
 }

@@ -56,7 +56,8 @@ class BundleSource:
             modules[ref["name"]] = _module(ref["type"], await self.blobs.get(ref["sha256"]))
         plain = {name: self._open(ns, None, name, raw) for name, raw in shared.items()}
         plain.update({name: self._open(ns, worker, name, raw) for name, raw in own.items()})
-        env, bindings = _env(ns, worker, version, meta, plain)
+        resources = await self._resources(reader, ns, meta)
+        env, bindings = _env(ns, worker, version, meta, plain, resources)
         return {
             "id": loader_id(ns, worker, version, envelopes),
             "compatibilityDate": meta["compatibility_date"],
@@ -68,6 +69,34 @@ class BundleSource:
             # Tail Workers of this version (workerd/gateway/tail.js delivers to them).
             "tailConsumers": list(meta.get("tail_consumers") or ()),
         }
+
+    async def _resources(self, reader: ProjectionReader, ns: str, meta: dict[str, Any],
+                         ) -> dict[tuple[str, str], dict[str, Any]]:
+        """The records of the resources the version's plain-value bindings name, each
+        with its `sealed_password` opened (`opened`): a resource kind whose env value is
+        made here (Hyperdrive's credentials). Sealed for `<kind>/<target>` of `ns`."""
+        out: dict[tuple[str, str], dict[str, Any]] = {}
+        for binding in meta.get("bindings") or ():
+            kind, target = binding["kind"], binding.get("target") or ""
+            spec = binding_spec(kind)
+            if spec is None or spec.value is None or not spec.resource or (kind, target) in out:
+                continue
+            record = await reader.resource(kind, ns, target)
+            if record is None or "sealed_password" not in record:
+                continue
+            out[(kind, target)] = {"resource": record, "opened": self._open_sealed(
+                SecretContext(ns, None, f"{kind}/{target}"), record["sealed_password"],
+                f"{spec.label} {target} of {ns}")}
+        return out
+
+    def _open_sealed(self, context: SecretContext, doc: Any, what: str) -> str:
+        try:
+            sealed = msgspec.convert(doc, SealedSecret)
+            return self.keyring.open(context, sealed).decode("utf-8")
+        except (SecretCryptoError, msgspec.ValidationError, UnicodeDecodeError) as exc:
+            code = getattr(exc, "code", type(exc).__name__)
+            raise BundleError(500, "secret_unavailable",
+                              f"the credentials of {what} cannot be opened ({code})") from None
 
     def _open(self, ns: str, worker: str | None, name: str, raw: str) -> str:
         doc = _decode.decode(raw)
@@ -83,7 +112,9 @@ class BundleSource:
 
 
 def _env(ns: str, worker: str, version: str, meta: dict[str, Any],
-         secrets: dict[str, str]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+         secrets: dict[str, str],
+         resources: dict[tuple[str, str], dict[str, Any]] | None = None,
+         ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """(plain env, platform bindings): vars, then every secret in scope, then the
     version's explicit bindings. Platform bindings become entrypoint stubs in the
     gateway; their props are set here, from the accepted version, and nowhere else."""
@@ -102,7 +133,8 @@ def _env(ns: str, worker: str, version: str, meta: dict[str, Any],
         if spec.props is not None:
             platform.append({"name": name, "kind": kind, "props": spec.props(scope, binding)})
         elif spec.value is not None:
-            value = spec.value(scope, binding, secrets)
+            opened = (resources or {}).get((kind, binding.get("target") or ""))
+            value = spec.value(scope, {**binding, **opened} if opened else binding, secrets)
             if value is not NO_VALUE:
                 env[name] = value
     return env, platform

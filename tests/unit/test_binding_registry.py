@@ -174,7 +174,8 @@ def test_a_config_reads_into_every_kind_that_has_a_wrangler_key() -> None:
                            "simple": {"limit": 5, "period": 10}}],
            "assets": {"directory": "./public", "binding": "ASSETS"},
            "dispatch_namespaces": [{"binding": "D", "namespace": "users",
-                                    "outbound": {"service": "out", "parameters": ["p"]}}]}
+                                    "outbound": {"service": "out", "parameters": ["p"]}}],
+           "hyperdrive": [{"binding": "HD", "id": "0123456789abcdef0123456789abcdef"}]}
     read = {b["kind"] for b in read_wrangler(doc, "wrangler.json")}
     assert read == {k for k, s in SPECS.items() if s.parse is not None}
     assert KINDS[: len(read)] == tuple(k for k in SPECS if SPECS[k].parse is not None)
