@@ -69,7 +69,7 @@ class HyperdriveOptions:
 
 def library_path(binary: str) -> str | None:
     """The libraries `dpkg -x` put beside an unpacked binary (libc-ares), if any."""
-    lib = Path(binary).resolve().parents[2] / "lib" / "x86_64-linux-gnu"
+    lib = Path(binary).resolve().parents[1] / "lib" / "x86_64-linux-gnu"  # <root>/usr/lib/…
     return str(lib) if lib.is_dir() else None
 
 
@@ -233,9 +233,25 @@ class HyperdriveService:
 
     # --- the process ----------------------------------------------------------------
 
+    def _executable(self) -> tuple[str, str | None]:
+        """(binary, library dir) the run-as user can reach. An unpacked package in root's
+        cache (~/.cache is 0700) is copied into the pooler's own directory first."""
+        binary, lib = self.options.binary, library_path(self.options.binary)
+        if not self._user or binary.startswith("/usr/"):
+            return binary, lib
+        local = self.workdir / "bin"
+        if not (local / "pgbouncer").exists():
+            local.mkdir(exist_ok=True)
+            shutil.copy2(binary, local / "pgbouncer")
+            if lib:
+                shutil.copytree(lib, local / "lib", dirs_exist_ok=True)
+            for path in (local, *local.rglob("*")):
+                shutil.chown(path, self._user, self._group())
+        return str(local / "pgbouncer"), str(local / "lib") if lib else None
+
     def _spawn(self) -> None:
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
-        lib = library_path(self.options.binary)
+        binary, lib = self._executable()
         if lib:
             env["LD_LIBRARY_PATH"] = lib
         kwargs: dict[str, Any] = {}
@@ -243,17 +259,19 @@ class HyperdriveService:
             kwargs["user"] = self._user
             kwargs["group"] = self._group()
             kwargs["extra_groups"] = []
-        self._proc = subprocess.Popen(
-            [self.options.binary, str(self.workdir / "pgbouncer.ini")], env=env,
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            start_new_session=True, **kwargs)
+        # What PgBouncer says before its logfile is open (a missing library, a bad ini).
+        with open(self.workdir / "stderr.log", "ab") as early:
+            self._proc = subprocess.Popen(
+                [binary, str(self.workdir / "pgbouncer.ini")], env=env,
+                stdin=subprocess.DEVNULL, stdout=early, stderr=early,
+                start_new_session=True, **kwargs)
 
     async def _wait_listening(self, timeout: float = 15.0) -> None:
         deadline = asyncio.get_running_loop().time() + timeout
         while True:
             if self._proc is not None and self._proc.poll() is not None:
                 raise RuntimeError(f"PgBouncer exited ({self._proc.returncode}); see "
-                                   f"{self.workdir / 'pgbouncer.log'}")
+                                   f"{self.workdir / 'stderr.log'} and pgbouncer.log")
             try:
                 _, writer = await asyncio.open_connection(self.options.host, self.port)
                 writer.close()
