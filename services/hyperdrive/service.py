@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
 import os
 import pwd
@@ -71,6 +72,12 @@ def library_path(binary: str) -> str | None:
     """The libraries `dpkg -x` put beside an unpacked binary (libc-ares), if any."""
     lib = Path(binary).resolve().parents[1] / "lib" / "x86_64-linux-gnu"  # <root>/usr/lib/…
     return str(lib) if lib.is_dir() else None
+
+
+def _die_with_parent() -> None:
+    """prctl(PR_SET_PDEATHSIG, SIGTERM) in the child, after its user switch (Linux)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
 
 
 def _free_port(host: str) -> int:
@@ -264,7 +271,9 @@ class HyperdriveService:
             self._proc = subprocess.Popen(
                 [binary, str(self.workdir / "pgbouncer.ini")], env=env,
                 stdin=subprocess.DEVNULL, stdout=early, stderr=early,
-                start_new_session=True, **kwargs)
+                # In the platform's process group (a group kill of `wdl dev` reaches it)
+                # and gone when the platform process dies, however it dies.
+                preexec_fn=_die_with_parent, **kwargs)
 
     async def _wait_listening(self, timeout: float = 15.0) -> None:
         deadline = asyncio.get_running_loop().time() + timeout
