@@ -200,8 +200,8 @@ async def test_the_victims_config_is_out_of_the_attackers_reach(
     r = await attacker.deploy(attacker.project(
         "steal", SPY_JS, f'\n[[hyperdrive]]\nbinding = "HD"\nid = "{vid}"\n'), ok=False)
     assert r.code != 0 and "binding_target_missing" in r.text, r.text
-    r = await walls.attack("steal")
-    assert r.status_code == 404, r.text
+    served = await walls.attack("steal")
+    assert served.status_code == 404, served.text
     after = (await walls.admin.wdl("hyperdrive", "get", vid, "--ns", VICTIM, "--json")).json()
     assert after == scene["before"]
     got = await _until_login(scene["port"], scene["victim"])
