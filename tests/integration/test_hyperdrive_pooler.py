@@ -217,6 +217,16 @@ async def test_config_served_by_pgbouncer_update_and_delete_reload(
         assert hd.reloads > reloads
         assert "pool_size=2 " in (hd.workdir / "pgbouncer.ini").read_text()
 
+        # The namespace's limit bounds the config's pool (and the reload follows it).
+        await stack.wdl("ns", "limits", "set", "--ns", ns, "--hyperdrive-connections", "1")
+
+        def limited() -> None:
+            text = (hd.workdir / "pgbouncer.ini").read_text()
+            assert "pool_size=1 max_db_connections=1" in text, text
+
+        await until(limited)
+        await until(moved)
+
         # Delete (forced: the active version binds it): the pooler forgets the config.
         refused = await stack.wdl("hyperdrive", "delete", "main", "--ns", ns, ok=False)
         assert "resource_in_use" in refused or "bound by the active version" in refused

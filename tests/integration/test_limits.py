@@ -64,7 +64,8 @@ async def test_subrequest_and_wall_budgets(stack: Stack) -> None:
         await stack.deploy("acme", stack.project("f", FETCHES))
         shown = json.loads(await stack.wdl("ns", "limits", "show", "--ns", "acme", "--json"))
         assert shown == {"wall_ms": 0, "subrequests": 1000, "workflow_slots": 0,
-                         "queue_batches": 0, "cron_runs": 0, "tails": 0, "set": False}
+                         "queue_batches": 0, "cron_runs": 0, "tails": 0,
+                         "hyperdrive_connections": 0, "set": False}
         body = (await get(stack, f"/f/?n=5&url={target}")).json()
         assert body["ok"] == 5 and body["error"] == ""
         # The request's name never reaches the destination.
