@@ -90,10 +90,22 @@ def _audit_shape(cls: type[Any]) -> tuple[bool, bool, int, str]:
 
 def _audit_payload(payload: Any) -> str:
     """The payload as JSON text (encoded once; the audit store writes it as is)."""
-    if isinstance(payload, ev.SecretPut):
-        # Ciphertext is safe to keep, but the audit trail only needs which key sealed it.
+    sealed = _SEALED_FIELDS.get(type(payload))
+    if sealed is None:
+        sealed = _SEALED_FIELDS[type(payload)] = tuple(
+            f.name for f in msgspec.structs.fields(type(payload))
+            if ev.SealedSecret in (f.type, *getattr(f.type, "__args__", ())))
+    if sealed:
+        # Ciphertext is safe to keep, but the audit trail only needs which key sealed it
+        # (a secret's value, a Hyperdrive config's origin and pooler password).
         data: dict[str, Any] = msgspec.to_builtins(payload)
-        data["sealed"] = {"key_id": payload.sealed.key_id,
-                          "algorithm": payload.sealed.algorithm}
+        for name in sealed:
+            value = getattr(payload, name)
+            if value is not None:
+                data[name] = {"key_id": value.key_id, "algorithm": value.algorithm}
         return dumps(data)
     return _json.encode(payload).decode()
+
+
+# Per payload type: the fields holding a SealedSecret (found once per type).
+_SEALED_FIELDS: dict[type[Any], tuple[str, ...]] = {}

@@ -3,6 +3,8 @@ pooler's rendered files and the egress's host mapping (docs/hyperdrive.md)."""
 
 from __future__ import annotations
 
+import json
+
 import msgspec
 import pytest
 
@@ -214,3 +216,16 @@ def test_binding_value_and_host_mapping() -> None:
     assert pooler_address(f"{A}.hyperdrive.wdl:5432", {A}, "127.0.0.1:26432") == \
         "127.0.0.1:26432"
     assert pooler_address(f"{A}.hyperdrive.wdl:5432", {B}, "127.0.0.1:26432") is None
+
+
+def test_audit_rows_keep_only_which_key_sealed() -> None:
+    from projections.fold.audit import _audit_payload
+    from tests.eventlog_samples import every_event
+
+    for event, _ in every_event():
+        text = _audit_payload(event)
+        assert "ciphertext" not in text and "wrapped_key" not in text, event.TYPE
+    row = json.loads(_audit_payload(created()))
+    assert row["sealed_origin"] == row["sealed_password"] == {
+        "key_id": "root-2026-01", "algorithm": "AES-256-GCM"}
+    assert row["origin_host"] == "db.internal"
