@@ -42,7 +42,7 @@ def config_of_host(authority: str) -> str | None:
     """The config id a tenant's `connect()` authority names (`<id>.hyperdrive.wdl:5432`,
     any case), or None. The egress's hook: it routes such an authority to the pooler
     (`pooler_address`) when the id is one of the calling namespace's configs, and
-    refuses it otherwise; docs/hyperdrive.md. Mirrored in workerd/gateway/hyperdrive_host.js.
+    refuses it otherwise; docs/hyperdrive.md. Mirrored in workerd/gateway/pooler.js.
     """
     host, sep, port = authority.lower().rpartition(":")
     if not sep or port != str(PORT) or not host.endswith(HOST_SUFFIX):

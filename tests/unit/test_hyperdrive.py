@@ -229,3 +229,23 @@ def test_audit_rows_keep_only_which_key_sealed() -> None:
     assert row["sealed_origin"] == row["sealed_password"] == {
         "key_id": "root-2026-01", "algorithm": "AES-256-GCM"}
     assert row["origin_host"] == "db.internal"
+
+
+def test_the_gateways_mapping_agrees_with_pythons() -> None:
+    """workerd/gateway/pooler.js (what the egress imports) decides as config_of_host."""
+    import subprocess
+    from pathlib import Path
+
+    module = Path(__file__).resolve().parents[2] / "workerd" / "gateway" / "pooler.js"
+    cases = [f"{A}.hyperdrive.wdl:5432", f"{A.upper()}.Hyperdrive.WDL:5432",
+             f"{A}.hyperdrive.wdl:5433", f"{A}.hyperdrive.wdl", f"x{A}.hyperdrive.wdl:5432",
+             f"{A}.hyperdrive.wdl.evil.com:5432", "127.0.0.1:5432", f"{A[:31]}.hyperdrive.wdl:5432",
+             f"{B}.hyperdrive.wdl:5432", f"[{A}.hyperdrive.wdl]:5432", ""]
+    script = (f"import {{ hyperdriveConfigOf, poolerAddress }} from {json.dumps(str(module))};"
+              f"const cases = {json.dumps(cases)};"
+              "console.log(JSON.stringify(cases.map(c => [hyperdriveConfigOf(c), "
+              f"poolerAddress(c, new Set([{json.dumps(A)}]), '127.0.0.1:26432')])));")
+    out = subprocess.run(["node", "--input-type=module", "-e", script], capture_output=True,
+                         text=True, check=True, timeout=30)
+    assert json.loads(out.stdout) == [
+        [config_of_host(c), pooler_address(c, {A}, "127.0.0.1:26432")] for c in cases]
