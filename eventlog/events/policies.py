@@ -6,6 +6,7 @@ can state the namespace version they saw) and its partition.
 
 from __future__ import annotations
 
+import ipaddress
 from typing import ClassVar, Literal
 
 import msgspec
@@ -47,7 +48,12 @@ class EgressPolicySet(NamespaceScoped, frozen=True, kw_only=True):
             if not isinstance(rule, EgressRule):
                 raise InvalidEvent(field, "must be an EgressRule")
             host = rule.host[2:] if rule.host.startswith("*.") else rule.host
-            v.host_pattern(f"{field}.host", host)
+            # An IPv4 address in its canonical dotted form is a destination too (a
+            # database on the operator's network has one): exact, never a wildcard. The
+            # gateway still refuses private, loopback and metadata addresses unless the
+            # operator allows them (docs/egress.md).
+            if not (host == rule.host and _canonical_ipv4(host)):
+                v.host_pattern(f"{field}.host", host)
             if "/" in host:
                 raise InvalidEvent(f"{field}.host", "a host, without a path")
             if len(rule.ports) > MAX_RULE_PORTS:
@@ -55,6 +61,13 @@ class EgressPolicySet(NamespaceScoped, frozen=True, kw_only=True):
             for j, port in enumerate(rule.ports):
                 if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
                     raise InvalidEvent(f"{field}.ports[{j}]", f"{port!r} is not a port")
+
+
+def _canonical_ipv4(host: str) -> bool:
+    try:
+        return str(ipaddress.IPv4Address(host)) == host
+    except ValueError:
+        return False
 
 
 class _GrantEvent(NamespaceScoped, frozen=True, kw_only=True):

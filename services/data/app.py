@@ -36,7 +36,10 @@ def create_data_app(mounts: dict[str, list[BaseRoute]], *, internal_token: str,
 
     async def egress_refused(request: Request) -> Response:
         body: dict[str, Any] = await request.json()
-        m.egress_refused(body.get("namespace"))
+        if body.get("kind") == "connect":  # workerd/gateway/sockets.js
+            m.socket_refused(body.get("namespace"), body.get("policy"), body.get("reason"))
+        else:
+            m.egress_refused(body.get("namespace"))
         return Response(status_code=204)
 
     async def metrics_text(request: Request) -> Response:

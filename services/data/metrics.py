@@ -22,6 +22,10 @@ DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0
                     10.0, 30.0)
 _CODE = re.compile(r"[A-Za-z0-9_]{1,48}")
 KINDS = frozenset({"kv", "r2", "ratelimit"})
+# A refused connect()'s policy and reason (workerd/gateway/sockets.js reasonClass).
+SOCKET_POLICIES = frozenset({"deny", "public", "allow"})
+SOCKET_REASONS = frozenset({"deny", "not_allowed", "port", "special_address", "malformed",
+                            "limit", "outbound_worker"})
 TAIL_DROP_REASONS = frozenset({"overflow", "no_consumer", "no_handler", "failed", "invalid"})
 
 
@@ -43,6 +47,9 @@ class DataMetrics:
         self.egress_refusals = Counter(
             "wdl_egress_refusals", "Tenant fetches refused by the namespace egress policy",
             ["namespace"], registry=r)
+        self.socket_refusals = Counter(
+            "wdl_egress_socket_refusals", "Tenant connect()s refused by the namespace egress "
+            "policy or its connection bound", ["namespace", "policy", "reason"], registry=r)
         self.binding_operations = Counter(
             "wdl_binding_operations", "KV, R2 and rate limit binding calls served by the "
             "data service",
@@ -91,6 +98,11 @@ class DataMetrics:
 
     def egress_refused(self, namespace: object) -> None:
         self.egress_refusals.labels(self.namespaces.labels(namespace)).inc()
+
+    def socket_refused(self, namespace: object, policy: object, reason: object) -> None:
+        p = policy if policy in SOCKET_POLICIES else "other"
+        why = reason if reason in SOCKET_REASONS else "other"
+        self.socket_refusals.labels(self.namespaces.labels(namespace), p, why).inc()
 
     # -- bindings ----------------------------------------------------------------------
 

@@ -70,6 +70,18 @@ def loader_resident() -> int:
     return max(1, int(configured)) if configured else DEFAULT_LOADER_RESIDENT
 
 
+# Tenant connect()s open at once per namespace in one gateway or objects process
+# (workerd/gateway/sockets.js): a CONNECT carries no request name, so this bound stands in
+# for the per-request subrequest budget (docs/egress.md). WDL_SOCKETS_PER_NAMESPACE.
+DEFAULT_SOCKETS_PER_NAMESPACE = 64
+
+
+def sockets_per_namespace() -> int:
+    """WDL_SOCKETS_PER_NAMESPACE, or the default."""
+    configured = os.environ.get("WDL_SOCKETS_PER_NAMESPACE")
+    return max(1, int(configured)) if configured else DEFAULT_SOCKETS_PER_NAMESPACE
+
+
 def es_module_lexer(root: Path) -> str:
     """The pinned es-module-lexer's asm.js build (workerd/package.json): self stubs
     (gateway/self.js) rewrite only the real import specifiers of a tenant's modules."""
@@ -120,6 +132,8 @@ class GatewayOptions:
     tails: bool = field(default_factory=lambda: os.environ.get("WDL_TAILS", "1") != "0")
     # Tenants' dynamic Workers kept loaded per process (gateway/children.js).
     loader_resident: int = field(default_factory=loader_resident)
+    # Tenant connect()s open at once per namespace in this process (gateway/sockets.js).
+    sockets_per_namespace: int = field(default_factory=sockets_per_namespace)
 
 
 def gateway_config(options: GatewayOptions, instance: str, push_address: str = "") -> Config:
@@ -146,6 +160,7 @@ def gateway_config(options: GatewayOptions, instance: str, push_address: str = "
             TextBinding("TAILS", "1" if options.tails else "0"),
             DurableObjectNamespaceBinding("CHILDREN", "WdlChildren"),
             TextBinding("LOADER_RESIDENT", str(options.loader_resident)),
+            TextBinding("SOCKET_LIMIT", str(options.sockets_per_namespace)),
         ],
         ephemeral_objects=["WdlChildren"],
         global_outbound=ServiceRef("no-network"),

@@ -9,11 +9,16 @@ on the pinned workerd 1.20261117.1 (docs/durable-objects.md).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from services.dataplane import binding_index
-from services.dataplane.config import TENANT_DENY, es_module_lexer, workerd_dir
+from services.dataplane.config import (
+    TENANT_DENY,
+    es_module_lexer,
+    sockets_per_namespace,
+    workerd_dir,
+)
 from services.dataplane.workerd_config import capnp_text
 
 COMPATIBILITY_DATE = "2025-11-17"
@@ -36,6 +41,8 @@ class ObjectsConfig:
     # Until then (ms since the epoch) tenant code runs announced: a hang of this host
     # happened lately and nobody could be blamed yet (services/objects/watchdog.py).
     careful_until_ms: int = 0
+    # Tenant connect()s open at once per namespace in this process (gateway/sockets.js).
+    sockets_per_namespace: int = field(default_factory=sockets_per_namespace)
 
 
 def _modules(root: Path) -> list[tuple[str, str, str]]:
@@ -50,6 +57,7 @@ def _modules(root: Path) -> list[tuple[str, str, str]]:
     out += [("internal.js", "esModule", (gateway / "internal.js").read_text()),
             # The gateway's egress judgement, for the objects' own fetch().
             ("egress.js", "esModule", (gateway / "egress.js").read_text()),
+            ("sockets.js", "esModule", (gateway / "sockets.js").read_text()),
             # Self stubs of Durable Objects' code (`exports.X({props})`).
             ("self.js", "esModule", (gateway / "self.js").read_text()),
             ("es-module-lexer.js", "esModule", es_module_lexer(root)),
@@ -94,6 +102,7 @@ const config :Workerd.Config = (
         (name = "D1", service = "d1"),
         (name = "INTERNAL_TOKEN", text = {capnp_text(config.internal_token)}),
         (name = "CAREFUL_UNTIL", text = {capnp_text(str(config.careful_until_ms))}),
+        (name = "SOCKET_LIMIT", text = {capnp_text(str(config.sockets_per_namespace))}),
         (name = "EGRESS_ALLOW_LOOPBACK",
          text = {capnp_text("1" if config.egress_allow_loopback else "")}),
       ],

@@ -10,6 +10,11 @@ then fetches the server from the places its code runs:
 - a **Durable Object** of the worker: its fetch() went straight to the DO host's
   network service, which knows nothing of namespaces, so the policy was bypassed by
   moving the fetch into an object (docs/durable-objects.md listed it as not done).
+
+And its connect()s (cloudflare:sockets), from the worker, an object and a loader child:
+a port outside the allow list's pattern, another spelling of the listed host, another
+namespace's allow list and `deny` (the spellings without the loopback setting:
+test_redteam_sockets.py).
 """
 
 from __future__ import annotations
@@ -19,7 +24,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from tests.security.rig import ATTACKER, Walls
+from tests.integration.test_sockets import LOST, Echo
+from tests.integration.test_sockets import PROBE as SOCKET_PROBE
+from tests.integration.test_sockets import TOML as SOCKET_TOML
+from tests.security.rig import ATTACKER, VICTIM, Walls
 
 pytestmark = pytest.mark.security
 
@@ -125,4 +133,64 @@ async def test_the_namespace_policy_holds_inside_durable_objects(
         assert outside.hits == before
     finally:
         await walls.admin.wdl("ns", "egress", "set", "public", "--ns", ATTACKER)
+    await walls.assert_victim_intact()
+
+
+# --- connect() (workerd/gateway/sockets.js), under the same policy ----------------------
+# Here too the loopback test setting makes 127.0.0.1 "the internet": the namespace's
+# policy is the only wall, and an echo server counts what reaches it.
+
+
+@pytest.fixture
+async def echoes() -> AsyncIterator[tuple[Echo, Echo]]:
+    async with Echo() as listed, Echo() as unlisted:
+        yield listed, unlisted
+
+
+async def sock(walls: Walls, place: str, to: str) -> str:
+    r = await walls.attack("sockets", place, params={"to": to, "hold": "0"}, timeout=30)
+    assert r.status_code == 200, (place, to, r.status_code, r.text)
+    return r.text
+
+
+async def test_connect_holds_to_the_port_and_host_of_the_allow_list(
+        walls: Walls, echoes: tuple[Echo, Echo]) -> None:
+    listed, unlisted = echoes
+    await walls.attacker.deploy_js("sockets", SOCKET_PROBE, SOCKET_TOML)
+    await walls.admin.wdl("ns", "egress", "set", "allow", "--allow",
+                          f"127.0.0.1:{listed.port}", "--ns", ATTACKER)
+    await asyncio.sleep(1.5)  # the DO host's route cache (1 s)
+    try:
+        for place in ("/worker", "/object", "/child"):
+            to = f"127.0.0.1:{listed.port}"
+            # The listed host:port is reached: so the refusals below are the policy's.
+            assert await sock(walls, place, to) == f"echo ping {to}", place
+            for to in (f"127.0.0.1:{unlisted.port}",  # a port outside the pattern
+                       f"localhost:{listed.port}",     # another name of the host
+                       f"[::1]:{listed.port}"):        # another address of the host
+                assert await sock(walls, place, to) == LOST, (place, to)
+        assert listed.connections == 3 and unlisted.connections == 0
+    finally:
+        await walls.admin.wdl("ns", "egress", "set", "public", "--ns", ATTACKER)
+    await walls.assert_victim_intact()
+
+
+async def test_an_attacker_cannot_use_the_victims_allow_list_nor_escape_deny(
+        walls: Walls, echoes: tuple[Echo, Echo]) -> None:
+    """The victim lists its database; the attacker (deny, then an allow list of its own)
+    connects to that database from everywhere its code runs: refused, never reached."""
+    victim_db, _ = echoes
+    to = f"127.0.0.1:{victim_db.port}"
+    await walls.attacker.deploy_js("sockets", SOCKET_PROBE, SOCKET_TOML)
+    await walls.admin.wdl("ns", "egress", "set", "allow", "--allow", to, "--ns", VICTIM)
+    try:
+        for policy in (["deny"], ["allow", "--allow", "api.example.com:443"]):
+            await walls.admin.wdl("ns", "egress", "set", *policy, "--ns", ATTACKER)
+            await asyncio.sleep(1.5)
+            for place in ("/worker", "/object", "/child"):
+                assert await sock(walls, place, to) == LOST, (policy, place)
+        assert victim_db.connections == 0
+    finally:
+        await walls.admin.wdl("ns", "egress", "set", "public", "--ns", ATTACKER)
+        await walls.admin.wdl("ns", "egress", "set", "public", "--ns", VICTIM)
     await walls.assert_victim_intact()

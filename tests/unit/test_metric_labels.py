@@ -129,6 +129,12 @@ async def test_the_data_app_counts_binding_calls_errors_and_egress_refusals() ->
             await client.get(f"/kv/acme/c/v/{key}", headers=headers)
         await client.put("/r2/other/b/put", content=b"x", headers=headers)
         await client.post("/egress/refused", json={"namespace": "acme"}, headers=headers)
+        await client.post("/egress/refused", json={"namespace": "acme", "kind": "connect",
+                                                   "policy": "allow", "reason": "port"},
+                          headers=headers)
+        await client.post("/egress/refused", json={"namespace": "acme", "kind": "connect",
+                                                   "policy": "x" * 99, "reason": "x" * 99},
+                          headers=headers)
         assert (await client.get("/kv/acme/c/v/k")).status_code == 401, "token required"
         assert (await client.get("/metrics")).status_code == 401, "token required"
         # Scrapers send the token as a bearer token.
@@ -140,4 +146,8 @@ async def test_the_data_app_counts_binding_calls_errors_and_egress_refusals() ->
     assert sample(m, "wdl_binding_errors_total", namespace=OTHER, kind="r2", op="put",
                   code="EntityTooLarge") == 1
     assert sample(m, "wdl_egress_refusals_total", namespace="acme") == 1
+    assert sample(m, "wdl_egress_socket_refusals_total", namespace="acme", policy="allow",
+                  reason="port") == 1
+    assert sample(m, "wdl_egress_socket_refusals_total", namespace="acme", policy="other",
+                  reason="other") == 1, "odd values stay bounded"
     assert 'wdl_binding_operations_total{kind="kv",namespace="acme",op="get"} 3.0' in text

@@ -116,10 +116,17 @@ function hostMatches(pattern, host) {
 // "" when the policy lets the tenant fetch `url`, else the reason it does not.
 export function egressRefusal(policy, url, loopbackOk = false) {
   if (!(url.protocol in DEFAULT_PORTS)) return `scheme ${url.protocol} is not allowed`;
+  const port = url.port ? Number(url.port) : DEFAULT_PORTS[url.protocol];
+  return addressRefusal(policy, url.hostname, port, loopbackOk);
+}
+
+// "" when the policy lets the tenant reach `host` (a WHATWG-parsed hostname: IPv4 in
+// dotted decimal, IPv6 in brackets) on `port`, else the reason it does not. Shared by
+// fetch() (above) and connect() (sockets.js), so both are judged alike.
+export function addressRefusal(policy, hostname, port, loopbackOk = false) {
   const mode = policy && policy.mode || "public";
   if (mode === "deny") return "the policy denies all outbound requests";
-  const host = url.hostname.toLowerCase().replace(/\.$/, "");
-  const port = url.port ? Number(url.port) : DEFAULT_PORTS[url.protocol];
+  const host = hostname.toLowerCase().replace(/\.$/, "");
   let special = "";
   if (host.startsWith("[")) {
     const groups = ipv6Groups(host.slice(1, -1));

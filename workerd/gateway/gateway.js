@@ -6,6 +6,7 @@
 import { WorkerEntrypoint } from "cloudflare:workers";
 import { normalizeHost, resolveTarget } from "./routing.js";
 import { egressRefusal } from "./egress.js";
+import { refuseSocket, serveConnect } from "./sockets.js";
 import { HEADER as REQUEST_ID, fromTailDelivery, openRequest, spendSubrequest, withinWall }
   from "./budgets.js";
 import { admit, announce, ended, mark, nameVersion, probationEnter }
@@ -546,6 +547,23 @@ export class WdlEgress extends WorkerEntrypoint {
       throw new Error(`fetch to ${url.host} failed (the WDL egress policy of namespace ` +
         `${namespace} allows only public addresses): ${String(err && err.message || err)}`);
     }
+  }
+
+  // Every connect() of the tenant (and of its loader children): the same policy as
+  // fetch(), through sockets.js. A dispatched user worker's outbound Worker sees only
+  // fetch() (workerd hands it no socket), so its connect() is refused rather than let
+  // past the dispatcher.
+  async connect(socket) {
+    const { namespace, worker } = this.ctx.props;
+    if (this.ctx.props.via) {
+      const { localAddress } = await socket.opened;
+      return refuseSocket(this.env, this.ctx, socket, namespace, { mode: "deny" },
+                          localAddress, "connect() of a dispatched user worker is not " +
+                          "served (its outbound Worker sees fetch() only)");
+    }
+    const entry = await lookup(this.env, namespace, worker);
+    const policy = entry.missing ? { mode: "deny" } : (entry.egress || { mode: "public" });
+    return serveConnect(this.env, this.ctx, socket, namespace, policy);
   }
 }
 

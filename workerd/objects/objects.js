@@ -16,6 +16,7 @@ import { RPC, decodeValue, encodeValue } from "./values.js";
 import SHIM from "./shim_sources.js";
 import { internalHeaders, internalRefusal } from "./internal.js";
 import { egressRefusal } from "./egress.js";
+import { serveConnect } from "./sockets.js";
 import { enter } from "./careful.js";
 
 // The binding kinds objects serve (generated from eventlog/bindings/: in_objects).
@@ -418,16 +419,27 @@ export class WdlAlarms extends WorkerEntrypoint {
 // service (public addresses only). The policy comes with the worker's route (cached
 // ROUTE_CACHE_MS); no route (the worker was deleted): nothing goes out.
 export class WdlObjectsOutbound extends WorkerEntrypoint {
-  async fetch(request) {
+  async #policy() {
     const { namespace, script } = this.ctx.props;
-    const url = new URL(request.url);
-    let policy = { mode: "deny" };
     try {
       const route = await routeOf(this.env, { namespace, script });
-      if (route.route) policy = route.route.egress || { mode: "public" };
+      if (route.route) return route.route.egress || { mode: "public" };
     } catch {
       // the state service is unreachable: refuse rather than guess
     }
+    return { mode: "deny" };
+  }
+
+  // An object's connect(): the same judgement as the gateway's (sockets.js).
+  async connect(socket) {
+    return serveConnect(this.env, this.ctx, socket, this.ctx.props.namespace,
+                        await this.#policy());
+  }
+
+  async fetch(request) {
+    const { namespace } = this.ctx.props;
+    const url = new URL(request.url);
+    const policy = await this.#policy();
     const reason = egressRefusal(policy, url, this.env.EGRESS_ALLOW_LOOPBACK === "1");
     if (reason) {
       throw new Error(`WDL egress policy of namespace ${namespace} refused ` +

@@ -1,0 +1,142 @@
+// A tenant's connect() (cloudflare:sockets), under its namespace's egress policy.
+//
+// workerd sends a loaded worker's connect() to its globalOutbound as an HTTP CONNECT;
+// the gateway's WdlEgress and the objects process's WdlObjectsOutbound hand it here.
+// What the pinned workerd gives us (docs/egress.md, measured in the issue 26 spike):
+// - the tenant's authority, verbatim, as `(await socket.opened).localAddress`;
+// - nothing of the tenant's request (no headers, no cf), so no request name: the
+//   subrequest budget cannot be charged; a per-namespace bound of open connections in
+//   this process stands in for it (SOCKET_LIMIT);
+// - the CONNECT is accepted before this handler runs, so a refusal cannot carry a
+//   message: the tenant sees "Network connection lost."; the refusal is logged and
+//   counted (wdl_egress_socket_refusals) naming the policy and the address.
+// The address is judged twice: here in JS (every spelling normalised by the WHATWG URL
+// host parser, then the same rules as fetch(): egress.js) and by the `NET` network
+// service, which checks the *resolved* address in the same step as it connects (public
+// only; loopback only under the operators' test setting), so DNS cannot rebind between.
+
+import { addressRefusal } from "./egress.js";
+import { internalHeaders } from "./internal.js";
+
+export const DEFAULT_SOCKET_LIMIT = 64;
+const open = new Map();  // namespace -> connections open in this process
+
+// {host, port} of a tenant's authority ("host:port", IPv6 in brackets), the host as the
+// WHATWG URL parser of a special scheme writes it: `0x7f.1`, `2130706433`, `017700000001`
+// and `127.1` all become `127.0.0.1`, `[::ffff:127.0.0.1]` becomes `[::ffff:7f00:1]`,
+// names are lower-cased. (A `tcp://` URL would keep the IPv4 spellings opaque.) Or
+// {error} for an address that is not one.
+export function parseAuthority(authority) {
+  const m = /^(.+):(\d{1,5})$/.exec(String(authority));
+  if (!m) return { error: "the address has no port" };
+  const port = Number(m[2]);
+  if (port < 1 || port > 65535) return { error: `port ${m[2]} is out of range` };
+  let host = m[1];
+  // Only a hostname or an address: no userinfo, path, query, zone id or escapes.
+  if (/[\s/?#@\\%]/.test(host)) return { error: "malformed address" };
+  if (host.includes(":") && !host.startsWith("[")) host = `[${host}]`;
+  let hostname;
+  try {
+    hostname = new URL(`http://${host}/`).hostname;
+  } catch {
+    return { error: "malformed address" };
+  }
+  hostname = hostname.toLowerCase().replace(/\.$/, "");
+  if (!hostname) return { error: "malformed address" };
+  return { host: hostname, port };
+}
+
+// "" when the policy lets the tenant connect to `authority`, else the reason; and the
+// normalised address that was judged (the one to dial).
+export function socketRefusal(policy, authority, loopbackOk = false) {
+  const target = parseAuthority(authority);
+  if (target.error) return { reason: target.error, target: null };
+  return { reason: addressRefusal(policy, target.host, target.port, loopbackOk), target };
+}
+
+// A bounded label for a refusal's reason (the metric's `reason`).
+export function reasonClass(reason) {
+  if (/denies all/.test(reason)) return "deny";
+  if (/not in the allow list/.test(reason)) {
+    return /^port /.test(reason) ? "port" : "not_allowed";
+  }
+  if (/connections of namespace/.test(reason)) return "limit";
+  if (/outbound Worker/.test(reason)) return "outbound_worker";
+  if (/malformed|no port|out of range/.test(reason)) return "malformed";
+  if (/address|local name/.test(reason)) return "special_address";
+  return "other";
+}
+
+function socketLimit(env) {
+  const n = Number(env.SOCKET_LIMIT);
+  return Number.isInteger(n) && n > 0 ? n : DEFAULT_SOCKET_LIMIT;
+}
+
+// Refuse: log and count (naming the policy and the address), then close the tenant's
+// socket - its next read fails with "Network connection lost.".
+export function refuseSocket(env, ctx, socket, namespace, policy, authority, reason) {
+  const mode = policy && policy.mode || "public";
+  console.error(`wdl egress: connect() of namespace ${namespace} to ${authority} refused ` +
+    `by the egress policy (${mode}): ${reason}`);
+  if (env.DATA) {
+    ctx.waitUntil(env.DATA.fetch("http://data/egress/refused", {
+      method: "POST",
+      headers: internalHeaders(env, { "content-type": "application/json" }),
+      body: JSON.stringify({ namespace, kind: "connect", policy: mode,
+                             reason: reasonClass(reason) }),
+    }).then((r) => r.body && r.body.cancel(), () => {}));
+  }
+  try {
+    socket.close();
+  } catch {
+    // already closed by the tenant
+  }
+}
+
+// Serve one tenant connect(): judge, bound, dial through NET, pipe both ways.
+export async function serveConnect(env, ctx, socket, namespace, policy) {
+  const { localAddress: authority } = await socket.opened;
+  const { reason, target } = socketRefusal(policy, authority,
+                                           env.EGRESS_ALLOW_LOOPBACK === "1");
+  if (reason) return refuseSocket(env, ctx, socket, namespace, policy, authority, reason);
+  const limit = socketLimit(env);
+  const held = open.get(namespace) || 0;
+  if (held >= limit) {
+    return refuseSocket(env, ctx, socket, namespace, policy, authority,
+                        `${limit} connections of namespace ${namespace} are already open ` +
+                        "in this process");
+  }
+  open.set(namespace, held + 1);
+  try {
+    // The normalised address: what was judged is what the network resolves and checks.
+    const up = env.NET.connect(`${target.host}:${target.port}`);
+    const pipes = Promise.allSettled([socket.readable.pipeTo(up.writable),
+                                      up.readable.pipeTo(socket.writable)]);
+    // When the tenant's side goes away workerd ends this CONNECT and would drop the
+    // rest of this handler (the finally below never ran, the bound leaked): waitUntil
+    // keeps it alive until both pipes have settled.
+    ctx.waitUntil(pipes);
+    const both = await pipes;
+    const failed = both.find((r) => r.status === "rejected");
+    if (failed) {
+      // The network refused the resolved address, the peer is gone, or the tenant
+      // closed first: end both sides.
+      const text = String(failed.reason && failed.reason.message || failed.reason);
+      if (!/closed|aborted|canceled|disconnected/i.test(text)) {
+        console.warn(`wdl egress: connect() of namespace ${namespace} to ${authority} ` +
+          `ended: ${text}`);
+      }
+      for (const s of [up, socket]) {
+        try { s.close(); } catch { /* already closed */ }
+      }
+    }
+  } finally {
+    const now = (open.get(namespace) || 1) - 1;
+    if (now > 0) open.set(namespace, now); else open.delete(namespace);
+  }
+}
+
+// Open connections of a namespace in this process (tests, gateway stats).
+export function openSockets(namespace) {
+  return open.get(namespace) || 0;
+}
