@@ -283,7 +283,8 @@ class Platform:
                 objects_address=self.objects.address if self.objects is not None
                 else urlsplit(o.objects_url or "").netloc,
                 workflows_address=_workflows_address(workflows_sock, o.workflows_url),
-                queues_address=_workflows_address(queues_sock, o.queues_url)),
+                queues_address=_workflows_address(queues_sock, o.queues_url),
+                hyperdrive_address=self._hyperdrive_address()),
                                    state_url=state_url,
                                    host=o.gateway_host, port=o.gateway_port,
                                    binary=o.workerd_bin, policy=o.recycle,
@@ -329,6 +330,17 @@ class Platform:
             clients=self.options.hyperdrive_clients))
         await self.hyperdrive.start()
         self._stack.push_async_callback(self.hyperdrive.stop)
+
+    def _hyperdrive_address(self) -> str:
+        """Where tenants' Hyperdrive connections go: this process's pooler, or (the
+        pooler runs elsewhere: `wdl up --only hyperdrive`) WDL_HYPERDRIVE_URL's; "" when
+        there is none (a Hyperdrive binding's connect() is then refused)."""
+        if self.hyperdrive is not None:
+            return str(self.hyperdrive.address)
+        if self.wants("hyperdrive"):
+            return ""  # meant to run here, but PgBouncer is missing (warned at start)
+        url = urlsplit(os.environ.get("WDL_HYPERDRIVE_URL") or "")
+        return f"{url.hostname}:{url.port or 5432}" if url.hostname else ""
 
     def _lease_ms(self) -> int:
         """Gateway freshness leases: on where this process's control API propagates
@@ -410,7 +422,8 @@ class Platform:
             data_address=urlsplit(self.data.url if self.data is not None
                                   else self.options.data_url or "").netloc,
             d1_address=self.d1.address if self.d1 is not None
-            else urlsplit(self.options.d1_url or "").netloc),
+            else urlsplit(self.options.d1_url or "").netloc,
+            hyperdrive_address=self._hyperdrive_address()),
             leases=None if backends is None else LeaseClient(
                 backends.log, ProjectionReader(backends.store), SystemClock(),
                 actor="objects"))

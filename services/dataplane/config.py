@@ -14,6 +14,7 @@ config names them without addresses.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,6 +83,19 @@ def sockets_per_namespace() -> int:
     return max(1, int(configured)) if configured else DEFAULT_SOCKETS_PER_NAMESPACE
 
 
+def pooler_network_allow(address: str) -> list[str]:
+    """The `allow` of the network service that reaches the Hyperdrive pooler: the
+    pooler's own address when it is an IP literal, else the operator's networks (a name
+    such as compose's `hyperdrive`). The egress dials only the configured address through
+    it (workerd/gateway/sockets.js), never a tenant's."""
+    host = address.rpartition(":")[0].strip("[]")
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return ["private", "local"]
+    return [f"{ip}/{ip.max_prefixlen}"]
+
+
 def es_module_lexer(root: Path) -> str:
     """The pinned es-module-lexer's asm.js build (workerd/package.json): self stubs
     (gateway/self.js) rewrite only the real import specifiers of a tenant's modules."""
@@ -134,6 +148,9 @@ class GatewayOptions:
     loader_resident: int = field(default_factory=loader_resident)
     # Tenant connect()s open at once per namespace in this process (gateway/sockets.js).
     sockets_per_namespace: int = field(default_factory=sockets_per_namespace)
+    # host:port of the Hyperdrive pooler (services/hyperdrive/); "" when none runs: a
+    # Hyperdrive binding's connect() is then refused.
+    hyperdrive_address: str = ""
 
 
 def gateway_config(options: GatewayOptions, instance: str, push_address: str = "") -> Config:
@@ -161,6 +178,8 @@ def gateway_config(options: GatewayOptions, instance: str, push_address: str = "
             DurableObjectNamespaceBinding("CHILDREN", "WdlChildren"),
             TextBinding("LOADER_RESIDENT", str(options.loader_resident)),
             TextBinding("SOCKET_LIMIT", str(options.sockets_per_namespace)),
+            TextBinding("POOLER_ADDRESS", options.hyperdrive_address),
+            ServiceBinding("POOLER_NET", ServiceRef("pooler-net")),
         ],
         ephemeral_objects=["WdlChildren"],
         global_outbound=ServiceRef("no-network"),
@@ -176,7 +195,9 @@ def gateway_config(options: GatewayOptions, instance: str, push_address: str = "
                   External("objects", options.objects_address or "127.0.0.1:9"),
                   External("queues", options.queues_address or "127.0.0.1:9"),
                   Network("no-network", allow=[]),
-                  Network("tenant-net", allow=allow, deny=TENANT_DENY)],
+                  Network("tenant-net", allow=allow, deny=TENANT_DENY),
+                  Network("pooler-net", allow=pooler_network_allow(options.hyperdrive_address)
+                          if options.hyperdrive_address else [])],
         # Both sockets serve the gateway: `http` is the public listener shared by
         # every instance during a recycle, `control` is private to one instance
         # (readiness checks must reach *this* process).

@@ -49,6 +49,7 @@ class ObjectsOptions:
     ttl_ms: int = 10_000  # shard lease (WDL_OBJECTS_LEASE_TTL_MS)
     data_address: str = ""  # host:port of the data service (KV/R2 inside objects)
     d1_address: str = ""  # host:port of a D1 replica (D1 inside objects)
+    hyperdrive_address: str = ""  # host:port of the Hyperdrive pooler (connect() of objects)
 
 
 def _shared_socket(host: str, port: int) -> socket.socket:
@@ -184,7 +185,8 @@ class ObjectsHost:
         path = write_private(self._config_dir / "objects.capnp", render(ObjectsConfig(
             o.storage_dir, o.state_address, o.internal_token, o.egress_allow_loopback,
             supervisor_address=f"{sup_host}:{sup_port}", data_address=o.data_address,
-            d1_address=o.d1_address, careful_until_ms=careful_until_ms)))
+            d1_address=o.d1_address, careful_until_ms=careful_until_ms,
+            hyperdrive_address=o.hyperdrive_address)))
         process = WorkerdProcess(path, binary=o.binary,
                                  socket_fds={SOCKET: self._sock,
                                              PRIVATE_SOCKET: self._private},

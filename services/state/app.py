@@ -199,6 +199,8 @@ def create_state_app(view: RouteView, bundles: BundleSource, loads: LoadRegistry
             route["workers_dev"] = False
         if found.assets:
             route["assets"] = found.assets  # services/state/assets.py
+        if found.hyperdrive:
+            route["hyperdrive"] = list(found.hyperdrive)  # workerd/gateway/pooler.js
         if desk.on_probation(ns):
             route["probation"] = True
         return _json({"boot": view.boot, "epoch": epoch, "route": route})

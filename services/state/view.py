@@ -62,6 +62,17 @@ class Route:
     limits: dict[str, int] | None = None  # per-request budgets (None: platform defaults)
     workers_dev: bool = True  # False: not served on the namespace URL (only its host claims)
     assets: dict[str, Any] | None = None  # the version's Static Assets (services/state/assets.py)
+    # The Hyperdrive config ids the version binds: the only `<id>.hyperdrive.wdl` its
+    # connect() reaches (the egress routes them to the pooler; workerd/gateway/pooler.js).
+    hyperdrive: tuple[str, ...] = ()
+
+
+def version_hyperdrive(meta: dict[str, Any] | None) -> tuple[str, ...]:
+    """The Hyperdrive config ids a version's bindings target."""
+    if not meta or meta.get("deleted"):
+        return ()
+    return tuple(sorted({str(b["target"]) for b in meta.get("bindings") or ()
+                         if b.get("kind") == "hyperdrive" and b.get("target")}))
 
 
 @dataclass(frozen=True)
@@ -78,8 +89,10 @@ class _Namespace:
     workers: dict[str, str]
     routes: dict[str, str]
     loader_ids: dict[str, tuple[str, str]] = field(default_factory=dict)  # worker -> (version, id)
-    # worker -> (version, its `assets` or None): read once per version, which never changes
-    assets: dict[str, tuple[str, dict[str, Any] | None]] = field(default_factory=dict)
+    # worker -> (version, its `assets` or None, its Hyperdrive config ids): read once per
+    # version, which never changes
+    assets: dict[str, tuple[str, dict[str, Any] | None, tuple[str, ...]]] = field(
+        default_factory=dict)
     policy: tuple[dict[str, Any] | None, tuple[dict[str, str], ...],
                   dict[str, int] | None] | None = None
     quarantine: dict[str, frozenset[str]] | None = None  # worker -> quarantined versions
@@ -326,15 +339,17 @@ class RouteView:
         known = view.assets.get(worker)
         if known is None or known[0] != version:
             meta = await ProjectionReader(self.store).version(ns, worker, version)
-            known = (version, version_assets(meta))
+            known = (version, version_assets(meta), version_hyperdrive(meta))
             view.assets[worker] = known
-        assets = known[1]
+        _, assets, hyperdrive = known
         cached = view.loader_ids.get(worker)
         if cached is not None and cached[0] == version:
-            return Route(ns, worker, version, cached[1], egress, grants, limits, on_url, assets)
+            return Route(ns, worker, version, cached[1], egress, grants, limits, on_url, assets,
+                         hyperdrive)
         lid = loader_id(ns, worker, version, await self.secret_envelopes(ns, worker))
         view.loader_ids[worker] = (version, lid)
-        return Route(ns, worker, version, lid, egress, grants, limits, on_url, assets)
+        return Route(ns, worker, version, lid, egress, grants, limits, on_url, assets,
+                     hyperdrive)
 
     async def secret_scopes(self, ns: str, worker: str) -> tuple[dict[str, str], dict[str, str]]:
         """Sealed envelopes by name: (namespace scope, worker scope)."""

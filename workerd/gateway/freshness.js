@@ -268,6 +268,8 @@ export async function lookup(env, ns, worker) {
         // `workers_dev = false`: not served on the namespace URL (gateway.js, handle).
         workersDev: body.route.workers_dev !== false,
         assets: body.route.assets || null,  // Static Assets (assets.js)
+        // The Hyperdrive config ids the version binds (sockets.js routes them to the pooler).
+        hyperdrive: body.route.hyperdrive || [],
         // Made once per route, not per request: the lease's marker key
         // (markerKeys) and the metrics aggregate's key (metrics.js).
         marker: `${ns}/${worker}@${body.route.version}`, counted: ns + "\0" + worker,

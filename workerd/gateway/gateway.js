@@ -563,7 +563,8 @@ export class WdlEgress extends WorkerEntrypoint {
     }
     const entry = await lookup(this.env, namespace, worker);
     const policy = entry.missing ? { mode: "deny" } : (entry.egress || { mode: "public" });
-    return serveConnect(this.env, this.ctx, socket, namespace, policy);
+    return serveConnect(this.env, this.ctx, socket, namespace, policy,
+                        entry.missing ? [] : entry.hyperdrive);
   }
 }
 

@@ -17,6 +17,7 @@
 
 import { addressRefusal } from "./egress.js";
 import { internalHeaders } from "./internal.js";
+import { hyperdriveConfigOf, poolerAddress } from "./pooler.js";
 
 export const DEFAULT_SOCKET_LIMIT = 64;
 const open = new Map();  // namespace -> connections open in this process
@@ -63,6 +64,7 @@ export function reasonClass(reason) {
   if (/connections of namespace/.test(reason)) return "limit";
   if (/outbound Worker/.test(reason)) return "outbound_worker";
   if (/malformed|no port|out of range/.test(reason)) return "malformed";
+  if (/Hyperdrive/.test(reason)) return "hyperdrive";
   if (/address|local name/.test(reason)) return "special_address";
   return "other";
 }
@@ -93,12 +95,36 @@ export function refuseSocket(env, ctx, socket, namespace, policy, authority, rea
   }
 }
 
-// Serve one tenant connect(): judge, bound, dial through NET, pipe both ways.
-export async function serveConnect(env, ctx, socket, namespace, policy) {
+// Where a tenant's connect() goes: {dial, through} (the address and the network service
+// that dials it) or {reason} for a refusal. A Hyperdrive host of a config the version
+// binds (`hyperdrive`: its ids, from the route) goes to the platform's pooler, whatever
+// the egress policy - the binding is the operator's grant, as on Cloudflare, and the
+// pooler admits the config's own credentials only. Any other `.hyperdrive.wdl` name
+// (another namespace's config, or no pooler here) is refused; the rest is judged by the
+// policy and dialled through NET.
+export function socketRoute(env, policy, authority, hyperdrive) {
+  const pooler = poolerAddress(authority, hyperdrive || [], env.POOLER_ADDRESS || "");
+  if (pooler !== null) return { dial: pooler, through: env.POOLER_NET };
+  const parsed = parseAuthority(authority);
+  if (hyperdriveConfigOf(authority) !== null
+      || (!parsed.error && /(^|\.)hyperdrive\.wdl$/.test(parsed.host))) {
+    return { reason: env.POOLER_ADDRESS
+      ? "a Hyperdrive config this worker does not bind"
+      : "Hyperdrive is not served here (no pooler configured)" };
+  }
+  const { reason, target } = socketRefusal(policy, authority, env.EGRESS_ALLOW_LOOPBACK === "1");
+  if (reason) return { reason };
+  // The normalised address: what was judged is what the network resolves and checks.
+  return { dial: `${target.host}:${target.port}`, through: env.NET };
+}
+
+// Serve one tenant connect(): judge, bound, dial, pipe both ways.
+export async function serveConnect(env, ctx, socket, namespace, policy, hyperdrive = []) {
   const { localAddress: authority } = await socket.opened;
-  const { reason, target } = socketRefusal(policy, authority,
-                                           env.EGRESS_ALLOW_LOOPBACK === "1");
-  if (reason) return refuseSocket(env, ctx, socket, namespace, policy, authority, reason);
+  const route = socketRoute(env, policy, authority, hyperdrive);
+  if (route.reason) {
+    return refuseSocket(env, ctx, socket, namespace, policy, authority, route.reason);
+  }
   const limit = socketLimit(env);
   const held = open.get(namespace) || 0;
   if (held >= limit) {
@@ -108,8 +134,7 @@ export async function serveConnect(env, ctx, socket, namespace, policy) {
   }
   open.set(namespace, held + 1);
   try {
-    // The normalised address: what was judged is what the network resolves and checks.
-    const up = env.NET.connect(`${target.host}:${target.port}`);
+    const up = route.through.connect(route.dial);
     const pipes = Promise.allSettled([socket.readable.pipeTo(up.writable),
                                       up.readable.pipeTo(socket.writable)]);
     // When the tenant's side goes away workerd ends this CONNECT and would drop the

@@ -419,21 +419,30 @@ export class WdlAlarms extends WorkerEntrypoint {
 // service (public addresses only). The policy comes with the worker's route (cached
 // ROUTE_CACHE_MS); no route (the worker was deleted): nothing goes out.
 export class WdlObjectsOutbound extends WorkerEntrypoint {
-  async #policy() {
+  // The worker's route: its namespace's egress policy and the Hyperdrive configs its
+  // version binds.
+  async #route() {
     const { namespace, script } = this.ctx.props;
     try {
       const route = await routeOf(this.env, { namespace, script });
-      if (route.route) return route.route.egress || { mode: "public" };
+      if (route.route) return route.route;
     } catch {
       // the state service is unreachable: refuse rather than guess
     }
-    return { mode: "deny" };
+    return null;
+  }
+
+  async #policy() {
+    const route = await this.#route();
+    return route ? route.egress || { mode: "public" } : { mode: "deny" };
   }
 
   // An object's connect(): the same judgement as the gateway's (sockets.js).
   async connect(socket) {
+    const route = await this.#route();
     return serveConnect(this.env, this.ctx, socket, this.ctx.props.namespace,
-                        await this.#policy());
+                        route ? route.egress || { mode: "public" } : { mode: "deny" },
+                        route && route.hyperdrive || []);
   }
 
   async fetch(request) {
