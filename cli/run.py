@@ -207,7 +207,7 @@ def up(only: Annotated[list[str] | None, typer.Option(
     _run(settings, options, None)
 
 
-HYPERDRIVE_PORT = 26432  # harness/services.py's default (WDL_HYPERDRIVE_PORT)
+HYPERDRIVE_PORT = 26432  # `wdl up`'s pooler, unless WDL_HYPERDRIVE_URL says otherwise
 
 HEALTH_DEFAULTS = {
     "api": "http://127.0.0.1:8787/healthz",

@@ -43,7 +43,6 @@ KAFKA_CONTROLLER_PORT = KAFKA_PORT + 1
 REDIS_PORT = int(os.environ.get("WDL_REDIS_PORT", "26379"))
 POSTGRES_PORT = int(os.environ.get("WDL_POSTGRES_PORT", "25432"))
 S3_PORT = int(os.environ.get("WDL_S3_PORT", "27070"))
-HYPERDRIVE_PORT = int(os.environ.get("WDL_HYPERDRIVE_PORT", "26432"))
 
 VERSITYGW_MODULE = "github.com/versity/versitygw/cmd/versitygw"
 VERSITYGW_VERSION = "v1.8.0"
@@ -582,9 +581,9 @@ def up() -> dict[str, str]:
         "S3_REGION": "us-east-1",
         "WORKERD_BIN": str(workerd),
         # The Hyperdrive component's pooler (it runs PgBouncer itself: its configuration
-        # is the projected configs'); WDL_HYPERDRIVE_URL is where it listens.
+        # is the projected configs'). Where it listens is not set here: each platform a
+        # test starts picks a free port (`wdl up` defaults to 26432, WDL_HYPERDRIVE_URL).
         "PGBOUNCER_BIN": str(pgbouncer),
-        "WDL_HYPERDRIVE_URL": f"postgresql://{HOST}:{HYPERDRIVE_PORT}",
         "WDL_HARNESS_STATE": str(STATE),
     }
     SERVICES_ENV.write_text(

@@ -101,8 +101,9 @@ class PlatformOptions:
     workflows_url: str | None = None  # gateway without the engine: where it is
     queues_port: int = 0  # the queue service's producer endpoint and /healthz (`wdl up`: 8797)
     queues_url: str | None = None  # gateway without the queue service: where one is
-    # The Hyperdrive pooler's port (`wdl up`: WDL_HYPERDRIVE_URL's, 26432 from the harness;
-    # 0: a free one). Its address is `Platform.hyperdrive.address` (docs/hyperdrive.md).
+    # The Hyperdrive pooler's port: WDL_HYPERDRIVE_URL's (an operator's setting; `wdl up`
+    # defaults to 26432), else 0, a free one (`wdl dev`, tests). Its address is
+    # `Platform.hyperdrive.address` (docs/hyperdrive.md).
     hyperdrive_port: int = field(default_factory=lambda: urlsplit(
         os.environ.get("WDL_HYPERDRIVE_URL") or "").port or 0)
     hyperdrive_host: str = "127.0.0.1"
