@@ -36,7 +36,7 @@ $(NODE_STAMP): workerd/package.json workerd/package-lock.json
 	touch $(NODE_STAMP)
 
 run: install
-	$(VENV)/bin/wdl dev
+	PGBOUNCER_BIN=$$($(PY) -m harness pgbouncer | tail -1) $(VENV)/bin/wdl dev
 
 services: install
 	$(PY) -m harness up

@@ -627,12 +627,15 @@ def main(argv: list[str]) -> int:
             down()
         elif cmd == "status":
             return status()
+        elif cmd == "pgbouncer":  # `make run`: wdl dev's Hyperdrive pooler, nothing else
+            print(pgbouncer_binary())
         elif cmd == "restart" and argv[1:] == ["kafka"]:
             k = Kafka()
             k.terminate()
             k.start()
         else:
-            print("usage: python -m harness [up|down|status|restart kafka]", file=sys.stderr)
+            print("usage: python -m harness [up|down|status|pgbouncer|restart kafka]",
+                  file=sys.stderr)
             return 2
     except ProvisionError as exc:
         log(f"error: {exc}")

@@ -627,6 +627,11 @@ def summary(platform: Platform, admin_token: str | None) -> list[str]:
                      f"({platform.workflows.holder}, lease `workflows`)")
     if platform.queues is not None:
         lines.append(f"queues       {platform.queues.url}/healthz")
+    if platform.hyperdrive is not None:
+        lines.append(f"hyperdrive   PgBouncer on {platform.hyperdrive.address}  "
+                     "(tenants reach it as <config id>.hyperdrive.wdl:5432)")
+    elif platform.wants("hyperdrive"):
+        lines.append("hyperdrive   not served: PgBouncer is not installed (PGBOUNCER_BIN)")
     if platform.projector_health is not None:
         lines.append(f"projector    {platform.projector_health.url}/healthz")
     if platform.settings.embedded and platform.options.components - {"gateway"}:
