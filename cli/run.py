@@ -171,7 +171,7 @@ def up(only: Annotated[list[str] | None, typer.Option(
            "--hyperdrive-host", help="where the pooler listens")] = "127.0.0.1",
        hyperdrive_health_port: Annotated[int, typer.Option(
            "--hyperdrive-health-port", help="the Hyperdrive component's /healthz and "
-           "/metrics")] = HYPERDRIVE_HEALTH_PORT,
+           "/metrics [default: WDL_HYPERDRIVE_HEALTH_PORT, else 8799]")] = 0,
        hyperdrive_health_host: Annotated[str, typer.Option(
            "--hyperdrive-health-host", help="where its /healthz and /metrics listen "
            "(internal token required)")] = "127.0.0.1",
@@ -211,7 +211,9 @@ def up(only: Annotated[list[str] | None, typer.Option(
         objects_url=objects_url or os.environ.get("WDL_OBJECTS_URL"),
         workflows_url=workflows_url or os.environ.get("WDL_WORKFLOWS_URL"),
         queues_port=queues_port, queues_url=queues_url or os.environ.get("WDL_QUEUES_URL"),
-        hyperdrive_host=hyperdrive_host, hyperdrive_health_port=hyperdrive_health_port,
+        hyperdrive_host=hyperdrive_host,
+        hyperdrive_health_port=hyperdrive_health_port or int(
+            os.environ.get("WDL_HYPERDRIVE_HEALTH_PORT") or HYPERDRIVE_HEALTH_PORT),
         hyperdrive_health_host=hyperdrive_health_host,
         hyperdrive_port=hyperdrive_port or urlsplit(
             os.environ.get("WDL_HYPERDRIVE_URL") or "").port or HYPERDRIVE_PORT)
@@ -255,6 +257,8 @@ def health(component: Annotated[str, typer.Argument(help=", ".join(COMPONENTS))]
         console.print(f"[red]error:[/] unknown component {component!r}")
         raise typer.Exit(2)
     target = url or HEALTH_DEFAULTS[component]
+    if component == "hyperdrive" and not url and os.environ.get("WDL_HYPERDRIVE_HEALTH_PORT"):
+        target = f"http://127.0.0.1:{int(os.environ['WDL_HYPERDRIVE_HEALTH_PORT'])}/healthz"
     if target.startswith("tcp://"):
         parts = urlsplit(target)
         try:

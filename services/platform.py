@@ -107,8 +107,10 @@ class PlatformOptions:
     hyperdrive_port: int = field(default_factory=lambda: urlsplit(
         os.environ.get("WDL_HYPERDRIVE_URL") or "").port or 0)
     hyperdrive_host: str = "127.0.0.1"
-    # The component's /healthz and /metrics, behind the internal token (`wdl up`: 8799).
-    hyperdrive_health_port: int = 0
+    # The component's /healthz and /metrics, behind the internal token: WDL_HYPERDRIVE_
+    # HEALTH_PORT's, else 0, a free one (`wdl dev`, tests); `wdl up` defaults to 8799.
+    hyperdrive_health_port: int = field(default_factory=lambda: int(
+        os.environ.get("WDL_HYPERDRIVE_HEALTH_PORT") or 0))
     hyperdrive_health_host: str = "127.0.0.1"
     # Where tenants' pooler connections come from (PgBouncer hba's address column).
     hyperdrive_clients: str = field(default_factory=lambda: os.environ.get(
