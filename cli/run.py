@@ -55,6 +55,10 @@ MaxStale = Annotated[int, typer.Option("--recycle-stale", help="recycle workerd 
                                        "many loaded versions are no longer routed")]
 
 
+HYPERDRIVE_PORT = 26432  # `wdl up`'s pooler, unless WDL_HYPERDRIVE_URL says otherwise
+HYPERDRIVE_HEALTH_PORT = 8799  # its /healthz and /metrics
+
+
 def _run(settings: Settings, options: PlatformOptions, admin_token: str | None) -> None:
     from services.crypto import NoRootKey
     from services.platform import Platform, summary
@@ -165,6 +169,12 @@ def up(only: Annotated[list[str] | None, typer.Option(
            "WDL_HYPERDRIVE_URL's port, else 26432")] = 0,
        hyperdrive_host: Annotated[str, typer.Option(
            "--hyperdrive-host", help="where the pooler listens")] = "127.0.0.1",
+       hyperdrive_health_port: Annotated[int, typer.Option(
+           "--hyperdrive-health-port", help="the Hyperdrive component's /healthz and "
+           "/metrics [default: WDL_HYPERDRIVE_HEALTH_PORT, else 8799]")] = 0,
+       hyperdrive_health_host: Annotated[str, typer.Option(
+           "--hyperdrive-health-host", help="where its /healthz and /metrics listen "
+           "(internal token required)")] = "127.0.0.1",
        queues_url: Annotated[str | None, typer.Option(
            "--queues-url", help="a queue service replica's URL, for a gateway without it "
            "[env WDL_QUEUES_URL]")] = None,
@@ -202,12 +212,14 @@ def up(only: Annotated[list[str] | None, typer.Option(
         workflows_url=workflows_url or os.environ.get("WDL_WORKFLOWS_URL"),
         queues_port=queues_port, queues_url=queues_url or os.environ.get("WDL_QUEUES_URL"),
         hyperdrive_host=hyperdrive_host,
+        hyperdrive_health_port=hyperdrive_health_port or int(
+            os.environ.get("WDL_HYPERDRIVE_HEALTH_PORT") or HYPERDRIVE_HEALTH_PORT),
+        hyperdrive_health_host=hyperdrive_health_host,
         hyperdrive_port=hyperdrive_port or urlsplit(
             os.environ.get("WDL_HYPERDRIVE_URL") or "").port or HYPERDRIVE_PORT)
     _run(settings, options, None)
 
 
-HYPERDRIVE_PORT = 26432  # `wdl up`'s pooler, unless WDL_HYPERDRIVE_URL says otherwise
 
 HEALTH_DEFAULTS = {
     "api": "http://127.0.0.1:8787/healthz",
@@ -220,8 +232,9 @@ HEALTH_DEFAULTS = {
     "queues": "http://127.0.0.1:8797/healthz",
     "d1": "http://127.0.0.1:8795/healthz",
     "objects": "http://127.0.0.1:8796/__wdl/healthz",
-    # PgBouncer speaks PostgreSQL, not HTTP: a TCP connect is its health.
-    "hyperdrive": f"tcp://127.0.0.1:{HYPERDRIVE_PORT}",
+    # The component's health server: PgBouncer alive and listening (`--url
+    # tcp://host:port` is a bare connect to a pooler instead).
+    "hyperdrive": f"http://127.0.0.1:{HYPERDRIVE_HEALTH_PORT}/healthz",
 }
 
 
@@ -244,6 +257,8 @@ def health(component: Annotated[str, typer.Argument(help=", ".join(COMPONENTS))]
         console.print(f"[red]error:[/] unknown component {component!r}")
         raise typer.Exit(2)
     target = url or HEALTH_DEFAULTS[component]
+    if component == "hyperdrive" and not url and os.environ.get("WDL_HYPERDRIVE_HEALTH_PORT"):
+        target = f"http://127.0.0.1:{int(os.environ['WDL_HYPERDRIVE_HEALTH_PORT'])}/healthz"
     if target.startswith("tcp://"):
         parts = urlsplit(target)
         try:

@@ -107,6 +107,11 @@ class PlatformOptions:
     hyperdrive_port: int = field(default_factory=lambda: urlsplit(
         os.environ.get("WDL_HYPERDRIVE_URL") or "").port or 0)
     hyperdrive_host: str = "127.0.0.1"
+    # The component's /healthz and /metrics, behind the internal token: WDL_HYPERDRIVE_
+    # HEALTH_PORT's, else 0, a free one (`wdl dev`, tests); `wdl up` defaults to 8799.
+    hyperdrive_health_port: int = field(default_factory=lambda: int(
+        os.environ.get("WDL_HYPERDRIVE_HEALTH_PORT") or 0))
+    hyperdrive_health_host: str = "127.0.0.1"
     # Where tenants' pooler connections come from (PgBouncer hba's address column).
     hyperdrive_clients: str = field(default_factory=lambda: os.environ.get(
         "WDL_HYPERDRIVE_CLIENTS") or "127.0.0.1/32")
@@ -190,6 +195,7 @@ class Platform:
         self.workflows: Any = None  # services.workflows.service.WorkflowsService
         self.queues: Any = None  # services.queues.service.QueuesService
         self.hyperdrive: Any = None  # services.hyperdrive.service.HyperdriveService
+        self.hyperdrive_health: HttpServer | None = None
 
     def wants(self, name: str) -> bool:
         return name in self.options.components
@@ -331,6 +337,14 @@ class Platform:
             clients=self.options.hyperdrive_clients))
         await self.hyperdrive.start()
         self._stack.push_async_callback(self.hyperdrive.stop)
+        from services.hyperdrive.health import health_app
+
+        self.hyperdrive_health = HttpServer(
+            self._internal(health_app(self.hyperdrive)),
+            host=self.options.hyperdrive_health_host, port=self.options.hyperdrive_health_port,
+            name="hyperdrive-health")
+        await self.hyperdrive_health.start()
+        self._stack.push_async_callback(self.hyperdrive_health.stop)
 
     def _hyperdrive_address(self) -> str:
         """Where tenants' Hyperdrive connections go: this process's pooler, or (the
@@ -630,6 +644,8 @@ def summary(platform: Platform, admin_token: str | None) -> list[str]:
     if platform.hyperdrive is not None:
         lines.append(f"hyperdrive   PgBouncer on {platform.hyperdrive.address}  "
                      "(tenants reach it as <config id>.hyperdrive.wdl:5432)")
+        if platform.hyperdrive_health is not None:
+            lines.append(f"             {platform.hyperdrive_health.url}/healthz, /metrics")
     elif platform.wants("hyperdrive"):
         lines.append("hyperdrive   not served: PgBouncer is not installed (PGBOUNCER_BIN)")
     if platform.projector_health is not None:

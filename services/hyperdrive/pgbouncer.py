@@ -82,6 +82,15 @@ def pool_sizes(configs: Sequence[PoolConfig], limits: Mapping[str, int],
     return out
 
 
+def listen_addresses(listen_host: str) -> str:
+    """`listen_addr`: the configured host, plus loopback when it is one non-loopback
+    address: the component reads the admin console (metrics) from 127.0.0.1, the only
+    address hba admits its admin user from."""
+    if listen_host in ("0.0.0.0", "*", "127.0.0.1", "localhost"):
+        return listen_host
+    return f"{listen_host},127.0.0.1"
+
+
 def render(configs: Sequence[PoolConfig], limits: Mapping[str, int],
            settings: PoolerSettings) -> Rendered:
     configs = sorted(configs, key=lambda c: c.config_id)
@@ -97,7 +106,7 @@ def render(configs: Sequence[PoolConfig], limits: Mapping[str, int],
                      f"pool_size={size} max_db_connections={share}")
     lines += [
         "", "[pgbouncer]",
-        f"listen_addr = {settings.listen_host}",
+        f"listen_addr = {listen_addresses(settings.listen_host)}",
         f"listen_port = {settings.listen_port}",
         "unix_socket_dir =",
         "auth_type = hba",

@@ -6,6 +6,11 @@ keyring), starts PgBouncer, and re-renders every `poll_s`: when the files change
 writes them (0600) and sends SIGHUP, PgBouncer's reload. A PgBouncer that dies is
 started again. Nothing here logs a credential: messages name config ids only.
 
+Metrics (`self.metrics`, docs/metrics.md "Hyperdrive pooler"): the sync sets the
+configs' gauges and counts reloads and restarts; a task of its own polls PgBouncer's
+admin console every `stats_s` (services/hyperdrive/console.py, bounded by a timeout), so
+a slow console never delays a sync.
+
 PgBouncer refuses to run as root: as root it runs as `run_as` (default `postgres`,
 which the PostgreSQL package creates), and its files live in a directory of that
 user's, outside the platform's private (0700, root's) data dir.
@@ -31,13 +36,16 @@ from typing import Any
 
 import msgspec
 
+from eventlog.bindings.hyperdrive import pooler_user
 from eventlog.events import SealedSecret
 from projections import keys
 from projections.reader import ProjectionReader
 from projections.store import ProjectionStore
 from services.crypto import Keyring, SecretContext, SecretCryptoError
+from services.hyperdrive.console import Console
+from services.hyperdrive.metrics import HyperdriveMetrics
 from services.hyperdrive.origin import OriginError, parse_origin
-from services.hyperdrive.pgbouncer import PoolConfig, PoolerSettings, Rendered, render
+from services.hyperdrive.pgbouncer import ADMIN_USER, PoolConfig, PoolerSettings, Rendered, render
 
 log = logging.getLogger("wdl.hyperdrive")
 _decode = msgspec.json.Decoder()
@@ -66,6 +74,9 @@ class HyperdriveOptions:
     namespace_connections: int = field(default_factory=lambda: int(
         os.environ.get("WDL_HYPERDRIVE_NAMESPACE_CONNECTIONS") or 20))
     poll_s: float = 0.5
+    # How often the admin console is read for the pool metrics.
+    stats_s: float = field(default_factory=lambda: float(
+        os.environ.get("WDL_HYPERDRIVE_STATS_S") or 5))
 
 
 def library_path(binary: str) -> str | None:
@@ -94,6 +105,11 @@ class HyperdriveService:
         self.options = options or HyperdriveOptions()
         self.port = 0
         self.reloads = 0
+        self.restarts = 0
+        self.metrics = HyperdriveMetrics()
+        self._namespace_of: dict[str, str] = {}  # database alias hd_<id> -> its namespace
+        self._console: Console | None = None
+        self._stats_task: asyncio.Task[None] | None = None
         self.skipped: set[str] = set()  # config ids whose credentials did not open
         self._user = self.options.run_as if os.geteuid() == 0 else None
         self._dir: Path | None = None
@@ -137,12 +153,17 @@ class HyperdriveService:
         self._spawn()
         await self._wait_listening()
         self._task = asyncio.create_task(self._watch(), name="hyperdrive-watch")
+        self._console = Console(self.port, *self.admin)
+        self._stats_task = asyncio.create_task(self._poll_stats(), name="hyperdrive-stats")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        for task in (self._task, self._stats_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        if self._console is not None:
+            await self._console.close()
         proc, self._proc = self._proc, None
         if proc is not None and proc.poll() is None:
             proc.terminate()  # SIGTERM: PgBouncer's immediate shutdown
@@ -164,10 +185,34 @@ class HyperdriveService:
     @property
     def admin(self) -> tuple[str, str]:
         """(user, password) of PgBouncer's admin console (SHOW POOLS), for metrics."""
-        from services.hyperdrive.pgbouncer import ADMIN_USER
-
         assert self._settings is not None
         return ADMIN_USER, self._settings.admin_password
+
+    @property
+    def alive(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    @property
+    def served(self) -> int:
+        """Configs the pooler serves now."""
+        return len(self._namespace_of)
+
+    @property
+    def console_failing(self) -> bool:
+        """The last read of the admin console failed (pool metrics are stale)."""
+        return self._console is not None and self._console.failing
+
+    async def listening(self, timeout: float = 1.0) -> bool:
+        """PgBouncer accepts a connection on the loopback address the console uses."""
+        try:
+            _, writer = await asyncio.wait_for(
+                asyncio.open_connection("127.0.0.1", self.port), timeout)
+        except (OSError, TimeoutError):
+            return False
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        return True
 
     # --- rendering ------------------------------------------------------------------
 
@@ -209,6 +254,9 @@ class HyperdriveService:
         """Render from the projection; write and reload if anything changed."""
         assert self._settings is not None
         configs, limits = await self.configs()
+        self._namespace_of = {pooler_user(c.config_id): c.namespace for c in configs}
+        self.metrics.configs.set(len(configs))
+        self.metrics.unopened.set(len(self.skipped))
         rendered = render(configs, limits, self._settings)
         if rendered == self._rendered:
             return False
@@ -220,6 +268,7 @@ class HyperdriveService:
         if not first and self._proc is not None and self._proc.poll() is None:
             os.kill(self._proc.pid, signal.SIGHUP)
             self.reloads += 1
+            self.metrics.reloads.inc()
             log.info("pooler reloaded: %d configs", len(configs))
         return True
 
@@ -297,9 +346,35 @@ class HyperdriveService:
                 if self._proc is not None and self._proc.poll() is not None:
                     log.error("PgBouncer exited (%s); starting it again", self._proc.returncode)
                     self._spawn()
+                    self.restarts += 1
+                    self.metrics.restarts.inc()
                     await self._wait_listening()
                 await self.sync()
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("hyperdrive: sync failed; retrying")
+
+    async def _poll_stats(self) -> None:
+        assert self._console is not None
+        while True:
+            await self.poll_stats()
+            await asyncio.sleep(self.options.stats_s)
+
+    async def poll_stats(self) -> bool:
+        """Read the console once into the metrics; False when it did not answer."""
+        assert self._console is not None
+        try:
+            got = await self._console.poll()
+            if got is None:
+                self.metrics.console_up.set(0)
+                self.metrics.console_failures.inc()
+                return False
+            self.metrics.observe(*got, self._namespace_of)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("hyperdrive: reading the pool metrics failed")
+            return False
+        self.metrics.console_up.set(1)
+        return True

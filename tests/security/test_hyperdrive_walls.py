@@ -14,11 +14,18 @@ and its worker still queries its origin. The origin's user
 and password, and the pooler passwords, are then grepped for in every API answer,
 the audit rows (which carry each event's payload), the platform's logs and, under
 `wdl dev`, every file of its data directory (the embedded event log and audit).
+
+The pooler's own `/metrics` and `/healthz` (the component's health server): a local
+user of the host or a tenant holding its config's pooler password reads nothing without
+the platform's internal token (401 on every path, whatever it sends), and with it the
+metrics show the namespaces' connections without any credential, origin host or user,
+or config id.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -49,8 +56,10 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def walls_env() -> dict[str, str]:
-    # Both shapes run the pooler here (`wdl dev` reads it too): the test dials it.
-    return {"WDL_HYPERDRIVE_URL": f"postgresql://127.0.0.1:{_free_port()}"}
+    # Both shapes run the pooler here (`wdl dev` reads it too): the test dials it; and its
+    # health server (metrics read every 0.2 s).
+    return {"WDL_HYPERDRIVE_URL": f"postgresql://127.0.0.1:{_free_port()}",
+            "WDL_HYPERDRIVE_HEALTH_PORT": str(_free_port()), "WDL_HYPERDRIVE_STATS_S": "0.2"}
 
 
 class Origin:
@@ -243,6 +252,73 @@ async def test_connection_strings_are_allow_listed_and_never_echoed(
     r = await walls.attacker.wdl("hyperdrive", "update", "mine", "--ns", ATTACKER,
                                  "--connection-string", "-", stdin=conn + "\n", ok=False)
     assert r.code != 0 and "invalid_connection_string" in r.text, r.text
+
+
+def _hold(port: int, value: dict[str, Any]) -> psycopg.Connection[Any]:
+    conn = psycopg.connect(host="127.0.0.1", port=port, user=value["user"],
+                           password=value["password"], dbname=value["database"],
+                           connect_timeout=5)
+    conn.execute("select 1")  # in a transaction: its server connection held
+    return conn
+
+
+async def test_pooler_metrics_and_health_need_the_token_and_name_no_secret(
+        walls: Walls, scene: dict[str, Any], origins: tuple[Origin, Origin],
+        walls_env: dict[str, str]) -> None:
+    base = f"http://127.0.0.1:{walls_env['WDL_HYPERDRIVE_HEALTH_PORT']}"
+    good = {"authorization": f"Bearer {walls.internal_token}"}
+    a_password = scene["attacker"]["password"]
+    # No token, wrong ones, a near miss, the token in a header it is not, and what a
+    # tenant holds: its pooler password, its deployer token, the admin console's name.
+    wrong: list[dict[str, str]] = [
+        {}, {"authorization": "Bearer wrong"}, {"x-wdl-internal-token": "wrong"},
+        {"authorization": f"Bearer {walls.internal_token[:-1]}"},
+        {"authorization": walls.internal_token}, {"x-wdl-token": walls.internal_token},
+        {"authorization": f"Bearer {a_password}"},
+        {"authorization": f"Bearer {walls.attacker.env['WDL_TOKEN']}"},
+        {"authorization": "Basic " + base64.b64encode(
+            f"wdl_pooler_admin:{a_password}".encode()).decode()}]
+    held = [await asyncio.to_thread(_hold, scene["port"], scene[who])
+            for who in ("victim", "attacker")]
+    try:
+        async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+            for method, path in (("GET", "/metrics"), ("GET", "/healthz"), ("POST", "/metrics"),
+                                 ("GET", "/"), ("GET", "/no-such-route")):
+                for headers in wrong:
+                    r = await client.request(method, path, headers=headers)
+                    assert r.status_code == 401, (method, path, headers, r.text)
+                    assert r.json()["code"] == "unauthorized", r.text
+                    assert "wdl_hyperdrive" not in r.text and "configs" not in r.text
+            # The control: the token opens both, and the metrics see the held connections.
+            deadline = asyncio.get_running_loop().time() + 20
+            while True:
+                metrics = await client.get("/metrics", headers=good)
+                assert metrics.status_code == 200, metrics.text
+                if all(f'wdl_hyperdrive_clients_active{{namespace="{ns}"}} 1.0' in metrics.text
+                       and f'wdl_hyperdrive_servers_active{{namespace="{ns}"}} 1.0'
+                       in metrics.text for ns in (VICTIM, ATTACKER)):
+                    break
+                assert asyncio.get_running_loop().time() < deadline, metrics.text
+                await asyncio.sleep(0.25)
+            health = await client.get("/healthz", headers=good)
+            assert health.status_code == 200 and health.json()["ok"] is True, health.text
+    finally:
+        for conn in held:
+            await asyncio.to_thread(conn.close)
+    victim_origin, attacker_origin = origins
+    named = {"an origin's user": [victim_origin.role, attacker_origin.role],
+             "an origin's password": [victim_origin.password, attacker_origin.password],
+             "a pooler password": [scene["victim"]["password"], a_password],
+             "a config id": [scene["vid"], scene["aid"]],
+             "a database alias or pooler user": ["hd_"],
+             "an origin's host": [f"{victim_origin.host}:{victim_origin.port}"],
+             "an origin's database": [victim_origin.database]}
+    for what, values in named.items():
+        for value in values:
+            assert value not in metrics.text, f"{what} is in the pooler's metrics"
+            assert value not in health.text, f"{what} is in the pooler's /healthz"
+    await walls.assert_victim_intact()
+    assert await _until_login(scene["port"], scene["victim"]) == f"ok {victim_origin.role}"
 
 
 def _files(root: Path) -> dict[str, str]:

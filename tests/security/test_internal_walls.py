@@ -377,7 +377,7 @@ async def test_every_route_of_every_internal_app_requires_the_token(
     names = {s.name for s in servers}
     # Every internal server kind of the platform (a new kind is walked as it comes).
     assert {"state", "data", "objects-supervisor", "gateway-health", "scheduler-health",
-            "projector-health"} <= names, names
+            "projector-health", "hyperdrive-health"} <= names, names
     assert projector.projector_health in servers
     async with httpx.AsyncClient(timeout=20) as client:
         for server in servers:
