@@ -25,7 +25,8 @@ KINDS = frozenset({"kv", "r2", "ratelimit"})
 # A refused connect()'s policy and reason (workerd/gateway/sockets.js reasonClass).
 SOCKET_POLICIES = frozenset({"deny", "public", "allow"})
 SOCKET_REASONS = frozenset({"deny", "not_allowed", "port", "special_address", "malformed",
-                            "limit", "outbound_worker", "hyperdrive"})
+                            "limit", "outbound_worker", "hyperdrive",
+                            "subrequests"})
 TAIL_DROP_REASONS = frozenset({"overflow", "no_consumer", "no_handler", "failed", "invalid"})
 
 

@@ -227,3 +227,108 @@ async def test_connect_from_a_worker_an_object_and_a_loader_child(stack: Stack) 
             assert await probe(stack, "acme", place, f"127.0.0.1:{db.port}") == LOST, place
         assert db.connections == before
         assert other.connections == 0
+
+
+# Connections and fetches of one request, in order: each `c` a connect() to `to` (one
+# byte echoed, then closed), each `f` a fetch() of `url`. `forge`: one more connect()
+# through the real `cloudflare:sockets` (a computed import the gateway cannot rewrite)
+# naming a request of nobody's.
+BUDGET = r"""
+import { connect } from "cloudflare:sockets";
+
+async function once(to) {
+  const s = connect(to);
+  const w = s.writable.getWriter();
+  await w.write(new TextEncoder().encode("x"));
+  const r = s.readable.getReader();
+  const { done } = await r.read();
+  await s.close();
+  return done ? "closed" : "ok";
+}
+
+export default {
+  async fetch(request) {
+    const u = new URL(request.url);
+    const to = u.searchParams.get("to"), url = u.searchParams.get("url");
+    const out = [];
+    for (const step of u.searchParams.get("steps") || "") {
+      try {
+        if (step === "c") out.push(await once(to));
+        else if (step === "i") {
+          const s = connect(to);
+          out.push((await s.opened).remoteAddress);
+          await s.close();
+        } else { await (await fetch(url)).arrayBuffer(); out.push("ok"); }
+      } catch (e) {
+        out.push("error: " + String(e && e.message || e));
+      }
+    }
+    if (u.searchParams.get("forge")) {
+      const real = await import(["cloudflare", "sockets"].join(":"));
+      const [host, port] = [to.slice(0, to.lastIndexOf(":")), to.slice(to.lastIndexOf(":") + 1)];
+      try {
+        const s = real.connect(`${host}.${crypto.randomUUID()}.wdl-request:${port}`);
+        const w = s.writable.getWriter();
+        await w.write(new TextEncoder().encode("x"));
+        const { done } = await s.readable.getReader().read();
+        out.push(done ? "closed" : "forged ok");
+      } catch (e) {
+        out.push("error: " + String(e && e.message || e));
+      }
+    }
+    return Response.json(out);
+  },
+};
+"""
+
+
+async def test_each_connection_counts_against_the_request_subrequest_budget(
+        stack: Stack) -> None:
+    hits = 0
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal hits
+        hits += 1
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok")
+        await writer.drain()
+        writer.close()
+
+    web = await asyncio.start_server(handle, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{web.sockets[0].getsockname()[1]}/x"
+    await stack.wdl("ns", "create", "acme")
+    await stack.deploy("acme", stack.project("budget", BUDGET))
+
+    async def run(steps: str, to: str, forge: bool = False) -> list[str]:
+        params = {"to": to, "url": url, "steps": steps, **({"forge": "1"} if forge else {})}
+        async with httpx.AsyncClient(timeout=30) as client:
+            r = await client.get(f"{stack.gateway}/budget/", params=params,
+                                 headers={"host": "acme.workers.local"})
+        assert r.status_code == 200, r.text
+        answer: list[str] = r.json()
+        return answer
+
+    async with web, Echo() as db:
+        to = f"127.0.0.1:{db.port}"
+        # The platform's default budget (1000): five connections are nothing.
+        assert await run("ccccc", to) == ["ok"] * 5
+        await stack.wdl("ns", "limits", "set", "--ns", "acme", "--subrequests", "3")
+        await asyncio.sleep(1.5)  # the route caches
+        before = db.connections
+        # Three subrequests per request, connections and fetches alike.
+        assert await run("ccccc", to) == ["ok"] * 3 + [LOST] * 2, recent(stack)
+        assert db.connections == before + 3
+        assert await run("fcfcf", to) == ["ok"] * 3 + [LOST, "error: Too many subrequests."]
+        assert await run("ffcc", to) == ["ok", "ok", "ok", LOST]
+        # Each request has its own budget.
+        assert await run("cc", to) == ["ok", "ok"]
+        # What the tenant's socket says it opened is what it asked for.
+        assert await run("i", to) == [to]
+        assert ("wdl egress: connect() of namespace acme to 127.0.0.1:"
+                f"{db.port} refused by the egress policy (public): Too many subrequests."
+                ) in gateway_log(stack), recent(stack)
+        # A made-up request name in the address is refused, not dialled.
+        before = db.connections
+        assert await run("", to, forge=True) == [LOST]
+        assert db.connections == before
+        assert "this subrequest does not belong to a live request" in gateway_log(stack)

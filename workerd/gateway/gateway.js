@@ -564,7 +564,8 @@ export class WdlEgress extends WorkerEntrypoint {
     const entry = await lookup(this.env, namespace, worker);
     const policy = entry.missing ? { mode: "deny" } : (entry.egress || { mode: "public" });
     return serveConnect(this.env, this.ctx, socket, namespace, policy,
-                        entry.missing ? [] : entry.hyperdrive);
+                        entry.missing ? [] : entry.hyperdrive,
+                        (name) => spendSubrequest(name, namespace));
   }
 }
 

@@ -34,21 +34,27 @@ export function setSelfLoader(load, wrap) {
   if (wrap) around = wrap;
 }
 
-// Rewrites "cloudflare:workers" in the tenant's own ES modules (`modules`: name ->
-// {js}|…, before the platform's are added) to the platform's `__wdl/workers.js`. Only
-// the specifiers of imports and re-exports: `from "…"`, `import "…"`, `import("…")`.
-// The same text in a string, a template, a comment or a regular expression is the
-// tenant's data and stays as written (a plain regex replace rewrote them all: a tenant's
+// Rewrites "cloudflare:workers" and "cloudflare:sockets" in the tenant's own ES modules
+// (`modules`: name -> {js}|…, before the platform's are added) to the platform's
+// `__wdl/workers.js` (self stubs) and `__wdl/sockets.js` (connect() named after the
+// request, for its subrequest budget: tenant/sockets.js). Only the specifiers of
+// imports and re-exports: `from "…"`, `import "…"`, `import("…")`. The same text in a
+// string, a template, a comment or a regular expression is the tenant's data and stays
+// as written (a plain regex replace rewrote them all: a tenant's
 // `/from "cloudflare:workers"/` then no longer parsed, and strings it served or handed
 // to a child changed). es-module-lexer (Vite's and Node's ESM lexer) tells them apart.
-const SPECIFIER = "cloudflare:workers";
+const REWRITES = { "cloudflare:workers": "__wdl/workers.js",
+                   "cloudflare:sockets": "__wdl/sockets.js" };
+const SPECIFIERS = Object.keys(REWRITES);
 
 function relativeTo(from, to) {
   const up = from.split("/").length - 1;
   return (up ? "../".repeat(up) : "./") + to;
 }
 
-export function rewriteSpecifier(src, to) {
+// `src` with each import specifier that `targets` names (specifier -> replacement)
+// replaced.
+export function rewriteSpecifiers(src, targets) {
   let found;
   try {
     [found] = parse(src);
@@ -59,7 +65,9 @@ export function rewriteSpecifier(src, to) {
   let out = "";
   let copied = 0;
   for (const imp of found) {
-    if (imp.specifier !== SPECIFIER) continue;
+    const to = imp.specifier !== undefined && Object.hasOwn(targets, imp.specifier)
+      ? targets[imp.specifier] : undefined;
+    if (to === undefined) continue;
     // A static specifier's span excludes its quotes, a dynamic import's argument includes them.
     const [start, end] = imp.type === "dynamic" ? [imp.start + 1, imp.end - 1]
       : [imp.start, imp.end];
@@ -71,8 +79,11 @@ export function rewriteSpecifier(src, to) {
 
 export function selfExports(modules) {
   for (const [name, m] of Object.entries(modules)) {
-    if (m === null || typeof m.js !== "string" || !m.js.includes(SPECIFIER)) continue;
-    modules[name] = { js: rewriteSpecifier(m.js, relativeTo(name, "__wdl/workers.js")) };
+    if (m === null || typeof m.js !== "string") continue;
+    if (!SPECIFIERS.some((s) => m.js.includes(s))) continue;
+    const targets = {};
+    for (const s of SPECIFIERS) targets[s] = relativeTo(name, REWRITES[s]);
+    modules[name] = { js: rewriteSpecifiers(m.js, targets) };
   }
 }
 

@@ -62,6 +62,7 @@ export function reasonClass(reason) {
     return /^port /.test(reason) ? "port" : "not_allowed";
   }
   if (/connections of namespace/.test(reason)) return "limit";
+  if (/subrequest/i.test(reason)) return "subrequests";
   if (/outbound Worker/.test(reason)) return "outbound_worker";
   if (/malformed|no port|out of range/.test(reason)) return "malformed";
   if (/Hyperdrive/.test(reason)) return "hyperdrive";
@@ -118,9 +119,26 @@ export function socketRoute(env, policy, authority, hyperdrive) {
   return { dial: `${target.host}:${target.port}`, through: env.NET };
 }
 
-// Serve one tenant connect(): judge, bound, dial, pipe both ways.
-export async function serveConnect(env, ctx, socket, namespace, policy, hyperdrive = []) {
-  const { localAddress: authority } = await socket.opened;
+// The request name a tenant's connect() carries (tenant/sockets.js appends
+// `.<name>.wdl-request` to the host) and the address without it: {authority, name}
+// (name null when there is none).
+const NAMED = /^(.+)\.([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\.wdl-request(:\d{1,5})$/i;
+
+export function splitRequestName(authority) {
+  const m = NAMED.exec(String(authority));
+  return m ? { authority: m[1] + m[3], name: m[2].toLowerCase() } : { authority, name: null };
+}
+
+// Serve one tenant connect(): charge its request, judge, bound, dial, pipe both ways.
+// `spend(name)`: "" or the reason the request named in the address may not open one
+// more connection (the gateway's subrequest budget); null where there is no budget to
+// charge (the objects process).
+export async function serveConnect(env, ctx, socket, namespace, policy, hyperdrive = [],
+                                   spend = null) {
+  const opened = (await socket.opened).localAddress;
+  const { authority, name } = splitRequestName(opened);
+  const over = name !== null && spend !== null ? spend(name) : null;
+  if (over) return refuseSocket(env, ctx, socket, namespace, policy, authority, over);
   const route = socketRoute(env, policy, authority, hyperdrive);
   if (route.reason) {
     return refuseSocket(env, ctx, socket, namespace, policy, authority, route.reason);
