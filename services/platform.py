@@ -47,9 +47,12 @@ from services.scheduler.dispatch import GatewayDispatcher
 from services.scheduler.scheduler import Scheduler, namespace_shares
 from services.serving import HttpServer, bind
 from services.settings import Settings
+from services.stalls import report_stalls, task_stacks
 from services.state.service import StateService
 
 log = logging.getLogger("wdl.platform")
+
+PROJECTOR_STOP_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -575,9 +578,20 @@ class Platform:
 
     async def _stop_projector_task(self) -> None:
         self._stop_projector.set()
-        if self._projector is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._projector
+        task = self._projector
+        if task is None:
+            return
+        # The projector writes what it has read before it returns (bounded by its sinks'
+        # flush); one that does not return within PROJECTOR_STOP_S is cancelled, with
+        # what it was waiting for in the log, rather than hold the whole stop forever.
+        done, _ = await asyncio.wait({task}, timeout=PROJECTOR_STOP_S)
+        if not done:
+            log.error("projector did not stop within %.0f s; cancelling it. Pending "
+                      "tasks:\n%s", PROJECTOR_STOP_S, task_stacks())
+            task.cancel()
+            await asyncio.wait({task}, timeout=PROJECTOR_STOP_S)
+        if task.done() and not task.cancelled():
+            task.result()  # a projector that failed says so
 
     async def wait(self) -> None:
         """Until a component fails on its own (a normal stop goes through `stop()`)."""
@@ -602,7 +616,8 @@ class Platform:
             task.result()
 
     async def stop(self) -> None:
-        await self._stack.aclose()
+        async with report_stalls("platform stop"):
+            await self._stack.aclose()
 
     async def __aenter__(self) -> Self:
         await self.start()
