@@ -60,6 +60,8 @@ def _modules(root: Path) -> list[tuple[str, str, str]]:
             # The gateway's egress judgement, for the objects' own fetch().
             ("egress.js", "esModule", (gateway / "egress.js").read_text()),
             ("sockets.js", "esModule", (gateway / "sockets.js").read_text()),
+            # Hyperdrive's host -> pooler rule, for an object's connect() (sockets.js).
+            ("pooler.js", "esModule", (gateway / "pooler.js").read_text()),
             # Self stubs of Durable Objects' code (`exports.X({props})`).
             ("self.js", "esModule", (gateway / "self.js").read_text()),
             ("es-module-lexer.js", "esModule", es_module_lexer(root)),
