@@ -90,6 +90,41 @@ async def test_drivers_on_the_real_servers(
                 assert got == expected(driver, db), (driver, place, got)
 
 
+async def test_a_refused_pooler_connection_is_the_drivers_error_at_once(
+        services: Endpoints, fresh_database: str, unique_name: Callable[[str], str],
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, db: Origin) -> None:
+    """Beyond the namespace's bound of open connections (here 1 per process) the egress
+    refuses the socket. The driver must say why, as its own error (PostgreSQL's
+    too_many_connections): a bare close left postgres.js with `CONNECTION_CLOSED` and no
+    reason after its connect_timeout (seen in the bench's 200 concurrent requests)."""
+    monkeypatch.setenv("WDL_SOCKETS_PER_NAMESPACE", "1")
+    async with platform_stack(services, fresh_database, unique_name, tmp_path, monkeypatch,
+                              components=COMPONENTS) as stack:
+        await stack.wdl("ns", "create", "acme")
+        cid = config_id(await stack.wdl("hyperdrive", "create", "main-db", "--ns", "acme",
+                                        "--connection-string", "-", "--json",
+                                        stdin=db.url + "\n"))
+        for driver in DRIVERS:
+            await stack.deploy("acme", await asyncio.to_thread(project, driver, tmp_path, cid))
+        await run(stack.gateway, "acme.workers.local", WORKERS["postgresjs"], "/run", "warm")
+        message = ("connect() refused by the platform: 1 connections of namespace acme are "
+                   "already open in this process")
+        # pg does not retry: its connect() fails at once with the refusal.
+        got = await run(stack.gateway, "acme.workers.local", WORKERS["pg"], "/two", "two")
+        assert got["first"] == 1, got
+        assert got["second"] == {"class": "DatabaseError", "code": "53300",
+                                 "message": message}, got
+        assert got["second_ms"] < 2000, got
+        got = await run(stack.gateway, "acme.workers.local", WORKERS["postgresjs"], "/two",
+                        "two")
+        assert got["first"] == 1, got
+        assert got["second"] == {"class": "PostgresError", "code": "53300",
+                                 "message": message}, got
+        # postgres.js retried the refused connection (backoff) until its connect_timeout
+        # (3 s here), then reported the last refusal.
+        assert got["second_ms"] < 15000, got
+
+
 def test_drivers_on_wdl_dev(dev: Dev, tmp_path: Path, db: Origin) -> None:
     dev.start()
     dev.cli("ns", "create", "acme")
