@@ -75,9 +75,51 @@ function socketLimit(env) {
   return Number.isInteger(n) && n > 0 ? n : DEFAULT_SOCKET_LIMIT;
 }
 
+// A PostgreSQL ErrorResponse (FATAL, SQLSTATE `code`): what a Hyperdrive refusal says, so
+// the tenant's driver fails at once with its own error. A bare close was not enough:
+// postgres.js went on waiting for its connect_timeout (30 s).
+export function postgresError(code, message) {
+  const enc = new TextEncoder();
+  const parts = [];
+  for (const [field, value] of [["S", "FATAL"], ["V", "FATAL"], ["C", code], ["M", message]]) {
+    parts.push(enc.encode(field + value), new Uint8Array([0]));
+  }
+  parts.push(new Uint8Array([0]));
+  const length = 4 + parts.reduce((n, p) => n + p.length, 0);
+  const out = new Uint8Array(1 + length);
+  out[0] = 0x45;  // 'E'
+  new DataView(out.buffer).setUint32(1, length);
+  let at = 5;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
+// SQLSTATE of a Hyperdrive refusal: too_many_connections for the namespace's bound,
+// sqlserver_rejected_establishment_of_sqlconnection otherwise.
+function refusalCode(reason) {
+  return reasonClass(reason) === "limit" ? "53300" : "08004";
+}
+
+// The tenant's startup message (or SSLRequest) first, so the error is what it reads
+// after its write rather than a reset under it; then the ErrorResponse.
+async function answerPostgres(socket, reason) {
+  const reader = socket.readable.getReader();
+  await Promise.race([reader.read(), new Promise((r) => setTimeout(r, 5000))]);
+  reader.releaseLock();
+  const writer = socket.writable.getWriter();
+  await writer.write(postgresError(refusalCode(reason),
+                                   `connect() refused by the platform: ${reason}`));
+  writer.releaseLock();
+}
+
 // Refuse: log and count (naming the policy and the address), then close the tenant's
-// socket - its next read fails with "Network connection lost.".
-export function refuseSocket(env, ctx, socket, namespace, policy, authority, reason) {
+// socket - its next read fails with "Network connection lost.". A Hyperdrive host
+// (`postgres`) is first answered with a PostgreSQL error naming the reason.
+export async function refuseSocket(env, ctx, socket, namespace, policy, authority, reason,
+                                   postgres = false) {
   const mode = policy && policy.mode || "public";
   console.error(`wdl egress: connect() of namespace ${namespace} to ${authority} refused ` +
     `by the egress policy (${mode}): ${reason}`);
@@ -89,6 +131,13 @@ export function refuseSocket(env, ctx, socket, namespace, policy, authority, rea
                              reason: reasonClass(reason) }),
     }).then((r) => r.body && r.body.cancel(), () => {}));
   }
+  if (postgres) {
+    try {
+      await answerPostgres(socket, reason);
+    } catch {
+      // the tenant went away first
+    }
+  }
   try {
     socket.close();
   } catch {
@@ -97,7 +146,8 @@ export function refuseSocket(env, ctx, socket, namespace, policy, authority, rea
 }
 
 // Where a tenant's connect() goes: {dial, through} (the address and the network service
-// that dials it) or {reason} for a refusal. A Hyperdrive host of a config the version
+// that dials it) or {reason} for a refusal; `postgres` when the tenant named a Hyperdrive
+// host (its refusals answer in PostgreSQL's protocol). A Hyperdrive host of a config the version
 // binds (`hyperdrive`: its ids, from the route) goes to the platform's pooler, whatever
 // the egress policy - the binding is the operator's grant, as on Cloudflare, and the
 // pooler admits the config's own credentials only. Any other `.hyperdrive.wdl` name
@@ -105,13 +155,13 @@ export function refuseSocket(env, ctx, socket, namespace, policy, authority, rea
 // policy and dialled through NET.
 export function socketRoute(env, policy, authority, hyperdrive) {
   const pooler = poolerAddress(authority, hyperdrive || [], env.POOLER_ADDRESS || "");
-  if (pooler !== null) return { dial: pooler, through: env.POOLER_NET };
+  if (pooler !== null) return { dial: pooler, through: env.POOLER_NET, postgres: true };
   const parsed = parseAuthority(authority);
   if (hyperdriveConfigOf(authority) !== null
       || (!parsed.error && /(^|\.)hyperdrive\.wdl$/.test(parsed.host))) {
     return { reason: env.POOLER_ADDRESS
       ? "a Hyperdrive config this worker does not bind"
-      : "Hyperdrive is not served here (no pooler configured)" };
+      : "Hyperdrive is not served here (no pooler configured)", postgres: true };
   }
   const { reason, target } = socketRefusal(policy, authority, env.EGRESS_ALLOW_LOOPBACK === "1");
   if (reason) return { reason };
@@ -141,14 +191,15 @@ export async function serveConnect(env, ctx, socket, namespace, policy, hyperdri
   if (over) return refuseSocket(env, ctx, socket, namespace, policy, authority, over);
   const route = socketRoute(env, policy, authority, hyperdrive);
   if (route.reason) {
-    return refuseSocket(env, ctx, socket, namespace, policy, authority, route.reason);
+    return refuseSocket(env, ctx, socket, namespace, policy, authority, route.reason,
+                        route.postgres);
   }
   const limit = socketLimit(env);
   const held = open.get(namespace) || 0;
   if (held >= limit) {
     return refuseSocket(env, ctx, socket, namespace, policy, authority,
                         `${limit} connections of namespace ${namespace} are already open ` +
-                        "in this process");
+                        "in this process", route.postgres);
   }
   open.set(namespace, held + 1);
   try {
