@@ -16,7 +16,7 @@ harness's services.env set it).
   (`ratio_p50_binding_vs_bare`; the issue's goal: <= 2).
 * Where the binding's time goes: `http_noop_p50_ms` (a request to the same tenant that
   makes no query), inside the isolate `tenant_first_query_p50_ms` (connection through the
-  egress + startup + SCRAM + the query) vs `tenant_held_query_ms` (a query on the open
+  egress + startup + md5 login + the query) vs `tenant_held_query_ms` (a query on the open
   connection), and on Node `bare_connect_query_p50_ms` (a new connection per query, as
   the tenant must: workerd's sockets live for one request).
 * `concurrent_requests` (200) at once: `concurrent_ok` / `concurrent_errors`,

@@ -7,10 +7,11 @@ credentials it logs in at the real PgBouncer to the victim's config, as the vict
 user, to PgBouncer's admin console; it logs in with the victim's origin credentials;
 it binds the victim's config id; it lists, reads, updates and deletes the victim's
 config through the API; it tries names and connection strings that would write into
-PgBouncer's files. Every try is refused (PgBouncer: `login rejected`, `not allowed`
-or a failed SASL exchange; the API: 404 `namespace_not_found`/`hyperdrive_not_found`,
-409, 400/422 with a code) and changes nothing: the victim's config keeps its version
-and its worker still queries its origin. The origin's user
+PgBouncer's files. Every try is refused (PgBouncer: `login rejected`, `not allowed`,
+a failed md5 login (`password authentication failed`) or SASL exchange (the console);
+the API: 404 `namespace_not_found`/`hyperdrive_not_found`, 409, 400/422 with a code)
+and changes nothing: the victim's config keeps its version and its worker still
+queries its origin. The origin's user
 and password, and the pooler passwords, are then grepped for in every API answer,
 the audit rows (which carry each event's payload), the platform's logs and, under
 `wdl dev`, every file of its data directory (the embedded event log and audit).
@@ -179,7 +180,8 @@ async def test_credentials_of_one_config_do_not_open_another(
         got = await asyncio.to_thread(_login, port, user, password, db)
         assert got.startswith("refused"), (what, got)
         assert any(refusal in got for refusal in (
-            "login rejected", "SASL authentication failed", "not allowed")), (what, got)
+            "login rejected", "SASL authentication failed", "password authentication failed",
+            "not allowed")), (what, got)
     # The wall holds for the right reason: each config still opens its own origin.
     assert (await asyncio.to_thread(_login, port, v["user"], v["password"], v["database"])
             ).startswith("ok")

@@ -373,7 +373,7 @@ async def test_own_credentials_open_nothing_else_at_the_pooler(
     vid, aid = scene["vid"], scene["aid"]
     me, them = f"hd_{aid}", f"hd_{vid}"
     for place in ("/worker", "/object"):
-        # Control: its own alias asks for a password (SCRAM), so the pooler is reached.
+        # Control: its own alias asks for a password (md5), so the pooler is reached.
         got = await probe(walls, ATTACKER, "hd", place, host(aid), f"startup:{me}:{me}")
         assert got == "reply R", (place, got)
         for user, db in ((me, "pgbouncer"), (me, them), (me, scene["victim_origin"].database),
