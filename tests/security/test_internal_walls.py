@@ -61,11 +61,17 @@ NOBODY = 65534
 # --- what the attacker sees -----------------------------------------------------------
 
 def platform_pids(walls: Walls) -> list[int]:
+    """The platform's processes that speak HTTP: not Hyperdrive's PgBouncer, whose port
+    speaks PostgreSQL's protocol and is walled by its hba and passwords
+    (tests/security/test_hyperdrive_walls.py)."""
     if walls.kind == "dev":
         dev = walls.extra["dev"]
         assert dev.proc is not None
-        return procs.session(dev.proc.pid)
-    return procs.tree(os.getpid())  # the components run in this process, workerd below it
+        pids = procs.session(dev.proc.pid)
+    else:
+        pids = procs.tree(os.getpid())  # the components run in this process, workerd below
+    return [pid for pid in pids
+            if not any(arg.endswith("pgbouncer") for arg in procs.cmdline(pid)[:1])]
 
 
 def _port(url: str) -> int:

@@ -16,10 +16,11 @@ Object, a loader child and a self stub.
 
 "Reached the pooler" needs no driver: PostgreSQL's SSLRequest (8 bytes) gets PgBouncer's
 one-byte `N`; a StartupMessage gets an ErrorResponse (its message) or an authentication
-request (`R`). A refusal is "Network connection lost." (workerd accepts the CONNECT
-before the egress decides: docs/dataplane.md "Sockets"). Every attack ends with the
-victim unchanged: its config as it was, its worker still reaching its pooler, the rig's
-victim data intact.
+request (`R`). A refusal of a `.hyperdrive.wdl` name is the platform's ErrorResponse
+(`E` to the SSLRequest); of any other address "Network connection lost." (workerd
+accepts the CONNECT before the egress decides: docs/dataplane.md "Sockets"). Every
+attack ends with the victim unchanged: its config as it was, its worker still reaching
+its pooler, the rig's victim data intact.
 
 This platform runs without the operators' loopback setting (production's shape): the
 pooler's loopback address is reachable only through the Hyperdrive route.
@@ -42,6 +43,11 @@ from tests.security.test_hyperdrive_walls import (  # noqa: F401  (the fixture)
 )
 
 pytestmark = pytest.mark.security
+
+# A refused connect() to a `.hyperdrive.wdl` name is answered with PostgreSQL's
+# ErrorResponse (08004, or 53300 past the socket bound) before the close: to the probe's
+# SSLRequest, an `E` where PgBouncer says `N` (REACHED).
+HD_REFUSED = "reply E"
 WALLS_COMPONENTS = ("hyperdrive",)
 SOCKET_LIMIT = 3
 WALLS_ENV = {"WDL_SOCKETS_PER_NAMESPACE": str(SOCKET_LIMIT)}
@@ -314,12 +320,12 @@ async def test_the_victims_config_is_refused_under_every_policy(
         for place in PLACES:
             for worker in ("hd", "nobind"):
                 got = await probe(walls, ATTACKER, worker, place, host(vid))
-                assert got == LOST, (policy, worker, place, got)
+                assert got == HD_REFUSED, (policy, worker, place, got)
                 got = await probe(walls, ATTACKER, worker, place, host(vid.upper()))
-                assert got == LOST, (policy, worker, place, got)
+                assert got == HD_REFUSED, (policy, worker, place, got)
             # A worker of the namespace that does not bind the config: refused too.
             got = await probe(walls, ATTACKER, "nobind", place, host(aid))
-            assert got == LOST, (policy, place, got)
+            assert got == HD_REFUSED, (policy, place, got)
             # The binding is the grant, whatever the policy (as on Cloudflare).
             assert await probe(walls, ATTACKER, "hd", place, host(aid)) == REACHED, \
                 (policy, place)
@@ -339,7 +345,8 @@ async def test_no_other_spelling_reaches_the_pooler(walls: Walls,
         for place in ("/worker", "/object", "/child"):
             for to in spellings(aid) + spellings(vid):
                 got = await probe(walls, ATTACKER, "hd", place, to)
-                assert got != REACHED and (got == LOST or got.startswith("error: ")), \
+                assert got != REACHED and (got in (LOST, HD_REFUSED)
+                                           or got.startswith("error: ")), \
                     (place, repr(to), got)
     finally:
         await set_egress(walls, "public")
@@ -412,10 +419,10 @@ namespace = "attacker"
         for to in (host(aid), host(vid)):
             r = await walls.attack("dplat", "/", params={"place": place, "to": to},
                                    timeout=30)
-            assert (r.status_code, r.text) == (200, LOST), (place, to, r.text)
+            assert (r.status_code, r.text) == (200, HD_REFUSED), (place, to, r.text)
         r = await walls.attack("dfree", "/", params={"place": place, "to": host(vid)},
                                timeout=30)
-        assert (r.status_code, r.text) == (200, LOST), (place, r.text)
+        assert (r.status_code, r.text) == (200, HD_REFUSED), (place, r.text)
         r = await walls.attack("dfree", "/", params={"place": place, "to": host(aid)},
                                timeout=30)
         assert (r.status_code, r.text) == (200, REACHED), (place, r.text)
@@ -427,7 +434,7 @@ namespace = "attacker"
     assert (r.status_code, r.text) == (200, REACHED), r.text
     r = await walls.attack("dplat", "/", params={"place": "object", "to": host(vid)},
                            timeout=30)
-    assert (r.status_code, r.text) == (200, LOST), r.text
+    assert (r.status_code, r.text) == (200, HD_REFUSED), r.text
     await victim_unchanged(walls, scene)
 
 
@@ -440,8 +447,8 @@ async def test_a_binding_removed_by_a_redeploy_is_refused_on_the_next_connect(
     await attacker.deploy_js("flip", PROBE, BASE_TOML)
     # The gateway's route is refreshed by the deploy; the objects' within ROUTE_CACHE_MS.
     for place in PLACES:
-        got = await until(walls, ATTACKER, "flip", place, host(aid), LOST, timeout=5)
-        assert got == LOST, (place, got)
+        got = await until(walls, ATTACKER, "flip", place, host(aid), HD_REFUSED, timeout=5)
+        assert got == HD_REFUSED, (place, got)
     await victim_unchanged(walls, scene)
 
 
@@ -473,7 +480,7 @@ async def test_pooler_connections_count_against_the_namespaces_socket_bound(
     assert got == REACHED, got
     # SOCKET_LIMIT held: the next is refused (the pooler's connections count like others).
     got = await probe(walls, ATTACKER, "hd", "/worker", host(aid), hold=SOCKET_LIMIT)
-    assert got == LOST, got
+    assert got == HD_REFUSED, got
     # The bound is the attacker's: the victim is not held back by it, and it was released.
     assert await probe(walls, VICTIM, "vprobe", "/worker", host(vid),
                        hold=SOCKET_LIMIT - 1) == REACHED

@@ -6,7 +6,7 @@
 import { WorkerEntrypoint } from "cloudflare:workers";
 import { normalizeHost, resolveTarget } from "./routing.js";
 import { egressRefusal } from "./egress.js";
-import { refuseSocket, serveConnect } from "./sockets.js";
+import { refuseSocket, serveConnect, splitRequestName } from "./sockets.js";
 import { HEADER as REQUEST_ID, fromTailDelivery, openRequest, spendSubrequest, withinWall }
   from "./budgets.js";
 import { admit, announce, ended, mark, nameVersion, probationEnter }
@@ -556,9 +556,9 @@ export class WdlEgress extends WorkerEntrypoint {
   async connect(socket) {
     const { namespace, worker } = this.ctx.props;
     if (this.ctx.props.via) {
-      const { localAddress } = await socket.opened;
+      const { authority } = splitRequestName((await socket.opened).localAddress);
       return refuseSocket(this.env, this.ctx, socket, namespace, { mode: "deny" },
-                          localAddress, "connect() of a dispatched user worker is not " +
+                          authority, "connect() of a dispatched user worker is not " +
                           "served (its outbound Worker sees fetch() only)");
     }
     const entry = await lookup(this.env, namespace, worker);

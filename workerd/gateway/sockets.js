@@ -119,7 +119,7 @@ async function answerPostgres(socket, reason) {
 // socket - its next read fails with "Network connection lost.". A Hyperdrive host
 // (`postgres`) is first answered with a PostgreSQL error naming the reason.
 export async function refuseSocket(env, ctx, socket, namespace, policy, authority, reason,
-                                   postgres = false) {
+                                   postgres = isHyperdriveHost(authority)) {
   const mode = policy && policy.mode || "public";
   console.error(`wdl egress: connect() of namespace ${namespace} to ${authority} refused ` +
     `by the egress policy (${mode}): ${reason}`);
@@ -145,6 +145,14 @@ export async function refuseSocket(env, ctx, socket, namespace, policy, authorit
   }
 }
 
+// Whether `authority` names a Hyperdrive host (any `.hyperdrive.wdl` name): its refusals
+// answer in PostgreSQL's protocol.
+export function isHyperdriveHost(authority) {
+  if (hyperdriveConfigOf(authority) !== null) return true;
+  const parsed = parseAuthority(authority);
+  return !parsed.error && /(^|\.)hyperdrive\.wdl$/.test(parsed.host);
+}
+
 // Where a tenant's connect() goes: {dial, through} (the address and the network service
 // that dials it) or {reason} for a refusal; `postgres` when the tenant named a Hyperdrive
 // host (its refusals answer in PostgreSQL's protocol). A Hyperdrive host of a config the version
@@ -156,9 +164,7 @@ export async function refuseSocket(env, ctx, socket, namespace, policy, authorit
 export function socketRoute(env, policy, authority, hyperdrive) {
   const pooler = poolerAddress(authority, hyperdrive || [], env.POOLER_ADDRESS || "");
   if (pooler !== null) return { dial: pooler, through: env.POOLER_NET, postgres: true };
-  const parsed = parseAuthority(authority);
-  if (hyperdriveConfigOf(authority) !== null
-      || (!parsed.error && /(^|\.)hyperdrive\.wdl$/.test(parsed.host))) {
+  if (isHyperdriveHost(authority)) {
     return { reason: env.POOLER_ADDRESS
       ? "a Hyperdrive config this worker does not bind"
       : "Hyperdrive is not served here (no pooler configured)", postgres: true };
