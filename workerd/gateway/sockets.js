@@ -145,6 +145,14 @@ export async function refuseSocket(env, ctx, socket, namespace, policy, authorit
   }
 }
 
+// Whether the tenant named a Hyperdrive host (any config, any spelling the URL parser
+// folds into one): its refusals, whatever the reason, answer in PostgreSQL's protocol.
+function namesHyperdrive(authority) {
+  if (hyperdriveConfigOf(authority) !== null) return true;
+  const parsed = parseAuthority(authority);
+  return !parsed.error && /(^|\.)hyperdrive\.wdl$/.test(parsed.host);
+}
+
 // Where a tenant's connect() goes: {dial, through} (the address and the network service
 // that dials it) or {reason} for a refusal; `postgres` when the tenant named a Hyperdrive
 // host (its refusals answer in PostgreSQL's protocol). A Hyperdrive host of a config the version
@@ -156,9 +164,7 @@ export async function refuseSocket(env, ctx, socket, namespace, policy, authorit
 export function socketRoute(env, policy, authority, hyperdrive) {
   const pooler = poolerAddress(authority, hyperdrive || [], env.POOLER_ADDRESS || "");
   if (pooler !== null) return { dial: pooler, through: env.POOLER_NET, postgres: true };
-  const parsed = parseAuthority(authority);
-  if (hyperdriveConfigOf(authority) !== null
-      || (!parsed.error && /(^|\.)hyperdrive\.wdl$/.test(parsed.host))) {
+  if (namesHyperdrive(authority)) {
     return { reason: env.POOLER_ADDRESS
       ? "a Hyperdrive config this worker does not bind"
       : "Hyperdrive is not served here (no pooler configured)", postgres: true };
@@ -188,7 +194,12 @@ export async function serveConnect(env, ctx, socket, namespace, policy, hyperdri
   const opened = (await socket.opened).localAddress;
   const { authority, name } = splitRequestName(opened);
   const over = name !== null && spend !== null ? spend(name) : null;
-  if (over) return refuseSocket(env, ctx, socket, namespace, policy, authority, over);
+  // Over the budget (or a name not its own), a Hyperdrive host is answered in
+  // PostgreSQL's protocol too: on a bare close postgres.js waits out its connect_timeout.
+  if (over) {
+    return refuseSocket(env, ctx, socket, namespace, policy, authority, over,
+                        namesHyperdrive(authority));
+  }
   const route = socketRoute(env, policy, authority, hyperdrive);
   if (route.reason) {
     return refuseSocket(env, ctx, socket, namespace, policy, authority, route.reason,
