@@ -21,6 +21,7 @@ address, md5 on the pooler hop, and Hyperdrive's refusals in PostgreSQL's protoc
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import json
 import statistics
@@ -314,4 +315,57 @@ async def test_hyperdrive_refusals_are_the_same_bytes_and_time_for_any_id(
     # noise on a shared machine.
     assert abs(medians["victim"] - medians["random"]) < max(10.0, 0.3 * medians["random"]), \
         medians
+    await victim_unchanged(walls, scene)
+
+
+# A module of the tenant's named so that workerd may take it for the platform's
+# `__wdl/sockets.js` (the rewritten `cloudflare:sockets`) or `__wdl/requests.js` (which
+# names every fetch for the budget): the validator checks the name as written.
+SHADOW_NAMES = ["./__wdl/sockets.js", "././__wdl/sockets.js", "/__wdl/sockets.js",
+                "a/../__wdl/sockets.js", ".//__wdl/sockets.js", "./__WDL/sockets.js",
+                "./__wdl/requests.js", "lib/__wdl/sockets.js", "__wdl/sockets.js"]
+SHADOW_MAIN = """
+import * as s from "cloudflare:sockets";
+export default { fetch() { return new Response("fake " + typeof s.FAKE); } };
+"""
+SHADOW = """
+export const FAKE = 1;
+export const HEADER = "x"; export function currentRequest() { return undefined; }
+export function runNamed(id, fn) { return fn(); } export function carryName(r) { return r; }
+export function wrapDefault(x) { return x; } export function connect() { return null; }
+"""
+
+
+@pytest.mark.parametrize("name", SHADOW_NAMES)
+async def test_a_module_cannot_shadow_the_platforms_sockets_or_requests(
+        walls: Walls, scene: dict[str, Any], name: str) -> None:
+    def b64(text: str) -> str:
+        return base64.b64encode(text.encode()).decode()
+
+    # The main module beside the shadow (`lib/index.js` imports `../__wdl/sockets.js`).
+    main = "lib/index.js" if name.startswith("lib/") else "index.js"
+    payload = {"main_module": main, "compatibility_date": "2025-11-17",
+               "modules": [{"name": main, "content_b64": b64(SHADOW_MAIN)},
+                           {"name": name, "content_b64": b64(SHADOW)}]}
+    auth = {"authorization": f"Bearer {walls.attacker.env['WDL_TOKEN']}"}
+    worker = "shadow" + hashlib.sha256(name.encode()).hexdigest()[:8]
+    base = f"/v1/namespaces/{ATTACKER}/workers/{worker}"
+    async with httpx.AsyncClient(base_url=walls.api, timeout=60) as client:
+        r = await client.post(f"{base}/versions", json=payload, headers=auth)
+        if r.status_code < 300:
+            done = await client.post(f"{base}/promote", headers=auth,
+                                     json={"version_id": r.json()["version_id"]})
+            assert done.status_code < 300, done.text
+    if r.status_code < 300:
+        # Accepted: then the platform's module is the one the tenant imports.
+        got = ""
+        for _ in range(40):
+            got = (await walls.attack(worker, "/", timeout=30)).text
+            if "worker_not_found" not in got:
+                break
+            await asyncio.sleep(0.25)
+        assert got == "fake undefined", (name, got)
+    else:
+        assert r.status_code == 400, r.text
+        assert r.json()["error"]["code"] in ("reserved_name", "invalid_bundle"), r.text
     await victim_unchanged(walls, scene)
