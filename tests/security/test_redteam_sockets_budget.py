@@ -53,8 +53,15 @@ def walls_env() -> dict[str, str]:
 
 # `probe` of the routes' red team, once with the platform's connect() (named after the
 # request) and once with workerd's own (a computed import: nothing appended).
+# A loader child's module as a string (its `cloudflare:sockets` is the child's own import).
+CHILD = ("import { connect } from 'cloudflare:sockets';\n" + PROBE_FN +
+         "\nexport default { async fetch(r) { const p = new URL(r.url).searchParams;"
+         " return new Response(await probe(p.get('to'), p.get('mode') || 'ssl',"
+         " Number(p.get('hold') || 0))); } };")
+
 WORKER = r"""
 import { connect as platformConnect } from "cloudflare:sockets";
+const CHILD = """ + json.dumps(CHILD) + r""";
 """ + PROBE_FN.replace("function probe(to, mode, hold)",
                        "function probe(to, mode, hold, connect = platformConnect)") + r"""
 export default {
@@ -66,6 +73,11 @@ export default {
       return new Response(request.headers.get("x-wdl-request-id") || "none");
     }
     if (u.pathname.endsWith("/binding")) return Response.json(env.HD ?? null);
+    if (u.pathname.endsWith("/child")) {
+      const child = env.LOADER.get("budget-child", () => ({
+        compatibilityDate: "2025-06-01", mainModule: "c.js", modules: { "c.js": CHILD } }));
+      return child.getEntrypoint().fetch(request);
+    }
     if (u.pathname.endsWith("/stream")) {
       // Its name first, then (still inside the request) the probe after `wait` ms.
       const { readable, writable } = new TransformStream();
@@ -92,7 +104,8 @@ export default {
 
 
 def bound(cid: str) -> str:
-    return f'\n[[hyperdrive]]\nbinding = "HD"\nid = "{cid}"\n'
+    return ('worker_loaders = [{binding = "LOADER"}]\n'
+            f'[[hyperdrive]]\nbinding = "HD"\nid = "{cid}"\n')
 
 
 def host(cid: str, port: int = 5432) -> str:
@@ -244,6 +257,31 @@ async def test_over_the_budget_a_hyperdrive_host_answers_in_postgres(
                 break
             await asyncio.sleep(0.25)
         assert got == "reply E connect() refused by the platform: Too many subrequests.", got
+    finally:
+        await walls.admin.wdl("ns", "limits", "set", "--ns", ATTACKER)
+    await victim_unchanged(walls, scene)
+
+
+async def test_a_loader_childs_connect_counts_against_the_parents_request(
+        walls: Walls, scene: dict[str, Any]) -> None:
+    """A request's loader child connects from the parent's request: its connections count
+    against that request's budget, as its fetch()es do. Before: the child's
+    `cloudflare:sockets` was workerd's own (the rewrite covered deployed modules only),
+    so a budget of 1 let the child open any number."""
+    aid = scene["aid"]
+    assert await probe(walls, ATTACKER, "budget", "/child", host(aid), hold=1) == REACHED
+    await walls.admin.wdl("ns", "limits", "set", "--subrequests", "1", "--ns", ATTACKER)
+    try:
+        got = ""
+        for _ in range(40):
+            # Its worker's own connect() first: the limit is in force.
+            if await probe(walls, ATTACKER, "budget", "/worker", host(aid), hold=1) != REACHED:
+                got = await probe(walls, ATTACKER, "budget", "/child", host(aid), hold=1)
+                break
+            await asyncio.sleep(0.25)
+        # The held connection is the one of the budget; the second is refused in
+        # PostgreSQL's protocol.
+        assert got == "reply E", got
     finally:
         await walls.admin.wdl("ns", "limits", "set", "--ns", ATTACKER)
     await victim_unchanged(walls, scene)
