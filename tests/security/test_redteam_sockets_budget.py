@@ -189,6 +189,11 @@ async def test_only_the_requests_own_name_opens_a_connection(
         "the victim's config by the victim's name": f"{vid}.hyperdrive.wdl.{victim_name}"
                                                     ".wdl-request:5432",
         "loopback by its own name": f"127.0.0.1.SELF.wdl-request:{scene['port']}",
+        "loopback in hex by its own name": f"0x7f.1.SELF.wdl-request:{scene['port']}",
+        "localhost by its own name": f"localhost.SELF.wdl-request:{scene['port']}",
+        "mapped IPv6 loopback by its own name":
+            f"[::ffff:127.0.0.1].SELF.wdl-request:{scene['port']}",
+        "IPv6 loopback inside the name": f"[::1.SELF.wdl-request]:{scene['port']}",
         "the victim's name on a bracketed host": f"[{own_host}.{victim_name}.wdl-request]"
                                                  ":5432",
     }
@@ -237,7 +242,7 @@ async def test_a_forged_name_spends_nothing_of_the_victims_request(
         # Two connections (`hold=1` then one more) of the request whose name was used.
         assert rest == REACHED, rest
     finally:
-        await walls.admin.wdl("ns", "limits", "set", "--ns", VICTIM)
+        await walls.admin.wdl("ns", "limits", "set", "--subrequests", "0", "--ns", VICTIM)
     await victim_unchanged(walls, scene)
 
 
@@ -258,7 +263,7 @@ async def test_over_the_budget_a_hyperdrive_host_answers_in_postgres(
             await asyncio.sleep(0.25)
         assert got == "reply E connect() refused by the platform: Too many subrequests.", got
     finally:
-        await walls.admin.wdl("ns", "limits", "set", "--ns", ATTACKER)
+        await walls.admin.wdl("ns", "limits", "set", "--subrequests", "0", "--ns", ATTACKER)
     await victim_unchanged(walls, scene)
 
 
@@ -269,7 +274,15 @@ async def test_a_loader_childs_connect_counts_against_the_parents_request(
     `cloudflare:sockets` was workerd's own (the rewrite covered deployed modules only),
     so a budget of 1 let the child open any number."""
     aid = scene["aid"]
-    assert await probe(walls, ATTACKER, "budget", "/child", host(aid), hold=1) == REACHED
+    # Control: without a limit (a test before may have set one: until it is lifted) the
+    # child's two connections reach the pooler.
+    control = ""
+    for _ in range(40):
+        control = await probe(walls, ATTACKER, "budget", "/child", host(aid), hold=1)
+        if control == REACHED:
+            break
+        await asyncio.sleep(0.25)
+    assert control == REACHED, control
     await walls.admin.wdl("ns", "limits", "set", "--subrequests", "1", "--ns", ATTACKER)
     try:
         got = ""
@@ -283,7 +296,7 @@ async def test_a_loader_childs_connect_counts_against_the_parents_request(
         # PostgreSQL's protocol.
         assert got == "reply E", got
     finally:
-        await walls.admin.wdl("ns", "limits", "set", "--ns", ATTACKER)
+        await walls.admin.wdl("ns", "limits", "set", "--subrequests", "0", "--ns", ATTACKER)
     await victim_unchanged(walls, scene)
 
 
