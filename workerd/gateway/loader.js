@@ -19,6 +19,7 @@ import { WorkerEntrypoint } from "cloudflare:workers";
 import TENANT_SHIM from "./shim_sources.js";
 import refusedFlags from "./refused-flags.json";
 import { released } from "./collect.js";
+import { rewriteSpecifiers } from "./self.js";
 
 // The pinned workerd's experimental flags (workerd/compatibility-flags.json): the data
 // plane runs with --experimental, which a tenant's Worker must never inherit.
@@ -142,6 +143,16 @@ export function childCode(raw, defaultOutbound) {
     // As for a deployed version (gateway.js tenantModules): the shim turns the
     // parent's binding stubs into API objects, requests.js names fetches.
     const spec = JSON.stringify(relativeTo("__wdl/main.js", mainModule));
+    // The child's `cloudflare:sockets` is the platform's too (self.js rewriteSpecifiers):
+    // its connect() inside the parent's request carries that request's name, so the
+    // connection counts against the parent's subrequest budget as the child's fetch()
+    // does. Without it a child opened any number past the budget.
+    for (const [name, m] of Object.entries(modules)) {
+      if (m && typeof m.js === "string" && m.js.includes("cloudflare:sockets")) {
+        modules[name] = { js: rewriteSpecifiers(m.js, {
+          "cloudflare:sockets": relativeTo(name, "__wdl/sockets.js") }) };
+      }
+    }
     Object.assign(modules, TENANT_SHIM);
     modules["__wdl/main.js"] = `import "./shim.js";\nimport { wrapDefault } from "./requests.js";\n` +
       `import * as tenant from ${spec};\nexport * from ${spec};\n` +

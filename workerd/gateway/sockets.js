@@ -194,7 +194,12 @@ export async function serveConnect(env, ctx, socket, namespace, policy, hyperdri
   const opened = (await socket.opened).localAddress;
   const { authority, name } = splitRequestName(opened);
   const over = name !== null && spend !== null ? spend(name) : null;
-  if (over) return refuseSocket(env, ctx, socket, namespace, policy, authority, over);
+  // Over the budget (or a name not its own), a Hyperdrive host is answered in
+  // PostgreSQL's protocol too: on a bare close postgres.js waits out its connect_timeout.
+  if (over) {
+    return refuseSocket(env, ctx, socket, namespace, policy, authority, over,
+                        isHyperdriveHost(authority));
+  }
   const route = socketRoute(env, policy, authority, hyperdrive);
   if (route.reason) {
     return refuseSocket(env, ctx, socket, namespace, policy, authority, route.reason,
