@@ -66,3 +66,18 @@ async def namespace_and_worker_docs(ctx: ApiContext, principal: Principal, names
     if doc is None:
         raise ApiError(404, "worker_not_found", f"worker {namespace}/{worker} not found")
     return ns_doc, doc
+
+
+async def bound_by_active(ctx: ApiContext, ns: str, kind: str, target: str) -> list[str]:
+    """Workers of `ns` whose active version binds the `kind` resource `target` (a resource
+    they use is deleted only with force)."""
+    users = []
+    for worker, doc in sorted((await ctx.reader.workers(ns)).items()):
+        active = doc.get("active_version")
+        if not active or doc.get("deleted"):
+            continue
+        meta = await ctx.reader.version(ns, worker, active) or {}
+        if any(b.get("kind") == kind and b.get("target") == target
+               for b in meta.get("bindings") or ()):
+            users.append(worker)
+    return users

@@ -32,9 +32,9 @@ from services.api.routes.common import (
     Ctx,
     IdemKey,
     Namespace,
+    bound_by_active,
     namespace_doc,
 )
-from services.api.routes.resources import _bound_by_active
 from services.d1.client import D1Client, D1Unavailable
 from services.d1.engine import statements
 
@@ -148,7 +148,7 @@ async def delete_database(ns: Namespace, name: DbName, ctx: Ctx, principal: Auth
                           force: Force = False, idem: IdemKey = None) -> dict[str, Any]:
     await _record(ctx, principal, ns, name, write=True)
     if not force:
-        users = await _bound_by_active(ctx, ns, "d1", name)
+        users = await bound_by_active(ctx, ns, "d1", name)
         if users:
             raise ApiError(409, "resource_in_use",
                            f"D1 database {name!r} is bound by the active version of "

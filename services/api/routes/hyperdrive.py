@@ -29,6 +29,7 @@ from services.api.routes.common import (
     Ctx,
     IdemKey,
     Namespace,
+    bound_by_active,
     namespace_doc,
 )
 from services.crypto.context import SecretContext
@@ -90,19 +91,6 @@ async def _find(ctx: ApiContext, ns: str, ref: str) -> dict[str, Any]:
         raise ApiError(404, "hyperdrive_not_found",
                        f"Hyperdrive config {ref!r} does not exist in namespace {ns}")
     return doc
-
-
-async def _bound_by_active(ctx: ApiContext, ns: str, cid: str) -> list[str]:
-    users = []
-    for worker, doc in sorted((await ctx.reader.workers(ns)).items()):
-        active = doc.get("active_version")
-        if not active or doc.get("deleted"):
-            continue
-        meta = await ctx.reader.version(ns, worker, active) or {}
-        if any(b.get("kind") == KIND and b.get("target") == cid
-               for b in meta.get("bindings") or ()):
-            users.append(worker)
-    return users
 
 
 @router.get("", responses=READ_ERRORS, summary="Hyperdrive configs of this namespace")
@@ -171,7 +159,7 @@ async def delete_config(ns: Namespace, ref: ConfigRef, ctx: Ctx, principal: Auth
     await namespace_doc(ctx, principal, ns, write=True)
     doc = await _find(ctx, ns, ref)
     if not force:
-        users = await _bound_by_active(ctx, ns, doc["config_id"])
+        users = await bound_by_active(ctx, ns, KIND, doc["config_id"])
         if users:
             raise ApiError(409, "resource_in_use",
                            f"Hyperdrive config {doc['name']!r} is bound by the active version "

@@ -36,10 +36,10 @@ from services.api.routes.common import (
     Ctx,
     IdemKey,
     Namespace,
+    bound_by_active,
     namespace_doc,
     worker_doc,
 )
-from services.api.routes.resources import _bound_by_active
 
 router = APIRouter(prefix="/v1/namespaces/{ns}/queues", tags=["queues"])
 QueueName = Annotated[str, Path(min_length=1, max_length=63, description="queue name")]
@@ -121,7 +121,7 @@ async def delete_queue(ns: Namespace, name: QueueName, ctx: Ctx, principal: Auth
     await namespace_doc(ctx, principal, ns, write=True)
     await _queue(ctx, ns, name)
     if not force:
-        users = await _bound_by_active(ctx, ns, "queue", name)
+        users = await bound_by_active(ctx, ns, "queue", name)
         if users:
             raise ApiError(409, "resource_in_use",
                            f"queue {name!r} is bound by the active version of "

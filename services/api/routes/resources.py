@@ -29,6 +29,7 @@ from services.api.routes.common import (
     Ctx,
     IdemKey,
     Namespace,
+    bound_by_active,
     namespace_doc,
 )
 
@@ -74,7 +75,7 @@ async def _delete(ctx: Ctx, principal: Auth, ns: str, kind: str, name: str, forc
         raise ApiError(404, f"{kind}_not_found" if kind != "kv" else "kv_namespace_not_found",
                        f"{label} {name!r} does not exist in namespace {ns}")
     if not force:
-        users = await _bound_by_active(ctx, ns, kind, name)
+        users = await bound_by_active(ctx, ns, kind, name)
         if users:
             # Refused here so nothing is written; the fold decides a racing promote.
             raise ApiError(409, "resource_in_use",
@@ -84,19 +85,6 @@ async def _delete(ctx: Ctx, principal: Auth, ns: str, kind: str, name: str, forc
     env = build(ctx, principal, deleted(namespace=ns, name=name, force=force),
                 idempotency=idempotency_key(principal, idem))
     return (await submit(ctx, env)).require_accepted(name=name).as_dict()
-
-
-async def _bound_by_active(ctx: Ctx, ns: str, kind: str, name: str) -> list[str]:
-    users = []
-    for worker, doc in sorted((await ctx.reader.workers(ns)).items()):
-        active = doc.get("active_version")
-        if not active or doc.get("deleted"):
-            continue
-        meta = await ctx.reader.version(ns, worker, active) or {}
-        if any(b.get("kind") == kind and b.get("target") == name
-               for b in meta.get("bindings") or ()):
-            users.append(worker)
-    return users
 
 
 def _register(kind: str) -> None:
