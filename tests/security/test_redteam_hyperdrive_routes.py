@@ -275,19 +275,27 @@ async def set_egress(walls: Walls, *args: str) -> None:
     await asyncio.sleep(1.5)  # the objects' route cache (1 s)
 
 
+async def two_configs(walls: Walls, origins: tuple[Origin, Origin],  # noqa: F811
+                      ) -> tuple[str, str, Actor]:
+    """The ids of the victim's config `vdb` and the attacker's `mine` (on the two
+    origins), and an admin actor of the victim's namespace to deploy with."""
+    admin = walls.admin
+    vid = (await admin.wdl("hyperdrive", "create", "vdb", "--ns", VICTIM,
+                           "--connection-string", "-", "--json",
+                           stdin=origins[0].url + "\n")).json()["id"]
+    aid = (await walls.attacker.wdl("hyperdrive", "create", "mine", "--ns", ATTACKER,
+                                    "--connection-string", "-", "--json",
+                                    stdin=origins[1].url + "\n")).json()["id"]
+    return vid, aid, Actor("victim-admin", admin.env, admin.workdir, VICTIM)
+
+
 @pytest.fixture(scope="module")
 async def scene(walls: Walls, origins: tuple[Origin, Origin],  # noqa: F811
                 walls_env: dict[str, str]) -> dict[str, Any]:
-    victim_origin, attacker_origin = origins
+    victim_origin = origins[0]
     admin, attacker = walls.admin, walls.attacker
-    vid = (await admin.wdl("hyperdrive", "create", "vdb", "--ns", VICTIM,
-                           "--connection-string", "-", "--json",
-                           stdin=victim_origin.url + "\n")).json()["id"]
-    victim = Actor("victim-admin", admin.env, admin.workdir, VICTIM)
+    vid, aid, victim = await two_configs(walls, origins)
     await victim.deploy(victim.project("vprobe", PROBE, bound(vid)))
-    aid = (await attacker.wdl("hyperdrive", "create", "mine", "--ns", ATTACKER,
-                              "--connection-string", "-", "--json",
-                              stdin=attacker_origin.url + "\n")).json()["id"]
     await attacker.deploy_js("hd", PROBE, bound(aid))
     await attacker.deploy_js("nobind", PROBE, BASE_TOML)
     # Baseline: each worker reaches the pooler for its own config, from every place.

@@ -33,14 +33,14 @@ import httpx
 import pytest
 
 from tests.integration.test_sockets import LOST
-from tests.security.rig import ATTACKER, VICTIM, Actor, Walls
+from tests.security.rig import ATTACKER, VICTIM, Walls
 from tests.security.test_hyperdrive_walls import (  # noqa: F401  (the fixture)
     Origin,
     _free_port,
     _login,
     origins,
 )
-from tests.security.test_redteam_hyperdrive_routes import PROBE_FN
+from tests.security.test_redteam_hyperdrive_routes import PROBE_FN, two_configs
 
 pytestmark = pytest.mark.security
 WALLS_COMPONENTS = ("hyperdrive",)
@@ -137,14 +137,8 @@ async def scene(walls: Walls, origins: tuple[Origin, Origin],  # noqa: F811
                 walls_env: dict[str, str]) -> dict[str, Any]:
     victim_origin, attacker_origin = origins
     admin, attacker = walls.admin, walls.attacker
-    vid = (await admin.wdl("hyperdrive", "create", "vdb", "--ns", VICTIM,
-                           "--connection-string", "-", "--json",
-                           stdin=victim_origin.url + "\n")).json()["id"]
-    victim = Actor("victim-admin", admin.env, admin.workdir, VICTIM)
+    vid, aid, victim = await two_configs(walls, origins)
     await victim.deploy(victim.project("vbudget", WORKER, bound(vid)))
-    aid = (await attacker.wdl("hyperdrive", "create", "mine", "--ns", ATTACKER,
-                              "--connection-string", "-", "--json",
-                              stdin=attacker_origin.url + "\n")).json()["id"]
     await attacker.deploy_js("budget", WORKER, bound(aid))
     assert await until(walls, VICTIM, "vbudget", host(vid)) == REACHED
     assert await until(walls, ATTACKER, "budget", host(aid)) == REACHED
